@@ -1,0 +1,32 @@
+"""svp_hf: Selection via Proxy (Coleman et al., ICLR 2020) for the Hugging Face ecosystem.
+
+A small, cheap proxy model ranks the training examples; the selected subset trains the large target model.
+"""
+
+__version__ = "0.1.0"
+
+from .api import prune, score, select, selected_indices  # noqa: E402
+from .data import BUILTIN_DATASETS, load_data  # noqa: E402
+from .errors import SVPConfigError  # noqa: E402
+from .methods import METHODS, get_method, list_methods, register_method  # noqa: E402
+from .models import FAMILIES, create_model, list_families, register_family, resolve_family  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "prune",
+    "score",
+    "select",
+    "selected_indices",
+    "load_data",
+    "BUILTIN_DATASETS",
+    "SVPConfigError",
+    "METHODS",
+    "get_method",
+    "list_methods",
+    "register_method",
+    "FAMILIES",
+    "create_model",
+    "list_families",
+    "register_family",
+    "resolve_family",
+]

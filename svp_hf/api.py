@@ -1,0 +1,229 @@
+"""The Python API: ``score`` (train the proxy once, score every method), ``select`` (a pure selection from scores)
+and ``prune`` (the two in one call)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from datasets import ClassLabel, Dataset, Features, Value
+
+from .config import DataArguments, SelectionArguments
+from .data import INDEX_COLUMN, SCORE_COLUMN, DataInfo, add_index, check_same_columns, inspect_dataset
+from .errors import SVPConfigError
+from .methods import get_method, resolve_methods
+from .models import ModelFamily, create_model, resolve_family
+from .scoring import compute_scores
+from .selection import n_to_keep, select_indices
+from .training import TrainingConfig, evaluate_accuracy, train_model
+
+COLUMN_KEYS = tuple(f.name for f in fields(DataArguments) if f.name.endswith("_column"))
+SELECTION_KEYS = tuple(f.name for f in fields(SelectionArguments))
+
+
+@dataclass
+class ScoringRun:
+    """Everything the scoring pipeline produced: the scores and what is needed to report on them."""
+
+    scores: Dataset
+    info: DataInfo
+    proxy: Any
+    family: ModelFamily
+    history: List[Dict[str, float]] = field(default_factory=list)
+    proxy_accuracy: Optional[float] = None
+    timings: Dict[str, float] = field(default_factory=dict)
+
+
+def _split_kwargs(kwargs: Dict[str, Any]):
+    unknown = sorted(set(kwargs) - set(COLUMN_KEYS) - set(SELECTION_KEYS))
+    if unknown:
+        raise SVPConfigError(f"unknown argument(s) {unknown}; known: {sorted(COLUMN_KEYS + SELECTION_KEYS)}")
+    columns = {k: v for k, v in kwargs.items() if k in COLUMN_KEYS}
+    selection = {k: v for k, v in kwargs.items() if k in SELECTION_KEYS}
+    return columns, selection
+
+
+def training_config(args: SelectionArguments, *, epochs: Optional[int] = None, learning_rate: Optional[float] = None) -> TrainingConfig:
+    return TrainingConfig(
+        epochs=int(epochs if epochs is not None else args.proxy_epochs),
+        batch_size=int(args.batch_size),
+        learning_rate=float(learning_rate if learning_rate is not None else args.learning_rate),
+        momentum=float(args.momentum),
+        weight_decay=float(args.weight_decay),
+        lr_schedule=args.lr_schedule,
+        seed=int(args.seed),
+        num_workers=int(args.dataloader_num_workers),
+        augment=bool(args.augment),
+    )
+
+
+def prepare_inputs(dataset: Dataset, model_name: str, columns: Dict[str, Any]):
+    """Resolve the model family and inspect the dataset for it; every check that needs no training."""
+    if not isinstance(dataset, Dataset):
+        raise SVPConfigError(f"expected a datasets.Dataset, got {type(dataset).__name__}")
+    family = resolve_family(model_name)
+    info = inspect_dataset(dataset, family.modality, **columns)
+    return family, info
+
+
+def labels_of(dataset: Dataset, info: DataInfo) -> np.ndarray:
+    return np.asarray(dataset.data.column(info.label_column).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def run_scoring(
+    dataset: Dataset,
+    args: SelectionArguments,
+    *,
+    family: ModelFamily,
+    info: DataInfo,
+    accelerator: Accelerator,
+    eval_dataset: Optional[Dataset] = None,
+    methods: Optional[Sequence[str]] = None,
+) -> ScoringRun:
+    """Train the proxy on `dataset` and score it with every method; evaluate the proxy on `eval_dataset` if given."""
+    chosen = resolve_methods(methods or args.methods)
+    set_seed(int(args.seed))
+    dataset = add_index(dataset)
+    timings: Dict[str, float] = {}
+    proxy = create_model(args.proxy, info, pretrained=bool(args.pretrained))
+    trained = train_model(
+        proxy,
+        family,
+        dataset,
+        info,
+        training_config(args),
+        accelerator,
+        track_forgetting=any(m.needs == "training" for m in chosen),
+        desc=f"proxy {args.proxy}",
+    )
+    timings["proxy_training"] = trained.seconds
+    start = time.perf_counter()
+    scores = compute_scores(
+        trained.model,
+        family,
+        dataset,
+        info,
+        chosen,
+        accelerator,
+        batch_size=int(args.batch_size),
+        seed=int(args.seed),
+        forgetting=trained.forgetting,
+        kcenter_chunk_size=int(args.kcenter_chunk_size),
+    )
+    timings["scoring"] = time.perf_counter() - start
+    proxy_accuracy = None
+    if eval_dataset is not None:
+        proxy_accuracy = evaluate_accuracy(
+            trained.model, family, eval_dataset, info, accelerator, batch_size=int(args.batch_size), desc="evaluate proxy"
+        )
+    return ScoringRun(
+        scores_dataset(dataset, info, scores),
+        info,
+        trained.model,
+        family,
+        trained.history,
+        proxy_accuracy,
+        timings,
+    )
+
+
+def scores_dataset(dataset: Dataset, info: DataInfo, scores: Dict[str, np.ndarray]) -> Dataset:
+    """`svp_index`, label and one float column per method, as a Dataset."""
+    label_feature = dataset.features[info.label_column]
+    if not isinstance(label_feature, ClassLabel):
+        label_feature = Value("int64")
+    features = Features({INDEX_COLUMN: Value("int64"), "label": label_feature, **{m: Value("float64") for m in scores}})
+    data = {INDEX_COLUMN: np.arange(len(dataset), dtype=np.int64), "label": labels_of(dataset, info)}
+    data.update({m: np.asarray(v, dtype=np.float64) for m, v in scores.items()})
+    return Dataset.from_dict(data, features=features)
+
+
+def score(
+    dataset: Dataset,
+    proxy: str = "resnet20",
+    methods: Union[str, Sequence[str]] = ("least_confidence",),
+    *,
+    eval_dataset: Optional[Dataset] = None,
+    accelerator: Optional[Accelerator] = None,
+    **kwargs,
+) -> Dataset:
+    """Train `proxy` on `dataset` once and return every method's per-example scores.
+
+    The result is a ``datasets.Dataset`` with ``svp_index`` (row in `dataset`), ``label`` and one float column per
+    method. Keyword arguments are the recipe's: ``proxy_epochs``, ``batch_size``, ``learning_rate``, ``seed``,
+    ``image_column``, ``label_column``, ...
+    """
+    methods = [methods] if isinstance(methods, str) else list(methods)
+    resolve_methods(methods)
+    columns, selection = _split_kwargs(kwargs)
+    args = SelectionArguments(proxy=proxy, method=methods[0], score_methods=methods[1:] or None, **selection)
+    family, info = prepare_inputs(dataset, proxy, columns)
+    if eval_dataset is not None:
+        check_same_columns(eval_dataset, info)
+    accelerator = accelerator or Accelerator()
+    return run_scoring(dataset, args, family=family, info=info, accelerator=accelerator, eval_dataset=eval_dataset).scores
+
+
+def selected_indices(
+    scores: Dataset, method: str, fraction: float, *, class_balanced: bool = False, seed: int = 0
+) -> np.ndarray:
+    """The indices (into the scored dataset) that `method` keeps at `fraction`: a pure function of the scores."""
+    spec = get_method(method)
+    if method not in scores.column_names:
+        scored = [c for c in scores.column_names if c not in (INDEX_COLUMN, "label")]
+        raise SVPConfigError(f"scores have no column for method {method!r} (scored: {scored}); score it first")
+    n_keep = n_to_keep(fraction, len(scores))
+    values = np.asarray(scores[method], dtype=np.float64)
+    labels = np.asarray(scores["label"]) if class_balanced else None
+    positions = select_indices(values, n_keep, descending=spec.descending, labels=labels, class_balanced=class_balanced, seed=seed)
+    return np.asarray(scores[INDEX_COLUMN], dtype=np.int64)[positions]
+
+
+def select(
+    dataset: Dataset,
+    scores: Dataset,
+    method: str = "least_confidence",
+    fraction: float = 0.5,
+    *,
+    class_balanced: bool = False,
+    seed: int = 0,
+) -> Dataset:
+    """Keep `fraction` of `dataset` by `method`'s scores, without training again.
+
+    Returns the kept rows in their original order with all original columns, plus ``svp_score`` (the method's score)
+    and ``svp_index`` (the row's index in `dataset`).
+    """
+    if len(scores) != len(dataset):
+        raise SVPConfigError(f"scores have {len(scores)} rows but the dataset has {len(dataset)}; score this dataset")
+    keep = selected_indices(scores, method, fraction, class_balanced=class_balanced, seed=seed)
+    by_index = np.empty(len(scores), dtype=np.float64)
+    by_index[np.asarray(scores[INDEX_COLUMN], dtype=np.int64)] = np.asarray(scores[method], dtype=np.float64)
+    pruned = dataset.select(keep)
+    pruned = pruned.remove_columns([c for c in (SCORE_COLUMN, INDEX_COLUMN) if c in pruned.column_names])
+    pruned = pruned.add_column(SCORE_COLUMN, by_index[keep].tolist(), feature=Value("float64"))
+    return pruned.add_column(INDEX_COLUMN, keep.tolist(), feature=Value("int64"))
+
+
+def prune(
+    dataset: Dataset,
+    proxy: str = "resnet20",
+    fraction: float = 0.5,
+    method: str = "least_confidence",
+    *,
+    accelerator: Optional[Accelerator] = None,
+    **kwargs,
+) -> Dataset:
+    """Train `proxy`, score `dataset` with `method` and keep `fraction` of it: :func:`score` then :func:`select`."""
+    n_to_keep(fraction, len(dataset))
+    get_method(method)
+    class_balanced = bool(kwargs.get("class_balanced", False))
+    seed = int(kwargs.get("seed", 0))
+    scores = score(dataset, proxy, [method], accelerator=accelerator, **kwargs)
+    return select(dataset, scores, method, fraction, class_balanced=class_balanced, seed=seed)
+
+
+__all__ = ["score", "select", "prune", "selected_indices", "run_scoring", "ScoringRun", "scores_dataset"]

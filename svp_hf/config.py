@@ -1,0 +1,163 @@
+"""Recipes: flat YAML files parsed into dataclasses with transformers' ``HfArgumentParser``.
+
+``python -m svp_hf.coreset RECIPE.yaml --key value ...``: the recipe's keys become defaults, command-line flags win.
+Every value is checked here, before any data is loaded or model trained.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import yaml
+
+from .errors import SVPConfigError
+from .selection import check_fraction
+
+
+def _help(text: str, **kwargs) -> Any:
+    return field(metadata={"help": text}, **kwargs)
+
+
+@dataclass
+class DataArguments:
+    dataset_name: Optional[str] = _help(
+        "A Hub dataset id, a builder ('parquet', 'imagefolder', ...) used with data_files, a local folder, or "
+        "'builtin:digits'.",
+        default=None,
+    )
+    dataset_config_name: Optional[str] = _help("The dataset's configuration name.", default=None)
+    data_files: Optional[str] = _help("Mapping split -> path(s) (a YAML mapping, or JSON on the command line).", default=None)
+    train_split: str = _help("The split to score and prune.", default="train")
+    eval_split: Optional[str] = _help("The split to evaluate proxy and target on (left unpruned); empty for none.", default="test")
+    image_column: Optional[str] = _help("The image column (default: the first datasets.Image column).", default=None)
+    label_column: Optional[str] = _help("The label column (default: the first ClassLabel column).", default=None)
+    max_train_samples: Optional[int] = _help("Use a seeded random subset of this many training rows.", default=None)
+    max_eval_samples: Optional[int] = _help("Use a seeded random subset of this many evaluation rows.", default=None)
+
+    def __post_init__(self):
+        if isinstance(self.data_files, str) and self.data_files.lstrip().startswith("{"):
+            try:
+                self.data_files = json.loads(self.data_files)
+            except json.JSONDecodeError as err:
+                raise SVPConfigError(f"data_files is not valid JSON: {err}") from None
+        if self.eval_split in ("", "none", "None"):
+            self.eval_split = None
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:
+                raise SVPConfigError(f"{name} must be at least 1, got {value}")
+
+
+@dataclass
+class SelectionArguments:
+    proxy: str = _help("The proxy model: a timm name (resnet20, resnet18, ...) or another registered family.", default="resnet20")
+    proxy_epochs: int = _help("Epochs of proxy training ('fewer epochs' makes a cheaper proxy).", default=10)
+    batch_size: int = _help("Batch size per process for training and scoring.", default=128)
+    learning_rate: float = _help("Peak SGD learning rate.", default=0.1)
+    momentum: float = _help("SGD momentum.", default=0.9)
+    weight_decay: float = _help("SGD weight decay.", default=5e-4)
+    lr_schedule: str = _help("Learning-rate schedule: step (SVP's, scaled to the epochs), cosine or constant.", default="step")
+    method: str = _help("The selection method (see svp_hf.list_methods()).", default="least_confidence")
+    score_methods: Optional[List[str]] = _help("More methods to score alongside `method` (one column each in scores.parquet).", default=None)
+    fraction: float = _help("Share of training rows kept, in (0, 1].", default=0.5)
+    class_balanced: bool = _help("Keep the same share of every class.", default=False)
+    seed: int = _help("Seed for data order, initialisation, random selection and tie-breaking.", default=0)
+    pretrained: bool = _help("Load pretrained weights for the proxy and target (needs them locally or the Hub).", default=False)
+    augment: bool = _help("Augment training images (pad-and-crop plus flip, or timm's transforms).", default=True)
+    dataloader_num_workers: int = _help("DataLoader worker processes.", default=0)
+    kcenter_chunk_size: int = _help("Rows per distance block in k-centers (bounds its memory).", default=16384)
+
+    def __post_init__(self):
+        from .methods import get_method
+        from .training import LR_SCHEDULES
+
+        self.fraction = check_fraction(self.fraction)
+        get_method(self.method)
+        if isinstance(self.score_methods, str):
+            self.score_methods = [m for m in self.score_methods.replace(",", " ").split() if m]
+        for m in self.score_methods or []:
+            get_method(m)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise SVPConfigError(f"unknown lr_schedule {self.lr_schedule!r}; available: {', '.join(LR_SCHEDULES.names())}")
+        for name in ("proxy_epochs", "batch_size", "kcenter_chunk_size"):
+            if int(getattr(self, name)) < 1:
+                raise SVPConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not float(self.learning_rate) > 0:
+            raise SVPConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+        if not self.proxy:
+            raise SVPConfigError("proxy must name a model")
+
+    @property
+    def methods(self) -> List[str]:
+        return list(dict.fromkeys([self.method] + list(self.score_methods or [])))
+
+
+@dataclass
+class RunArguments:
+    target: Optional[str] = _help("The target model trained on the selected subset (empty: no target training).", default=None)
+    target_epochs: int = _help("Epochs of target training.", default=10)
+    target_learning_rate: Optional[float] = _help("Target learning rate (default: learning_rate).", default=None)
+    output_dir: str = _help("Where dataset/, scores.parquet and metrics.json are written.", default="outputs/svp")
+    overwrite_output_dir: bool = _help("Replace a result already in output_dir.", default=False)
+    mixed_precision: Optional[str] = _help("no, fp16 or bf16 (default: Accelerate's config).", default=None)
+    report_to: Optional[str] = _help("Accelerate trackers to log to (tensorboard, wandb, all).", default=None)
+
+    def __post_init__(self):
+        if self.target in ("", "none", "None"):
+            self.target = None
+        if int(self.target_epochs) < 1:
+            raise SVPConfigError(f"target_epochs must be at least 1, got {self.target_epochs}")
+        if self.mixed_precision not in (None, "no", "fp16", "bf16", "fp8"):
+            raise SVPConfigError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        if not self.output_dir:
+            raise SVPConfigError("output_dir must be set")
+
+
+RECIPE_DATACLASSES = (DataArguments, SelectionArguments, RunArguments)
+
+
+def recipe_keys(dataclass_types: Sequence[type] = RECIPE_DATACLASSES) -> List[str]:
+    return [f.name for dc in dataclass_types for f in fields(dc)]
+
+
+def read_recipe(path: str, dataclass_types: Sequence[type] = RECIPE_DATACLASSES) -> Dict[str, Any]:
+    """A recipe file's keys and values, checked against the known keys."""
+    if not os.path.isfile(path):
+        raise SVPConfigError(f"recipe {path!r} not found")
+    try:
+        with open(path, encoding="utf-8") as f:
+            recipe = yaml.safe_load(f) if not path.endswith(".json") else json.load(f)
+    except (yaml.YAMLError, json.JSONDecodeError) as err:
+        raise SVPConfigError(f"recipe {path!r} is not valid YAML: {err}") from None
+    if recipe is None:
+        recipe = {}
+    if not isinstance(recipe, dict):
+        raise SVPConfigError(f"recipe {path!r} must be a mapping of keys to values, got {type(recipe).__name__}")
+    known = set(recipe_keys(dataclass_types))
+    unknown = sorted(set(recipe) - known)
+    if unknown:
+        raise SVPConfigError(f"unknown recipe key(s) {unknown} in {path!r}; known keys: {sorted(known)}")
+    return recipe
+
+
+def parse_args(
+    argv: Optional[Sequence[str]] = None, dataclass_types: Sequence[type] = RECIPE_DATACLASSES
+) -> Tuple[Any, ...]:
+    """Parse ``[RECIPE.yaml] [--key value ...]`` into instances of `dataclass_types`; flags override the recipe."""
+    from transformers import HfArgumentParser
+
+    argv = list(argv or [])
+    parser = HfArgumentParser(list(dataclass_types))
+    if argv and not argv[0].startswith("-"):
+        parser.set_defaults(**read_recipe(argv.pop(0), dataclass_types))
+    parsed = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    *instances, remaining = parsed
+    if remaining:
+        raise SVPConfigError(f"unknown argument(s) {remaining}; known keys: {recipe_keys(dataclass_types)}")
+    return tuple(instances)
+
+
+__all__ = ["DataArguments", "SelectionArguments", "RunArguments", "read_recipe", "parse_args", "recipe_keys"]

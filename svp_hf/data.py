@@ -1,0 +1,286 @@
+"""Data stage: load a dataset from a recipe, find and check its columns, and turn rows into model-ready batches.
+
+Column detection and preprocessing are registered per modality (``"image"`` here), keyed by the modality of the
+model family that will read the data, so a new modality plugs in without touching the pipeline.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import datasets
+import numpy as np
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict, Value
+
+from .errors import SVPConfigError
+from .registry import Registry
+
+INDEX_COLUMN = "svp_index"
+SCORE_COLUMN = "svp_score"
+SMALL_IMAGE_MAX_SIDE = 64
+
+
+@dataclass
+class DataInfo:
+    """What svp_hf learned about a dataset's columns: where inputs and labels are and what they look like."""
+
+    modality: str
+    input_columns: List[str]
+    label_column: str
+    num_classes: int
+    class_names: Optional[List[str]] = None
+    extra: Dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Modality:
+    name: str
+    inspect: Callable[..., DataInfo]
+
+
+MODALITIES: Registry[Modality] = Registry("modality")
+
+
+def register_modality(name: str):
+    def _wrap(fn: Callable[..., DataInfo]):
+        MODALITIES.register(name, Modality(name, fn))
+        return fn
+
+    return _wrap
+
+
+# --- loading -------------------------------------------------------------------------------------------------------
+
+BUILTIN_DATASETS: Registry[Callable[[], DatasetDict]] = Registry("built-in dataset")
+
+
+@BUILTIN_DATASETS.register("builtin:digits")
+def digits_dataset(seed: int = 0) -> DatasetDict:
+    """scikit-learn's 1,797 8x8 handwritten digits as an image dataset (train 80% / test 20%, stratified)."""
+    from PIL import Image as PILImage
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = np.clip(digits.images * 16.0, 0, 255).astype(np.uint8)
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": ClassLabel(names=[str(i) for i in range(10)])}
+    )
+    ds = Dataset.from_dict(
+        {"image": [PILImage.fromarray(p, mode="L") for p in pixels], "label": digits.target.tolist()},
+        features=features,
+    )
+    return ds.train_test_split(test_size=0.2, stratify_by_column="label", seed=seed)
+
+
+_BUILDER_BY_EXTENSION = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".arrow": "arrow"}
+
+
+def _infer_builder(data_files) -> str:
+    files = list(data_files.values()) if isinstance(data_files, dict) else [data_files]
+    flat = [f for fs in files for f in ([fs] if isinstance(fs, str) else fs)]
+    exts = {os.path.splitext(f)[1].lower() for f in flat}
+    builders = {_BUILDER_BY_EXTENSION.get(e) for e in exts}
+    if len(builders) != 1 or None in builders:
+        raise SVPConfigError(f"cannot tell the format of data_files {flat}; set dataset_name (e.g. 'parquet')")
+    return builders.pop()
+
+
+def load_data(
+    dataset_name: Optional[str],
+    dataset_config_name: Optional[str] = None,
+    data_files=None,
+    streaming: bool = False,
+) -> DatasetDict:
+    """Load a dataset by Hub id, builder name (with `data_files`), local folder, or ``builtin:NAME``."""
+    if dataset_name is None and not data_files:
+        raise SVPConfigError("no data: set dataset_name (a Hub id, builder or folder) or data_files")
+    if dataset_name in BUILTIN_DATASETS:
+        return BUILTIN_DATASETS.get(dataset_name)()
+    if dataset_name is None:
+        dataset_name = _infer_builder(data_files)
+    if isinstance(data_files, str) and not os.path.isabs(data_files) and data_files.startswith("{"):
+        raise SVPConfigError("data_files looks like JSON but was not parsed; pass a mapping split -> path(s)")
+    try:
+        return datasets.load_dataset(dataset_name, dataset_config_name, data_files=data_files, streaming=streaming)
+    except Exception as err:  # the datasets library raises many types; name what failed in one clear error
+        raise SVPConfigError(
+            f"could not load dataset {dataset_name!r}"
+            + (f" (config {dataset_config_name!r})" if dataset_config_name else "")
+            + (f" with data_files={data_files!r}" if data_files else "")
+            + f": {type(err).__name__}: {err}"
+        ) from err
+
+
+def get_split(data: DatasetDict, split: str, role: str) -> Dataset:
+    if split not in data:
+        raise SVPConfigError(f"{role} split {split!r} not found; the dataset has splits {sorted(data)}")
+    return data[split]
+
+
+def add_index(dataset: Dataset) -> Dataset:
+    """Add the `svp_index` column (each row's position in `dataset`) unless it is already there."""
+    if INDEX_COLUMN in dataset.column_names:
+        return dataset
+    return dataset.add_column(INDEX_COLUMN, np.arange(len(dataset), dtype=np.int64))
+
+
+# --- column detection and checks ----------------------------------------------------------------------------------
+
+
+def _check_column(dataset: Dataset, column: str, what: str) -> None:
+    if column not in dataset.column_names:
+        raise SVPConfigError(f"{what} column {column!r} not found; the dataset has columns {dataset.column_names}")
+
+
+def find_label_column(dataset: Dataset, label_column: Optional[str] = None) -> Tuple[str, int, Optional[List[str]]]:
+    """Find the label column (named, else the first ClassLabel, else an integer 'label'/'labels' column).
+
+    Returns the column, the number of classes and the class names (when the column is a ClassLabel).
+    """
+    features = dataset.features
+    if label_column is None:
+        candidates = [c for c, f in features.items() if isinstance(f, ClassLabel)]
+        candidates += [c for c in ("label", "labels") if c in features and c not in candidates]
+        if not candidates:
+            raise SVPConfigError(
+                f"no label column found (no ClassLabel, no 'label' column) in {dataset.column_names}; "
+                "name it with label_column="
+            )
+        label_column = candidates[0]
+    _check_column(dataset, label_column, "label")
+    feature = features[label_column]
+    if isinstance(feature, ClassLabel):
+        num_classes, names = feature.num_classes, list(feature.names)
+    elif isinstance(feature, Value) and feature.dtype.startswith(("int", "uint")):
+        num_classes, names = None, None
+    else:
+        raise SVPConfigError(f"label column {label_column!r} must hold integer class ids, but its feature is {feature}")
+    labels = np.asarray(dataset.data.column(label_column).to_numpy(zero_copy_only=False))
+    if labels.dtype == object or dataset.data.column(label_column).null_count:
+        raise SVPConfigError(f"label column {label_column!r} has missing labels")
+    if len(labels) and labels.min() < 0:
+        raise SVPConfigError(f"label column {label_column!r} has negative labels (e.g. {labels.min()})")
+    if num_classes is None:
+        num_classes = int(labels.max()) + 1 if len(labels) else 0
+    elif len(labels) and labels.max() >= num_classes:
+        raise SVPConfigError(f"label column {label_column!r} has label {labels.max()} outside its {num_classes} classes")
+    return label_column, num_classes, names
+
+
+@register_modality("image")
+def inspect_image_dataset(
+    dataset: Dataset, *, image_column: Optional[str] = None, label_column: Optional[str] = None, **_
+) -> DataInfo:
+    """Find the image and label columns, and read channels and size off the first image."""
+    if len(dataset) == 0:
+        raise SVPConfigError("the dataset is empty: there is nothing to score or select")
+    features = dataset.features
+    if image_column is None:
+        images = [c for c, f in features.items() if isinstance(f, datasets.Image)]
+        if not images:
+            raise SVPConfigError(
+                f"no image column found (no datasets.Image feature) in {dataset.column_names}; "
+                "name it with image_column="
+            )
+        image_column = images[0]
+    _check_column(dataset, image_column, "image")
+    if not isinstance(features[image_column], datasets.Image):
+        raise SVPConfigError(f"column {image_column!r} is not an image column: its feature is {features[image_column]}")
+    label_column, num_classes, names = find_label_column(dataset, label_column)
+    if num_classes < 2:
+        raise SVPConfigError(f"label column {label_column!r} has {num_classes} class(es); at least 2 are needed")
+    first = dataset[0][image_column]
+    small = max(first.height, first.width) <= SMALL_IMAGE_MAX_SIDE
+    # Larger images go through timm's (RGB) transforms; small grayscale ones keep their single channel.
+    in_chans = 1 if small and first.mode in ("1", "L", "I", "I;16", "F") else 3
+    return DataInfo(
+        "image",
+        [image_column],
+        label_column,
+        num_classes,
+        names,
+        extra={"in_chans": in_chans, "image_size": (first.height, first.width)},
+    )
+
+
+def inspect_dataset(dataset: Dataset, modality: str, **columns) -> DataInfo:
+    try:
+        spec = MODALITIES.get(modality)
+    except KeyError as err:
+        raise SVPConfigError(err.args[0]) from None
+    return spec.inspect(dataset, **columns)
+
+
+def check_same_columns(eval_dataset: Dataset, info: DataInfo) -> None:
+    for column in info.input_columns + [info.label_column]:
+        _check_column(eval_dataset, column, "evaluation split's")
+
+
+# --- preprocessing: rows -> tensors ---------------------------------------------------------------------------------
+
+
+def image_transform(model: torch.nn.Module, info: DataInfo, train: bool, augment: bool = True) -> Callable:
+    """The torchvision transform for `model`: small images (CIFAR-sized) get the standard pad-and-crop plus flip,
+    larger ones timm's own transforms from the model's data config."""
+    import timm.data
+    from torchvision import transforms as T
+
+    cfg = timm.data.resolve_data_config({}, model=model)
+    height, width = info.extra["image_size"]
+    in_chans = info.extra["in_chans"]
+    if max(height, width) > SMALL_IMAGE_MAX_SIDE:
+        return timm.data.create_transform(**cfg, is_training=train and augment)
+    mean, std = list(cfg["mean"]), list(cfg["std"])
+    if len(mean) != in_chans:  # e.g. grayscale input to a model configured for RGB statistics
+        mean, std = [float(np.mean(mean))] * in_chans, [float(np.mean(std))] * in_chans
+    steps = []
+    if train and augment:
+        steps += [T.RandomCrop((height, width), padding=max(1, round(max(height, width) / 8))), T.RandomHorizontalFlip()]
+    steps += [T.ToTensor(), T.Normalize(mean, std)]
+    return T.Compose(steps)
+
+
+def image_dataset(dataset: Dataset, model: torch.nn.Module, info: DataInfo, train: bool, augment: bool = True):
+    """`dataset` reduced to image, label and index, decoded and transformed on the fly with ``with_transform``."""
+    column, label = info.input_columns[0], info.label_column
+    transform = image_transform(model, info, train, augment)
+    mode = "L" if info.extra["in_chans"] == 1 else "RGB"
+
+    def _apply(batch):
+        return {
+            "pixel_values": [transform(img.convert(mode)) for img in batch[column]],
+            "labels": batch[label],
+            INDEX_COLUMN: batch[INDEX_COLUMN],
+        }
+
+    return add_index(dataset).select_columns([column, label, INDEX_COLUMN]).with_transform(_apply)
+
+
+def collate_image_batch(rows: Sequence[dict]) -> Dict[str, torch.Tensor]:
+    return {
+        "pixel_values": torch.stack([r["pixel_values"] for r in rows]),
+        "labels": torch.tensor([r["labels"] for r in rows], dtype=torch.long),
+        INDEX_COLUMN: torch.tensor([r[INDEX_COLUMN] for r in rows], dtype=torch.long),
+    }
+
+
+__all__ = [
+    "DataInfo",
+    "MODALITIES",
+    "register_modality",
+    "BUILTIN_DATASETS",
+    "load_data",
+    "get_split",
+    "add_index",
+    "find_label_column",
+    "inspect_dataset",
+    "check_same_columns",
+    "image_transform",
+    "image_dataset",
+    "collate_image_batch",
+    "INDEX_COLUMN",
+    "SCORE_COLUMN",
+]

@@ -1,0 +1,136 @@
+"""Selection methods: each is a named scorer plus the order in which its scores are kept.
+
+A method is registered once with :func:`register_method`. Its scorer turns what the proxy produced into one float per
+example; the generic, pure selector in :mod:`svp_hf.selection` then keeps the top of that ranking. What a scorer
+needs decides when it runs:
+
+- ``"logits"``: called on every scoring batch with the softmax probabilities and labels (streamed, never the whole
+  dataset's logits at once);
+- ``"embeddings"``: called once with the penultimate-layer embeddings of every example;
+- ``"training"``: called once with the :class:`~svp_hf.training.ForgettingTracker` filled during proxy training;
+- ``"none"``: called once with the number of examples (the random baseline).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, List, Sequence
+
+import numpy as np
+import torch
+
+from .errors import SVPConfigError
+from .registry import Registry
+
+NEEDS = ("logits", "embeddings", "training", "none")
+
+
+@dataclass(frozen=True)
+class SelectionMethod:
+    name: str
+    scorer: Callable
+    needs: str
+    descending: bool = True
+    description: str = ""
+
+    @property
+    def keeps(self) -> str:
+        return "highest" if self.descending else "lowest"
+
+
+METHODS: Registry[SelectionMethod] = Registry("selection method")
+
+
+def register_method(name: str, *, needs: str, descending: bool = True):
+    """Decorator registering a scorer as selection method `name`.
+
+    `descending=True` keeps the examples with the highest scores; `False` keeps the lowest (e.g. margin).
+    """
+    if needs not in NEEDS:
+        raise ValueError(f"needs must be one of {NEEDS}, got {needs!r}")
+
+    def _wrap(fn: Callable) -> Callable:
+        doc = (fn.__doc__ or "").strip().splitlines()
+        METHODS.register(name, SelectionMethod(name, fn, needs, descending, doc[0] if doc else ""))
+        return fn
+
+    return _wrap
+
+
+def get_method(name: str) -> SelectionMethod:
+    try:
+        return METHODS.get(name)
+    except KeyError as err:
+        raise SVPConfigError(err.args[0]) from None
+
+
+def list_methods() -> List[str]:
+    return METHODS.names()
+
+
+def resolve_methods(names: Sequence[str] | str) -> List[SelectionMethod]:
+    if isinstance(names, str):
+        names = [names]
+    if not names:
+        raise SVPConfigError("at least one selection method is needed")
+    return [get_method(n) for n in dict.fromkeys(names)]
+
+
+# --- uncertainty scorers: per batch, from softmax probabilities -------------------------------------------------
+
+
+@register_method("least_confidence", needs="logits")
+def least_confidence(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """1 - max softmax probability; keeps the least confident examples."""
+    return 1.0 - probs.max(dim=-1).values
+
+
+@register_method("entropy", needs="logits")
+def entropy(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Predictive entropy -sum p log p; keeps the most uncertain examples."""
+    return -(probs * torch.log(probs.clamp_min(1e-12))).sum(dim=-1)
+
+
+@register_method("margin", needs="logits", descending=False)
+def margin(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Top-1 minus top-2 probability; keeps the smallest margins (most uncertain)."""
+    if probs.shape[-1] < 2:
+        return torch.zeros(probs.shape[0], dtype=probs.dtype, device=probs.device)
+    top2 = probs.topk(2, dim=-1).values
+    return top2[:, 0] - top2[:, 1]
+
+
+@register_method("el2n", needs="logits")
+def el2n(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """EL2N: L2 norm of softmax minus one-hot label (Paul et al. 2021); keeps the highest."""
+    one_hot = torch.nn.functional.one_hot(labels.long(), probs.shape[-1]).to(probs.dtype)
+    return torch.linalg.vector_norm(probs - one_hot, dim=-1)
+
+
+# --- dataset-level scorers ----------------------------------------------------------------------------------------
+
+
+@register_method("forgetting", needs="training")
+def forgetting(tracker) -> np.ndarray:
+    """Forgetting events over proxy training (never-learned examples count as infinite); keeps the most forgotten."""
+    return tracker.scores()
+
+
+@register_method("kcenter", needs="embeddings")
+def kcenter(embeddings: np.ndarray, seed: int, chunk_size: int = 16384) -> np.ndarray:
+    """Greedy k-centers on penultimate embeddings: distance to the nearest center when picked; keeps the highest."""
+    from .selection import greedy_k_center
+
+    order, dists = greedy_k_center(embeddings, seed=seed, chunk_size=chunk_size)
+    scores = np.empty(len(order), dtype=np.float64)
+    scores[order] = dists
+    return scores
+
+
+@register_method("random", needs="none")
+def random(n: int, seed: int) -> np.ndarray:
+    """Uniform random scores from the seed: the baseline every method is compared with."""
+    return np.random.default_rng(seed).random(n)
+
+
+__all__ = ["SelectionMethod", "METHODS", "register_method", "get_method", "list_methods", "resolve_methods"]

@@ -1,0 +1,218 @@
+"""Training stage: one Accelerate loop trains proxies and targets alike, and records forgetting events as it goes."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.logging import get_logger
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .data import INDEX_COLUMN, DataInfo
+from .registry import Registry
+
+logger = get_logger(__name__)
+
+LR_SCHEDULES: Registry = Registry("learning-rate schedule")
+
+
+@LR_SCHEDULES.register("step")
+def step_schedule(progress: float) -> float:
+    """SVP's CIFAR schedule scaled to any length: 1/181 warm-up at 0.1x, then 1x, 0.1x from 91/181, 0.01x from 136/181."""
+    if progress < 1 / 181:
+        return 0.1
+    if progress < 91 / 181:
+        return 1.0
+    if progress < 136 / 181:
+        return 0.1
+    return 0.01
+
+
+@LR_SCHEDULES.register("cosine")
+def cosine_schedule(progress: float) -> float:
+    """Cosine decay from the base rate to zero."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+@LR_SCHEDULES.register("constant")
+def constant_schedule(progress: float) -> float:
+    """The base rate throughout."""
+    return 1.0
+
+
+@dataclass
+class TrainingConfig:
+    epochs: int = 1
+    batch_size: int = 128
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    lr_schedule: str = "step"
+    seed: int = 0
+    num_workers: int = 0
+    augment: bool = True
+
+
+class ForgettingTracker:
+    """Per-example correctness recorded on every presentation during training (Toneva et al. 2019).
+
+    A forgetting event is a correct -> incorrect transition between consecutive presentations of an example;
+    examples never predicted correctly score ``inf`` so they rank first.
+    """
+
+    def __init__(self, n: int):
+        self.last_correct = np.zeros(n, dtype=bool)
+        self.ever_correct = np.zeros(n, dtype=bool)
+        self.events = np.zeros(n, dtype=np.int64)
+        self.presentations = np.zeros(n, dtype=np.int64)
+
+    def update(self, indices: np.ndarray, correct: np.ndarray) -> None:
+        indices = np.asarray(indices, dtype=np.int64)
+        correct = np.asarray(correct, dtype=bool)
+        # Process in order so that an index seen twice in one update is two presentations.
+        for chunk_idx, chunk_correct in _unique_runs(indices, correct):
+            self.events[chunk_idx] += self.last_correct[chunk_idx] & ~chunk_correct
+            self.last_correct[chunk_idx] = chunk_correct
+            self.ever_correct[chunk_idx] |= chunk_correct
+            self.presentations[chunk_idx] += 1
+
+    def scores(self) -> np.ndarray:
+        scores = self.events.astype(np.float64)
+        scores[~self.ever_correct] = np.inf
+        return scores
+
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in vars(self).items()}
+
+    def load_state_dict(self, state: Dict[str, np.ndarray]) -> None:
+        for k, v in state.items():
+            setattr(self, k, np.asarray(v).copy())
+
+
+def _unique_runs(indices: np.ndarray, correct: np.ndarray):
+    """Split an update into runs with no repeated index, keeping order."""
+    if len(np.unique(indices)) == len(indices):
+        yield indices, correct
+        return
+    seen: set = set()
+    start = 0
+    for i, idx in enumerate(indices.tolist()):
+        if idx in seen:
+            yield indices[start:i], correct[start:i]
+            seen, start = set(), i
+        seen.add(idx)
+    yield indices[start:], correct[start:]
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    history: List[Dict[str, float]] = field(default_factory=list)
+    forgetting: Optional[ForgettingTracker] = None
+    seconds: float = 0.0
+
+
+def make_loader(dataset, collate_fn, batch_size: int, *, shuffle: bool, seed: int = 0, num_workers: int = 0):
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        collate_fn=collate_fn,
+        num_workers=num_workers,
+        generator=generator,
+    )
+
+
+def train_model(
+    model: torch.nn.Module,
+    family,
+    dataset,
+    info: DataInfo,
+    config: TrainingConfig,
+    accelerator: Accelerator,
+    *,
+    track_forgetting: bool = False,
+    desc: str = "train",
+) -> TrainResult:
+    """Train `model` on `dataset` (a ``datasets.Dataset`` with `svp_index`) with SGD, momentum and an LR schedule."""
+    start = time.perf_counter()
+    train_ds = family.dataset(dataset, model, info, train=True, augment=config.augment)
+    loader = make_loader(
+        train_ds, family.collate, config.batch_size, shuffle=True, seed=config.seed, num_workers=config.num_workers
+    )
+    total_steps = max(1, config.epochs * len(loader))  # in single-process steps: Accelerate scales for N processes
+    schedule = LR_SCHEDULES.get(config.lr_schedule)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step / total_steps))
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    tracker = ForgettingTracker(len(dataset)) if track_forgetting else None
+    history = []
+    for epoch in range(config.epochs):
+        model.train()
+        loss_sum, correct_sum, seen = 0.0, 0, 0
+        bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{config.epochs}", disable=not accelerator.is_local_main_process)
+        for batch in bar:
+            logits = family.logits(model, batch)
+            loss = F.cross_entropy(logits, batch["labels"])
+            accelerator.backward(loss)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            correct = logits.detach().argmax(dim=-1) == batch["labels"]
+            indices, correct, losses = accelerator.gather_for_metrics(
+                (batch[INDEX_COLUMN], correct, loss.detach().expand(correct.shape[0]))
+            )
+            if tracker is not None:
+                tracker.update(indices.cpu().numpy(), correct.cpu().numpy())
+            loss_sum += float(losses.float().sum())
+            correct_sum += int(correct.sum())
+            seen += int(correct.numel())
+            bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.3f}", acc=f"{correct_sum / max(seen, 1):.3f}")
+        record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "accuracy": correct_sum / max(seen, 1)}
+        history.append(record)
+        logger.info(f"{desc} epoch {epoch + 1}: loss {record['loss']:.4f}, train accuracy {record['accuracy']:.4f}")
+        if accelerator.trackers:
+            accelerator.log({f"{desc}/{k}": v for k, v in record.items() if k != "epoch"}, step=epoch + 1)
+    model = accelerator.unwrap_model(model)
+    accelerator.free_memory()
+    return TrainResult(model, history, tracker, time.perf_counter() - start)
+
+
+@torch.no_grad()
+def evaluate_accuracy(
+    model: torch.nn.Module, family, dataset, info: DataInfo, accelerator: Accelerator, *, batch_size: int = 256,
+    desc: str = "evaluate",
+) -> float:
+    """Top-1 accuracy of `model` on `dataset`, every example counted exactly once across processes."""
+    eval_ds = family.dataset(dataset, model, info, train=False)
+    loader = accelerator.prepare(make_loader(eval_ds, family.collate, batch_size, shuffle=False))
+    model = model.to(accelerator.device).eval()
+    correct, total = 0, 0
+    for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process):
+        with accelerator.autocast():
+            logits = family.logits(model, batch)
+        hits = accelerator.gather_for_metrics(logits.argmax(dim=-1) == batch["labels"])
+        correct += int(hits.sum())
+        total += int(hits.numel())
+    return correct / max(total, 1)
+
+
+__all__ = [
+    "LR_SCHEDULES",
+    "TrainingConfig",
+    "ForgettingTracker",
+    "TrainResult",
+    "make_loader",
+    "train_model",
+    "evaluate_accuracy",
+]

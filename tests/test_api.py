@@ -1,0 +1,109 @@
+import numpy as np
+import pytest
+
+import svp_hf
+from svp_hf.errors import SVPConfigError
+
+
+@pytest.fixture(scope="module")
+def scored(tiny_digits):
+    train, test = tiny_digits
+    methods = ["least_confidence", "entropy", "margin", "forgetting", "el2n", "kcenter", "random"]
+    return svp_hf.score(train, proxy="resnet20", methods=methods, proxy_epochs=2, batch_size=64, seed=0)
+
+
+def test_score_returns_every_method_keyed_by_index(scored, tiny_digits):
+    train, _ = tiny_digits
+    assert scored.column_names == ["svp_index", "label", "least_confidence", "entropy", "margin", "forgetting", "el2n", "kcenter", "random"]
+    assert scored["svp_index"] == list(range(len(train)))
+    assert scored["label"] == train["label"]
+    assert scored.features["label"] == train.features["label"]
+    for m in ("least_confidence", "entropy", "margin", "el2n", "random"):
+        values = np.asarray(scored[m])
+        assert np.isfinite(values).all() and values.min() >= 0
+    assert np.asarray(scored["least_confidence"]).max() <= 0.9 + 1e-6
+    forgetting = np.asarray(scored["forgetting"])
+    finite = forgetting[np.isfinite(forgetting)]
+    assert len(finite) > 0 and (finite >= 0).all() and np.array_equal(finite, np.round(finite))  # event counts
+    assert np.isinf(np.asarray(scored["kcenter"])).sum() == 1  # the random first center
+
+
+def test_select_many_without_training(scored, tiny_digits):
+    train, _ = tiny_digits
+    for method in ("least_confidence", "margin", "kcenter", "random"):
+        for fraction in (0.1, 0.5, 1.0):
+            pruned = svp_hf.select(train, scored, method=method, fraction=fraction)
+            assert len(pruned) == round(fraction * len(train))
+            idx = pruned["svp_index"]
+            assert idx == sorted(idx)  # original order
+            assert pruned.column_names == train.column_names + ["svp_score", "svp_index"]
+            assert pruned.features["label"] == train.features["label"]
+            assert pruned["label"] == [train[i]["label"] for i in idx]
+            np.testing.assert_allclose(pruned["svp_score"], np.asarray(scored[method])[idx])
+
+
+def test_select_keeps_the_most_uncertain(scored, tiny_digits):
+    train, _ = tiny_digits
+    pruned = svp_hf.select(train, scored, method="least_confidence", fraction=0.25)
+    kept = np.asarray(pruned["svp_score"])
+    dropped = np.delete(np.asarray(scored["least_confidence"]), pruned["svp_index"])
+    assert kept.min() >= dropped.max()
+    by_margin = svp_hf.select(train, scored, method="margin", fraction=0.25)
+    dropped = np.delete(np.asarray(scored["margin"]), by_margin["svp_index"])
+    assert np.max(by_margin["svp_score"]) <= dropped.min()
+
+
+def test_class_balanced_select(scored, tiny_digits):
+    train, _ = tiny_digits
+    pruned = svp_hf.select(train, scored, method="entropy", fraction=0.5, class_balanced=True)
+    full = np.bincount(train["label"], minlength=10)
+    kept = np.bincount(pruned["label"], minlength=10)
+    assert np.all(np.abs(kept - full / 2) <= 1)
+
+
+def test_select_errors(scored, tiny_digits):
+    train, _ = tiny_digits
+    with pytest.raises(SVPConfigError, match="no column for method 'entropy'"):
+        svp_hf.select(train, scored.remove_columns("entropy"), method="entropy")
+    with pytest.raises(SVPConfigError, match="rows but the dataset has"):
+        svp_hf.select(train.select(range(10)), scored)
+    with pytest.raises(SVPConfigError, match="fraction"):
+        svp_hf.select(train, scored, fraction=2)
+
+
+def test_prune_end_to_end_is_deterministic(tiny_digits, tiny_kwargs):
+    train, _ = tiny_digits
+    a = svp_hf.prune(train, proxy="resnet20", fraction=0.3, method="least_confidence", **tiny_kwargs)
+    b = svp_hf.prune(train, proxy="resnet20", fraction=0.3, method="least_confidence", **tiny_kwargs)
+    assert len(a) == 60
+    assert a["svp_index"] == b["svp_index"]
+    np.testing.assert_allclose(a["svp_score"], b["svp_score"], rtol=1e-5)
+    assert a.features["image"] == train.features["image"]
+    rnd = svp_hf.prune(train, proxy="resnet20", fraction=0.3, method="random", **tiny_kwargs)
+    assert rnd["svp_index"] != a["svp_index"]
+
+
+def test_prune_with_a_stock_timm_model_and_named_columns(tiny_digits, tiny_kwargs):
+    train, _ = tiny_digits
+    renamed = train.rename_columns({"image": "pixels", "label": "digit"})
+    pruned = svp_hf.prune(
+        renamed, proxy="resnet18", fraction=0.5, method="el2n", image_column="pixels", label_column="digit",
+        class_balanced=True, **tiny_kwargs
+    )
+    assert len(pruned) == 100 and "pixels" in pruned.column_names
+
+
+def test_prune_bad_input_fails_before_training(tiny_digits):
+    train, _ = tiny_digits
+    with pytest.raises(SVPConfigError, match="unknown model"):
+        svp_hf.prune(train, proxy="not-a-model")
+    with pytest.raises(SVPConfigError, match="Unknown selection method"):
+        svp_hf.prune(train, method="best")
+    with pytest.raises(SVPConfigError, match="fraction"):
+        svp_hf.prune(train, fraction=0)
+    with pytest.raises(SVPConfigError, match="empty"):
+        svp_hf.prune(train.select([]))
+    with pytest.raises(SVPConfigError, match="unknown argument"):
+        svp_hf.prune(train, epochs=3)
+    with pytest.raises(SVPConfigError, match="datasets.Dataset"):
+        svp_hf.score({"image": []})
