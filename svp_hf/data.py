@@ -101,8 +101,6 @@ def load_data(
         return BUILTIN_DATASETS.get(dataset_name)()
     if dataset_name is None:
         dataset_name = _infer_builder(data_files)
-    if isinstance(data_files, str) and not os.path.isabs(data_files) and data_files.startswith("{"):
-        raise SVPConfigError("data_files looks like JSON but was not parsed; pass a mapping split -> path(s)")
     try:
         return datasets.load_dataset(dataset_name, dataset_config_name, data_files=data_files, streaming=streaming)
     except Exception as err:  # the datasets library raises many types; name what failed in one clear error

@@ -106,3 +106,23 @@ def test_unknown_model_is_a_clear_error():
         resolve_family("resnet_9000")
     with pytest.raises(SVPConfigError, match="non-empty"):
         resolve_family("")
+
+
+def test_larger_images_go_through_timms_transforms(tiny_digits):
+    """Images above CIFAR size use timm's data config (resize/crop to the model's input size, RGB)."""
+    from PIL import Image as PILImage
+
+    train, _ = tiny_digits
+    big = train.select(range(24)).map(
+        lambda row: {"image": row["image"].convert("RGB").resize((80, 80), PILImage.NEAREST)},
+        features=train.features,
+    )
+    info = inspect_dataset(big, "image")
+    assert info.extra["in_chans"] == 3 and info.extra["image_size"] == (80, 80)
+    pruned = svp_hf.prune(big, proxy="resnet18", fraction=0.5, method="entropy", proxy_epochs=1, batch_size=12)
+    assert len(pruned) == 12
+    from svp_hf.data import image_transform
+
+    model = create_model("resnet18", info)
+    x = image_transform(model, info, train=False)(big[0]["image"])
+    assert tuple(x.shape) == timm.data.resolve_data_config({}, model=model)["input_size"]
