@@ -105,12 +105,12 @@ def reviews_dataset(seed: int = 0, n: int = 1200) -> DatasetDict:
         label = int(rng.integers(2))
         own, other = words[names[label]], words[names[1 - label]]
         item = _REVIEW_ITEMS[rng.integers(len(_REVIEW_ITEMS))]
-        n_own, n_other = int(rng.integers(1, 4)), int(rng.integers(0, 3))
+        n_own, n_other = int(rng.integers(1, 4)), int(rng.integers(0, 2))
         picks = [own[0][i] for i in rng.integers(len(own[0]), size=n_own)]
         picks += [other[0][i] for i in rng.integers(len(other[0]), size=n_other)]
         picks += [filler[i] for i in rng.integers(len(filler), size=int(rng.integers(2, 6)))]
         rng.shuffle(picks)
-        phrase = own[1][rng.integers(len(own[1]))] if rng.random() < 0.6 else other[1][rng.integers(len(other[1]))]
+        phrase = own[1][rng.integers(len(own[1]))] if rng.random() < 0.75 else other[1][rng.integers(len(other[1]))]
         rows["label"].append(label)
         rows["title"].append(f"{picks[0].capitalize()} {item}")
         rows["content"].append(f"The {item} is {' '.join(picks)}. {phrase.capitalize()}.")
