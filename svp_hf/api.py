@@ -16,7 +16,7 @@ from .config import DataArguments, SelectionArguments
 from .data import INDEX_COLUMN, SCORE_COLUMN, DataInfo, add_index, check_same_columns, inspect_dataset
 from .errors import SVPConfigError
 from .methods import get_method, resolve_methods
-from .models import ModelFamily, create_model, resolve_family
+from .models import ModelFamily, check_model, create_model, resolve_family
 from .scoring import compute_scores
 from .selection import n_to_keep, select_indices
 from .training import TrainingConfig, evaluate_accuracy, train_model
@@ -61,12 +61,14 @@ def training_config(args: SelectionArguments, *, epochs: Optional[int] = None, l
     )
 
 
-def prepare_inputs(dataset: Dataset, model_name: str, columns: Dict[str, Any]):
-    """Resolve the model family and inspect the dataset for it; every check that needs no training."""
+def prepare_inputs(dataset: Dataset, model_name: str, columns: Dict[str, Any], *, trust_remote_code: bool = False):
+    """Resolve the model family, inspect the dataset for it and check the model against it (its weights, tokenizer
+    and label range are reachable and fit); every check that needs no training."""
     if not isinstance(dataset, Dataset):
         raise SVPConfigError(f"expected a datasets.Dataset, got {type(dataset).__name__}")
     family = resolve_family(model_name)
     info = inspect_dataset(dataset, family.modality, **columns)
+    check_model(model_name, info, trust_remote_code=trust_remote_code)
     return family, info
 
 
@@ -89,7 +91,9 @@ def run_scoring(
     set_seed(int(args.seed))
     dataset = add_index(dataset)
     timings: Dict[str, float] = {}
-    proxy = create_model(args.proxy, info, pretrained=bool(args.pretrained))
+    proxy = create_model(
+        args.proxy, info, pretrained=bool(args.pretrained), trust_remote_code=bool(args.trust_remote_code)
+    )
     trained = train_model(
         proxy,
         family,
@@ -155,13 +159,13 @@ def score(
 
     The result is a ``datasets.Dataset`` with ``svp_index`` (row in `dataset`), ``label`` and one float column per
     method. Keyword arguments are the recipe's: ``proxy_epochs``, ``batch_size``, ``learning_rate``, ``seed``,
-    ``image_column``, ``label_column``, ...
+    ``image_column``, ``text_column`` (one column or several, joined), ``label_column``, ...
     """
     methods = [methods] if isinstance(methods, str) else list(methods)
     resolve_methods(methods)
     columns, selection = _split_kwargs(kwargs)
     args = SelectionArguments(proxy=proxy, method=methods[0], score_methods=methods[1:] or None, **selection)
-    family, info = prepare_inputs(dataset, proxy, columns)
+    family, info = prepare_inputs(dataset, proxy, columns, trust_remote_code=bool(args.trust_remote_code))
     if eval_dataset is not None:
         check_same_columns(eval_dataset, info)
     accelerator = accelerator or Accelerator()

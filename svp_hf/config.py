@@ -32,7 +32,16 @@ class DataArguments:
     data_files: Optional[str] = _help("Mapping split -> path(s) (a YAML mapping, or JSON on the command line).", default=None)
     train_split: str = _help("The split to score and prune.", default="train")
     eval_split: Optional[str] = _help("The split to evaluate proxy and target on (left unpruned); empty for none.", default="test")
+    validation_split_percentage: Optional[float] = _help(
+        "When the dataset has no eval_split (or it is the training split), hold out this percentage of the training "
+        "split, seeded and stratified, as the evaluation split (default: none; a missing eval_split is an error).",
+        default=None,
+    )
     image_column: Optional[str] = _help("The image column (default: the first datasets.Image column).", default=None)
+    text_column: Optional[List[str]] = _help(
+        "The text column(s); several are joined with a space, e.g. title content (default: every string column).",
+        default=None,
+    )
     label_column: Optional[str] = _help("The label column (default: the first ClassLabel column).", default=None)
     max_train_samples: Optional[int] = _help("Use a seeded random subset of this many training rows.", default=None)
     max_eval_samples: Optional[int] = _help("Use a seeded random subset of this many evaluation rows.", default=None)
@@ -45,6 +54,10 @@ class DataArguments:
                 raise SVPConfigError(f"data_files is not valid JSON: {err}") from None
         if self.eval_split in ("", "none", "None"):
             self.eval_split = None
+        if isinstance(self.text_column, str):
+            self.text_column = [c for c in self.text_column.replace(",", " ").split() if c]
+        if self.validation_split_percentage is not None and not 0 < float(self.validation_split_percentage) < 100:
+            raise SVPConfigError(f"validation_split_percentage must be in (0, 100), got {self.validation_split_percentage}")
         for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             if value is not None and int(value) < 1:
@@ -53,19 +66,28 @@ class DataArguments:
 
 @dataclass
 class SelectionArguments:
-    proxy: str = _help("The proxy model: a timm name (resnet20, resnet18, ...) or another registered family.", default="resnet20")
+    proxy: str = _help(
+        "The proxy model: a timm name (resnet20, resnet18, ...), fasttext, a transformers folder or Hub id, "
+        "config:MODEL_TYPE, or another registered family.",
+        default="resnet20",
+    )
     proxy_epochs: int = _help("Epochs of proxy training ('fewer epochs' makes a cheaper proxy).", default=10)
     batch_size: int = _help("Batch size per process for training and scoring.", default=128)
     learning_rate: float = _help("Peak SGD learning rate.", default=0.1)
     momentum: float = _help("SGD momentum.", default=0.9)
     weight_decay: float = _help("SGD weight decay.", default=5e-4)
-    lr_schedule: str = _help("Learning-rate schedule: step (SVP's, scaled to the epochs), cosine or constant.", default="step")
+    lr_schedule: str = _help(
+        "Learning-rate schedule: step (SVP's CIFAR one, scaled to the epochs), halving (SVP's Amazon one), cosine or "
+        "constant.",
+        default="step",
+    )
     method: str = _help("The selection method (see svp_hf.list_methods()).", default="least_confidence")
     score_methods: Optional[List[str]] = _help("More methods to score alongside `method` (one column each in scores.parquet).", default=None)
     fraction: float = _help("Share of training rows kept, in (0, 1].", default=0.5)
     class_balanced: bool = _help("Keep the same share of every class.", default=False)
     seed: int = _help("Seed for data order, initialisation, random selection and tie-breaking.", default=0)
-    pretrained: bool = _help("Load pretrained weights for the proxy and target (needs them locally or the Hub).", default=False)
+    pretrained: bool = _help("Load pretrained weights for timm proxies and targets (needs them locally or the Hub).", default=False)
+    trust_remote_code: bool = _help("Let transformers models and tokenizers run code from their repositories.", default=False)
     augment: bool = _help("Augment training images (pad-and-crop plus flip, or timm's transforms).", default=True)
     dataloader_num_workers: int = _help("DataLoader worker processes.", default=0)
     kcenter_chunk_size: int = _help("Rows per distance block in k-centers (bounds its memory).", default=16384)
@@ -85,6 +107,8 @@ class SelectionArguments:
         for name in ("proxy_epochs", "batch_size", "kcenter_chunk_size"):
             if int(getattr(self, name)) < 1:
                 raise SVPConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0 <= float(self.momentum) < 1:
+            raise SVPConfigError(f"momentum must be in [0, 1), got {self.momentum}")
         if not float(self.learning_rate) > 0:
             raise SVPConfigError(f"learning_rate must be positive, got {self.learning_rate}")
         if not self.proxy:

@@ -24,10 +24,10 @@ from accelerate.utils import set_seed
 from . import __version__
 from .api import labels_of, run_scoring, select, training_config
 from .config import DataArguments, RunArguments, SelectionArguments, parse_args
-from .data import INDEX_COLUMN, SCORE_COLUMN, check_same_columns, get_split, inspect_dataset, load_data
+from .data import INDEX_COLUMN, SCORE_COLUMN, check_same_columns, get_split, hold_out, inspect_dataset, load_data
 from .errors import SVPConfigError
 from .methods import resolve_methods
-from .models import create_model, resolve_family
+from .models import check_model, create_model, resolve_family
 from .output import check_output_dir, default_card, write_run
 from .selection import n_to_keep
 from .training import evaluate_accuracy, train_model
@@ -40,11 +40,24 @@ def _subsample(ds, n: Optional[int], seed: int):
 
 
 def load_splits(data_args: DataArguments, seed: int):
+    """The training and evaluation splits; with `validation_split_percentage`, a dataset without `eval_split` (or
+    whose `eval_split` is the training split) gets one held out of the training split."""
     data = load_data(data_args.dataset_name, data_args.dataset_config_name, data_args.data_files)
-    train = _subsample(get_split(data, data_args.train_split, "training"), data_args.max_train_samples, seed)
+    train = get_split(data, data_args.train_split, "training")
     evaluation = None
-    if data_args.eval_split:
-        evaluation = _subsample(get_split(data, data_args.eval_split, "evaluation"), data_args.max_eval_samples, seed)
+    eval_split = data_args.eval_split
+    if eval_split and data_args.validation_split_percentage and (eval_split not in data or eval_split == data_args.train_split):
+        logger.info(
+            f"holding out {data_args.validation_split_percentage}% of split {data_args.train_split!r} as the "
+            f"evaluation split {eval_split!r}",
+            main_process_only=True,
+        )
+        train, evaluation = hold_out(train, float(data_args.validation_split_percentage), seed, data_args.label_column)
+    elif eval_split:
+        evaluation = get_split(data, eval_split, "evaluation")
+    train = _subsample(train, data_args.max_train_samples, seed)
+    if evaluation is not None:
+        evaluation = _subsample(evaluation, data_args.max_eval_samples, seed)
     return train, evaluation
 
 
@@ -90,6 +103,9 @@ def run_coreset(
     train, evaluation = load_splits(data_args, int(sel_args.seed))
     columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
     info = inspect_dataset(train, family.modality, **columns)
+    trust_remote_code = bool(sel_args.trust_remote_code)
+    for name in filter(None, (sel_args.proxy, run_args.target)):
+        check_model(name, info, trust_remote_code=trust_remote_code)
     if evaluation is not None:
         check_same_columns(evaluation, info)
     n_keep = n_to_keep(sel_args.fraction, len(train))
@@ -104,7 +120,7 @@ def run_coreset(
 
     target_accuracy, target_history = None, None
     if run_args.target:
-        target = create_model(run_args.target, info, pretrained=bool(sel_args.pretrained))
+        target = create_model(run_args.target, info, pretrained=bool(sel_args.pretrained), trust_remote_code=trust_remote_code)
         config = training_config(sel_args, epochs=run_args.target_epochs, learning_rate=run_args.target_learning_rate)
         result = train_model(target, target_family, pruned, info, config, accelerator, desc=f"target {run_args.target}")
         timings["target_training"] = result.seconds

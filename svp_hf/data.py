@@ -1,7 +1,7 @@
 """Data stage: load a dataset from a recipe, find and check its columns, and turn rows into model-ready batches.
 
-Column detection and preprocessing are registered per modality (``"image"`` here), keyed by the modality of the
-model family that will read the data, so a new modality plugs in without touching the pipeline.
+Column detection and preprocessing are registered per modality (``"image"`` and ``"text"`` here), keyed by the
+modality of the model family that will read the data, so a new modality plugs in without touching the pipeline.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import datasets
 import numpy as np
+import pyarrow.compute as pc
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Value
 
@@ -75,6 +76,51 @@ def digits_dataset(seed: int = 0) -> DatasetDict:
     return ds.train_test_split(test_size=0.2, stratify_by_column="label", seed=seed)
 
 
+_REVIEW_WORDS = {
+    "positive": (
+        "great excellent wonderful superb lovely perfect fantastic reliable delightful brilliant sturdy comfortable",
+        "love it|works perfectly|highly recommend|worth every penny|exceeded my expectations|five stars|would buy again",
+    ),
+    "negative": (
+        "terrible awful useless broken flimsy disappointing poor cheap defective horrible noisy uncomfortable",
+        "waste of money|stopped working|do not buy|fell apart|returned it|one star|never again",
+    ),
+}
+_REVIEW_ITEMS = "blender headphones novel charger kettle jacket backpack lamp keyboard album tent camera".split()
+
+
+@BUILTIN_DATASETS.register("builtin:reviews")
+def reviews_dataset(seed: int = 0, n: int = 1200) -> DatasetDict:
+    """A small synthetic product-review set in Amazon Review Polarity's schema (label, title, content), made from a
+    seeded template grammar so that text pipelines run offline: train 80% / test 20%, stratified.
+
+    Each review mixes sentiment words of its own class with a few of the other class (and neutral filler), so the
+    classes overlap and a proxy has uncertain examples to find."""
+    rng = np.random.default_rng(seed)
+    names = ["negative", "positive"]
+    words = {k: (w.split(), p.split("|")) for k, (w, p) in _REVIEW_WORDS.items()}
+    filler = "the this it was is and really quite a for my after two weeks but also".split()
+    rows = {"label": [], "title": [], "content": []}
+    for _ in range(n):
+        label = int(rng.integers(2))
+        own, other = words[names[label]], words[names[1 - label]]
+        item = _REVIEW_ITEMS[rng.integers(len(_REVIEW_ITEMS))]
+        n_own, n_other = int(rng.integers(1, 4)), int(rng.integers(0, 2))
+        picks = [own[0][i] for i in rng.integers(len(own[0]), size=n_own)]
+        picks += [other[0][i] for i in rng.integers(len(other[0]), size=n_other)]
+        picks += [filler[i] for i in rng.integers(len(filler), size=int(rng.integers(2, 6)))]
+        rng.shuffle(picks)
+        phrase = own[1][rng.integers(len(own[1]))] if rng.random() < 0.75 else other[1][rng.integers(len(other[1]))]
+        rows["label"].append(label)
+        rows["title"].append(f"{picks[0].capitalize()} {item}")
+        rows["content"].append(f"The {item} is {' '.join(picks)}. {phrase.capitalize()}.")
+    features = datasets.Features(
+        {"label": ClassLabel(names=names), "title": Value("string"), "content": Value("string")}
+    )
+    ds = Dataset.from_dict(rows, features=features)
+    return ds.train_test_split(test_size=0.2, stratify_by_column="label", seed=seed)
+
+
 _BUILDER_BY_EXTENSION = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".jsonl": "json", ".arrow": "arrow"}
 
 
@@ -116,6 +162,21 @@ def get_split(data: DatasetDict, split: str, role: str) -> Dataset:
     if split not in data:
         raise SVPConfigError(f"{role} split {split!r} not found; the dataset has splits {sorted(data)}")
     return data[split]
+
+
+def hold_out(dataset: Dataset, percentage: float, seed: int, label_column: Optional[str] = None):
+    """Split `percentage` % of `dataset` off as an evaluation split (stratified when the label is a ClassLabel), the
+    convention of the Hugging Face examples' ``validation_split_percentage`` when a dataset has no evaluation split."""
+    if not 0 < percentage < 100:
+        raise SVPConfigError(f"validation_split_percentage must be in (0, 100), got {percentage}")
+    label, _, names = find_label_column(dataset, label_column)
+    try:
+        parts = dataset.train_test_split(
+            test_size=percentage / 100, seed=seed, stratify_by_column=label if names is not None else None
+        )
+    except ValueError as err:  # too few rows to hold out, or to stratify
+        raise SVPConfigError(f"cannot hold out {percentage}% of {len(dataset)} rows for evaluation: {err}") from None
+    return parts["train"], parts["test"]
 
 
 def add_index(dataset: Dataset) -> Dataset:
@@ -204,6 +265,89 @@ def inspect_image_dataset(
     )
 
 
+def _is_string(feature) -> bool:
+    return isinstance(feature, Value) and feature.dtype in ("string", "large_string")
+
+
+def _text_column_list(text_column) -> Optional[List[str]]:
+    if text_column is None:
+        return None
+    columns = [text_column] if isinstance(text_column, str) else list(text_column)
+    columns = [c.strip() for name in columns for c in name.split(",") if c.strip()]
+    return columns or None
+
+
+@register_modality("text")
+def inspect_text_dataset(
+    dataset: Dataset, *, text_column=None, label_column: Optional[str] = None, **_
+) -> DataInfo:
+    """Find the text column(s) (named, else every string column, joined in order) and the label column, and check
+    that every row has some text."""
+    if len(dataset) == 0:
+        raise SVPConfigError("the dataset is empty: there is nothing to score or select")
+    features = dataset.features
+    columns = _text_column_list(text_column)
+    if columns is None:
+        columns = [c for c, f in features.items() if _is_string(f) and c != label_column]
+        if not columns:
+            raise SVPConfigError(
+                f"no text column found (no string column) in {dataset.column_names}; name it with text_column="
+            )
+    for column in columns:
+        _check_column(dataset, column, "text")
+        if not _is_string(features[column]):
+            raise SVPConfigError(f"column {column!r} is not a text column: its feature is {features[column]}")
+    label_column, num_classes, names = find_label_column(dataset, label_column)
+    if label_column in columns:
+        raise SVPConfigError(f"column {label_column!r} cannot be both the label and a text column")
+    if num_classes < 2:
+        raise SVPConfigError(f"label column {label_column!r} has {num_classes} class(es); at least 2 are needed")
+    _check_has_text(dataset, columns)
+    return DataInfo("text", columns, label_column, num_classes, names)
+
+
+def _check_has_text(dataset: Dataset, columns: List[str]) -> None:
+    """Every row must have non-whitespace text in at least one of `columns` (checked in Arrow, without Python loops)."""
+    table = dataset.with_format("arrow")  # the rows this (possibly selected) view shows, as Arrow arrays
+    has_text = None
+    for column in columns:
+        present = pc.fill_null(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(table[column])), 0), False)
+        has_text = present if has_text is None else pc.or_(has_text, present)
+    empty = np.flatnonzero(~np.asarray(has_text.to_numpy(zero_copy_only=False), dtype=bool))
+    if len(empty):
+        where = " + ".join(repr(c) for c in columns)
+        raise SVPConfigError(
+            f"text column {where} is empty or only whitespace in {len(empty)} row(s) (e.g. row {int(empty[0])}); "
+            "drop those rows or name other text columns with text_column="
+        )
+
+
+def join_text(batch: Dict[str, list], columns: Sequence[str], sep: str = " ") -> List[str]:
+    """The text of each row of a batch: its non-empty `columns`, stripped and joined with `sep`."""
+    parts = zip(*(batch[c] for c in columns))
+    return [sep.join(p.strip() for p in row if p and p.strip()) for row in parts]
+
+
+def text_dataset(dataset: Dataset, info: DataInfo, encode: Callable[[List[str]], Dict[str, list]], desc: str) -> Dataset:
+    """`dataset` encoded once with ``datasets.map(batched=True)`` (cached for file-backed data): `encode` maps a list
+    of texts to model inputs; the result has those inputs, ``labels`` and `svp_index`."""
+    label = info.label_column
+    columns = list(info.input_columns)
+
+    def _encode(batch):
+        out = dict(encode(join_text(batch, columns)))
+        out["labels"] = batch[label]
+        return out
+
+    dataset = add_index(dataset)
+    return dataset.map(
+        _encode,
+        batched=True,
+        remove_columns=[c for c in dataset.column_names if c != INDEX_COLUMN],
+        desc=desc,
+    )
+
+
 def inspect_dataset(dataset: Dataset, modality: str, **columns) -> DataInfo:
     try:
         spec = MODALITIES.get(modality)
@@ -215,6 +359,12 @@ def inspect_dataset(dataset: Dataset, modality: str, **columns) -> DataInfo:
 def check_same_columns(eval_dataset: Dataset, info: DataInfo) -> None:
     for column in info.input_columns + [info.label_column]:
         _check_column(eval_dataset, column, "evaluation split's")
+    top = pc.max(eval_dataset.with_format("arrow")[info.label_column]).as_py() if len(eval_dataset) else None
+    if top is not None and top >= info.num_classes:
+        raise SVPConfigError(
+            f"evaluation split's label column {info.label_column!r} has label {top}, outside the training split's "
+            f"{info.num_classes} classes"
+        )
 
 
 # --- preprocessing: rows -> tensors ---------------------------------------------------------------------------------
@@ -272,6 +422,7 @@ __all__ = [
     "BUILTIN_DATASETS",
     "load_data",
     "get_split",
+    "hold_out",
     "add_index",
     "find_label_column",
     "inspect_dataset",
@@ -279,6 +430,8 @@ __all__ = [
     "image_transform",
     "image_dataset",
     "collate_image_batch",
+    "join_text",
+    "text_dataset",
     "INDEX_COLUMN",
     "SCORE_COLUMN",
 ]

@@ -43,7 +43,7 @@ def compute_scores(
 
     if batch_methods or need_embeddings:
         eval_ds = family.dataset(dataset, model, info, train=False)
-        loader = accelerator.prepare(make_loader(eval_ds, family.collate, batch_size, shuffle=False))
+        loader = accelerator.prepare(make_loader(eval_ds, family.make_collate(model), batch_size, shuffle=False))
         model = model.to(accelerator.device).eval()
         batch_scores = np.full((len(batch_methods), n), np.nan)
         seen = np.zeros(n, dtype=bool)
