@@ -3,7 +3,7 @@
 SVP's claim is that a cheap proxy *ranks* examples like the target does, so these compare rankings, not values:
 infinite scores (e.g. never-learned examples under forgetting events) rank first like any other large value, ties
 get average ranks. Everything is numpy and O(n log^2 n) at worst, so a million examples are fine. The same numbers
-are available as ``evaluate`` modules shipped in :mod:`svp_hf.metrics`.
+are available as the ``evaluate`` module ``rank_agreement`` shipped in :mod:`svp_hf.metrics`.
 """
 
 from __future__ import annotations

@@ -98,20 +98,22 @@ def test_compare_scores_matches_rows_by_index_and_skips_model_free_methods():
         compare_scores(a, _scores(list(range(1, 51)), least_confidence=target))
 
 
-def test_evaluate_modules_load_by_path_offline():
-    assert list_metrics() == ["rank_correlation", "top_k_overlap"]
+def test_evaluate_module_loads_by_path_offline():
+    assert list_metrics() == ["rank_agreement"]
     a, b = _pairs(4, 60)
-    rho = load_metric("rank_correlation")
-    result = rho.compute(predictions=a.tolist(), references=b.tolist())
+    metric = load_metric("rank_agreement")
+    result = metric.compute(predictions=a.tolist(), references=b.tolist())
     assert result == {"spearman": pytest.approx(spearman(a, b)), "kendall": pytest.approx(kendall(a, b))}
-    overlap = load_metric("top_k_overlap")
-    assert overlap.compute(predictions=[0.9, 0.8, 0.1, 0.2], references=[0.7, 0.1, 0.9, 0.2], k=2) == {"top_k_overlap": 0.5}
-    # the same module by its path, as a user would load it with evaluate directly
+    result = metric.compute(predictions=[0.9, 0.8, 0.1, 0.2], references=[0.7, 0.1, 0.9, 0.2], k=2)
+    assert result == {"spearman": pytest.approx(-0.4), "kendall": pytest.approx(-1 / 3), "top_k_overlap": 0.5}
+    # the same module by its path, as a user would load it with evaluate directly, fed incrementally
     import evaluate
 
-    streamed = evaluate.load(metric_path("rank_correlation"))
+    streamed = evaluate.load(metric_path("rank_agreement"))
     for x, y in zip(a, b):
         streamed.add(predictions=x, references=y)
-    assert streamed.compute()["kendall"] == pytest.approx(kendall(a, b))
+    result = streamed.compute(fraction=0.25, descending=False, seed=1)
+    assert result["kendall"] == pytest.approx(kendall(a, b))
+    assert result["top_k_overlap"] == top_k_overlap(a, b, fraction=0.25, descending=False, seed=1)
     with pytest.raises(SVPConfigError, match="unknown svp_hf metric"):
         metric_path("accuracy")
