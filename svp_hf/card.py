@@ -121,7 +121,8 @@ def _source_name(metrics: Dict[str, Any]) -> str:
 def _pretty_name(metrics: Dict[str, Any]) -> str:
     fraction, method = metrics.get("fraction"), metrics.get("method")
     kept = f" ({fraction:.0%} kept by {method})" if fraction is not None and method else ""
-    return f"{_source_name(metrics)} pruned with Selection via Proxy{kept}"
+    name = _source_name(metrics)
+    return f"{'Dataset' if name == 'a dataset' else name} pruned with Selection via Proxy{kept}"
 
 
 def _summary(metrics: Dict[str, Any]) -> str:

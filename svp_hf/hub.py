@@ -72,7 +72,13 @@ def dataset_folder(result: Union[str, os.PathLike, Dataset, DatasetDict], repo_i
         with tempfile.TemporaryDirectory(prefix="svp-hub-") as tmp:
             from .card import dataset_card
 
-            metrics = {"splits": {k: len(v) for k, v in splits.items()}, "n_selected": len(next(iter(splits.values())))}
+            from . import __version__
+
+            metrics = {
+                "svp_hf_version": __version__,
+                "splits": {k: len(v) for k, v in splits.items()},
+                "n_selected": len(next(iter(splits.values()))),
+            }
             write_dataset_folder(tmp, splits, str(dataset_card(metrics, repo_id=repo_id, has_scores=False)))
             yield tmp
         return

@@ -195,7 +195,9 @@ def score_statistics(scores) -> Dict[str, Dict[str, float]]:
 
 
 def _fmt(value, digits: int = 4) -> str:
-    if value is None:
+    import jinja2
+
+    if value is None or isinstance(value, jinja2.Undefined):
         return "-"
     if isinstance(value, float):
         return f"{value:.{digits}g}"
