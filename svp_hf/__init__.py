@@ -6,10 +6,13 @@ A small, cheap proxy model ranks the training examples; the selected subset trai
 __version__ = "0.1.0"
 
 from .api import prune, score, select, selected_indices  # noqa: E402
+from .correlation import compare_scores, kendall, spearman, top_k_overlap  # noqa: E402
 from .data import BUILTIN_DATASETS, load_data  # noqa: E402
 from .errors import SVPConfigError  # noqa: E402
 from .methods import METHODS, get_method, list_methods, register_method  # noqa: E402
+from .hub import push_to_hub  # noqa: E402
 from .models import FAMILIES, create_model, list_families, register_family, resolve_family  # noqa: E402
+from .output import load_scores  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -29,4 +32,10 @@ __all__ = [
     "list_families",
     "register_family",
     "resolve_family",
+    "push_to_hub",
+    "load_scores",
+    "compare_scores",
+    "spearman",
+    "kendall",
+    "top_k_overlap",
 ]

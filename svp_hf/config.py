@@ -128,10 +128,26 @@ class RunArguments:
     overwrite_output_dir: bool = _help("Replace a result already in output_dir.", default=False)
     mixed_precision: Optional[str] = _help("no, fp16 or bf16 (default: Accelerate's config).", default=None)
     report_to: Optional[str] = _help("Accelerate trackers to log to (tensorboard, wandb, all).", default=None)
+    score_with_target: bool = _help(
+        "Also train the target on the whole training split and score it with the same methods, to report how the "
+        "proxy's ranking agrees with the target's (Spearman, Kendall, top-k overlap). Costs one full target training.",
+        default=False,
+    )
+    push_to_hub: bool = _help("Upload output_dir/dataset (card, splits, scores, plots) to the Hub as hub_dataset_id.", default=False)
+    hub_dataset_id: Optional[str] = _help("The Hub dataset to push to: 'user/name' (or 'name' in your namespace).", default=None)
+    hub_private: bool = _help("Create the Hub dataset as private.", default=False)
+    hub_overwrite: bool = _help("Replace the Hub dataset's contents if it already exists.", default=False)
+    hub_token: Optional[str] = _help("Hub token (default: HF_TOKEN or the token saved by `hf auth login`).", default=None)
 
     def __post_init__(self):
         if self.target in ("", "none", "None"):
             self.target = None
+        if self.hub_dataset_id in ("", "none", "None"):
+            self.hub_dataset_id = None
+        if self.push_to_hub and not self.hub_dataset_id:
+            raise SVPConfigError("push_to_hub needs hub_dataset_id (e.g. user/cifar10-svp-forgetting-50)")
+        if self.score_with_target and not self.target:
+            raise SVPConfigError("score_with_target needs a target model (set target)")
         if int(self.target_epochs) < 1:
             raise SVPConfigError(f"target_epochs must be at least 1, got {self.target_epochs}")
         if self.mixed_precision not in (None, "no", "fp16", "bf16", "fp8"):

@@ -4,12 +4,13 @@
     accelerate launch --config_file accelerate_config.yaml -m svp_hf.coreset recipes/cifar10.yaml
 
 Trains the proxy on the training split, scores every example, keeps `fraction` of them by `method`, optionally
-trains `target` on the kept rows and evaluates it, and writes dataset/, scores.parquet and metrics.json to
-`output_dir`.
+trains `target` on the kept rows and evaluates it, and writes dataset/ (with its card, scores and plots),
+scores.parquet, report.md and metrics.json to `output_dir`; with `push_to_hub`, uploads dataset/ to the Hub.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shlex
 import sys
@@ -23,12 +24,16 @@ from accelerate.utils import set_seed
 
 from . import __version__
 from .api import labels_of, run_scoring, select, training_config
+from .card import source_metadata
 from .config import DataArguments, RunArguments, SelectionArguments, parse_args
+from .correlation import compare_scores
 from .data import INDEX_COLUMN, SCORE_COLUMN, check_same_columns, get_split, hold_out, inspect_dataset, load_data
 from .errors import SVPConfigError
+from .hub import check_hub_target, push_to_hub
 from .methods import resolve_methods
 from .models import check_model, create_model, resolve_family
-from .output import check_output_dir, default_card, write_run
+from .output import check_output_dir, write_run
+from .report import score_statistics
 from .selection import n_to_keep
 from .training import evaluate_accuracy, train_model
 
@@ -94,6 +99,9 @@ def run_coreset(
     # Every check that needs no training, first.
     check_output_dir(run_args.output_dir, run_args.overwrite_output_dir)
     resolve_methods(sel_args.methods)
+    repo_id = None
+    if run_args.push_to_hub:
+        _, repo_id = check_hub_target(run_args.hub_dataset_id, token=run_args.hub_token, overwrite=run_args.hub_overwrite)
     family = resolve_family(sel_args.proxy)
     target_family = resolve_family(run_args.target) if run_args.target else None
     if target_family is not None and target_family.modality != family.modality:
@@ -110,13 +118,28 @@ def run_coreset(
         check_same_columns(evaluation, info)
     n_keep = n_to_keep(sel_args.fraction, len(train))
     if run_args.report_to:
-        accelerator.init_trackers("svp_hf_coreset", config={**vars(data_args), **vars(sel_args), **vars(run_args)})
+        config = {**vars(data_args), **vars(sel_args), **vars(run_args), "hub_token": None}
+        accelerator.init_trackers("svp_hf_coreset", config=config)
 
     run = run_scoring(train, sel_args, family=family, info=info, accelerator=accelerator, eval_dataset=evaluation)
     t0 = time.perf_counter()
     pruned = select(train, run.scores, sel_args.method, sel_args.fraction, class_balanced=sel_args.class_balanced, seed=sel_args.seed)
     timings = dict(run.timings, selection=time.perf_counter() - t0)
     assert len(pruned) == n_keep
+
+    target_scores, rank_agreement = None, None
+    if run_args.score_with_target:
+        # The target trained on the whole split and scored like the proxy: SVP's measure of proxy quality.
+        target_args = dataclasses.replace(
+            sel_args,
+            proxy=run_args.target,
+            proxy_epochs=run_args.target_epochs,
+            learning_rate=run_args.target_learning_rate or sel_args.learning_rate,
+        )
+        target_run = run_scoring(train, target_args, family=target_family, info=info, accelerator=accelerator)
+        target_scores = target_run.scores
+        timings["target_scoring"] = target_run.timings["proxy_training"] + target_run.timings["scoring"]
+        rank_agreement = compare_scores(run.scores, target_scores, fraction=sel_args.fraction, seed=int(sel_args.seed))
 
     target_accuracy, target_history = None, None
     if run_args.target:
@@ -133,6 +156,16 @@ def run_coreset(
     metrics = {
         "svp_hf_version": __version__,
         "command": command,
+        "source": source_metadata(
+            train,
+            dataset_name=data_args.dataset_name,
+            split=data_args.train_split,
+            modality=family.modality,
+            config_name=data_args.dataset_config_name,
+            max_train_samples=data_args.max_train_samples,
+            eval_dataset=evaluation,
+            eval_split=data_args.eval_split,
+        ),
         "dataset_name": data_args.dataset_name,
         "train_split": data_args.train_split,
         "eval_split": data_args.eval_split,
@@ -151,6 +184,8 @@ def run_coreset(
         "target_epochs": run_args.target_epochs if run_args.target else None,
         "target_accuracy": target_accuracy,
         "target_history": target_history,
+        "score_statistics": score_statistics(run.scores),
+        "rank_agreement": rank_agreement,
         "selected_per_class": per_class_counts(labels_of(pruned, info), names),
         "total_per_class": per_class_counts(labels_of(train, info), names),
         "timings": timings,
@@ -160,26 +195,52 @@ def run_coreset(
         splits = {data_args.train_split: pruned}
         if evaluation is not None:
             splits[data_args.eval_split] = with_null_scores(evaluation)
-        card = default_card(
-            splits,
-            {k: metrics[k] for k in ("dataset_name", "method", "fraction", "proxy", "proxy_accuracy", "target", "target_accuracy", "seed", "command")},
+        metrics = write_run(
+            run_args.output_dir,
+            splits=splits,
+            scores=run.scores,
+            target_scores=target_scores,
+            metrics=metrics,
+            overwrite=run_args.overwrite_output_dir,
+            repo_id=repo_id,
         )
-        write_run(run_args.output_dir, splits=splits, scores=run.scores, metrics=metrics, card=card, overwrite=run_args.overwrite_output_dir)
         logger.info(
             f"kept {len(pruned)} of {len(train)} rows by {sel_args.method}; proxy accuracy {run.proxy_accuracy}, "
             f"target accuracy {target_accuracy}; wrote {run_args.output_dir}",
             main_process_only=True,
         )
+        if repo_id is not None:
+            url = push_to_hub(
+                run_args.output_dir,
+                repo_id,
+                private=run_args.hub_private,
+                token=run_args.hub_token,
+                overwrite=run_args.hub_overwrite,
+            )
+            metrics["hub_url"] = url
+            logger.info(f"pushed {run_args.output_dir}/dataset to {url}", main_process_only=True)
     accelerator.wait_for_everyone()
     if run_args.report_to:
         accelerator.end_training()
     return metrics
 
 
+def redact_token(argv: Sequence[str]) -> list:
+    """`argv` with the value of ``--hub_token`` hidden: the command is recorded in metrics.json and the card."""
+    out = []
+    for previous, arg in zip([None, *argv], argv):
+        if previous == "--hub_token":
+            arg = "***"
+        elif arg.startswith("--hub_token="):
+            arg = "--hub_token=***"
+        out.append(arg)
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = "python -m svp_hf.coreset " + " ".join(shlex.quote(a) for a in argv)
+    command = "python -m svp_hf.coreset " + " ".join(shlex.quote(a) for a in redact_token(argv))
     try:
         data_args, sel_args, run_args = parse_args(argv)
         return run_coreset(data_args, sel_args, run_args, command=command)

@@ -3,9 +3,15 @@
 Layout::
 
     output_dir/
-      dataset/            # README.md (dataset card) + data/<split>-00000-of-00001.parquet
-      scores.parquet      # svp_index, label, one column per scored method
-      metrics.json        # sizes, method, fraction, accuracies, timings
+      dataset/                # what push_to_hub uploads; datasets.load_dataset(output_dir + "/dataset") loads it
+        README.md             # the dataset card (svp_hf.card) with the report
+        data/<split>-00000-of-00001.parquet
+        scores/proxy.parquet  # every training row's scores (and scores/target.parquet when the target scored too)
+        plots/*.png           # the report's plots
+      scores.parquet          # svp_index, label, one column per scored method
+      target_scores.parquet   # the same from the target trained on the whole split (score_with_target)
+      report.md               # the report, for reading next to the output
+      metrics.json            # sizes, method, fraction, accuracies, timings, provenance
 
 Everything is first written to a temporary folder inside `output_dir` and moved into place only when complete, so a
 failed or interrupted run never leaves a half-written `dataset/`.
@@ -24,7 +30,14 @@ from datasets import Dataset
 
 from .errors import SVPConfigError
 
-RESULT_NAMES = ("dataset", "scores.parquet", "metrics.json")
+RESULT_NAMES = ("dataset", "scores.parquet", "target_scores.parquet", "report.md", "metrics.json")
+DATASET_DIR = "dataset"
+SCORES_FILE = "scores.parquet"
+TARGET_SCORES_FILE = "target_scores.parquet"
+REPORT_FILE = "report.md"
+PLOTS_DIR = "plots"
+# Inside the dataset folder: one score table per scorer; no split pattern of `datasets` matches these names.
+DATASET_SCORES = {"proxy": "scores/proxy.parquet", "target": "scores/target.parquet"}
 
 
 def check_output_dir(output_dir: str, overwrite: bool) -> None:
@@ -51,23 +64,30 @@ def _embed(dataset: Dataset) -> Dataset:
 
 
 def default_card(splits: Dict[str, Dataset], metadata: Optional[Dict[str, Any]] = None) -> str:
-    """A minimal dataset card. The splits are found from the file names (``data/<split>-00000-of-00001.parquet``),
-    not from a YAML `configs` list: `datasets` keys its cache for a local folder with `configs` on the patterns
-    alone, so two output folders would share one stale cache entry."""
-    from huggingface_hub import DatasetCard, DatasetCardData
+    """The dataset card for `splits`, from whatever run metadata is known (see :func:`svp_hf.card.dataset_card`)."""
+    from .card import dataset_card
 
-    data = DatasetCardData(tags=["svp-hf", "data-pruning"])
-    lines = ["# Dataset pruned with svp_hf", ""]
-    for key, value in (metadata or {}).items():
-        lines.append(f"- **{key}**: {value}")
-    return str(DatasetCard.from_template(data, template_str="---\n{{ card_data }}\n---\n\n" + "\n".join(lines) + "\n"))
+    metrics = dict(metadata or {})
+    metrics.setdefault("splits", {name: len(ds) for name, ds in splits.items()})
+    return str(dataset_card(metrics, has_scores=False))
 
 
-def write_dataset_folder(path: str, splits: Dict[str, Dataset], card: Optional[str] = None) -> None:
-    """Write `splits` as parquet under `path/data/` with a README.md card; loadable with ``load_dataset(path)``."""
+def write_dataset_folder(
+    path: str,
+    splits: Dict[str, Dataset],
+    card: Optional[str] = None,
+    *,
+    scores: Optional[Dict[str, Optional[Dataset]]] = None,
+) -> None:
+    """Write `splits` as parquet under `path/data/` with a README.md card; loadable with ``load_dataset(path)``.
+    `scores` maps ``"proxy"``/``"target"`` to score tables written under `path/scores/`."""
     os.makedirs(os.path.join(path, "data"), exist_ok=True)
     for split, ds in splits.items():
         _embed(ds).to_parquet(os.path.join(path, "data", f"{split}-00000-of-00001.parquet"))
+    for which, table in (scores or {}).items():
+        if table is not None:
+            os.makedirs(os.path.dirname(os.path.join(path, DATASET_SCORES[which])), exist_ok=True)
+            table.to_parquet(os.path.join(path, DATASET_SCORES[which]))
     with open(os.path.join(path, "README.md"), "w", encoding="utf-8") as f:
         f.write(card if card is not None else default_card(splits))
 
@@ -99,18 +119,40 @@ def write_run(
     card: Optional[str] = None,
     overwrite: bool = False,
     extra_files: Optional[Dict[str, Any]] = None,
-) -> None:
-    """Write dataset/, scores.parquet, metrics.json (and any `extra_files` as JSON) atomically into `output_dir`."""
+    target_scores: Optional[Dataset] = None,
+    repo_id: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Write dataset/ (card, splits, score tables, plots), scores.parquet, report.md, metrics.json (and any
+    `extra_files` as JSON) atomically into `output_dir`. Without an explicit `card`, the card and report are made
+    from `metrics` (see :mod:`svp_hf.card`, :mod:`svp_hf.report`). Returns the metrics as written."""
+    from .card import dataset_card
+    from .report import ReportInputs, render_report, write_plots
+
     check_output_dir(output_dir, overwrite)
     os.makedirs(output_dir, exist_ok=True)
+    metrics = dict(metrics, splits={name: len(ds) for name, ds in splits.items()})
     tmp = tempfile.mkdtemp(prefix=".svp-tmp-", dir=output_dir)
     try:
-        write_dataset_folder(os.path.join(tmp, "dataset"), splits, card)
-        scores.to_parquet(os.path.join(tmp, "scores.parquet"))
+        dataset_dir = os.path.join(tmp, DATASET_DIR)
+        figures = write_plots(os.path.join(dataset_dir, PLOTS_DIR), ReportInputs(metrics, scores, target_scores))
+        metrics["report_figures"] = [vars(f) for f in figures]
+        if card is None:
+            card = str(dataset_card(metrics, figures, repo_id=repo_id))
+        write_dataset_folder(dataset_dir, splits, card, scores={"proxy": scores, "target": target_scores})
+        scores.to_parquet(os.path.join(tmp, SCORES_FILE))
+        if target_scores is not None:
+            target_scores.to_parquet(os.path.join(tmp, TARGET_SCORES_FILE))
+        with open(os.path.join(tmp, REPORT_FILE), "w", encoding="utf-8") as f:
+            f.write("# svp_hf report\n\n" + render_report(metrics, figures, image_dir=f"{DATASET_DIR}/{PLOTS_DIR}"))
         for name, obj in (extra_files or {}).items():
             write_json(os.path.join(tmp, name), obj)
         write_json(os.path.join(tmp, "metrics.json"), metrics)
-        # Move into place; metrics.json last, so its presence marks a complete result.
+        # Replace any previous result's files, then move the new ones into place; metrics.json last, so its presence
+        # marks a complete result.
+        for name in RESULT_NAMES:
+            stale = os.path.join(output_dir, name)
+            if name != "metrics.json" and not os.path.exists(os.path.join(tmp, name)) and os.path.exists(stale):
+                shutil.rmtree(stale) if os.path.isdir(stale) else os.remove(stale)
         names = [n for n in os.listdir(tmp) if n != "metrics.json"] + ["metrics.json"]
         for name in names:
             dest = os.path.join(output_dir, name)
@@ -119,6 +161,55 @@ def write_run(
             os.replace(os.path.join(tmp, name), dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return metrics
 
 
-__all__ = ["check_output_dir", "write_dataset_folder", "write_run", "write_json", "default_card", "RESULT_NAMES"]
+def _read_scores(path: str) -> Dataset:
+    return Dataset.from_parquet(path)
+
+
+def load_scores(source: str, *, which: str = "proxy", revision: Optional[str] = None, token: Optional[str] = None) -> Dataset:
+    """Read a run's per-example scores back, to select again without retraining (:func:`svp_hf.select`).
+
+    `source` is an ``output_dir``, a dataset folder written by svp_hf (``output_dir/dataset``), or the Hub id of a
+    dataset pushed by svp_hf (read with ``datasets.load_dataset``; `revision` and `token` pass through).
+    `which` is ``"proxy"`` (the selection's scores) or ``"target"`` (the target's, when it scored the split too).
+    Returns ``svp_index``, ``label`` and one column per scored method.
+    """
+    import datasets
+
+    if which not in DATASET_SCORES:
+        raise SVPConfigError(f"which must be one of {sorted(DATASET_SCORES)}, got {which!r}")
+    source = os.fspath(source)
+    if os.path.isdir(source):
+        top_level = {"proxy": SCORES_FILE, "target": TARGET_SCORES_FILE}[which]
+        candidates = [
+            os.path.join(source, top_level),
+            os.path.join(source, DATASET_DIR, DATASET_SCORES[which]),
+            os.path.join(source, DATASET_SCORES[which]),
+        ]
+        for path in candidates:
+            if os.path.isfile(path):
+                return _read_scores(path)
+        raise SVPConfigError(f"no {which} scores in {source!r} (looked for {', '.join(candidates)})")
+    try:
+        return datasets.load_dataset(
+            source, data_files={"train": DATASET_SCORES[which]}, split="train", revision=revision, token=token
+        )
+    except Exception as err:  # not found, offline, private: one clear error naming the source
+        raise SVPConfigError(
+            f"could not read {which} scores from {source!r} (not a local folder; as a Hub dataset: "
+            f"{type(err).__name__}: {err})"
+        ) from err
+
+
+__all__ = [
+    "check_output_dir",
+    "write_dataset_folder",
+    "write_run",
+    "write_json",
+    "default_card",
+    "load_scores",
+    "RESULT_NAMES",
+    "DATASET_SCORES",
+]

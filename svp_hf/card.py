@@ -1,0 +1,165 @@
+"""Dataset card stage: a ``huggingface_hub.DatasetCard`` that documents how a pruned dataset was made.
+
+The YAML metadata carries over license and task categories from the source where they are known (its
+``DatasetInfo``, else its own dataset card), adds the size category, ``source_datasets`` and the tags ``svp-hf`` and
+``data-pruning``. The body is the run's report (:mod:`svp_hf.report`): source (id, revision or ``datasets``
+fingerprint, split, rows), selection, proxy and target, score statistics, rows kept per class, timings, plots and
+the command that reproduces it.
+
+The card has no YAML ``configs`` list on purpose: splits are found from the file names
+(``data/<split>-00000-of-00001.parquet``), and the score tables under ``scores/`` match no split pattern. With a
+``configs`` list, ``datasets`` keys its cache for a local folder on the patterns alone, so a folder rewritten in place
+(``overwrite_output_dir``) would load its stale previous contents.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Iterable, Optional
+
+from huggingface_hub import DatasetCard, DatasetCardData
+
+from .report import ReportFigure, render_report
+
+TEMPLATE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", "datasetcard.md")
+TAGS = ["svp-hf", "data-pruning"]
+# Every svp_hf modality is a classification task; the Hub's task category for each, used when the source has none.
+TASK_CATEGORY_BY_MODALITY = {"image": "image-classification", "text": "text-classification", "audio": "audio-classification"}
+_SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+
+
+def size_category(n_rows: int) -> str:
+    """The Hub's ``size_categories`` value for a dataset of `n_rows` rows."""
+    for bound, name in _SIZE_CATEGORIES:
+        if n_rows < bound:
+            return name
+    return "n>1B"
+
+
+def _hub_id(dataset_name: Optional[str]) -> Optional[str]:
+    """`dataset_name` if it names a Hub dataset (not a local path, a packaged builder or a built-in dataset)."""
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
+
+    if not dataset_name or ":" in dataset_name or os.path.exists(dataset_name) or dataset_name in _PACKAGED_DATASETS_MODULES:
+        return None
+    return dataset_name
+
+
+def source_card_data(dataset_name: Optional[str]) -> Optional[DatasetCardData]:
+    """The source's own card metadata: a local folder's README.md, or the Hub card (from the local cache when
+    offline); ``None`` when there is none to read."""
+    if not dataset_name:
+        return None
+    readme = os.path.join(dataset_name, "README.md")
+    target = readme if os.path.isfile(readme) else _hub_id(dataset_name)
+    if target is None:
+        return None
+    try:
+        return DatasetCard.load(target, repo_type="dataset").data
+    except Exception:  # offline, private or absent: the card is optional provenance, never a reason to fail a run
+        return None
+
+
+def source_metadata(
+    dataset,
+    *,
+    dataset_name: Optional[str],
+    split: str,
+    modality: Optional[str] = None,
+    config_name: Optional[str] = None,
+    revision: Optional[str] = None,
+    max_train_samples: Optional[int] = None,
+    eval_dataset=None,
+    eval_split: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Where the training split came from, for ``metrics["source"]`` and the card: id, config, revision or the
+    ``datasets`` fingerprint of the split as scored, split names and rows, and license and task categories."""
+    card = source_card_data(dataset_name)
+    card_dict = card.to_dict() if card is not None else {}
+    license_ = (dataset.info.license or None) if dataset.info is not None else None
+    task_categories = card_dict.get("task_categories") or (
+        [TASK_CATEGORY_BY_MODALITY[modality]] if modality in TASK_CATEGORY_BY_MODALITY else None
+    )
+    return {
+        "dataset": dataset_name,
+        "hub_id": _hub_id(dataset_name),
+        "config": config_name,
+        "revision": revision,
+        "fingerprint": getattr(dataset, "_fingerprint", None),
+        "split": split,
+        "num_rows": len(dataset),
+        "max_train_samples": max_train_samples,
+        "eval_split": eval_split,
+        "eval_num_rows": len(eval_dataset) if eval_dataset is not None else None,
+        "license": license_ or card_dict.get("license"),
+        "task_categories": task_categories if isinstance(task_categories, list) or task_categories is None else [task_categories],
+        "modality": modality,
+    }
+
+
+def card_data(metrics: Dict[str, Any]) -> DatasetCardData:
+    source = metrics.get("source") or {}
+    rows = sum((metrics.get("splits") or {}).values()) or metrics.get("n_selected") or 0
+    method = metrics.get("method")
+    tags = TAGS + ([f"svp-{method}"] if method else [])
+    return DatasetCardData(
+        license=source.get("license"),
+        task_categories=source.get("task_categories"),
+        size_categories=[size_category(int(rows))],
+        source_datasets=[source["hub_id"]] if source.get("hub_id") else None,
+        tags=tags,
+        pretty_name=_pretty_name(metrics),
+    )
+
+
+def _source_name(metrics: Dict[str, Any]) -> str:
+    name = (metrics.get("source") or {}).get("dataset") or metrics.get("dataset_name")
+    return os.path.basename(os.path.normpath(name)) if name and os.path.exists(name) else (name or "a dataset")
+
+
+def _pretty_name(metrics: Dict[str, Any]) -> str:
+    fraction, method = metrics.get("fraction"), metrics.get("method")
+    kept = f" ({fraction:.0%} kept by {method})" if fraction is not None and method else ""
+    name = _source_name(metrics)
+    return f"{'Dataset' if name == 'a dataset' else name} pruned with Selection via Proxy{kept}"
+
+
+def _summary(metrics: Dict[str, Any]) -> str:
+    if metrics.get("n_selected") is None or metrics.get("n_total") is None:
+        return "A dataset pruned with svp_hf (Selection via Proxy, Coleman et al., ICLR 2020)."
+    target = metrics.get("target")
+    return (
+        f"{metrics['n_selected']} of the {metrics['n_total']} rows of the `{(metrics.get('source') or {}).get('split') or metrics.get('train_split')}` "
+        f"split of `{_source_name(metrics)}`, kept by `{metrics.get('method')}` scores of a `{metrics.get('proxy')}` proxy "
+        "trained on the whole split (Selection via Proxy, Coleman et al., ICLR 2020)"
+        + (f"; a `{target}` target trained on the kept rows reached accuracy {metrics['target_accuracy']:.4f}." if target and metrics.get("target_accuracy") is not None else ".")
+    )
+
+
+def dataset_card(
+    metrics: Dict[str, Any],
+    figures: Iterable[ReportFigure] = (),
+    *,
+    repo_id: Optional[str] = None,
+    has_scores: bool = True,
+) -> DatasetCard:
+    """The dataset card for a run described by `metrics` (as written to metrics.json), with the report's plots
+    under ``plots/``. `repo_id` is the Hub id the card shows in its loading snippet."""
+    figures = [f if isinstance(f, ReportFigure) else ReportFigure(**f) for f in figures]
+    source = metrics.get("source") or {}
+    return DatasetCard.from_template(
+        card_data(metrics),
+        template_path=TEMPLATE_PATH,
+        pretty_name=_pretty_name(metrics),
+        summary=_summary(metrics),
+        repo_id=repo_id or "path/to/this/folder",
+        split_rows=metrics.get("splits") or {},
+        eval_split=source.get("eval_split") or metrics.get("eval_split"),
+        has_scores=has_scores,
+        method=metrics.get("method") or "least_confidence",
+        report=render_report(metrics, figures, image_dir="plots", heading_level=2),
+    )
+
+
+__all__ = ["dataset_card", "card_data", "source_metadata", "source_card_data", "size_category", "TAGS"]

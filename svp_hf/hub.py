@@ -1,0 +1,149 @@
+"""Hub stage: publish a pruned dataset (its ``output_dir/dataset`` folder: card, splits, scores, plots) as a Hub
+dataset repository with ``huggingface_hub``.
+
+Every check the Hub would otherwise fail on half-way runs first, before anything is created or uploaded: a token is
+available and valid, the repository's namespace is the user's or one of their organizations', and an existing
+repository is replaced only when asked (``overwrite=True``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from typing import Iterator, Optional, Tuple, Union
+
+from datasets import Dataset, DatasetDict
+from huggingface_hub import HfApi, get_token
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+from .errors import SVPConfigError
+from .output import DATASET_DIR, PLOTS_DIR, write_dataset_folder
+
+REPO_TYPE = "dataset"
+
+
+def check_hub_target(repo_id: str, *, token: Optional[str] = None, overwrite: bool = False) -> Tuple[HfApi, str]:
+    """Check that `repo_id` can be pushed to, before any upload; returns the API client and the full repo id.
+
+    Raises :class:`SVPConfigError` when there is no token, the token is rejected, the namespace belongs to someone
+    else, or the repository exists and `overwrite` is not set. A bare name (``"cifar10-pruned"``) is put in the
+    user's namespace.
+    """
+    token = token or get_token()
+    if not token:
+        raise SVPConfigError(
+            "no Hugging Face token: log in with `hf auth login`, set HF_TOKEN, or pass a token (hub_token / token=)"
+        )
+    api = HfApi(token=token)
+    try:
+        user = api.whoami()
+    except Exception as err:  # rejected token, offline mode, no network: say so before anything is uploaded
+        raise SVPConfigError(f"could not check the Hugging Face token with the Hub ({type(err).__name__}: {err})") from err
+    name = user["name"]
+    orgs = [org["name"] for org in user.get("orgs") or []]
+    if "/" not in repo_id:
+        repo_id = f"{name}/{repo_id}"
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as err:
+        raise SVPConfigError(f"invalid Hub dataset id {repo_id!r}: {err}") from None
+    namespace = repo_id.split("/")[0]
+    if namespace not in [name, *orgs]:
+        raise SVPConfigError(
+            f"cannot push to {repo_id!r}: namespace {namespace!r} is neither yours ({name!r}) nor one of your "
+            f"organizations ({', '.join(repr(o) for o in orgs) or 'none'})"
+        )
+    if api.repo_exists(repo_id, repo_type=REPO_TYPE) and not overwrite:
+        raise SVPConfigError(
+            f"the Hub dataset {repo_id!r} already exists; set hub_overwrite: true (overwrite=True) to replace its "
+            "contents, or choose another id"
+        )
+    return api, repo_id
+
+
+@contextlib.contextmanager
+def dataset_folder(result: Union[str, os.PathLike, Dataset, DatasetDict], repo_id: Optional[str] = None) -> Iterator[str]:
+    """The folder to upload for `result`: an output_dir's ``dataset/`` (its card re-rendered with `repo_id`), a
+    dataset folder as it is, or an in-memory (pruned) ``Dataset``/``DatasetDict`` written to a temporary folder."""
+    if isinstance(result, (Dataset, DatasetDict)):
+        splits = dict(result) if isinstance(result, DatasetDict) else {"train": result}
+        with tempfile.TemporaryDirectory(prefix="svp-hub-") as tmp:
+            from .card import dataset_card
+
+            from . import __version__
+
+            metrics = {
+                "svp_hf_version": __version__,
+                "splits": {k: len(v) for k, v in splits.items()},
+                "n_selected": len(next(iter(splits.values()))),
+            }
+            write_dataset_folder(tmp, splits, str(dataset_card(metrics, repo_id=repo_id, has_scores=False)))
+            yield tmp
+        return
+    folder, output_dir = _local_folder(result)
+    if output_dir is not None:
+        _refresh_card(output_dir, repo_id)
+    yield folder
+
+
+def _local_folder(path: Union[str, os.PathLike]) -> Tuple[str, Optional[str]]:
+    """The dataset folder at `path` and, when `path` is an output_dir, that output_dir."""
+    path = os.fspath(path)
+    if os.path.isfile(os.path.join(path, DATASET_DIR, "README.md")):
+        return os.path.join(path, DATASET_DIR), path
+    if os.path.isfile(os.path.join(path, "README.md")) and os.path.isdir(os.path.join(path, "data")):
+        return path, None
+    raise SVPConfigError(
+        f"{path!r} is neither an svp_hf output_dir (with dataset/README.md) nor a dataset folder (README.md and data/)"
+    )
+
+
+def _refresh_card(output_dir: str, repo_id: Optional[str]) -> None:
+    """Re-render an output_dir's card from its metrics.json so its loading snippet names `repo_id`: the local folder
+    stays exactly what was uploaded."""
+    from .card import dataset_card
+
+    metrics_path = os.path.join(output_dir, "metrics.json")
+    if repo_id is None or not os.path.isfile(metrics_path):
+        return
+    with open(metrics_path, encoding="utf-8") as f:
+        metrics = json.load(f)
+    folder = os.path.join(output_dir, DATASET_DIR)
+    figures = [f for f in metrics.get("report_figures") or [] if os.path.isfile(os.path.join(folder, PLOTS_DIR, f["filename"]))]
+    dataset_card(metrics, figures, repo_id=repo_id).save(os.path.join(folder, "README.md"))
+
+
+def push_to_hub(
+    result: Union[str, os.PathLike, Dataset, DatasetDict],
+    repo_id: str,
+    *,
+    private: Optional[bool] = None,
+    token: Optional[str] = None,
+    overwrite: bool = False,
+    commit_message: Optional[str] = None,
+) -> str:
+    """Upload a pruned dataset with its card, scores and plots to the Hub dataset `repo_id`; returns its URL.
+
+    `result` is an ``output_dir`` written by ``python -m svp_hf.coreset`` (its ``dataset/`` folder is uploaded), a
+    dataset folder, or a ``Dataset``/``DatasetDict`` (e.g. from :func:`svp_hf.prune`). The checks of
+    :func:`check_hub_target` run before anything is created or uploaded; with `overwrite`, files of the previous
+    version that the new one does not have are deleted in the same commit.
+    """
+    if not isinstance(result, (Dataset, DatasetDict)):
+        _local_folder(result)  # a wrong path fails before the Hub is asked anything
+    api, repo_id = check_hub_target(repo_id, token=token, overwrite=overwrite)
+    with dataset_folder(result, repo_id) as folder:
+        url = api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=overwrite)
+        api.upload_folder(
+            repo_id=repo_id,
+            repo_type=REPO_TYPE,
+            folder_path=folder,
+            commit_message=commit_message or "Upload dataset pruned with svp_hf",
+            delete_patterns=["*"] if overwrite else None,
+        )
+    return str(url)
+
+
+__all__ = ["push_to_hub", "check_hub_target", "dataset_folder"]
