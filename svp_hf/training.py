@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -15,6 +16,7 @@ from accelerate.logging import get_logger
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .checkpoint import latest_epoch, load_training_state, save_epoch
 from .data import INDEX_COLUMN, DataInfo
 from .registry import Registry
 
@@ -119,6 +121,20 @@ class TrainResult:
     seconds: float = 0.0
 
 
+def make_accelerator(**kwargs) -> Accelerator:
+    """An ``Accelerator`` that also runs data-parallel on machines without GPUs.
+
+    ``accelerate launch --multi_gpu --num_processes N`` on a CPU-only machine starts N processes, but Accelerate only
+    sets up a process group (gloo) when told to use the CPU; without it every process would run the whole job alone.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    accel_api = getattr(torch, "accelerator", None)  # torch >= 2.6: CUDA, XPU, MPS, ...
+    has_device = accel_api.is_available() if accel_api is not None else torch.cuda.is_available()
+    if launched and not has_device:
+        kwargs.setdefault("cpu", True)
+    return Accelerator(**kwargs)
+
+
 def make_loader(dataset, collate_fn, batch_size: int, *, shuffle: bool, seed: int = 0, num_workers: int = 0):
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(
@@ -141,13 +157,22 @@ def train_model(
     *,
     track_forgetting: bool = False,
     desc: str = "train",
+    checkpoint_dir: Optional[str] = None,
 ) -> TrainResult:
-    """Train `model` on `dataset` (a ``datasets.Dataset`` with `svp_index`) with SGD, momentum and an LR schedule."""
+    """Train `model` on `dataset` (a ``datasets.Dataset`` with `svp_index`) with SGD, momentum and an LR schedule.
+
+    With `checkpoint_dir`, the whole training state (model, optimizer, scheduler, RNG states, epoch, history and
+    forgetting events) is saved there after every epoch, and training resumes from the newest checkpoint found
+    there: a resumed run ends with exactly the model an uninterrupted one trains. The data order of every epoch is a
+    function of ``(seed, epoch)`` alone.
+    """
     start = time.perf_counter()
+    accelerator.free_memory()  # what a previous training prepared must not end up in this one's checkpoints
     train_ds = family.dataset(dataset, model, info, train=True, augment=config.augment)
     loader = make_loader(
         train_ds, family.collate, config.batch_size, shuffle=True, seed=config.seed, num_workers=config.num_workers
     )
+    order = loader.generator
     total_steps = max(1, config.epochs * len(loader))  # in single-process steps: Accelerate scales for N processes
     schedule = LR_SCHEDULES.get(config.lr_schedule)
     optimizer = torch.optim.SGD(
@@ -156,8 +181,17 @@ def train_model(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step / total_steps))
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     tracker = ForgettingTracker(len(dataset)) if track_forgetting else None
-    history = []
-    for epoch in range(config.epochs):
+    history: List[Dict[str, float]] = []
+    done, folder = latest_epoch(checkpoint_dir)
+    if folder is not None:
+        accelerator.load_state(folder)
+        state = load_training_state(folder)
+        history = list(state["history"])
+        if tracker is not None:
+            tracker.load_state_dict(state["forgetting"])
+        logger.info(f"{desc}: resumed from {folder} (epoch {done} of {config.epochs})", main_process_only=True)
+    for epoch in range(done, config.epochs):
+        order.manual_seed(config.seed + epoch)
         model.train()
         loss_sum, correct_sum, seen = 0.0, 0, 0
         bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{config.epochs}", disable=not accelerator.is_local_main_process)
@@ -183,6 +217,9 @@ def train_model(
         logger.info(f"{desc} epoch {epoch + 1}: loss {record['loss']:.4f}, train accuracy {record['accuracy']:.4f}")
         if accelerator.trackers:
             accelerator.log({f"{desc}/{k}": v for k, v in record.items() if k != "epoch"}, step=epoch + 1)
+        if checkpoint_dir:
+            state = {"epoch": epoch + 1, "history": history, "forgetting": tracker.state_dict() if tracker else None}
+            save_epoch(accelerator, checkpoint_dir, epoch + 1, state)
     model = accelerator.unwrap_model(model)
     accelerator.free_memory()
     return TrainResult(model, history, tracker, time.perf_counter() - start)
@@ -212,6 +249,7 @@ __all__ = [
     "TrainingConfig",
     "ForgettingTracker",
     "TrainResult",
+    "make_accelerator",
     "make_loader",
     "train_model",
     "evaluate_accuracy",
