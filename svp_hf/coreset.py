@@ -108,7 +108,8 @@ def run_coreset(
         accelerator.init_trackers("svp_hf_coreset", config={**vars(data_args), **vars(sel_args), **vars(run_args)})
 
     checkpoints = os.path.join(run_args.output_dir, CHECKPOINTS_DIR)
-    if run_args.overwrite_output_dir or not run_args.resume:
+    # Checkpoints left next to a finished result (replaced, since check_output_dir let us through) are stale.
+    if not run_args.resume or os.path.exists(os.path.join(run_args.output_dir, "metrics.json")):
         discard(accelerator, [checkpoints])
     check_run_settings(accelerator, checkpoints, run_settings(data_args, sel_args, run_args, accelerator.num_processes))
 

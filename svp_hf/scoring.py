@@ -114,6 +114,18 @@ class _Pool:
         self.index, self.keys, self.embeddings = index, keys, embeddings
 
 
+def _full_batch(batch: Dict[str, torch.Tensor], size: int) -> Dict[str, torch.Tensor]:
+    """`batch` with its last row repeated up to `size` rows.
+
+    Every forward pass then sees a full batch, as it does with several processes (whose last batch Accelerate pads),
+    so an example's scores never depend on the process count through the kernels chosen for a smaller batch.
+    """
+    missing = size - batch[INDEX_COLUMN].shape[0]
+    if missing <= 0:
+        return batch
+    return {k: torch.cat([v, v[-1:].expand(missing, *v.shape[1:])]) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
 @torch.no_grad()
 def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, need_embeddings, accelerator, batch_size, desc):
     """Scores (and embeddings) of one shard's rows, in row order, on every process."""
@@ -133,11 +145,15 @@ def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, n
     seen = np.zeros(n, dtype=bool)
     embeddings = None
     for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
+        rows_in_batch = batch[INDEX_COLUMN].shape[0]
+        padded = _full_batch(batch, batch_size)
         with accelerator.autocast():
             if need_embeddings:
-                logits, emb = family.logits_and_embeddings(model, batch)
+                logits, emb = family.logits_and_embeddings(model, padded)
+                emb = emb[:rows_in_batch]
             else:
-                logits, emb = family.logits(model, batch), None
+                logits, emb = family.logits(model, padded), None
+        logits = logits[:rows_in_batch]
         probs = torch.softmax(logits.float(), dim=-1)
         scored = torch.stack([m.scorer(probs, batch["labels"]) for m in batch_methods], dim=1) if batch_methods else probs[:, :0]
         payload = (batch[INDEX_COLUMN], batch["labels"], scored.double()) + ((emb.float(),) if emb is not None else ())
