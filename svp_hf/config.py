@@ -59,7 +59,7 @@ class SelectionArguments:
     learning_rate: float = _help("Peak SGD learning rate.", default=0.1)
     momentum: float = _help("SGD momentum.", default=0.9)
     weight_decay: float = _help("SGD weight decay.", default=5e-4)
-    lr_schedule: str = _help("Learning-rate schedule: step (SVP's, scaled to the epochs), cosine or constant.", default="step")
+    lr_schedule: str = _help("Learning-rate schedule: step (SVP's CIFAR one, scaled to the epochs), imagenet (SVP's ImageNet one, with warm-up), cosine or constant.", default="step")
     method: str = _help("The selection method (see svp_hf.list_methods()).", default="least_confidence")
     score_methods: Optional[List[str]] = _help("More methods to score alongside `method` (one column each in scores.parquet).", default=None)
     fraction: float = _help("Share of training rows kept, in (0, 1].", default=0.5)

@@ -105,7 +105,10 @@ def run_coreset(
         check_same_columns(evaluation, info)
     n_keep = n_to_keep(sel_args.fraction, len(train))
     if run_args.report_to:
-        accelerator.init_trackers("svp_hf_coreset", config={**vars(data_args), **vars(sel_args), **vars(run_args)})
+        settings = {**vars(data_args), **vars(sel_args), **vars(run_args)}
+        # Trackers take scalars only (TensorBoard's hparams): lists, mappings and None are logged as text.
+        config = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in settings.items()}
+        accelerator.init_trackers("svp_hf_coreset", config=config)
 
     checkpoints = os.path.join(run_args.output_dir, CHECKPOINTS_DIR)
     # Checkpoints left next to a finished result (replaced, since check_output_dir let us through) are stale.
@@ -139,7 +142,10 @@ def run_coreset(
         timings["target_training"] = result.seconds
         target_history = result.history
         if evaluation is not None:
-            target_accuracy = evaluate_accuracy(result.model, target_family, evaluation, info, accelerator, desc="evaluate target")
+            target_accuracy = evaluate_accuracy(
+                result.model, target_family, evaluation, info, accelerator, batch_size=int(sel_args.batch_size),
+                desc="evaluate target", num_workers=int(sel_args.dataloader_num_workers),
+            )
     timings["total"] = time.perf_counter() - start
 
     names = info.class_names
@@ -197,6 +203,7 @@ def run_coreset(
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per checkpoint file is too many
     argv = list(sys.argv[1:] if argv is None else argv)
     command = "python -m svp_hf.coreset " + " ".join(shlex.quote(a) for a in argv)
     try:

@@ -90,28 +90,36 @@ def _pool_keys(seed: int, shard: int, n: int) -> np.ndarray:
 
 
 class _Pool:
-    """The k-center candidates seen so far: every row, or the `capacity` rows with the smallest keys."""
+    """The k-center candidates seen so far: every row, or the `capacity` rows with the smallest keys.
+
+    Shards are appended and compacted only once twice the capacity has piled up, so building it costs O(n)."""
 
     def __init__(self, capacity: Optional[int]):
         self.capacity = capacity
-        self.index = np.zeros(0, dtype=np.int64)
-        self.keys = np.zeros(0)
-        self.embeddings: Optional[np.ndarray] = None
-
-    def threshold(self) -> float:
-        full = self.capacity is not None and len(self.index) >= self.capacity
-        return float(self.keys.max()) if full else math.inf
+        self.parts: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.size = 0
+        self.cutoff = math.inf  # no row with a larger key can make the pool any more
 
     def add(self, index: np.ndarray, keys: np.ndarray, embeddings: np.ndarray) -> None:
-        if self.embeddings is None:
-            self.embeddings = np.zeros((0, embeddings.shape[1]), dtype=np.float32)
-        index = np.concatenate([self.index, index])
-        keys = np.concatenate([self.keys, keys])
-        embeddings = np.concatenate([self.embeddings, embeddings.astype(np.float32)])
-        if self.capacity is not None and len(index) > self.capacity:
-            keep = np.sort(np.argsort(keys, kind="stable")[: self.capacity])
+        self.parts.append((index, keys, embeddings.astype(np.float32, copy=False)))
+        self.size += len(index)
+        if self.capacity is not None and self.size >= 2 * self.capacity:
+            self._compact()
+
+    def _compact(self) -> None:
+        index, keys, embeddings = (np.concatenate(column) for column in zip(*self.parts))
+        if self.capacity is not None and len(index) >= self.capacity:
+            keep = np.sort(np.argsort(keys, kind="stable")[: self.capacity])  # in svp_index order
             index, keys, embeddings = index[keep], keys[keep], embeddings[keep]
-        self.index, self.keys, self.embeddings = index, keys, embeddings
+            self.cutoff = float(keys.max())
+        self.parts, self.size = [(index, keys, embeddings)], len(index)
+
+    def final(self) -> Tuple[np.ndarray, np.ndarray]:
+        """The pool's svp_index values and embeddings."""
+        if not self.parts:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        self._compact()
+        return self.parts[0][0], self.parts[0][2]
 
 
 def _full_batch(batch: Dict[str, torch.Tensor], size: int) -> Dict[str, torch.Tensor]:
@@ -127,13 +135,13 @@ def _full_batch(batch: Dict[str, torch.Tensor], size: int) -> Dict[str, torch.Te
 
 
 @torch.no_grad()
-def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, need_embeddings, accelerator, batch_size, desc):
+def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, need_embeddings, accelerator, batch_size, num_workers, desc):
     """Scores (and embeddings) of one shard's rows, in row order, on every process."""
     start, n = int(shard[0][INDEX_COLUMN]), len(shard)
     eval_ds = family.dataset(shard, model, info, train=False)
     # The module-level prepare keeps no reference to the loader, so finished shards can be freed.
     loader = prepare_data_loader(
-        make_loader(eval_ds, family.collate, batch_size, shuffle=False),
+        make_loader(eval_ds, family.collate, batch_size, shuffle=False, num_workers=num_workers),
         accelerator.device,
         num_processes=accelerator.num_processes,
         process_index=accelerator.process_index,
@@ -188,6 +196,7 @@ def score_examples(
     kcenter_max_memory: Union[int, str, None] = None,
     shard_size: Optional[int] = None,
     shard_dir: Optional[str] = None,
+    num_workers: int = 0,
     desc: str = "scoring",
 ) -> ScoreResult:
     """Every method's scores and the labels of `dataset` (a ``Dataset`` or a streaming ``IterableDataset``).
@@ -229,7 +238,7 @@ def score_examples(
         logger.info(f"{desc}: {skip} finished shard(s) found in {shard_dir}, resuming after them", main_process_only=True)
     for shard, rows in iter_shards(dataset, shard_size, skip):
         labels, values, embeddings = _score_shard(
-            model, family, rows, info, batch_methods, need_embeddings, accelerator, batch_size, f"{desc} shard {shard}"
+            model, family, rows, info, batch_methods, need_embeddings, accelerator, batch_size, num_workers, f"{desc} shard {shard}"
         )
         start = shard * shard_size
         part = {INDEX_COLUMN: np.arange(start, start + len(labels), dtype=np.int64), "labels": labels}
@@ -238,7 +247,7 @@ def score_examples(
             if pool is None:
                 pool = _Pool(kcenter_pool_rows(embeddings.shape[1], kcenter_pool_size, kcenter_max_memory))
             keys = _pool_keys(seed, shard, len(labels))
-            candidate = keys < pool.threshold()  # rows that can still make the pool; the others never will
+            candidate = keys < pool.cutoff
             part.update(pool_index=part[INDEX_COLUMN][candidate], pool_keys=keys[candidate], embeddings=embeddings[candidate])
         if accelerator.is_main_process:
             store.write(shard, part)
@@ -251,8 +260,9 @@ def score_examples(
     for method in methods:
         if method.needs == "embeddings":
             values = np.full(n, -np.inf)
-            if pool is not None and len(pool.index):
-                values[pool.index] = method.scorer(pool.embeddings, seed=seed, chunk_size=kcenter_chunk_size)
+            pool_index, pool_embeddings = pool.final() if pool is not None else (np.zeros(0, dtype=np.int64), None)
+            if len(pool_index):
+                values[pool_index] = method.scorer(pool_embeddings, seed=seed, chunk_size=kcenter_chunk_size)
             scores[method.name] = values
         elif method.needs == "training":
             scores[method.name] = method.scorer(forgetting)

@@ -37,6 +37,18 @@ def step_schedule(progress: float) -> float:
     return 0.01
 
 
+@LR_SCHEDULES.register("imagenet")
+def imagenet_schedule(progress: float) -> float:
+    """SVP's ImageNet schedule scaled to any length: linear warm-up to 1x over 5/90, 0.1x from 30/90, 0.01x from
+    60/90, 0.001x from 80/90."""
+    if progress < 5 / 90:
+        return (progress * 90 + 1) / 6  # rises linearly, ending just below 1x
+    for start, factor in ((80 / 90, 0.001), (60 / 90, 0.01), (30 / 90, 0.1)):
+        if progress >= start:
+            return factor
+    return 1.0
+
+
 @LR_SCHEDULES.register("cosine")
 def cosine_schedule(progress: float) -> float:
     """Cosine decay from the base rate to zero."""
@@ -228,11 +240,11 @@ def train_model(
 @torch.no_grad()
 def evaluate_accuracy(
     model: torch.nn.Module, family, dataset, info: DataInfo, accelerator: Accelerator, *, batch_size: int = 256,
-    desc: str = "evaluate",
+    desc: str = "evaluate", num_workers: int = 0,
 ) -> float:
     """Top-1 accuracy of `model` on `dataset`, every example counted exactly once across processes."""
     eval_ds = family.dataset(dataset, model, info, train=False)
-    loader = accelerator.prepare(make_loader(eval_ds, family.collate, batch_size, shuffle=False))
+    loader = accelerator.prepare(make_loader(eval_ds, family.collate, batch_size, shuffle=False, num_workers=num_workers))
     model = model.to(accelerator.device).eval()
     correct, total = 0, 0
     for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process):

@@ -131,3 +131,35 @@ def test_training_resumes_from_its_last_epoch_checkpoint(setup, tmp_path):
         assert torch.equal(value, resumed.model.state_dict()[key]), key
     np.testing.assert_array_equal(straight.forgetting.scores(), resumed.forgetting.scores())
     np.testing.assert_array_equal(straight.forgetting.presentations, np.full(len(train), 2))
+
+
+def test_report_to_tensorboard_logs_losses_accuracy_and_timings(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from svp_hf import coreset
+
+    from .conftest import REPO
+
+    out = tmp_path / "out"
+    coreset.main(
+        [str(REPO / "recipes" / "quickstart.yaml"), "--output_dir", str(out), "--report_to", "tensorboard", "--proxy_epochs", "2",
+         "--max_train_samples", "100", "--max_eval_samples", "50", "--target", "", "--score_methods", "entropy"]
+    )
+    events = [str(p.parent) for p in out.rglob("events.out.tfevents.*")]
+    assert events
+    tags = set()
+    for folder in events:
+        acc = EventAccumulator(folder)
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    assert {"proxy resnet20/loss", "proxy resnet20/accuracy", "proxy/eval_accuracy", "seconds/scoring", "seconds/total"} <= tags
+
+
+def test_imagenet_schedule_warms_up_then_steps_down():
+    from svp_hf.training import LR_SCHEDULES
+
+    schedule = LR_SCHEDULES.get("imagenet")
+    warm = [schedule(e / 90) for e in range(5)]
+    assert warm == sorted(warm) and warm[0] < 0.5 and warm[-1] < 1.0
+    assert [schedule(e / 90) for e in (5, 29, 30, 59, 60, 79, 80, 89)] == [1.0, 1.0, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
