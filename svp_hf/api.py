@@ -3,6 +3,7 @@ and ``prune`` (the two in one call)."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -10,16 +11,17 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from datasets import ClassLabel, Dataset, Features, Value
+from datasets import ClassLabel, Dataset, Features, IterableDataset, Value
 
+from .checkpoint import load_model_weights, load_training_state, resolve_model_checkpoint
 from .config import DataArguments, SelectionArguments
 from .data import INDEX_COLUMN, SCORE_COLUMN, DataInfo, add_index, check_same_columns, inspect_dataset
 from .errors import SVPConfigError
 from .methods import get_method, resolve_methods
 from .models import ModelFamily, check_model, create_model, resolve_family
-from .scoring import compute_scores
+from .scoring import iter_shards, score_examples
 from .selection import n_to_keep, select_indices
-from .training import TrainingConfig, evaluate_accuracy, train_model
+from .training import ForgettingTracker, TrainingConfig, TrainResult, evaluate_accuracy, make_accelerator, train_model
 
 COLUMN_KEYS = tuple(f.name for f in fields(DataArguments) if f.name.endswith("_column"))
 SELECTION_KEYS = tuple(f.name for f in fields(SelectionArguments))
@@ -61,15 +63,49 @@ def training_config(args: SelectionArguments, *, epochs: Optional[int] = None, l
     )
 
 
-def prepare_inputs(dataset: Dataset, model_name: str, columns: Dict[str, Any], *, trust_remote_code: bool = False):
+STREAM_INSPECTION_ROWS = 1000
+
+
+def prepare_inputs(
+    dataset: Union[Dataset, IterableDataset], model_name: str, columns: Dict[str, Any], *, trust_remote_code: bool = False
+):
     """Resolve the model family, inspect the dataset for it and check the model against it (its weights, tokenizer
-    and label range are reachable and fit); every check that needs no training."""
-    if not isinstance(dataset, Dataset):
-        raise SVPConfigError(f"expected a datasets.Dataset, got {type(dataset).__name__}")
+    and label range are reachable and fit); every check that needs no training.
+
+    A streaming ``IterableDataset`` is inspected on its first rows."""
+    if not isinstance(dataset, (Dataset, IterableDataset)):
+        raise SVPConfigError(f"expected a datasets.Dataset or IterableDataset, got {type(dataset).__name__}")
     family = resolve_family(model_name)
+    if isinstance(dataset, IterableDataset):
+        head = next(iter_shards(dataset, STREAM_INSPECTION_ROWS), (0, None))[1]
+        if head is None:
+            raise SVPConfigError("the dataset is empty: there is nothing to score or select")
+        return family, inspect_dataset(head, family.modality, **columns)
     info = inspect_dataset(dataset, family.modality, **columns)
     check_model(model_name, info, trust_remote_code=trust_remote_code)
     return family, info
+
+
+def load_proxy(args: SelectionArguments, info: DataInfo, n: Optional[int], *, needs_history: bool) -> TrainResult:
+    """The proxy saved at ``args.proxy_checkpoint``, with its training history and forgetting events when saved."""
+    weights, state_folder = resolve_model_checkpoint(args.proxy_checkpoint)
+    state = load_training_state(state_folder) if state_folder else {}
+    forgetting = None
+    if needs_history:
+        if not state.get("forgetting"):
+            raise SVPConfigError(
+                f"proxy_checkpoint {args.proxy_checkpoint!r} has no forgetting events (only svp_hf's own checkpoints "
+                "of a proxy trained with forgetting do); drop the forgetting method or train the proxy"
+            )
+        forgetting = ForgettingTracker(len(state["forgetting"]["events"]))
+        forgetting.load_state_dict(state["forgetting"])
+        if n is not None and len(forgetting.events) != n:
+            raise SVPConfigError(
+                f"proxy_checkpoint {args.proxy_checkpoint!r} recorded forgetting events for {len(forgetting.events)} "
+                f"rows but the dataset has {n}"
+            )
+    model = load_model_weights(create_model(args.proxy, info, pretrained=False), weights)
+    return TrainResult(model, list(state.get("history", [])), forgetting)
 
 
 def labels_of(dataset: Dataset, info: DataInfo) -> np.ndarray:
@@ -77,7 +113,7 @@ def labels_of(dataset: Dataset, info: DataInfo) -> np.ndarray:
 
 
 def run_scoring(
-    dataset: Dataset,
+    dataset: Union[Dataset, IterableDataset],
     args: SelectionArguments,
     *,
     family: ModelFamily,
@@ -85,29 +121,40 @@ def run_scoring(
     accelerator: Accelerator,
     eval_dataset: Optional[Dataset] = None,
     methods: Optional[Sequence[str]] = None,
+    checkpoint_dir: Optional[str] = None,
 ) -> ScoringRun:
-    """Train the proxy on `dataset` and score it with every method; evaluate the proxy on `eval_dataset` if given."""
+    """Train the proxy on `dataset` (or load ``args.proxy_checkpoint``) and score it with every method; evaluate the
+    proxy on `eval_dataset` if given.
+
+    With `checkpoint_dir`, the proxy is checkpointed every epoch under ``checkpoint_dir/proxy`` and finished score
+    shards are kept under ``checkpoint_dir/scores``; calling again with the same settings resumes after them.
+    """
     chosen = resolve_methods(methods or args.methods)
+    needs_history = any(m.needs == "training" for m in chosen)
+    streaming = isinstance(dataset, IterableDataset)
+    if streaming and not args.proxy_checkpoint:
+        raise SVPConfigError("a streaming dataset can be scored, not trained on: give a trained proxy as proxy_checkpoint")
     set_seed(int(args.seed))
-    dataset = add_index(dataset)
     timings: Dict[str, float] = {}
-    proxy = create_model(
-        args.proxy, info, pretrained=bool(args.pretrained), trust_remote_code=bool(args.trust_remote_code)
-    )
-    trained = train_model(
-        proxy,
-        family,
-        dataset,
-        info,
-        training_config(args),
-        accelerator,
-        track_forgetting=any(m.needs == "training" for m in chosen),
-        desc=f"proxy {args.proxy}",
-    )
-    timings["proxy_training"] = trained.seconds
+    if args.proxy_checkpoint:
+        proxy = load_proxy(args, info, None if streaming else len(dataset), needs_history=needs_history)
+    else:
+        dataset = add_index(dataset)
+        proxy = train_model(
+            create_model(args.proxy, info, pretrained=bool(args.pretrained), trust_remote_code=bool(args.trust_remote_code)),
+            family,
+            dataset,
+            info,
+            training_config(args),
+            accelerator,
+            track_forgetting=needs_history,
+            desc=f"proxy {args.proxy}",
+            checkpoint_dir=os.path.join(checkpoint_dir, "proxy") if checkpoint_dir else None,
+        )
+        timings["proxy_training"] = proxy.seconds
     start = time.perf_counter()
-    scores = compute_scores(
-        trained.model,
+    result = score_examples(
+        proxy.model,
         family,
         dataset,
         info,
@@ -115,39 +162,48 @@ def run_scoring(
         accelerator,
         batch_size=int(args.batch_size),
         seed=int(args.seed),
-        forgetting=trained.forgetting,
+        forgetting=proxy.forgetting,
         kcenter_chunk_size=int(args.kcenter_chunk_size),
+        kcenter_pool_size=args.kcenter_pool_size,
+        kcenter_max_memory=args.kcenter_max_memory,
+        shard_size=int(args.scoring_shard_size),
+        shard_dir=os.path.join(checkpoint_dir, "scores") if checkpoint_dir else None,
+        num_workers=int(args.dataloader_num_workers),
     )
     timings["scoring"] = time.perf_counter() - start
     proxy_accuracy = None
     if eval_dataset is not None:
         proxy_accuracy = evaluate_accuracy(
-            trained.model, family, eval_dataset, info, accelerator, batch_size=int(args.batch_size), desc="evaluate proxy"
+            proxy.model, family, eval_dataset, info, accelerator, batch_size=int(args.batch_size), desc="evaluate proxy",
+            num_workers=int(args.dataloader_num_workers),
         )
     return ScoringRun(
-        scores_dataset(dataset, info, scores),
+        scores_dataset(dataset, info, result.scores, labels=result.labels),
         info,
-        trained.model,
+        proxy.model,
         family,
-        trained.history,
+        proxy.history,
         proxy_accuracy,
         timings,
     )
 
 
-def scores_dataset(dataset: Dataset, info: DataInfo, scores: Dict[str, np.ndarray]) -> Dataset:
-    """`svp_index`, label and one float column per method, as a Dataset."""
-    label_feature = dataset.features[info.label_column]
+def scores_dataset(
+    dataset: Union[Dataset, IterableDataset], info: DataInfo, scores: Dict[str, np.ndarray], *, labels: Optional[np.ndarray] = None
+) -> Dataset:
+    """`svp_index`, label and one float column per method, as a Dataset (`labels` default to the dataset's)."""
+    label_feature = dataset.features[info.label_column] if dataset.features else None
     if not isinstance(label_feature, ClassLabel):
         label_feature = Value("int64")
+    labels = labels_of(dataset, info) if labels is None else np.asarray(labels, dtype=np.int64)
     features = Features({INDEX_COLUMN: Value("int64"), "label": label_feature, **{m: Value("float64") for m in scores}})
-    data = {INDEX_COLUMN: np.arange(len(dataset), dtype=np.int64), "label": labels_of(dataset, info)}
+    data = {INDEX_COLUMN: np.arange(len(labels), dtype=np.int64), "label": labels}
     data.update({m: np.asarray(v, dtype=np.float64) for m, v in scores.items()})
     return Dataset.from_dict(data, features=features)
 
 
 def score(
-    dataset: Dataset,
+    dataset: Union[Dataset, IterableDataset],
     proxy: str = "resnet20",
     methods: Union[str, Sequence[str]] = ("least_confidence",),
     *,
@@ -159,7 +215,8 @@ def score(
 
     The result is a ``datasets.Dataset`` with ``svp_index`` (row in `dataset`), ``label`` and one float column per
     method. Keyword arguments are the recipe's: ``proxy_epochs``, ``batch_size``, ``learning_rate``, ``seed``,
-    ``image_column``, ``text_column`` (one column or several, joined), ``label_column``, ...
+    ``image_column``, ``text_column`` (one column or several, joined), ``label_column``, ``proxy_checkpoint`` (score
+    with a trained proxy; needed for a streaming ``IterableDataset``), ``kcenter_pool_size``, ``kcenter_max_memory``, ...
     """
     methods = [methods] if isinstance(methods, str) else list(methods)
     resolve_methods(methods)
@@ -168,7 +225,7 @@ def score(
     family, info = prepare_inputs(dataset, proxy, columns, trust_remote_code=bool(args.trust_remote_code))
     if eval_dataset is not None:
         check_same_columns(eval_dataset, info)
-    accelerator = accelerator or Accelerator()
+    accelerator = accelerator or make_accelerator()
     return run_scoring(dataset, args, family=family, info=info, accelerator=accelerator, eval_dataset=eval_dataset).scores
 
 

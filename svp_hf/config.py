@@ -77,8 +77,8 @@ class SelectionArguments:
     momentum: float = _help("SGD momentum.", default=0.9)
     weight_decay: float = _help("SGD weight decay.", default=5e-4)
     lr_schedule: str = _help(
-        "Learning-rate schedule: step (SVP's CIFAR one, scaled to the epochs), halving (SVP's Amazon one), cosine or "
-        "constant.",
+        "Learning-rate schedule: step (SVP's CIFAR one, scaled to the epochs), halving (SVP's Amazon one), imagenet "
+        "(SVP's ImageNet one, with warm-up), cosine or constant.",
         default="step",
     )
     method: str = _help("The selection method (see svp_hf.list_methods()).", default="least_confidence")
@@ -91,6 +91,19 @@ class SelectionArguments:
     augment: bool = _help("Augment training images (pad-and-crop plus flip, or timm's transforms).", default=True)
     dataloader_num_workers: int = _help("DataLoader worker processes.", default=0)
     kcenter_chunk_size: int = _help("Rows per distance block in k-centers (bounds its memory).", default=16384)
+    kcenter_pool_size: Optional[int] = _help(
+        "Run k-centers on a seeded random candidate pool of this many rows (the rest score -inf); default: all rows.",
+        default=None,
+    )
+    kcenter_max_memory: Optional[str] = _help(
+        "Memory bound for k-centers' embeddings and distances, e.g. '4GB'; the candidate pool shrinks to fit.", default=None
+    )
+    proxy_checkpoint: Optional[str] = _help(
+        "Score with this trained proxy instead of training one: a weights file, a folder holding model.safetensors, "
+        "or a run's output_dir/checkpoints/proxy (whose training state also gives forgetting events).",
+        default=None,
+    )
+    scoring_shard_size: int = _help("Rows scored per shard; a killed run resumes after the last finished shard.", default=10000)
 
     def __post_init__(self):
         from .methods import get_method
@@ -104,7 +117,9 @@ class SelectionArguments:
             get_method(m)
         if self.lr_schedule not in LR_SCHEDULES:
             raise SVPConfigError(f"unknown lr_schedule {self.lr_schedule!r}; available: {', '.join(LR_SCHEDULES.names())}")
-        for name in ("proxy_epochs", "batch_size", "kcenter_chunk_size"):
+        for name in ("proxy_epochs", "batch_size", "kcenter_chunk_size", "scoring_shard_size", "kcenter_pool_size"):
+            if getattr(self, name) is None:
+                continue
             if int(getattr(self, name)) < 1:
                 raise SVPConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= float(self.momentum) < 1:
@@ -113,6 +128,17 @@ class SelectionArguments:
             raise SVPConfigError(f"learning_rate must be positive, got {self.learning_rate}")
         if not self.proxy:
             raise SVPConfigError("proxy must name a model")
+        if self.kcenter_max_memory is not None:
+            from accelerate.utils import convert_file_size_to_int
+
+            try:
+                convert_file_size_to_int(self.kcenter_max_memory)
+            except ValueError:
+                raise SVPConfigError(f"kcenter_max_memory must be a size such as '4GB', got {self.kcenter_max_memory!r}") from None
+        if self.proxy_checkpoint:
+            from .checkpoint import resolve_model_checkpoint
+
+            resolve_model_checkpoint(self.proxy_checkpoint)
 
     @property
     def methods(self) -> List[str]:
@@ -138,6 +164,15 @@ class RunArguments:
     hub_private: bool = _help("Create the Hub dataset as private.", default=False)
     hub_overwrite: bool = _help("Replace the Hub dataset's contents if it already exists.", default=False)
     hub_token: Optional[str] = _help("Hub token (default: HF_TOKEN or the token saved by `hf auth login`).", default=None)
+    resume: bool = _help(
+        "Continue the unfinished run found in output_dir/checkpoints (proxy and target epochs, scored shards); "
+        "false starts over.",
+        default=True,
+    )
+    keep_checkpoints: bool = _help(
+        "Keep output_dir/checkpoints once the run has finished (its proxy/ folder can be given as proxy_checkpoint).",
+        default=False,
+    )
 
     def __post_init__(self):
         if self.target in ("", "none", "None"):

@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shlex
 import sys
 import time
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
-from accelerate import Accelerator
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
 from . import __version__
 from .api import labels_of, run_scoring, select, training_config
 from .card import source_metadata
+from .checkpoint import CHECKPOINTS_DIR, check_run_settings, discard
 from .config import DataArguments, RunArguments, SelectionArguments, parse_args
 from .correlation import compare_scores
 from .data import INDEX_COLUMN, SCORE_COLUMN, check_same_columns, get_split, hold_out, inspect_dataset, load_data
@@ -35,7 +36,7 @@ from .models import check_model, create_model, resolve_family
 from .output import check_output_dir, write_run
 from .report import score_statistics
 from .selection import n_to_keep
-from .training import evaluate_accuracy, train_model
+from .training import evaluate_accuracy, make_accelerator, train_model
 
 logger = get_logger(__name__)
 
@@ -81,6 +82,16 @@ def per_class_counts(labels: np.ndarray, names) -> Dict[str, int]:
     return {(names[v] if names else str(v)): int(c) for v, c in zip(values.tolist(), counts.tolist())}
 
 
+# Settings that change no result: a run may be resumed with other values of these.
+UNRECORDED_SETTINGS = ("output_dir", "overwrite_output_dir", "resume", "report_to", "keep_checkpoints")
+
+
+def run_settings(data_args, sel_args, run_args, num_processes: int) -> Dict[str, Any]:
+    """What a resumed run must share with the run whose checkpoints it continues."""
+    settings = {**vars(data_args), **vars(sel_args), **vars(run_args), "num_processes": num_processes}
+    return {k: v for k, v in settings.items() if k not in UNRECORDED_SETTINGS}
+
+
 def run_coreset(
     data_args: DataArguments,
     sel_args: SelectionArguments,
@@ -90,7 +101,7 @@ def run_coreset(
 ) -> Dict[str, Any]:
     """The whole core-set job; returns the metrics it wrote."""
     start = time.perf_counter()
-    accelerator = Accelerator(
+    accelerator = make_accelerator(
         mixed_precision=run_args.mixed_precision,
         log_with=run_args.report_to,
         project_dir=run_args.output_dir if run_args.report_to else None,
@@ -118,10 +129,20 @@ def run_coreset(
         check_same_columns(evaluation, info)
     n_keep = n_to_keep(sel_args.fraction, len(train))
     if run_args.report_to:
-        config = {**vars(data_args), **vars(sel_args), **vars(run_args), "hub_token": None}
+        settings = {**vars(data_args), **vars(sel_args), **vars(run_args), "hub_token": None}
+        # Trackers take scalars only (TensorBoard's hparams): lists, mappings and None are logged as text.
+        config = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in settings.items()}
         accelerator.init_trackers("svp_hf_coreset", config=config)
 
-    run = run_scoring(train, sel_args, family=family, info=info, accelerator=accelerator, eval_dataset=evaluation)
+    checkpoints = os.path.join(run_args.output_dir, CHECKPOINTS_DIR)
+    # Checkpoints left next to a finished result (replaced, since check_output_dir let us through) are stale.
+    if not run_args.resume or os.path.exists(os.path.join(run_args.output_dir, "metrics.json")):
+        discard(accelerator, [checkpoints])
+    check_run_settings(accelerator, checkpoints, run_settings(data_args, sel_args, run_args, accelerator.num_processes))
+
+    run = run_scoring(
+        train, sel_args, family=family, info=info, accelerator=accelerator, eval_dataset=evaluation, checkpoint_dir=checkpoints
+    )
     t0 = time.perf_counter()
     pruned = select(train, run.scores, sel_args.method, sel_args.fraction, class_balanced=sel_args.class_balanced, seed=sel_args.seed)
     timings = dict(run.timings, selection=time.perf_counter() - t0)
@@ -143,13 +164,26 @@ def run_coreset(
 
     target_accuracy, target_history = None, None
     if run_args.target:
+        set_seed(int(sel_args.seed))  # the target starts the same whatever scoring did (or skipped, when resumed)
         target = create_model(run_args.target, info, pretrained=bool(sel_args.pretrained), trust_remote_code=trust_remote_code)
         config = training_config(sel_args, epochs=run_args.target_epochs, learning_rate=run_args.target_learning_rate)
-        result = train_model(target, target_family, pruned, info, config, accelerator, desc=f"target {run_args.target}")
+        result = train_model(
+            target,
+            target_family,
+            pruned,
+            info,
+            config,
+            accelerator,
+            desc=f"target {run_args.target}",
+            checkpoint_dir=os.path.join(checkpoints, "target"),
+        )
         timings["target_training"] = result.seconds
         target_history = result.history
         if evaluation is not None:
-            target_accuracy = evaluate_accuracy(result.model, target_family, evaluation, info, accelerator, desc="evaluate target")
+            target_accuracy = evaluate_accuracy(
+                result.model, target_family, evaluation, info, accelerator, batch_size=int(sel_args.batch_size),
+                desc="evaluate target", num_workers=int(sel_args.dataloader_num_workers),
+            )
     timings["total"] = time.perf_counter() - start
 
     names = info.class_names
@@ -191,6 +225,10 @@ def run_coreset(
         "timings": timings,
         "num_processes": accelerator.num_processes,
     }
+    if accelerator.trackers:
+        final = {"proxy/eval_accuracy": run.proxy_accuracy, "target/eval_accuracy": target_accuracy, "n_selected": len(pruned)}
+        final.update({f"seconds/{k}": v for k, v in timings.items()})
+        accelerator.log({k: v for k, v in final.items() if v is not None})
     if accelerator.is_main_process:
         splits = {data_args.train_split: pruned}
         if evaluation is not None:
@@ -219,6 +257,8 @@ def run_coreset(
             )
             metrics["hub_url"] = url
             logger.info(f"pushed {run_args.output_dir}/dataset to {url}", main_process_only=True)
+    if not run_args.keep_checkpoints:
+        discard(accelerator, [checkpoints])
     accelerator.wait_for_everyone()
     if run_args.report_to:
         accelerator.end_training()
@@ -239,6 +279,7 @@ def redact_token(argv: Sequence[str]) -> list:
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per checkpoint file is too many
     argv = list(sys.argv[1:] if argv is None else argv)
     command = "python -m svp_hf.coreset " + " ".join(shlex.quote(a) for a in redact_token(argv))
     try:

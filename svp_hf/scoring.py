@@ -1,29 +1,200 @@
 """Scoring stage: run a trained proxy over a dataset once and compute every requested method's per-example score.
 
-Logit-based scorers are applied batch by batch, so only one float per example and method is kept (never the whole
-dataset's logits); embeddings are collected only when a method such as k-centers needs them. Every example is
-scored exactly once across processes (``gather_for_metrics`` drops the padding of the last uneven batch).
+The dataset is scored shard by shard (`shard_size` consecutive rows): a map-style or memory-mapped ``Dataset`` is
+sliced, a streaming ``IterableDataset`` is read one shard at a time, so neither the whole dataset nor all its logits
+are ever in memory. Within a shard, the batches are split across processes and every example's scores are gathered
+by `svp_index` (``gather_for_metrics`` drops the padding of the last uneven batch), so each example is scored exactly
+once whatever the process count. Logit-based scorers keep one float per example and method; embeddings are kept only
+for k-centers, and only for its candidate pool. With a `shard_dir`, every finished shard is saved there and a rerun
+skips it.
 """
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+import math
+from dataclasses import dataclass
+from itertools import islice
+from typing import Dict, Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.data_loader import prepare_data_loader
+from accelerate.logging import get_logger
+from accelerate.utils import convert_file_size_to_int
+from datasets import Dataset, Image, IterableDataset
 from tqdm.auto import tqdm
 
-from .data import INDEX_COLUMN, DataInfo
+from .checkpoint import ShardStore, on_main
+from .data import INDEX_COLUMN, DataInfo, add_index
+from .errors import SVPConfigError
 from .methods import SelectionMethod
 from .training import ForgettingTracker, make_loader
 
+logger = get_logger(__name__)
+
+DEFAULT_STREAM_SHARD_SIZE = 10000
+# Bytes per pool row that k-centers needs besides the embedding itself: running distance, flags and its result.
+_KCENTER_ROW_OVERHEAD = 4 + 1 + 8 + 8 + 8
+
+
+@dataclass
+class ScoreResult:
+    """Scores in `svp_index` order (``0..n-1``), with each example's label."""
+
+    scores: Dict[str, np.ndarray]
+    labels: np.ndarray
+
+
+def kcenter_pool_rows(dim: int, pool_size: Optional[int], max_memory: Union[int, str, None]) -> Optional[int]:
+    """How many candidates k-centers may hold: `pool_size`, capped by what fits in `max_memory` (``"2GB"``, bytes)."""
+    limits = [] if pool_size is None else [int(pool_size)]
+    if max_memory is not None:
+        rows = convert_file_size_to_int(max_memory) // (4 * dim + _KCENTER_ROW_OVERHEAD)
+        if rows < 1:
+            raise SVPConfigError(f"kcenter_max_memory={max_memory!r} cannot hold a single {dim}-d embedding")
+        limits.append(int(rows))
+    return min(limits) if limits else None
+
+
+def iter_shards(dataset, shard_size: int, skip: int = 0) -> Iterator[Tuple[int, Dataset]]:
+    """``(shard number, shard)`` from shard `skip` on; a streaming dataset is read one shard at a time."""
+    if isinstance(dataset, IterableDataset):
+        # Keep images encoded while a shard's rows are buffered: they are decoded batch by batch, as in a Dataset.
+        images = [c for c, f in (dataset.features or {}).items() if isinstance(f, Image) and f.decode]
+        stream = dataset
+        for column in images:
+            stream = stream.cast_column(column, Image(decode=False))
+        rows = iter(stream.skip(skip * shard_size) if skip else stream)
+        shard = skip
+        while True:
+            chunk = list(islice(rows, shard_size))
+            if not chunk:
+                return
+            ds = Dataset.from_list(chunk, features=stream.features)
+            for column in images:
+                ds = ds.cast_column(column, Image())
+            start = shard * shard_size
+            yield shard, ds.add_column(INDEX_COLUMN, np.arange(start, start + len(ds), dtype=np.int64))
+            shard += 1
+    else:
+        dataset = add_index(dataset)
+        for shard in range(skip, math.ceil(len(dataset) / shard_size)):
+            yield shard, dataset.select(range(shard * shard_size, min(len(dataset), (shard + 1) * shard_size)))
+
+
+def _pool_keys(seed: int, shard: int, n: int) -> np.ndarray:
+    """Uniform keys of a shard's rows: the k-center pool is the rows with the smallest keys (a seeded uniform sample
+    that does not depend on the process count or on knowing the dataset's length in advance)."""
+    return np.random.default_rng([seed, shard]).random(n)
+
+
+class _Pool:
+    """The k-center candidates seen so far: every row, or the `capacity` rows with the smallest keys.
+
+    Shards are appended and compacted only once twice the capacity has piled up, so building it costs O(n)."""
+
+    def __init__(self, capacity: Optional[int]):
+        self.capacity = capacity
+        self.parts: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.size = 0
+        self.cutoff = math.inf  # no row with a larger key can make the pool any more
+
+    def add(self, index: np.ndarray, keys: np.ndarray, embeddings: np.ndarray) -> None:
+        self.parts.append((index, keys, embeddings.astype(np.float32, copy=False)))
+        self.size += len(index)
+        if self.capacity is not None and self.size >= 2 * self.capacity:
+            self._compact()
+
+    def _compact(self) -> None:
+        index, keys, embeddings = (np.concatenate(column) for column in zip(*self.parts))
+        if self.capacity is not None and len(index) >= self.capacity:
+            keep = np.sort(np.argsort(keys, kind="stable")[: self.capacity])  # in svp_index order
+            index, keys, embeddings = index[keep], keys[keep], embeddings[keep]
+            self.cutoff = float(keys.max())
+        self.parts, self.size = [(index, keys, embeddings)], len(index)
+
+    def final(self) -> Tuple[np.ndarray, np.ndarray]:
+        """The pool's svp_index values and embeddings."""
+        if not self.parts:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        self._compact()
+        return self.parts[0][0], self.parts[0][2]
+
+
+REAL_ROWS = "svp_real_rows"
+
+
+def _full_batch_collate(collate, size: int):
+    """`collate` applied to the batch's rows with the last row repeated up to `size` rows, and the number of real rows
+    under ``REAL_ROWS``.
+
+    Every forward pass then sees a full batch, as it does with several processes (whose last batch Accelerate pads),
+    so an example's scores never depend on the process count through the kernels chosen for a smaller batch. Padding
+    rows, not tensors, works for every family's batch layout (e.g. fastText's flat ids with bag offsets).
+    """
+
+    def padded(rows):
+        rows = list(rows)
+        batch = collate(rows + [rows[-1]] * max(0, size - len(rows)))
+        batch[REAL_ROWS] = torch.tensor(len(rows))
+        return batch
+
+    return padded
+
 
 @torch.no_grad()
-def compute_scores(
+def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, need_embeddings, accelerator, batch_size, num_workers, desc):
+    """Scores (and embeddings) of one shard's rows, in row order, on every process."""
+    start, n = int(shard[0][INDEX_COLUMN]), len(shard)
+    eval_ds = family.dataset(shard, model, info, train=False)
+    # The module-level prepare keeps no reference to the loader, so finished shards can be freed.
+    loader = prepare_data_loader(
+        make_loader(
+            eval_ds, _full_batch_collate(family.make_collate(model), batch_size), batch_size, shuffle=False, num_workers=num_workers
+        ),
+        accelerator.device,
+        num_processes=accelerator.num_processes,
+        process_index=accelerator.process_index,
+        put_on_device=True,
+        even_batches=True,
+    )
+    values = np.full((len(batch_methods), n), np.nan)
+    labels = np.zeros(n, dtype=np.int64)
+    seen = np.zeros(n, dtype=bool)
+    embeddings = None
+    for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
+        rows_in_batch = int(batch.pop(REAL_ROWS))
+        padded = batch
+        with accelerator.autocast():
+            if need_embeddings:
+                logits, emb = family.logits_and_embeddings(model, padded)
+                emb = emb[:rows_in_batch]
+            else:
+                logits, emb = family.logits(model, padded), None
+        logits = logits[:rows_in_batch]
+        probs = torch.softmax(logits.float(), dim=-1)
+        scored = torch.stack([m.scorer(probs, batch["labels"][:rows_in_batch]) for m in batch_methods], dim=1) if batch_methods else probs[:, :0]
+        payload = (batch[INDEX_COLUMN][:rows_in_batch], batch["labels"][:rows_in_batch], scored.double()) + ((emb.float(),) if emb is not None else ())
+        gathered = accelerator.gather_for_metrics(payload)
+        rows = gathered[0].cpu().numpy() - start
+        labels[rows] = gathered[1].cpu().numpy()
+        values[:, rows] = gathered[2].cpu().numpy().T
+        seen[rows] = True
+        if emb is not None:
+            emb_np = gathered[3].cpu().numpy()
+            if embeddings is None:
+                embeddings = np.zeros((n, emb_np.shape[1]), dtype=np.float32)
+            embeddings[rows] = emb_np
+    if not seen.all():
+        raise RuntimeError(f"{int((~seen).sum())} examples were not scored; this is a bug in svp_hf")
+    return labels, values, embeddings
+
+
+def score_examples(
     model: torch.nn.Module,
     family,
-    dataset,
+    dataset: Union[Dataset, IterableDataset],
     info: DataInfo,
     methods: List[SelectionMethod],
     accelerator: Accelerator,
@@ -32,53 +203,96 @@ def compute_scores(
     seed: int = 0,
     forgetting: Optional[ForgettingTracker] = None,
     kcenter_chunk_size: int = 16384,
+    kcenter_pool_size: Optional[int] = None,
+    kcenter_max_memory: Union[int, str, None] = None,
+    shard_size: Optional[int] = None,
+    shard_dir: Optional[str] = None,
+    num_workers: int = 0,
     desc: str = "scoring",
-) -> Dict[str, np.ndarray]:
-    """One score array per method, indexed by `svp_index` (0..len(dataset)-1)."""
-    n = len(dataset)
+) -> ScoreResult:
+    """Every method's scores and the labels of `dataset` (a ``Dataset`` or a streaming ``IterableDataset``).
+
+    `shard_size` rows are scored at a time (default: the whole of a ``Dataset``, 10,000 rows of a stream); with
+    `shard_dir`, finished shards are saved there and skipped when scoring again. k-centers runs on a seeded random
+    candidate pool of at most `kcenter_pool_size` rows, capped by `kcenter_max_memory` (``"4GB"``); rows outside the
+    pool score ``-inf`` (kept last, in seeded random order).
+    """
+    if any(m.needs == "training" for m in methods) and forgetting is None:
+        names = [m.name for m in methods if m.needs == "training"]
+        raise SVPConfigError(f"method(s) {names} need the proxy's training history, which this proxy does not have")
+    streaming = isinstance(dataset, IterableDataset)
+    if shard_size is None:
+        shard_size = DEFAULT_STREAM_SHARD_SIZE if streaming else max(1, len(dataset))
     batch_methods = [m for m in methods if m.needs == "logits"]
     need_embeddings = any(m.needs == "embeddings" for m in methods)
-    scores: Dict[str, np.ndarray] = {}
-    embeddings: Optional[np.ndarray] = None
+    model = model.to(accelerator.device).eval()
 
-    if batch_methods or need_embeddings:
-        eval_ds = family.dataset(dataset, model, info, train=False)
-        loader = accelerator.prepare(make_loader(eval_ds, family.make_collate(model), batch_size, shuffle=False))
-        model = model.to(accelerator.device).eval()
-        batch_scores = np.full((len(batch_methods), n), np.nan)
-        seen = np.zeros(n, dtype=bool)
-        for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process):
-            with accelerator.autocast():
-                if need_embeddings:
-                    logits, emb = family.logits_and_embeddings(model, batch)
-                else:
-                    logits, emb = family.logits(model, batch), None
-            probs = torch.softmax(logits.float(), dim=-1)
-            values = torch.stack([m.scorer(probs, batch["labels"]) for m in batch_methods], dim=1) if batch_methods else probs[:, :0]
-            payload = (batch[INDEX_COLUMN], values.double()) + ((emb.float(),) if emb is not None else ())
-            gathered = accelerator.gather_for_metrics(payload)
-            idx = gathered[0].cpu().numpy()
-            batch_scores[:, idx] = gathered[1].cpu().numpy().T
-            seen[idx] = True
-            if emb is not None:
-                emb_np = gathered[2].cpu().numpy()
-                if embeddings is None:
-                    embeddings = np.zeros((n, emb_np.shape[1]), dtype=np.float32)
-                embeddings[idx] = emb_np
-        if not seen.all():
-            raise RuntimeError(f"{int((~seen).sum())} examples were not scored; this is a bug in svp_hf")
-        scores.update({m.name: batch_scores[i] for i, m in enumerate(batch_methods)})
+    store = ShardStore(shard_dir)
+    finished = on_main(accelerator, store.finished)
+    skip = 0
+    while skip in finished:
+        skip += 1
+    parts: List[Dict[str, np.ndarray]] = []
+    pool: Optional[_Pool] = None
 
+    def collect(part: Dict[str, np.ndarray]) -> None:
+        nonlocal pool
+        if "embeddings" in part:
+            if pool is None:
+                pool = _Pool(kcenter_pool_rows(part["embeddings"].shape[1], kcenter_pool_size, kcenter_max_memory))
+            pool.add(part["pool_index"], part["pool_keys"], part["embeddings"])
+        parts.append({k: v for k, v in part.items() if k not in ("embeddings", "pool_index", "pool_keys")})
+
+    for shard in range(skip):
+        collect(ShardStore.read(finished[shard]))
+    if skip:
+        logger.info(f"{desc}: {skip} finished shard(s) found in {shard_dir}, resuming after them", main_process_only=True)
+    for shard, rows in iter_shards(dataset, shard_size, skip):
+        labels, values, embeddings = _score_shard(
+            model, family, rows, info, batch_methods, need_embeddings, accelerator, batch_size, num_workers, f"{desc} shard {shard}"
+        )
+        start = shard * shard_size
+        part = {INDEX_COLUMN: np.arange(start, start + len(labels), dtype=np.int64), "labels": labels}
+        part.update({m.name: values[i] for i, m in enumerate(batch_methods)})
+        if embeddings is not None:
+            if pool is None:
+                pool = _Pool(kcenter_pool_rows(embeddings.shape[1], kcenter_pool_size, kcenter_max_memory))
+            keys = _pool_keys(seed, shard, len(labels))
+            candidate = keys < pool.cutoff
+            part.update(pool_index=part[INDEX_COLUMN][candidate], pool_keys=keys[candidate], embeddings=embeddings[candidate])
+        if accelerator.is_main_process:
+            store.write(shard, part)
+        collect(part)
+    accelerator.wait_for_everyone()
+
+    n = sum(len(p["labels"]) for p in parts)
+    labels = np.concatenate([p["labels"] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    scores: Dict[str, np.ndarray] = {m.name: np.concatenate([p[m.name] for p in parts]) for m in batch_methods}
     for method in methods:
         if method.needs == "embeddings":
-            scores[method.name] = method.scorer(embeddings, seed=seed, chunk_size=kcenter_chunk_size)
+            values = np.full(n, -np.inf)
+            pool_index, pool_embeddings = pool.final() if pool is not None else (np.zeros(0, dtype=np.int64), None)
+            if len(pool_index):
+                values[pool_index] = method.scorer(pool_embeddings, seed=seed, chunk_size=kcenter_chunk_size)
+            scores[method.name] = values
         elif method.needs == "training":
-            if forgetting is None:
-                raise ValueError(f"method {method.name!r} needs the proxy's training history")
             scores[method.name] = method.scorer(forgetting)
         elif method.needs == "none":
             scores[method.name] = method.scorer(n, seed=seed)
-    return {m.name: scores[m.name] for m in methods}
+    return ScoreResult({m.name: scores[m.name] for m in methods}, labels)
 
 
-__all__ = ["compute_scores"]
+def compute_scores(
+    model: torch.nn.Module,
+    family,
+    dataset,
+    info: DataInfo,
+    methods: List[SelectionMethod],
+    accelerator: Accelerator,
+    **kwargs,
+) -> Dict[str, np.ndarray]:
+    """One score array per method, indexed by `svp_index` (0..n-1); keyword arguments as :func:`score_examples`."""
+    return score_examples(model, family, dataset, info, methods, accelerator, **kwargs).scores
+
+
+__all__ = ["compute_scores", "score_examples", "ScoreResult", "iter_shards", "kcenter_pool_rows"]

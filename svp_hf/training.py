@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -15,6 +16,7 @@ from accelerate.logging import get_logger
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .checkpoint import latest_epoch, load_training_state, save_epoch
 from .data import INDEX_COLUMN, DataInfo
 from .registry import Registry
 
@@ -40,6 +42,16 @@ def halving_schedule(progress: float) -> float:
     """SVP's Amazon Review schedule scaled to any length: five equal segments, the rate halving at each (1x to 1/16x;
     with learning_rate 0.01 and 15 epochs: 3 epochs each at 0.01, 0.005, 0.0025, 0.00125, 0.000625)."""
     return 0.5 ** min(int(progress * 5), 4)
+@LR_SCHEDULES.register("imagenet")
+def imagenet_schedule(progress: float) -> float:
+    """SVP's ImageNet schedule scaled to any length: linear warm-up to 1x over 5/90, 0.1x from 30/90, 0.01x from
+    60/90, 0.001x from 80/90."""
+    if progress < 5 / 90:
+        return (progress * 90 + 1) / 6  # rises linearly, ending just below 1x
+    for start, factor in ((80 / 90, 0.001), (60 / 90, 0.01), (30 / 90, 0.1)):
+        if progress >= start:
+            return factor
+    return 1.0
 
 
 @LR_SCHEDULES.register("cosine")
@@ -146,6 +158,20 @@ def parameter_groups(model: torch.nn.Module, learning_rate: float, momentum: flo
     return groups
 
 
+def make_accelerator(**kwargs) -> Accelerator:
+    """An ``Accelerator`` that also runs data-parallel on machines without GPUs.
+
+    ``accelerate launch --multi_gpu --num_processes N`` on a CPU-only machine starts N processes, but Accelerate only
+    sets up a process group (gloo) when told to use the CPU; without it every process would run the whole job alone.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    accel_api = getattr(torch, "accelerator", None)  # torch >= 2.6: CUDA, XPU, MPS, ...
+    has_device = accel_api.is_available() if accel_api is not None else torch.cuda.is_available()
+    if launched and not has_device:
+        kwargs.setdefault("cpu", True)
+    return Accelerator(**kwargs)
+
+
 def make_loader(dataset, collate_fn, batch_size: int, *, shuffle: bool, seed: int = 0, num_workers: int = 0):
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(
@@ -168,13 +194,22 @@ def train_model(
     *,
     track_forgetting: bool = False,
     desc: str = "train",
+    checkpoint_dir: Optional[str] = None,
 ) -> TrainResult:
-    """Train `model` on `dataset` (a ``datasets.Dataset`` with `svp_index`) with SGD, momentum and an LR schedule."""
+    """Train `model` on `dataset` (a ``datasets.Dataset`` with `svp_index`) with SGD, momentum and an LR schedule.
+
+    With `checkpoint_dir`, the whole training state (model, optimizer, scheduler, RNG states, epoch, history and
+    forgetting events) is saved there after every epoch, and training resumes from the newest checkpoint found
+    there: a resumed run ends with exactly the model an uninterrupted one trains. The data order of every epoch is a
+    function of ``(seed, epoch)`` alone.
+    """
     start = time.perf_counter()
+    accelerator.free_memory()  # what a previous training prepared must not end up in this one's checkpoints
     train_ds = family.dataset(dataset, model, info, train=True, augment=config.augment)
     loader = make_loader(
         train_ds, family.make_collate(model), config.batch_size, shuffle=True, seed=config.seed, num_workers=config.num_workers
     )
+    order = loader.generator
     total_steps = max(1, config.epochs * len(loader))  # in single-process steps: Accelerate scales for N processes
     schedule = LR_SCHEDULES.get(config.lr_schedule)
     optimizer = torch.optim.SGD(
@@ -185,8 +220,17 @@ def train_model(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step / total_steps))
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     tracker = ForgettingTracker(len(dataset)) if track_forgetting else None
-    history = []
-    for epoch in range(config.epochs):
+    history: List[Dict[str, float]] = []
+    done, folder = latest_epoch(checkpoint_dir)
+    if folder is not None:
+        accelerator.load_state(folder)
+        state = load_training_state(folder)
+        history = list(state["history"])
+        if tracker is not None:
+            tracker.load_state_dict(state["forgetting"])
+        logger.info(f"{desc}: resumed from {folder} (epoch {done} of {config.epochs})", main_process_only=True)
+    for epoch in range(done, config.epochs):
+        order.manual_seed(config.seed + epoch)
         model.train()
         loss_sum, correct_sum, seen = 0.0, 0, 0
         bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{config.epochs}", disable=not accelerator.is_local_main_process)
@@ -212,6 +256,9 @@ def train_model(
         logger.info(f"{desc} epoch {epoch + 1}: loss {record['loss']:.4f}, train accuracy {record['accuracy']:.4f}")
         if accelerator.trackers:
             accelerator.log({f"{desc}/{k}": v for k, v in record.items() if k != "epoch"}, step=epoch + 1)
+        if checkpoint_dir:
+            state = {"epoch": epoch + 1, "history": history, "forgetting": tracker.state_dict() if tracker else None}
+            save_epoch(accelerator, checkpoint_dir, epoch + 1, state)
     model = accelerator.unwrap_model(model)
     accelerator.free_memory()
     return TrainResult(model, history, tracker, time.perf_counter() - start)
@@ -220,11 +267,13 @@ def train_model(
 @torch.no_grad()
 def evaluate_accuracy(
     model: torch.nn.Module, family, dataset, info: DataInfo, accelerator: Accelerator, *, batch_size: int = 256,
-    desc: str = "evaluate",
+    desc: str = "evaluate", num_workers: int = 0,
 ) -> float:
     """Top-1 accuracy of `model` on `dataset`, every example counted exactly once across processes."""
     eval_ds = family.dataset(dataset, model, info, train=False)
-    loader = accelerator.prepare(make_loader(eval_ds, family.make_collate(model), batch_size, shuffle=False))
+    loader = accelerator.prepare(
+        make_loader(eval_ds, family.make_collate(model), batch_size, shuffle=False, num_workers=num_workers)
+    )
     model = model.to(accelerator.device).eval()
     correct, total = 0, 0
     for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process):
@@ -242,6 +291,7 @@ __all__ = [
     "ForgettingTracker",
     "TrainResult",
     "parameter_groups",
+    "make_accelerator",
     "make_loader",
     "train_model",
     "evaluate_accuracy",

@@ -1,0 +1,197 @@
+"""Resumable runs: per-epoch training checkpoints (Accelerate ``save_state``) and per-shard score files.
+
+Layout under a run's ``output_dir/checkpoints/``::
+
+    run.json                  # the settings of the run these checkpoints belong to
+    proxy/epoch_0003/         # Accelerate save_state (model, optimizer, scheduler, RNG states of every process)
+                              # + training_state.pt (epoch, history, forgetting tracker)
+    target/epoch_0010/
+    scores/shard_00000.npz    # svp_index, label, one array per scored method (+ embeddings for k-centers)
+
+Every folder and file is written under a temporary name and renamed when complete, so a run killed at any moment
+leaves only complete checkpoints behind; only the newest epoch of each model is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from typing import Any, Dict, Iterable, Optional, Tuple
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
+
+from .errors import SVPConfigError
+
+CHECKPOINTS_DIR = "checkpoints"
+TRAINING_STATE = "training_state.pt"
+RUN_SETTINGS = "run.json"
+_EPOCH_DIR = re.compile(r"^epoch_(\d+)$")
+_SHARD_FILE = re.compile(r"^shard_(\d+)\.npz$")
+
+
+def on_main(accelerator: Accelerator, fn, *args):
+    """Run `fn` on the main process only, then let every process continue with its result."""
+    result = [fn(*args) if accelerator.is_main_process else None]
+    if accelerator.num_processes > 1:
+        broadcast_object_list(result)
+    return result[0]
+
+
+# --- training checkpoints -------------------------------------------------------------------------------------------
+
+
+def latest_epoch(path: Optional[str]) -> Tuple[int, Optional[str]]:
+    """The newest complete epoch checkpoint under `path`: ``(epoch, folder)``, or ``(0, None)``."""
+    if not path or not os.path.isdir(path):
+        return 0, None
+    epochs = [(int(m.group(1)), name) for name in os.listdir(path) if (m := _EPOCH_DIR.match(name))]
+    if not epochs:
+        return 0, None
+    epoch, name = max(epochs)
+    return epoch, os.path.join(path, name)
+
+
+def save_epoch(accelerator: Accelerator, path: str, epoch: int, training_state: Dict[str, Any]) -> str:
+    """Save everything `accelerator` prepared plus `training_state` as ``path/epoch_NNNN``; drop older epochs."""
+    final = os.path.join(path, f"epoch_{epoch:04d}")
+    tmp = final + ".tmp"
+    if accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(tmp)  # every process writes its own RNG states; the main process the rest
+    if accelerator.is_main_process:
+        torch.save(training_state, os.path.join(tmp, TRAINING_STATE))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        os.replace(tmp, final)
+        for name in os.listdir(path):
+            if name != os.path.basename(final) and (_EPOCH_DIR.match(name) or name.endswith(".tmp")):
+                shutil.rmtree(os.path.join(path, name), ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def load_training_state(folder: str) -> Dict[str, Any]:
+    return torch.load(os.path.join(folder, TRAINING_STATE), weights_only=False)
+
+
+# --- proxy checkpoints given by the user ----------------------------------------------------------------------------
+
+_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin", "model.pt", "model.pth")
+
+
+def resolve_model_checkpoint(path: str) -> Tuple[str, Optional[str]]:
+    """The weights file of a checkpoint and its training-state folder (when it is one of svp_hf's checkpoints).
+
+    `path` is a weights file (``.safetensors``, ``.bin``, ``.pt``), a folder holding one (e.g. ``save_state``'s), or a
+    folder of epoch checkpoints (``output_dir/checkpoints/proxy``: its newest epoch is used).
+    """
+    if os.path.isfile(path):
+        return path, None
+    if not os.path.isdir(path):
+        raise SVPConfigError(f"proxy_checkpoint {path!r} not found")
+    _, newest = latest_epoch(path)
+    folder = newest or path
+    for name in _WEIGHT_NAMES:
+        if os.path.isfile(os.path.join(folder, name)):
+            state = folder if os.path.isfile(os.path.join(folder, TRAINING_STATE)) else None
+            return os.path.join(folder, name), state
+    raise SVPConfigError(f"proxy_checkpoint {path!r} holds no model weights (looked for {', '.join(_WEIGHT_NAMES)})")
+
+
+def load_model_weights(model: torch.nn.Module, weights: str) -> torch.nn.Module:
+    if weights.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        state = load_file(weights)
+    else:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise SVPConfigError(f"the weights in {weights!r} do not fit the proxy model: {err}") from None
+    return model
+
+
+# --- score shards ---------------------------------------------------------------------------------------------------
+
+
+class ShardStore:
+    """Finished scoring shards on disk, one ``.npz`` per shard, written by the main process."""
+
+    def __init__(self, path: Optional[str]):
+        self.path = path
+
+    def finished(self) -> Dict[int, str]:
+        if not self.path or not os.path.isdir(self.path):
+            return {}
+        return {int(m.group(1)): os.path.join(self.path, name) for name in os.listdir(self.path) if (m := _SHARD_FILE.match(name))}
+
+    def write(self, shard: int, arrays: Dict[str, np.ndarray]) -> None:
+        if not self.path:
+            return
+        os.makedirs(self.path, exist_ok=True)
+        final = os.path.join(self.path, f"shard_{shard:05d}.npz")
+        tmp = final + ".tmp.npz"
+        np.savez(tmp, **arrays)
+        os.replace(tmp, final)
+
+    @staticmethod
+    def read(path: str) -> Dict[str, np.ndarray]:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+
+
+# --- the run's settings ---------------------------------------------------------------------------------------------
+
+
+def check_run_settings(accelerator: Accelerator, root: str, settings: Dict[str, Any]) -> None:
+    """Record `settings` in ``root/run.json``, or check they match the ones of the unfinished run found there."""
+    settings = json.loads(json.dumps(settings, default=str))
+    path = os.path.join(root, RUN_SETTINGS)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+        if changed:
+            raise SVPConfigError(
+                f"{root!r} holds checkpoints of an unfinished run with other settings ({', '.join(changed)}); rerun "
+                "with the same settings to resume it, set --resume false (or overwrite_output_dir) to start over, "
+                "or choose another output_dir"
+            )
+        return
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        os.makedirs(root, exist_ok=True)
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(settings, f, indent=2)
+        os.replace(path + ".tmp", path)
+    accelerator.wait_for_everyone()
+
+
+def discard(accelerator: Accelerator, paths: Iterable[str]) -> None:
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        for path in paths:
+            shutil.rmtree(path, ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+__all__ = [
+    "CHECKPOINTS_DIR",
+    "latest_epoch",
+    "save_epoch",
+    "load_training_state",
+    "resolve_model_checkpoint",
+    "load_model_weights",
+    "ShardStore",
+    "check_run_settings",
+    "discard",
+    "on_main",
+]
