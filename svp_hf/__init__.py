@@ -6,7 +6,7 @@ A small, cheap proxy model ranks the training examples; the selected subset trai
 __version__ = "0.1.0"
 
 from .api import prune, score, select, selected_indices  # noqa: E402
-from .active import active_learn  # noqa: E402
+from .active_learning import active_learn  # noqa: E402
 from .data import BUILTIN_DATASETS, load_data  # noqa: E402
 from .errors import SVPConfigError  # noqa: E402
 from .methods import METHODS, get_method, list_methods, register_method  # noqa: E402

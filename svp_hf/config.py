@@ -129,7 +129,7 @@ class ActiveArguments:
     initial_class_balanced: bool = _help("Draw the same number of initial examples from every class.", default=False)
 
     def __post_init__(self):
-        from .active import SELECTORS
+        from .active_learning import SELECTORS
 
         if isinstance(self.budgets, (str, int)):
             self.budgets = str(self.budgets).replace(",", " ").split()
