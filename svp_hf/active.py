@@ -11,24 +11,18 @@ labelled set with ``svp_index``, ``svp_round`` and ``svp_score``, plus the untou
 
 from __future__ import annotations
 
-import logging
-import shlex
-import sys
 import time
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
-from accelerate import Accelerator
 from accelerate.logging import get_logger
-from datasets import ClassLabel, Dataset, Features, Value
+from datasets import Dataset, Value
 
 from . import __version__
 from .active_learning import ROUND_COLUMN, ActiveResult, build_selectors, check_active_arguments, run_active_learning
-from .api import labels_of
-from .config import ACTIVE_DATACLASSES, ActiveArguments, DataArguments, RunArguments, SelectionArguments, parse_args
-from .coreset import load_splits, per_class_counts, with_null_scores
-from .data import INDEX_COLUMN, check_same_columns, inspect_dataset
-from .errors import SVPConfigError
+from .api import labels_of, scores_dataset
+from .config import ACTIVE_DATACLASSES, ActiveArguments, DataArguments, RunArguments, SelectionArguments
+from .coreset import load_inspected_splits, make_accelerator, per_class_counts, recipe_main, with_null_scores
 from .output import check_output_dir, default_card, write_run
 from .pool import UNLABELLED
 
@@ -38,18 +32,12 @@ logger = get_logger(__name__)
 def pool_record(result: ActiveResult, dataset: Dataset) -> Dataset:
     """One row per pool example: `svp_index`, label, and for each loop the round it labelled the row in and the score
     (null when that loop never labelled it)."""
-    info = result.info
-    label_feature = dataset.features[info.label_column]
-    if not isinstance(label_feature, ClassLabel):
-        label_feature = Value("int64")
-    data: Dict[str, Any] = {INDEX_COLUMN: np.arange(len(dataset), dtype=np.int64), "label": labels_of(dataset, info)}
-    features = {INDEX_COLUMN: Value("int64"), "label": label_feature}
+    record = scores_dataset(dataset, result.info, {})
     for role, run in result.runs.items():
         rounds, scores = run.pool.rounds(), run.pool.scores()
-        data[f"{role}_round"] = [None if r == UNLABELLED else int(r) for r in rounds]
-        data[f"{role}_score"] = [None if np.isnan(s) else float(s) for s in scores]
-        features.update({f"{role}_round": Value("int64"), f"{role}_score": Value("float64")})
-    return Dataset.from_dict(data, features=Features(features))
+        record = record.add_column(f"{role}_round", [None if r == UNLABELLED else int(r) for r in rounds], feature=Value("int64"))
+        record = record.add_column(f"{role}_score", [None if np.isnan(s) else float(s) for s in scores], feature=Value("float64"))
+    return record
 
 
 def output_splits(result: ActiveResult, train_split: str, evaluation: Optional[Dataset], eval_split: Optional[str]):
@@ -75,19 +63,11 @@ def run_active(
 ) -> Dict[str, Any]:
     """The whole active-learning job from parsed recipe arguments; returns the metrics it wrote."""
     start = time.perf_counter()
-    accelerator = Accelerator(
-        mixed_precision=run_args.mixed_precision,
-        log_with=run_args.report_to,
-        project_dir=run_args.output_dir if run_args.report_to else None,
-    )
+    accelerator = make_accelerator(run_args)
     check_output_dir(run_args.output_dir, run_args.overwrite_output_dir)
     check_active_arguments(sel_args, run_args, active)
     family = next(iter(build_selectors(sel_args, run_args, active).values())).family
-    train, evaluation = load_splits(data_args, int(sel_args.seed))
-    columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
-    info = inspect_dataset(train, family.modality, **columns)
-    if evaluation is not None:
-        check_same_columns(evaluation, info)
+    train, evaluation, info = load_inspected_splits(data_args, family.modality, int(sel_args.seed))
     if run_args.report_to:
         accelerator.init_trackers(
             "svp_hf_active", config={**vars(data_args), **vars(sel_args), **vars(run_args), **vars(active)}
@@ -150,15 +130,7 @@ def run_active(
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command = "python -m svp_hf.active " + " ".join(shlex.quote(a) for a in argv)
-    try:
-        data_args, sel_args, run_args, active = parse_args(argv, dataclass_types=ACTIVE_DATACLASSES)
-        return run_active(data_args, sel_args, run_args, active, command=command)
-    except SVPConfigError as err:
-        print(f"svp_hf.active: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+    return recipe_main("svp_hf.active", run_active, ACTIVE_DATACLASSES, argv)
 
 
 __all__ = ["run_active", "main", "pool_record", "output_splits"]

@@ -14,7 +14,7 @@ import logging
 import shlex
 import sys
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 from accelerate import Accelerator
@@ -23,7 +23,7 @@ from accelerate.utils import set_seed
 
 from . import __version__
 from .api import labels_of, run_scoring, select, training_config
-from .config import DataArguments, RunArguments, SelectionArguments, parse_args
+from .config import RECIPE_DATACLASSES, DataArguments, RunArguments, SelectionArguments, parse_args
 from .data import INDEX_COLUMN, SCORE_COLUMN, check_same_columns, get_split, inspect_dataset, load_data
 from .errors import SVPConfigError
 from .methods import resolve_methods
@@ -48,6 +48,17 @@ def load_splits(data_args: DataArguments, seed: int):
     return train, evaluation
 
 
+def load_inspected_splits(data_args: DataArguments, modality: str, seed: int):
+    """The training and evaluation splits, and the training split's columns inspected for `modality` (checked to be
+    in the evaluation split too)."""
+    train, evaluation = load_splits(data_args, seed)
+    columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
+    info = inspect_dataset(train, modality, **columns)
+    if evaluation is not None:
+        check_same_columns(evaluation, info)
+    return train, evaluation, info
+
+
 def with_null_scores(evaluation):
     """The unpruned evaluation split with the same columns as the pruned one (one config, one schema):
     `svp_index` is the row's index in the evaluation split and `svp_score` is null."""
@@ -63,6 +74,15 @@ def per_class_counts(labels: np.ndarray, names) -> Dict[str, int]:
     return {(names[v] if names else str(v)): int(c) for v, c in zip(values.tolist(), counts.tolist())}
 
 
+def make_accelerator(run_args: RunArguments) -> Accelerator:
+    """The job's Accelerator: the recipe's mixed precision, and its trackers logging under `output_dir`."""
+    return Accelerator(
+        mixed_precision=run_args.mixed_precision,
+        log_with=run_args.report_to,
+        project_dir=run_args.output_dir if run_args.report_to else None,
+    )
+
+
 def run_coreset(
     data_args: DataArguments,
     sel_args: SelectionArguments,
@@ -72,11 +92,7 @@ def run_coreset(
 ) -> Dict[str, Any]:
     """The whole core-set job; returns the metrics it wrote."""
     start = time.perf_counter()
-    accelerator = Accelerator(
-        mixed_precision=run_args.mixed_precision,
-        log_with=run_args.report_to,
-        project_dir=run_args.output_dir if run_args.report_to else None,
-    )
+    accelerator = make_accelerator(run_args)
     set_seed(int(sel_args.seed))
     # Every check that needs no training, first.
     check_output_dir(run_args.output_dir, run_args.overwrite_output_dir)
@@ -87,11 +103,7 @@ def run_coreset(
         raise SVPConfigError(
             f"proxy {sel_args.proxy!r} reads {family.modality} data but target {run_args.target!r} reads {target_family.modality}"
         )
-    train, evaluation = load_splits(data_args, int(sel_args.seed))
-    columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
-    info = inspect_dataset(train, family.modality, **columns)
-    if evaluation is not None:
-        check_same_columns(evaluation, info)
+    train, evaluation, info = load_inspected_splits(data_args, family.modality, int(sel_args.seed))
     n_keep = n_to_keep(sel_args.fraction, len(train))
     if run_args.report_to:
         accelerator.init_trackers("svp_hf_coreset", config={**vars(data_args), **vars(sel_args), **vars(run_args)})
@@ -160,16 +172,20 @@ def run_coreset(
     return metrics
 
 
-def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+def recipe_main(prog: str, job: Callable[..., Dict[str, Any]], dataclass_types, argv: Optional[Sequence[str]]) -> Dict[str, Any]:
+    """``python -m PROG RECIPE.yaml [--key value ...]``: parse into `dataclass_types`, run `job`; bad input exits 2."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = "python -m svp_hf.coreset " + " ".join(shlex.quote(a) for a in argv)
+    command = f"python -m {prog} " + " ".join(shlex.quote(a) for a in argv)
     try:
-        data_args, sel_args, run_args = parse_args(argv)
-        return run_coreset(data_args, sel_args, run_args, command=command)
+        return job(*parse_args(argv, dataclass_types=dataclass_types), command=command)
     except SVPConfigError as err:
-        print(f"svp_hf.coreset: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    return recipe_main("svp_hf.coreset", run_coreset, RECIPE_DATACLASSES, argv)
 
 
 if __name__ == "__main__":

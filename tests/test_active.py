@@ -341,3 +341,13 @@ def test_amazon_polarity_recipe_with_a_fasttext_proxy(tmp_path):
 def test_amazon_recipe_names_the_paper_models():
     recipe = Path(REPO / "recipes" / "active_amazon_polarity.yaml").read_text()
     assert "proxy: fasttext" in recipe and "dataset_name: fancyzhx/amazon_polarity" in recipe
+
+
+def test_labels_follow_an_indices_mapping(digits):
+    """A split from train_test_split is an indices mapping over a larger table: labels must follow the mapping."""
+    from svp_hf.api import labels_of, prepare_inputs
+
+    train = digits["train"]
+    _, info = prepare_inputs(train, "resnet20", {})
+    assert len(labels_of(train, info)) == len(train) < len(train.data)
+    assert labels_of(train, info).tolist() == train["label"]
