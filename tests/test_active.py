@@ -2,7 +2,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import datasets
 import numpy as np
@@ -336,11 +335,6 @@ def test_amazon_polarity_recipe_with_a_fasttext_proxy(tmp_path):
     loaded = datasets.load_dataset(str(out / "dataset"))
     assert len(loaded["train"]) == 300 and "content" in loaded["train"].column_names
     assert np.bincount(loaded["train"]["svp_round"]).tolist() == [100, 100, 100]
-
-
-def test_amazon_recipe_names_the_paper_models():
-    recipe = Path(REPO / "recipes" / "active_amazon_polarity.yaml").read_text()
-    assert "proxy: fasttext" in recipe and "dataset_name: fancyzhx/amazon_polarity" in recipe
 
 
 def test_labels_follow_an_indices_mapping(digits):
