@@ -6,6 +6,7 @@ A small, cheap proxy model ranks the training examples; the selected subset trai
 __version__ = "0.1.0"
 
 from .api import prune, score, select, selected_indices  # noqa: E402
+from .active_learning import active_learn  # noqa: E402
 from .correlation import compare_scores, kendall, spearman, top_k_overlap  # noqa: E402
 from .data import BUILTIN_DATASETS, load_data  # noqa: E402
 from .errors import SVPConfigError  # noqa: E402
@@ -20,6 +21,7 @@ __all__ = [
     "score",
     "select",
     "selected_indices",
+    "active_learn",
     "load_data",
     "BUILTIN_DATASETS",
     "SVPConfigError",

@@ -109,7 +109,9 @@ def load_proxy(args: SelectionArguments, info: DataInfo, n: Optional[int], *, ne
 
 
 def labels_of(dataset: Dataset, info: DataInfo) -> np.ndarray:
-    return np.asarray(dataset.data.column(info.label_column).to_numpy(zero_copy_only=False), dtype=np.int64)
+    """The label of every row, through any indices mapping left by ``select``/``shuffle``/``train_test_split``."""
+    column = dataset.with_format("arrow")[info.label_column]
+    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def run_scoring(

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import yaml
 
 from .errors import SVPConfigError
+from .pool import check_schedule
 from .selection import check_fraction
 
 
@@ -191,7 +192,34 @@ class RunArguments:
             raise SVPConfigError("output_dir must be set")
 
 
+@dataclass
+class ActiveArguments:
+    """The active-learning loop's keys (``python -m svp_hf.active``); the rest of an active recipe is the core-set's."""
+
+    initial_size: int = _help("Size of the seeded random initial labelled set (round 0).", default=1000)
+    budgets: Optional[List[int]] = _help("Labelled-set sizes after each round, strictly increasing.", default=None)
+    selector: str = _help("Who selects: proxy, target (the baseline SVP compares against), or both side by side.", default="proxy")
+    warm_start: bool = _help("Continue training the previous round's selector instead of training it from scratch.", default=False)
+    eval_each_round: bool = _help("Evaluate the selector on the evaluation split every round (not counted as selection time).", default=False)
+    initial_class_balanced: bool = _help("Draw the same number of initial examples from every class.", default=False)
+
+    def __post_init__(self):
+        from .active_learning import SELECTORS
+
+        if isinstance(self.budgets, (str, int)):
+            self.budgets = str(self.budgets).replace(",", " ").split()
+        try:
+            budgets = [int(b) for b in self.budgets or []]
+        except (TypeError, ValueError):
+            raise SVPConfigError(f"budgets must be a list of labelled-set sizes, got {self.budgets!r}") from None
+        self.initial_size = int(self.initial_size)
+        self.budgets = check_schedule(None, self.initial_size, budgets)
+        if self.selector not in SELECTORS:
+            raise SVPConfigError(f"unknown selector {self.selector!r}; choose one of {', '.join(SELECTORS)}")
+
+
 RECIPE_DATACLASSES = (DataArguments, SelectionArguments, RunArguments)
+ACTIVE_DATACLASSES = (DataArguments, SelectionArguments, RunArguments, ActiveArguments)
 
 
 def recipe_keys(dataclass_types: Sequence[type] = RECIPE_DATACLASSES) -> List[str]:
@@ -235,4 +263,4 @@ def parse_args(
     return tuple(instances)
 
 
-__all__ = ["DataArguments", "SelectionArguments", "RunArguments", "read_recipe", "parse_args", "recipe_keys"]
+__all__ = ["DataArguments", "SelectionArguments", "RunArguments", "ActiveArguments", "read_recipe", "parse_args", "recipe_keys"]

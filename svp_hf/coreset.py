@@ -16,7 +16,7 @@ import os
 import shlex
 import sys
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 from accelerate.logging import get_logger
@@ -26,7 +26,7 @@ from . import __version__
 from .api import labels_of, run_scoring, select, training_config
 from .card import source_metadata
 from .checkpoint import CHECKPOINTS_DIR, check_run_settings, discard
-from .config import DataArguments, RunArguments, SelectionArguments, parse_args
+from .config import RECIPE_DATACLASSES, DataArguments, RunArguments, SelectionArguments, parse_args
 from .correlation import compare_scores
 from .data import INDEX_COLUMN, SCORE_COLUMN, check_same_columns, get_split, hold_out, inspect_dataset, load_data
 from .errors import SVPConfigError
@@ -67,6 +67,17 @@ def load_splits(data_args: DataArguments, seed: int):
     return train, evaluation
 
 
+def load_inspected_splits(data_args: DataArguments, modality: str, seed: int):
+    """The training and evaluation splits, and the training split's columns inspected for `modality` (checked to be
+    in the evaluation split too)."""
+    train, evaluation = load_splits(data_args, seed)
+    columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
+    info = inspect_dataset(train, modality, **columns)
+    if evaluation is not None:
+        check_same_columns(evaluation, info)
+    return train, evaluation, info
+
+
 def with_null_scores(evaluation):
     """The unpruned evaluation split with the same columns as the pruned one (one config, one schema):
     `svp_index` is the row's index in the evaluation split and `svp_score` is null."""
@@ -92,6 +103,29 @@ def run_settings(data_args, sel_args, run_args, num_processes: int) -> Dict[str,
     return {k: v for k, v in settings.items() if k not in UNRECORDED_SETTINGS}
 
 
+def job_accelerator(run_args: RunArguments):
+    """The job's Accelerator: the recipe's mixed precision, its trackers logging under `output_dir`, and gloo
+    data-parallel processes when launched on a machine without GPUs."""
+    return make_accelerator(
+        mixed_precision=run_args.mixed_precision,
+        log_with=run_args.report_to,
+        project_dir=run_args.output_dir if run_args.report_to else None,
+    )
+
+
+def load_inspected_splits(data_args: DataArguments, modality: str, seed: int, models=(), *, trust_remote_code=False):
+    """The training and evaluation splits, and the training split's columns inspected for `modality` (checked to be
+    in the evaluation split too); each of `models` is checked against them before anything is trained."""
+    train, evaluation = load_splits(data_args, seed)
+    columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
+    info = inspect_dataset(train, modality, **columns)
+    for name in filter(None, models):
+        check_model(name, info, trust_remote_code=trust_remote_code)
+    if evaluation is not None:
+        check_same_columns(evaluation, info)
+    return train, evaluation, info
+
+
 def run_coreset(
     data_args: DataArguments,
     sel_args: SelectionArguments,
@@ -101,11 +135,7 @@ def run_coreset(
 ) -> Dict[str, Any]:
     """The whole core-set job; returns the metrics it wrote."""
     start = time.perf_counter()
-    accelerator = make_accelerator(
-        mixed_precision=run_args.mixed_precision,
-        log_with=run_args.report_to,
-        project_dir=run_args.output_dir if run_args.report_to else None,
-    )
+    accelerator = job_accelerator(run_args)
     set_seed(int(sel_args.seed))
     # Every check that needs no training, first.
     check_output_dir(run_args.output_dir, run_args.overwrite_output_dir)
@@ -119,14 +149,10 @@ def run_coreset(
         raise SVPConfigError(
             f"proxy {sel_args.proxy!r} reads {family.modality} data but target {run_args.target!r} reads {target_family.modality}"
         )
-    train, evaluation = load_splits(data_args, int(sel_args.seed))
-    columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
-    info = inspect_dataset(train, family.modality, **columns)
     trust_remote_code = bool(sel_args.trust_remote_code)
-    for name in filter(None, (sel_args.proxy, run_args.target)):
-        check_model(name, info, trust_remote_code=trust_remote_code)
-    if evaluation is not None:
-        check_same_columns(evaluation, info)
+    train, evaluation, info = load_inspected_splits(
+        data_args, family.modality, int(sel_args.seed), (sel_args.proxy, run_args.target), trust_remote_code=trust_remote_code
+    )
     n_keep = n_to_keep(sel_args.fraction, len(train))
     if run_args.report_to:
         settings = {**vars(data_args), **vars(sel_args), **vars(run_args), "hub_token": None}
@@ -277,17 +303,21 @@ def redact_token(argv: Sequence[str]) -> list:
     return out
 
 
-def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+def recipe_main(prog: str, job: Callable[..., Dict[str, Any]], dataclass_types, argv: Optional[Sequence[str]]) -> Dict[str, Any]:
+    """``python -m PROG RECIPE.yaml [--key value ...]``: parse into `dataclass_types`, run `job`; bad input exits 2."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per checkpoint file is too many
     argv = list(sys.argv[1:] if argv is None else argv)
-    command = "python -m svp_hf.coreset " + " ".join(shlex.quote(a) for a in redact_token(argv))
+    command = f"python -m {prog} " + " ".join(shlex.quote(a) for a in redact_token(argv))
     try:
-        data_args, sel_args, run_args = parse_args(argv)
-        return run_coreset(data_args, sel_args, run_args, command=command)
+        return job(*parse_args(argv, dataclass_types=dataclass_types), command=command)
     except SVPConfigError as err:
-        print(f"svp_hf.coreset: error: {err}", file=sys.stderr)
+        print(f"{prog}: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    return recipe_main("svp_hf.coreset", run_coreset, RECIPE_DATACLASSES, argv)
 
 
 if __name__ == "__main__":

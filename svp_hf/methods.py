@@ -9,12 +9,17 @@ needs decides when it runs:
 - ``"embeddings"``: called once with the penultimate-layer embeddings of every example;
 - ``"training"``: called once with the :class:`~svp_hf.training.ForgettingTracker` filled during proxy training;
 - ``"none"``: called once with the number of examples (the random baseline).
+
+Two optional properties matter for active learning (:mod:`svp_hf.active`), where the examples being ranked are not
+labelled yet: ``uses_labels`` marks scorers that read the labels (they cannot rank an unlabelled pool), and
+``acquire`` is a batch-mode acquisition that picks from the whole pool given the labelled set (k-centers starts from
+the labelled examples) instead of taking the top of the unlabelled examples' scores.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -32,6 +37,9 @@ class SelectionMethod:
     needs: str
     descending: bool = True
     description: str = ""
+    uses_labels: bool = False
+    # Active learning: (pool embeddings, labelled indices, budget, seed=, chunk_size=) -> (picked indices, scores).
+    acquire: Optional[Callable] = None
 
     @property
     def keeps(self) -> str:
@@ -41,17 +49,23 @@ class SelectionMethod:
 METHODS: Registry[SelectionMethod] = Registry("selection method")
 
 
-def register_method(name: str, *, needs: str, descending: bool = True):
+def register_method(
+    name: str, *, needs: str, descending: bool = True, uses_labels: bool = False, acquire: Optional[Callable] = None
+):
     """Decorator registering a scorer as selection method `name`.
 
     `descending=True` keeps the examples with the highest scores; `False` keeps the lowest (e.g. margin).
+    `uses_labels=True` marks a scorer that reads the labels; `acquire` is an optional active-learning batch
+    acquisition over the whole pool's embeddings (see the module docstring).
     """
     if needs not in NEEDS:
         raise ValueError(f"needs must be one of {NEEDS}, got {needs!r}")
+    if acquire is not None and needs != "embeddings":
+        raise ValueError("acquire works on the pool's embeddings: it needs needs='embeddings'")
 
     def _wrap(fn: Callable) -> Callable:
         doc = (fn.__doc__ or "").strip().splitlines()
-        METHODS.register(name, SelectionMethod(name, fn, needs, descending, doc[0] if doc else ""))
+        METHODS.register(name, SelectionMethod(name, fn, needs, descending, doc[0] if doc else "", uses_labels, acquire))
         return fn
 
     return _wrap
@@ -100,7 +114,7 @@ def margin(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return top2[:, 0] - top2[:, 1]
 
 
-@register_method("el2n", needs="logits")
+@register_method("el2n", needs="logits", uses_labels=True)
 def el2n(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """EL2N: L2 norm of softmax minus one-hot label (Paul et al. 2021); keeps the highest."""
     one_hot = torch.nn.functional.one_hot(labels.long(), probs.shape[-1]).to(probs.dtype)
@@ -116,7 +130,16 @@ def forgetting(tracker) -> np.ndarray:
     return tracker.scores()
 
 
-@register_method("kcenter", needs="embeddings")
+def kcenter_acquire(
+    embeddings: np.ndarray, labelled: Sequence[int], budget: int, *, seed: int, chunk_size: int = 16384
+):
+    """Active learning's k-centers: greedily add `budget` centers to the labelled ones, over the whole pool."""
+    from .selection import greedy_k_center
+
+    return greedy_k_center(embeddings, initial=labelled, budget=budget, seed=seed, chunk_size=chunk_size)
+
+
+@register_method("kcenter", needs="embeddings", acquire=kcenter_acquire)
 def kcenter(embeddings: np.ndarray, seed: int, chunk_size: int = 16384) -> np.ndarray:
     """Greedy k-centers on penultimate embeddings: distance to the nearest center when picked; keeps the highest."""
     from .selection import greedy_k_center

@@ -282,17 +282,47 @@ def score_examples(
     return ScoreResult({m.name: scores[m.name] for m in methods}, labels)
 
 
+def _by_position(dataset: Dataset) -> Dataset:
+    """`dataset` with `svp_index` set to each row's position (a subset's own ids are dropped, not rewritten)."""
+    if INDEX_COLUMN in dataset.column_names:
+        dataset = dataset.remove_columns(INDEX_COLUMN)
+    return add_index(dataset)
+
+
 def compute_scores(
     model: torch.nn.Module,
     family,
-    dataset,
+    dataset: Dataset,
     info: DataInfo,
     methods: List[SelectionMethod],
     accelerator: Accelerator,
     **kwargs,
 ) -> Dict[str, np.ndarray]:
-    """One score array per method, indexed by `svp_index` (0..n-1); keyword arguments as :func:`score_examples`."""
-    return score_examples(model, family, dataset, info, methods, accelerator, **kwargs).scores
+    """One score array per method, in the order of `dataset`'s rows (any `svp_index` ids it carries, e.g. a subset's
+    pool indices, are ignored); keyword arguments as :func:`score_examples`."""
+    return score_examples(model, family, _by_position(dataset), info, methods, accelerator, **kwargs).scores
 
 
-__all__ = ["compute_scores", "score_examples", "ScoreResult", "iter_shards", "kcenter_pool_rows"]
+def stream_outputs(
+    model: torch.nn.Module,
+    family,
+    dataset: Dataset,
+    info: DataInfo,
+    accelerator: Accelerator,
+    batch_methods: List[SelectionMethod],
+    *,
+    need_embeddings: bool = False,
+    batch_size: int = 256,
+    num_workers: int = 0,
+    desc: str = "scoring",
+) -> Tuple[Dict[str, np.ndarray], Optional[np.ndarray]]:
+    """One pass of `model` over `dataset`: the scores of the per-batch `batch_methods` and, if asked, the penultimate
+    embeddings, both in the order of `dataset`'s rows (e.g. for active learning's batch acquisitions)."""
+    model = model.to(accelerator.device).eval()
+    _, values, embeddings = _score_shard(
+        model, family, _by_position(dataset), info, batch_methods, need_embeddings, accelerator, batch_size, num_workers, desc
+    )
+    return {m.name: values[i] for i, m in enumerate(batch_methods)}, embeddings
+
+
+__all__ = ["compute_scores", "stream_outputs", "score_examples", "ScoreResult", "iter_shards", "kcenter_pool_rows"]
