@@ -208,7 +208,7 @@ def both_run(tmp_path_factory):
 
 def test_both_selectors_write_everything(both_run):
     out, metrics = both_run
-    assert sorted(os.listdir(out)) == ["dataset", "metrics.json", "rounds.json", "scores.parquet"]
+    assert sorted(os.listdir(out)) == ["dataset", "metrics.json", "report.md", "rounds.json", "scores.parquet"]
     written = json.loads((out / "metrics.json").read_text())
     assert written["selector"] == "both" and written["n_pool"] == 200 and written["budgets"] == [50, 90]
     seconds = written["selection_seconds"]
@@ -316,15 +316,30 @@ def test_cifar10_recipe_on_the_shared_sample(tmp_path):
     assert loaded["train"].features["img"].decode and np.bincount(loaded["train"]["svp_round"]).tolist() == [100, 100, 100]
 
 
-def _fasttext_registered() -> bool:
-    return "fasttext" in svp_hf.list_families()
+def test_text_loop_with_both_selectors():
+    """Active learning on text: a fastText proxy against a transformers target built from config, same initial set."""
+    data = svp_hf.load_data("builtin:reviews")
+    train = data["train"].shuffle(seed=0).select(range(240))
+    test = data["test"].select(range(80))
+    result = svp_hf.active_learn(
+        train, proxy="fasttext,dim=16", target="config:bert-tiny,max_length=48", initial_size=40, budgets=[80, 120],
+        selector="both", eval_dataset=test, text_column=["title", "content"], proxy_epochs=2, target_epochs=1,
+        batch_size=32, learning_rate=2.0, target_learning_rate=0.05, seed=0,
+    )
+    proxy, target = result.runs["proxy"], result.runs["target"]
+    for run in (proxy, target):
+        labelled = run.pool.labelled
+        assert len(labelled) == len(set(labelled.tolist())) == 120
+        assert [r["labelled_size"] for r in run.rounds] == [80, 120]
+        assert 0.0 <= run.target_accuracy <= 1.0
+    rounds_p, rounds_t = proxy.pool.rounds(), target.pool.rounds()
+    np.testing.assert_array_equal(rounds_p == 0, rounds_t == 0)  # one initial set for both loops
+    assert result.speedup == pytest.approx(target.selection_seconds / proxy.selection_seconds)
 
 
 @pytest.mark.slow
 def test_amazon_polarity_recipe_with_a_fasttext_proxy(tmp_path):
     data = shared_data("amazon_polarity")
-    if not _fasttext_registered():
-        pytest.skip("needs the text model families (fastText proxy) of issue 3, not registered in this build")
     out = tmp_path / "out"
     metrics = active.main([
         str(REPO / "recipes" / "active_amazon_polarity.yaml"), "--dataset_name", str(data), "--output_dir", str(out),
