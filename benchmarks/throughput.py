@@ -1,0 +1,166 @@
+"""Benchmark 3: scoring throughput and memory.
+
+Examples per second of svp_hf's scoring stage (``compute_scores``: decoding, transforms, forward, softmax, scorer,
+gathering by index) against the raw forward pass of the same model on the same batches (same batch size, same
+dtype, inputs already decoded and stacked). The ratio is the pipeline's overhead. Also the peak resident memory of
+scoring a memory-mapped dataset as it grows 4x, for a streaming scorer (least confidence) and for one that keeps
+embeddings (k-centers), each measured in a fresh process.
+
+    python -m benchmarks.throughput --dataset ../shared/data/cifar10
+    python -m benchmarks.throughput --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import numpy as np
+
+from benchmarks.common import DEFAULT_SHARED_DATA, REPO, RESULTS_DIR, machine, offline_env, write_result
+from svp_hf.registry import Registry
+
+# A case builds (model, family, dataset, info, raw_batches) for one model on one dataset.
+CASES: Registry[Callable] = Registry("throughput case")
+
+
+def _load(name: str, split: str, n: int, seed: int = 0):
+    from svp_hf.coreset import _subsample
+    from svp_hf.data import get_split, load_data
+
+    return _subsample(get_split(load_data(name), split, split), n, seed)
+
+
+@CASES.register("timm-cnn")
+def image_case(args):
+    """ResNet-20 (timm registry) on CIFAR-10 images."""
+    from svp_hf.api import prepare_inputs
+    from svp_hf.data import add_index
+    from svp_hf.models import create_model
+
+    ds = add_index(_load(args.image_dataset, "train", args.n))
+    family, info = prepare_inputs(ds, args.image_model, {})
+    model = create_model(args.image_model, info).eval()
+    return model, family, ds, info
+
+
+def raw_forward_throughput(model, family, ds, info, batch_size: int, repeats: int) -> float:
+    """Examples/s of the bare forward pass on pre-decoded, pre-collated batches."""
+    import torch
+
+    from svp_hf.training import make_loader
+
+    loader = make_loader(family.dataset(ds, model, info, train=False), family.collate, batch_size, shuffle=False)
+    batches = list(loader)  # decoded once, outside the timing
+    best = 0.0
+    with torch.no_grad():
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for batch in batches:
+                family.logits(model, batch)
+            best = max(best, len(ds) / (time.perf_counter() - start))
+    return best
+
+
+def pipeline_throughput(model, family, ds, info, batch_size: int, repeats: int, accelerator) -> float:
+    from svp_hf.methods import resolve_methods
+    from svp_hf.scoring import compute_scores
+
+    methods = resolve_methods(["least_confidence"])
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        compute_scores(model, family, ds, info, methods, accelerator, batch_size=batch_size, desc="scoring")
+        best = max(best, len(ds) / (time.perf_counter() - start))
+    return best
+
+
+def peak_memory(args, n: int, method: str) -> float:
+    """Peak RSS (MiB) of a fresh process that scores `n` memory-mapped rows with `method`."""
+    code = f"""
+import resource, json, sys
+sys.path.insert(0, {str(REPO)!r})
+from benchmarks.throughput import _memory_child
+_memory_child({args.image_dataset!r}, {args.image_model!r}, {n}, {method!r}, {args.batch_size})
+print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+"""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _memory_child(dataset: str, model_name: str, n: int, method: str, batch_size: int) -> None:
+    """Score `n` rows (the dataset tiled up to n, saved to disk and memory-mapped back) with `method`."""
+    import tempfile
+
+    import datasets
+    from accelerate import Accelerator
+
+    from svp_hf.api import prepare_inputs
+    from svp_hf.data import add_index
+    from svp_hf.methods import resolve_methods
+    from svp_hf.models import create_model
+    from svp_hf.scoring import compute_scores
+
+    base = _load(dataset, "train", None)
+    tiled = datasets.concatenate_datasets([base] * (n // len(base) + 1)).select(range(n))
+    with tempfile.TemporaryDirectory() as tmp:
+        tiled.save_to_disk(tmp)
+        ds = add_index(datasets.load_from_disk(tmp))
+        family, info = prepare_inputs(ds, model_name, {})
+        model = create_model(model_name, info).eval()
+        compute_scores(model, family, ds, info, resolve_methods([method]), Accelerator(), batch_size=batch_size, desc="scoring")
+
+
+def main(argv=None):
+    offline_env()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--image-dataset", "--dataset", default=str(DEFAULT_SHARED_DATA / "cifar10"))
+    p.add_argument("--image-model", default="resnet20")
+    p.add_argument("--n", type=int, default=4096, help="rows scored per throughput measurement")
+    p.add_argument("--memory-n", type=int, default=5000, help="rows of the smaller memory measurement (the larger is 4x)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--cases", nargs="+", default=None, help=f"subset of {CASES.names()}")
+    p.add_argument("--name", default="throughput")
+    p.add_argument("--out-dir", default=None)
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.n, args.memory_n, args.repeats, args.batch_size = 256, 300, 1, 64
+    from accelerate import Accelerator
+
+    accelerator = Accelerator()
+    results: Dict[str, object] = {}
+    for name in args.cases or CASES.names():
+        model, family, ds, info = CASES.get(name)(args)
+        raw = raw_forward_throughput(model, family, ds, info, args.batch_size, args.repeats)
+        pipe = pipeline_throughput(model, family, ds, info, args.batch_size, args.repeats, accelerator)
+        results[name] = {"description": CASES.get(name).__doc__, "examples": len(ds), "raw_forward_per_s": raw, "scoring_per_s": pipe, "scoring_over_raw": pipe / raw}
+        print(f"{name}: raw {raw:.0f}/s, scoring {pipe:.0f}/s, ratio {pipe / raw:.3f}")
+    memory = {}
+    for method in ("least_confidence", "kcenter"):
+        small, large = peak_memory(args, args.memory_n, method), peak_memory(args, 4 * args.memory_n, method)
+        memory[method] = {"n": args.memory_n, "peak_mib": small, "n_4x": 4 * args.memory_n, "peak_mib_4x": large, "growth": large / small}
+        print(f"memory {method}: {small:.0f} MiB at {args.memory_n} rows, {large:.0f} MiB at {4 * args.memory_n}")
+    payload = {
+        "benchmark": "throughput",
+        "quick": args.quick,
+        "command": "python -m benchmarks.throughput " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "config": {k: v for k, v in vars(args).items() if k not in ("out_dir", "name")},
+        "machine": machine(),
+        "throughput": results,
+        "memory": memory,
+    }
+    path = write_result(args.name, payload, Path(args.out_dir) if args.out_dir else RESULTS_DIR)
+    print(f"wrote {path}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
