@@ -76,7 +76,12 @@ def _verdict(arm: Dict, full: Dict, random: Dict, name: str) -> str:
 @RENDERERS.register("throughput")
 def render_throughput(p: Dict) -> List[str]:
     c = p["config"]
-    rows = [[k, v["description"], v["examples"], f"{v['raw_forward_per_s']:.0f}", f"{v['scoring_per_s']:.0f}", f"{v['scoring_over_raw']:.3f}"] for k, v in p["throughput"].items()]
+    rows = [
+        [k, v["description"], v["examples"], f"{v['raw_forward_per_s']:.0f}", f"{v['scoring_per_s']:.0f}", f"{v['scoring_over_raw']:.3f}"]
+        if "skipped" not in v
+        else [k, v["description"], "–", "–", "–", f"skipped: {v['skipped']}"]
+        for k, v in p["throughput"].items()
+    ]
     mem = [[m, v["n"], f"{v['peak_mib']:.0f}", v["n_4x"], f"{v['peak_mib_4x']:.0f}", f"{v['growth']:.3f}"] for m, v in p["memory"].items()]
     return [
         f"Batch size {c['batch_size']}, best of {c['repeats']} passes. Scoring includes decoding, transforms, softmax,",

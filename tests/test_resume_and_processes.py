@@ -77,14 +77,14 @@ def test_a_run_killed_in_training_then_in_scoring_resumes_to_the_same_outputs(tm
     assert not (out / "metrics.json").exists() and 2 <= shards < 38, shards  # 301 rows in 38 shards of 8
     log = run(cli(out, *extra))
     assert "(epoch 3 of 3)" in log and f"{shards} finished shard(s) found" in log, log[-2000:]
-    assert sorted(os.listdir(out)) == ["dataset", "metrics.json", "scores.parquet"]  # checkpoints gone once finished
+    assert sorted(os.listdir(out)) == ["dataset", "metrics.json", "report.md", "scores.parquet"]  # checkpoints gone once finished
     assert_same_outputs(tmp_path / "straight", out)
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path):
     out = tmp_path / "out"
     run(cli(out, "--proxy_epochs", "1", "--keep_checkpoints", "true", "--target", ""))
-    for name in ("metrics.json", "scores.parquet", "dataset"):  # an unfinished run, as far as the next one can tell
+    for name in ("metrics.json", "scores.parquet", "report.md", "dataset"):  # an unfinished run, as far as the next one can tell
         shutil.rmtree(out / name) if name == "dataset" else os.remove(out / name)
     again = ["--proxy_epochs", "2", "--target", "", "--overwrite_output_dir", "false"]
     done = subprocess.run(cli(out, *again), cwd=REPO, capture_output=True, text=True)

