@@ -57,8 +57,6 @@ def overlap(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def run_seed(args, seed: int, accelerator) -> Dict[str, object]:
-    from scipy.stats import spearmanr
-
     import svp_hf
     from svp_hf.api import prepare_inputs, run_scoring, training_config
     from svp_hf.coreset import _subsample
@@ -109,7 +107,7 @@ def run_seed(args, seed: int, accelerator) -> Dict[str, object]:
     for method in PROXY_METHODS:
         p, t = np.asarray(proxy.scores[method]), np.asarray(target.scores[method])
         finite = np.isfinite(p) & np.isfinite(t)
-        rho = spearmanr(p[finite], t[finite]).statistic if finite.sum() > 2 else None
+        rho = svp_hf.spearman(p[finite], t[finite]) if finite.sum() > 2 else None
         top_overlap = overlap(
             svp_hf.selected_indices(proxy.scores, method, args.fraction, seed=seed),
             svp_hf.selected_indices(target.scores, method, args.fraction, seed=seed),

@@ -96,6 +96,74 @@ def render_throughput(p: Dict) -> List[str]:
     ]
 
 
+@RENDERERS.register("active_amazon")
+def render_active(p: Dict) -> List[str]:
+    c, s = p["config"], p["summary"]
+    seeds = ", ".join(str(r["seed"]) for r in p["runs"])
+    rounds = []
+    for i, (proxy, target) in enumerate(zip(s["per_round"]["proxy"], s["per_round"]["target"]), start=1):
+        rounds.append([
+            i, proxy["labelled_size"], fmt_ms(proxy["selection_seconds"], 1), fmt_ms(target["selection_seconds"], 1),
+            fmt_ms(s["round_speedup"][i - 1], 2),
+        ])
+    acc = s["target_accuracy"]
+    random = acc["random"]
+
+    def versus(arm: str) -> str:
+        a = acc[arm]
+        if a["mean"] is None or random["mean"] is None:
+            return "–"
+        band = max(a["std"] or 0.0, random["std"] or 0.0)
+        return "beats random" if a["mean"] > random["mean"] + band else ("loses to random" if a["mean"] < random["mean"] - band else "ties random")
+
+    return [
+        f"Pool of {c['pool_size']} `{Path(c['dataset']).name}` training reviews, {c['test_size']} test reviews; "
+        f"{c['initial_size']} random initial labels, then {c['method']} rounds to {c['budgets']}. Proxy `{c['proxy']}` "
+        f"({c['proxy_epochs']} epochs per round), target `{Path(c['target']).name}` (max {c['max_length']} tokens, "
+        f"{c['target_epochs']} epochs per round and at the end); seeds {seeds}.",
+        "",
+        table(
+            ["round", "labelled after", "proxy selection s", "target selection s", "speedup (target / proxy)"],
+            rounds,
+        ),
+        "",
+        f"Total selection seconds: proxy {fmt_ms(s['selection_seconds']['proxy'], 1)}, target "
+        f"{fmt_ms(s['selection_seconds']['target'], 1)}; speedup **{fmt_ms(s['speedup'], 2)}x** (measured in the same run).",
+        "",
+        table(
+            ["labelled set chosen by", "final target test accuracy (mean ± std)", "vs random"],
+            [["proxy", fmt_ms(acc["proxy"]), versus("proxy")], ["target", fmt_ms(acc["target"]), versus("target")], ["random", fmt_ms(random), "–"]],
+        ),
+    ]
+
+
+@RENDERERS.register("scale")
+def render_scale(p: Dict) -> List[str]:
+    c, n = p["config"], str(p["config"]["processes"])
+    identical = [m for m, v in p["scores"].items() if v["identical"]]
+    close = {m: v["max_abs_difference"] for m, v in p["scores"].items() if not v["identical"]}
+    verdict = "identical for every method" if not close else (
+        f"identical for {', '.join(identical)}; within "
+        + ", ".join(f"{m} {d:.1e}" for m, d in close.items())
+        + " (largest absolute difference)"
+    )
+    return [
+        f"{p['rows']} rows of `{Path(c['dataset']).name}`, proxy `{c['proxy']}` from one checkpoint, batch size "
+        f"{c['batch_size']}: 1 process against {n} (`accelerate launch --multi_gpu --num_processes {n}`).",
+        "",
+        table(
+            ["", "1 process", f"{n} processes", f"ratio 1 / {n}"],
+            [
+                ["wall seconds (whole run, start-up included)", f"{p['wall_seconds']['1']:.1f}", f"{p['wall_seconds'][n]:.1f}", f"{p['wall_ratio_1_over_n']:.2f}"],
+                ["scoring stage seconds", f"{p['scoring_seconds']['1']:.2f}", f"{p['scoring_seconds'][n]:.2f}", f"{p['scoring_ratio_1_over_n']:.2f}"],
+            ],
+        ),
+        "",
+        f"Scores: {verdict}. Every index scored exactly once: {p['every_index_scored_once']}. Same selection: "
+        f"{p['same_selection']}. Scores equal those of the run that trained the proxy: {p['matches_the_training_run']}.",
+    ]
+
+
 TITLES = {
     "coreset_cifar10": "1. Core-set selection on CIFAR-10",
     "active_amazon": "2. Active learning on Amazon Review Polarity",
