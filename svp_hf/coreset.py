@@ -216,6 +216,7 @@ def run_coreset(
     metrics = {
         "svp_hf_version": __version__,
         "command": command,
+        "job": "coreset",
         "source": source_metadata(
             train,
             dataset_name=data_args.dataset_name,
