@@ -6,7 +6,8 @@
 Runs the loops `selector` asks for (see :mod:`svp_hf.active_learning`) on the training split, trains the target on
 each final labelled set and evaluates it on the evaluation split, and writes to `output_dir`: ``dataset/`` (the
 labelled set with ``svp_index``, ``svp_round`` and ``svp_score``, plus the untouched evaluation split),
-``scores.parquet`` (every pool row's round and score per loop), ``rounds.json`` and ``metrics.json``.
+``scores.parquet`` (every pool row's round and score per loop), ``rounds.json``, ``metrics.json`` and ``report.md``
+(the card and report, rendered from the metrics by :mod:`svp_hf.card` and :mod:`svp_hf.report`).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from datasets import Dataset, Value
 from . import __version__
 from .active_learning import ROUND_COLUMN, ActiveResult, build_selectors, check_active_arguments, run_active_learning
 from .api import labels_of, scores_dataset
+from .card import source_metadata
 from .config import ACTIVE_DATACLASSES, ActiveArguments, DataArguments, RunArguments, SelectionArguments
 from .coreset import job_accelerator, load_inspected_splits, per_class_counts, recipe_main, with_null_scores
-from .output import check_output_dir, default_card, write_run
+from .output import check_output_dir, write_run
 from .pool import UNLABELLED
 
 logger = get_logger(__name__)
@@ -85,6 +87,17 @@ def run_active(
     metrics = {
         "svp_hf_version": __version__,
         "command": command,
+        "job": "active",
+        "source": source_metadata(
+            train,
+            dataset_name=data_args.dataset_name,
+            split=data_args.train_split,
+            modality=family.modality,
+            config_name=data_args.dataset_config_name,
+            max_train_samples=data_args.max_train_samples,
+            eval_dataset=evaluation,
+            eval_split=data_args.eval_split,
+        ),
         "dataset_name": data_args.dataset_name,
         "train_split": data_args.train_split,
         "eval_split": data_args.eval_split,
@@ -105,24 +118,22 @@ def run_active(
         "target_training_seconds": {role: run.target_training_seconds for role, run in result.runs.items()},
         "speedup": result.speedup,
         "labelled_per_class": {role: per_class_counts(labels_of(run.labelled, info), names) for role, run in result.runs.items()},
+        "total_per_class": per_class_counts(labels_of(train, info), names),
+        "selector_models": {role: run.model for role, run in result.runs.items()},
+        "rounds": {role: run.rounds for role, run in result.runs.items()},
         "target_history": {role: run.target_history for role, run in result.runs.items()},
-        "timings": {"total": time.perf_counter() - start},
+        "timings": {"active_learning": result.timings["total"], "total": time.perf_counter() - start},
         "num_processes": accelerator.num_processes,
     }
     if accelerator.is_main_process:
         splits = output_splits(result, data_args.train_split, evaluation, data_args.eval_split)
-        card = default_card(
-            splits,
-            {k: metrics[k] for k in ("dataset_name", "method", "selector", "initial_size", "budgets", "proxy", "target", "target_accuracy", "speedup", "seed", "command")},
-        )
-        write_run(
+        metrics = write_run(
             run_args.output_dir,
             splits=splits,
             scores=pool_record(result, train),
             metrics=metrics,
-            card=card,
             overwrite=run_args.overwrite_output_dir,
-            extra_files={"rounds.json": {role: run.rounds for role, run in result.runs.items()}},
+            extra_files={"rounds.json": metrics["rounds"]},
         )
         logger.info(
             f"labelled {active.budgets[-1]} of {len(train)} rows by {sel_args.method} ({active.selector} selecting); "

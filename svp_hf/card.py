@@ -2,9 +2,10 @@
 
 The YAML metadata carries over license and task categories from the source where they are known (its
 ``DatasetInfo``, else its own dataset card), adds the size category, ``source_datasets`` and the tags ``svp-hf`` and
-``data-pruning``. The body is the run's report (:mod:`svp_hf.report`): source (id, revision or ``datasets``
-fingerprint, split, rows), selection, proxy and target, score statistics, rows kept per class, timings, plots and
-the command that reproduces it.
+``data-pruning`` (plus ``active-learning`` for an active-learning run, ``metrics["job"] == "active"``). The body is
+the run's report (:mod:`svp_hf.report`): source (id, revision or ``datasets`` fingerprint, split, rows), selection
+(or the active-learning schedule and its rounds), proxy and target, score statistics, rows per class, timings, plots
+and the command that reproduces it.
 
 The card has no YAML ``configs`` list on purpose: splits are found from the file names
 (``data/<split>-00000-of-00001.parquet``), and the score tables under ``scores/`` match no split pattern. With a
@@ -23,6 +24,8 @@ from .report import ReportFigure, render_report
 
 TEMPLATE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", "datasetcard.md")
 TAGS = ["svp-hf", "data-pruning"]
+# Tags a job adds after TAGS (a core-set run adds none).
+JOB_TAGS = {"active": ["active-learning"]}
 # Every svp_hf modality is a classification task; the Hub's task category for each, used when the source has none.
 TASK_CATEGORY_BY_MODALITY = {"image": "image-classification", "text": "text-classification", "audio": "audio-classification"}
 _SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
@@ -102,7 +105,7 @@ def card_data(metrics: Dict[str, Any]) -> DatasetCardData:
     source = metrics.get("source") or {}
     rows = sum((metrics.get("splits") or {}).values()) or metrics.get("n_selected") or 0
     method = metrics.get("method")
-    tags = TAGS + ([f"svp-{method}"] if method else [])
+    tags = TAGS + JOB_TAGS.get(metrics.get("job"), []) + ([f"svp-{method}"] if method else [])
     return DatasetCardData(
         license=source.get("license"),
         task_categories=source.get("task_categories"),
@@ -118,14 +121,68 @@ def _source_name(metrics: Dict[str, Any]) -> str:
     return os.path.basename(os.path.normpath(name)) if name and os.path.exists(name) else (name or "a dataset")
 
 
+def _is_active(metrics: Dict[str, Any]) -> bool:
+    return metrics.get("job") == "active"
+
+
+def _n_labelled(metrics: Dict[str, Any]) -> Optional[int]:
+    """The final labelled-set size of an active-learning run (its last budget)."""
+    budgets = metrics.get("budgets") or []
+    return int(budgets[-1]) if budgets else None
+
+
 def _pretty_name(metrics: Dict[str, Any]) -> str:
+    if _is_active(metrics):
+        return _active_pretty_name(metrics)
     fraction, method = metrics.get("fraction"), metrics.get("method")
     kept = f" ({fraction:.0%} kept by {method})" if fraction is not None and method else ""
     name = _source_name(metrics)
     return f"{'Dataset' if name == 'a dataset' else name} pruned with Selection via Proxy{kept}"
 
 
+def _active_pretty_name(metrics: Dict[str, Any]) -> str:
+    n, method = _n_labelled(metrics), metrics.get("method")
+    labelled = f" ({n} rows by {method})" if n is not None and method else ""
+    name = _source_name(metrics)
+    return f"{'Dataset' if name == 'a dataset' else name} labelled by active learning via proxy{labelled}"
+
+
+def _selecting(metrics: Dict[str, Any]) -> str:
+    """Which model selected: "a `resnet20` proxy", "the `resnet56` target", or the proxy with the target as baseline."""
+    proxy, target = f"a `{metrics.get('proxy')}` proxy", f"the `{metrics.get('target')}` target"
+    return {
+        "proxy": f"{proxy} selecting",
+        "target": f"{target} selecting",
+        "both": f"{proxy} selecting (and, for comparison, {target} selecting in its own loop)",
+    }.get(metrics.get("selector"), f"{proxy} selecting")
+
+
+def _active_outcome(metrics: Dict[str, Any]) -> str:
+    """The target's accuracy on the first loop's labelled set and the selection speedup, as a sentence tail."""
+    accuracy = metrics.get("target_accuracy") or {}
+    first = next(iter(accuracy), None)
+    text = ""
+    if metrics.get("target") and first is not None and accuracy[first] is not None:
+        text += f"; a `{metrics['target']}` target trained on the {first}-selected rows reached accuracy {accuracy[first]:.4f}"
+    if metrics.get("speedup") is not None:
+        text += f"; data-selection speedup of the proxy over the target: {metrics['speedup']:.2f}x"
+    return text + "."
+
+
+def _active_summary(metrics: Dict[str, Any]) -> str:
+    split = (metrics.get("source") or {}).get("split") or metrics.get("train_split")
+    initial = f" from {metrics['initial_size']} random rows" if metrics.get("initial_size") is not None else ""
+    return (
+        f"Labelled {_n_labelled(metrics)} of the {metrics['n_pool']} rows of the `{split}` split of `{_source_name(metrics)}`"
+        f"{initial} by `{metrics.get('method')}` with {_selecting(metrics)}, in rounds to "
+        f"{', '.join(str(b) for b in metrics.get('budgets') or [])} labelled rows (active learning via Selection via "
+        "Proxy, Coleman et al., ICLR 2020)" + _active_outcome(metrics)
+    )
+
+
 def _summary(metrics: Dict[str, Any]) -> str:
+    if _is_active(metrics) and metrics.get("n_pool") is not None and _n_labelled(metrics) is not None:
+        return _active_summary(metrics)
     if metrics.get("n_selected") is None or metrics.get("n_total") is None:
         return "A dataset pruned with svp_hf (Selection via Proxy, Coleman et al., ICLR 2020)."
     target = metrics.get("target")
@@ -135,6 +192,20 @@ def _summary(metrics: Dict[str, Any]) -> str:
         "trained on the whole split (Selection via Proxy, Coleman et al., ICLR 2020)"
         + (f"; a `{target}` target trained on the kept rows reached accuracy {metrics['target_accuracy']:.4f}." if target and metrics.get("target_accuracy") is not None else ".")
     )
+
+
+def _labelled_text(metrics: Dict[str, Any]) -> str:
+    """Which split of an active-learning run holds which loop's labelled set (the first loop's is the training
+    split's name, the others ``<train_split>_<role>_selected``, as :func:`svp_hf.active.output_splits` names them)."""
+    train_split = (metrics.get("source") or {}).get("split") or metrics.get("train_split") or "train"
+    roles = list(metrics.get("rounds") or metrics.get("selection_seconds") or {})
+    if not roles:
+        return f"The `{train_split}` split holds the labelled set"
+    first, *others = roles
+    text = f"The `{train_split}` split holds the rows labelled with the {first} selecting"
+    for role in others:
+        text += f", and `{train_split}_{role}_selected` those labelled with the {role} selecting"
+    return text
 
 
 def dataset_card(
@@ -158,8 +229,10 @@ def dataset_card(
         eval_split=source.get("eval_split") or metrics.get("eval_split"),
         has_scores=has_scores,
         method=metrics.get("method") or "least_confidence",
+        job=metrics.get("job"),
+        labelled_text=_labelled_text(metrics),
         report=render_report(metrics, figures, image_dir="plots", heading_level=2),
     )
 
 
-__all__ = ["dataset_card", "card_data", "source_metadata", "source_card_data", "size_category", "TAGS"]
+__all__ = ["dataset_card", "card_data", "source_metadata", "source_card_data", "size_category", "TAGS", "JOB_TAGS"]

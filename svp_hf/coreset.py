@@ -67,17 +67,6 @@ def load_splits(data_args: DataArguments, seed: int):
     return train, evaluation
 
 
-def load_inspected_splits(data_args: DataArguments, modality: str, seed: int):
-    """The training and evaluation splits, and the training split's columns inspected for `modality` (checked to be
-    in the evaluation split too)."""
-    train, evaluation = load_splits(data_args, seed)
-    columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
-    info = inspect_dataset(train, modality, **columns)
-    if evaluation is not None:
-        check_same_columns(evaluation, info)
-    return train, evaluation, info
-
-
 def with_null_scores(evaluation):
     """The unpruned evaluation split with the same columns as the pruned one (one config, one schema):
     `svp_index` is the row's index in the evaluation split and `svp_score` is null."""
@@ -216,6 +205,7 @@ def run_coreset(
     metrics = {
         "svp_hf_version": __version__,
         "command": command,
+        "job": "coreset",
         "source": source_metadata(
             train,
             dataset_name=data_args.dataset_name,

@@ -28,10 +28,23 @@ class ReportInputs:
     scores: Optional[Any] = None  # a score Dataset: svp_index, label, one column per method
     target_scores: Optional[Any] = None  # the same, scored by the target trained on the full split
 
+    @property
+    def active(self) -> bool:
+        """Whether the run is an active-learning one (its score table holds `<loop>_round`, `<loop>_score`)."""
+        return is_active(self.metrics)
+
     def methods(self) -> List[str]:
         if self.scores is None:
             return []
         return [c for c in self.scores.column_names if c not in (INDEX_COLUMN, "label")]
+
+    def score_columns(self) -> Dict[str, str]:
+        """The score columns worth a histogram, with their titles: every method of a core-set run; each loop's
+        selection scores of an active-learning run (its round columns are no scores)."""
+        if not self.active:
+            return {m: m for m in self.methods()}
+        suffix = "_score"
+        return {c: f"{c[: -len(suffix)]} loop" for c in self.methods() if c.endswith(suffix)}
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,11 @@ class ReportFigure:
     filename: str
     title: str
     caption: str
+
+
+def is_active(metrics: Dict[str, Any]) -> bool:
+    """Whether `metrics` describe an active-learning run (:mod:`svp_hf.active`) rather than a core-set one."""
+    return metrics.get("job") == "active"
 
 
 PlotFn = Callable[[ReportInputs, str], Optional[str]]
@@ -78,37 +96,62 @@ def _finite(values) -> np.ndarray:
 
 @register_plot("score_histogram")
 def plot_score_histograms(inputs: ReportInputs, path: str) -> Optional[str]:
-    methods = inputs.methods()
-    if not methods:
+    columns = inputs.score_columns()
+    if not columns:
         return None
-    fig, axes = _grid(len(methods))
-    for ax, method in zip(axes, methods):
-        values = np.asarray(inputs.scores[method], dtype=np.float64)
+    fig, axes = _grid(len(columns))
+    for ax, (column, title) in zip(axes, columns.items()):
+        values = np.asarray(inputs.scores[column], dtype=np.float64)
+        values = values[~np.isnan(values)]  # an active loop's unlabelled rows and initial set have no score
         finite = _finite(values)
         ax.hist(finite, bins=min(50, max(5, int(np.sqrt(max(finite.size, 1))))), color="tab:blue")
         n_inf = int(np.isinf(values).sum())
-        ax.set_title(method + (f" ({n_inf} infinite, not shown)" if n_inf else ""), fontsize=9)
+        ax.set_title(title + (f" ({n_inf} infinite, not shown)" if n_inf else ""), fontsize=9)
         ax.set_xlabel("score")
         ax.set_ylabel("examples")
     fig.savefig(path, dpi=100)
+    if inputs.active:
+        return (
+            f"Distribution of the `{inputs.metrics.get('method')}` scores of the rows each loop labelled, each scored by "
+            "that round's selector (the random initial set has none)."
+        )
     return "Distribution of every scored method's per-example scores over the whole training split."
+
+
+_BAR_COLORS = ("tab:gray", "tab:blue", "tab:orange", "tab:green")
+
+
+def class_series(metrics: Dict[str, Any]) -> Dict[str, Dict[str, int]]:
+    """Rows per class to compare, by series: original and kept (core-set), or the pool and each loop's labelled set
+    (active learning); empty when the per-class counts were not recorded."""
+    total = metrics.get("total_per_class") or {}
+    if not total:
+        return {}
+    if is_active(metrics):
+        labelled = metrics.get("labelled_per_class") or {}
+        return {"pool": total, **{f"labelled ({role} selecting)": counts for role, counts in labelled.items()}}
+    return {"original": total, "kept": metrics.get("selected_per_class") or {}}
 
 
 @register_plot("class_counts")
 def plot_class_counts(inputs: ReportInputs, path: str) -> Optional[str]:
-    total = inputs.metrics.get("total_per_class") or {}
-    kept = inputs.metrics.get("selected_per_class") or {}
-    if not total:
+    series = class_series(inputs.metrics)
+    if not series:
         return None
-    names = list(total)
+    names = list(next(iter(series.values())))
     x = np.arange(len(names))
-    fig, (ax,) = _figure(width=max(4.0, 0.45 * len(names) + 2))
-    ax.bar(x - 0.2, [total[n] for n in names], width=0.4, label="original", color="tab:gray")
-    ax.bar(x + 0.2, [kept.get(n, 0) for n in names], width=0.4, label="kept", color="tab:blue")
+    width = 0.8 / len(series)
+    fig, (ax,) = _figure(width=max(4.0, 0.225 * len(series) * len(names) + 2))
+    for i, ((label, counts), color) in enumerate(zip(series.items(), _BAR_COLORS)):
+        ax.bar(x + (i - (len(series) - 1) / 2) * width, [counts.get(n, 0) for n in names], width=width, label=label, color=color)
     ax.set_xticks(x, names, rotation=45 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center", fontsize=8)
     ax.set_ylabel("rows")
-    ax.set_title("rows per class: original vs kept", fontsize=9)
     ax.legend(fontsize=8)
+    if inputs.active:
+        ax.set_title("rows per class: pool vs labelled", fontsize=9)
+        fig.savefig(path, dpi=100)
+        return "Rows per class in the pool (the training split) and in each loop's final labelled set."
+    ax.set_title("rows per class: original vs kept", fontsize=9)
     fig.savefig(path, dpi=100)
     return "Rows per class in the original training split and in the kept subset."
 
@@ -144,14 +187,24 @@ def _by_index(scores) -> Dict[str, np.ndarray]:
     return {c: np.asarray(scores[c], dtype=np.float64)[order] for c in scores.column_names if c not in (INDEX_COLUMN, "label")}
 
 
+def learning_curves(metrics: Dict[str, Any]) -> Dict[str, List[Dict[str, float]]]:
+    """Per-epoch training histories to plot, by curve name: the proxy's (a core-set run has none without it) and
+    the target's; for active learning, the target's on each loop's labelled set."""
+    if is_active(metrics):
+        histories = metrics.get("target_history") or {}
+        return {f"target ({role}-selected rows)": h for role, h in histories.items() if h}
+    curves = {
+        name: metrics.get(key)
+        for name, key in (("proxy", "proxy_history"), ("target (kept rows)", "target_history"))
+        if metrics.get(key)
+    }
+    return curves if "proxy" in curves else {}
+
+
 @register_plot("learning_curves")
 def plot_learning_curves(inputs: ReportInputs, path: str) -> Optional[str]:
-    curves = {
-        name: inputs.metrics.get(key)
-        for name, key in (("proxy", "proxy_history"), ("target (kept rows)", "target_history"))
-        if inputs.metrics.get(key)
-    }
-    if "proxy" not in curves:
+    curves = learning_curves(inputs.metrics)
+    if not curves:
         return None
     from matplotlib.ticker import MaxNLocator
 
@@ -166,7 +219,48 @@ def plot_learning_curves(inputs: ReportInputs, path: str) -> Optional[str]:
         ax.set_title(what, fontsize=9)
         ax.legend(fontsize=8)
     fig.savefig(path, dpi=100)
+    if inputs.active:
+        return "Training loss and accuracy per epoch of the target trained on each loop's final labelled set."
     return "Training loss and accuracy per epoch of the proxy (and of the target, when one was trained)."
+
+
+def _loop_label(metrics: Dict[str, Any], role: str) -> str:
+    model = (metrics.get("selector_models") or {}).get(role) or metrics.get(role)
+    return f"{role} selecting" + (f" ({model})" if model else "")
+
+
+@register_plot("rounds")
+def plot_rounds(inputs: ReportInputs, path: str) -> Optional[str]:
+    """Active learning: cumulative selection seconds against labelled-set size per loop, and the selector's accuracy
+    each round when it was evaluated."""
+    loops = {role: records for role, records in (inputs.metrics.get("rounds") or {}).items() if records}
+    if not loops:
+        return None
+    has_accuracy = any(r.get("accuracy") is not None for records in loops.values() for r in records)
+    fig, axes = _figure(2 if has_accuracy else 1)
+    for role, records in loops.items():
+        label = _loop_label(inputs.metrics, role)
+        # From the initial set at 0 seconds to each round's labelled size at the seconds spent selecting so far.
+        sizes = [records[0]["train_size"]] + [r["labelled_size"] for r in records]
+        seconds = np.cumsum([0.0] + [r["selection_seconds"] for r in records])
+        axes[0].plot(sizes, seconds, marker="o", label=label)
+        evaluated = [(r["train_size"], r["accuracy"]) for r in records if r.get("accuracy") is not None]
+        if has_accuracy and evaluated:
+            axes[1].plot(*zip(*evaluated), marker="o", label=label)
+    axes[0].set_xlabel("labelled rows")
+    axes[0].set_ylabel("seconds")
+    axes[0].set_title("cumulative selection seconds", fontsize=9)
+    if has_accuracy:
+        axes[1].set_xlabel("labelled rows the selector trained on")
+        axes[1].set_ylabel("accuracy")
+        axes[1].set_title("selector accuracy on the evaluation split", fontsize=9)
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.savefig(path, dpi=100)
+    return (
+        "Cumulative data-selection seconds (selector training plus scoring) against the labelled-set size after each "
+        "round, per loop" + (", and each round's selector accuracy on the evaluation split." if has_accuracy else ".")
+    )
 
 
 def write_plots(folder: str, inputs: ReportInputs) -> List[ReportFigure]:
@@ -204,24 +298,60 @@ def _fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
+def _seconds(value) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def selector_loops(metrics: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """An active-learning run's loops for the report, in the order they ran: role, selecting model, rounds (each with
+    its cumulative selection seconds), final labelled size, and the target trained on the loop's labelled set."""
+    loops = []
+    for role, records in (metrics.get("rounds") or {}).items():
+        cumulative = np.cumsum([r["selection_seconds"] for r in records]).tolist()
+        loops.append(
+            {
+                "role": role,
+                "model": (metrics.get("selector_models") or {}).get(role) or metrics.get(role),
+                "rounds": [dict(r, cumulative_seconds=c) for r, c in zip(records, cumulative)],
+                "has_accuracy": any(r.get("accuracy") is not None for r in records),
+                "labelled": records[-1]["labelled_size"] if records else None,
+                "selection_seconds": (metrics.get("selection_seconds") or {}).get(role),
+                "target_accuracy": (metrics.get("target_accuracy") or {}).get(role),
+                "target_training_seconds": (metrics.get("target_training_seconds") or {}).get(role),
+            }
+        )
+    return loops
+
+
+def _class_rows(metrics: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Per class: its rows in the training split and, for a core-set run, the kept rows; for active learning, the
+    rows each loop labelled (in loop order)."""
+    total = metrics.get("total_per_class") or {}
+    if is_active(metrics):
+        labelled = (metrics.get("labelled_per_class") or {}).values()
+        return [{"name": n, "total": t, "labelled": [c.get(n, 0) for c in labelled]} for n, t in total.items()]
+    kept = metrics.get("selected_per_class") or {}
+    return [{"name": name, "total": t, "kept": kept.get(name, 0)} for name, t in total.items()]
+
+
 def render_report(metrics: Dict[str, Any], figures: List[ReportFigure], image_dir: str, heading_level: int = 2) -> str:
-    """The report's Markdown (provenance, selection, models, scores, classes, timings, figures, command)."""
+    """The report's Markdown (provenance, selection or the active-learning schedule and rounds, models, results,
+    scores, classes, timings, figures, command)."""
     import jinja2
 
     with open(os.path.join(TEMPLATES_DIR, "report.md"), encoding="utf-8") as f:
         template = jinja2.Template(f.read(), trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    classes = [
-        {"name": name, "total": total, "kept": (metrics.get("selected_per_class") or {}).get(name, 0)}
-        for name, total in (metrics.get("total_per_class") or {}).items()
-    ]
     return template.render(
         m=metrics,
+        active=is_active(metrics),
         source=metrics.get("source") or {},
-        classes=classes,
+        classes=_class_rows(metrics),
+        loops=selector_loops(metrics),
         figures=figures,
         image_dir=image_dir.rstrip("/") + "/" if image_dir else "",
         h="#" * heading_level,
         fmt=_fmt,
+        seconds=_seconds,
     )
 
 
@@ -231,6 +361,10 @@ __all__ = [
     "ReportInputs",
     "ReportFigure",
     "write_plots",
+    "is_active",
+    "class_series",
+    "learning_curves",
+    "selector_loops",
     "score_statistics",
     "render_report",
 ]

@@ -254,6 +254,96 @@ def test_both_selectors_dataset_and_pool_record(both_run):
     np.testing.assert_array_equal(by_index.loc[proxy_set["svp_index"], "label"], proxy_set["label"])
 
 
+def test_active_metrics_carry_the_job_source_and_rounds(both_run):
+    out, metrics = both_run
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["job"] == "active"
+    assert written["rounds"] == json.loads((out / "rounds.json").read_text())
+    source = written["source"]
+    assert source["dataset"] == "builtin:digits" and source["split"] == "train" and source["num_rows"] == 200
+    assert source["fingerprint"] and source["task_categories"] == ["image-classification"]
+    assert source["eval_split"] == "test" and source["eval_num_rows"] == 60
+    assert sum(written["total_per_class"].values()) == 200
+    assert written["selector_models"] == {"proxy": "resnet20", "target": "resnet20"}
+
+
+def test_active_report_has_the_schedule_rounds_results_and_speedup(both_run):
+    out, metrics = both_run
+    report = (out / "report.md").read_text()
+    for needle in [
+        "## Source", "`train`: 200 rows", "`test`: 60 rows", "## Active learning", "| method | `least_confidence` |",
+        "| selector | `both`", "| initial labelled set | 20 random rows |",
+        "| budgets (labelled rows after each round) | 50, 90 |", "| seed | 0 |", "## Models",
+        "| proxy | `resnet20` | 1 |", "| target | `resnet20` | 1 |", "## Rounds", "### proxy selecting (`resnet20`)",
+        "### target selecting (`resnet20`)", "| selector accuracy |", "## Results", "## Labelled rows per class",
+        "| class | pool | labelled (proxy selecting) | labelled (target selecting) |", "## Timings", "## Reproduce",
+        metrics["command"], f"**{metrics['speedup']:.2f}x**",
+    ]:
+        assert needle in report, needle
+    for role in ("proxy", "target"):
+        cumulative = 0.0
+        for r in metrics["rounds"][role]:
+            cumulative += r["selection_seconds"]
+            row = (
+                f"| {r['round']} | {r['train_size']} | {r['labelled_size']} | {r['training_seconds']:.2f} | "
+                f"{r['scoring_seconds']:.2f} | {r['selection_seconds']:.2f} | {cumulative:.2f} | {r['accuracy']:.4g} |"
+            )
+            assert row in report, row
+        result = (
+            f"| {role} selecting (`resnet20`) | 90 | {metrics['selection_seconds'][role]:.2f} | "
+            f"{metrics['target_accuracy'][role]:.4g} | {metrics['target_training_seconds'][role]:.2f} |"
+        )
+        assert result in report, result
+    # no core-set rows, raw dicts or placeholders for the headline fields
+    for absent in ["split pruned", "fraction kept", "{'", "| - |", ": - rows", "`-`"]:
+        assert absent not in report, absent
+    counts = metrics["labelled_per_class"]
+    assert f"| 0 | {metrics['total_per_class']['0']} | {counts['proxy'].get('0', 0)} | {counts['target'].get('0', 0)} |" in report
+
+
+def test_active_card_round_trips_with_the_active_learning_tag(both_run):
+    from huggingface_hub import DatasetCard
+
+    out, metrics = both_run
+    path = out / "dataset" / "README.md"
+    card = DatasetCard.load(path)
+    assert str(DatasetCard(str(card))) == path.read_text()
+    data = card.data.to_dict()
+    assert data["tags"] == ["svp-hf", "data-pruning", "active-learning", "svp-least_confidence"]
+    assert data["task_categories"] == ["image-classification"] and data["size_categories"] == ["n<1K"]
+    assert "active learning" in data["pretty_name"] and "pruned" not in data["pretty_name"]
+    text = card.text
+    assert "Labelled 90 of the 200 rows of the `train` split of `builtin:digits` from 20 random rows by `least_confidence`" in text
+    assert "`train_target_selected` those labelled with the target selecting" in text
+    assert "svp_hf.select(" not in text  # the core-set reselection snippet does not apply
+    report = (out / "report.md").read_text()
+    assert report.split("## Source", 1)[1].replace("dataset/plots/", "plots/") in text
+
+
+def test_active_plots_include_the_rounds(both_run):
+    from PIL import Image
+
+    out, _ = both_run
+    plots = sorted(os.listdir(out / "dataset" / "plots"))
+    assert plots == ["class_counts.png", "learning_curves.png", "rounds.png", "score_histogram.png"]
+    report = (out / "report.md").read_text()
+    for name in plots:
+        path = out / "dataset" / "plots" / name
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5_000
+        assert f"(dataset/plots/{name})" in report
+    with Image.open(out / "dataset" / "plots" / "rounds.png") as image:
+        assert image.size[0] > image.size[1] > 100  # two panels: seconds and selector accuracy
+
+
+def test_rounds_plot_skips_runs_without_rounds(tmp_path):
+    from svp_hf.report import ReportInputs, plot_rounds
+
+    assert plot_rounds(ReportInputs({"job": "coreset", "method": "entropy"}), str(tmp_path / "r.png")) is None
+    rounds = {"proxy": [{"round": 1, "train_size": 10, "labelled_size": 20, "selection_seconds": 1.0, "accuracy": None}]}
+    caption = plot_rounds(ReportInputs({"job": "active", "rounds": rounds}), str(tmp_path / "r.png"))
+    assert caption and "selector accuracy" not in caption and (tmp_path / "r.png").stat().st_size > 0
+
+
 def test_same_model_in_both_loops_selects_the_same_examples(tiny_digits):
     """Selection is deterministic: with the target equal to the proxy, both loops label the same examples."""
     train, test = tiny_digits

@@ -121,7 +121,8 @@ def test_card_has_the_metadata_and_round_trips(run):
     path = out / "dataset" / "README.md"
     card = DatasetCard.load(path)
     data = card.data.to_dict()
-    assert data["tags"][:2] == ["svp-hf", "data-pruning"]
+    assert data["tags"][:2] == ["svp-hf", "data-pruning"] and "active-learning" not in data["tags"]
+    assert metrics["job"] == "coreset"
     assert data["task_categories"] == ["image-classification"]
     assert data["size_categories"] == ["n<1K"]
     assert "configs" not in data  # see svp_hf.card: splits come from the file names
