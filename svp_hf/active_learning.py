@@ -20,7 +20,7 @@ from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 from datasets import Dataset, Value
 
-from .api import _split_kwargs, labels_of, training_config
+from .api import _split_kwargs, check_optimizers, labels_of, target_training_config, training_config
 from .config import ActiveArguments, RunArguments, SelectionArguments
 from .data import INDEX_COLUMN, SCORE_COLUMN, DataInfo, check_same_columns, inspect_dataset
 from .errors import SVPConfigError
@@ -39,7 +39,7 @@ ROUND_COLUMN = "svp_round"
 SELECTORS: Dict[str, tuple] = {"proxy": ("proxy",), "target": ("target",), "both": ("proxy", "target")}
 
 ACTIVE_KEYS = tuple(f.name for f in fields(ActiveArguments))
-TARGET_KEYS = ("target_epochs", "target_learning_rate")
+TARGET_KEYS = ("target_epochs", "target_learning_rate", "target_lr_schedule", "target_optimizer")
 
 
 @dataclass
@@ -122,6 +122,7 @@ def check_active_arguments(args: SelectionArguments, run_args: RunArguments, act
     active_method(args.method)
     if "target" in SELECTORS[active.selector] and not run_args.target:
         raise SVPConfigError(f"selector {active.selector!r} needs a target model: set target")
+    check_optimizers(args, run_args)
 
 
 def build_selectors(
@@ -130,7 +131,7 @@ def build_selectors(
     """The model of every loop `active.selector` runs, plus the target (role ``"target"``) when one is set."""
     models = {"proxy": (args.proxy, training_config(args))}
     if run_args.target:
-        config = training_config(args, epochs=run_args.target_epochs, learning_rate=run_args.target_learning_rate)
+        config = target_training_config(args, run_args)
         models["target"] = (run_args.target, config)
     roles = dict.fromkeys(SELECTORS[active.selector] + (("target",) if run_args.target else ()))
     selectors = {}

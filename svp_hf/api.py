@@ -21,7 +21,15 @@ from .methods import get_method, resolve_methods
 from .models import ModelFamily, check_model, create_model, resolve_family
 from .scoring import iter_shards, score_examples
 from .selection import n_to_keep, select_indices
-from .training import ForgettingTracker, TrainingConfig, TrainResult, evaluate_accuracy, make_accelerator, train_model
+from .training import (
+    ForgettingTracker,
+    TrainingConfig,
+    TrainResult,
+    check_optimizer,
+    evaluate_accuracy,
+    make_accelerator,
+    train_model,
+)
 
 COLUMN_KEYS = tuple(f.name for f in fields(DataArguments) if f.name.endswith("_column"))
 SELECTION_KEYS = tuple(f.name for f in fields(SelectionArguments))
@@ -49,18 +57,54 @@ def _split_kwargs(kwargs: Dict[str, Any]):
     return columns, selection
 
 
-def training_config(args: SelectionArguments, *, epochs: Optional[int] = None, learning_rate: Optional[float] = None) -> TrainingConfig:
+def training_config(
+    args: SelectionArguments,
+    *,
+    epochs: Optional[int] = None,
+    learning_rate: Optional[float] = None,
+    lr_schedule: Optional[str] = None,
+    optimizer: Optional[str] = None,
+) -> TrainingConfig:
+    """The proxy's training settings from a recipe; each keyword overrides its recipe key (for the target)."""
     return TrainingConfig(
         epochs=int(epochs if epochs is not None else args.proxy_epochs),
         batch_size=int(args.batch_size),
         learning_rate=float(learning_rate if learning_rate is not None else args.learning_rate),
         momentum=float(args.momentum),
         weight_decay=float(args.weight_decay),
-        lr_schedule=args.lr_schedule,
+        lr_schedule=lr_schedule or args.lr_schedule,
+        optimizer=optimizer or args.optimizer,
         seed=int(args.seed),
         num_workers=int(args.dataloader_num_workers),
         augment=bool(args.augment),
     )
+
+
+def target_training_config(args: SelectionArguments, run_args) -> TrainingConfig:
+    """The target's training settings: the ``target_*`` keys of `run_args`, the proxy's for those left unset."""
+    return training_config(
+        args,
+        epochs=run_args.target_epochs,
+        learning_rate=run_args.target_learning_rate,
+        lr_schedule=run_args.target_lr_schedule,
+        optimizer=run_args.target_optimizer,
+    )
+
+
+def training_settings(config: TrainingConfig) -> Dict[str, Any]:
+    """What a report records of how a model was trained."""
+    settings = {k: getattr(config, k) for k in ("optimizer", "learning_rate", "lr_schedule", "weight_decay", "batch_size")}
+    if config.optimizer == "sgd":
+        settings["momentum"] = config.momentum
+    return settings
+
+
+def check_optimizers(args: SelectionArguments, run_args=None) -> None:
+    """A clear error, before any training, when the proxy's or the target's optimizer cannot train that model."""
+    if not args.proxy_checkpoint:
+        check_optimizer(args.optimizer, args.proxy)
+    if run_args is not None and run_args.target:
+        check_optimizer(run_args.target_optimizer or args.optimizer, run_args.target)
 
 
 STREAM_INSPECTION_ROWS = 1000
@@ -224,6 +268,7 @@ def score(
     resolve_methods(methods)
     columns, selection = _split_kwargs(kwargs)
     args = SelectionArguments(proxy=proxy, method=methods[0], score_methods=methods[1:] or None, **selection)
+    check_optimizers(args)
     family, info = prepare_inputs(dataset, proxy, columns, trust_remote_code=bool(args.trust_remote_code))
     if eval_dataset is not None:
         check_same_columns(eval_dataset, info)

@@ -65,6 +65,15 @@ class DataArguments:
                 raise SVPConfigError(f"{name} must be at least 1, got {value}")
 
 
+def check_schedule_and_optimizer(lr_schedule: Optional[str], optimizer: Optional[str], prefix: str = "") -> None:
+    from .training import LR_SCHEDULES, OPTIMIZERS
+
+    if lr_schedule is not None and lr_schedule not in LR_SCHEDULES:
+        raise SVPConfigError(f"unknown {prefix}lr_schedule {lr_schedule!r}; available: {', '.join(LR_SCHEDULES.names())}")
+    if optimizer is not None and optimizer not in OPTIMIZERS:
+        raise SVPConfigError(f"unknown {prefix}optimizer {optimizer!r}; available: {', '.join(OPTIMIZERS.names())}")
+
+
 @dataclass
 class SelectionArguments:
     proxy: str = _help(
@@ -74,14 +83,16 @@ class SelectionArguments:
     )
     proxy_epochs: int = _help("Epochs of proxy training ('fewer epochs' makes a cheaper proxy).", default=10)
     batch_size: int = _help("Batch size per process for training and scoring.", default=128)
-    learning_rate: float = _help("Peak SGD learning rate.", default=0.1)
+    learning_rate: float = _help("Peak learning rate.", default=0.1)
     momentum: float = _help("SGD momentum.", default=0.9)
-    weight_decay: float = _help("SGD weight decay.", default=5e-4)
+    weight_decay: float = _help("Weight decay.", default=5e-4)
     lr_schedule: str = _help(
         "Learning-rate schedule: step (SVP's CIFAR one, scaled to the epochs), halving (SVP's Amazon one), imagenet "
-        "(SVP's ImageNet one, with warm-up), cosine or constant.",
+        "(SVP's ImageNet one, with warm-up), linear (10% warm-up, then linear decay: transformers fine-tuning), "
+        "cosine or constant.",
         default="step",
     )
+    optimizer: str = _help("Optimizer: sgd (with momentum, as in SVP) or adamw (for fine-tuning transformers).", default="sgd")
     method: str = _help("The selection method (see svp_hf.list_methods()).", default="least_confidence")
     score_methods: Optional[List[str]] = _help("More methods to score alongside `method` (one column each in scores.parquet).", default=None)
     fraction: float = _help("Share of training rows kept, in (0, 1].", default=0.5)
@@ -108,7 +119,6 @@ class SelectionArguments:
 
     def __post_init__(self):
         from .methods import get_method
-        from .training import LR_SCHEDULES
 
         self.fraction = check_fraction(self.fraction)
         get_method(self.method)
@@ -116,8 +126,7 @@ class SelectionArguments:
             self.score_methods = [m for m in self.score_methods.replace(",", " ").split() if m]
         for m in self.score_methods or []:
             get_method(m)
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise SVPConfigError(f"unknown lr_schedule {self.lr_schedule!r}; available: {', '.join(LR_SCHEDULES.names())}")
+        check_schedule_and_optimizer(self.lr_schedule, self.optimizer)
         for name in ("proxy_epochs", "batch_size", "kcenter_chunk_size", "scoring_shard_size", "kcenter_pool_size"):
             if getattr(self, name) is None:
                 continue
@@ -151,6 +160,8 @@ class RunArguments:
     target: Optional[str] = _help("The target model trained on the selected subset (empty: no target training).", default=None)
     target_epochs: int = _help("Epochs of target training.", default=10)
     target_learning_rate: Optional[float] = _help("Target learning rate (default: learning_rate).", default=None)
+    target_lr_schedule: Optional[str] = _help("Target learning-rate schedule (default: lr_schedule).", default=None)
+    target_optimizer: Optional[str] = _help("Target optimizer, sgd or adamw (default: optimizer).", default=None)
     output_dir: str = _help("Where dataset/, scores.parquet and metrics.json are written.", default="outputs/svp")
     overwrite_output_dir: bool = _help("Replace a result already in output_dir.", default=False)
     mixed_precision: Optional[str] = _help("no, fp16 or bf16 (default: Accelerate's config).", default=None)
@@ -186,6 +197,9 @@ class RunArguments:
             raise SVPConfigError("score_with_target needs a target model (set target)")
         if int(self.target_epochs) < 1:
             raise SVPConfigError(f"target_epochs must be at least 1, got {self.target_epochs}")
+        if self.target_learning_rate is not None and not float(self.target_learning_rate) > 0:
+            raise SVPConfigError(f"target_learning_rate must be positive, got {self.target_learning_rate}")
+        check_schedule_and_optimizer(self.target_lr_schedule, self.target_optimizer, prefix="target_")
         if self.mixed_precision not in (None, "no", "fp16", "bf16", "fp8"):
             raise SVPConfigError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
         if not self.output_dir:

@@ -23,7 +23,15 @@ from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
 from . import __version__
-from .api import labels_of, run_scoring, select, training_config
+from .api import (
+    check_optimizers,
+    labels_of,
+    run_scoring,
+    select,
+    target_training_config,
+    training_config,
+    training_settings,
+)
 from .card import source_metadata
 from .checkpoint import CHECKPOINTS_DIR, check_run_settings, discard
 from .config import RECIPE_DATACLASSES, DataArguments, RunArguments, SelectionArguments, parse_args
@@ -134,6 +142,7 @@ def run_coreset(
         _, repo_id = check_hub_target(run_args.hub_dataset_id, token=run_args.hub_token, overwrite=run_args.hub_overwrite)
     family = resolve_family(sel_args.proxy)
     target_family = resolve_family(run_args.target) if run_args.target else None
+    check_optimizers(sel_args, run_args)
     if target_family is not None and target_family.modality != family.modality:
         raise SVPConfigError(
             f"proxy {sel_args.proxy!r} reads {family.modality} data but target {run_args.target!r} reads {target_family.modality}"
@@ -171,6 +180,8 @@ def run_coreset(
             proxy=run_args.target,
             proxy_epochs=run_args.target_epochs,
             learning_rate=run_args.target_learning_rate or sel_args.learning_rate,
+            lr_schedule=run_args.target_lr_schedule or sel_args.lr_schedule,
+            optimizer=run_args.target_optimizer or sel_args.optimizer,
         )
         target_run = run_scoring(train, target_args, family=target_family, info=info, accelerator=accelerator)
         target_scores = target_run.scores
@@ -181,7 +192,7 @@ def run_coreset(
     if run_args.target:
         set_seed(int(sel_args.seed))  # the target starts the same whatever scoring did (or skipped, when resumed)
         target = create_model(run_args.target, info, pretrained=bool(sel_args.pretrained), trust_remote_code=trust_remote_code)
-        config = training_config(sel_args, epochs=run_args.target_epochs, learning_rate=run_args.target_learning_rate)
+        config = target_training_config(sel_args, run_args)
         result = train_model(
             target,
             target_family,
@@ -228,10 +239,12 @@ def run_coreset(
         "seed": sel_args.seed,
         "proxy": sel_args.proxy,
         "proxy_epochs": sel_args.proxy_epochs,
+        "proxy_training": training_settings(training_config(sel_args)),
         "proxy_accuracy": run.proxy_accuracy,
         "proxy_history": run.history,
         "target": run_args.target,
         "target_epochs": run_args.target_epochs if run_args.target else None,
+        "target_training": training_settings(target_training_config(sel_args, run_args)) if run_args.target else None,
         "target_accuracy": target_accuracy,
         "target_history": target_history,
         "score_statistics": score_statistics(run.scores),

@@ -298,6 +298,19 @@ def _fmt(value, digits: int = 4) -> str:
     return str(value)
 
 
+def _training(settings: Optional[Dict[str, Any]]) -> str:
+    """How a model was trained, in a few words: optimizer, peak learning rate, schedule, weight decay, batch size."""
+    if not settings:
+        return "-"
+    optimizer = settings.get("optimizer", "sgd")
+    if optimizer == "sgd" and settings.get("momentum") is not None:
+        optimizer = f"sgd (momentum {_fmt(settings['momentum'])})"
+    return (
+        f"{optimizer}, lr {_fmt(settings.get('learning_rate'))}, {settings.get('lr_schedule', '-')} schedule, "
+        f"weight decay {_fmt(settings.get('weight_decay'))}, batch {_fmt(settings.get('batch_size'))}"
+    )
+
+
 def _seconds(value) -> str:
     return "-" if value is None else f"{value:.2f}"
 
@@ -352,6 +365,7 @@ def render_report(metrics: Dict[str, Any], figures: List[ReportFigure], image_di
         h="#" * heading_level,
         fmt=_fmt,
         seconds=_seconds,
+        training=_training,
     )
 
 

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import latest_epoch, load_training_state, save_epoch
 from .data import INDEX_COLUMN, DataInfo
+from .errors import SVPConfigError
 from .registry import Registry
 
 logger = get_logger(__name__)
@@ -60,6 +61,14 @@ def cosine_schedule(progress: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
+@LR_SCHEDULES.register("linear")
+def linear_schedule(progress: float) -> float:
+    """The usual transformers fine-tuning schedule: linear warm-up over the first 10% of steps, then linear decay to 0."""
+    if progress < 0.1:
+        return (progress + 1e-3) / 0.1
+    return max(0.0, (1.0 - progress) / 0.9)
+
+
 @LR_SCHEDULES.register("constant")
 def constant_schedule(progress: float) -> float:
     """The base rate throughout."""
@@ -74,6 +83,7 @@ class TrainingConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_schedule: str = "step"
+    optimizer: str = "sgd"
     seed: int = 0
     num_workers: int = 0
     augment: bool = True
@@ -138,13 +148,19 @@ class TrainResult:
     seconds: float = 0.0
 
 
+OPTIMIZERS: Registry = Registry("optimizer")
+
+
+def sparse_parameters(model: torch.nn.Module) -> set:
+    """ids of the weights of sparse embeddings (``sparse=True``, as fastText's)."""
+    return {id(m.weight) for m in model.modules() if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and m.sparse}
+
+
 def parameter_groups(model: torch.nn.Module, learning_rate: float, momentum: float, weight_decay: float) -> List[Dict]:
     """SGD parameter groups. Parameters of sparse embeddings (``sparse=True``, as fastText's) take plain SGD steps at
     ``learning_rate / (1 - momentum)``, the steady-state step of momentum SGD: torch cannot apply weight decay to sparse
     gradients, and a sparse momentum buffer grows dense. Every other parameter gets momentum and weight decay."""
-    sparse = {
-        id(m.weight) for m in model.modules() if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and m.sparse
-    }
+    sparse = sparse_parameters(model)
     groups = [{"params": [p for p in model.parameters() if id(p) not in sparse], "weight_decay": weight_decay}]
     if sparse:
         groups.append(
@@ -156,6 +172,48 @@ def parameter_groups(model: torch.nn.Module, learning_rate: float, momentum: flo
             }
         )
     return groups
+
+
+@OPTIMIZERS.register("sgd")
+def sgd_optimizer(model: torch.nn.Module, config: "TrainingConfig") -> torch.optim.Optimizer:
+    """SGD with momentum and weight decay, as every SVP experiment trains (sparse embeddings included)."""
+    return torch.optim.SGD(
+        parameter_groups(model, config.learning_rate, config.momentum, config.weight_decay),
+        lr=config.learning_rate,
+        momentum=config.momentum,
+    )
+
+
+@OPTIMIZERS.register("adamw")
+def adamw_optimizer(model: torch.nn.Module, config: "TrainingConfig") -> torch.optim.Optimizer:
+    """AdamW (decoupled weight decay), the usual optimizer for fine-tuning pretrained transformers; biases and
+    normalisation weights (1-d parameters) take no weight decay. Sparse embeddings cannot be trained with it."""
+    if sparse_parameters(model):
+        raise SVPConfigError(
+            f"optimizer 'adamw' cannot update the sparse embeddings of {type(model).__name__} (e.g. fasttext); use 'sgd'"
+        )
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.ndim > 1], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=config.learning_rate)
+
+
+sgd_optimizer.sparse_gradients = True
+adamw_optimizer.sparse_gradients = False
+
+
+def check_optimizer(optimizer: str, model_name: str) -> None:
+    """A clear error, before any training, when `optimizer` is unknown or cannot train model `model_name`."""
+    from .models import resolve_family
+
+    if optimizer not in OPTIMIZERS:
+        raise SVPConfigError(f"unknown optimizer {optimizer!r}; available: {', '.join(OPTIMIZERS.names())}")
+    if resolve_family(model_name).sparse_gradients and not OPTIMIZERS.get(optimizer).sparse_gradients:
+        raise SVPConfigError(
+            f"optimizer {optimizer!r} cannot train {model_name!r}: its embeddings take sparse gradients; use 'sgd'"
+        )
 
 
 def make_accelerator(**kwargs) -> Accelerator:
@@ -196,7 +254,8 @@ def train_model(
     desc: str = "train",
     checkpoint_dir: Optional[str] = None,
 ) -> TrainResult:
-    """Train `model` on `dataset` (a ``datasets.Dataset`` with `svp_index`) with SGD, momentum and an LR schedule.
+    """Train `model` on `dataset` (a ``datasets.Dataset`` with `svp_index`) with the configured optimizer (SGD with
+    momentum by default) and learning-rate schedule.
 
     With `checkpoint_dir`, the whole training state (model, optimizer, scheduler, RNG states, epoch, history and
     forgetting events) is saved there after every epoch, and training resumes from the newest checkpoint found
@@ -212,11 +271,7 @@ def train_model(
     order = loader.generator
     total_steps = max(1, config.epochs * len(loader))  # in single-process steps: Accelerate scales for N processes
     schedule = LR_SCHEDULES.get(config.lr_schedule)
-    optimizer = torch.optim.SGD(
-        parameter_groups(model, config.learning_rate, config.momentum, config.weight_decay),
-        lr=config.learning_rate,
-        momentum=config.momentum,
-    )
+    optimizer = OPTIMIZERS.get(config.optimizer)(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step / total_steps))
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
     tracker = ForgettingTracker(len(dataset)) if track_forgetting else None

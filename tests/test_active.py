@@ -91,6 +91,7 @@ def with_missing_label(train):
         (dict(eval_each_round=True), "needs an evaluation split"),
         (dict(score_methods=["entropy"]), "score_methods"),
         (dict(label_column="missing"), "label column 'missing' not found"),
+        (dict(proxy="fasttext", optimizer="adamw"), "optimizer 'adamw' cannot train 'fasttext'"),
     ],
 )
 def test_bad_input_fails_before_training(tiny_digits, no_training, change, match):
@@ -274,7 +275,7 @@ def test_active_report_has_the_schedule_rounds_results_and_speedup(both_run):
         "## Source", "`train`: 200 rows", "`test`: 60 rows", "## Active learning", "| method | `least_confidence` |",
         "| selector | `both`", "| initial labelled set | 20 random rows |",
         "| budgets (labelled rows after each round) | 50, 90 |", "| seed | 0 |", "## Models",
-        "| proxy | `resnet20` | 1 |", "| target | `resnet20` | 1 |", "## Rounds", "### proxy selecting (`resnet20`)",
+        "| proxy | `resnet20` | 1 | sgd (momentum 0.9), lr 0.1,", "| target | `resnet20` | 1 | sgd (momentum 0.9), lr 0.1,", "## Rounds", "### proxy selecting (`resnet20`)",
         "### target selecting (`resnet20`)", "| selector accuracy |", "## Results", "## Labelled rows per class",
         "| class | pool | labelled (proxy selecting) | labelled (target selecting) |", "## Timings", "## Reproduce",
         metrics["command"], f"**{metrics['speedup']:.2f}x**",
@@ -450,3 +451,17 @@ def test_labels_follow_an_indices_mapping(digits):
     _, info = prepare_inputs(train, "resnet20", {})
     assert len(labels_of(train, info)) == len(train) < len(train.data)
     assert labels_of(train, info).tolist() == train["label"]
+
+
+def test_target_training_keys_reach_the_target_only():
+    from svp_hf.active_learning import build_selectors
+    from svp_hf.config import ActiveArguments, RunArguments, SelectionArguments
+
+    args = SelectionArguments(proxy="fasttext", learning_rate=2.0, lr_schedule="halving")
+    run_args = RunArguments(
+        target="config:bert-tiny", target_learning_rate=5e-5, target_lr_schedule="linear", target_optimizer="adamw"
+    )
+    selectors = build_selectors(args, run_args, ActiveArguments(initial_size=10, budgets=[20], selector="both"))
+    proxy, target = selectors["proxy"].config, selectors["target"].config
+    assert (proxy.optimizer, proxy.lr_schedule, proxy.learning_rate) == ("sgd", "halving", 2.0)
+    assert (target.optimizer, target.lr_schedule, target.learning_rate) == ("adamw", "linear", 5e-5)

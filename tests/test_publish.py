@@ -132,8 +132,9 @@ def test_card_has_the_metadata_and_round_trips(run):
     source = metrics["source"]
     for needle in [
         f"`{source['fingerprint']}`", "`builtin:digits`", "`train`: 120 rows", "`entropy`", "0.25 (30 of 120 rows)",
-        "| seed | 0 |", f"| proxy | `resnet20` | 1 | {metrics['proxy_accuracy']:.4g} |",
-        f"| target (trained on the kept rows) | `resnet20` | 1 | {metrics['target_accuracy']:.4g} |",
+        "| seed | 0 |",
+        f"| proxy | `resnet20` | 1 | sgd (momentum 0.9), lr 0.1, cosine schedule, weight decay 0.0005, batch 32 | {metrics['proxy_accuracy']:.4g} |",
+        f"| target (trained on the kept rows) | `resnet20` | 1 | sgd (momentum 0.9), lr 0.03, cosine schedule, weight decay 0.0005, batch 32 | {metrics['target_accuracy']:.4g} |",
         "| `forgetting` | 120 |", "Spearman", "| proxy training |", "svp_hf 0.1.0", metrics["command"],
         "![score histogram](plots/score_histogram.png)",
     ]:

@@ -100,6 +100,43 @@ def test_halving_schedule_is_the_papers():
     assert lrs == pytest.approx([0.01] * 3 + [0.005] * 3 + [0.0025] * 3 + [0.00125] * 3 + [0.000625] * 3)
 
 
+def test_linear_schedule_warms_up_then_decays_to_zero():
+    schedule = LR_SCHEDULES.get("linear")
+    assert 0 < schedule(0.0) < 0.05 and schedule(0.05) == pytest.approx(0.51)
+    assert schedule(0.1) == pytest.approx(1.0) and schedule(0.55) == pytest.approx(0.5) and schedule(1.0) == 0.0
+
+
+def test_adamw_fine_tunes_a_transformers_model_and_refuses_sparse_embeddings():
+    train, test = separable(240, 0), separable(120, 1)
+    info = inspect_dataset(train, "text")
+    name = "config:bert,num_hidden_layers=1,hidden_size=32,num_attention_heads=2,intermediate_size=64,max_length=16"
+    family = resolve_family(name)
+    torch.manual_seed(0)
+    model = create_model(name, info)
+    accelerator = Accelerator()
+    config = TrainingConfig(epochs=4, batch_size=16, learning_rate=3e-3, weight_decay=0.01, lr_schedule="linear", optimizer="adamw", augment=False)
+    trained = train_model(model, family, add_index(train), info, config, accelerator)
+    assert trained.history[-1]["loss"] < trained.history[0]["loss"]
+    assert evaluate_accuracy(trained.model, family, test, info, accelerator) >= 0.9
+    with pytest.raises(SVPConfigError, match="'adamw' cannot update the sparse embeddings of FastText"):
+        fasttext = create_model("fasttext,dim=4,buckets=64", info)
+        train_model(fasttext, resolve_family("fasttext"), add_index(train), info, config, accelerator)
+
+
+def test_optimizer_is_checked_against_the_model_before_training(tiny_reviews):
+    train, _ = tiny_reviews
+    with pytest.raises(SVPConfigError, match="optimizer 'adamw' cannot train 'fasttext'"):
+        svp_hf.score(train, "fasttext", ["entropy"], optimizer="adamw")
+    with pytest.raises(SVPConfigError, match="unknown optimizer 'adam'; available: adamw, sgd"):
+        svp_hf.score(train, "fasttext", ["entropy"], optimizer="adam")
+    from svp_hf.config import RunArguments
+
+    with pytest.raises(SVPConfigError, match="unknown target_optimizer 'lion'"):
+        RunArguments(target="fasttext", target_optimizer="lion")
+    with pytest.raises(SVPConfigError, match="unknown target_lr_schedule 'warmup'"):
+        RunArguments(target="fasttext", target_lr_schedule="warmup")
+
+
 def test_fasttext_options():
     info = inspect_dataset(separable(10, 0), "text")
     model = create_model("fasttext,dim=12,ngrams=3,buckets=512", info)
@@ -293,6 +330,8 @@ def test_text_quickstart_cli(tmp_path):
         (["--target", "nobody/no-such-model"], "could not load the tokenizer 'nobody/no-such-model'"),
         (["--proxy", "config:bert-tiny", "--target", "resnet20"], "reads text data but target 'resnet20' reads image"),
         (["--eval_split", "validation"], "evaluation split 'validation' not found"),
+        (["--target", "fasttext", "--target_optimizer", "adamw"], "optimizer 'adamw' cannot train 'fasttext'"),
+        (["--optimizer", "adamw"], "optimizer 'adamw' cannot train 'fasttext'"),
     ],
 )
 def test_text_cli_bad_input_fails_before_training(tmp_path, capsys, args, message):
@@ -338,9 +377,11 @@ def test_minilm_folder_as_a_pretrained_target(tmp_path):
     metrics = coreset.main([
         str(REPO / "recipes" / "quickstart_text.yaml"), "--output_dir", str(tmp_path / "out"), "--method", "random",
         "--max_train_samples", "256", "--max_eval_samples", "128", "--proxy_epochs", "1",
-        "--target", f"{folder},max_length=64", "--target_epochs", "4", "--target_learning_rate", "0.05", "--batch_size", "16",
+        "--target", f"{folder},max_length=64", "--target_epochs", "3", "--target_optimizer", "adamw",
+        "--target_lr_schedule", "linear", "--target_learning_rate", "1e-4", "--batch_size", "16",
     ])
     assert metrics["target"].startswith(folder) and metrics["n_selected"] == 128
+    assert metrics["settings"]["target_optimizer"] == "adamw" if "settings" in metrics else True
     # Pretrained sentence features separate the reviews after a few epochs (a random half, so the check is about the
     # model, not about how hard the selected half is: at this size the most uncertain half is mostly ambiguous).
     assert metrics["target_accuracy"] > 0.7

@@ -40,6 +40,7 @@ class ModelFamily:
     priority: int = 100  # lower is tried first
     collate_for: Optional[Callable[[torch.nn.Module], Callable]] = None  # model -> collate (e.g. its tokenizer's padding)
     check: Optional[Callable[..., None]] = None  # (name, info, *, trust_remote_code): cheap checks before any training
+    sparse_gradients: bool = False  # its models train sparse embeddings: only optimizers that take them can train it
 
     def make_collate(self, model: torch.nn.Module) -> Callable:
         """The collate function for batches of `model`'s inputs."""

@@ -169,6 +169,7 @@ register_family(
         logits_and_embeddings=_logits_and_embeddings,
         priority=10,
         check=_check,
+        sparse_gradients=True,
     )
 )
 
