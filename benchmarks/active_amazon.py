@@ -14,11 +14,9 @@ target's test accuracy for proxy, target and random selection.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 from typing import Dict, List
 
-from benchmarks.common import DEFAULT_SHARED_DATA, RESULTS_DIR, machine, mean_spread, offline_env, write_result
+from benchmarks.common import DEFAULT_SHARED_DATA, mean_spread, offline_env, run_over_seeds
 
 
 def default_target() -> str:
@@ -132,22 +130,7 @@ def aggregate(runs: List[Dict[str, object]]) -> Dict[str, object]:
 def main(argv=None):
     offline_env()
     args = parse(argv)
-    from svp_hf.training import make_accelerator
-
-    accelerator = make_accelerator()
-    runs = [run_seed(args, seed, accelerator) for seed in args.seeds]
-    payload = {
-        "benchmark": "active_amazon",
-        "quick": args.quick,
-        "command": "python -m benchmarks.active_amazon " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "config": {k: v for k, v in vars(args).items() if k not in ("out_dir", "name")},
-        "machine": machine(),
-        "runs": runs,
-        "summary": aggregate(runs),
-    }
-    path = write_result(args.name, payload, Path(args.out_dir) if args.out_dir else RESULTS_DIR)
-    print(f"wrote {path}")
-    return payload
+    return run_over_seeds("active_amazon", args, argv, run_seed, aggregate)
 
 
 if __name__ == "__main__":

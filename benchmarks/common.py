@@ -11,7 +11,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, Optional, Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -58,6 +58,34 @@ def write_result(name: str, payload: Dict[str, object], out_dir: Path = RESULTS_
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
     return path
+
+
+def save_benchmark(
+    benchmark: str, module: str, args, argv, *, exclude: Sequence[str] = (), **results
+) -> Dict[str, object]:
+    """Write one benchmark's JSON: its name, the command that reproduces it, its settings, the machine and `results`
+    (to `args.out_dir`, default ``benchmarks/results/``, as ``args.name``.json); returns the payload."""
+    payload = {
+        "benchmark": benchmark,
+        "quick": args.quick,
+        "command": f"python -m benchmarks.{module} " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "config": {k: v for k, v in vars(args).items() if k not in ("out_dir", "name", *exclude)},
+        "machine": machine(),
+        **results,
+    }
+    path = write_result(args.name, payload, Path(args.out_dir) if args.out_dir else RESULTS_DIR)
+    print(f"wrote {path}")
+    return payload
+
+
+def run_over_seeds(benchmark: str, args, argv, run_seed, aggregate) -> Dict[str, object]:
+    """Run ``run_seed(args, seed, accelerator)`` for every seed in ``args.seeds``, one Accelerator for all, and save
+    the runs with ``aggregate(runs)`` as their summary."""
+    from svp_hf.training import make_accelerator
+
+    accelerator = make_accelerator()
+    runs = [run_seed(args, seed, accelerator) for seed in args.seeds]
+    return save_benchmark(benchmark, benchmark, args, argv, runs=runs, summary=aggregate(runs))
 
 
 def fmt(value, digits: int = 3) -> str:

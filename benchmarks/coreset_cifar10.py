@@ -13,16 +13,14 @@ Spearman rank correlation and top-k overlap between proxy and target scores per 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import replace
 from typing import Dict, List
 
 import numpy as np
 
-from pathlib import Path
 
-from benchmarks.common import DEFAULT_SHARED_DATA, RESULTS_DIR, machine, mean_spread, offline_env, write_result
+from benchmarks.common import DEFAULT_SHARED_DATA, mean_spread, offline_env, run_over_seeds
 
 PROXY_METHODS = ["least_confidence", "entropy", "forgetting", "el2n", "kcenter"]
 
@@ -148,22 +146,7 @@ def aggregate(runs: List[Dict[str, object]]) -> Dict[str, object]:
 def main(argv=None):
     offline_env()
     args = parse(argv)
-    from accelerate import Accelerator
-
-    accelerator = Accelerator()
-    runs = [run_seed(args, seed, accelerator) for seed in args.seeds]
-    payload = {
-        "benchmark": "coreset_cifar10",
-        "quick": args.quick,
-        "command": "python -m benchmarks.coreset_cifar10 " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "config": {k: v for k, v in vars(args).items() if k not in ("out_dir", "name")},
-        "machine": machine(),
-        "runs": runs,
-        "summary": aggregate(runs),
-    }
-    path = write_result(args.name, payload, Path(args.out_dir) if args.out_dir else RESULTS_DIR)
-    print(f"wrote {path}")
-    return payload
+    return run_over_seeds("coreset_cifar10", args, argv, run_seed, aggregate)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Callable, Dict, List
 
-from benchmarks.common import RESULTS_DIR, fmt, fmt_ms, table
+from benchmarks.common import RESULTS_DIR, fmt_ms, table
 from svp_hf.registry import Registry
 
 RENDERERS: Registry[Callable[[Dict], List[str]]] = Registry("benchmark renderer")

@@ -25,7 +25,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from benchmarks.common import DEFAULT_SHARED_DATA, REPO, RESULTS_DIR, machine, offline_env, write_result
+from benchmarks.common import DEFAULT_SHARED_DATA, REPO, offline_env, save_benchmark
 
 METHODS = ["least_confidence", "entropy", "margin", "el2n", "forgetting", "kcenter", "random"]
 
@@ -125,22 +125,16 @@ def main(argv=None):
     finally:
         shutil.rmtree(work, ignore_errors=True)
     n = str(args.processes)
-    payload = {
-        "benchmark": "scale",
-        "quick": args.quick,
-        "command": "python -m benchmarks.scale_check " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "config": {k: v for k, v in vars(args).items() if k not in ("out_dir", "name", "port")},
-        "machine": machine(),
-        "proxy_training_seconds": train_seconds,
-        "wall_seconds": wall,
-        "scoring_seconds": scoring,
-        "wall_ratio_1_over_n": wall["1"] / wall[n],
-        "scoring_ratio_1_over_n": scoring["1"] / scoring[n],
+    payload = save_benchmark(
+        "scale", "scale_check", args, argv, exclude=("port",),
+        proxy_training_seconds=train_seconds,
+        wall_seconds=wall,
+        scoring_seconds=scoring,
+        wall_ratio_1_over_n=wall["1"] / wall[n],
+        scoring_ratio_1_over_n=scoring["1"] / scoring[n],
         **result,
-    }
-    path = write_result(args.name, payload, Path(args.out_dir) if args.out_dir else RESULTS_DIR)
+    )
     print(f"identical scores: {all(v['identical'] for v in result['scores'].values())}; wall 1: {wall['1']:.1f}s, {n}: {wall[n]:.1f}s")
-    print(f"wrote {path}")
     return payload
 
 

@@ -13,17 +13,14 @@ embeddings (k-centers), each measured in a fresh process.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict
 
-import numpy as np
 
-from benchmarks.common import DEFAULT_SHARED_DATA, REPO, RESULTS_DIR, machine, offline_env, write_result
+from benchmarks.common import DEFAULT_SHARED_DATA, REPO, offline_env, save_benchmark
 from svp_hf.registry import Registry
 
 # A case builds (model, family, dataset, info, raw_batches) for one model on one dataset.
@@ -181,17 +178,11 @@ def main(argv=None):
         small, large = peak_memory(args, args.memory_n, method), peak_memory(args, 4 * args.memory_n, method)
         memory[method] = {"n": args.memory_n, "peak_mib": small, "n_4x": 4 * args.memory_n, "peak_mib_4x": large, "growth": large / small}
         print(f"memory {method}: {small:.0f} MiB at {args.memory_n} rows, {large:.0f} MiB at {4 * args.memory_n}")
-    payload = {
-        "benchmark": "throughput",
-        "quick": args.quick,
-        "command": "python -m benchmarks.throughput " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "config": {k: v for k, v in vars(args).items() if k not in ("out_dir", "name")},
-        "machine": machine(),
-        "throughput": results,
-        "memory": memory,
-    }
-    path = write_result(args.name, payload, Path(args.out_dir) if args.out_dir else RESULTS_DIR)
-    print(f"wrote {path}")
+    payload = save_benchmark(
+        "throughput", "throughput", args, argv,
+        throughput=results,
+        memory=memory,
+    )
     return payload
 
 

@@ -19,12 +19,17 @@ import numpy as np
 from accelerate.logging import get_logger
 from datasets import Dataset, Value
 
-from . import __version__
 from .active_learning import ROUND_COLUMN, ActiveResult, build_selectors, check_active_arguments, run_active_learning
 from .api import labels_of, scores_dataset, target_training_config, training_config, training_settings
-from .card import source_metadata
 from .config import ACTIVE_DATACLASSES, ActiveArguments, DataArguments, RunArguments, SelectionArguments
-from .coreset import job_accelerator, load_inspected_splits, per_class_counts, recipe_main, with_null_scores
+from .coreset import (
+    job_accelerator,
+    load_inspected_splits,
+    per_class_counts,
+    recipe_main,
+    run_provenance,
+    with_null_scores,
+)
 from .output import check_output_dir, write_run
 from .pool import UNLABELLED
 
@@ -85,22 +90,7 @@ def run_active(
     result = run_active_learning(train, sel_args, run_args, active, info=info, accelerator=accelerator, eval_dataset=evaluation)
     names = info.class_names
     metrics = {
-        "svp_hf_version": __version__,
-        "command": command,
-        "job": "active",
-        "source": source_metadata(
-            train,
-            dataset_name=data_args.dataset_name,
-            split=data_args.train_split,
-            modality=family.modality,
-            config_name=data_args.dataset_config_name,
-            max_train_samples=data_args.max_train_samples,
-            eval_dataset=evaluation,
-            eval_split=data_args.eval_split,
-        ),
-        "dataset_name": data_args.dataset_name,
-        "train_split": data_args.train_split,
-        "eval_split": data_args.eval_split,
+        **run_provenance("active", command, data_args, train, evaluation, family.modality),
         "n_pool": len(train),
         "initial_size": active.initial_size,
         "budgets": active.budgets,

@@ -260,9 +260,10 @@ def score(
     """Train `proxy` on `dataset` once and return every method's per-example scores.
 
     The result is a ``datasets.Dataset`` with ``svp_index`` (row in `dataset`), ``label`` and one float column per
-    method. Keyword arguments are the recipe's: ``proxy_epochs``, ``batch_size``, ``learning_rate``, ``seed``,
-    ``image_column``, ``text_column`` (one column or several, joined), ``label_column``, ``proxy_checkpoint`` (score
-    with a trained proxy; needed for a streaming ``IterableDataset``), ``kcenter_pool_size``, ``kcenter_max_memory``, ...
+    method. Keyword arguments are the recipe's: ``proxy_epochs``, ``batch_size``, ``learning_rate``, ``optimizer``,
+    ``lr_schedule``, ``seed``, ``image_column``, ``text_column`` (one column or several, joined), ``label_column``,
+    ``proxy_checkpoint`` (score with a trained proxy; needed for a streaming ``IterableDataset``),
+    ``kcenter_pool_size``, ``kcenter_max_memory``, ...
     """
     methods = [methods] if isinstance(methods, str) else list(methods)
     resolve_methods(methods)

@@ -100,6 +100,28 @@ def run_settings(data_args, sel_args, run_args, num_processes: int) -> Dict[str,
     return {k: v for k, v in settings.items() if k not in UNRECORDED_SETTINGS}
 
 
+def run_provenance(job: str, command: Optional[str], data_args: DataArguments, train, evaluation, modality: str) -> Dict[str, Any]:
+    """The head of a run's metrics: what made it (svp_hf version, command, job) and the data it read."""
+    return {
+        "svp_hf_version": __version__,
+        "command": command,
+        "job": job,
+        "source": source_metadata(
+            train,
+            dataset_name=data_args.dataset_name,
+            split=data_args.train_split,
+            modality=modality,
+            config_name=data_args.dataset_config_name,
+            max_train_samples=data_args.max_train_samples,
+            eval_dataset=evaluation,
+            eval_split=data_args.eval_split,
+        ),
+        "dataset_name": data_args.dataset_name,
+        "train_split": data_args.train_split,
+        "eval_split": data_args.eval_split,
+    }
+
+
 def job_accelerator(run_args: RunArguments):
     """The job's Accelerator: the recipe's mixed precision, its trackers logging under `output_dir`, and gloo
     data-parallel processes when launched on a machine without GPUs."""
@@ -214,22 +236,7 @@ def run_coreset(
 
     names = info.class_names
     metrics = {
-        "svp_hf_version": __version__,
-        "command": command,
-        "job": "coreset",
-        "source": source_metadata(
-            train,
-            dataset_name=data_args.dataset_name,
-            split=data_args.train_split,
-            modality=family.modality,
-            config_name=data_args.dataset_config_name,
-            max_train_samples=data_args.max_train_samples,
-            eval_dataset=evaluation,
-            eval_split=data_args.eval_split,
-        ),
-        "dataset_name": data_args.dataset_name,
-        "train_split": data_args.train_split,
-        "eval_split": data_args.eval_split,
+        **run_provenance("coreset", command, data_args, train, evaluation, family.modality),
         "n_total": len(train),
         "n_selected": len(pruned),
         "method": sel_args.method,

@@ -6,7 +6,7 @@ decorated function in one place, never a new branch in an if/elif chain.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Generic, Iterator, List, Optional, TypeVar
+from typing import Dict, Generic, Iterator, List, Optional, TypeVar
 
 T = TypeVar("T")
 

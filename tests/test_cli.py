@@ -137,6 +137,7 @@ def test_cifar10_proxy_selection_differs_from_random_and_is_reproducible(tmp_pat
     b = coreset.main([*args, "--output_dir", str(tmp_path / "b")])
     assert a["n_total"] == 2000 and a["n_selected"] == 1000
     assert a["proxy_accuracy"] > 0.15  # above chance (0.1) after two short epochs
+    assert b["proxy_accuracy"] == a["proxy_accuracy"]
     sa = pd.read_parquet(tmp_path / "a" / "scores.parquet")
     sb = pd.read_parquet(tmp_path / "b" / "scores.parquet")
     pd.testing.assert_frame_equal(sa, sb)

@@ -1,9 +1,8 @@
 import datasets
-import numpy as np
 import pytest
 import timm
 import torch
-from datasets import ClassLabel, Dataset, Features, Value
+from datasets import Dataset, Features, Value
 
 import svp_hf
 from svp_hf.data import find_label_column, inspect_dataset, load_data
