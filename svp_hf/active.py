@@ -20,7 +20,7 @@ from accelerate.logging import get_logger
 from datasets import Dataset, Value
 
 from .active_learning import ROUND_COLUMN, ActiveResult, build_selectors, check_active_arguments, run_active_learning
-from .api import labels_of, scores_dataset, target_training_config, training_config, training_settings
+from .api import labels_of, scores_dataset, training_metrics
 from .config import ACTIVE_DATACLASSES, ActiveArguments, DataArguments, RunArguments, SelectionArguments
 from .coreset import (
     job_accelerator,
@@ -101,10 +101,9 @@ def run_active(
         "seed": sel_args.seed,
         "proxy": sel_args.proxy,
         "proxy_epochs": sel_args.proxy_epochs,
-        "proxy_training": training_settings(training_config(sel_args)),
         "target": run_args.target,
         "target_epochs": run_args.target_epochs if run_args.target else None,
-        "target_training": training_settings(target_training_config(sel_args, run_args)) if run_args.target else None,
+        **training_metrics(sel_args, run_args),
         "selection_seconds": {role: run.selection_seconds for role, run in result.runs.items()},
         "target_accuracy": {role: run.target_accuracy for role, run in result.runs.items()},
         "target_training_seconds": {role: run.target_training_seconds for role, run in result.runs.items()},

@@ -3,6 +3,7 @@ and ``prune`` (the two in one call)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field, fields
@@ -80,15 +81,22 @@ def training_config(
     )
 
 
-def target_training_config(args: SelectionArguments, run_args) -> TrainingConfig:
-    """The target's training settings: the ``target_*`` keys of `run_args`, the proxy's for those left unset."""
-    return training_config(
+def target_args(args: SelectionArguments, run_args) -> SelectionArguments:
+    """The recipe with the target in the proxy's place: its ``target_*`` keys, the proxy's for those left unset (how
+    the target is trained, and scored by ``score_with_target``)."""
+    return dataclasses.replace(
         args,
-        epochs=run_args.target_epochs,
-        learning_rate=run_args.target_learning_rate,
-        lr_schedule=run_args.target_lr_schedule,
-        optimizer=run_args.target_optimizer,
+        proxy=run_args.target,
+        proxy_epochs=run_args.target_epochs,
+        learning_rate=run_args.target_learning_rate or args.learning_rate,
+        lr_schedule=run_args.target_lr_schedule or args.lr_schedule,
+        optimizer=run_args.target_optimizer or args.optimizer,
     )
+
+
+def target_training_config(args: SelectionArguments, run_args) -> TrainingConfig:
+    """The target's training settings (see :func:`target_args`)."""
+    return training_config(target_args(args, run_args))
 
 
 def training_settings(config: TrainingConfig) -> Dict[str, Any]:
@@ -97,6 +105,14 @@ def training_settings(config: TrainingConfig) -> Dict[str, Any]:
     if config.optimizer == "sgd":
         settings["momentum"] = config.momentum
     return settings
+
+
+def training_metrics(args: SelectionArguments, run_args) -> Dict[str, Any]:
+    """A run's record of how its proxy and (when set) its target were trained."""
+    return {
+        "proxy_training": training_settings(training_config(args)),
+        "target_training": training_settings(target_training_config(args, run_args)) if run_args.target else None,
+    }
 
 
 def check_optimizers(args: SelectionArguments, run_args=None) -> None:

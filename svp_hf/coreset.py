@@ -10,7 +10,6 @@ scores.parquet, report.md and metrics.json to `output_dir`; with `push_to_hub`, 
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shlex
@@ -28,9 +27,9 @@ from .api import (
     labels_of,
     run_scoring,
     select,
+    target_args,
     target_training_config,
-    training_config,
-    training_settings,
+    training_metrics,
 )
 from .card import source_metadata
 from .checkpoint import CHECKPOINTS_DIR, check_run_settings, discard
@@ -197,15 +196,7 @@ def run_coreset(
     target_scores, rank_agreement = None, None
     if run_args.score_with_target:
         # The target trained on the whole split and scored like the proxy: SVP's measure of proxy quality.
-        target_args = dataclasses.replace(
-            sel_args,
-            proxy=run_args.target,
-            proxy_epochs=run_args.target_epochs,
-            learning_rate=run_args.target_learning_rate or sel_args.learning_rate,
-            lr_schedule=run_args.target_lr_schedule or sel_args.lr_schedule,
-            optimizer=run_args.target_optimizer or sel_args.optimizer,
-        )
-        target_run = run_scoring(train, target_args, family=target_family, info=info, accelerator=accelerator)
+        target_run = run_scoring(train, target_args(sel_args, run_args), family=target_family, info=info, accelerator=accelerator)
         target_scores = target_run.scores
         timings["target_scoring"] = target_run.timings["proxy_training"] + target_run.timings["scoring"]
         rank_agreement = compare_scores(run.scores, target_scores, fraction=sel_args.fraction, seed=int(sel_args.seed))
@@ -246,12 +237,11 @@ def run_coreset(
         "seed": sel_args.seed,
         "proxy": sel_args.proxy,
         "proxy_epochs": sel_args.proxy_epochs,
-        "proxy_training": training_settings(training_config(sel_args)),
+        **training_metrics(sel_args, run_args),
         "proxy_accuracy": run.proxy_accuracy,
         "proxy_history": run.history,
         "target": run_args.target,
         "target_epochs": run_args.target_epochs if run_args.target else None,
-        "target_training": training_settings(target_training_config(sel_args, run_args)) if run_args.target else None,
         "target_accuracy": target_accuracy,
         "target_history": target_history,
         "score_statistics": score_statistics(run.scores),
