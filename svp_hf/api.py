@@ -83,10 +83,12 @@ def training_config(
 
 def target_args(args: SelectionArguments, run_args) -> SelectionArguments:
     """The recipe with the target in the proxy's place: its ``target_*`` keys, the proxy's for those left unset (how
-    the target is trained, and scored by ``score_with_target``)."""
+    the target is trained, and scored by ``score_with_target``). The target is always trained: a
+    ``proxy_checkpoint`` holds the proxy, never the target."""
     return dataclasses.replace(
         args,
         proxy=run_args.target,
+        proxy_checkpoint=None,
         proxy_epochs=run_args.target_epochs,
         learning_rate=run_args.target_learning_rate or args.learning_rate,
         lr_schedule=run_args.target_lr_schedule or args.lr_schedule,

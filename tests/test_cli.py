@@ -56,6 +56,21 @@ def test_cli_is_deterministic_and_overrides_win(tmp_path):
     assert ia == ib
 
 
+def test_score_with_target_trains_the_target_even_with_a_given_proxy_checkpoint(tmp_path):
+    first, _ = run_cli(tmp_path, "--target", "", "--keep_checkpoints", "true", name="first")
+    proxy = str(first / "checkpoints" / "proxy")
+    out, metrics = run_cli(
+        tmp_path, "--proxy_checkpoint", proxy, "--target", "resnet20", "--target_epochs", "2", "--score_with_target", "true", name="given"
+    )
+    # The proxy is the one given (its scores as the run that trained it wrote them); the target is trained anew.
+    given, trained = pd.read_parquet(out / "scores.parquet"), pd.read_parquet(first / "scores.parquet")
+    np.testing.assert_array_equal(given["least_confidence"], trained["least_confidence"])
+    target = pd.read_parquet(out / "target_scores.parquet")
+    assert not np.array_equal(target["least_confidence"], given["least_confidence"])
+    assert metrics["rank_agreement"]["least_confidence"]["spearman"] < 1.0
+    assert target["forgetting"].nunique() > 1  # forgetting events from the target's own training
+
+
 def test_existing_result_is_not_overwritten(tmp_path, capsys):
     out, _ = run_cli(tmp_path, "--target", "")
     before = (out / "metrics.json").read_text()

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from svp_hf.checkpoint import ShardStore
+
 from .conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -69,11 +71,11 @@ def test_a_run_killed_in_training_then_in_scoring_resumes_to_the_same_outputs(tm
     checkpoints = out / "checkpoints"
     kill_when(cli(out, *extra), lambda: (checkpoints / "proxy" / "epoch_0001").is_dir(), signal.SIGKILL, tmp_path / "1.log")
     assert not (out / "metrics.json").exists() and not (checkpoints / "scores").exists()
-    log = kill_when(
-        cli(out, *extra), lambda: len(list((checkpoints / "scores").glob("shard_*.npz"))) >= 2, signal.SIGTERM, tmp_path / "2.log"
-    )
-    assert "proxy resnet20: resumed from" in log and "(epoch 1 of 3)" in log or "(epoch 2 of 3)" in log, log[-2000:]
-    shards = len(list((checkpoints / "scores").glob("shard_*.npz")))
+    # Finished shards as the run itself counts them: a shard still being written (its temporary file) is not one.
+    finished = ShardStore(str(checkpoints / "scores")).finished
+    log = kill_when(cli(out, *extra), lambda: len(finished()) >= 2, signal.SIGTERM, tmp_path / "2.log")
+    assert "proxy resnet20: resumed from" in log and ("(epoch 1 of 3)" in log or "(epoch 2 of 3)" in log), log[-2000:]
+    shards = len(finished())
     assert not (out / "metrics.json").exists() and 2 <= shards < 38, shards  # 301 rows in 38 shards of 8
     log = run(cli(out, *extra))
     assert "(epoch 3 of 3)" in log and f"{shards} finished shard(s) found" in log, log[-2000:]
