@@ -4,7 +4,8 @@ Examples per second of svp_hf's scoring stage (``compute_scores``: decoding, tra
 gathering by index) against the raw forward pass of the same model on the same batches (same batch size, same
 dtype, inputs already decoded and stacked). The ratio is the pipeline's overhead. Also the peak resident memory of
 scoring a memory-mapped dataset as it grows 4x, for a streaming scorer (least confidence) and for one that keeps
-embeddings (k-centers), each measured in a fresh process.
+embeddings (k-centers), each measured in a fresh process that only memory-maps the data, loads the model and scores:
+its resident memory once ready, and its peak while scoring (Linux ``/proc``: the peak is reset before scoring).
 
     python -m benchmarks.throughput --dataset ../shared/data/cifar10
     python -m benchmarks.throughput --quick
@@ -13,6 +14,7 @@ embeddings (k-centers), each measured in a fresh process.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -105,23 +107,47 @@ def pipeline_throughput(model, family, ds, info, batch_size: int, repeats: int, 
     return best
 
 
-def peak_memory(args, n: int, method: str) -> float:
-    """Peak RSS (MiB) of a fresh process that scores `n` memory-mapped rows with `method`."""
-    code = f"""
-import resource, json, sys
-sys.path.insert(0, {str(REPO)!r})
-from benchmarks.throughput import _memory_child
-_memory_child({args.image_dataset!r}, {args.image_model!r}, {n}, {method!r}, {args.batch_size})
-print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
-"""
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
-    return float(out.stdout.strip().splitlines()[-1])
+def peak_memory(args, n: int, method: str) -> Dict[str, float]:
+    """Resident memory (MiB) of a fresh process scoring `n` memory-mapped rows with `method`: what it holds once the
+    model and data are ready (`before_mib`, torch included), and its peak while scoring (`peak_mib`).
 
-
-def _memory_child(dataset: str, model_name: str, n: int, method: str, batch_size: int) -> None:
-    """Score `n` rows (the dataset tiled up to n, saved to disk and memory-mapped back) with `method`."""
+    The dataset is tiled and saved by this process, so the child only memory-maps it: the child's peak is scoring's.
+    """
     import tempfile
 
+    with tempfile.TemporaryDirectory() as tmp:
+        _tile(args.image_dataset, n).save_to_disk(tmp)
+        code = f"""
+import json, sys
+sys.path.insert(0, {str(REPO)!r})
+from benchmarks.throughput import _memory_child
+print(json.dumps(_memory_child({tmp!r}, {args.image_model!r}, {method!r}, {args.batch_size})))
+"""
+        out = subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO))
+        )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _tile(dataset: str, n: int):
+    """The training split of `dataset` repeated up to `n` rows."""
+    import datasets
+
+    base = _load(dataset, "train", None)
+    return datasets.concatenate_datasets([base] * (n // len(base) + 1)).select(range(n))
+
+
+def _rss_mib(field: str) -> float:
+    """This process's current (``VmRSS``) or peak (``VmHWM``) resident memory in MiB, from /proc (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _memory_child(folder: str, model_name: str, method: str, batch_size: int) -> Dict[str, float]:
+    """Score the dataset saved in `folder` (memory-mapped) with `method`; resident memory before and at peak."""
     import datasets
     from accelerate import Accelerator
 
@@ -131,14 +157,15 @@ def _memory_child(dataset: str, model_name: str, n: int, method: str, batch_size
     from svp_hf.models import create_model
     from svp_hf.scoring import compute_scores
 
-    base = _load(dataset, "train", None)
-    tiled = datasets.concatenate_datasets([base] * (n // len(base) + 1)).select(range(n))
-    with tempfile.TemporaryDirectory() as tmp:
-        tiled.save_to_disk(tmp)
-        ds = add_index(datasets.load_from_disk(tmp))
-        family, info = prepare_inputs(ds, model_name, {})
-        model = create_model(model_name, info).eval()
-        compute_scores(model, family, ds, info, resolve_methods([method]), Accelerator(), batch_size=batch_size, desc="scoring")
+    ds = add_index(datasets.load_from_disk(folder))
+    family, info = prepare_inputs(ds, model_name, {})
+    model = create_model(model_name, info).eval()
+    accelerator = Accelerator()
+    before = _rss_mib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:  # resets VmHWM to the current RSS: the peak from here on is scoring's
+        f.write("5")
+    compute_scores(model, family, ds, info, resolve_methods([method]), accelerator, batch_size=batch_size, desc="scoring")
+    return {"rows": len(ds), "before_mib": before, "peak_mib": _rss_mib("VmHWM")}
 
 
 def main(argv=None):
@@ -176,8 +203,18 @@ def main(argv=None):
     memory = {}
     for method in ("least_confidence", "kcenter"):
         small, large = peak_memory(args, args.memory_n, method), peak_memory(args, 4 * args.memory_n, method)
-        memory[method] = {"n": args.memory_n, "peak_mib": small, "n_4x": 4 * args.memory_n, "peak_mib_4x": large, "growth": large / small}
-        print(f"memory {method}: {small:.0f} MiB at {args.memory_n} rows, {large:.0f} MiB at {4 * args.memory_n}")
+        memory[method] = {
+            "n": args.memory_n,
+            "before_mib": small["before_mib"],
+            "peak_mib": small["peak_mib"],
+            "scoring_mib": small["peak_mib"] - small["before_mib"],
+            "n_4x": 4 * args.memory_n,
+            "before_mib_4x": large["before_mib"],
+            "peak_mib_4x": large["peak_mib"],
+            "scoring_mib_4x": large["peak_mib"] - large["before_mib"],
+            "growth": large["peak_mib"] / small["peak_mib"],
+        }
+        print(f"memory {method}: peak {small['peak_mib']:.0f} MiB at {args.memory_n} rows, {large['peak_mib']:.0f} MiB at {4 * args.memory_n}")
     payload = save_benchmark(
         "throughput", "throughput", args, argv,
         throughput=results,
