@@ -124,6 +124,7 @@ def run_active(
             scores=pool_record(result, train),
             metrics=metrics,
             overwrite=run_args.overwrite_output_dir,
+            max_shard_size=run_args.max_shard_size,
             extra_files={"rounds.json": metrics["rounds"]},
         )
         logger.info(

@@ -8,7 +8,7 @@ the run's report (:mod:`svp_hf.report`): source (id, revision or ``datasets`` fi
 and the command that reproduces it.
 
 The card has no YAML ``configs`` list on purpose: splits are found from the file names
-(``data/<split>-00000-of-00001.parquet``), and the score tables under ``scores/`` match no split pattern. With a
+(``data/<split>-00000-of-0000N.parquet``), and the score tables under ``scores/`` match no split pattern. With a
 ``configs`` list, ``datasets`` keys its cache for a local folder on the patterns alone, so a folder rewritten in place
 (``overwrite_output_dir``) would load its stale previous contents.
 """

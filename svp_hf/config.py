@@ -139,12 +139,9 @@ class SelectionArguments:
         if not self.proxy:
             raise SVPConfigError("proxy must name a model")
         if self.kcenter_max_memory is not None:
-            from accelerate.utils import convert_file_size_to_int
+            from .output import parse_size
 
-            try:
-                convert_file_size_to_int(self.kcenter_max_memory)
-            except ValueError:
-                raise SVPConfigError(f"kcenter_max_memory must be a size such as '4GB', got {self.kcenter_max_memory!r}") from None
+            parse_size(self.kcenter_max_memory, "kcenter_max_memory")
         if self.proxy_checkpoint:
             from .checkpoint import resolve_model_checkpoint
 
@@ -172,6 +169,9 @@ class RunArguments:
         default=False,
     )
     push_to_hub: bool = _help("Upload output_dir/dataset (card, splits, scores, plots) to the Hub as hub_dataset_id.", default=False)
+    max_shard_size: str = _help(
+        "Largest parquet file written per split (e.g. '500MB'); larger splits are written in numbered shards.", default="500MB"
+    )
     hub_dataset_id: Optional[str] = _help("The Hub dataset to push to: 'user/name' (or 'name' in your namespace).", default=None)
     hub_private: bool = _help("Create the Hub dataset as private.", default=False)
     hub_overwrite: bool = _help("Replace the Hub dataset's contents if it already exists.", default=False)
@@ -204,6 +204,9 @@ class RunArguments:
             raise SVPConfigError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
         if not self.output_dir:
             raise SVPConfigError("output_dir must be set")
+        from .output import parse_size
+
+        parse_size(self.max_shard_size, "max_shard_size")
 
 
 @dataclass

@@ -90,7 +90,12 @@ def per_class_counts(labels: np.ndarray, names) -> Dict[str, int]:
 
 
 # Settings that change no result: a run may be resumed with other values of these.
-UNRECORDED_SETTINGS = ("output_dir", "overwrite_output_dir", "resume", "report_to", "keep_checkpoints")
+# Settings that change where and how a result is written or published, never what is computed: a resumed run may
+# change them, and none of them (the Hub token least of all) is written into the checkpoints.
+UNRECORDED_SETTINGS = (
+    "output_dir", "overwrite_output_dir", "resume", "report_to", "keep_checkpoints", "max_shard_size",
+    "push_to_hub", "hub_dataset_id", "hub_private", "hub_overwrite", "hub_token",
+)
 
 
 def run_settings(data_args, sel_args, run_args, num_processes: int) -> Dict[str, Any]:
@@ -266,6 +271,7 @@ def run_coreset(
             target_scores=target_scores,
             metrics=metrics,
             overwrite=run_args.overwrite_output_dir,
+            max_shard_size=run_args.max_shard_size,
             repo_id=repo_id,
         )
         logger.info(

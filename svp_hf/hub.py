@@ -19,7 +19,7 @@ from huggingface_hub import HfApi, get_token
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .errors import SVPConfigError
-from .output import DATASET_DIR, PLOTS_DIR, write_dataset_folder
+from .output import DATASET_DIR, DEFAULT_MAX_SHARD_SIZE, PLOTS_DIR, parse_size, write_dataset_folder
 
 REPO_TYPE = "dataset"
 
@@ -64,9 +64,12 @@ def check_hub_target(repo_id: str, *, token: Optional[str] = None, overwrite: bo
 
 
 @contextlib.contextmanager
-def dataset_folder(result: Union[str, os.PathLike, Dataset, DatasetDict], repo_id: Optional[str] = None) -> Iterator[str]:
+def dataset_folder(
+    result: Union[str, os.PathLike, Dataset, DatasetDict], repo_id: Optional[str] = None, max_shard_size=DEFAULT_MAX_SHARD_SIZE
+) -> Iterator[str]:
     """The folder to upload for `result`: an output_dir's ``dataset/`` (its card re-rendered with `repo_id`), a
-    dataset folder as it is, or an in-memory (pruned) ``Dataset``/``DatasetDict`` written to a temporary folder."""
+    dataset folder as it is, or an in-memory (pruned) ``Dataset``/``DatasetDict`` written to a temporary folder in
+    parquet shards of at most `max_shard_size`."""
     if isinstance(result, (Dataset, DatasetDict)):
         splits = dict(result) if isinstance(result, DatasetDict) else {"train": result}
         with tempfile.TemporaryDirectory(prefix="svp-hub-") as tmp:
@@ -79,7 +82,8 @@ def dataset_folder(result: Union[str, os.PathLike, Dataset, DatasetDict], repo_i
                 "splits": {k: len(v) for k, v in splits.items()},
                 "n_selected": len(next(iter(splits.values()))),
             }
-            write_dataset_folder(tmp, splits, str(dataset_card(metrics, repo_id=repo_id, has_scores=False)))
+            card = str(dataset_card(metrics, repo_id=repo_id, has_scores=False))
+            write_dataset_folder(tmp, splits, card, max_shard_size=max_shard_size)
             yield tmp
         return
     folder, output_dir = _local_folder(result)
@@ -123,18 +127,21 @@ def push_to_hub(
     token: Optional[str] = None,
     overwrite: bool = False,
     commit_message: Optional[str] = None,
+    max_shard_size=DEFAULT_MAX_SHARD_SIZE,
 ) -> str:
     """Upload a pruned dataset with its card, scores and plots to the Hub dataset `repo_id`; returns its URL.
 
     `result` is an ``output_dir`` written by ``python -m svp_hf.coreset`` (its ``dataset/`` folder is uploaded), a
     dataset folder, or a ``Dataset``/``DatasetDict`` (e.g. from :func:`svp_hf.prune`). The checks of
     :func:`check_hub_target` run before anything is created or uploaded; with `overwrite`, files of the previous
-    version that the new one does not have are deleted in the same commit.
+    version that the new one does not have are deleted in the same commit. A ``Dataset``/``DatasetDict`` is written
+    in parquet shards of at most `max_shard_size` (an output_dir was sharded when it was written).
     """
     if not isinstance(result, (Dataset, DatasetDict)):
         _local_folder(result)  # a wrong path fails before the Hub is asked anything
+    parse_size(max_shard_size)
     api, repo_id = check_hub_target(repo_id, token=token, overwrite=overwrite)
-    with dataset_folder(result, repo_id) as folder:
+    with dataset_folder(result, repo_id, max_shard_size) as folder:
         url = api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=overwrite)
         api.upload_folder(
             repo_id=repo_id,

@@ -5,7 +5,7 @@ Layout::
     output_dir/
       dataset/                # what push_to_hub uploads; datasets.load_dataset(output_dir + "/dataset") loads it
         README.md             # the dataset card (svp_hf.card) with the report
-        data/<split>-00000-of-00001.parquet
+        data/<split>-00000-of-0000N.parquet   # each split in shards of at most max_shard_size (500MB by default)
         scores/proxy.parquet  # every training row's scores (and scores/target.parquet when the target scored too)
         plots/*.png           # the report's plots
       scores.parquet          # svp_index, label, one column per scored method
@@ -20,10 +20,11 @@ failed or interrupted run never leaves a half-written `dataset/`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import tempfile
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 from datasets import Dataset
@@ -38,6 +39,21 @@ REPORT_FILE = "report.md"
 PLOTS_DIR = "plots"
 # Inside the dataset folder: one score table per scorer; no split pattern of `datasets` matches these names.
 DATASET_SCORES = {"proxy": "scores/proxy.parquet", "target": "scores/target.parquet"}
+# Parquet shards of a split are at most this large, as in ``datasets.Dataset.push_to_hub``.
+DEFAULT_MAX_SHARD_SIZE = "500MB"
+
+
+def parse_size(value, name: str = "max_shard_size") -> int:
+    """Bytes in a size such as ``"500MB"`` or ``2**20``; a clear error naming the setting otherwise."""
+    from accelerate.utils import convert_file_size_to_int
+
+    try:
+        size = convert_file_size_to_int(value)
+    except (TypeError, ValueError):
+        size = None
+    if not isinstance(size, int) or size <= 0:
+        raise SVPConfigError(f"{name} must be a positive size such as '500MB', got {value!r}")
+    return size
 
 
 def check_output_dir(output_dir: str, overwrite: bool) -> None:
@@ -72,18 +88,39 @@ def default_card(splits: Dict[str, Dataset], metadata: Optional[Dict[str, Any]] 
     return str(dataset_card(metrics, has_scores=False))
 
 
+def _nbytes(dataset: Dataset) -> float:
+    """The Arrow size of `dataset`'s rows (through its indices mapping, if any)."""
+    table_rows = len(dataset.data)
+    return dataset.data.nbytes * len(dataset) / table_rows if table_rows else 0.0
+
+
+def write_split(folder: str, split: str, dataset: Dataset, max_shard_size=DEFAULT_MAX_SHARD_SIZE) -> List[str]:
+    """Write `dataset` (its files embedded) as ``folder/<split>-0000i-of-0000n.parquet`` shards of at most about
+    `max_shard_size`, rows in order; the names ``datasets`` maps to `split`. Returns the file names."""
+    dataset = _embed(dataset)
+    num_shards = max(1, min(len(dataset), math.ceil(_nbytes(dataset) / parse_size(max_shard_size))))
+    names = [f"{split}-{i:05d}-of-{num_shards:05d}.parquet" for i in range(num_shards)]
+    for i, name in enumerate(names):
+        shard = dataset.shard(num_shards=num_shards, index=i, contiguous=True) if num_shards > 1 else dataset
+        shard.to_parquet(os.path.join(folder, name))
+    return names
+
+
 def write_dataset_folder(
     path: str,
     splits: Dict[str, Dataset],
     card: Optional[str] = None,
     *,
     scores: Optional[Dict[str, Optional[Dataset]]] = None,
+    max_shard_size=DEFAULT_MAX_SHARD_SIZE,
 ) -> None:
-    """Write `splits` as parquet under `path/data/` with a README.md card; loadable with ``load_dataset(path)``.
-    `scores` maps ``"proxy"``/``"target"`` to score tables written under `path/scores/`."""
+    """Write `splits` as parquet shards of at most `max_shard_size` under `path/data/` with a README.md card;
+    loadable with ``load_dataset(path)``. `scores` maps ``"proxy"``/``"target"`` to score tables written under
+    `path/scores/`."""
+    parse_size(max_shard_size)
     os.makedirs(os.path.join(path, "data"), exist_ok=True)
     for split, ds in splits.items():
-        _embed(ds).to_parquet(os.path.join(path, "data", f"{split}-00000-of-00001.parquet"))
+        write_split(os.path.join(path, "data"), split, ds, max_shard_size)
     for which, table in (scores or {}).items():
         if table is not None:
             os.makedirs(os.path.dirname(os.path.join(path, DATASET_SCORES[which])), exist_ok=True)
@@ -121,6 +158,7 @@ def write_run(
     extra_files: Optional[Dict[str, Any]] = None,
     target_scores: Optional[Dataset] = None,
     repo_id: Optional[str] = None,
+    max_shard_size=DEFAULT_MAX_SHARD_SIZE,
 ) -> Dict[str, Any]:
     """Write dataset/ (card, splits, score tables, plots), scores.parquet, report.md, metrics.json (and any
     `extra_files` as JSON) atomically into `output_dir`. Without an explicit `card`, the card and report are made
@@ -129,6 +167,7 @@ def write_run(
     from .report import ReportInputs, render_report, write_plots
 
     check_output_dir(output_dir, overwrite)
+    parse_size(max_shard_size)
     os.makedirs(output_dir, exist_ok=True)
     metrics = dict(metrics, splits={name: len(ds) for name, ds in splits.items()})
     tmp = tempfile.mkdtemp(prefix=".svp-tmp-", dir=output_dir)
@@ -138,7 +177,9 @@ def write_run(
         metrics["report_figures"] = [vars(f) for f in figures]
         if card is None:
             card = str(dataset_card(metrics, figures, repo_id=repo_id))
-        write_dataset_folder(dataset_dir, splits, card, scores={"proxy": scores, "target": target_scores})
+        write_dataset_folder(
+            dataset_dir, splits, card, scores={"proxy": scores, "target": target_scores}, max_shard_size=max_shard_size
+        )
         scores.to_parquet(os.path.join(tmp, SCORES_FILE))
         if target_scores is not None:
             target_scores.to_parquet(os.path.join(tmp, TARGET_SCORES_FILE))
@@ -206,6 +247,8 @@ def load_scores(source: str, *, which: str = "proxy", revision: Optional[str] = 
 __all__ = [
     "check_output_dir",
     "write_dataset_folder",
+    "write_split",
+    "parse_size",
     "write_run",
     "write_json",
     "default_card",

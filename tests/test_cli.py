@@ -71,6 +71,16 @@ def test_score_with_target_trains_the_target_even_with_a_given_proxy_checkpoint(
     assert target["forgetting"].nunique() > 1  # forgetting events from the target's own training
 
 
+def test_max_shard_size_writes_each_split_in_shards_that_load_back(tmp_path):
+    out, _ = run_cli(tmp_path, "--target", "", "--max_shard_size", "4KB")
+    files = sorted(os.listdir(out / "dataset" / "data"))
+    train = [f for f in files if f.startswith("train-")]
+    assert len(train) > 1 and train[-1].endswith(f"-of-{len(train):05d}.parquet")
+    loaded = datasets.load_dataset(str(out / "dataset"))
+    assert len(loaded["train"]) == 150 and loaded["train"]["svp_index"] == sorted(loaded["train"]["svp_index"])
+    assert len(loaded["test"]) == 100
+
+
 def test_existing_result_is_not_overwritten(tmp_path, capsys):
     out, _ = run_cli(tmp_path, "--target", "")
     before = (out / "metrics.json").read_text()

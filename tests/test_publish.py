@@ -15,7 +15,7 @@ import svp_hf
 import svp_hf.hub
 from svp_hf import SVPConfigError, coreset
 from svp_hf.config import parse_args
-from svp_hf.output import write_run
+from svp_hf.output import write_dataset_folder, write_run
 
 from .conftest import REPO
 
@@ -284,6 +284,30 @@ def test_push_a_pruned_dataset_and_a_bad_path(hub, tiny_digits, tmp_path):
     assert [c[0] for c in hub.calls] == ["whoami", "repo_exists", "create_repo", "upload_folder"]
 
 
+def test_push_a_pruned_dataset_in_shards(hub, tiny_digits):
+    train, _ = tiny_digits
+    pruned = train.select(range(1, 200, 2))  # through an indices mapping, as a pruned dataset comes
+    svp_hf.push_to_hub(pruned, "alice/sharded", max_shard_size="8KB")
+    shards = sorted(f for f in hub.repos["alice/sharded"]["files"] if f.startswith("data/"))
+    assert len(shards) > 1 and shards == [f"data/train-{i:05d}-of-{len(shards):05d}.parquet" for i in range(len(shards))]
+    with pytest.raises(SVPConfigError, match="max_shard_size must be a positive size such as '500MB', got 'big'"):
+        svp_hf.push_to_hub(pruned, "alice/other", max_shard_size="big")
+    assert "alice/other" not in hub.repos
+
+
+def test_a_split_larger_than_max_shard_size_is_written_in_ordered_shards(tiny_digits, tmp_path):
+    train, test = tiny_digits
+    write_dataset_folder(str(tmp_path), {"train": train.select(range(0, 200, 2)), "test": test}, max_shard_size="10KB")
+    train_files = sorted(os.listdir(tmp_path / "data"))
+    assert len([f for f in train_files if f.startswith("train-")]) > 1
+    loaded = datasets.load_dataset(str(tmp_path))
+    assert loaded["train"].features == train.features and len(loaded["test"]) == len(test)
+    assert loaded["train"]["label"] == train.select(range(0, 200, 2))["label"]  # rows in order across the shards
+    assert [np.asarray(i).tolist() for i in loaded["train"][:5]["image"]] == [
+        np.asarray(i).tolist() for i in train.select(range(0, 10, 2))["image"]
+    ]
+
+
 # --- the recipe keys ----------------------------------------------------------------------------------------------
 
 
@@ -292,6 +316,7 @@ def test_push_a_pruned_dataset_and_a_bad_path(hub, tiny_digits, tmp_path):
     [
         (["--push_to_hub", "true"], "push_to_hub needs hub_dataset_id"),
         (["--score_with_target", "true", "--target", ""], "score_with_target needs a target model"),
+        (["--max_shard_size", "0"], "max_shard_size must be a positive size such as '500MB', got '0'"),
     ],
 )
 def test_bad_publishing_keys_fail_before_training(tmp_path, capsys, args, message):
