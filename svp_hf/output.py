@@ -68,14 +68,19 @@ def check_output_dir(output_dir: str, overwrite: bool) -> None:
         )
 
 
+def _has_files(dataset: Dataset) -> bool:
+    """Whether `dataset` has image/audio columns whose files may be referenced by path."""
+    return any(getattr(f, "decode", None) is not None and hasattr(f, "embed_storage") for f in dataset.features.values())
+
+
 def _embed(dataset: Dataset) -> Dataset:
-    """Embed image/audio bytes referenced by path, so the parquet files stand alone."""
+    """Embed image/audio bytes referenced by path, so the parquet files stand alone (in memory: call it per shard)."""
     from datasets.table import embed_table_storage
 
-    if not any(getattr(f, "decode", None) is not None and hasattr(f, "embed_storage") for f in dataset.features.values()):
+    if not _has_files(dataset):
         return dataset
     fmt = dataset.format
-    embedded = dataset.with_format("arrow").map(embed_table_storage, batched=True, desc="embedding files")
+    embedded = dataset.with_format("arrow").map(embed_table_storage, batched=True, keep_in_memory=True, desc="embedding files")
     return embedded.with_format(**fmt)
 
 
@@ -88,21 +93,27 @@ def default_card(splits: Dict[str, Dataset], metadata: Optional[Dict[str, Any]] 
     return str(dataset_card(metrics, has_scores=False))
 
 
-def _nbytes(dataset: Dataset) -> float:
-    """The Arrow size of `dataset`'s rows (through its indices mapping, if any)."""
-    table_rows = len(dataset.data)
-    return dataset.data.nbytes * len(dataset) / table_rows if table_rows else 0.0
+def _nbytes(dataset: Dataset, sample_size: int = 256) -> float:
+    """About how large `dataset`'s rows are once written, files embedded: the Arrow size of its rows (through its
+    indices mapping, if any), or, when files may be referenced by path, that of an evenly spread embedded sample."""
+    if not len(dataset):
+        return 0.0
+    if _has_files(dataset):
+        rows = np.unique(np.linspace(0, len(dataset) - 1, num=min(len(dataset), sample_size)).round().astype(np.int64))
+        sample = _embed(dataset.select(rows))
+        return sample.data.nbytes / len(sample) * len(dataset)
+    return dataset.data.nbytes * len(dataset) / len(dataset.data)
 
 
 def write_split(folder: str, split: str, dataset: Dataset, max_shard_size=DEFAULT_MAX_SHARD_SIZE) -> List[str]:
-    """Write `dataset` (its files embedded) as ``folder/<split>-0000i-of-0000n.parquet`` shards of at most about
-    `max_shard_size`, rows in order; the names ``datasets`` maps to `split`. Returns the file names."""
-    dataset = _embed(dataset)
+    """Write `dataset` as ``folder/<split>-0000i-of-0000n.parquet`` shards of at most about `max_shard_size`, rows in
+    order, each with its files embedded (one shard in memory at a time); the names ``datasets`` maps to `split`.
+    Returns the file names."""
     num_shards = max(1, min(len(dataset), math.ceil(_nbytes(dataset) / parse_size(max_shard_size))))
     names = [f"{split}-{i:05d}-of-{num_shards:05d}.parquet" for i in range(num_shards)]
     for i, name in enumerate(names):
         shard = dataset.shard(num_shards=num_shards, index=i, contiguous=True) if num_shards > 1 else dataset
-        shard.to_parquet(os.path.join(folder, name))
+        _embed(shard).to_parquet(os.path.join(folder, name))
     return names
 
 
@@ -188,8 +199,12 @@ def write_run(
         for name, obj in (extra_files or {}).items():
             write_json(os.path.join(tmp, name), obj)
         write_json(os.path.join(tmp, "metrics.json"), metrics)
-        # Replace any previous result's files, then move the new ones into place; metrics.json last, so its presence
-        # marks a complete result.
+        # Replace any previous result's files, then move the new ones into place. The previous metrics.json goes
+        # first and the new one comes last, so a metrics.json always belongs to the files next to it: a run killed
+        # in between leaves none (an incomplete result), never an old one describing new files.
+        stale_metrics = os.path.join(output_dir, "metrics.json")
+        if os.path.exists(stale_metrics):
+            os.remove(stale_metrics)
         for name in RESULT_NAMES:
             stale = os.path.join(output_dir, name)
             if name != "metrics.json" and not os.path.exists(os.path.join(tmp, name)) and os.path.exists(stale):

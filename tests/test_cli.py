@@ -136,6 +136,28 @@ def test_failed_write_leaves_no_half_written_dataset(tmp_path, tiny_digits, monk
     assert os.listdir(out) == []
 
 
+def test_an_overwrite_killed_while_moving_files_into_place_leaves_no_stale_metrics(tmp_path, tiny_digits, monkeypatch):
+    train, test = tiny_digits
+    out = tmp_path / "out"
+    scores = datasets.Dataset.from_dict({"svp_index": list(range(len(train)))})
+    write_run(str(out), splits={"train": train, "test": test}, scores=scores, metrics={"run": "old"})
+    moved, real_replace = [], os.replace
+
+    def dying_replace(src, dst):
+        if len(moved) == 1:  # the first new file is in place, the rest are not
+            raise KeyboardInterrupt
+        moved.append(dst)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", dying_replace)
+    with pytest.raises(KeyboardInterrupt):
+        write_run(str(out), splits={"train": train}, scores=scores, metrics={"run": "new"}, overwrite=True)
+    assert not (out / "metrics.json").exists()  # not the old run's, which no longer describes what is there
+    monkeypatch.setattr(os, "replace", real_replace)
+    write_run(str(out), splits={"train": train}, scores=scores, metrics={"run": "new"}, overwrite=True)
+    assert json.loads((out / "metrics.json").read_text())["run"] == "new"
+
+
 @pytest.mark.slow
 def test_module_runs_under_python_and_accelerate_launch(tmp_path):
     # The same thread count in both runs, so that float reductions happen in the same order.

@@ -308,6 +308,25 @@ def test_a_split_larger_than_max_shard_size_is_written_in_ordered_shards(tiny_di
     ]
 
 
+def test_images_referenced_by_path_are_embedded_and_counted_in_the_shard_size(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(12):  # noise compresses badly: each PNG is about 3 KB
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(paths[-1])
+    images = datasets.Dataset.from_dict({"image": paths, "label": list(range(12))}).cast_column("image", datasets.Image())
+    total = sum(os.path.getsize(p) for p in paths)
+    folder = tmp_path / "folder"
+    write_dataset_folder(str(folder), {"train": images}, max_shard_size=total // 3)
+    assert len(os.listdir(folder / "data")) >= 3  # the files' bytes count, not only their paths
+    for p in paths:
+        os.remove(p)
+    loaded = datasets.load_dataset(str(folder), split="train")  # stands alone once the files are gone
+    assert loaded["label"] == list(range(12)) and loaded[11]["image"].size == (32, 32)
+
+
 # --- the recipe keys ----------------------------------------------------------------------------------------------
 
 

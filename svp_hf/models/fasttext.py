@@ -11,6 +11,8 @@ Names: ``fasttext`` or ``fasttext,dim=32,ngrams=2,buckets=1048576,max_words=1000
 
 from __future__ import annotations
 
+import itertools
+
 import zlib
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Sequence
@@ -139,9 +141,10 @@ def collate_bags(rows: Sequence[dict]) -> Dict[str, torch.Tensor]:
     lengths = [len(r["input_ids"]) for r in rows]
     offsets = np.zeros(len(rows), dtype=np.int64)
     np.cumsum(lengths[:-1], out=offsets[1:])
-    flat = [i for r in rows for i in r["input_ids"]]
+    # np.fromiter over the chained ids: several times faster than torch.tensor on a flat Python list.
+    flat = np.fromiter(itertools.chain.from_iterable(r["input_ids"] for r in rows), dtype=np.int64, count=sum(lengths))
     return {
-        "input_ids": torch.tensor(flat, dtype=torch.long),
+        "input_ids": torch.from_numpy(flat),
         "offsets": torch.from_numpy(offsets),
         "labels": torch.tensor([r["labels"] for r in rows], dtype=torch.long),
         INDEX_COLUMN: torch.tensor([r[INDEX_COLUMN] for r in rows], dtype=torch.long),
