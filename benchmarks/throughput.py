@@ -3,9 +3,11 @@
 Examples per second of svp_hf's scoring stage (``compute_scores``: decoding, transforms, forward, softmax, scorer,
 gathering by index) against the raw forward pass of the same model on the same batches (same batch size, same
 dtype, inputs already decoded and stacked). The ratio is the pipeline's overhead. Also the peak resident memory of
-scoring a memory-mapped dataset as it grows 4x, for a streaming scorer (least confidence) and for one that keeps
-embeddings (k-centers), each measured in a fresh process that only memory-maps the data, loads the model and scores:
-its resident memory once ready, and its peak while scoring (Linux ``/proc``: the peak is reset before scoring).
+scoring a dataset as it grows 4x, through ``svp_hf.score`` with a given proxy checkpoint: least confidence (one float
+per row) and k-centers (which keeps embeddings) over a memory-mapped dataset, and least confidence over the same
+data loaded with ``streaming=True``. Each is measured in a fresh process that only reads the data (written to parquet
+by the parent), loads the model and scores: its resident memory once ready, and its peak while scoring (Linux
+``/proc``: the peak is reset before scoring).
 
     python -m benchmarks.throughput --dataset ../shared/data/cifar10
     python -m benchmarks.throughput --quick
@@ -107,21 +109,31 @@ def pipeline_throughput(model, family, ds, info, batch_size: int, repeats: int, 
     return best
 
 
-def peak_memory(args, n: int, method: str) -> Dict[str, float]:
-    """Resident memory (MiB) of a fresh process scoring `n` memory-mapped rows with `method`: what it holds once the
-    model and data are ready (`before_mib`, torch included), and its peak while scoring (`peak_mib`).
+# (label, method, streaming): a streaming scorer, one that keeps embeddings, and the first over a streamed dataset.
+MEMORY_CASES = (
+    ("least_confidence", "least_confidence", False),
+    ("kcenter", "kcenter", False),
+    ("least_confidence (streaming)", "least_confidence", True),
+)
 
-    The dataset is tiled and saved by this process, so the child only memory-maps it: the child's peak is scoring's.
+
+def peak_memory(args, n: int, method: str, streaming: bool = False) -> Dict[str, float]:
+    """Resident memory (MiB) of a fresh process scoring `n` rows with `method` through ``svp_hf.score`` (a given
+    proxy checkpoint), the rows read memory-mapped or streamed: what it holds once the model and data are ready
+    (`before_mib`, torch included), and its peak while scoring (`peak_mib`).
+
+    The dataset is tiled and written to parquet by this process, so the child only reads it: its peak is scoring's.
     """
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        _tile(args.image_dataset, n).save_to_disk(tmp)
+        data = os.path.join(tmp, "train.parquet")
+        _tile(args.image_dataset, n).to_parquet(data)
         code = f"""
 import json, sys
 sys.path.insert(0, {str(REPO)!r})
 from benchmarks.throughput import _memory_child
-print(json.dumps(_memory_child({tmp!r}, {args.image_model!r}, {method!r}, {args.batch_size})))
+print(json.dumps(_memory_child({data!r}, {args.image_model!r}, {method!r}, {args.batch_size}, {streaming!r}, {tmp!r})))
 """
         out = subprocess.run(
             [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO))
@@ -146,26 +158,26 @@ def _rss_mib(field: str) -> float:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def _memory_child(folder: str, model_name: str, method: str, batch_size: int) -> Dict[str, float]:
-    """Score the dataset saved in `folder` (memory-mapped) with `method`; resident memory before and at peak."""
+def _memory_child(data: str, model_name: str, method: str, batch_size: int, streaming: bool, tmp: str) -> Dict[str, float]:
+    """Score the parquet file `data` with `method` (an untrained proxy, saved as a checkpoint and given back);
+    resident memory before and at peak."""
     import datasets
-    from accelerate import Accelerator
+    from safetensors.torch import save_file
 
+    import svp_hf
     from svp_hf.api import prepare_inputs
-    from svp_hf.data import add_index
-    from svp_hf.methods import resolve_methods
     from svp_hf.models import create_model
-    from svp_hf.scoring import compute_scores
 
-    ds = add_index(datasets.load_from_disk(folder))
-    family, info = prepare_inputs(ds, model_name, {})
-    model = create_model(model_name, info).eval()
-    accelerator = Accelerator()
+    ds = datasets.load_dataset("parquet", data_files={"train": data}, split="train", streaming=streaming, cache_dir=os.path.join(tmp, "cache"))
+    _, info = prepare_inputs(ds, model_name, {})
+    proxy = os.path.join(tmp, "proxy")
+    os.makedirs(proxy)
+    save_file(create_model(model_name, info).state_dict(), os.path.join(proxy, "model.safetensors"))
     before = _rss_mib("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:  # resets VmHWM to the current RSS: the peak from here on is scoring's
         f.write("5")
-    compute_scores(model, family, ds, info, resolve_methods([method]), accelerator, batch_size=batch_size, desc="scoring")
-    return {"rows": len(ds), "before_mib": before, "peak_mib": _rss_mib("VmHWM")}
+    scores = svp_hf.score(ds, proxy=model_name, methods=[method], proxy_checkpoint=proxy, batch_size=batch_size, scoring_shard_size=4096)
+    return {"rows": len(scores), "before_mib": before, "peak_mib": _rss_mib("VmHWM")}
 
 
 def main(argv=None):
@@ -201,9 +213,12 @@ def main(argv=None):
         results[name] = {"description": CASES.get(name).__doc__, "examples": len(ds), "raw_forward_per_s": raw, "scoring_per_s": pipe, "scoring_over_raw": pipe / raw}
         print(f"{name}: raw {raw:.0f}/s, scoring {pipe:.0f}/s, ratio {pipe / raw:.3f}")
     memory = {}
-    for method in ("least_confidence", "kcenter"):
-        small, large = peak_memory(args, args.memory_n, method), peak_memory(args, 4 * args.memory_n, method)
-        memory[method] = {
+    for label, method, streaming in MEMORY_CASES:
+        small, large = peak_memory(args, args.memory_n, method, streaming), peak_memory(args, 4 * args.memory_n, method, streaming)
+        assert small["rows"] == args.memory_n and large["rows"] == 4 * args.memory_n
+        memory[label] = {
+            "method": method,
+            "streaming": streaming,
             "n": args.memory_n,
             "before_mib": small["before_mib"],
             "peak_mib": small["peak_mib"],
@@ -214,7 +229,7 @@ def main(argv=None):
             "scoring_mib_4x": large["peak_mib"] - large["before_mib"],
             "growth": large["peak_mib"] / small["peak_mib"],
         }
-        print(f"memory {method}: peak {small['peak_mib']:.0f} MiB at {args.memory_n} rows, {large['peak_mib']:.0f} MiB at {4 * args.memory_n}")
+        print(f"memory {label}: peak {small['peak_mib']:.0f} MiB at {args.memory_n} rows, {large['peak_mib']:.0f} MiB at {4 * args.memory_n}")
     payload = save_benchmark(
         "throughput", "throughput", args, argv,
         throughput=results,

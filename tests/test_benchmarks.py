@@ -33,7 +33,7 @@ def test_every_benchmark_runs_quick_and_renders(tmp_path):
     assert {"timm-cnn", "fasttext", "minilm"} == set(cases)
     assert all(c["scoring_per_s"] > 0 and c["raw_forward_per_s"] > 0 for c in cases.values() if "skipped" not in c)
     memory = payloads["throughput"]["memory"]
-    assert set(memory) == {"least_confidence", "kcenter"}
+    assert set(memory) == {"least_confidence", "kcenter", "least_confidence (streaming)"}
     for m in memory.values():  # the peak while scoring is measured from a reset, so it is at least the ready process
         assert 0 < m["before_mib"] <= m["peak_mib"] and 0 < m["before_mib_4x"] <= m["peak_mib_4x"]
 
