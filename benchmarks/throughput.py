@@ -7,7 +7,8 @@ scoring a dataset as it grows 4x, through ``svp_hf.score`` with a given proxy ch
 per row) and k-centers (which keeps embeddings) over a memory-mapped dataset, and least confidence over the same
 data loaded with ``streaming=True``. Each is measured in a fresh process that only reads the data (written to parquet
 by the parent), loads the model and scores: its resident memory once ready, and its peak while scoring (Linux
-``/proc``: the peak is reset before scoring).
+``/proc``: the peak is reset before scoring), and what it still holds once scoring returned (freed heap handed back
+to the OS): the peak includes allocator high-water and the dataset's memory-mapped pages, the held memory does not.
 
     python -m benchmarks.throughput --dataset ../shared/data/cifar10
     python -m benchmarks.throughput --quick
@@ -161,6 +162,9 @@ def _rss_mib(field: str) -> float:
 def _memory_child(data: str, model_name: str, method: str, batch_size: int, streaming: bool, tmp: str) -> Dict[str, float]:
     """Score the parquet file `data` with `method` (an untrained proxy, saved as a checkpoint and given back);
     resident memory before and at peak."""
+    import ctypes
+    import gc
+
     import datasets
     from safetensors.torch import save_file
 
@@ -177,7 +181,13 @@ def _memory_child(data: str, model_name: str, method: str, batch_size: int, stre
     with open("/proc/self/clear_refs", "w") as f:  # resets VmHWM to the current RSS: the peak from here on is scoring's
         f.write("5")
     scores = svp_hf.score(ds, proxy=model_name, methods=[method], proxy_checkpoint=proxy, batch_size=batch_size, scoring_shard_size=4096)
-    return {"rows": len(scores), "before_mib": before, "peak_mib": _rss_mib("VmHWM")}
+    peak = _rss_mib("VmHWM")
+    gc.collect()
+    try:  # hand freed heap back to the OS (glibc), so what is left is what scoring still holds
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    return {"rows": len(scores), "before_mib": before, "peak_mib": peak, "held_mib": _rss_mib("VmRSS") - before}
 
 
 def main(argv=None):
@@ -223,10 +233,12 @@ def main(argv=None):
             "before_mib": small["before_mib"],
             "peak_mib": small["peak_mib"],
             "scoring_mib": small["peak_mib"] - small["before_mib"],
+            "held_mib": small["held_mib"],
             "n_4x": 4 * args.memory_n,
             "before_mib_4x": large["before_mib"],
             "peak_mib_4x": large["peak_mib"],
             "scoring_mib_4x": large["peak_mib"] - large["before_mib"],
+            "held_mib_4x": large["held_mib"],
             "growth": large["peak_mib"] / small["peak_mib"],
         }
         print(f"memory {label}: peak {small['peak_mib']:.0f} MiB at {args.memory_n} rows, {large['peak_mib']:.0f} MiB at {4 * args.memory_n}")
