@@ -8,7 +8,8 @@ per row) and k-centers (which keeps embeddings) over a memory-mapped dataset, an
 data loaded with ``streaming=True``. Each is measured in a fresh process that only reads the data (written to parquet
 by the parent), loads the model and scores: its resident memory once ready, and its peak while scoring (Linux
 ``/proc``: the peak is reset before scoring), and what it still holds once scoring returned (freed heap handed back
-to the OS): the peak includes allocator high-water and the dataset's memory-mapped pages, the held memory does not.
+to the OS; anonymous memory only): the peak includes allocator high-water and the dataset's memory-mapped pages, the
+held memory does not.
 
     python -m benchmarks.throughput --dataset ../shared/data/cifar10
     python -m benchmarks.throughput --quick
@@ -151,7 +152,8 @@ def _tile(dataset: str, n: int):
 
 
 def _rss_mib(field: str) -> float:
-    """This process's current (``VmRSS``) or peak (``VmHWM``) resident memory in MiB, from /proc (Linux)."""
+    """This process's current (``VmRSS``), anonymous (``RssAnon``) or peak (``VmHWM``) resident memory in MiB, from
+    /proc (Linux)."""
     with open("/proc/self/status") as f:
         for line in f:
             if line.startswith(field + ":"):
@@ -159,12 +161,21 @@ def _rss_mib(field: str) -> float:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def _memory_child(data: str, model_name: str, method: str, batch_size: int, streaming: bool, tmp: str) -> Dict[str, float]:
-    """Score the parquet file `data` with `method` (an untrained proxy, saved as a checkpoint and given back);
-    resident memory before and at peak."""
+def _release_freed_heap() -> None:
+    """Collect garbage and hand freed heap back to the OS (glibc), so resident memory is what is still held."""
     import ctypes
     import gc
 
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _memory_child(data: str, model_name: str, method: str, batch_size: int, streaming: bool, tmp: str) -> Dict[str, float]:
+    """Score the parquet file `data` with `method` (an untrained proxy, saved as a checkpoint and given back);
+    resident memory before and at peak."""
     import datasets
     from safetensors.torch import save_file
 
@@ -177,17 +188,14 @@ def _memory_child(data: str, model_name: str, method: str, batch_size: int, stre
     proxy = os.path.join(tmp, "proxy")
     os.makedirs(proxy)
     save_file(create_model(model_name, info).state_dict(), os.path.join(proxy, "model.safetensors"))
-    before = _rss_mib("VmRSS")
+    _release_freed_heap()
+    before, before_anon = _rss_mib("VmRSS"), _rss_mib("RssAnon")
     with open("/proc/self/clear_refs", "w") as f:  # resets VmHWM to the current RSS: the peak from here on is scoring's
         f.write("5")
     scores = svp_hf.score(ds, proxy=model_name, methods=[method], proxy_checkpoint=proxy, batch_size=batch_size, scoring_shard_size=4096)
     peak = _rss_mib("VmHWM")
-    gc.collect()
-    try:  # hand freed heap back to the OS (glibc), so what is left is what scoring still holds
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-    return {"rows": len(scores), "before_mib": before, "peak_mib": peak, "held_mib": _rss_mib("VmRSS") - before}
+    _release_freed_heap()
+    return {"rows": len(scores), "before_mib": before, "peak_mib": peak, "held_mib": _rss_mib("RssAnon") - before_anon}
 
 
 def main(argv=None):
