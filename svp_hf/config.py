@@ -161,6 +161,9 @@ class RunArguments:
     target_optimizer: Optional[str] = _help("Target optimizer, sgd or adamw (default: optimizer).", default=None)
     output_dir: str = _help("Where dataset/, scores.parquet and metrics.json are written.", default="outputs/svp")
     overwrite_output_dir: bool = _help("Replace a result already in output_dir.", default=False)
+    max_shard_size: str = _help(
+        "Largest parquet file written per split (e.g. '500MB'); larger splits are written in numbered shards.", default="500MB"
+    )
     mixed_precision: Optional[str] = _help("no, fp16 or bf16 (default: Accelerate's config).", default=None)
     report_to: Optional[str] = _help("Accelerate trackers to log to (tensorboard, wandb, all).", default=None)
     score_with_target: bool = _help(
@@ -169,9 +172,6 @@ class RunArguments:
         default=False,
     )
     push_to_hub: bool = _help("Upload output_dir/dataset (card, splits, scores, plots) to the Hub as hub_dataset_id.", default=False)
-    max_shard_size: str = _help(
-        "Largest parquet file written per split (e.g. '500MB'); larger splits are written in numbered shards.", default="500MB"
-    )
     hub_dataset_id: Optional[str] = _help("The Hub dataset to push to: 'user/name' (or 'name' in your namespace).", default=None)
     hub_private: bool = _help("Create the Hub dataset as private.", default=False)
     hub_overwrite: bool = _help("Replace the Hub dataset's contents if it already exists.", default=False)
