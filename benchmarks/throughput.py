@@ -111,7 +111,8 @@ def pipeline_throughput(model, family, ds, info, batch_size: int, repeats: int, 
     return best
 
 
-# (label, method, streaming): a streaming scorer, one that keeps embeddings, and the first over a streamed dataset.
+# (label, method, streamed input): a scorer keeping one float per row, one that keeps embeddings, and the first again
+# over the dataset loaded with streaming=True.
 MEMORY_CASES = (
     ("least_confidence", "least_confidence", False),
     ("kcenter", "kcenter", False),
@@ -122,7 +123,8 @@ MEMORY_CASES = (
 def peak_memory(args, n: int, method: str, streaming: bool = False) -> Dict[str, float]:
     """Resident memory (MiB) of a fresh process scoring `n` rows with `method` through ``svp_hf.score`` (a given
     proxy checkpoint), the rows read memory-mapped or streamed: what it holds once the model and data are ready
-    (`before_mib`, torch included), and its peak while scoring (`peak_mib`).
+    (`before_mib`, torch included), its peak while scoring (`peak_mib`) and the anonymous memory scoring still holds
+    once it returned (`held_mib`).
 
     The dataset is tiled and written to parquet by this process, so the child only reads it: its peak is scoring's.
     """
@@ -175,7 +177,7 @@ def _release_freed_heap() -> None:
 
 def _memory_child(data: str, model_name: str, method: str, batch_size: int, streaming: bool, tmp: str) -> Dict[str, float]:
     """Score the parquet file `data` with `method` (an untrained proxy, saved as a checkpoint and given back);
-    resident memory before and at peak."""
+    resident memory before, at peak and held after (see :func:`peak_memory`)."""
     import datasets
     from safetensors.torch import save_file
 
@@ -232,24 +234,20 @@ def main(argv=None):
         print(f"{name}: raw {raw:.0f}/s, scoring {pipe:.0f}/s, ratio {pipe / raw:.3f}")
     memory = {}
     for label, method, streaming in MEMORY_CASES:
-        small, large = peak_memory(args, args.memory_n, method, streaming), peak_memory(args, 4 * args.memory_n, method, streaming)
-        assert small["rows"] == args.memory_n and large["rows"] == 4 * args.memory_n
-        memory[label] = {
-            "method": method,
-            "streaming": streaming,
-            "n": args.memory_n,
-            "before_mib": small["before_mib"],
-            "peak_mib": small["peak_mib"],
-            "scoring_mib": small["peak_mib"] - small["before_mib"],
-            "held_mib": small["held_mib"],
-            "n_4x": 4 * args.memory_n,
-            "before_mib_4x": large["before_mib"],
-            "peak_mib_4x": large["peak_mib"],
-            "scoring_mib_4x": large["peak_mib"] - large["before_mib"],
-            "held_mib_4x": large["held_mib"],
-            "growth": large["peak_mib"] / small["peak_mib"],
-        }
-        print(f"memory {label}: peak {small['peak_mib']:.0f} MiB at {args.memory_n} rows, {large['peak_mib']:.0f} MiB at {4 * args.memory_n}")
+        record = {"method": method, "streaming": streaming}
+        for suffix, n in (("", args.memory_n), ("_4x", 4 * args.memory_n)):
+            m = peak_memory(args, n, method, streaming)
+            assert m["rows"] == n
+            record.update({
+                f"n{suffix}": n,
+                f"before_mib{suffix}": m["before_mib"],
+                f"peak_mib{suffix}": m["peak_mib"],
+                f"scoring_mib{suffix}": m["peak_mib"] - m["before_mib"],
+                f"held_mib{suffix}": m["held_mib"],
+            })
+        record["growth"] = record["peak_mib_4x"] / record["peak_mib"]
+        memory[label] = record
+        print(f"memory {label}: peak {record['peak_mib']:.0f} MiB at {record['n']} rows, {record['peak_mib_4x']:.0f} MiB at {record['n_4x']}")
     payload = save_benchmark(
         "throughput", "throughput", args, argv,
         throughput=results,

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import yaml
 
 from .errors import SVPConfigError
+from .output import DEFAULT_MAX_SHARD_SIZE, parse_size
 from .pool import check_schedule
 from .selection import check_fraction
 
@@ -139,8 +140,6 @@ class SelectionArguments:
         if not self.proxy:
             raise SVPConfigError("proxy must name a model")
         if self.kcenter_max_memory is not None:
-            from .output import parse_size
-
             parse_size(self.kcenter_max_memory, "kcenter_max_memory")
         if self.proxy_checkpoint:
             from .checkpoint import resolve_model_checkpoint
@@ -162,7 +161,8 @@ class RunArguments:
     output_dir: str = _help("Where dataset/, scores.parquet and metrics.json are written.", default="outputs/svp")
     overwrite_output_dir: bool = _help("Replace a result already in output_dir.", default=False)
     max_shard_size: str = _help(
-        "Largest parquet file written per split (e.g. '500MB'); larger splits are written in numbered shards.", default="500MB"
+        "Largest parquet file written per split (e.g. '500MB'); larger splits are written in numbered shards.",
+        default=DEFAULT_MAX_SHARD_SIZE,
     )
     mixed_precision: Optional[str] = _help("no, fp16 or bf16 (default: Accelerate's config).", default=None)
     report_to: Optional[str] = _help("Accelerate trackers to log to (tensorboard, wandb, all).", default=None)
@@ -204,8 +204,6 @@ class RunArguments:
             raise SVPConfigError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
         if not self.output_dir:
             raise SVPConfigError("output_dir must be set")
-        from .output import parse_size
-
         parse_size(self.max_shard_size, "max_shard_size")
 
 

@@ -89,7 +89,6 @@ def per_class_counts(labels: np.ndarray, names) -> Dict[str, int]:
     return {(names[v] if names else str(v)): int(c) for v, c in zip(values.tolist(), counts.tolist())}
 
 
-# Settings that change no result: a run may be resumed with other values of these.
 # Settings that change where and how a result is written or published, never what is computed: a resumed run may
 # change them, and none of them (the Hub token least of all) is written into the checkpoints.
 UNRECORDED_SETTINGS = (

@@ -128,7 +128,7 @@ def write_dataset_folder(
     """Write `splits` as parquet shards of at most `max_shard_size` under `path/data/` with a README.md card;
     loadable with ``load_dataset(path)``. `scores` maps ``"proxy"``/``"target"`` to score tables written under
     `path/scores/`."""
-    parse_size(max_shard_size)
+    parse_size(max_shard_size)  # before the folder is made
     os.makedirs(os.path.join(path, "data"), exist_ok=True)
     for split, ds in splits.items():
         write_split(os.path.join(path, "data"), split, ds, max_shard_size)

@@ -12,7 +12,6 @@ Names: ``fasttext`` or ``fasttext,dim=32,ngrams=2,buckets=1048576,max_words=1000
 from __future__ import annotations
 
 import itertools
-
 import zlib
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Sequence
