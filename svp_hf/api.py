@@ -18,12 +18,14 @@ from .checkpoint import load_model_weights, load_training_state, resolve_model_c
 from .config import DataArguments, SelectionArguments
 from .data import INDEX_COLUMN, SCORE_COLUMN, DataInfo, add_index, check_same_columns, inspect_dataset
 from .errors import SVPConfigError
-from .methods import get_method, resolve_methods
+from .auto import AutoDecision, check_auto, choose_strategy, proxy_trainer
+from .methods import get_method, list_methods, resolve_methods, training_signals
 from .models import ModelFamily, check_model, create_model, resolve_family
 from .scoring import iter_shards, score_examples
-from .selection import n_to_keep, select_indices
+from .selection import n_to_keep
+from .signals import restore_signals
+from .strategies import AUTO, DEFAULT_STRATEGY, apply_strategy, check_coverage_beta, check_strategy
 from .training import (
-    ForgettingTracker,
     TrainingConfig,
     TrainResult,
     check_optimizer,
@@ -148,26 +150,38 @@ def prepare_inputs(
     return family, info
 
 
-def load_proxy(args: SelectionArguments, info: DataInfo, n: Optional[int], *, needs_history: bool) -> TrainResult:
-    """The proxy saved at ``args.proxy_checkpoint``, with its training history and forgetting events when saved."""
-    weights, state_folder = resolve_model_checkpoint(args.proxy_checkpoint)
-    state = load_training_state(state_folder) if state_folder else {}
-    forgetting = None
-    if needs_history:
-        if not state.get("forgetting"):
-            raise SVPConfigError(
-                f"proxy_checkpoint {args.proxy_checkpoint!r} has no forgetting events (only svp_hf's own checkpoints "
-                "of a proxy trained with forgetting do); drop the forgetting method or train the proxy"
-            )
-        forgetting = ForgettingTracker(len(state["forgetting"]["events"]))
-        forgetting.load_state_dict(state["forgetting"])
-        if n is not None and len(forgetting.events) != n:
-            raise SVPConfigError(
-                f"proxy_checkpoint {args.proxy_checkpoint!r} recorded forgetting events for {len(forgetting.events)} "
-                f"rows but the dataset has {n}"
-            )
+def load_proxy(args: SelectionArguments, info: DataInfo, n: Optional[int], *, signals: Sequence[str] = ()) -> TrainResult:
+    """The proxy saved at ``args.proxy_checkpoint``, with its training history and the training `signals` it recorded."""
+    weights, _ = resolve_model_checkpoint(args.proxy_checkpoint)
+    state = checkpoint_signals(args.proxy_checkpoint, signals, n)
+    recorded = restore_signals(state, signals)
     model = load_model_weights(create_model(args.proxy, info, pretrained=False), weights)
-    return TrainResult(model, list(state.get("history", [])), forgetting)
+    return TrainResult(model, list(state.get("history", [])), recorded)
+
+
+def checkpoint_signals(proxy_checkpoint: str, signals: Sequence[str], n: Optional[int] = None) -> Dict[str, Any]:
+    """The training state saved with `proxy_checkpoint`, checked to hold every training signal in `signals` (for `n`
+    rows when known): a clear error before anything is trained when a method cannot be scored from it."""
+    _, state_folder = resolve_model_checkpoint(proxy_checkpoint)
+    state = load_training_state(state_folder) if state_folder else {}
+    if not signals:
+        return state
+    found = restore_signals(state, signals)
+    missing = [s for s in signals if s not in found]
+    if missing:
+        readers = [m for m in list_methods() if get_method(m).signal in missing]
+        raise SVPConfigError(
+            f"proxy_checkpoint {proxy_checkpoint!r} did not record the training signal(s) {missing} that "
+            f"{', '.join(readers)} read (only svp_hf's own checkpoints of a proxy trained while scoring these methods "
+            "do); drop these methods or train the proxy"
+        )
+    for name, signal in found.items():
+        if n is not None and len(signal) != n:
+            raise SVPConfigError(
+                f"proxy_checkpoint {proxy_checkpoint!r} recorded its {name!r} signal for {len(signal)} rows but the "
+                f"dataset has {n}"
+            )
+    return state
 
 
 def labels_of(dataset: Dataset, info: DataInfo) -> np.ndarray:
@@ -194,14 +208,14 @@ def run_scoring(
     shards are kept under ``checkpoint_dir/scores``; calling again with the same settings resumes after them.
     """
     chosen = resolve_methods(methods or args.methods)
-    needs_history = any(m.needs == "training" for m in chosen)
+    signals = training_signals(chosen)
     streaming = isinstance(dataset, IterableDataset)
     if streaming and not args.proxy_checkpoint:
         raise SVPConfigError("a streaming dataset can be scored, not trained on: give a trained proxy as proxy_checkpoint")
     set_seed(int(args.seed))
     timings: Dict[str, float] = {}
     if args.proxy_checkpoint:
-        proxy = load_proxy(args, info, None if streaming else len(dataset), needs_history=needs_history)
+        proxy = load_proxy(args, info, None if streaming else len(dataset), signals=signals)
     else:
         dataset = add_index(dataset)
         proxy = train_model(
@@ -211,7 +225,7 @@ def run_scoring(
             info,
             training_config(args),
             accelerator,
-            track_forgetting=needs_history,
+            signals=signals,
             desc=f"proxy {args.proxy}",
             checkpoint_dir=os.path.join(checkpoint_dir, "proxy") if checkpoint_dir else None,
         )
@@ -226,7 +240,7 @@ def run_scoring(
         accelerator,
         batch_size=int(args.batch_size),
         seed=int(args.seed),
-        forgetting=proxy.forgetting,
+        signals=proxy.signals,
         kcenter_chunk_size=int(args.kcenter_chunk_size),
         kcenter_pool_size=args.kcenter_pool_size,
         kcenter_max_memory=args.kcenter_max_memory,
@@ -295,19 +309,85 @@ def score(
     return run_scoring(dataset, args, family=family, info=info, accelerator=accelerator, eval_dataset=eval_dataset).scores
 
 
-def selected_indices(
-    scores: Dataset, method: str, fraction: float, *, class_balanced: bool = False, seed: int = 0
-) -> np.ndarray:
-    """The indices (into the scored dataset) that `method` keeps at `fraction`: a pure function of the scores."""
-    spec = get_method(method)
+def _method_values(scores: Dataset, method: str) -> np.ndarray:
     if method not in scores.column_names:
         scored = [c for c in scores.column_names if c not in (INDEX_COLUMN, "label")]
         raise SVPConfigError(f"scores have no column for method {method!r} (scored: {scored}); score it first")
+    return np.asarray(scores[method], dtype=np.float64)
+
+
+def selected_indices(
+    scores: Dataset,
+    method: str,
+    fraction: float,
+    *,
+    strategy: str = "top",
+    class_balanced: bool = False,
+    seed: int = 0,
+    coverage_beta: Optional[float] = None,
+) -> np.ndarray:
+    """The indices (into the scored dataset) that `strategy` keeps at `fraction` from `method`'s scores: a pure
+    function of the scores, labels, fraction and seed (see :mod:`svp_hf.strategies`). ``auto`` needs the data: use
+    :func:`select` or :func:`prune`, or pass the strategy :func:`choose_strategy` returned."""
+    spec = get_method(method)
+    check_strategy(strategy)
+    values = _method_values(scores, method)
     n_keep = n_to_keep(fraction, len(scores))
-    values = np.asarray(scores[method], dtype=np.float64)
-    labels = np.asarray(scores["label"]) if class_balanced else None
-    positions = select_indices(values, n_keep, descending=spec.descending, labels=labels, class_balanced=class_balanced, seed=seed)
+    if strategy == "coverage":
+        check_coverage_beta(coverage_beta, fraction)
+    labels = np.asarray(scores["label"]) if class_balanced or strategy == "coverage" else None
+    positions = apply_strategy(
+        strategy, values, n_keep, descending=spec.descending, labels=labels, class_balanced=class_balanced, seed=seed,
+        coverage_beta=coverage_beta,
+    )
     return np.asarray(scores[INDEX_COLUMN], dtype=np.int64)[positions]
+
+
+def run_auto(
+    dataset: Dataset, scores: Dataset, args: SelectionArguments, *, family: ModelFamily, info: DataInfo, accelerator: Accelerator
+) -> AutoDecision:
+    """``strategy: auto`` for `dataset` and its `scores` with the recipe's proxy and training settings (see
+    :mod:`svp_hf.auto`)."""
+    spec = get_method(args.method)
+    values = _method_values(scores, args.method)
+    if len(values) != len(dataset):
+        raise SVPConfigError(f"scores have {len(values)} rows but the dataset has {len(dataset)}; score this dataset")
+    by_index = np.empty(len(values))
+    by_index[np.asarray(scores[INDEX_COLUMN], dtype=np.int64)] = values
+    labels = labels_of(dataset, info)
+    config = training_config(args, epochs=args.auto_epochs or args.proxy_epochs)
+    trainer = proxy_trainer(
+        dataset, model_name=args.proxy, family=family, info=info, config=config, accelerator=accelerator,
+        pretrained=bool(args.pretrained), trust_remote_code=bool(args.trust_remote_code), eval_batch_size=int(args.batch_size),
+    )
+    decision = choose_strategy(
+        dataset, by_index, labels, descending=spec.descending, fraction=args.fraction, train_candidate=trainer,
+        seed=int(args.seed), class_balanced=bool(args.class_balanced), holdout=float(args.auto_holdout),
+        seeds=int(args.auto_seeds), coverage_beta=args.coverage_beta,
+    )
+    decision.epochs = config.epochs
+    return decision
+
+
+def choose(
+    dataset: Dataset,
+    scores: Dataset,
+    method: str = "least_confidence",
+    fraction: float = 0.5,
+    *,
+    proxy: str = "resnet20",
+    accelerator: Optional[Accelerator] = None,
+    **kwargs,
+) -> AutoDecision:
+    """Run ``strategy: auto``'s check for `dataset` and its `scores`: the decision (``.strategy``,
+    ``.coverage_beta``) and its evidence (``.candidates``: each one's held-out accuracies). Keyword arguments are the
+    recipe's (``proxy_epochs``, ``auto_epochs``, ``auto_seeds``, ``auto_holdout``, ``seed``, ``image_column``, ...)."""
+    columns, selection = _split_kwargs(kwargs)
+    args = SelectionArguments(proxy=proxy, method=method, fraction=fraction, **{**selection, "strategy": AUTO})
+    check_optimizers(args)
+    family, info = prepare_inputs(dataset, proxy, columns, trust_remote_code=bool(args.trust_remote_code))
+    check_auto(len(dataset), labels_of(dataset, info), fraction, args.auto_holdout)
+    return run_auto(dataset, scores, args, family=family, info=info, accelerator=accelerator or make_accelerator())
 
 
 def select(
@@ -316,17 +396,42 @@ def select(
     method: str = "least_confidence",
     fraction: float = 0.5,
     *,
+    strategy: str = "top",
     class_balanced: bool = False,
     seed: int = 0,
+    coverage_beta: Optional[float] = None,
+    proxy: Optional[str] = None,
+    accelerator: Optional[Accelerator] = None,
+    **kwargs,
 ) -> Dataset:
-    """Keep `fraction` of `dataset` by `method`'s scores, without training again.
+    """Keep `fraction` of `dataset` by `method`'s scores with `strategy`, without training again (``auto`` excepted:
+    it retrains `proxy` on candidate subsets, with the recipe's keyword arguments; see :func:`choose`).
 
     Returns the kept rows in their original order with all original columns, plus ``svp_score`` (the method's score)
     and ``svp_index`` (the row's index in `dataset`).
     """
     if len(scores) != len(dataset):
         raise SVPConfigError(f"scores have {len(scores)} rows but the dataset has {len(dataset)}; score this dataset")
-    keep = selected_indices(scores, method, fraction, class_balanced=class_balanced, seed=seed)
+    check_strategy(strategy)
+    if strategy == AUTO:
+        if not proxy:
+            raise SVPConfigError(
+                "strategy 'auto' retrains the proxy on candidate subsets: pass proxy= (and its training keywords), "
+                "or choose a strategy that needs no training (coverage, top, bottom, random)"
+            )
+        decision = choose(dataset, scores, method, fraction, proxy=proxy, accelerator=accelerator,
+                          class_balanced=class_balanced, seed=seed, coverage_beta=coverage_beta, **kwargs)
+        strategy, coverage_beta = decision.strategy, decision.coverage_beta
+    elif kwargs:
+        raise SVPConfigError(f"unknown argument(s) {sorted(kwargs)}: only strategy='auto' takes training keywords")
+    keep = selected_indices(
+        scores, method, fraction, strategy=strategy, class_balanced=class_balanced, seed=seed, coverage_beta=coverage_beta
+    )
+    return subset_with_scores(dataset, scores, method, keep)
+
+
+def subset_with_scores(dataset: Dataset, scores: Dataset, method: str, keep: np.ndarray) -> Dataset:
+    """The rows `keep` of `dataset` with ``svp_score`` (`method`'s score) and ``svp_index`` (the row's index)."""
     by_index = np.empty(len(scores), dtype=np.float64)
     by_index[np.asarray(scores[INDEX_COLUMN], dtype=np.int64)] = np.asarray(scores[method], dtype=np.float64)
     pruned = dataset.select(keep)
@@ -341,16 +446,42 @@ def prune(
     fraction: float = 0.5,
     method: str = "least_confidence",
     *,
+    strategy: str = DEFAULT_STRATEGY,
     accelerator: Optional[Accelerator] = None,
     **kwargs,
 ) -> Dataset:
-    """Train `proxy`, score `dataset` with `method` and keep `fraction` of it: :func:`score` then :func:`select`."""
+    """Train `proxy`, score `dataset` with `method` and keep `fraction` of it with `strategy` (``auto`` by default:
+    random unless a strategy over the scores proves better on a held-out slice; see :mod:`svp_hf.auto`)."""
     n_to_keep(fraction, len(dataset))
     get_method(method)
-    class_balanced = bool(kwargs.get("class_balanced", False))
-    seed = int(kwargs.get("seed", 0))
-    scores = score(dataset, proxy, [method], accelerator=accelerator, **kwargs)
-    return select(dataset, scores, method, fraction, class_balanced=class_balanced, seed=seed)
+    columns, selection = _split_kwargs(kwargs)
+    args = SelectionArguments(proxy=proxy, method=method, fraction=fraction, strategy=strategy, **selection)
+    check_optimizers(args)
+    family, info = prepare_inputs(dataset, proxy, columns, trust_remote_code=bool(args.trust_remote_code))
+    if strategy == AUTO:
+        check_auto(len(dataset), labels_of(dataset, info), fraction, args.auto_holdout)
+    accelerator = accelerator or make_accelerator()
+    scores = run_scoring(dataset, args, family=family, info=info, accelerator=accelerator).scores
+    coverage_beta = args.coverage_beta
+    if strategy == AUTO:
+        decision = run_auto(dataset, scores, args, family=family, info=info, accelerator=accelerator)
+        strategy, coverage_beta = decision.strategy, decision.coverage_beta
+    keep = selected_indices(
+        scores, method, fraction, strategy=strategy, class_balanced=args.class_balanced, seed=args.seed,
+        coverage_beta=coverage_beta,
+    )
+    return subset_with_scores(dataset, scores, method, keep)
 
 
-__all__ = ["score", "select", "prune", "selected_indices", "run_scoring", "ScoringRun", "scores_dataset"]
+__all__ = [
+    "score",
+    "select",
+    "prune",
+    "choose",
+    "selected_indices",
+    "run_scoring",
+    "run_auto",
+    "ScoringRun",
+    "scores_dataset",
+    "checkpoint_signals",
+]

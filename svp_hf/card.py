@@ -180,6 +180,20 @@ def _active_summary(metrics: Dict[str, Any]) -> str:
     )
 
 
+def _strategy_text(metrics: Dict[str, Any]) -> str:
+    strategy, chosen = metrics.get("strategy"), metrics.get("selected_strategy")
+    if not strategy:
+        return ""
+    if metrics.get("auto"):
+        auto = metrics["auto"]
+        return (
+            f" with strategy `auto`, which chose `{auto['chosen']}` after retraining the proxy on every candidate subset "
+            f"(best margin over random on a held-out slice: {auto['margin_over_random']:+.4f}, spread between seeds "
+            f"{auto['spread']:.4f})"
+        )
+    return f" with strategy `{chosen or strategy}`"
+
+
 def _summary(metrics: Dict[str, Any]) -> str:
     if _is_active(metrics) and metrics.get("n_pool") is not None and _n_labelled(metrics) is not None:
         return _active_summary(metrics)
@@ -189,7 +203,7 @@ def _summary(metrics: Dict[str, Any]) -> str:
     return (
         f"{metrics['n_selected']} of the {metrics['n_total']} rows of the `{(metrics.get('source') or {}).get('split') or metrics.get('train_split')}` "
         f"split of `{_source_name(metrics)}`, kept by `{metrics.get('method')}` scores of a `{metrics.get('proxy')}` proxy "
-        "trained on the whole split (Selection via Proxy, Coleman et al., ICLR 2020)"
+        f"trained on the whole split{_strategy_text(metrics)} (Selection via Proxy, Coleman et al., ICLR 2020)"
         + (f"; a `{target}` target trained on the kept rows reached accuracy {metrics['target_accuracy']:.4f}." if target and metrics.get("target_accuracy") is not None else ".")
     )
 
@@ -229,6 +243,7 @@ def dataset_card(
         eval_split=source.get("eval_split") or metrics.get("eval_split"),
         has_scores=has_scores,
         method=metrics.get("method") or "least_confidence",
+        strategy=metrics.get("selected_strategy") or "top",
         job=metrics.get("job"),
         labelled_text=_labelled_text(metrics),
         report=render_report(metrics, figures, image_dir="plots", heading_level=2),

@@ -17,6 +17,7 @@ from .errors import SVPConfigError
 from .output import DEFAULT_MAX_SHARD_SIZE, parse_size
 from .pool import check_schedule
 from .selection import check_fraction
+from .strategies import check_coverage_beta, check_strategy
 
 
 def _help(text: str, **kwargs) -> Any:
@@ -97,6 +98,25 @@ class SelectionArguments:
     method: str = _help("The selection method (see svp_hf.list_methods()).", default="least_confidence")
     score_methods: Optional[List[str]] = _help("More methods to score alongside `method` (one column each in scores.parquet).", default=None)
     fraction: float = _help("Share of training rows kept, in (0, 1].", default=0.5)
+    strategy: str = _help(
+        "How scores become the kept subset: auto (default: retrain the proxy on each candidate subset, check a held-out "
+        "slice, and keep random unless a candidate beats it by more than the spread between seeds), coverage "
+        "(coverage-centric: drop the hardest coverage_beta share, then sample evenly across score strata per class), "
+        "top (the method's best-ranked rows: SVP's setting), bottom (the easiest rows) or random.",
+        default="auto",
+    )
+    coverage_beta: Optional[float] = _help(
+        "Share of hardest rows coverage drops first, in [0, 1) (default: follows the prune rate: 0 up to 50 percent "
+        "pruned, 0.1 at 70-80, 0.3 at 90).",
+        default=None,
+    )
+    auto_holdout: float = _help("Share of training rows auto holds out (class-stratified) to compare strategies.", default=0.1)
+    auto_seeds: int = _help("Seeds per candidate in auto's check (their spread decides what beats random).", default=2)
+    auto_epochs: Optional[int] = _help(
+        "Epochs of each auto candidate's proxy (default: target_epochs when a target is trained, else proxy_epochs): "
+        "the check should train as long as the model the subset is for, or it favours easy subsets.",
+        default=None,
+    )
     class_balanced: bool = _help("Keep the same share of every class.", default=False)
     seed: int = _help("Seed for data order, initialisation, random selection and tie-breaking.", default=0)
     pretrained: bool = _help("Load pretrained weights for timm proxies and targets (needs them locally or the Hub).", default=False)
@@ -123,12 +143,16 @@ class SelectionArguments:
 
         self.fraction = check_fraction(self.fraction)
         get_method(self.method)
+        check_strategy(self.strategy)
+        self.coverage_beta = check_coverage_beta(self.coverage_beta, self.fraction if self.strategy == "coverage" else None)
+        if not 0.0 < float(self.auto_holdout) <= 0.5:
+            raise SVPConfigError(f"auto_holdout must be in (0, 0.5], got {self.auto_holdout}")
         if isinstance(self.score_methods, str):
             self.score_methods = [m for m in self.score_methods.replace(",", " ").split() if m]
         for m in self.score_methods or []:
             get_method(m)
         check_schedule_and_optimizer(self.lr_schedule, self.optimizer)
-        for name in ("proxy_epochs", "batch_size", "kcenter_chunk_size", "scoring_shard_size", "kcenter_pool_size"):
+        for name in ("proxy_epochs", "batch_size", "kcenter_chunk_size", "scoring_shard_size", "kcenter_pool_size", "auto_seeds", "auto_epochs"):
             if getattr(self, name) is None:
                 continue
             if int(getattr(self, name)) < 1:

@@ -10,6 +10,8 @@ scores.parquet, report.md and metrics.json to `output_dir`; with `push_to_hub`, 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 import shlex
@@ -23,26 +25,31 @@ from accelerate.utils import set_seed
 
 from . import __version__
 from .api import (
+    checkpoint_signals,
     check_optimizers,
     labels_of,
+    run_auto,
     run_scoring,
-    select,
+    selected_indices,
+    subset_with_scores,
     target_args,
     target_training_config,
     training_metrics,
 )
 from .card import source_metadata
-from .checkpoint import CHECKPOINTS_DIR, check_run_settings, discard
+from .checkpoint import CHECKPOINTS_DIR, check_run_settings, discard, on_main
 from .config import RECIPE_DATACLASSES, DataArguments, RunArguments, SelectionArguments, parse_args
 from .correlation import compare_scores
 from .data import INDEX_COLUMN, SCORE_COLUMN, check_same_columns, get_split, hold_out, inspect_dataset, load_data
 from .errors import SVPConfigError
 from .hub import check_hub_target, push_to_hub
-from .methods import resolve_methods
+from .auto import AutoDecision, check_auto
+from .methods import resolve_methods, training_signals
 from .models import check_model, create_model, resolve_family
-from .output import check_output_dir, write_run
+from .output import check_output_dir, write_json, write_run
 from .report import score_statistics
 from .selection import n_to_keep
+from .strategies import AUTO
 from .training import evaluate_accuracy, make_accelerator, train_model
 
 logger = get_logger(__name__)
@@ -177,6 +184,10 @@ def run_coreset(
         data_args, family.modality, int(sel_args.seed), (sel_args.proxy, run_args.target), trust_remote_code=trust_remote_code
     )
     n_keep = n_to_keep(sel_args.fraction, len(train))
+    if sel_args.strategy == AUTO:
+        check_auto(len(train), labels_of(train, info), sel_args.fraction, sel_args.auto_holdout)
+    if sel_args.proxy_checkpoint:
+        checkpoint_signals(sel_args.proxy_checkpoint, training_signals(resolve_methods(sel_args.methods)), len(train))
     if run_args.report_to:
         settings = {**vars(data_args), **vars(sel_args), **vars(run_args), "hub_token": None}
         # Trackers take scalars only (TensorBoard's hparams): lists, mappings and None are logged as text.
@@ -192,9 +203,22 @@ def run_coreset(
     run = run_scoring(
         train, sel_args, family=family, info=info, accelerator=accelerator, eval_dataset=evaluation, checkpoint_dir=checkpoints
     )
+    timings = dict(run.timings)
+    strategy, coverage_beta, decision = sel_args.strategy, sel_args.coverage_beta, None
+    if strategy == AUTO:
+        auto_args = sel_args
+        if sel_args.auto_epochs is None and run_args.target:  # check with the schedule length the target will train for
+            auto_args = dataclasses.replace(sel_args, auto_epochs=int(run_args.target_epochs))
+        decision = resumable_auto(train, run.scores, auto_args, family=family, info=info, accelerator=accelerator, folder=checkpoints)
+        strategy, coverage_beta = decision.strategy, decision.coverage_beta
+        timings["auto"] = decision.seconds
     t0 = time.perf_counter()
-    pruned = select(train, run.scores, sel_args.method, sel_args.fraction, class_balanced=sel_args.class_balanced, seed=sel_args.seed)
-    timings = dict(run.timings, selection=time.perf_counter() - t0)
+    keep = selected_indices(
+        run.scores, sel_args.method, sel_args.fraction, strategy=strategy, class_balanced=sel_args.class_balanced,
+        seed=sel_args.seed, coverage_beta=coverage_beta,
+    )
+    pruned = subset_with_scores(train, run.scores, sel_args.method, keep)
+    timings["selection"] = time.perf_counter() - t0
     assert len(pruned) == n_keep
 
     target_scores, rank_agreement = None, None
@@ -237,6 +261,10 @@ def run_coreset(
         "method": sel_args.method,
         "scored_methods": sel_args.methods,
         "fraction": sel_args.fraction,
+        "strategy": sel_args.strategy,
+        "selected_strategy": strategy,
+        "coverage_beta": coverage_beta,
+        "auto": decision.as_dict() if decision is not None else None,
         "class_balanced": sel_args.class_balanced,
         "seed": sel_args.seed,
         "proxy": sel_args.proxy,
@@ -294,6 +322,26 @@ def run_coreset(
     if run_args.report_to:
         accelerator.end_training()
     return metrics
+
+
+AUTO_DECISION = "auto.json"
+
+
+def resumable_auto(train, scores, sel_args, *, family, info, accelerator, folder: str) -> AutoDecision:
+    """``strategy: auto``'s decision, saved under the run's checkpoints so that a resumed run does not redo it."""
+    path = os.path.join(folder, AUTO_DECISION)
+    saved = on_main(accelerator, lambda: json.load(open(path, encoding="utf-8")) if os.path.isfile(path) else None)
+    if saved is not None:
+        saved.pop("chosen", None)
+        logger.info(f"auto: decision found in {path}, not checking again", main_process_only=True)
+        return AutoDecision(**saved)
+    decision = run_auto(train, scores, sel_args, family=family, info=info, accelerator=accelerator)
+    if accelerator.is_main_process:
+        os.makedirs(folder, exist_ok=True)
+        write_json(path + ".tmp", decision.as_dict())
+        os.replace(path + ".tmp", path)
+    accelerator.wait_for_everyone()
+    return decision
 
 
 def redact_token(argv: Sequence[str]) -> list:

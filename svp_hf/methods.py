@@ -7,7 +7,9 @@ needs decides when it runs:
 - ``"logits"``: called on every scoring batch with the softmax probabilities and labels (streamed, never the whole
   dataset's logits at once);
 - ``"embeddings"``: called once with the penultimate-layer embeddings of every example;
-- ``"training"``: called once with the :class:`~svp_hf.training.ForgettingTracker` filled during proxy training;
+- ``"training"``: called once with the training signal it declares (``signal=``), which the training loop fills on
+  every presentation of every example during proxy training (:mod:`svp_hf.signals`): ``forgetting`` reads
+  ``correctness``, ``aum`` reads ``margin``, ``confidence`` and ``variability`` read ``true_probability``;
 - ``"none"``: called once with the number of examples (the random baseline).
 
 Two optional properties matter for active learning (:mod:`svp_hf.active`), where the examples being ranked are not
@@ -26,6 +28,7 @@ import torch
 
 from .errors import SVPConfigError
 from .registry import Registry
+from .signals import SIGNALS
 
 NEEDS = ("logits", "embeddings", "training", "none")
 
@@ -40,6 +43,8 @@ class SelectionMethod:
     uses_labels: bool = False
     # Active learning: (pool embeddings, labelled indices, budget, seed=, chunk_size=) -> (picked indices, scores).
     acquire: Optional[Callable] = None
+    # needs="training": the training signal (svp_hf.signals) the scorer reads.
+    signal: Optional[str] = None
 
     @property
     def keeps(self) -> str:
@@ -50,22 +55,35 @@ METHODS: Registry[SelectionMethod] = Registry("selection method")
 
 
 def register_method(
-    name: str, *, needs: str, descending: bool = True, uses_labels: bool = False, acquire: Optional[Callable] = None
+    name: str,
+    *,
+    needs: str,
+    descending: bool = True,
+    uses_labels: bool = False,
+    acquire: Optional[Callable] = None,
+    signal: Optional[str] = None,
 ):
     """Decorator registering a scorer as selection method `name`.
 
     `descending=True` keeps the examples with the highest scores; `False` keeps the lowest (e.g. margin).
     `uses_labels=True` marks a scorer that reads the labels; `acquire` is an optional active-learning batch
-    acquisition over the whole pool's embeddings (see the module docstring).
+    acquisition over the whole pool's embeddings (see the module docstring). A ``needs="training"`` method names the
+    training `signal` it reads (a name in :data:`svp_hf.signals.SIGNALS`).
     """
     if needs not in NEEDS:
         raise ValueError(f"needs must be one of {NEEDS}, got {needs!r}")
+    if (needs == "training") != (signal is not None):
+        raise ValueError("a method with needs='training' names the training signal it reads (signal=...), and only it")
+    if signal is not None and signal not in SIGNALS:
+        raise ValueError(f"unknown training signal {signal!r}; available: {', '.join(SIGNALS.names())}")
     if acquire is not None and needs != "embeddings":
         raise ValueError("acquire works on the pool's embeddings: it needs needs='embeddings'")
 
     def _wrap(fn: Callable) -> Callable:
         doc = (fn.__doc__ or "").strip().splitlines()
-        METHODS.register(name, SelectionMethod(name, fn, needs, descending, doc[0] if doc else "", uses_labels, acquire))
+        METHODS.register(
+            name, SelectionMethod(name, fn, needs, descending, doc[0] if doc else "", uses_labels, acquire, signal)
+        )
         return fn
 
     return _wrap
@@ -80,6 +98,11 @@ def get_method(name: str) -> SelectionMethod:
 
 def list_methods() -> List[str]:
     return METHODS.names()
+
+
+def training_signals(methods: Sequence[SelectionMethod]) -> List[str]:
+    """The training signals `methods` read, in order and without repeats."""
+    return list(dict.fromkeys(m.signal for m in methods if m.signal))
 
 
 def resolve_methods(names: Sequence[str] | str) -> List[SelectionMethod]:
@@ -124,10 +147,28 @@ def el2n(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 # --- dataset-level scorers ----------------------------------------------------------------------------------------
 
 
-@register_method("forgetting", needs="training")
-def forgetting(tracker) -> np.ndarray:
+@register_method("forgetting", needs="training", signal="correctness")
+def forgetting(correctness) -> np.ndarray:
     """Forgetting events over proxy training (never-learned examples count as infinite); keeps the most forgotten."""
-    return tracker.scores()
+    return correctness.scores()
+
+
+@register_method("aum", needs="training", signal="margin", descending=False, uses_labels=True)
+def aum(margin) -> np.ndarray:
+    """Area under the margin (Pleiss et al. 2020): mean assigned-class logit minus largest other; keeps the lowest."""
+    return margin.average()
+
+
+@register_method("confidence", needs="training", signal="true_probability", descending=False, uses_labels=True)
+def confidence(true_probability) -> np.ndarray:
+    """Dataset cartography's confidence: mean true-class probability over training; keeps the lowest (hardest)."""
+    return true_probability.average()
+
+
+@register_method("variability", needs="training", signal="true_probability", uses_labels=True)
+def variability(true_probability) -> np.ndarray:
+    """Dataset cartography's variability: std of the true-class probability over training; keeps the most ambiguous."""
+    return true_probability.std()
 
 
 def kcenter_acquire(
@@ -156,4 +197,4 @@ def random(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).random(n)
 
 
-__all__ = ["SelectionMethod", "METHODS", "register_method", "get_method", "list_methods", "resolve_methods"]
+__all__ = ["SelectionMethod", "METHODS", "register_method", "get_method", "list_methods", "resolve_methods", "training_signals"]

@@ -29,7 +29,8 @@ from .checkpoint import ShardStore, on_main
 from .data import INDEX_COLUMN, DataInfo, add_index
 from .errors import SVPConfigError
 from .methods import SelectionMethod
-from .training import ForgettingTracker, make_loader
+from .signals import TrainingSignal
+from .training import make_loader
 
 logger = get_logger(__name__)
 
@@ -201,7 +202,7 @@ def score_examples(
     *,
     batch_size: int = 256,
     seed: int = 0,
-    forgetting: Optional[ForgettingTracker] = None,
+    signals: Optional[Dict[str, TrainingSignal]] = None,
     kcenter_chunk_size: int = 16384,
     kcenter_pool_size: Optional[int] = None,
     kcenter_max_memory: Union[int, str, None] = None,
@@ -213,13 +214,15 @@ def score_examples(
     """Every method's scores and the labels of `dataset` (a ``Dataset`` or a streaming ``IterableDataset``).
 
     `shard_size` rows are scored at a time (default: the whole of a ``Dataset``, 10,000 rows of a stream); with
-    `shard_dir`, finished shards are saved there and skipped when scoring again. k-centers runs on a seeded random
+    `shard_dir`, finished shards are saved there and skipped when scoring again. Methods that read a training signal
+    take it from `signals` (what :func:`~svp_hf.training.train_model` recorded). k-centers runs on a seeded random
     candidate pool of at most `kcenter_pool_size` rows, capped by `kcenter_max_memory` (``"4GB"``); rows outside the
     pool score ``-inf`` (kept last, in seeded random order).
     """
-    if any(m.needs == "training" for m in methods) and forgetting is None:
-        names = [m.name for m in methods if m.needs == "training"]
-        raise SVPConfigError(f"method(s) {names} need the proxy's training history, which this proxy does not have")
+    signals = signals or {}
+    missing = [m.name for m in methods if m.needs == "training" and m.signal not in signals]
+    if missing:
+        raise SVPConfigError(f"method(s) {missing} need the proxy's training history, which this proxy does not have")
     streaming = isinstance(dataset, IterableDataset)
     if shard_size is None:
         shard_size = DEFAULT_STREAM_SHARD_SIZE if streaming else max(1, len(dataset))
@@ -276,7 +279,7 @@ def score_examples(
                 values[pool_index] = method.scorer(pool_embeddings, seed=seed, chunk_size=kcenter_chunk_size)
             scores[method.name] = values
         elif method.needs == "training":
-            scores[method.name] = method.scorer(forgetting)
+            scores[method.name] = method.scorer(signals[method.signal])
         elif method.needs == "none":
             scores[method.name] = method.scorer(n, seed=seed)
     return ScoreResult({m.name: scores[m.name] for m in methods}, labels)

@@ -44,7 +44,7 @@ def rank(scores: np.ndarray, *, descending: bool = True, seed: int = 0) -> np.nd
     return np.lexsort((tiebreak, key))
 
 
-def _class_quotas(labels: np.ndarray, n_keep: int) -> dict:
+def class_quotas(labels: np.ndarray, n_keep: int) -> dict:
     """Per-class counts proportional to class sizes that add up to exactly `n_keep` (largest remainder)."""
     classes, counts = np.unique(labels, return_counts=True)
     exact = counts * (n_keep / len(labels))
@@ -79,7 +79,7 @@ def select_indices(
     if labels is None:
         raise SVPConfigError("class_balanced selection needs labels")
     labels = np.asarray(labels)
-    quotas = _class_quotas(labels, n_keep)
+    quotas = class_quotas(labels, n_keep)
     ranked_labels = labels[order]
     keep = [order[ranked_labels == c][:q] for c, q in quotas.items()]
     return np.sort(np.concatenate(keep))
@@ -142,4 +142,4 @@ def greedy_k_center(
     return np.asarray(order, dtype=np.int64), np.asarray(dists, dtype=np.float64)
 
 
-__all__ = ["check_fraction", "n_to_keep", "rank", "select_indices", "greedy_k_center"]
+__all__ = ["check_fraction", "n_to_keep", "rank", "class_quotas", "select_indices", "greedy_k_center"]

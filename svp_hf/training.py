@@ -1,4 +1,5 @@
-"""Training stage: one Accelerate loop trains proxies and targets alike, and records forgetting events as it goes."""
+"""Training stage: one Accelerate loop trains proxies and targets alike, and feeds every training signal the selection
+methods need (forgetting events, margins, true-class probabilities; see :mod:`svp_hf.signals`) as it goes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ from .checkpoint import latest_epoch, load_training_state, save_epoch
 from .data import INDEX_COLUMN, DataInfo
 from .errors import SVPConfigError
 from .registry import Registry
+from .signals import ForgettingTracker, TrainingSignal, make_signals, observe_all, restore_signals, signals_state, update_all
 
 logger = get_logger(__name__)
 
@@ -89,63 +91,17 @@ class TrainingConfig:
     augment: bool = True
 
 
-class ForgettingTracker:
-    """Per-example correctness recorded on every presentation during training (Toneva et al. 2019).
-
-    A forgetting event is a correct -> incorrect transition between consecutive presentations of an example;
-    examples never predicted correctly score ``inf`` so they rank first.
-    """
-
-    def __init__(self, n: int):
-        self.last_correct = np.zeros(n, dtype=bool)
-        self.ever_correct = np.zeros(n, dtype=bool)
-        self.events = np.zeros(n, dtype=np.int64)
-        self.presentations = np.zeros(n, dtype=np.int64)
-
-    def update(self, indices: np.ndarray, correct: np.ndarray) -> None:
-        indices = np.asarray(indices, dtype=np.int64)
-        correct = np.asarray(correct, dtype=bool)
-        # Process in order so that an index seen twice in one update is two presentations.
-        for chunk_idx, chunk_correct in _unique_runs(indices, correct):
-            self.events[chunk_idx] += self.last_correct[chunk_idx] & ~chunk_correct
-            self.last_correct[chunk_idx] = chunk_correct
-            self.ever_correct[chunk_idx] |= chunk_correct
-            self.presentations[chunk_idx] += 1
-
-    def scores(self) -> np.ndarray:
-        scores = self.events.astype(np.float64)
-        scores[~self.ever_correct] = np.inf
-        return scores
-
-    def state_dict(self) -> Dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in vars(self).items()}
-
-    def load_state_dict(self, state: Dict[str, np.ndarray]) -> None:
-        for k, v in state.items():
-            setattr(self, k, np.asarray(v).copy())
-
-
-def _unique_runs(indices: np.ndarray, correct: np.ndarray):
-    """Split an update into runs with no repeated index, keeping order."""
-    if len(np.unique(indices)) == len(indices):
-        yield indices, correct
-        return
-    seen: set = set()
-    start = 0
-    for i, idx in enumerate(indices.tolist()):
-        if idx in seen:
-            yield indices[start:i], correct[start:i]
-            seen, start = set(), i
-        seen.add(idx)
-    yield indices[start:], correct[start:]
-
-
 @dataclass
 class TrainResult:
     model: torch.nn.Module
     history: List[Dict[str, float]] = field(default_factory=list)
-    forgetting: Optional[ForgettingTracker] = None
+    signals: Dict[str, TrainingSignal] = field(default_factory=dict)
     seconds: float = 0.0
+
+    @property
+    def forgetting(self) -> Optional[ForgettingTracker]:
+        """The forgetting events recorded in training (the ``correctness`` signal), if recorded."""
+        return self.signals.get("correctness")
 
 
 OPTIMIZERS: Registry = Registry("optimizer")
@@ -250,6 +206,7 @@ def train_model(
     config: TrainingConfig,
     accelerator: Accelerator,
     *,
+    signals: Sequence[str] = (),
     track_forgetting: bool = False,
     desc: str = "train",
     checkpoint_dir: Optional[str] = None,
@@ -257,8 +214,9 @@ def train_model(
     """Train `model` on `dataset` (a ``datasets.Dataset`` with `svp_index`) with the configured optimizer (SGD with
     momentum by default) and learning-rate schedule.
 
-    With `checkpoint_dir`, the whole training state (model, optimizer, scheduler, RNG states, epoch, history and
-    forgetting events) is saved there after every epoch, and training resumes from the newest checkpoint found
+    Every training signal named in `signals` (``track_forgetting`` adds ``correctness``) is fed on every presentation
+    of an example and returned in the result. With `checkpoint_dir`, the whole training state (model, optimizer,
+    scheduler, RNG states, epoch, history and training signals) is saved there after every epoch, and training resumes from the newest checkpoint found
     there: a resumed run ends with exactly the model an uninterrupted one trains. The data order of every epoch is a
     function of ``(seed, epoch)`` alone.
     """
@@ -274,15 +232,14 @@ def train_model(
     optimizer = OPTIMIZERS.get(config.optimizer)(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step / total_steps))
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
-    tracker = ForgettingTracker(len(dataset)) if track_forgetting else None
+    recorded = make_signals([*signals, *(["correctness"] if track_forgetting else [])], len(dataset))
     history: List[Dict[str, float]] = []
     done, folder = latest_epoch(checkpoint_dir)
     if folder is not None:
         accelerator.load_state(folder)
         state = load_training_state(folder)
         history = list(state["history"])
-        if tracker is not None:
-            tracker.load_state_dict(state["forgetting"])
+        recorded.update(restore_signals(state, recorded))
         logger.info(f"{desc}: resumed from {folder} (epoch {done} of {config.epochs})", main_process_only=True)
     for epoch in range(done, config.epochs):
         order.manual_seed(config.seed + epoch)
@@ -297,11 +254,13 @@ def train_model(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             correct = logits.detach().argmax(dim=-1) == batch["labels"]
-            indices, correct, losses = accelerator.gather_for_metrics(
-                (batch[INDEX_COLUMN], correct, loss.detach().expand(correct.shape[0]))
-            )
-            if tracker is not None:
-                tracker.update(indices.cpu().numpy(), correct.cpu().numpy())
+            payload = (batch[INDEX_COLUMN], correct, loss.detach().expand(correct.shape[0]))
+            if recorded:
+                payload += (observe_all(recorded, logits, batch["labels"]),)
+            gathered = accelerator.gather_for_metrics(payload)
+            indices, correct, losses = gathered[:3]
+            if recorded:
+                update_all(recorded, indices.cpu().numpy(), gathered[3].cpu().numpy())
             loss_sum += float(losses.float().sum())
             correct_sum += int(correct.sum())
             seen += int(correct.numel())
@@ -312,11 +271,11 @@ def train_model(
         if accelerator.trackers:
             accelerator.log({f"{desc}/{k}": v for k, v in record.items() if k != "epoch"}, step=epoch + 1)
         if checkpoint_dir:
-            state = {"epoch": epoch + 1, "history": history, "forgetting": tracker.state_dict() if tracker else None}
+            state = {"epoch": epoch + 1, "history": history, "signals": signals_state(recorded)}
             save_epoch(accelerator, checkpoint_dir, epoch + 1, state)
     model = accelerator.unwrap_model(model)
     accelerator.free_memory()
-    return TrainResult(model, history, tracker, time.perf_counter() - start)
+    return TrainResult(model, history, recorded, time.perf_counter() - start)
 
 
 @torch.no_grad()

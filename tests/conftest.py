@@ -35,4 +35,4 @@ def tiny_digits(digits):
 
 @pytest.fixture
 def tiny_kwargs():
-    return dict(proxy_epochs=1, batch_size=64, learning_rate=0.05, seed=0)
+    return dict(proxy_epochs=1, batch_size=64, learning_rate=0.05, seed=0, strategy="top")

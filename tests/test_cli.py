@@ -13,7 +13,7 @@ from svp_hf.output import write_run
 
 from .conftest import REPO, shared_data
 
-FAST = ["--proxy_epochs", "1", "--target_epochs", "1", "--max_train_samples", "300", "--max_eval_samples", "100"]
+FAST = ["--strategy", "top", "--proxy_epochs", "1", "--target_epochs", "1", "--max_train_samples", "300", "--max_eval_samples", "100"]
 
 
 def run_cli(tmp_path, *extra, name="out"):

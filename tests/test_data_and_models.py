@@ -118,7 +118,7 @@ def test_larger_images_go_through_timms_transforms(tiny_digits):
     )
     info = inspect_dataset(big, "image")
     assert info.extra["in_chans"] == 3 and info.extra["image_size"] == (80, 80)
-    pruned = svp_hf.prune(big, proxy="resnet18", fraction=0.5, method="entropy", proxy_epochs=1, batch_size=12)
+    pruned = svp_hf.prune(big, proxy="resnet18", fraction=0.5, method="entropy", proxy_epochs=1, batch_size=12, strategy="top")
     assert len(pruned) == 12
     from svp_hf.data import image_transform
 

@@ -20,6 +20,7 @@ from svp_hf.output import write_dataset_folder, write_run
 from .conftest import REPO
 
 TINY = [
+    "--strategy", "top",
     "--proxy_epochs", "1", "--target", "resnet20", "--target_epochs", "1", "--target_learning_rate", "0.03",
     "--max_train_samples", "120",
     "--max_eval_samples", "60", "--batch_size", "32", "--method", "entropy",

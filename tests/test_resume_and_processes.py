@@ -20,7 +20,7 @@ from .conftest import REPO
 
 pytestmark = pytest.mark.slow
 
-TINY = ["--max_train_samples", "301", "--max_eval_samples", "50", "--batch_size", "32", "--target", "resnet20", "--target_epochs", "1"]
+TINY = ["--strategy", "top", "--max_train_samples", "301", "--max_eval_samples", "50", "--batch_size", "32", "--target", "resnet20", "--target_epochs", "1"]
 
 
 def cli(output_dir, *extra, launcher=(sys.executable, "-m")):

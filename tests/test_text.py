@@ -254,7 +254,9 @@ def test_transformers_bad_input(tiny_reviews, tmp_path):
     three = train.cast_column("label", Value("int64")).map(lambda r, i: {"label": i % 3}, with_indices=True)
     with pytest.raises(SVPConfigError, match="2 labels.*label column 'label' has labels up to 2.*outside the classifier's range"):
         svp_hf.prune(three, proxy=str(tmp_path / "clf"))
-    pruned = svp_hf.prune(train.select(range(32)), proxy=str(tmp_path / "clf"), fraction=0.5, proxy_epochs=1, batch_size=16)
+    pruned = svp_hf.prune(
+        train.select(range(32)), proxy=str(tmp_path / "clf"), fraction=0.5, proxy_epochs=1, batch_size=16, strategy="top"
+    )
     assert len(pruned) == 16  # the same folder loads (weights and tokenizer) on 2-class data
 
 
@@ -273,7 +275,7 @@ def check_pruned(pruned, train, scores_column_values=None, n=None):
 
 def test_prune_with_fasttext_end_to_end(tiny_reviews):
     train, test = tiny_reviews
-    kwargs = dict(proxy_epochs=3, batch_size=32, learning_rate=1.0, seed=0)
+    kwargs = dict(proxy_epochs=3, batch_size=32, learning_rate=1.0, seed=0, strategy="top")
     a = svp_hf.prune(train, proxy="fasttext", fraction=0.3, method="entropy", **kwargs)
     b = svp_hf.prune(train, proxy="fasttext", fraction=0.3, method="entropy", **kwargs)
     check_pruned(a, train, n=60)
@@ -294,7 +296,7 @@ def test_prune_with_a_tiny_transformer_end_to_end(tiny_reviews):
     train, _ = tiny_reviews
     small = train.select(range(64))
     name = "config:bert,num_hidden_layers=1,hidden_size=32,num_attention_heads=2,intermediate_size=64,max_length=48"
-    kwargs = dict(proxy_epochs=1, batch_size=16, learning_rate=0.05, seed=0)
+    kwargs = dict(proxy_epochs=1, batch_size=16, learning_rate=0.05, seed=0, strategy="top")
     scores = svp_hf.score(small, proxy=name, methods=["least_confidence", "kcenter", "el2n"], **kwargs)
     again = svp_hf.score(small, proxy=name, methods=["least_confidence", "kcenter", "el2n"], **kwargs)
     pd.testing.assert_frame_equal(scores.to_pandas(), again.to_pandas(), rtol=1e-4)
@@ -312,7 +314,7 @@ def test_text_quickstart_cli(tmp_path):
     out = tmp_path / "out"
     metrics = coreset.main([
         str(REPO / "recipes" / "quickstart_text.yaml"), "--output_dir", str(out), "--max_train_samples", "300",
-        "--max_eval_samples", "100", "--proxy_epochs", "3", "--target_epochs", "2",
+        "--max_eval_samples", "100", "--proxy_epochs", "3", "--target_epochs", "2", "--strategy", "top",
     ])
     assert metrics["n_total"] == 300 and metrics["n_selected"] == 150
     assert 0.0 <= metrics["proxy_accuracy"] <= 1.0 and 0.0 <= metrics["target_accuracy"] <= 1.0
