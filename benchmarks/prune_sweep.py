@@ -41,7 +41,7 @@ SUITES = ("image", "text")
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", nargs="+", choices=SUITES, default=list(SUITES))
-    p.add_argument("--fractions", type=float, nargs="+", default=[0.1, 0.3, 0.5, 0.7])
+    p.add_argument("--fractions", type=float, nargs="+", default=None, help="kept fractions (default: 0.1 0.3 0.5 0.7)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--methods", nargs="+", default=SWEEP_METHODS, help="methods swept with top and coverage")
     p.add_argument("--batch-size", type=int, default=128)
@@ -76,7 +76,8 @@ def parse(argv=None):
         args.text_train_size, args.text_test_size = 600, 200
         args.image_proxy_epochs, args.image_target_epochs = 1, 1
         args.text_proxy_epochs, args.text_target_epochs = 1, 1
-        args.fractions, args.seeds, args.batch_size = [0.3, 0.7], args.seeds[:1], 64
+        args.fractions, args.seeds, args.batch_size = args.fractions or [0.3, 0.7], args.seeds[:1], 64
+    args.fractions = args.fractions or [0.1, 0.3, 0.5, 0.7]
     return args
 
 

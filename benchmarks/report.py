@@ -189,11 +189,80 @@ def render_scale(p: Dict) -> List[str]:
     ]
 
 
+def _pts(stats: Dict) -> str:
+    if stats.get("mean") is None:
+        return "–"
+    return f"{stats['mean'] * 100:+.1f} ± {stats['std'] * 100:.1f}"
+
+
+def _sweep_verdict(row: Dict) -> str:
+    """The default against random at one fraction: at or above random's mean holds, below does not."""
+    margin = row["margin_over_random"]["mean"]
+    return "holds" if margin >= 0 else f"**does not hold** ({margin * 100:+.1f} pts)"
+
+
+@RENDERERS.register("prune_sweep")
+def render_prune_sweep(p: Dict) -> List[str]:
+    c = p["config"]
+    out = [
+        "Every subset trains the target for as many epochs as the full data (SVP's end-to-end protocol: fewer steps",
+        "for smaller subsets; steps per arm below). Cells: target test accuracy, mean ± std over seeds, and under it the",
+        "paired difference from random in points (same seed, mean ± std). `auto` is the library's default strategy,",
+        "with the default method; where it chose random its subset is random's exactly.",
+        "",
+        f"![accuracy against fraction kept]({p.get('plot', 'prune_sweep.png')})",
+    ]
+    for suite, s in p["summary"].items():
+        runs = p["runs"][suite]
+        seeds = ", ".join(str(r["seed"]) for r in runs)
+        fractions = s["fractions"]
+        prefix = suite + "_"
+        out += [
+            "",
+            f"### {suite}: {s['title']}",
+            "",
+            f"{s['n_train']} training rows of `{Path(c[prefix + 'dataset']).name}` (proxy {c[prefix + 'proxy']}, "
+            f"{c[prefix + 'proxy_epochs']} epochs; target {c[prefix + 'target']}, {c[prefix + 'target_epochs']} epochs, "
+            f"step schedule, batch {c['batch_size']}), {s['n_test']} test rows; seeds {seeds}. Proxy test accuracy "
+            f"{fmt_ms(s['proxy_accuracy'])}; proxy training and scoring {fmt_ms(s['proxy_seconds'], 1)} s.",
+            "",
+        ]
+        full = s["arms"]["full data"]["1"]
+        rows = []
+        for arm, cells in s["arms"].items():
+            if arm == "full data":
+                continue
+            rows.append([arm, *[fmt_ms(cells[f]["accuracy"]) if f in cells else "–" for f in fractions]])
+            if arm != "random":
+                rows.append(["  vs random (pts)", *[_pts(cells[f]["margin_over_random"]) if f in cells else "–" for f in fractions]])
+        out.append(table(["arm", *[f"kept {f}" for f in fractions]], rows))
+        out += ["", f"Full data: {fmt_ms(full['accuracy'])} ({full['steps']['mean']:.0f} steps).", ""]
+        steps = s["arms"]["random"]
+        out.append("Steps per arm (every arm at a fraction trains the same number): " + ", ".join(
+            f"{f}: {steps[f]['steps']['mean']:.0f}" for f in fractions
+        ) + ".")
+        default = next(a for a in s["arms"] if a.endswith("(default)"))
+        cells = s["arms"][default]
+        out += [
+            "",
+            table(
+                ["kept", "default at or above random", "auto chose (per seed)", "auto check s", "auto s / proxy s"],
+                [
+                    [f, _sweep_verdict(cells[f]), ", ".join(cells[f]["auto_chosen"]), fmt_ms(cells[f]["auto_seconds"], 1),
+                     f"{cells[f]['auto_seconds']['mean'] / s['proxy_seconds']['mean']:.1f}x"]
+                    for f in fractions if f in cells
+                ],
+            ),
+        ]
+    return out
+
+
 TITLES = {
     "coreset_cifar10": "1. Core-set selection on CIFAR-10",
     "active_amazon": "2. Active learning on Amazon Review Polarity",
     "throughput": "3. Scoring throughput and memory",
     "scale": "4. Scale check: 1 process against 2",
+    "prune_sweep": "5. Prune-rate sweep: every strategy against random",
 }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmarks import active_amazon, coreset_cifar10, report, scale_check, throughput
+from benchmarks import active_amazon, coreset_cifar10, prune_sweep, report, scale_check, throughput
 from benchmarks.common import RESULTS_DIR
 
 BENCHMARKS = {
@@ -21,12 +21,14 @@ BENCHMARKS = {
     "active_amazon": active_amazon.main,
     "throughput": throughput.main,
     "scale": scale_check.main,
+    "prune_sweep": prune_sweep.main,
 }
 QUICK_DATA = {
     "coreset_cifar10": ["--dataset", "builtin:digits"],
     "throughput": ["--dataset", "builtin:digits", "--text-dataset", "builtin:reviews"],
     "active_amazon": [],  # --quick switches to builtin:reviews itself
     "scale": [],  # --quick switches to builtin:digits itself
+    "prune_sweep": [],  # --quick switches to builtin:digits and builtin:reviews itself
 }
 
 

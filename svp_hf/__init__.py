@@ -5,7 +5,7 @@ A small, cheap proxy model ranks the training examples; the selected subset trai
 
 __version__ = "0.1.0"
 
-from .api import prune, score, select, selected_indices  # noqa: E402
+from .api import choose, prune, score, select, selected_indices  # noqa: E402
 from .active_learning import active_learn  # noqa: E402
 from .correlation import compare_scores, kendall, spearman, top_k_overlap  # noqa: E402
 from .data import BUILTIN_DATASETS, load_data  # noqa: E402
@@ -14,6 +14,8 @@ from .methods import METHODS, get_method, list_methods, register_method  # noqa:
 from .hub import push_to_hub  # noqa: E402
 from .models import FAMILIES, create_model, list_families, register_family, resolve_family  # noqa: E402
 from .output import load_scores  # noqa: E402
+from .signals import SIGNALS, register_signal  # noqa: E402
+from .strategies import STRATEGIES, list_strategies  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -21,6 +23,11 @@ __all__ = [
     "score",
     "select",
     "selected_indices",
+    "choose",
+    "STRATEGIES",
+    "list_strategies",
+    "SIGNALS",
+    "register_signal",
     "active_learn",
     "load_data",
     "BUILTIN_DATASETS",

@@ -9,8 +9,9 @@ otherwise random is chosen. The decision and every candidate's accuracies are re
 report and the dataset card.
 
 The check costs ``len(candidates) * seeds`` proxy trainings on ``fraction * (1 - holdout)`` of the rows, each for
-``auto_epochs`` (default: ``proxy_epochs``) epochs: with the defaults (5 candidates, 2 seeds, 10% held out) about
-``9 * fraction`` times the proxy's own training.
+``auto_epochs`` epochs (the recipes default it to the target's epochs when a target is trained, else the proxy's: a
+check that trains for fewer epochs than the target favours easy subsets): with the defaults (5 candidates, 2 seeds,
+10% held out) about ``9 * fraction`` trainings of the proxy for that many epochs on the whole split.
 """
 
 from __future__ import annotations

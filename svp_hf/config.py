@@ -90,7 +90,7 @@ class SelectionArguments:
     weight_decay: float = _help("Weight decay.", default=5e-4)
     lr_schedule: str = _help(
         "Learning-rate schedule: step (SVP's CIFAR one, scaled to the epochs), halving (SVP's Amazon one), imagenet "
-        "(SVP's ImageNet one, with warm-up), linear (10% warm-up, then linear decay: transformers fine-tuning), "
+        "(SVP's ImageNet one, with warm-up), linear (10 percent warm-up, then linear decay: transformers fine-tuning), "
         "cosine or constant.",
         default="step",
     )

@@ -12,11 +12,11 @@ def test_every_benchmark_runs_quick_and_renders(tmp_path):
     from benchmarks import run_all
 
     payloads = run_all.main(["--quick", "--out-dir", str(tmp_path)])
-    assert set(payloads) == {"coreset_cifar10", "active_amazon", "throughput", "scale"}
+    assert set(payloads) == {"coreset_cifar10", "active_amazon", "throughput", "scale", "prune_sweep"}
     for name, payload in payloads.items():
         written = json.loads((tmp_path / f"{name}.json").read_text())
         assert written["benchmark"] == name and written["quick"] is True
-        assert written["machine"]["torch"] and written["command"].startswith(f"python -m benchmarks.")
+        assert written["machine"]["torch"] and written["command"].startswith("python -m benchmarks.")
 
     core = payloads["coreset_cifar10"]["summary"]
     assert {"full data", "random", "proxy least_confidence", "proxy kcenter", "target forgetting"} <= set(core["arms"])
@@ -43,7 +43,40 @@ def test_every_benchmark_runs_quick_and_renders(tmp_path):
         assert scale["scores"][method]["identical"], method
     assert scale["scores"]["kcenter"]["max_abs_difference"] < 1e-4
 
+    sweep = payloads["prune_sweep"]["summary"]
+    assert set(sweep) == {"image", "text"} and (tmp_path / "prune_sweep.png").is_file()
+    for suite in sweep.values():
+        arms = suite["arms"]
+        assert {"random", "top el2n", "coverage forgetting", "coverage aum", "auto least_confidence (default)"} <= set(arms)
+        for arm, cells in arms.items():
+            for fraction, cell in cells.items():
+                assert 0.0 <= cell["accuracy"]["mean"] <= 1.0 and cell["steps"]["mean"] >= 1
+                if arm != "full data":
+                    assert cell["n_train"] == arms["random"][fraction]["n_train"]  # same rows, same epochs
+        for cell in arms["auto least_confidence (default)"].values():
+            assert cell["auto_chosen"] and cell["auto_seconds"]["mean"] > 0
+
     results = (tmp_path / "RESULTS.md").read_text()
-    for title in ("Core-set selection on CIFAR-10", "Active learning on Amazon", "Scoring throughput", "Scale check"):
+    for title in ("Core-set selection on CIFAR-10", "Active learning on Amazon", "Scoring throughput", "Scale check", "Prune-rate sweep"):
         assert title in results
     assert "Not run yet" not in results
+
+
+def test_prune_sweep_rerun_skips_finished_arms(tmp_path, monkeypatch):
+    from benchmarks import prune_sweep
+    from svp_hf import training
+
+    argv = ["--quick", "--only", "text", "--fractions", "0.5", "--out-dir", str(tmp_path)]
+    first = prune_sweep.main(argv)
+    parts = sorted(p.name for p in (tmp_path / "prune_sweep_parts").rglob("*.json"))
+    assert "seed0-f0.5-coverage_aum.json" in parts and "seed0-full.json" in parts
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished arm was trained again")
+
+    monkeypatch.setattr(training, "train_model", no_training)
+    monkeypatch.setattr("svp_hf.api.train_model", no_training)
+    monkeypatch.setattr("svp_hf.auto.train_model", no_training)
+    again = prune_sweep.main([*argv, "--finished-only"])
+    assert again["summary"]["text"]["arms"] == first["summary"]["text"]["arms"]
+    assert "--finished-only" not in again["command"]

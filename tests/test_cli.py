@@ -100,6 +100,11 @@ def test_existing_result_is_not_overwritten(tmp_path, capsys):
         (["--image_column", "pixels"], "image column 'pixels' not found"),
         (["--train_split", "validation"], "training split 'validation' not found"),
         (["--fraction", "0.0001"], "keeps no rows"),
+        (["--strategy", "best"], "unknown strategy 'best'; available: auto, bottom, coverage, random, top"),
+        (["--strategy", "coverage", "--coverage_beta", "1.0"], "coverage_beta must be in [0, 1), got 1.0"),
+        (["--strategy", "coverage", "--coverage_beta", "0.6"], "leaves too few to keep fraction=0.5"),
+        (["--strategy", "auto", "--max_train_samples", "60"], "strategy 'auto' holds out auto_holdout=0.1 of the 60"),
+        (["--auto_holdout", "0.8"], "auto_holdout must be in (0, 0.5]"),
     ],
 )
 def test_bad_input_exits_with_a_clear_error_and_writes_nothing(tmp_path, capsys, args, message):
@@ -194,3 +199,12 @@ def test_cifar10_proxy_selection_differs_from_random_and_is_reproducible(tmp_pat
     proxy = set(selected_indices(scores, "least_confidence", 0.5).tolist())
     rnd = set(selected_indices(scores, "random", 0.5).tolist())
     assert len(proxy & rnd) < 0.6 * len(proxy)  # random overlap is ~50%; uncertainty selection is not random
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_every_key(flag, capsys):
+    with pytest.raises(SystemExit) as err:
+        coreset.main([flag])
+    assert err.value.code == 0
+    out = capsys.readouterr().out
+    assert "--strategy" in out and "--coverage_beta" in out and "--auto_epochs" in out

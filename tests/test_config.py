@@ -89,3 +89,12 @@ def test_bad_run_and_data_arguments():
         DataArguments(max_train_samples=0)
     assert DataArguments(eval_split="").eval_split is None
     assert RunArguments(target="").target is None
+
+
+def test_strategy_keys_parse_and_default_to_auto(tmp_path):
+    _, sel, _ = parse_args([write(tmp_path, "strategy: coverage\ncoverage_beta: 0.1\nfraction: 0.3\n")])
+    assert (sel.strategy, sel.coverage_beta, sel.fraction) == ("coverage", 0.1, 0.3)
+    _, sel, _ = parse_args([])
+    assert (sel.strategy, sel.coverage_beta, sel.auto_holdout, sel.auto_seeds, sel.auto_epochs) == ("auto", None, 0.1, 2, None)
+    with pytest.raises(SVPConfigError, match="auto_seeds must be at least 1"):
+        parse_args(["--auto_seeds", "0"])

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 
-from svp_hf.errors import SVPConfigError
 from svp_hf.methods import get_method, register_method, training_signals
 from svp_hf.signals import SIGNALS, make_signals, observe_all, restore_signals, signals_state, update_all
 
