@@ -6,7 +6,7 @@ A small, cheap proxy model ranks the training examples; the selected subset trai
 __version__ = "0.1.0"
 
 from .api import prune, score, select, selected_indices  # noqa: E402
-from .active_learning import active_learn  # noqa: E402
+from .active_learning import active_learn, ask, labelled_set, tell  # noqa: E402
 from .correlation import compare_scores, kendall, spearman, top_k_overlap  # noqa: E402
 from .data import BUILTIN_DATASETS, load_data  # noqa: E402
 from .errors import SVPConfigError  # noqa: E402
@@ -22,6 +22,9 @@ __all__ = [
     "select",
     "selected_indices",
     "active_learn",
+    "ask",
+    "tell",
+    "labelled_set",
     "load_data",
     "BUILTIN_DATASETS",
     "SVPConfigError",
