@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
@@ -80,12 +80,12 @@ def replace_path(tmp: str, dest: str) -> None:
 # --- the dataset: which rows are labelled -----------------------------------------------------------------------------
 
 
-def has_missing_labels(dataset: Dataset, label_column: Optional[str]) -> bool:
-    """Whether `dataset`'s label column (named, else the first ClassLabel, else ``label``/``labels``) is absent or
-    holds nulls: the rows the labelling mode asks labels for."""
+def has_missing_labels(dataset: Dataset, label_column: Optional[str], class_names: Optional[Sequence[str]] = None) -> bool:
+    """Whether `dataset`'s label column (named, else the first ClassLabel, else ``label``/``labels``) holds nulls, or
+    is absent while `class_names` are given: the rows the labelling mode asks labels for."""
     column = _label_column_name(dataset, label_column)
     if column is None or column not in dataset.column_names:
-        return True
+        return bool(class_names)
     return bool(dataset.with_format("arrow")[column].null_count)
 
 
