@@ -423,6 +423,7 @@ def labelling_round(
             set_seed(int(args.seed))
             model = create_model(selector.model, info, pretrained=False, trust_remote_code=bool(args.trust_remote_code))
             model = load_model_weights(model, previous)
+            restore_rng_state(previous)  # as if the previous round had just ended in this process
         pool_ds = pool_dataset(filled_dataset(dataset, state))
         name = f"{selector.role} {selector.model} round {round_}/{len(budgets)}"
         model, picked, scores, record = selection_round(
@@ -452,14 +453,41 @@ def labelling_round(
     return round_, rows, paths
 
 
+RNG_FILE = "rng_state.pt"
+
+
 def save_weights(model, path: str) -> None:
-    """Save `model`'s weights to `path` (a temporary file first, then ``os.replace``)."""
+    """Save `model`'s weights to `path` and, next to them, the random number generators' states (so that a warm
+    start in a later process trains exactly as the simulated loop does), each through a temporary file."""
+    import random
+
     import torch
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + f".tmp-{os.getpid()}"
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
+    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    for obj, dest in ((rng, os.path.join(os.path.dirname(path), RNG_FILE)), (model.state_dict(), path)):
+        tmp = dest + f".tmp-{os.getpid()}"
+        torch.save(obj, tmp)
+        os.replace(tmp, dest)
+
+
+def restore_rng_state(weights_path: str) -> None:
+    """Restore the generators' states saved next to `weights_path` by :func:`save_weights`, when there."""
+    import random
+
+    import torch
+
+    path = os.path.join(os.path.dirname(weights_path), RNG_FILE)
+    if not os.path.isfile(path):
+        return
+    rng = torch.load(path, weights_only=False)  # written by this session: python and numpy states are tuples
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(rng["cuda"])
 
 
 def open_session(

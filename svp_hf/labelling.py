@@ -6,7 +6,7 @@ asks for a batch (written under ``output_dir/to_label/``, see :func:`write_batch
 
     state.json              # pool size, classes, every batch asked (round, svp_index, scores), every label known,
                             # every merged return (source, content hash)
-    checkpoints/round_<k>/  # the selector trained in round k (model.pt), for warm_start
+    checkpoints/round_<k>/  # the selector trained in round k (model.pt) and the RNG states after it, for warm_start
 
 Every file is written under a temporary name and moved into place (``os.replace``) when complete, and state.json is
 written last, so a session killed at any moment continues from its last complete step, on this or another machine.
@@ -564,6 +564,8 @@ def batch_rows(dataset: Dataset, ids: Sequence[int], round_: int, scores: Option
     `svp_score`: a batch to label."""
     drop = [c for c in (INDEX_COLUMN, ROUND_COLUMN, SCORE_COLUMN) if c in dataset.column_names]
     rows = dataset.remove_columns(drop).select([int(i) for i in ids])
+    if not len(rows):  # built afresh: columns cannot be added to an empty slice of a horizontally joined table
+        rows = Dataset.from_dict({c: [] for c in rows.column_names}, features=rows.features)
     scores = [None] * len(ids) if scores is None else [None if s is None or np.isnan(s) else float(s) for s in scores]
     rows = rows.add_column(INDEX_COLUMN, [int(i) for i in ids], feature=Value("int64"))
     rows = rows.add_column(ROUND_COLUMN, [int(round_)] * len(ids), feature=Value("int64"))
