@@ -55,6 +55,7 @@ logger = get_logger(__name__)
 SELECTORS: Dict[str, tuple] = {"proxy": ("proxy",), "target": ("target",), "both": ("proxy", "target")}
 
 ACTIVE_KEYS = tuple(f.name for f in fields(ActiveArguments))
+LABELLING_KEYS = ("labels_from", "class_names", "allow_pending", "finish")
 TARGET_KEYS = ("target_epochs", "target_learning_rate", "target_lr_schedule", "target_optimizer")
 
 
@@ -560,6 +561,12 @@ def active_learn(
     """
     active_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ACTIVE_KEYS}
     target_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in TARGET_KEYS}
+    labelling_keys = sorted(k for k in active_kwargs if k in LABELLING_KEYS and active_kwargs[k])
+    if labelling_keys:
+        raise SVPConfigError(
+            f"{', '.join(labelling_keys)}: keys of the labelling mode, where labellers answer; active_learn's oracle is "
+            "the label column (use svp_hf.ask and svp_hf.tell)"
+        )
     columns, selection = _split_kwargs(kwargs)
     active = ActiveArguments(initial_size=initial_size, budgets=budgets, selector=selector, **active_kwargs)
     args = SelectionArguments(proxy=proxy, method=method, **selection)

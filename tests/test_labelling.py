@@ -236,6 +236,8 @@ def test_simulated_loop_still_refuses_missing_labels(digits):
     train = without_labels(digits["train"].select(range(50)), range(40))
     with pytest.raises(SVPConfigError, match=r"missing labels \(10 of 50 rows\).*labelling mode"):
         svp_hf.active_learn(train, initial_size=10, budgets=[20], **TINY)
+    with pytest.raises(SVPConfigError, match="labels_from: keys of the labelling mode"):
+        svp_hf.active_learn(digits["train"].select(range(50)), initial_size=10, budgets=[20], labels_from=["x.csv"], **TINY)
 
 
 # --- the CLI: a session end to end, a kill between rounds, another machine -----------------------------------------------
