@@ -305,8 +305,8 @@ def test_cli_session_two_rounds_end_to_end(parquet_data, tmp_path, capsys):
 
 
 def test_cli_kill_between_rounds_and_another_machine(parquet_data, tmp_path, monkeypatch, capsys):
-    """A run killed after merging, or while writing a round, leaves a state the next run continues from; a copy of
-    output_dir continues the same way elsewhere."""
+    """A run killed after merging leaves a state the next run continues from (the same return merged once); a copy
+    of output_dir continues the same way elsewhere."""
     data, truth = parquet_data
     out = tmp_path / "out"
     active.main(cli_args(data, out))
@@ -321,13 +321,6 @@ def test_cli_kill_between_rounds_and_another_machine(parquet_data, tmp_path, mon
     monkeypatch.undo()
     assert LabellingState.load(str(out)).n_labelled == 40
 
-    real_save = LabellingState.save
-    monkeypatch.setattr(LabellingState, "save", killed)  # killed with the batch written, the state not yet
-    with pytest.raises(KeyboardInterrupt):
-        active.main(cli_args(data, out, "--labels_from", ret))
-    monkeypatch.setattr(LabellingState, "save", real_save)
-    assert LabellingState.load(str(out)).next_round == 2  # round 2 is not recorded: it runs again
-
     elsewhere = tmp_path / "machine2"
     shutil.copytree(out, elsewhere)
     capsys.readouterr()
@@ -339,6 +332,32 @@ def test_cli_kill_between_rounds_and_another_machine(parquet_data, tmp_path, mon
     b = datasets.load_dataset(str(elsewhere / "to_label" / "round_2"), split="train")
     assert a["svp_index"] == b["svp_index"]
     assert not [n for n in os.listdir(out / "labelling") if n.startswith(".tmp")]
+
+
+def test_a_round_killed_before_its_state_is_written_runs_again(pool, tmp_path, monkeypatch):
+    unlabelled, _ = pool
+    out = tmp_path / "session"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed")
+
+    real_save = LabellingState.save
+    calls = []
+
+    def save_then_die(self, output_dir):  # the empty session is saved; the round's batch is written, its state is not
+        calls.append(1)
+        if len(calls) > 1:
+            killed()
+        real_save(self, output_dir)
+
+    monkeypatch.setattr(LabellingState, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        svp_hf.ask(unlabelled, out, initial_size=20, budgets=[40], **TINY)
+    monkeypatch.undo()
+    assert (out / "to_label" / "round_0.csv").is_file() and LabellingState.load(str(out)).batches == []
+    rows = svp_hf.ask(unlabelled, out, initial_size=20, budgets=[40], **TINY)  # round 0 again, the same rows
+    assert rows["svp_index"] == pd.read_csv(out / "to_label" / "round_0.csv")["svp_index"].tolist()
+    assert LabellingState.load(str(out)).next_round == 1
 
 
 def test_state_is_written_atomically(asked, monkeypatch):
