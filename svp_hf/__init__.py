@@ -6,10 +6,11 @@ A small, cheap proxy model ranks the training examples; the selected subset trai
 __version__ = "0.1.0"
 
 from .api import prune, score, select, selected_indices  # noqa: E402
-from .active_learning import active_learn, ask, labelled_set, tell  # noqa: E402
+from .active_learning import active_learn  # noqa: E402
 from .correlation import compare_scores, kendall, spearman, top_k_overlap  # noqa: E402
 from .data import BUILTIN_DATASETS, load_data  # noqa: E402
 from .errors import SVPConfigError  # noqa: E402
+from .active_learning import ask, labelled_set, tell  # noqa: E402  (active learning with real labellers)
 from .methods import METHODS, get_method, list_methods, register_method  # noqa: E402
 from .hub import push_to_hub  # noqa: E402
 from .models import FAMILIES, create_model, list_families, register_family, resolve_family  # noqa: E402
@@ -22,9 +23,6 @@ __all__ = [
     "select",
     "selected_indices",
     "active_learn",
-    "ask",
-    "tell",
-    "labelled_set",
     "load_data",
     "BUILTIN_DATASETS",
     "SVPConfigError",
@@ -43,4 +41,7 @@ __all__ = [
     "spearman",
     "kendall",
     "top_k_overlap",
+    "ask",
+    "tell",
+    "labelled_set",
 ]
