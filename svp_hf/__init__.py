@@ -10,6 +10,7 @@ from .active_learning import active_learn  # noqa: E402
 from .correlation import compare_scores, kendall, spearman, top_k_overlap  # noqa: E402
 from .data import BUILTIN_DATASETS, load_data  # noqa: E402
 from .errors import SVPConfigError  # noqa: E402
+from .active_learning import ask, labelled_set, tell  # noqa: E402  (active learning with real labellers)
 from .methods import METHODS, get_method, list_methods, register_method  # noqa: E402
 from .hub import push_to_hub  # noqa: E402
 from .models import FAMILIES, create_model, list_families, register_family, resolve_family  # noqa: E402
@@ -47,4 +48,7 @@ __all__ = [
     "spearman",
     "kendall",
     "top_k_overlap",
+    "ask",
+    "tell",
+    "labelled_set",
 ]

@@ -12,6 +12,7 @@ labelled set with ``svp_index``, ``svp_round`` and ``svp_score``, plus the untou
 
 from __future__ import annotations
 
+import shlex
 import time
 from typing import Any, Dict, Optional, Sequence
 
@@ -19,27 +20,40 @@ import numpy as np
 from accelerate.logging import get_logger
 from datasets import Dataset, Value
 
-from .active_learning import ROUND_COLUMN, ActiveResult, build_selectors, check_active_arguments, run_active_learning
-from .api import labels_of, scores_dataset, training_metrics
-from .config import ACTIVE_DATACLASSES, ActiveArguments, DataArguments, RunArguments, SelectionArguments
-from .coreset import (
-    job_accelerator,
-    load_inspected_splits,
-    per_class_counts,
-    recipe_main,
-    run_provenance,
-    with_null_scores,
+from .active_learning import (
+    ROUND_COLUMN,
+    ActiveResult,
+    SelectorRun,
+    build_selectors,
+    check_active_arguments,
+    labelled_dataset,
+    labelling_round,
+    labelling_selector,
+    open_session,
+    pool_dataset,
+    run_active_learning,
+    session_settings,
+    train_target,
 )
+from .api import labels_of, scores_dataset, training_metrics
+from .checkpoint import on_main
+from .config import ACTIVE_DATACLASSES, ActiveArguments, DataArguments, RunArguments, SelectionArguments
+from .coreset import job_accelerator, load_splits, per_class_counts, recipe_main, run_provenance, with_null_scores
+from .data import check_same_columns, inspect_dataset
+from .errors import SVPConfigError
+from .hub import check_hub_target, push_to_hub
+from .labelling import LabellingState, batch_paths, filled_dataset, has_missing_labels, tell
+from .models import check_model
 from .output import check_output_dir, write_run
-from .pool import UNLABELLED
+from .pool import UNLABELLED, check_schedule
 
 logger = get_logger(__name__)
 
 
-def pool_record(result: ActiveResult, dataset: Dataset) -> Dataset:
-    """One row per pool example: `svp_index`, label, and for each loop the round it labelled the row in and the score
-    (null when that loop never labelled it)."""
-    record = scores_dataset(dataset, result.info, {})
+def pool_record(result: ActiveResult, dataset: Dataset, labels: Optional[np.ndarray] = None) -> Dataset:
+    """One row per pool example: `svp_index`, label (`labels` when given, -1 for unknown), and for each loop the round
+    it labelled the row in and the score (null when that loop never labelled it)."""
+    record = scores_dataset(dataset, result.info, {}, labels=labels)
     for role, run in result.runs.items():
         rounds, scores = run.pool.rounds(), run.pool.scores()
         record = record.add_column(f"{role}_round", [None if r == UNLABELLED else int(r) for r in rounds], feature=Value("int64"))
@@ -60,37 +74,25 @@ def output_splits(result: ActiveResult, train_split: str, evaluation: Optional[D
     return splits
 
 
-def run_active(
+def active_metrics(
+    result: ActiveResult,
+    train: Dataset,
+    evaluation: Optional[Dataset],
     data_args: DataArguments,
     sel_args: SelectionArguments,
     run_args: RunArguments,
     active: ActiveArguments,
     *,
-    command: Optional[str] = None,
+    command: Optional[str],
+    modality: str,
+    num_processes: int,
+    start: float,
+    total_labels: Optional[np.ndarray] = None,
 ) -> Dict[str, Any]:
-    """The whole active-learning job from parsed recipe arguments; returns the metrics it wrote."""
-    start = time.perf_counter()
-    accelerator = job_accelerator(run_args)
-    check_output_dir(run_args.output_dir, run_args.overwrite_output_dir)
-    check_active_arguments(sel_args, run_args, active)
-    family = next(iter(build_selectors(sel_args, run_args, active).values())).family
-    train, evaluation, info = load_inspected_splits(
-        data_args,
-        family.modality,
-        int(sel_args.seed),
-        (sel_args.proxy, run_args.target),
-        trust_remote_code=bool(sel_args.trust_remote_code),
-    )
-    if run_args.report_to:
-        settings = {**vars(data_args), **vars(sel_args), **vars(run_args), **vars(active), "hub_token": None}
-        # Trackers take scalars only (TensorBoard's hparams): lists, mappings and None are logged as text.
-        config = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in settings.items()}
-        accelerator.init_trackers("svp_hf_active", config=config)
-
-    result = run_active_learning(train, sel_args, run_args, active, info=info, accelerator=accelerator, eval_dataset=evaluation)
-    names = info.class_names
-    metrics = {
-        **run_provenance("active", command, data_args, train, evaluation, family.modality),
+    """The metrics of an active-learning run (simulated, or a labelling session's labelled set so far)."""
+    names = result.info.class_names
+    return {
+        **run_provenance("active", command, data_args, train, evaluation, modality),
         "n_pool": len(train),
         "initial_size": active.initial_size,
         "budgets": active.budgets,
@@ -108,14 +110,50 @@ def run_active(
         "target_accuracy": {role: run.target_accuracy for role, run in result.runs.items()},
         "target_training_seconds": {role: run.target_training_seconds for role, run in result.runs.items()},
         "speedup": result.speedup,
-        "labelled_per_class": {role: per_class_counts(labels_of(run.labelled, info), names) for role, run in result.runs.items()},
-        "total_per_class": per_class_counts(labels_of(train, info), names),
+        "labelled_per_class": {role: per_class_counts(labels_of(run.labelled, result.info), names) for role, run in result.runs.items()},
+        "total_per_class": per_class_counts(labels_of(train, result.info) if total_labels is None else total_labels, names),
         "selector_models": {role: run.model for role, run in result.runs.items()},
         "rounds": {role: run.rounds for role, run in result.runs.items()},
         "target_history": {role: run.target_history for role, run in result.runs.items()},
         "timings": {"active_learning": result.timings["total"], "total": time.perf_counter() - start},
-        "num_processes": accelerator.num_processes,
+        "num_processes": num_processes,
     }
+
+
+def run_active(
+    data_args: DataArguments,
+    sel_args: SelectionArguments,
+    run_args: RunArguments,
+    active: ActiveArguments,
+    *,
+    command: Optional[str] = None,
+) -> Dict[str, Any]:
+    """The whole active-learning job from parsed recipe arguments; returns the metrics it wrote.
+
+    When the training split's label column holds nulls (or is absent, with `class_names`), or `labels_from` is set,
+    this is the labelling mode (:func:`run_labelling`): one round of a session with real labellers."""
+    start = time.perf_counter()
+    accelerator = job_accelerator(run_args)
+    check_active_arguments(sel_args, run_args, active)
+    family = next(iter(build_selectors(sel_args, run_args, active).values())).family
+    train, evaluation = load_splits(data_args, int(sel_args.seed))
+    if active.labels_from or has_missing_labels(train, data_args.label_column, active.class_names):
+        return run_labelling(
+            data_args, sel_args, run_args, active, train, evaluation, accelerator=accelerator, command=command, start=start
+        )
+    check_output_dir(run_args.output_dir, run_args.overwrite_output_dir)
+    info = inspect_checked(train, evaluation, data_args, sel_args, run_args, family.modality)
+    if run_args.report_to:
+        settings = {**vars(data_args), **vars(sel_args), **vars(run_args), **vars(active), "hub_token": None}
+        # Trackers take scalars only (TensorBoard's hparams): lists, mappings and None are logged as text.
+        config = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in settings.items()}
+        accelerator.init_trackers("svp_hf_active", config=config)
+
+    result = run_active_learning(train, sel_args, run_args, active, info=info, accelerator=accelerator, eval_dataset=evaluation)
+    metrics = active_metrics(
+        result, train, evaluation, data_args, sel_args, run_args, active, command=command, modality=family.modality,
+        num_processes=accelerator.num_processes, start=start,
+    )
     if accelerator.is_main_process:
         splits = output_splits(result, data_args.train_split, evaluation, data_args.eval_split)
         metrics = write_run(
@@ -139,11 +177,198 @@ def run_active(
     return metrics
 
 
+def inspect_checked(train, evaluation, data_args, sel_args, run_args, modality: str, **extra):
+    """The training split's columns inspected for `modality`, every model checked against them and the evaluation
+    split's columns checked (:func:`svp_hf.coreset.load_inspected_splits` on splits already loaded)."""
+    columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
+    info = inspect_dataset(train, modality, **columns, **extra)
+    for name in filter(None, (sel_args.proxy, run_args.target)):
+        check_model(name, info, trust_remote_code=bool(sel_args.trust_remote_code))
+    if evaluation is not None:
+        check_same_columns(evaluation, info)
+    return info
+
+
+# --- the labelling mode ------------------------------------------------------------------------------------------------
+
+
+def continue_command(command: Optional[str], output_dir: str, labels_path: str) -> str:
+    """The command that merges `labels_path` and runs the next round: this run's, with ``--labels_from`` (and no
+    ``--finish``)."""
+    if not command:
+        return f"python -m svp_hf.active RECIPE.yaml --output_dir {shlex.quote(output_dir)} --labels_from {shlex.quote(labels_path)}"
+    tokens, out, skip = shlex.split(command), [], False
+    for token in tokens:
+        if token.startswith("--"):
+            skip = token.split("=", 1)[0] in ("--labels_from", "--finish", "--allow_pending")
+            if skip:
+                continue
+        elif skip:
+            continue
+        out.append(token)
+    return " ".join(shlex.quote(t) for t in out + ["--labels_from", labels_path])
+
+
+def say(accelerator, text: str) -> None:
+    """Tell the person running the session what happened and what to do next (stdout, main process)."""
+    if accelerator.is_main_process:
+        print(text, flush=True)
+
+
+def run_labelling(
+    data_args: DataArguments,
+    sel_args: SelectionArguments,
+    run_args: RunArguments,
+    active: ActiveArguments,
+    train: Dataset,
+    evaluation: Optional[Dataset],
+    *,
+    accelerator,
+    command: Optional[str],
+    start: float,
+) -> Dict[str, Any]:
+    """One step of a labelling session in `output_dir`: merge `labels_from`, then ask for the next batch (written to
+    ``output_dir/to_label/``), or wait for labels still out, or finish (train and evaluate the target on the labelled
+    set and write ``dataset/``) with `finish` or once every budget is asked for and labelled."""
+    output_dir = run_args.output_dir
+    selector = labelling_selector(sel_args, run_args, active)
+    started = LabellingState.exists(output_dir)
+    if not started:
+        check_output_dir(output_dir, run_args.overwrite_output_dir)
+    repo_id = None
+    if run_args.push_to_hub:
+        _, repo_id = check_hub_target(run_args.hub_dataset_id, token=run_args.hub_token, overwrite=run_args.hub_overwrite)
+    if evaluation is not None and has_missing_labels(evaluation, data_args.label_column, None):
+        raise SVPConfigError(f"the evaluation split {data_args.eval_split!r} has missing labels: it must be fully labelled")
+    columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
+    train, info, state = open_session(
+        train, output_dir, selector.family.modality, columns=columns, class_names=active.class_names,
+        settings=session_settings(sel_args, active),
+    )
+    for name in filter(None, (sel_args.proxy, run_args.target)):
+        check_model(name, info, trust_remote_code=bool(sel_args.trust_remote_code))
+    if evaluation is not None:
+        check_same_columns(evaluation, info)
+    if not started and accelerator.is_main_process:
+        state.save(output_dir)
+    accelerator.wait_for_everyone()
+    report: Dict[str, Any] = {"job": "active", "mode": "labelling", "output_dir": output_dir}
+    if active.labels_from:
+        summary = on_main(accelerator, lambda: tell(output_dir, active.labels_from, token=run_args.hub_token))
+        state = LabellingState.load(output_dir)
+        report["merged"] = summary["merged"]
+        say(accelerator, f"merged {summary['merged']} label(s) into {output_dir}" + (
+            f" (already merged before: {', '.join(summary['already_merged'])})" if summary["already_merged"] else ""
+        ) + f"; {state.n_labelled} of {state.pool_size} rows are labelled.")
+    budgets = list(active.budgets)
+    pending = state.pending
+    all_asked = bool(state.batches) and state.next_round > len(budgets)
+    if active.finish or (all_asked and not len(pending)):
+        if len(pending):
+            say(accelerator, f"finishing with {len(pending)} asked row(s) still unlabelled (they are left out).")
+        return {**report, **finish_labelling(
+            data_args, sel_args, run_args, active, train, evaluation, info, state, selector,
+            accelerator=accelerator, command=command, start=start, repo_id=repo_id,
+        )}
+    if len(pending) and (all_asked or not active.allow_pending):
+        rounds = state.summary()["pending_rounds"]
+        paths = batch_paths(output_dir, rounds[-1])
+        say(
+            accelerator,
+            f"waiting for labels: {len(pending)} row(s) asked for in round(s) {rounds} are not labelled yet. Return "
+            f"them with:\n  {continue_command(command, output_dir, paths['csv'])}\n"
+            + ("(set --allow_pending true to ask for the next batch anyway, or --finish true to stop here)" if not all_asked
+               else "(or --finish true to train the target on the labelled rows so far)"),
+        )
+        return {**report, "pending": int(len(pending)), "round": None}
+    resolve_initial_size_cli(active, state)
+    round_, rows, paths = labelling_round(train, info, state, output_dir, sel_args, run_args, active, accelerator, evaluation)
+    if repo_id is not None and accelerator.is_main_process:
+        batch_repo = f"{repo_id}-to-label-round-{round_}"
+        paths["hub"] = push_to_hub(rows, batch_repo, private=True, token=run_args.hub_token, overwrite=True)
+    names = ", ".join(info.class_names[:20]) + (", ..." if len(info.class_names) > 20 else "")
+    say(
+        accelerator,
+        f"round {round_}: {len(rows)} row(s) to label ({state.n_labelled} labelled of {state.pool_size}).\n"
+        f"  {paths['csv']}  (a CSV for labelling tools" + (f"; images in {paths['images']}" if paths.get("images") else "") + ")\n"
+        f"  {paths['folder']}  (datasets.load_dataset reads it)\n"
+        + (f"  {paths['hub']}  (private Hub dataset)\n" if paths.get("hub") else "")
+        + f"Fill in the `{state.label_column}` column (a class name or id; classes: {names}), in one go or in parts, "
+        f"then continue with:\n  {continue_command(command, output_dir, paths['csv'])}",
+    )
+    return {**report, "round": round_, "n_to_label": len(rows), "to_label": paths}
+
+
+def resolve_initial_size_cli(active: ActiveArguments, state) -> None:
+    if state.batches:
+        return  # initial_size only sizes the random first batch of a session that starts with no labels
+    check_schedule(None, active.initial_size, active.budgets)
+
+
+def finish_labelling(
+    data_args, sel_args, run_args, active, train, evaluation, info, state, selector, *, accelerator, command, start, repo_id
+) -> Dict[str, Any]:
+    """Train the target (when set) on the session's labelled set, evaluate it, and write the result into
+    `output_dir` as the simulated loop does (dataset/ with the card, scores.parquet, rounds.json, metrics.json,
+    report.md); with `repo_id`, push dataset/ to the Hub."""
+    pool = state.pool()
+    if pool.n_labelled == 0:
+        raise SVPConfigError("no row is labelled yet: there is nothing to train the target on")
+    pool_ds = pool_dataset(filled_dataset(train, state))
+    labelled = labelled_dataset(pool_ds, pool)
+    run = SelectorRun(selector.role, selector.model, pool, labelled, state.rounds())
+    selectors = build_selectors(sel_args, run_args, active)
+    if "target" in selectors:
+        train_target(selectors["target"], [run], info, sel_args, accelerator, evaluation)
+    result = ActiveResult({run.role: run}, info, {"total": time.perf_counter() - start})
+    rounds = pool.rounds()
+    sizes = [int((rounds >= 0).sum() - (rounds > r).sum()) for r in sorted(set(rounds[rounds > 0].tolist()))]
+    known = state.label_array()
+    metrics = active_metrics(
+        result, pool_ds, evaluation, data_args, sel_args, run_args, active, command=command,
+        modality=info.modality, num_processes=accelerator.num_processes, start=start, total_labels=known[known >= 0],
+    )
+    metrics.update(
+        {
+            "mode": "labelling",
+            "selector": selector.role,
+            "initial_size": int((rounds == 0).sum()),
+            "budgets": sizes or [pool.n_labelled],
+            "labelling": state.summary(),
+        }
+    )
+    if accelerator.is_main_process:
+        splits = output_splits(result, data_args.train_split, evaluation, data_args.eval_split)
+        metrics = write_run(
+            run_args.output_dir,
+            splits=splits,
+            scores=pool_record(result, pool_ds, labels=known),
+            metrics=metrics,
+            overwrite=True,  # the session's own output_dir: a later finish replaces an earlier one
+            max_shard_size=run_args.max_shard_size,
+            extra_files={"rounds.json": metrics["rounds"]},
+        )
+        if repo_id is not None:
+            metrics["hub_url"] = push_to_hub(
+                run_args.output_dir, repo_id, private=run_args.hub_private, token=run_args.hub_token,
+                overwrite=run_args.hub_overwrite,
+            )
+        accuracy = run.target_accuracy
+        say(
+            accelerator,
+            f"finished: {pool.n_labelled} labelled row(s) written to {run_args.output_dir}/dataset"
+            + (f"; target {run_args.target} accuracy {accuracy:.4f}" if accuracy is not None else "")
+            + (f"; pushed to {metrics['hub_url']}" if metrics.get("hub_url") else ""),
+        )
+    accelerator.wait_for_everyone()
+    return metrics
+
+
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     return recipe_main("svp_hf.active", run_active, ACTIVE_DATACLASSES, argv)
 
 
-__all__ = ["run_active", "main", "pool_record", "output_splits"]
+__all__ = ["run_active", "run_labelling", "main", "pool_record", "output_splits", "active_metrics"]
 
 
 if __name__ == "__main__":

@@ -241,6 +241,25 @@ class ActiveArguments:
     warm_start: bool = _help("Continue training the previous round's selector instead of training it from scratch.", default=False)
     eval_each_round: bool = _help("Evaluate the selector on the evaluation split every round (not counted as selection time).", default=False)
     initial_class_balanced: bool = _help("Draw the same number of initial examples from every class.", default=False)
+    labels_from: Optional[List[str]] = _help(
+        "Labelling mode: returned labels to merge before the next round, from files datasets reads (CSV, JSON Lines, "
+        "Parquet), dataset folders or Hub dataset ids, each with svp_index and label (a class name or id).",
+        default=None,
+    )
+    class_names: Optional[List[str]] = _help(
+        "Labelling mode: the class names, when the label column is not a datasets.ClassLabel (or is absent).",
+        default=None,
+    )
+    allow_pending: bool = _help(
+        "Labelling mode: ask for the next batch even though rows asked for earlier are not labelled yet (they are not "
+        "asked again); by default the next round waits for every asked row.",
+        default=False,
+    )
+    finish: bool = _help(
+        "Labelling mode: ask for no more rows; train the target on the labelled set, evaluate it and write dataset/ "
+        "with its card (and push it with push_to_hub). Done by itself once every budget is asked for and labelled.",
+        default=False,
+    )
 
     def __post_init__(self):
         from .active_learning import SELECTORS

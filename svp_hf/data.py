@@ -194,10 +194,13 @@ def _check_column(dataset: Dataset, column: str, what: str) -> None:
         raise SVPConfigError(f"{what} column {column!r} not found; the dataset has columns {dataset.column_names}")
 
 
-def find_label_column(dataset: Dataset, label_column: Optional[str] = None) -> Tuple[str, int, Optional[List[str]]]:
+def find_label_column(
+    dataset: Dataset, label_column: Optional[str] = None, *, missing_labels: bool = False
+) -> Tuple[str, int, Optional[List[str]]]:
     """Find the label column (named, else the first ClassLabel, else an integer 'label'/'labels' column).
 
-    Returns the column, the number of classes and the class names (when the column is a ClassLabel).
+    Returns the column, the number of classes and the class names (when the column is a ClassLabel). Missing (null)
+    labels are an error unless `missing_labels` (the rows still to label in active learning's labelling mode).
     """
     features = dataset.features
     if label_column is None:
@@ -217,8 +220,16 @@ def find_label_column(dataset: Dataset, label_column: Optional[str] = None) -> T
         num_classes, names = None, None
     else:
         raise SVPConfigError(f"label column {label_column!r} must hold integer class ids, but its feature is {feature}")
-    labels = np.asarray(dataset.data.column(label_column).to_numpy(zero_copy_only=False))
-    if labels.dtype == object or dataset.data.column(label_column).null_count:
+    column = dataset.with_format("arrow")[label_column]
+    if column.null_count:
+        if not missing_labels:
+            raise SVPConfigError(
+                f"label column {label_column!r} has missing labels ({column.null_count} of {len(column)} rows); to "
+                "label them, run the labelling mode of active learning (python -m svp_hf.active, svp_hf.ask/tell)"
+            )
+        column = pc.drop_null(column)
+    labels = np.asarray(column.to_numpy(zero_copy_only=False))
+    if labels.dtype == object:
         raise SVPConfigError(f"label column {label_column!r} has missing labels")
     if len(labels) and labels.min() < 0:
         raise SVPConfigError(f"label column {label_column!r} has negative labels (e.g. {labels.min()})")
@@ -231,7 +242,12 @@ def find_label_column(dataset: Dataset, label_column: Optional[str] = None) -> T
 
 @register_modality("image")
 def inspect_image_dataset(
-    dataset: Dataset, *, image_column: Optional[str] = None, label_column: Optional[str] = None, **_
+    dataset: Dataset,
+    *,
+    image_column: Optional[str] = None,
+    label_column: Optional[str] = None,
+    missing_labels: bool = False,
+    **_,
 ) -> DataInfo:
     """Find the image and label columns, and read channels and size off the first image."""
     if len(dataset) == 0:
@@ -248,7 +264,7 @@ def inspect_image_dataset(
     _check_column(dataset, image_column, "image")
     if not isinstance(features[image_column], datasets.Image):
         raise SVPConfigError(f"column {image_column!r} is not an image column: its feature is {features[image_column]}")
-    label_column, num_classes, names = find_label_column(dataset, label_column)
+    label_column, num_classes, names = find_label_column(dataset, label_column, missing_labels=missing_labels)
     if num_classes < 2:
         raise SVPConfigError(f"label column {label_column!r} has {num_classes} class(es); at least 2 are needed")
     first = dataset[0][image_column]
@@ -279,7 +295,7 @@ def _text_column_list(text_column) -> Optional[List[str]]:
 
 @register_modality("text")
 def inspect_text_dataset(
-    dataset: Dataset, *, text_column=None, label_column: Optional[str] = None, **_
+    dataset: Dataset, *, text_column=None, label_column: Optional[str] = None, missing_labels: bool = False, **_
 ) -> DataInfo:
     """Find the text column(s) (named, else every string column, joined in order) and the label column, and check
     that every row has some text."""
@@ -297,7 +313,7 @@ def inspect_text_dataset(
         _check_column(dataset, column, "text")
         if not _is_string(features[column]):
             raise SVPConfigError(f"column {column!r} is not a text column: its feature is {features[column]}")
-    label_column, num_classes, names = find_label_column(dataset, label_column)
+    label_column, num_classes, names = find_label_column(dataset, label_column, missing_labels=missing_labels)
     if label_column in columns:
         raise SVPConfigError(f"column {label_column!r} cannot be both the label and a text column")
     if num_classes < 2:
