@@ -208,7 +208,9 @@ def render_prune_sweep(p: Dict) -> List[str]:
         "Every subset trains the target for as many epochs as the full data (SVP's end-to-end protocol: fewer steps",
         "for smaller subsets; steps per arm below). Cells: target test accuracy, mean ± std over seeds, and under it the",
         "paired difference from random in points (same seed, mean ± std). `auto` is the library's default strategy,",
-        "with the default method; where it chose random its subset is random's exactly.",
+        "with the default method; where it chose random its subset is random's exactly. Seconds are measured inside",
+        "each seed's run (seeds may run as separate processes side by side), so read the auto / proxy ratio, whose two",
+        "figures come from the same process, rather than absolute seconds.",
         "",
         f"![accuracy against fraction kept]({p.get('plot', 'prune_sweep.png')})",
     ]
