@@ -4,8 +4,9 @@ A class-stratified slice of the training split is held out. Every candidate (``r
 ``coverage`` at a few hard-pruning shares) selects the kept fraction from the remaining rows with the method's scores;
 a fresh proxy is trained on each candidate subset with the same step budget (same rows, same epochs) under several
 seeds and evaluated on the slice. The candidate with the best mean slice accuracy is chosen only if it beats random
-by more than the spread between seeds (the larger standard deviation of the two, and never less than one slice row);
-otherwise random is chosen. The decision and every candidate's accuracies are returned for ``metrics.json``, the
+by more than the spread: the larger of the two candidates' standard deviations between seeds and the slice's own
+sampling error (the standard error of the difference of two accuracies on that many rows), and never less than one
+slice row; otherwise random is chosen. The decision and every candidate's accuracies are returned for ``metrics.json``, the
 report and the dataset card.
 
 The check costs ``len(candidates) * seeds`` proxy trainings on ``fraction * (1 - holdout)`` of the rows, each for
@@ -17,12 +18,12 @@ check that trains for fewer epochs than the target favours easy subsets): with t
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
-from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
 from .data import INDEX_COLUMN, add_index
@@ -32,7 +33,7 @@ from .selection import class_quotas, n_to_keep
 from .strategies import apply_strategy, check_coverage_beta, default_coverage_beta
 from .training import evaluate_accuracy, train_model
 
-logger = get_logger(__name__)
+logger = logging.getLogger(__name__)
 
 AUTO_MIN_SLICE = 20
 DEFAULT_AUTO_HOLDOUT = 0.1
@@ -121,8 +122,9 @@ def check_auto(n_rows: int, labels: Optional[np.ndarray], fraction: float, holdo
 
 
 def decide(accuracies: Dict[Candidate, Sequence[float]], slice_rows: int) -> AutoDecision:
-    """Pick from per-candidate accuracies (one per seed): the best mean, unless it does not beat random by more than
-    the spread between seeds, in which case random. A pure function, so the rule is tested on fixed figures."""
+    """Pick from per-candidate accuracies (one per seed) on a slice of `slice_rows`: the best mean, unless it does not
+    beat random by more than the spread (between seeds, or the slice's sampling error), in which case random. A pure
+    function, so the rule is tested on fixed figures."""
     table = []
     for candidate, values in accuracies.items():
         values = np.asarray(values, dtype=np.float64)
@@ -130,7 +132,11 @@ def decide(accuracies: Dict[Candidate, Sequence[float]], slice_rows: int) -> Aut
         table.append((candidate, float(values.mean()), std, values))
     random = next(row for row in table if row[0].strategy == "random")
     best = max(table, key=lambda row: row[1])  # max keeps the first of equals: random is listed first
-    spread = max(best[2], random[2], 1.0 / max(slice_rows, 1))
+    n = max(slice_rows, 1)
+    # The seeds' spread misses the slice's own sampling error: two accuracies on n rows differ by chance by about
+    # this much (the standard error of a difference of two proportions, taken as independent: an upper bound).
+    sampling = float(np.sqrt((best[1] * (1 - best[1]) + random[1] * (1 - random[1])) / n))
+    spread = max(best[2], random[2], sampling, 1.0 / n)
     margin = best[1] - random[1]
     chosen = best if best is not random and margin > spread else random
     return AutoDecision(
@@ -182,13 +188,12 @@ def choose_strategy(
                 class_balanced=class_balanced, seed=s, coverage_beta=candidate.coverage_beta,
             )
             accuracies[candidate].append(float(train_candidate(fit[keep], held, s)))
-        logger.info(f"auto: {candidate.name}: slice accuracy {np.mean(accuracies[candidate]):.4f}", main_process_only=True)
+        logger.info(f"auto: {candidate.name}: slice accuracy {np.mean(accuracies[candidate]):.4f}")
     decision = decide(accuracies, len(held))
     decision.fit_rows, decision.subset_rows, decision.seeds = len(fit), n_keep, run_seeds
     decision.seconds = time.perf_counter() - start
     logger.info(
-        f"auto chose {decision.chosen} (margin over random {decision.margin_over_random:+.4f}, spread {decision.spread:.4f})",
-        main_process_only=True,
+        f"auto chose {decision.chosen} (margin over random {decision.margin_over_random:+.4f}, spread {decision.spread:.4f})"
     )
     return decision
 

@@ -188,7 +188,7 @@ def _strategy_text(metrics: Dict[str, Any]) -> str:
         auto = metrics["auto"]
         return (
             f" with strategy `auto`, which chose `{auto['chosen']}` after retraining the proxy on every candidate subset "
-            f"(best margin over random on a held-out slice: {auto['margin_over_random']:+.4f}, spread between seeds "
+            f"(best margin over random on a held-out slice: {auto['margin_over_random']:+.4f}, spread "
             f"{auto['spread']:.4f})"
         )
     return f" with strategy `{chosen or strategy}`"

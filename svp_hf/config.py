@@ -100,9 +100,9 @@ class SelectionArguments:
     fraction: float = _help("Share of training rows kept, in (0, 1].", default=0.5)
     strategy: str = _help(
         "How scores become the kept subset: auto (default: retrain the proxy on each candidate subset, check a held-out "
-        "slice, and keep random unless a candidate beats it by more than the spread between seeds), coverage "
-        "(coverage-centric: drop the hardest coverage_beta share, then sample evenly across score strata per class), "
-        "top (the method's best-ranked rows: SVP's setting), bottom (the easiest rows) or random.",
+        "slice, and keep random unless a candidate beats it by more than the spread between seeds or the slice "
+        "sampling error), coverage (coverage-centric: drop the hardest coverage_beta share, then sample evenly across "
+        "score strata per class), top (the method's best-ranked rows: SVP's setting), bottom (the easiest rows) or random.",
         default="auto",
     )
     coverage_beta: Optional[float] = _help(

@@ -29,6 +29,16 @@ def test_a_candidate_must_beat_random_by_more_than_the_spread():
     assert one_row.strategy == "random"
 
 
+def test_a_small_slice_needs_a_margin_beyond_its_sampling_error():
+    # Seeds agree (small spread between them), but on 150 rows a 3.7-point gain is within chance.
+    random, bottom = Candidate("random"), Candidate("bottom")
+    small = decide({random: [0.220, 0.253], bottom: [0.273, 0.273]}, slice_rows=150)
+    assert small.strategy == "random"
+    assert small.spread == pytest.approx(np.sqrt((0.273 * 0.727 + 0.2365 * 0.7635) / 150), rel=1e-6)
+    large = decide({random: [0.220, 0.253], bottom: [0.273, 0.273]}, slice_rows=5000)
+    assert large.strategy == "bottom"
+
+
 def test_candidates_follow_the_fraction():
     names = [c.name for c in candidates_for(0.1)]
     assert names == ["random", "top", "bottom", "coverage (beta 0.1)", "coverage (beta 0.3)"]
