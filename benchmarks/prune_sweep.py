@@ -260,7 +260,7 @@ def plot(summary: Dict[str, Dict[str, object]], path: Path) -> None:
             xs = [float(f) for f in s["fractions"] if f in cells]
             ys = [cells[f"{x:g}"]["accuracy"]["mean"] for x in xs]
             es = [cells[f"{x:g}"]["accuracy"]["std"] for x in xs]
-            style = dict(lw=2.4, color="black") if arm == "random" else dict(lw=2.4, color="tab:red") if "default" in arm else dict(lw=1.2, alpha=0.8)
+            style = dict(lw=2.4, color="black") if arm == "random" else dict(lw=2.0, color="magenta", ls="--") if "default" in arm else dict(lw=1.2, alpha=0.8)
             ax.errorbar(xs, ys, yerr=es, marker="o", ms=3, capsize=3, label=arm, **style)
         ax.axhline(full["mean"], color="grey", ls="--", lw=1, label="full data")
         ax.set_xlabel("fraction of training rows kept")
