@@ -14,11 +14,11 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from datasets import ClassLabel, Dataset, Features, IterableDataset, Value
 
+from .auto import AutoDecision, check_auto, choose_strategy, proxy_trainer
 from .checkpoint import load_model_weights, load_training_state, resolve_model_checkpoint
 from .config import DataArguments, SelectionArguments
 from .data import INDEX_COLUMN, SCORE_COLUMN, DataInfo, add_index, check_same_columns, inspect_dataset
 from .errors import SVPConfigError
-from .auto import AutoDecision, check_auto, choose_strategy, proxy_trainer
 from .methods import get_method, list_methods, resolve_methods, training_signals
 from .models import ModelFamily, check_model, create_model, resolve_family
 from .scoring import iter_shards, score_examples
@@ -153,19 +153,17 @@ def prepare_inputs(
 def load_proxy(args: SelectionArguments, info: DataInfo, n: Optional[int], *, signals: Sequence[str] = ()) -> TrainResult:
     """The proxy saved at ``args.proxy_checkpoint``, with its training history and the training `signals` it recorded."""
     weights, _ = resolve_model_checkpoint(args.proxy_checkpoint)
-    state = checkpoint_signals(args.proxy_checkpoint, signals, n)
-    recorded = restore_signals(state, signals)
+    state, recorded = checkpoint_signals(args.proxy_checkpoint, signals, n)
     model = load_model_weights(create_model(args.proxy, info, pretrained=False), weights)
     return TrainResult(model, list(state.get("history", [])), recorded)
 
 
-def checkpoint_signals(proxy_checkpoint: str, signals: Sequence[str], n: Optional[int] = None) -> Dict[str, Any]:
-    """The training state saved with `proxy_checkpoint`, checked to hold every training signal in `signals` (for `n`
-    rows when known): a clear error before anything is trained when a method cannot be scored from it."""
+def checkpoint_signals(proxy_checkpoint: str, signals: Sequence[str], n: Optional[int] = None):
+    """The training state saved with `proxy_checkpoint` and the training `signals` restored from it, checked to hold
+    every one of them (for `n` rows when known): a clear error before anything is trained when a method cannot be
+    scored from it."""
     _, state_folder = resolve_model_checkpoint(proxy_checkpoint)
     state = load_training_state(state_folder) if state_folder else {}
-    if not signals:
-        return state
     found = restore_signals(state, signals)
     missing = [s for s in signals if s not in found]
     if missing:
@@ -181,7 +179,7 @@ def checkpoint_signals(proxy_checkpoint: str, signals: Sequence[str], n: Optiona
                 f"proxy_checkpoint {proxy_checkpoint!r} recorded its {name!r} signal for {len(signal)} rows but the "
                 f"dataset has {n}"
             )
-    return state
+    return state, found
 
 
 def labels_of(dataset: Dataset, info: DataInfo) -> np.ndarray:

@@ -98,15 +98,15 @@ def holdout_slice(labels: np.ndarray, share: float, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picked))
 
 
-def check_auto(n_rows: int, labels: Optional[np.ndarray], fraction: float, holdout: float, num_classes: Optional[int] = None) -> None:
-    """A clear error, before any training, when `n_rows` are too few to hold a slice out and still train on candidate
-    subsets."""
+def check_auto(n_rows: int, labels: Optional[np.ndarray], fraction: float, holdout: float) -> None:
+    """A clear error, before any training, when `n_rows` (with `labels`, when known) are too few to hold a slice out
+    and still train on candidate subsets."""
     holdout = float(holdout)
     if not 0.0 < holdout <= 0.5:
         raise SVPConfigError(f"auto_holdout must be in (0, 0.5], got {holdout}")
-    classes = num_classes if labels is None else len(np.unique(labels))
+    classes = 1 if labels is None else len(np.unique(labels))
     n_slice = int(round(holdout * n_rows))
-    need = max(AUTO_MIN_SLICE, 2 * (classes or 1))
+    need = max(AUTO_MIN_SLICE, 2 * classes)
     if n_slice < need:
         raise SVPConfigError(
             f"strategy 'auto' holds out auto_holdout={holdout:g} of the {n_rows} training rows ({n_slice} rows) to "
@@ -114,7 +114,7 @@ def check_auto(n_rows: int, labels: Optional[np.ndarray], fraction: float, holdo
             "such as coverage"
         )
     kept = int(round(float(fraction) * (n_rows - n_slice)))
-    if kept < (classes or 1):
+    if kept < classes:
         raise SVPConfigError(
             f"strategy 'auto' would train on candidate subsets of {kept} rows, fewer than the {classes} classes; "
             "use more rows, a larger fraction, or a strategy such as coverage"

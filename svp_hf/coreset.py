@@ -36,6 +36,7 @@ from .api import (
     target_training_config,
     training_metrics,
 )
+from .auto import AutoDecision, check_auto
 from .card import source_metadata
 from .checkpoint import CHECKPOINTS_DIR, check_run_settings, discard, on_main
 from .config import RECIPE_DATACLASSES, DataArguments, RunArguments, SelectionArguments, parse_args
@@ -43,7 +44,6 @@ from .correlation import compare_scores
 from .data import INDEX_COLUMN, SCORE_COLUMN, check_same_columns, get_split, hold_out, inspect_dataset, load_data
 from .errors import SVPConfigError
 from .hub import check_hub_target, push_to_hub
-from .auto import AutoDecision, check_auto
 from .methods import resolve_methods, training_signals
 from .models import check_model, create_model, resolve_family
 from .output import check_output_dir, write_json, write_run
@@ -327,10 +327,17 @@ def run_coreset(
 AUTO_DECISION = "auto.json"
 
 
+def _read_json(path: str):
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def resumable_auto(train, scores, sel_args, *, family, info, accelerator, folder: str) -> AutoDecision:
     """``strategy: auto``'s decision, saved under the run's checkpoints so that a resumed run does not redo it."""
     path = os.path.join(folder, AUTO_DECISION)
-    saved = on_main(accelerator, lambda: json.load(open(path, encoding="utf-8")) if os.path.isfile(path) else None)
+    saved = on_main(accelerator, _read_json, path)
     if saved is not None:
         saved.pop("chosen", None)
         logger.info(f"auto: decision found in {path}, not checking again", main_process_only=True)

@@ -19,7 +19,7 @@ remainder) and add up to exactly the number kept.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
@@ -163,18 +163,25 @@ def strata_of(values: np.ndarray, strata: int) -> np.ndarray:
     return out
 
 
+def split_hardest(scores: np.ndarray, beta: float, *, descending: bool, seed: int = 0):
+    """Positions of the hardest ``floor(beta * n)`` of `scores` (the top of the method's ranking, ties broken by
+    `seed`) and of the rest, each in ranking order."""
+    ranked = rank(scores, descending=descending, seed=seed)
+    n_drop = int(np.floor(beta * len(scores) + 1e-9))
+    return ranked[:n_drop], ranked[n_drop:]
+
+
 def coverage_sample(
     scores: np.ndarray, n_keep: int, *, descending: bool, beta: float, rng: np.random.Generator, tiebreak_seed: int,
     strata: int = DEFAULT_STRATA,
 ) -> np.ndarray:
     """CCS on one group of rows: drop the hardest ``floor(beta * n)`` (the top of the method's ranking), stratify the
     rest by score and sample `n_keep` of them across the strata; returns positions into `scores`."""
-    n = len(scores)
-    n_drop = int(np.floor(beta * n + 1e-9))
-    ranked = rank(scores, descending=descending, seed=tiebreak_seed)
-    remaining = ranked[n_drop:]
+    dropped, remaining = split_hardest(scores, beta, descending=descending, seed=tiebreak_seed)
     if n_keep > len(remaining):
-        raise SVPConfigError(f"coverage cannot keep {n_keep} of the {len(remaining)} rows left after dropping {n_drop}")
+        raise SVPConfigError(
+            f"coverage cannot keep {n_keep} of the {len(remaining)} rows left after dropping {len(dropped)}"
+        )
     stratum = strata_of(scores[remaining], strata)
     names, sizes = np.unique(stratum, return_counts=True)
     budgets = allocate(n_keep, sizes)
@@ -215,16 +222,8 @@ def hardest_dropped(scores: np.ndarray, labels: Optional[Sequence[int]], beta: f
     out = []
     for c in np.unique(labels):
         rows = np.flatnonzero(labels == c)
-        ranked = rank(scores[rows], descending=descending, seed=seed)
-        out.append(rows[ranked[: int(np.floor(beta * len(rows) + 1e-9))]])
+        out.append(rows[split_hardest(scores[rows], beta, descending=descending, seed=seed)[0]])
     return np.sort(np.concatenate(out)) if out else np.zeros(0, dtype=np.int64)
-
-
-def describe_strategies() -> Dict[str, str]:
-    """One line per strategy (``auto`` included), for help texts and reports."""
-    lines = {name: (fn.__doc__ or "").strip().splitlines()[0] for name, fn in STRATEGIES.items()}
-    lines[AUTO] = "Choose among random, coverage, top and bottom: the proxy retrained on each, checked on a held-out slice."
-    return lines
 
 
 __all__ = [
@@ -241,6 +240,6 @@ __all__ = [
     "allocate",
     "strata_of",
     "coverage",
+    "split_hardest",
     "hardest_dropped",
-    "describe_strategies",
 ]

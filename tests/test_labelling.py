@@ -11,7 +11,6 @@ import pytest
 
 import svp_hf
 from svp_hf import active
-from svp_hf import active_learning as al
 from svp_hf import labelling
 from svp_hf.errors import SVPConfigError
 from svp_hf.labelling import LabellingState, state_path
