@@ -63,7 +63,7 @@ def parse(argv=None):
 
 def run_seed(args, seed: int, accelerator) -> Dict[str, object]:
     import svp_hf
-    from svp_hf.coreset import _subsample
+    from svp_hf.pipeline import _subsample
     from svp_hf.data import get_split, load_data
 
     data = load_data(args.dataset)

@@ -56,8 +56,9 @@ def overlap(a: np.ndarray, b: np.ndarray) -> float:
 
 def run_seed(args, seed: int, accelerator) -> Dict[str, object]:
     import svp_hf
-    from svp_hf.api import prepare_inputs, run_scoring, training_config
-    from svp_hf.coreset import _subsample
+    from svp_hf.proxy import prepare_inputs, run_scoring
+    from svp_hf.roles import training_config
+    from svp_hf.pipeline import _subsample
     from svp_hf.config import SelectionArguments
     from svp_hf.data import get_split, load_data
     from svp_hf.models import create_model
@@ -79,7 +80,7 @@ def run_seed(args, seed: int, accelerator) -> Dict[str, object]:
 
     def train_target_on(indices: np.ndarray) -> Dict[str, float]:
         model = create_model(args.target, info)
-        config = training_config(target_args, epochs=args.target_epochs)
+        config = training_config("proxy", target_args, epochs=args.target_epochs)
         result = train_model(model, family, train.select(indices), info, config, accelerator, desc=f"target on {len(indices)}")
         acc = evaluate_accuracy(result.model, family, test, info, accelerator, desc="evaluate")
         return {"accuracy": acc, "train_seconds": result.seconds}

@@ -110,7 +110,7 @@ class Parts:
 
 
 def load_suite(args, suite: str, seed: int):
-    from svp_hf.coreset import _subsample
+    from svp_hf.pipeline import _subsample
     from svp_hf.data import get_split, load_data
 
     data = load_data(getattr(args, f"{suite}_dataset"))
@@ -142,7 +142,8 @@ def seed_finished(args, parts: Parts, seed: int, default_method: str) -> bool:
 
 def run_seed(args, suite: str, seed: int, accelerator, parts: Parts) -> Dict[str, object]:
     import svp_hf
-    from svp_hf.api import prepare_inputs, run_auto, run_scoring, training_config
+    from svp_hf.proxy import prepare_inputs, run_auto, run_scoring
+    from svp_hf.roles import training_config
     from svp_hf.config import SelectionArguments
     from svp_hf.models import create_model
     from svp_hf.training import evaluate_accuracy, train_model
@@ -176,7 +177,7 @@ def run_seed(args, suite: str, seed: int, accelerator, parts: Parts) -> Dict[str
     def train_target(indices: np.ndarray) -> Dict[str, float]:
         set_seed(seed)
         model = create_model(target_name, info)
-        config = training_config(target_args)
+        config = training_config("proxy", target_args)
         subset = train.select(indices)
         result = train_model(model, target_family, subset, info, config, accelerator, desc=f"target on {len(indices)}")
         acc = evaluate_accuracy(result.model, target_family, test, info, accelerator, batch_size=256, desc="evaluate")

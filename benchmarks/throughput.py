@@ -34,7 +34,7 @@ CASES: Registry[Callable] = Registry("throughput case")
 
 
 def _load(name: str, split: str, n: int, seed: int = 0):
-    from svp_hf.coreset import _subsample
+    from svp_hf.pipeline import _subsample
     from svp_hf.data import get_split, load_data
 
     return _subsample(get_split(load_data(name), split, split), n, seed)
@@ -43,7 +43,7 @@ def _load(name: str, split: str, n: int, seed: int = 0):
 @CASES.register("timm-cnn")
 def image_case(args):
     """ResNet-20 (timm registry) on CIFAR-10 images."""
-    from svp_hf.api import prepare_inputs
+    from svp_hf.proxy import prepare_inputs
     from svp_hf.data import add_index
     from svp_hf.models import create_model
 
@@ -54,7 +54,7 @@ def image_case(args):
 
 
 def _text_case(args, model_name: str):
-    from svp_hf.api import prepare_inputs
+    from svp_hf.proxy import prepare_inputs
     from svp_hf.data import add_index
     from svp_hf.models import create_model
 
@@ -182,7 +182,7 @@ def _memory_child(data: str, model_name: str, method: str, batch_size: int, stre
     from safetensors.torch import save_file
 
     import svp_hf
-    from svp_hf.api import prepare_inputs
+    from svp_hf.proxy import prepare_inputs
     from svp_hf.models import create_model
 
     ds = datasets.load_dataset("parquet", data_files={"train": data}, split="train", streaming=streaming, cache_dir=os.path.join(tmp, "cache"))

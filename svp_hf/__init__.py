@@ -1,54 +1,71 @@
 """svp_hf: Selection via Proxy (Coleman et al., ICLR 2020) for the Hugging Face ecosystem.
 
 A small, cheap proxy model ranks the training examples; the selected subset trains the large target model.
+
+The names below are loaded on first use (PEP 562, as ``transformers`` does), so ``import svp_hf.config`` (parsing a
+recipe) does not import torch. The package is layered; each module imports only modules of its own or a lower layer:
+
+1. ``errors``, ``registry``, ``config``: names, values and recipe parsing (no torch);
+2. plug-ins and building blocks: ``signals``, ``selection``, ``strategies``, ``methods``, ``pool``, ``models``,
+   ``data``, ``checkpoint``, ``training``, ``scoring``, ``correlation``, ``report``, ``card``, ``output``, ``hub``;
+3. stages: ``roles``, ``preflight``, ``proxy``, ``auto``, ``labelling``, ``active_learning``;
+4. the job pipeline and the jobs: ``pipeline``, ``coreset``, ``active``;
+5. front ends that nothing inside imports: ``api`` (the Python API), ``cli`` and this package.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from .api import choose, prune, score, select, selected_indices  # noqa: E402
-from .active_learning import active_learn  # noqa: E402
-from .correlation import compare_scores, kendall, spearman, top_k_overlap  # noqa: E402
-from .data import BUILTIN_DATASETS, load_data  # noqa: E402
-from .errors import SVPConfigError  # noqa: E402
-from .active_learning import ask, labelled_set, tell  # noqa: E402  (active learning with real labellers)
-from .methods import METHODS, get_method, list_methods, register_method  # noqa: E402
-from .hub import push_to_hub  # noqa: E402
-from .models import FAMILIES, create_model, list_families, register_family, resolve_family  # noqa: E402
-from .output import load_scores  # noqa: E402
-from .signals import SIGNALS, register_signal  # noqa: E402
-from .strategies import STRATEGIES, list_strategies  # noqa: E402
+import importlib
 
-__all__ = [
-    "__version__",
-    "prune",
-    "score",
-    "select",
-    "selected_indices",
-    "choose",
-    "STRATEGIES",
-    "list_strategies",
-    "SIGNALS",
-    "register_signal",
-    "active_learn",
-    "load_data",
-    "BUILTIN_DATASETS",
-    "SVPConfigError",
-    "METHODS",
-    "get_method",
-    "list_methods",
-    "register_method",
-    "FAMILIES",
-    "create_model",
-    "list_families",
-    "register_family",
-    "resolve_family",
-    "push_to_hub",
-    "load_scores",
-    "compare_scores",
-    "spearman",
-    "kendall",
-    "top_k_overlap",
-    "ask",
-    "tell",
-    "labelled_set",
-]
+from .version import __version__
+
+# name -> the module that defines it
+_EXPORTS = {
+    "prune": "api",
+    "score": "api",
+    "select": "api",
+    "selected_indices": "api",
+    "choose": "api",
+    "active_learn": "api",
+    "ask": "api",
+    "tell": "api",
+    "labelled_set": "api",
+    "STRATEGIES": "strategies",
+    "list_strategies": "strategies",
+    "SIGNALS": "signals",
+    "register_signal": "signals",
+    "load_data": "data",
+    "BUILTIN_DATASETS": "data",
+    "SVPConfigError": "errors",
+    "SVPRuntimeError": "errors",
+    "METHODS": "methods",
+    "get_method": "methods",
+    "list_methods": "methods",
+    "register_method": "methods",
+    "FAMILIES": "models",
+    "create_model": "models",
+    "list_families": "models",
+    "register_family": "models",
+    "resolve_family": "models",
+    "push_to_hub": "hub",
+    "load_scores": "output",
+    "compare_scores": "correlation",
+    "spearman": "correlation",
+    "kendall": "correlation",
+    "top_k_overlap": "correlation",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
+

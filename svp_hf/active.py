@@ -17,7 +17,6 @@ import time
 from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
-from accelerate.logging import get_logger
 from datasets import Dataset, Value
 
 from .active_learning import (
@@ -35,19 +34,33 @@ from .active_learning import (
     session_settings,
     train_target,
 )
-from .api import labels_of, scores_dataset, training_metrics
 from .checkpoint import on_main
-from .config import ACTIVE_DATACLASSES, ActiveArguments, DataArguments, RunArguments, SelectionArguments
-from .coreset import job_accelerator, load_splits, per_class_counts, recipe_main, run_provenance, with_null_scores
-from .data import check_same_columns, inspect_dataset
+from .config import ACTIVE_DATACLASSES, ActiveArguments, DataArguments, RunArguments, SelectionArguments, check_schedule
 from .errors import SVPConfigError
-from .hub import check_hub_target, push_to_hub
+from .hub import push_to_hub
 from .labelling import LabellingState, batch_paths, filled_dataset, has_missing_labels, tell
+from .log import get_logger
 from .models import check_model
-from .output import check_output_dir, write_run
-from .pool import UNLABELLED, check_schedule
+from .data import check_same_columns
+from .pipeline import Job, JobRun, inspect_splits, job_keys, load_splits, per_class_counts, recipe_record, run_provenance, run_settings, with_null_scores
+from .pipeline import main as job_main
+from .pool import UNLABELLED
+from .preflight import check_recipe
+from .proxy import labels_of, scores_dataset
+from .roles import training_metrics
 
 logger = get_logger(__name__)
+
+# Core-set keys an active-learning run has no use for: it keeps `budgets` rows (not a fraction) chosen by the selector
+# each round (no strategy, no auto check, no class balance over unknown labels), scores one method, retrains the proxy
+# every round (no proxy_checkpoint), scores the pool in memory (no shards, no k-centers candidate pool or memory
+# bound) and has no single proxy ranking to compare with the target's.
+UNREAD_KEYS = (
+    "score_methods", "fraction", "strategy", "coverage_beta", "auto_holdout", "auto_seeds", "auto_epochs",
+    "class_balanced", "proxy_checkpoint", "scoring_shard_size", "kcenter_pool_size", "kcenter_max_memory",
+    "score_with_target",
+)
+KEYS = job_keys(ACTIVE_DATACLASSES, without=UNREAD_KEYS)
 
 
 def pool_record(result: ActiveResult, dataset: Dataset, labels: Optional[np.ndarray] = None) -> Dataset:
@@ -132,61 +145,46 @@ def run_active(
 
     When the training split's label column holds nulls (or is absent, with `class_names`), or `labels_from` is set,
     this is the labelling mode (:func:`run_labelling`): one round of a session with real labellers."""
-    start = time.perf_counter()
-    accelerator = job_accelerator(run_args)
-    check_active_arguments(sel_args, run_args, active)
-    family = next(iter(build_selectors(sel_args, run_args, active).values())).family
-    train, evaluation = load_splits(data_args, int(sel_args.seed))
-    if active.labels_from or has_missing_labels(train, data_args.label_column, active.class_names):
-        return run_labelling(
-            data_args, sel_args, run_args, active, train, evaluation, accelerator=accelerator, command=command, start=start
+    with JobRun("active", run_args, command=command) as job:
+        check_active_arguments(sel_args, run_args, active)
+        check_recipe(sel_args, run_args, active)
+        family = next(iter(build_selectors(sel_args, run_args, active).values())).family
+        train, evaluation = load_splits(data_args, int(sel_args.seed))
+        if active.labels_from or has_missing_labels(train, data_args.label_column, active.class_names):
+            return run_labelling(data_args, sel_args, run_args, active, train, evaluation, job=job)
+        job.check_output()
+        info = inspect_splits(
+            train, evaluation, data_args, family.modality, (sel_args.proxy, run_args.target),
+            trust_remote_code=bool(sel_args.trust_remote_code),
         )
-    check_output_dir(run_args.output_dir, run_args.overwrite_output_dir)
-    info = inspect_checked(train, evaluation, data_args, sel_args, run_args, family.modality)
-    if run_args.report_to:
-        settings = {**vars(data_args), **vars(sel_args), **vars(run_args), **vars(active), "hub_token": None}
-        # Trackers take scalars only (TensorBoard's hparams): lists, mappings and None are logged as text.
-        config = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in settings.items()}
-        accelerator.init_trackers("svp_hf_active", config=config)
-
-    result = run_active_learning(train, sel_args, run_args, active, info=info, accelerator=accelerator, eval_dataset=evaluation)
-    metrics = active_metrics(
-        result, train, evaluation, data_args, sel_args, run_args, active, command=command, modality=family.modality,
-        num_processes=accelerator.num_processes, start=start,
-    )
-    if accelerator.is_main_process:
-        splits = output_splits(result, data_args.train_split, evaluation, data_args.eval_split)
-        metrics = write_run(
-            run_args.output_dir,
-            splits=splits,
+        check_schedule(len(train), active.initial_size, active.budgets)
+        job.begin(
+            run_settings(data_args, sel_args, run_args, active, num_processes=job.accelerator.num_processes),
+            tracker_config={**vars(data_args), **vars(sel_args), **vars(run_args), **vars(active)},
+        )
+        result = run_active_learning(
+            train, sel_args, run_args, active, info=info, accelerator=job.accelerator, eval_dataset=evaluation,
+            checkpoint_dir=job.checkpoints,
+        )
+        metrics = active_metrics(
+            result, train, evaluation, data_args, sel_args, run_args, active, command=job.command, modality=family.modality,
+            num_processes=job.accelerator.num_processes, start=job.start,
+        )
+        accuracies = {role: a for role, a in metrics["target_accuracy"].items() if a is not None}
+        headline = (
+            f"labelled {active.budgets[-1]} of {len(train)} rows by {sel_args.method} ({active.selector} selecting)"
+            + (f"; selection speedup {result.speedup:.2f}x" if result.speedup else "")
+            + "".join(f"; target {run_args.target} on the {role}-selected set: accuracy {a:.4f}" for role, a in accuracies.items())
+        )
+        return job.finish(
+            splits=output_splits(result, data_args.train_split, evaluation, data_args.eval_split),
             scores=pool_record(result, train),
             metrics=metrics,
-            overwrite=run_args.overwrite_output_dir,
-            max_shard_size=run_args.max_shard_size,
             extra_files={"rounds.json": metrics["rounds"]},
+            headline=headline,
+            recipe=recipe_record(data_args, sel_args, run_args, active, keys=KEYS),
+            log={f"target/{role}/eval_accuracy": a for role, a in accuracies.items()},
         )
-        logger.info(
-            f"labelled {active.budgets[-1]} of {len(train)} rows by {sel_args.method} ({active.selector} selecting); "
-            f"selection seconds {metrics['selection_seconds']}, target accuracy {metrics['target_accuracy']}, "
-            f"speedup {result.speedup}; wrote {run_args.output_dir}",
-            main_process_only=True,
-        )
-    accelerator.wait_for_everyone()
-    if run_args.report_to:
-        accelerator.end_training()
-    return metrics
-
-
-def inspect_checked(train, evaluation, data_args, sel_args, run_args, modality: str, **extra):
-    """The training split's columns inspected for `modality`, every model checked against them and the evaluation
-    split's columns checked (:func:`svp_hf.coreset.load_inspected_splits` on splits already loaded)."""
-    columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
-    info = inspect_dataset(train, modality, **columns, **extra)
-    for name in filter(None, (sel_args.proxy, run_args.target)):
-        check_model(name, info, trust_remote_code=bool(sel_args.trust_remote_code))
-    if evaluation is not None:
-        check_same_columns(evaluation, info)
-    return info
 
 
 # --- the labelling mode ------------------------------------------------------------------------------------------------
@@ -223,21 +221,17 @@ def run_labelling(
     train: Dataset,
     evaluation: Optional[Dataset],
     *,
-    accelerator,
-    command: Optional[str],
-    start: float,
+    job: JobRun,
 ) -> Dict[str, Any]:
     """One step of a labelling session in `output_dir`: merge `labels_from`, then ask for the next batch (written to
     ``output_dir/to_label/``), or wait for labels still out, or finish (train and evaluate the target on the labelled
     set and write ``dataset/``) with `finish` or once every budget is asked for and labelled."""
-    output_dir = run_args.output_dir
+    accelerator, command, output_dir = job.accelerator, job.command, run_args.output_dir
     selector = labelling_selector(sel_args, run_args, active)
     started = LabellingState.exists(output_dir)
-    if not started:
-        check_output_dir(output_dir, run_args.overwrite_output_dir)
-    repo_id = None
-    if run_args.push_to_hub:
-        _, repo_id = check_hub_target(run_args.hub_dataset_id, token=run_args.hub_token, overwrite=run_args.hub_overwrite)
+    # A session's own output_dir holds its state (and, once finished, its result): only a new session must find it free.
+    job.check_output(overwrite=True if started else None)
+    repo_id = job.repo_id
     if evaluation is not None and has_missing_labels(evaluation, data_args.label_column, None):
         raise SVPConfigError(f"the evaluation split {data_args.eval_split!r} has missing labels: it must be fully labelled")
     columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
@@ -266,10 +260,7 @@ def run_labelling(
     if active.finish or (all_asked and not len(pending)):
         if len(pending):
             say(accelerator, f"finishing with {len(pending)} asked row(s) still unlabelled (they are left out).")
-        return {**report, **finish_labelling(
-            data_args, sel_args, run_args, active, train, evaluation, info, state, selector,
-            accelerator=accelerator, command=command, start=start, repo_id=repo_id,
-        )}
+        return {**report, **finish_labelling(data_args, sel_args, run_args, active, train, evaluation, info, state, selector, job=job)}
     if len(pending) and (all_asked or not active.allow_pending):
         rounds = state.summary()["pending_rounds"]
         paths = batch_paths(output_dir, rounds[-1])
@@ -306,11 +297,12 @@ def resolve_initial_size_cli(active: ActiveArguments, state) -> None:
 
 
 def finish_labelling(
-    data_args, sel_args, run_args, active, train, evaluation, info, state, selector, *, accelerator, command, start, repo_id
+    data_args, sel_args, run_args, active, train, evaluation, info, state, selector, *, job: JobRun
 ) -> Dict[str, Any]:
     """Train the target (when set) on the session's labelled set, evaluate it, and write the result into
     `output_dir` as the simulated loop does (dataset/ with the card, scores.parquet, rounds.json, metrics.json,
-    report.md); with `repo_id`, push dataset/ to the Hub."""
+    report.md); with ``push_to_hub``, push dataset/ to the Hub. The session's state and checkpoints stay."""
+    accelerator, start = job.accelerator, job.start
     pool = state.pool()
     if pool.n_labelled == 0:
         raise SVPConfigError("no row is labelled yet: there is nothing to train the target on")
@@ -325,7 +317,7 @@ def finish_labelling(
     sizes = [int((rounds >= 0).sum() - (rounds > r).sum()) for r in sorted(set(rounds[rounds > 0].tolist()))]
     known = state.label_array()
     metrics = active_metrics(
-        result, pool_ds, evaluation, data_args, sel_args, run_args, active, command=command,
+        result, pool_ds, evaluation, data_args, sel_args, run_args, active, command=job.command,
         modality=info.modality, num_processes=accelerator.num_processes, start=start, total_labels=known[known >= 0],
     )
     metrics.update(
@@ -337,38 +329,36 @@ def finish_labelling(
             "labelling": state.summary(),
         }
     )
-    if accelerator.is_main_process:
-        splits = output_splits(result, data_args.train_split, evaluation, data_args.eval_split)
-        metrics = write_run(
-            run_args.output_dir,
-            splits=splits,
-            scores=pool_record(result, pool_ds, labels=known),
-            metrics=metrics,
-            overwrite=True,  # the session's own output_dir: a later finish replaces an earlier one
-            max_shard_size=run_args.max_shard_size,
-            extra_files={"rounds.json": metrics["rounds"]},
-        )
-        if repo_id is not None:
-            metrics["hub_url"] = push_to_hub(
-                run_args.output_dir, repo_id, private=run_args.hub_private, token=run_args.hub_token,
-                overwrite=run_args.hub_overwrite,
-            )
-        accuracy = run.target_accuracy
-        say(
-            accelerator,
-            f"finished: {pool.n_labelled} labelled row(s) written to {run_args.output_dir}/dataset"
-            + (f"; target {run_args.target} accuracy {accuracy:.4f}" if accuracy is not None else "")
-            + (f"; pushed to {metrics['hub_url']}" if metrics.get("hub_url") else ""),
-        )
-    accelerator.wait_for_everyone()
-    return metrics
+    accuracy = run.target_accuracy
+    headline = f"finished labelling: {pool.n_labelled} labelled row(s)" + (
+        f"; target {run_args.target} accuracy {accuracy:.4f}" if accuracy is not None else ""
+    )
+    return job.finish(
+        splits=output_splits(result, data_args.train_split, evaluation, data_args.eval_split),
+        scores=pool_record(result, pool_ds, labels=known),
+        metrics=metrics,
+        extra_files={"rounds.json": metrics["rounds"]},
+        headline=headline,
+        recipe=recipe_record(data_args, sel_args, run_args, active, keys=KEYS),
+        overwrite=True,  # the session's own output_dir: a later finish replaces an earlier one
+        keep_checkpoints=True,  # the session's warm-start weights, should it go on
+    )
+
+
+JOB = Job(
+    "active",
+    ACTIVE_DATACLASSES,
+    KEYS,
+    run_active,
+    description="Active learning via proxy: the proxy picks what to label next, round after round.",
+)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    return recipe_main("svp_hf.active", run_active, ACTIVE_DATACLASSES, argv)
+    return job_main(JOB, argv)
 
 
-__all__ = ["run_active", "run_labelling", "main", "pool_record", "output_splits", "active_metrics"]
+__all__ = ["run_active", "run_labelling", "main", "pool_record", "output_splits", "active_metrics", "JOB", "KEYS"]
 
 
 if __name__ == "__main__":

@@ -12,25 +12,24 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from accelerate import Accelerator
-from accelerate.logging import get_logger
+from .log import get_logger
 from accelerate.utils import set_seed
-from datasets import Dataset, Value
+from datasets import Dataset
 
-from .api import _split_kwargs, check_optimizers, labels_of, target_training_config, training_config
-from .config import ActiveArguments, RunArguments, SelectionArguments
-from .data import INDEX_COLUMN, SCORE_COLUMN, DataInfo, check_same_columns, inspect_dataset
-from .checkpoint import load_model_weights
+from .config import SELECTORS, ActiveArguments, RunArguments, SelectionArguments, check_schedule
+from .data import DataInfo, inspect_dataset
+from .checkpoint import load_model_weights, load_round, restore_rng_state, save_round, save_weights
 from .errors import SVPConfigError
 from .labelling import (
+    labelled_dataset,
+    pool_dataset,
     ROUND_COLUMN,
     LabellingState,
-    labelled_rows,
-    tell,
     batch_paths,
     batch_rows,
     check_session_dataset,
@@ -41,22 +40,19 @@ from .labelling import (
     write_batch,
 )
 from .methods import SelectionMethod, get_method
-from .models import ModelFamily, check_model, create_model, resolve_family
-from .output import check_output_dir
-from .pool import LabelPool, check_schedule, initial_indices
+from .preflight import check_optimizers
+from .proxy import labels_of
+from .roles import pretrained, training_config
+from .models import ModelFamily, create_model, resolve_family
+from .pool import LabelPool, initial_indices
 from .scoring import compute_scores, stream_outputs
 from .selection import select_indices
-from .training import TrainingConfig, evaluate_accuracy, make_accelerator, train_model
+from .training import TrainingConfig, evaluate_accuracy, train_model
 
 logger = get_logger(__name__)
 
 
-# Which selection loops each `selector` runs; a loop is named by the role of the model that selects in it.
-SELECTORS: Dict[str, tuple] = {"proxy": ("proxy",), "target": ("target",), "both": ("proxy", "target")}
 
-ACTIVE_KEYS = tuple(f.name for f in fields(ActiveArguments))
-LABELLING_KEYS = ("labels_from", "class_names", "allow_pending", "finish")
-TARGET_KEYS = ("target_epochs", "target_learning_rate", "target_lr_schedule", "target_optimizer")
 
 
 @dataclass
@@ -67,6 +63,7 @@ class Selector:
     model: str
     family: ModelFamily
     config: TrainingConfig
+    pretrained: bool = False
 
 
 @dataclass
@@ -146,27 +143,19 @@ def build_selectors(
     args: SelectionArguments, run_args: RunArguments, active: ActiveArguments
 ) -> Dict[str, Selector]:
     """The model of every loop `active.selector` runs, plus the target (role ``"target"``) when one is set."""
-    models = {"proxy": (args.proxy, training_config(args))}
-    if run_args.target:
-        config = target_training_config(args, run_args)
-        models["target"] = (run_args.target, config)
     roles = dict.fromkeys(SELECTORS[active.selector] + (("target",) if run_args.target else ()))
     selectors = {}
     for role in roles:
-        name, config = models[role]
-        selectors[role] = Selector(role, name, resolve_family(name), config)
+        name = args.proxy if role == "proxy" else run_args.target
+        selectors[role] = Selector(
+            role, name, resolve_family(name), training_config(role, args, run_args), pretrained(role, args, run_args)
+        )
     if len({s.family.modality for s in selectors.values()}) > 1:
         raise SVPConfigError(
             f"proxy {args.proxy!r} reads {selectors['proxy'].family.modality} data but target {run_args.target!r} "
             f"reads {selectors['target'].family.modality}"
         )
     return selectors
-
-
-def pool_dataset(dataset: Dataset) -> Dataset:
-    """`dataset` with `svp_index` set to each row's pool index (replacing any earlier one)."""
-    dataset = dataset.remove_columns([c for c in (INDEX_COLUMN, SCORE_COLUMN, ROUND_COLUMN) if c in dataset.column_names])
-    return dataset.add_column(INDEX_COLUMN, np.arange(len(dataset), dtype=np.int64))
 
 
 # --- one selection loop ---------------------------------------------------------------------------------------------
@@ -233,21 +222,21 @@ def selection_round(
     labelled = pool.labelled
     if model is None or not active.warm_start:
         set_seed(int(args.seed))
-        model = create_model(selector.model, info, pretrained=bool(args.pretrained), trust_remote_code=bool(args.trust_remote_code))
+        model = create_model(selector.model, info, pretrained=selector.pretrained, trust_remote_code=bool(args.trust_remote_code))
     name = name or f"{selector.role} {selector.model} round {round_}"
     trained = train_model(model, selector.family, dataset.select(labelled), info, selector.config, accelerator, desc=name)
     model = trained.model
     start = time.perf_counter()
     picked, scores = acquire(
         method, model, selector, dataset, candidates if candidates is not None else pool, n, info, accelerator,
-        batch_size=int(args.batch_size), seed=int(args.seed) + round_, chunk_size=int(args.kcenter_chunk_size),
+        batch_size=selector.config.batch_size, seed=int(args.seed) + round_, chunk_size=int(args.kcenter_chunk_size),
         desc=f"{name}: scoring",
     )
     scoring_seconds = time.perf_counter() - start
     accuracy = None
     if active.eval_each_round and eval_dataset is not None:
         accuracy = evaluate_accuracy(
-            model, selector.family, eval_dataset, info, accelerator, batch_size=int(args.batch_size), desc=f"{name}: evaluate"
+            model, selector.family, eval_dataset, info, accelerator, batch_size=selector.config.batch_size, desc=f"{name}: evaluate"
         )
     record = {
         "round": round_,
@@ -273,11 +262,27 @@ def selection_loop(
     active: ActiveArguments,
     accelerator: Accelerator,
     eval_dataset: Optional[Dataset] = None,
+    checkpoint_dir: Optional[str] = None,
 ) -> List[Dict[str, Any]]:
     """Grow `pool`'s labelled set to each size in `budgets`, `selector` choosing and the dataset's labels answering;
-    returns one record per round."""
+    returns one record per round.
+
+    With `checkpoint_dir`, every finished round is saved there (:func:`svp_hf.checkpoint.save_round`) and a later call
+    with the same settings continues after the last saved round, with the same result."""
     rounds, model = [], None
+    done, arrays, saved, weights = load_round(checkpoint_dir)
+    if done:
+        pool.restore(arrays["rounds"], arrays["scores"])
+        rounds = list(saved)
+        if weights is not None:  # warm start: the selector as the saved round left it, and the generators too
+            model = load_model_weights(
+                create_model(selector.model, info, pretrained=False, trust_remote_code=bool(args.trust_remote_code)), weights
+            )
+            restore_rng_state(weights)
+        logger.info(f"{selector.role}: resuming after round {done} of {len(budgets)} ({pool.n_labelled} labelled)")
     for round_, budget in enumerate(budgets, start=1):
+        if round_ <= done:
+            continue
         name = f"{selector.role} {selector.model} round {round_}/{len(budgets)}"
         model, picked, scores, record = selection_round(
             selector, method, dataset, info, pool, round_, budget - pool.n_labelled, args, active, accelerator,
@@ -285,20 +290,13 @@ def selection_loop(
         )
         pool.label(picked, round_, scores)
         rounds.append(record)
-        logger.info(
-            f"{name}: labelled {pool.n_labelled} (+{len(picked)}), selector accuracy {record['accuracy']}",
-            main_process_only=True,
-        )
+        if checkpoint_dir:
+            save_round(
+                accelerator, checkpoint_dir, round_, {"rounds": pool.rounds(), "scores": pool.scores()}, rounds,
+                model=model if active.warm_start else None,
+            )
+        logger.info(f"{name}: labelled {pool.n_labelled} (+{len(picked)}), selector accuracy {record['accuracy']}")
     return rounds
-
-
-def labelled_dataset(dataset: Dataset, pool: LabelPool) -> Dataset:
-    """The labelled rows in pool order, with `svp_index`, the round each was labelled in and its selection score."""
-    indices = pool.labelled
-    scores = [None if np.isnan(s) else float(s) for s in pool.scores(indices)]
-    labelled = dataset.select(indices)
-    labelled = labelled.add_column(ROUND_COLUMN, pool.rounds(indices), feature=Value("int64"))
-    return labelled.add_column(SCORE_COLUMN, scores, feature=Value("float64"))
 
 
 def train_target(
@@ -308,19 +306,22 @@ def train_target(
     args: SelectionArguments,
     accelerator: Accelerator,
     eval_dataset: Optional[Dataset] = None,
+    checkpoint_dir: Optional[str] = None,
 ) -> None:
     """Train `target` from scratch on each run's labelled set and evaluate it on `eval_dataset` (when given); the
-    accuracy, seconds and history go into each :class:`SelectorRun`."""
+    accuracy, seconds and history go into each :class:`SelectorRun`. With `checkpoint_dir`, each training is
+    checkpointed every epoch under ``checkpoint_dir/target/<role>``."""
     for run in runs:
         set_seed(int(args.seed))
-        model = create_model(target.model, info, pretrained=bool(args.pretrained), trust_remote_code=bool(args.trust_remote_code))
+        model = create_model(target.model, info, pretrained=target.pretrained, trust_remote_code=bool(args.trust_remote_code))
         desc = f"target {target.model} on the {run.role}-selected set"
-        result = train_model(model, target.family, run.labelled, info, target.config, accelerator, desc=desc)
+        folder = os.path.join(checkpoint_dir, "target", run.role) if checkpoint_dir else None
+        result = train_model(model, target.family, run.labelled, info, target.config, accelerator, desc=desc, checkpoint_dir=folder)
         run.target_training_seconds, run.target_history = result.seconds, result.history
         if eval_dataset is not None:
             run.target_accuracy = evaluate_accuracy(
                 result.model, target.family, eval_dataset, info, accelerator,
-                batch_size=int(args.batch_size), desc=f"evaluate {desc}",
+                batch_size=target.config.batch_size, desc=f"evaluate {desc}",
             )
 
 
@@ -333,10 +334,13 @@ def run_active_learning(
     info: DataInfo,
     accelerator: Accelerator,
     eval_dataset: Optional[Dataset] = None,
+    checkpoint_dir: Optional[str] = None,
 ) -> ActiveResult:
     """Run every loop `active.selector` asks for from one initial set, then train the target on each labelled set.
 
-    `dataset` must have passed :func:`inspect_dataset`; every other check happens here before any training.
+    `dataset` must have passed :func:`inspect_dataset`; every other check happens here before any training. With
+    `checkpoint_dir`, each loop's rounds and the target's epochs are checkpointed there, and a call with the same
+    settings resumes after them.
     """
     start = time.perf_counter()
     check_active_arguments(args, run_args, active)
@@ -355,11 +359,14 @@ def run_active_learning(
     for role in SELECTORS[active.selector]:
         selector = selectors[role]
         pool = initial.copy()
-        rounds = selection_loop(selector, method, dataset, info, pool, budgets, args, active, accelerator, eval_dataset)
+        folder = os.path.join(checkpoint_dir, "active", role) if checkpoint_dir else None
+        rounds = selection_loop(
+            selector, method, dataset, info, pool, budgets, args, active, accelerator, eval_dataset, checkpoint_dir=folder
+        )
         runs[role] = SelectorRun(role, selector.model, pool, labelled_dataset(dataset, pool), rounds)
 
     if "target" in selectors:
-        train_target(selectors["target"], runs.values(), info, args, accelerator, eval_dataset)
+        train_target(selectors["target"], runs.values(), info, args, accelerator, eval_dataset, checkpoint_dir=checkpoint_dir)
     return ActiveResult(runs, info, {"total": time.perf_counter() - start})
 
 
@@ -454,43 +461,6 @@ def labelling_round(
     return round_, rows, paths
 
 
-RNG_FILE = "rng_state.pt"
-
-
-def save_weights(model, path: str) -> None:
-    """Save `model`'s weights to `path` and, next to them, the random number generators' states (so that a warm
-    start in a later process trains exactly as the simulated loop does), each through a temporary file."""
-    import random
-
-    import torch
-
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        rng["cuda"] = torch.cuda.get_rng_state_all()
-    for obj, dest in ((rng, os.path.join(os.path.dirname(path), RNG_FILE)), (model.state_dict(), path)):
-        tmp = dest + f".tmp-{os.getpid()}"
-        torch.save(obj, tmp)
-        os.replace(tmp, dest)
-
-
-def restore_rng_state(weights_path: str) -> None:
-    """Restore the generators' states saved next to `weights_path` by :func:`save_weights`, when there."""
-    import random
-
-    import torch
-
-    path = os.path.join(os.path.dirname(weights_path), RNG_FILE)
-    if not os.path.isfile(path):
-        return
-    rng = torch.load(path, weights_only=False)  # written by this session: python and numpy states are tuples
-    random.setstate(rng["python"])
-    np.random.set_state(rng["numpy"])
-    torch.set_rng_state(rng["torch"])
-    if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-
-
 def open_session(
     dataset: Dataset,
     output_dir: str,
@@ -533,67 +503,6 @@ def pending_rows(dataset: Dataset, state: LabellingState) -> Dataset:
 # --- Python API ------------------------------------------------------------------------------------------------------
 
 
-def active_learn(
-    dataset: Dataset,
-    proxy: str = "resnet20",
-    target: Optional[str] = None,
-    initial_size: int = 1000,
-    budgets: Optional[Sequence[int]] = None,
-    method: str = "least_confidence",
-    *,
-    selector: str = "proxy",
-    eval_dataset: Optional[Dataset] = None,
-    accelerator: Optional[Accelerator] = None,
-    **kwargs,
-) -> ActiveResult:
-    """Active learning via proxy on `dataset`, whose label column is the oracle.
-
-    Starting from a seeded random labelled set of `initial_size`, each round trains the selector (`proxy`, the
-    `target` itself, or both loops side by side with ``selector="both"``) on the labelled set and labels the
-    unlabelled examples `method` ranks first, until the labelled set has each size in `budgets`. With a `target`, it
-    is then trained on every final labelled set (and evaluated on `eval_dataset`).
-
-    Returns an :class:`ActiveResult`: ``result.labelled`` is the labelled rows with ``svp_index``, ``svp_round``
-    (0 = initial set) and ``svp_score``; ``result.runs[role].rounds`` the per-round records; ``result.speedup`` the
-    data-selection speedup when both loops ran. Keyword arguments are the recipe's (``proxy_epochs``,
-    ``target_epochs``, ``warm_start``, ``eval_each_round``, ``initial_class_balanced``, ``batch_size``, ``seed``,
-    ``image_column``, ``label_column``, ...).
-    """
-    active_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ACTIVE_KEYS}
-    target_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in TARGET_KEYS}
-    labelling_keys = sorted(k for k in active_kwargs if k in LABELLING_KEYS and active_kwargs[k])
-    if labelling_keys:
-        raise SVPConfigError(
-            f"{', '.join(labelling_keys)}: keys of the labelling mode, where labellers answer; active_learn's oracle is "
-            "the label column (use svp_hf.ask and svp_hf.tell)"
-        )
-    columns, selection = _split_kwargs(kwargs)
-    active = ActiveArguments(initial_size=initial_size, budgets=budgets, selector=selector, **active_kwargs)
-    args = SelectionArguments(proxy=proxy, method=method, **selection)
-    run_args = RunArguments(target=target, **target_kwargs)
-    if not isinstance(dataset, Dataset):
-        raise SVPConfigError(f"expected a datasets.Dataset, got {type(dataset).__name__}")
-    check_active_arguments(args, run_args, active)
-    family = next(iter(build_selectors(args, run_args, active).values())).family
-    info = inspect_dataset(dataset, family.modality, **columns)
-    if eval_dataset is not None:
-        check_same_columns(eval_dataset, info)
-    return run_active_learning(
-        dataset, args, run_args, active, info=info, accelerator=accelerator or make_accelerator(), eval_dataset=eval_dataset
-    )
-
-
-def _labelling_arguments(proxy, method, budgets, initial_size, target, output_dir, kwargs):
-    active_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ACTIVE_KEYS}
-    target_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in TARGET_KEYS}
-    columns, selection = _split_kwargs(kwargs)
-    active = ActiveArguments(initial_size=initial_size or 1, budgets=budgets, **active_kwargs)
-    args = SelectionArguments(proxy=proxy, method=method, **selection)
-    run_args = RunArguments(target=target, output_dir=os.fspath(output_dir), **target_kwargs)
-    check_active_arguments(args, run_args, active)
-    return columns, active, args, run_args
-
-
 def session_settings(args: SelectionArguments, active: ActiveArguments) -> Dict[str, Any]:
     """What a labelling session records of the settings it started with."""
     return {
@@ -602,95 +511,7 @@ def session_settings(args: SelectionArguments, active: ActiveArguments) -> Dict[
     }
 
 
-def resolve_initial_size(active: ActiveArguments, state: LabellingState, given: Optional[int]) -> None:
-    """`initial_size` left unset: 1000 (as :func:`active_learn`) when nothing is labelled, unused otherwise."""
-    if given is None:
-        active.initial_size = 1 if state.batches else 1000
-        check_schedule(None, active.initial_size, active.budgets)
-
-
-def ask(
-    dataset: Dataset,
-    output_dir,
-    proxy: str = "resnet20",
-    budgets: Optional[Sequence[int]] = None,
-    method: str = "least_confidence",
-    *,
-    initial_size: Optional[int] = None,
-    labelled: Optional[Dataset] = None,
-    class_names: Optional[Sequence[str]] = None,
-    target: Optional[str] = None,
-    eval_dataset: Optional[Dataset] = None,
-    accelerator: Optional[Accelerator] = None,
-    **kwargs,
-) -> Dataset:
-    """The next batch of rows to label, in a labelling session kept in `output_dir` (active learning with real
-    labellers; return the labels with :func:`svp_hf.tell`).
-
-    `dataset` is the pool: its label column holds the labels known so far and nulls for the rows to label (or is
-    absent: then `class_names` names the classes), or it is an unlabelled dataset and `labelled` a small labelled one
-    put before it. Each call runs the session's next round: the `initial_size` seeded random rows when nothing is
-    labelled yet (1000 by default), else the `proxy` trained on the labelled rows ranks the others with `method`
-    and the top of the ranking is asked for, up to the next size in `budgets` (as in :func:`active_learn`, whose
-    keyword arguments apply). The batch is also written to ``output_dir/to_label/round_<k>/`` and
-    ``round_<k>.csv``. While asked rows are not labelled yet, no round runs and those rows are returned again
-    (``allow_pending=True`` asks for a new batch anyway); once every budget is asked for and labelled, the batch is
-    empty. Returns the rows with their original columns, ``svp_index``, ``svp_round`` and ``svp_score``.
-    """
-    if not isinstance(dataset, Dataset):
-        raise SVPConfigError(f"expected a datasets.Dataset, got {type(dataset).__name__}")
-    output_dir = os.fspath(output_dir)
-    columns, active, args, run_args = _labelling_arguments(proxy, method, budgets, initial_size, target, output_dir, kwargs)
-    selector = labelling_selector(args, run_args, active)
-    pool, info, state = open_session(
-        dataset, output_dir, selector.family.modality, columns=columns, class_names=class_names or active.class_names,
-        labelled=labelled, settings=session_settings(args, active),
-    )
-    resolve_initial_size(active, state, initial_size)
-    for model in filter(None, (args.proxy, run_args.target)):
-        check_model(model, info, trust_remote_code=bool(args.trust_remote_code))
-    if eval_dataset is not None:
-        check_same_columns(eval_dataset, info)
-    if not LabellingState.exists(output_dir):
-        check_output_dir(output_dir, overwrite=False)
-        state.save(output_dir)
-    if active.labels_from:
-        tell(output_dir, active.labels_from)
-        state = LabellingState.load(output_dir)
-    if len(state.pending) and not active.allow_pending:
-        rows = pending_rows(pool, state)
-        logger.info(f"{len(rows)} asked rows are not labelled yet: return them with svp_hf.tell", main_process_only=True)
-        return rows
-    if state.batches and state.next_round > len(active.budgets):
-        logger.info(f"every budget of {active.budgets} is asked for and labelled", main_process_only=True)
-        return batch_rows(pool, [], state.next_round, None)
-    accelerator = accelerator or make_accelerator()
-    _, rows, paths = labelling_round(pool, info, state, output_dir, args, run_args, active, accelerator, eval_dataset)
-    logger.info(f"{len(rows)} rows to label in {paths['csv']}", main_process_only=True)
-    return rows
-
-
-def labelled_set(
-    dataset: Dataset,
-    output_dir,
-    *,
-    labelled: Optional[Dataset] = None,
-    class_names: Optional[Sequence[str]] = None,
-    label_column: Optional[str] = None,
-) -> Dataset:
-    """The labelled rows of a labelling session's pool `dataset` (as given to :func:`ask`), with the labels returned
-    so far, ``svp_index``, ``svp_round`` and ``svp_score``: the set to train a target on at any time."""
-    pool, column = labelling_dataset(dataset, label_column, class_names, labelled=labelled)
-    state = LabellingState.load(os.fspath(output_dir))
-    check_session_dataset(state, pool, column, state.class_names)
-    return labelled_rows(pool, state)
-
-
 __all__ = [
-    "active_learn",
-    "ask",
-    "tell",
-    "labelled_set",
     "selection_round",
     "labelling_round",
     "ActiveResult",

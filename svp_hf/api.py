@@ -1,54 +1,59 @@
-"""The Python API: ``score`` (train the proxy once, score every method), ``select`` (a pure selection from scores)
-and ``prune`` (the two in one call)."""
+"""The Python API, a thin front end over the stages: ``score`` (train the proxy once, score every method),
+``select`` (a pure selection from scores), ``prune`` (the two in one call), ``choose`` (``auto``'s check),
+``active_learn`` (simulated active learning) and ``ask`` / ``tell`` / ``labelled_set`` (active learning with real
+labellers). Nothing inside the package imports this module."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import time
-from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List, Optional, Sequence, Union
+from dataclasses import fields
+from typing import Any, Dict, Optional, Sequence, Union
 
-import numpy as np
 from accelerate import Accelerator
-from accelerate.utils import set_seed
-from datasets import ClassLabel, Dataset, Features, IterableDataset, Value
+from datasets import Dataset, IterableDataset
 
-from .auto import AutoDecision, check_auto, choose_strategy, proxy_trainer
-from .checkpoint import load_model_weights, load_training_state, resolve_model_checkpoint
-from .config import DataArguments, SelectionArguments
-from .data import INDEX_COLUMN, SCORE_COLUMN, DataInfo, add_index, check_same_columns, inspect_dataset
-from .errors import SVPConfigError
-from .methods import get_method, list_methods, resolve_methods, training_signals
-from .models import ModelFamily, check_model, create_model, resolve_family
-from .scoring import iter_shards, score_examples
-from .selection import n_to_keep
-from .signals import restore_signals
-from .strategies import AUTO, DEFAULT_STRATEGY, apply_strategy, check_coverage_beta, check_strategy
-from .training import (
-    TrainingConfig,
-    TrainResult,
-    check_optimizer,
-    evaluate_accuracy,
-    make_accelerator,
-    train_model,
+from .active_learning import (
+    ActiveResult,
+    build_selectors,
+    check_active_arguments,
+    labelling_round,
+    labelling_selector,
+    open_session,
+    pending_rows,
+    run_active_learning,
+    session_settings,
 )
+from .auto import AutoDecision, check_auto
+from .config import ActiveArguments, DataArguments, RunArguments, SelectionArguments, check_schedule
+from .data import check_same_columns, inspect_dataset
+from .errors import SVPConfigError
+from .labelling import LabellingState, batch_rows, check_session_dataset, labelled_rows, labelling_dataset, tell
+from .methods import get_method, resolve_methods
+from .models import check_model
+from .output import check_output_dir
+from .preflight import check_optimizers
+from .proxy import (
+    labels_of,
+    prepare_inputs,
+    run_auto,
+    run_scoring,
+    selected_indices,
+    subset_with_scores,
+)
+from .selection import n_to_keep
+from .strategies import AUTO, DEFAULT_STRATEGY, check_strategy
+from .training import make_accelerator
+from .log import get_logger
+
+logger = get_logger(__name__)
 
 COLUMN_KEYS = tuple(f.name for f in fields(DataArguments) if f.name.endswith("_column"))
+
+
 SELECTION_KEYS = tuple(f.name for f in fields(SelectionArguments))
-
-
-@dataclass
-class ScoringRun:
-    """Everything the scoring pipeline produced: the scores and what is needed to report on them."""
-
-    scores: Dataset
-    info: DataInfo
-    proxy: Any
-    family: ModelFamily
-    history: List[Dict[str, float]] = field(default_factory=list)
-    proxy_accuracy: Optional[float] = None
-    timings: Dict[str, float] = field(default_factory=dict)
+ACTIVE_KEYS = tuple(f.name for f in fields(ActiveArguments))
+LABELLING_KEYS = ("labels_from", "class_names", "allow_pending", "finish")
+TARGET_KEYS = tuple(f.name for f in fields(RunArguments) if f.name.startswith("target_"))
 
 
 def _split_kwargs(kwargs: Dict[str, Any]):
@@ -58,224 +63,6 @@ def _split_kwargs(kwargs: Dict[str, Any]):
     columns = {k: v for k, v in kwargs.items() if k in COLUMN_KEYS}
     selection = {k: v for k, v in kwargs.items() if k in SELECTION_KEYS}
     return columns, selection
-
-
-def training_config(
-    args: SelectionArguments,
-    *,
-    epochs: Optional[int] = None,
-    learning_rate: Optional[float] = None,
-    lr_schedule: Optional[str] = None,
-    optimizer: Optional[str] = None,
-) -> TrainingConfig:
-    """The proxy's training settings from a recipe; each keyword overrides its recipe key (for the target)."""
-    return TrainingConfig(
-        epochs=int(epochs if epochs is not None else args.proxy_epochs),
-        batch_size=int(args.batch_size),
-        learning_rate=float(learning_rate if learning_rate is not None else args.learning_rate),
-        momentum=float(args.momentum),
-        weight_decay=float(args.weight_decay),
-        lr_schedule=lr_schedule or args.lr_schedule,
-        optimizer=optimizer or args.optimizer,
-        seed=int(args.seed),
-        num_workers=int(args.dataloader_num_workers),
-        augment=bool(args.augment),
-    )
-
-
-def target_args(args: SelectionArguments, run_args) -> SelectionArguments:
-    """The recipe with the target in the proxy's place: its ``target_*`` keys, the proxy's for those left unset (how
-    the target is trained, and scored by ``score_with_target``). The target is always trained: a
-    ``proxy_checkpoint`` holds the proxy, never the target."""
-    return dataclasses.replace(
-        args,
-        proxy=run_args.target,
-        proxy_checkpoint=None,
-        proxy_epochs=run_args.target_epochs,
-        learning_rate=run_args.target_learning_rate or args.learning_rate,
-        lr_schedule=run_args.target_lr_schedule or args.lr_schedule,
-        optimizer=run_args.target_optimizer or args.optimizer,
-    )
-
-
-def target_training_config(args: SelectionArguments, run_args) -> TrainingConfig:
-    """The target's training settings (see :func:`target_args`)."""
-    return training_config(target_args(args, run_args))
-
-
-def training_settings(config: TrainingConfig) -> Dict[str, Any]:
-    """What a report records of how a model was trained."""
-    settings = {k: getattr(config, k) for k in ("optimizer", "learning_rate", "lr_schedule", "weight_decay", "batch_size")}
-    if config.optimizer == "sgd":
-        settings["momentum"] = config.momentum
-    return settings
-
-
-def training_metrics(args: SelectionArguments, run_args) -> Dict[str, Any]:
-    """A run's record of how its proxy and (when set) its target were trained."""
-    return {
-        "proxy_training": training_settings(training_config(args)),
-        "target_training": training_settings(target_training_config(args, run_args)) if run_args.target else None,
-    }
-
-
-def check_optimizers(args: SelectionArguments, run_args=None) -> None:
-    """A clear error, before any training, when the proxy's or the target's optimizer cannot train that model."""
-    if not args.proxy_checkpoint:
-        check_optimizer(args.optimizer, args.proxy)
-    if run_args is not None and run_args.target:
-        check_optimizer(run_args.target_optimizer or args.optimizer, run_args.target)
-
-
-STREAM_INSPECTION_ROWS = 1000
-
-
-def prepare_inputs(
-    dataset: Union[Dataset, IterableDataset], model_name: str, columns: Dict[str, Any], *, trust_remote_code: bool = False
-):
-    """Resolve the model family, inspect the dataset for it and check the model against it (its weights, tokenizer
-    and label range are reachable and fit); every check that needs no training.
-
-    A streaming ``IterableDataset`` is inspected on its first rows."""
-    if not isinstance(dataset, (Dataset, IterableDataset)):
-        raise SVPConfigError(f"expected a datasets.Dataset or IterableDataset, got {type(dataset).__name__}")
-    family = resolve_family(model_name)
-    if isinstance(dataset, IterableDataset):
-        head = next(iter_shards(dataset, STREAM_INSPECTION_ROWS), (0, None))[1]
-        if head is None:
-            raise SVPConfigError("the dataset is empty: there is nothing to score or select")
-        return family, inspect_dataset(head, family.modality, **columns)
-    info = inspect_dataset(dataset, family.modality, **columns)
-    check_model(model_name, info, trust_remote_code=trust_remote_code)
-    return family, info
-
-
-def load_proxy(args: SelectionArguments, info: DataInfo, n: Optional[int], *, signals: Sequence[str] = ()) -> TrainResult:
-    """The proxy saved at ``args.proxy_checkpoint``, with its training history and the training `signals` it recorded."""
-    weights, _ = resolve_model_checkpoint(args.proxy_checkpoint)
-    state, recorded = checkpoint_signals(args.proxy_checkpoint, signals, n)
-    model = load_model_weights(create_model(args.proxy, info, pretrained=False), weights)
-    return TrainResult(model, list(state.get("history", [])), recorded)
-
-
-def checkpoint_signals(proxy_checkpoint: str, signals: Sequence[str], n: Optional[int] = None):
-    """The training state saved with `proxy_checkpoint` and the training `signals` restored from it, checked to hold
-    every one of them (for `n` rows when known): a clear error before anything is trained when a method cannot be
-    scored from it."""
-    _, state_folder = resolve_model_checkpoint(proxy_checkpoint)
-    state = load_training_state(state_folder) if state_folder else {}
-    found = restore_signals(state, signals)
-    missing = [s for s in signals if s not in found]
-    if missing:
-        readers = [m for m in list_methods() if get_method(m).signal in missing]
-        raise SVPConfigError(
-            f"proxy_checkpoint {proxy_checkpoint!r} did not record the training signal(s) {missing} that "
-            f"{', '.join(readers)} read (only svp_hf's own checkpoints of a proxy trained while scoring these methods "
-            "do); drop these methods or train the proxy"
-        )
-    for name, signal in found.items():
-        if n is not None and len(signal) != n:
-            raise SVPConfigError(
-                f"proxy_checkpoint {proxy_checkpoint!r} recorded its {name!r} signal for {len(signal)} rows but the "
-                f"dataset has {n}"
-            )
-    return state, found
-
-
-def labels_of(dataset: Dataset, info: DataInfo) -> np.ndarray:
-    """The label of every row, through any indices mapping left by ``select``/``shuffle``/``train_test_split``."""
-    column = dataset.with_format("arrow")[info.label_column]
-    return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
-
-
-def run_scoring(
-    dataset: Union[Dataset, IterableDataset],
-    args: SelectionArguments,
-    *,
-    family: ModelFamily,
-    info: DataInfo,
-    accelerator: Accelerator,
-    eval_dataset: Optional[Dataset] = None,
-    methods: Optional[Sequence[str]] = None,
-    checkpoint_dir: Optional[str] = None,
-) -> ScoringRun:
-    """Train the proxy on `dataset` (or load ``args.proxy_checkpoint``) and score it with every method; evaluate the
-    proxy on `eval_dataset` if given.
-
-    With `checkpoint_dir`, the proxy is checkpointed every epoch under ``checkpoint_dir/proxy`` and finished score
-    shards are kept under ``checkpoint_dir/scores``; calling again with the same settings resumes after them.
-    """
-    chosen = resolve_methods(methods or args.methods)
-    signals = training_signals(chosen)
-    streaming = isinstance(dataset, IterableDataset)
-    if streaming and not args.proxy_checkpoint:
-        raise SVPConfigError("a streaming dataset can be scored, not trained on: give a trained proxy as proxy_checkpoint")
-    set_seed(int(args.seed))
-    timings: Dict[str, float] = {}
-    if args.proxy_checkpoint:
-        proxy = load_proxy(args, info, None if streaming else len(dataset), signals=signals)
-    else:
-        dataset = add_index(dataset)
-        proxy = train_model(
-            create_model(args.proxy, info, pretrained=bool(args.pretrained), trust_remote_code=bool(args.trust_remote_code)),
-            family,
-            dataset,
-            info,
-            training_config(args),
-            accelerator,
-            signals=signals,
-            desc=f"proxy {args.proxy}",
-            checkpoint_dir=os.path.join(checkpoint_dir, "proxy") if checkpoint_dir else None,
-        )
-        timings["proxy_training"] = proxy.seconds
-    start = time.perf_counter()
-    result = score_examples(
-        proxy.model,
-        family,
-        dataset,
-        info,
-        chosen,
-        accelerator,
-        batch_size=int(args.batch_size),
-        seed=int(args.seed),
-        signals=proxy.signals,
-        kcenter_chunk_size=int(args.kcenter_chunk_size),
-        kcenter_pool_size=args.kcenter_pool_size,
-        kcenter_max_memory=args.kcenter_max_memory,
-        shard_size=int(args.scoring_shard_size),
-        shard_dir=os.path.join(checkpoint_dir, "scores") if checkpoint_dir else None,
-        num_workers=int(args.dataloader_num_workers),
-    )
-    timings["scoring"] = time.perf_counter() - start
-    proxy_accuracy = None
-    if eval_dataset is not None:
-        proxy_accuracy = evaluate_accuracy(
-            proxy.model, family, eval_dataset, info, accelerator, batch_size=int(args.batch_size), desc="evaluate proxy",
-            num_workers=int(args.dataloader_num_workers),
-        )
-    return ScoringRun(
-        scores_dataset(dataset, info, result.scores, labels=result.labels),
-        info,
-        proxy.model,
-        family,
-        proxy.history,
-        proxy_accuracy,
-        timings,
-    )
-
-
-def scores_dataset(
-    dataset: Union[Dataset, IterableDataset], info: DataInfo, scores: Dict[str, np.ndarray], *, labels: Optional[np.ndarray] = None
-) -> Dataset:
-    """`svp_index`, label and one float column per method, as a Dataset (`labels` default to the dataset's)."""
-    label_feature = dataset.features[info.label_column] if dataset.features else None
-    if not isinstance(label_feature, ClassLabel):
-        label_feature = Value("int64")
-    labels = labels_of(dataset, info) if labels is None else np.asarray(labels, dtype=np.int64)
-    features = Features({INDEX_COLUMN: Value("int64"), "label": label_feature, **{m: Value("float64") for m in scores}})
-    data = {INDEX_COLUMN: np.arange(len(labels), dtype=np.int64), "label": labels}
-    data.update({m: np.asarray(v, dtype=np.float64) for m, v in scores.items()})
-    return Dataset.from_dict(data, features=features)
 
 
 def score(
@@ -305,66 +92,6 @@ def score(
         check_same_columns(eval_dataset, info)
     accelerator = accelerator or make_accelerator()
     return run_scoring(dataset, args, family=family, info=info, accelerator=accelerator, eval_dataset=eval_dataset).scores
-
-
-def _method_values(scores: Dataset, method: str) -> np.ndarray:
-    if method not in scores.column_names:
-        scored = [c for c in scores.column_names if c not in (INDEX_COLUMN, "label")]
-        raise SVPConfigError(f"scores have no column for method {method!r} (scored: {scored}); score it first")
-    return np.asarray(scores[method], dtype=np.float64)
-
-
-def selected_indices(
-    scores: Dataset,
-    method: str,
-    fraction: float,
-    *,
-    strategy: str = "top",
-    class_balanced: bool = False,
-    seed: int = 0,
-    coverage_beta: Optional[float] = None,
-) -> np.ndarray:
-    """The indices (into the scored dataset) that `strategy` keeps at `fraction` from `method`'s scores: a pure
-    function of the scores, labels, fraction and seed (see :mod:`svp_hf.strategies`). ``auto`` needs the data: use
-    :func:`select` or :func:`prune`, or pass the strategy :func:`choose_strategy` returned."""
-    spec = get_method(method)
-    check_strategy(strategy)
-    values = _method_values(scores, method)
-    n_keep = n_to_keep(fraction, len(scores))
-    if strategy == "coverage":
-        check_coverage_beta(coverage_beta, fraction)
-    labels = np.asarray(scores["label"]) if class_balanced or strategy == "coverage" else None
-    positions = apply_strategy(
-        strategy, values, n_keep, descending=spec.descending, labels=labels, class_balanced=class_balanced, seed=seed,
-        coverage_beta=coverage_beta,
-    )
-    return np.asarray(scores[INDEX_COLUMN], dtype=np.int64)[positions]
-
-
-def run_auto(
-    dataset: Dataset, scores: Dataset, args: SelectionArguments, *, family: ModelFamily, info: DataInfo, accelerator: Accelerator
-) -> AutoDecision:
-    """``strategy: auto`` for `dataset` and its `scores` with the recipe's proxy and training settings (see
-    :mod:`svp_hf.auto`)."""
-    spec = get_method(args.method)
-    values = _method_values(scores, args.method)
-    if len(values) != len(dataset):
-        raise SVPConfigError(f"scores have {len(values)} rows but the dataset has {len(dataset)}; score this dataset")
-    by_index = np.empty(len(values))
-    by_index[np.asarray(scores[INDEX_COLUMN], dtype=np.int64)] = values
-    labels = labels_of(dataset, info)
-    config = training_config(args, epochs=args.auto_epochs or args.proxy_epochs)
-    trainer = proxy_trainer(
-        dataset, model_name=args.proxy, family=family, info=info, config=config, accelerator=accelerator,
-        pretrained=bool(args.pretrained), trust_remote_code=bool(args.trust_remote_code), eval_batch_size=int(args.batch_size),
-    )
-    decision = choose_strategy(
-        dataset, by_index, labels, descending=spec.descending, fraction=args.fraction, train_candidate=trainer,
-        seed=int(args.seed), class_balanced=bool(args.class_balanced), holdout=float(args.auto_holdout),
-        seeds=int(args.auto_seeds), coverage_beta=args.coverage_beta,
-    )
-    decision.epochs = config.epochs
-    return decision
 
 
 def choose(
@@ -428,16 +155,6 @@ def select(
     return subset_with_scores(dataset, scores, method, keep)
 
 
-def subset_with_scores(dataset: Dataset, scores: Dataset, method: str, keep: np.ndarray) -> Dataset:
-    """The rows `keep` of `dataset` with ``svp_score`` (`method`'s score) and ``svp_index`` (the row's index)."""
-    by_index = np.empty(len(scores), dtype=np.float64)
-    by_index[np.asarray(scores[INDEX_COLUMN], dtype=np.int64)] = np.asarray(scores[method], dtype=np.float64)
-    pruned = dataset.select(keep)
-    pruned = pruned.remove_columns([c for c in (SCORE_COLUMN, INDEX_COLUMN) if c in pruned.column_names])
-    pruned = pruned.add_column(SCORE_COLUMN, by_index[keep].tolist(), feature=Value("float64"))
-    return pruned.add_column(INDEX_COLUMN, keep.tolist(), feature=Value("int64"))
-
-
 def prune(
     dataset: Dataset,
     proxy: str = "resnet20",
@@ -471,15 +188,159 @@ def prune(
     return subset_with_scores(dataset, scores, method, keep)
 
 
+def active_learn(
+    dataset: Dataset,
+    proxy: str = "resnet20",
+    target: Optional[str] = None,
+    initial_size: int = 1000,
+    budgets: Optional[Sequence[int]] = None,
+    method: str = "least_confidence",
+    *,
+    selector: str = "proxy",
+    eval_dataset: Optional[Dataset] = None,
+    accelerator: Optional[Accelerator] = None,
+    **kwargs,
+) -> ActiveResult:
+    """Active learning via proxy on `dataset`, whose label column is the oracle.
+
+    Starting from a seeded random labelled set of `initial_size`, each round trains the selector (`proxy`, the
+    `target` itself, or both loops side by side with ``selector="both"``) on the labelled set and labels the
+    unlabelled examples `method` ranks first, until the labelled set has each size in `budgets`. With a `target`, it
+    is then trained on every final labelled set (and evaluated on `eval_dataset`).
+
+    Returns an :class:`ActiveResult`: ``result.labelled`` is the labelled rows with ``svp_index``, ``svp_round``
+    (0 = initial set) and ``svp_score``; ``result.runs[role].rounds`` the per-round records; ``result.speedup`` the
+    data-selection speedup when both loops ran. Keyword arguments are the recipe's (``proxy_epochs``,
+    ``target_epochs``, ``warm_start``, ``eval_each_round``, ``initial_class_balanced``, ``batch_size``, ``seed``,
+    ``image_column``, ``label_column``, ...).
+    """
+    active_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ACTIVE_KEYS}
+    target_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in TARGET_KEYS}
+    labelling_keys = sorted(k for k in active_kwargs if k in LABELLING_KEYS and active_kwargs[k])
+    if labelling_keys:
+        raise SVPConfigError(
+            f"{', '.join(labelling_keys)}: keys of the labelling mode, where labellers answer; active_learn's oracle is "
+            "the label column (use svp_hf.ask and svp_hf.tell)"
+        )
+    columns, selection = _split_kwargs(kwargs)
+    active = ActiveArguments(initial_size=initial_size, budgets=budgets, selector=selector, **active_kwargs)
+    args = SelectionArguments(proxy=proxy, method=method, **selection)
+    run_args = RunArguments(target=target, **target_kwargs)
+    if not isinstance(dataset, Dataset):
+        raise SVPConfigError(f"expected a datasets.Dataset, got {type(dataset).__name__}")
+    check_active_arguments(args, run_args, active)
+    family = next(iter(build_selectors(args, run_args, active).values())).family
+    info = inspect_dataset(dataset, family.modality, **columns)
+    if eval_dataset is not None:
+        check_same_columns(eval_dataset, info)
+    return run_active_learning(
+        dataset, args, run_args, active, info=info, accelerator=accelerator or make_accelerator(), eval_dataset=eval_dataset
+    )
+
+
+def _labelling_arguments(proxy, method, budgets, initial_size, target, output_dir, kwargs):
+    active_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ACTIVE_KEYS}
+    target_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in TARGET_KEYS}
+    columns, selection = _split_kwargs(kwargs)
+    active = ActiveArguments(initial_size=initial_size or 1, budgets=budgets, **active_kwargs)
+    args = SelectionArguments(proxy=proxy, method=method, **selection)
+    run_args = RunArguments(target=target, output_dir=os.fspath(output_dir), **target_kwargs)
+    check_active_arguments(args, run_args, active)
+    return columns, active, args, run_args
+
+
+def resolve_initial_size(active: ActiveArguments, state: LabellingState, given: Optional[int]) -> None:
+    """`initial_size` left unset: 1000 (as :func:`active_learn`) when nothing is labelled, unused otherwise."""
+    if given is None:
+        active.initial_size = 1 if state.batches else 1000
+        check_schedule(None, active.initial_size, active.budgets)
+
+
+def ask(
+    dataset: Dataset,
+    output_dir,
+    proxy: str = "resnet20",
+    budgets: Optional[Sequence[int]] = None,
+    method: str = "least_confidence",
+    *,
+    initial_size: Optional[int] = None,
+    labelled: Optional[Dataset] = None,
+    class_names: Optional[Sequence[str]] = None,
+    target: Optional[str] = None,
+    eval_dataset: Optional[Dataset] = None,
+    accelerator: Optional[Accelerator] = None,
+    **kwargs,
+) -> Dataset:
+    """The next batch of rows to label, in a labelling session kept in `output_dir` (active learning with real
+    labellers; return the labels with :func:`svp_hf.tell`).
+
+    `dataset` is the pool: its label column holds the labels known so far and nulls for the rows to label (or is
+    absent: then `class_names` names the classes), or it is an unlabelled dataset and `labelled` a small labelled one
+    put before it. Each call runs the session's next round: the `initial_size` seeded random rows when nothing is
+    labelled yet (1000 by default), else the `proxy` trained on the labelled rows ranks the others with `method`
+    and the top of the ranking is asked for, up to the next size in `budgets` (as in :func:`active_learn`, whose
+    keyword arguments apply). The batch is also written to ``output_dir/to_label/round_<k>/`` and
+    ``round_<k>.csv``. While asked rows are not labelled yet, no round runs and those rows are returned again
+    (``allow_pending=True`` asks for a new batch anyway); once every budget is asked for and labelled, the batch is
+    empty. Returns the rows with their original columns, ``svp_index``, ``svp_round`` and ``svp_score``.
+    """
+    if not isinstance(dataset, Dataset):
+        raise SVPConfigError(f"expected a datasets.Dataset, got {type(dataset).__name__}")
+    output_dir = os.fspath(output_dir)
+    columns, active, args, run_args = _labelling_arguments(proxy, method, budgets, initial_size, target, output_dir, kwargs)
+    selector = labelling_selector(args, run_args, active)
+    pool, info, state = open_session(
+        dataset, output_dir, selector.family.modality, columns=columns, class_names=class_names or active.class_names,
+        labelled=labelled, settings=session_settings(args, active),
+    )
+    resolve_initial_size(active, state, initial_size)
+    for model in filter(None, (args.proxy, run_args.target)):
+        check_model(model, info, trust_remote_code=bool(args.trust_remote_code))
+    if eval_dataset is not None:
+        check_same_columns(eval_dataset, info)
+    if not LabellingState.exists(output_dir):
+        check_output_dir(output_dir, overwrite=False)
+        state.save(output_dir)
+    if active.labels_from:
+        tell(output_dir, active.labels_from)
+        state = LabellingState.load(output_dir)
+    if len(state.pending) and not active.allow_pending:
+        rows = pending_rows(pool, state)
+        logger.info(f"{len(rows)} asked rows are not labelled yet: return them with svp_hf.tell", main_process_only=True)
+        return rows
+    if state.batches and state.next_round > len(active.budgets):
+        logger.info(f"every budget of {active.budgets} is asked for and labelled", main_process_only=True)
+        return batch_rows(pool, [], state.next_round, None)
+    accelerator = accelerator or make_accelerator()
+    _, rows, paths = labelling_round(pool, info, state, output_dir, args, run_args, active, accelerator, eval_dataset)
+    logger.info(f"{len(rows)} rows to label in {paths['csv']}", main_process_only=True)
+    return rows
+
+
+def labelled_set(
+    dataset: Dataset,
+    output_dir,
+    *,
+    labelled: Optional[Dataset] = None,
+    class_names: Optional[Sequence[str]] = None,
+    label_column: Optional[str] = None,
+) -> Dataset:
+    """The labelled rows of a labelling session's pool `dataset` (as given to :func:`ask`), with the labels returned
+    so far, ``svp_index``, ``svp_round`` and ``svp_score``: the set to train a target on at any time."""
+    pool, column = labelling_dataset(dataset, label_column, class_names, labelled=labelled)
+    state = LabellingState.load(os.fspath(output_dir))
+    check_session_dataset(state, pool, column, state.class_names)
+    return labelled_rows(pool, state)
+
+
 __all__ = [
     "score",
     "select",
     "prune",
     "choose",
     "selected_indices",
-    "run_scoring",
-    "run_auto",
-    "ScoringRun",
-    "scores_dataset",
-    "checkpoint_signals",
+    "active_learn",
+    "ask",
+    "tell",
+    "labelled_set",
 ]

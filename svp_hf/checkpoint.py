@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 from typing import Any, Dict, Iterable, Optional, Tuple
@@ -119,6 +120,86 @@ def load_model_weights(model: torch.nn.Module, weights: str) -> torch.nn.Module:
     return model
 
 
+# --- model weights with the random generators' states (active learning's warm starts) ----------------------------
+
+
+RNG_FILE = "rng_state.pt"
+
+
+def save_weights(model, path: str) -> None:
+    """Save `model`'s weights to `path` and, next to them, the random number generators' states (so that a warm
+    start in a later process trains exactly as the simulated loop does), each through a temporary file."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    for obj, dest in ((rng, os.path.join(os.path.dirname(path), RNG_FILE)), (model.state_dict(), path)):
+        tmp = dest + f".tmp-{os.getpid()}"
+        torch.save(obj, tmp)
+        os.replace(tmp, dest)
+
+
+def restore_rng_state(weights_path: str) -> None:
+    """Restore the generators' states saved next to `weights_path` by :func:`save_weights`, when there."""
+    path = os.path.join(os.path.dirname(weights_path), RNG_FILE)
+    if not os.path.isfile(path):
+        return
+    rng = torch.load(path, weights_only=False)  # written by this session: python and numpy states are tuples
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+
+# --- active-learning rounds -----------------------------------------------------------------------------------------
+
+_ROUND_DIR = re.compile(r"^round_(\d+)$")
+ROUND_ARRAYS, ROUND_RECORDS, ROUND_WEIGHTS = "pool.npz", "rounds.json", "model.pt"
+
+
+def save_round(
+    accelerator: Accelerator, folder: str, round_: int, arrays: Dict[str, np.ndarray], records: list, model=None
+) -> None:
+    """Save a finished active-learning round as ``folder/round_NNNN`` (the pool's arrays, every round's record and,
+    for warm starts, the selector's weights with the generators' states); drop older rounds."""
+    if accelerator.is_main_process:
+        final = os.path.join(folder, f"round_{round_:04d}")
+        tmp = final + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        np.savez(os.path.join(tmp, ROUND_ARRAYS), **arrays)
+        with open(os.path.join(tmp, ROUND_RECORDS), "w", encoding="utf-8") as f:
+            json.dump(records, f)
+        if model is not None:
+            save_weights(accelerator.unwrap_model(model), os.path.join(tmp, ROUND_WEIGHTS))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for name in os.listdir(folder):
+            if name != os.path.basename(final) and (_ROUND_DIR.match(name) or name.endswith(".tmp")):
+                shutil.rmtree(os.path.join(folder, name), ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
+def load_round(folder: Optional[str]):
+    """The newest round saved by :func:`save_round` under `folder`: ``(round, arrays, records, weights or None)``,
+    or ``(0, None, [], None)``."""
+    if not folder or not os.path.isdir(folder):
+        return 0, None, [], None
+    rounds = [(int(m.group(1)), name) for name in os.listdir(folder) if (m := _ROUND_DIR.match(name))]
+    if not rounds:
+        return 0, None, [], None
+    round_, name = max(rounds)
+    path = os.path.join(folder, name)
+    with np.load(os.path.join(path, ROUND_ARRAYS)) as data:
+        arrays = {k: data[k] for k in data.files}
+    with open(os.path.join(path, ROUND_RECORDS), encoding="utf-8") as f:
+        records = json.load(f)
+    weights = os.path.join(path, ROUND_WEIGHTS)
+    return round_, arrays, records, weights if os.path.isfile(weights) else None
+
+
 # --- score shards ---------------------------------------------------------------------------------------------------
 
 
@@ -194,4 +275,8 @@ __all__ = [
     "check_run_settings",
     "discard",
     "on_main",
+    "save_weights",
+    "save_round",
+    "load_round",
+    "restore_rng_state",
 ]

@@ -1,27 +1,291 @@
 """Recipes: flat YAML files parsed into dataclasses with transformers' ``HfArgumentParser``.
 
 ``python -m svp_hf.coreset RECIPE.yaml --key value ...``: the recipe's keys become defaults, command-line flags win.
-Every value is checked here, before any data is loaded or model trained.
+
+This is the bottom layer of the package: it imports neither torch nor any other svp_hf module but :mod:`svp_hf.errors`,
+so parsing a recipe is cheap. Every value's *type* and range is checked here, for recipe files, command-line flags
+and Python keyword arguments alike (a YAML ``batch_size: [64, 32]`` or ``fraction: true`` is refused, never coerced);
+names that refer to plug-in registries (methods, strategies, optimizers, schedules) are checked by
+:mod:`svp_hf.preflight`, before any data is loaded or model trained.
+
+Training settings are defined once (:data:`TRAINING_SETTINGS`) and expanded per role: the plain key is the proxy's
+(``learning_rate``), and the target's own key (``target_learning_rate``) defaults to it; :func:`role_settings` is the
+one place that reads them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field, fields
+import typing
+from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
+from datasets.utils.py_utils import convert_file_size_to_int
+from transformers import HfArgumentParser
 
 from .errors import SVPConfigError
-from .output import DEFAULT_MAX_SHARD_SIZE, parse_size
-from .pool import check_schedule
-from .selection import check_fraction
-from .strategies import check_coverage_beta, check_strategy
 
+# Parquet shards of a split are at most this large, as in ``datasets.Dataset.push_to_hub``.
+DEFAULT_MAX_SHARD_SIZE = "500MB"
+# Which selection loops each active-learning `selector` runs; a loop is named by the role of the model selecting in it.
+SELECTORS: Dict[str, tuple] = {"proxy": ("proxy",), "target": ("target",), "both": ("proxy", "target")}
+MIXED_PRECISION = ("no", "fp16", "bf16", "fp8")
+ROLES = ("proxy", "target")
+# The setting whose value must never be written anywhere (metrics, reports, cards, checkpoints, saved recipes).
+SECRET_KEYS = ("hub_token",)
 
 def _help(text: str, **kwargs) -> Any:
     return field(metadata={"help": text}, **kwargs)
+
+
+# --- value checks: pure functions the other layers reuse ------------------------------------------------------------
+
+
+def parse_size(value, name: str = "max_shard_size") -> int:
+    """Bytes in a size such as ``"500MB"`` or ``2**20``; a clear error naming the setting otherwise."""
+    try:
+        size = convert_file_size_to_int(value) if not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        size = None
+    if not isinstance(size, int) or size <= 0:
+        raise SVPConfigError(f"{name} must be a positive size such as '500MB', got {value!r}")
+    return size
+
+
+def check_fraction(fraction: float) -> float:
+    if isinstance(fraction, bool):
+        raise SVPConfigError(f"fraction must be a number in (0, 1], got {fraction!r}")
+    try:
+        fraction = float(fraction)
+    except (TypeError, ValueError):
+        raise SVPConfigError(f"fraction must be a number in (0, 1], got {fraction!r}") from None
+    if not (0.0 < fraction <= 1.0):
+        raise SVPConfigError(f"fraction must be in (0, 1], got {fraction}")
+    return fraction
+
+
+def check_schedule(pool_size: Optional[int], initial_size: int, budgets: Sequence[int]) -> List[int]:
+    """Check an active-learning schedule (against a pool of `pool_size`, when known); returns the budgets as ints.
+
+    `budgets` are the labelled-set sizes after each round: strictly increasing, above `initial_size` and at most
+    `pool_size`.
+    """
+    initial_size = int(initial_size)
+    if initial_size < 1:
+        raise SVPConfigError(f"initial_size must be at least 1, got {initial_size}")
+    budgets = [int(b) for b in budgets or []]
+    if not budgets:
+        raise SVPConfigError("budgets must list the labelled-set size after each round, e.g. [5000, 10000]")
+    if budgets[0] <= initial_size:
+        raise SVPConfigError(
+            f"budgets must be larger than initial_size ({initial_size}): the first budget, {budgets[0]}, adds no example"
+        )
+    for before, after in zip(budgets, budgets[1:]):
+        if after <= before:
+            raise SVPConfigError(f"budgets must be strictly increasing, got {before} then {after} in {budgets}")
+    if pool_size is not None and budgets[-1] > pool_size:
+        raise SVPConfigError(f"the last budget, {budgets[-1]}, is larger than the pool ({pool_size} examples)")
+    return budgets
+
+
+def check_coverage_beta(beta: Optional[float], fraction: Optional[float] = None) -> Optional[float]:
+    """`beta` as a float in [0, 1) (``None`` stays ``None``: it follows the fraction); with `fraction`, also checks that
+    the rows left after dropping the hardest `beta` share can hold the kept fraction."""
+    if beta is None:
+        return None
+    if isinstance(beta, bool):
+        raise SVPConfigError(f"coverage_beta must be a number in [0, 1), got {beta!r}")
+    try:
+        beta = float(beta)
+    except (TypeError, ValueError):
+        raise SVPConfigError(f"coverage_beta must be a number in [0, 1), got {beta!r}") from None
+    if not 0.0 <= beta < 1.0:
+        raise SVPConfigError(f"coverage_beta must be in [0, 1), got {beta}")
+    if fraction is not None and float(fraction) > 1.0 - beta + 1e-12:
+        raise SVPConfigError(
+            f"coverage_beta={beta} drops the hardest {beta:.0%} of rows, which leaves too few to keep fraction={fraction}; "
+            f"use a coverage_beta of at most {1.0 - float(fraction):.3g} or a smaller fraction"
+        )
+    return beta
+
+
+# --- types: every value is checked against its field's annotation ---------------------------------------------------
+
+_TRUE, _FALSE = ("true", "yes", "y", "t", "1", "on"), ("false", "no", "n", "f", "0", "off")
+
+
+def _kind(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _to_int(name: str, value: Any) -> int:
+    if isinstance(value, bool):
+        raise SVPConfigError(f"{name} must be an integer, got {_kind(value)}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+        if number is not None and number.is_integer():
+            return int(number)
+    raise SVPConfigError(f"{name} must be an integer, got {_kind(value)}")
+
+
+def _to_float(name: str, value: Any) -> float:
+    if not isinstance(value, bool):
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())  # YAML 1.1 reads 5e-4 as a string
+            except ValueError:
+                pass
+    raise SVPConfigError(f"{name} must be a number, got {_kind(value)}")
+
+
+def _to_bool(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise SVPConfigError(f"{name} must be true or false, got {_kind(value)}")
+
+
+def _to_str(name: str, value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)  # YAML reads `train_split: 2020` as a number
+    raise SVPConfigError(f"{name} must be a string, got {_kind(value)}")
+
+
+_SCALARS = {int: _to_int, float: _to_float, bool: _to_bool, str: _to_str}
+
+
+def _split_items(value: str, separators: str) -> List[str]:
+    """`value` split on any of the characters in `separators`, items stripped, empty ones dropped."""
+    for sep in separators[1:]:
+        value = value.replace(sep, separators[0])
+    return [item.strip() for item in value.split(separators[0]) if item.strip()]
+
+
+def coerce(name: str, value: Any, annotation: Any, *, split: str = ", ") -> Any:
+    """`value` checked against (and converted to) the type `annotation`; a clear error naming `name` otherwise.
+
+    ``Optional[X]`` takes None; ``List[X]`` takes a list, or one string split on the characters in `split`."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Union:
+        if value is None:
+            return None
+        (annotation,) = [a for a in args if a is not type(None)]
+        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (list, List):
+        item = args[0] if args else str
+        if isinstance(value, str):
+            value = _split_items(value, split) if split else [value]
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and item is int:
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise SVPConfigError(f"{name} must be a list, got {_kind(value)}")
+        return [coerce(f"{name}[{i}]", v, item) for i, v in enumerate(value)]
+    if annotation is Any:
+        return value
+    return _SCALARS[annotation](name, value)
+
+
+# Fields whose value is checked by their dataclass, not by their annotation (a path, a list of paths or a mapping).
+_UNTYPED = ("data_files",)
+# How a single string is split into a list field's items (default: on commas and spaces); "" keeps it whole.
+_SPLIT = {"labels_from": "", "class_names": ","}
+
+
+def coerce_fields(instance) -> None:
+    """Check (and convert) every field of a dataclass instance against its annotation."""
+    hints = typing.get_type_hints(type(instance))
+    for f in fields(instance):
+        if f.name in _UNTYPED:
+            continue
+        value = getattr(instance, f.name)
+        setattr(instance, f.name, coerce(f.name, value, hints[f.name], split=_SPLIT.get(f.name, ", ")))
+
+
+def _none_if_empty(value):
+    return None if value in ("", "none", "None") else value
+
+
+def _at_least_one(instance, names: Sequence[str]) -> None:
+    for name in names:
+        value = getattr(instance, name)
+        if value is not None and value < 1:
+            raise SVPConfigError(f"{name} must be at least 1, got {value}")
+
+
+# --- training settings: one definition, expanded for the proxy and the target ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    type: type
+    default: Any
+    help: str
+
+
+TRAINING_SETTINGS: Tuple[Setting, ...] = (
+    Setting("batch_size", int, 128, "Batch size per process for training and scoring."),
+    Setting("learning_rate", float, 0.1, "Peak learning rate."),
+    Setting("momentum", float, 0.9, "SGD momentum."),
+    Setting("weight_decay", float, 5e-4, "Weight decay."),
+    Setting(
+        "lr_schedule",
+        str,
+        "step",
+        "Learning-rate schedule: step (SVP's CIFAR one, scaled to the epochs), halving (SVP's Amazon one), imagenet "
+        "(SVP's ImageNet one, with warm-up), linear (10 percent warm-up, then linear decay: transformers fine-tuning), "
+        "cosine or constant.",
+    ),
+    Setting("optimizer", str, "sgd", "Optimizer: sgd (with momentum, as in SVP) or adamw (for fine-tuning transformers)."),
+    Setting("augment", bool, True, "Augment training images (pad-and-crop plus flip, or timm's transforms)."),
+    Setting("pretrained", bool, False, "Load pretrained weights for timm models (needs them locally or the Hub)."),
+)
+TRAINING_KEYS = tuple(s.name for s in TRAINING_SETTINGS)
+
+
+def _role_fields(prefix: str) -> list:
+    """The dataclass fields of every training setting for one role: the plain keys (the proxy's, and the target's
+    default), or the ``target_`` keys (None: the plain key's value)."""
+    if not prefix:
+        return [(s.name, s.type, _help(s.help, default=s.default)) for s in TRAINING_SETTINGS]
+    return [
+        (f"{prefix}{s.name}", Optional[s.type], _help(f"The target's {s.name} (default: {s.name}).", default=None))
+        for s in TRAINING_SETTINGS
+    ]
+
+
+# The settings are dataclass bases so that HfArgumentParser, `fields` and the dataclass constructors see plain fields.
+ProxyTrainingArguments = make_dataclass("ProxyTrainingArguments", _role_fields(""))
+TargetTrainingArguments = make_dataclass("TargetTrainingArguments", _role_fields("target_"))
+
+
+def _check_training_values(instance, prefix: str = "") -> None:
+    _at_least_one(instance, [f"{prefix}batch_size"])
+    lr, momentum = getattr(instance, f"{prefix}learning_rate"), getattr(instance, f"{prefix}momentum")
+    if lr is not None and not lr > 0:
+        raise SVPConfigError(f"{prefix}learning_rate must be positive, got {lr}")
+    if momentum is not None and not 0 <= momentum < 1:
+        raise SVPConfigError(f"{prefix}momentum must be in [0, 1), got {momentum}")
+    decay = getattr(instance, f"{prefix}weight_decay")
+    if decay is not None and decay < 0:
+        raise SVPConfigError(f"{prefix}weight_decay must not be negative, got {decay}")
+
+
+# --- the recipe's dataclasses ----------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -55,46 +319,37 @@ class DataArguments:
                 self.data_files = json.loads(self.data_files)
             except json.JSONDecodeError as err:
                 raise SVPConfigError(f"data_files is not valid JSON: {err}") from None
-        if self.eval_split in ("", "none", "None"):
-            self.eval_split = None
-        if isinstance(self.text_column, str):
-            self.text_column = [c for c in self.text_column.replace(",", " ").split() if c]
-        if self.validation_split_percentage is not None and not 0 < float(self.validation_split_percentage) < 100:
+        if self.data_files is not None and not isinstance(self.data_files, (str, list, dict)):
+            raise SVPConfigError(f"data_files must be a path, a list of paths or a mapping split -> path(s), got {_kind(self.data_files)}")
+        self.eval_split = _none_if_empty(self.eval_split)
+        coerce_fields(self)
+        if self.validation_split_percentage is not None and not 0 < self.validation_split_percentage < 100:
             raise SVPConfigError(f"validation_split_percentage must be in (0, 100), got {self.validation_split_percentage}")
-        for name in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, name)
-            if value is not None and int(value) < 1:
-                raise SVPConfigError(f"{name} must be at least 1, got {value}")
+        _at_least_one(self, ("max_train_samples", "max_eval_samples"))
+        for name in ("train_split", "eval_split"):
+            check_split_name(name, getattr(self, name))
 
 
-def check_schedule_and_optimizer(lr_schedule: Optional[str], optimizer: Optional[str], prefix: str = "") -> None:
-    from .training import LR_SCHEDULES, OPTIMIZERS
-
-    if lr_schedule is not None and lr_schedule not in LR_SCHEDULES:
-        raise SVPConfigError(f"unknown {prefix}lr_schedule {lr_schedule!r}; available: {', '.join(LR_SCHEDULES.names())}")
-    if optimizer is not None and optimizer not in OPTIMIZERS:
-        raise SVPConfigError(f"unknown {prefix}optimizer {optimizer!r}; available: {', '.join(OPTIMIZERS.names())}")
+def check_split_name(key: str, name: Optional[str]) -> None:
+    """A split name becomes a file name in ``output_dir/dataset``: it must be a plain name (letters, digits, ``_``,
+    ``-`` and ``.``), as the Hub's split names are, never a path."""
+    if name is None:
+        return
+    if not name or name in (".", "..") or not all(c.isalnum() or c in "_-." for c in name):
+        raise SVPConfigError(
+            f"{key} must be a plain split name (letters, digits, '_', '-', '.'), got {name!r}: split names become file "
+            "names inside output_dir"
+        )
 
 
 @dataclass
-class SelectionArguments:
+class SelectionArguments(ProxyTrainingArguments):
     proxy: str = _help(
         "The proxy model: a timm name (resnet20, resnet18, ...), fasttext, a transformers folder or Hub id, "
         "config:MODEL_TYPE, or another registered family.",
         default="resnet20",
     )
     proxy_epochs: int = _help("Epochs of proxy training ('fewer epochs' makes a cheaper proxy).", default=10)
-    batch_size: int = _help("Batch size per process for training and scoring.", default=128)
-    learning_rate: float = _help("Peak learning rate.", default=0.1)
-    momentum: float = _help("SGD momentum.", default=0.9)
-    weight_decay: float = _help("Weight decay.", default=5e-4)
-    lr_schedule: str = _help(
-        "Learning-rate schedule: step (SVP's CIFAR one, scaled to the epochs), halving (SVP's Amazon one), imagenet "
-        "(SVP's ImageNet one, with warm-up), linear (10 percent warm-up, then linear decay: transformers fine-tuning), "
-        "cosine or constant.",
-        default="step",
-    )
-    optimizer: str = _help("Optimizer: sgd (with momentum, as in SVP) or adamw (for fine-tuning transformers).", default="sgd")
     method: str = _help("The selection method (see svp_hf.list_methods()).", default="least_confidence")
     score_methods: Optional[List[str]] = _help("More methods to score alongside `method` (one column each in scores.parquet).", default=None)
     fraction: float = _help("Share of training rows kept, in (0, 1].", default=0.5)
@@ -119,9 +374,7 @@ class SelectionArguments:
     )
     class_balanced: bool = _help("Keep the same share of every class.", default=False)
     seed: int = _help("Seed for data order, initialisation, random selection and tie-breaking.", default=0)
-    pretrained: bool = _help("Load pretrained weights for timm proxies and targets (needs them locally or the Hub).", default=False)
     trust_remote_code: bool = _help("Let transformers models and tokenizers run code from their repositories.", default=False)
-    augment: bool = _help("Augment training images (pad-and-crop plus flip, or timm's transforms).", default=True)
     dataloader_num_workers: int = _help("DataLoader worker processes.", default=0)
     kcenter_chunk_size: int = _help("Rows per distance block in k-centers (bounds its memory).", default=16384)
     kcenter_pool_size: Optional[int] = _help(
@@ -139,36 +392,22 @@ class SelectionArguments:
     scoring_shard_size: int = _help("Rows scored per shard; a killed run resumes after the last finished shard.", default=10000)
 
     def __post_init__(self):
-        from .methods import get_method
-
+        self.proxy_checkpoint = _none_if_empty(self.proxy_checkpoint)
+        coerce_fields(self)
         self.fraction = check_fraction(self.fraction)
-        get_method(self.method)
-        check_strategy(self.strategy)
         self.coverage_beta = check_coverage_beta(self.coverage_beta, self.fraction if self.strategy == "coverage" else None)
-        if not 0.0 < float(self.auto_holdout) <= 0.5:
+        if not 0.0 < self.auto_holdout <= 0.5:
             raise SVPConfigError(f"auto_holdout must be in (0, 0.5], got {self.auto_holdout}")
-        if isinstance(self.score_methods, str):
-            self.score_methods = [m for m in self.score_methods.replace(",", " ").split() if m]
-        for m in self.score_methods or []:
-            get_method(m)
-        check_schedule_and_optimizer(self.lr_schedule, self.optimizer)
-        for name in ("proxy_epochs", "batch_size", "kcenter_chunk_size", "scoring_shard_size", "kcenter_pool_size", "auto_seeds", "auto_epochs"):
-            if getattr(self, name) is None:
-                continue
-            if int(getattr(self, name)) < 1:
-                raise SVPConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0 <= float(self.momentum) < 1:
-            raise SVPConfigError(f"momentum must be in [0, 1), got {self.momentum}")
-        if not float(self.learning_rate) > 0:
-            raise SVPConfigError(f"learning_rate must be positive, got {self.learning_rate}")
+        _check_training_values(self)
+        _at_least_one(self, ("proxy_epochs", "kcenter_chunk_size", "scoring_shard_size", "kcenter_pool_size", "auto_seeds", "auto_epochs"))
+        if self.dataloader_num_workers < 0:
+            raise SVPConfigError(f"dataloader_num_workers must not be negative, got {self.dataloader_num_workers}")
         if not self.proxy:
             raise SVPConfigError("proxy must name a model")
         if self.kcenter_max_memory is not None:
             parse_size(self.kcenter_max_memory, "kcenter_max_memory")
-        if self.proxy_checkpoint:
-            from .checkpoint import resolve_model_checkpoint
-
-            resolve_model_checkpoint(self.proxy_checkpoint)
+        if self.proxy_checkpoint is not None and not os.path.exists(self.proxy_checkpoint):
+            raise SVPConfigError(f"proxy_checkpoint {self.proxy_checkpoint!r} not found")
 
     @property
     def methods(self) -> List[str]:
@@ -176,14 +415,14 @@ class SelectionArguments:
 
 
 @dataclass
-class RunArguments:
+class RunArguments(TargetTrainingArguments):
     target: Optional[str] = _help("The target model trained on the selected subset (empty: no target training).", default=None)
     target_epochs: int = _help("Epochs of target training.", default=10)
-    target_learning_rate: Optional[float] = _help("Target learning rate (default: learning_rate).", default=None)
-    target_lr_schedule: Optional[str] = _help("Target learning-rate schedule (default: lr_schedule).", default=None)
-    target_optimizer: Optional[str] = _help("Target optimizer, sgd or adamw (default: optimizer).", default=None)
     output_dir: str = _help("Where dataset/, scores.parquet and metrics.json are written.", default="outputs/svp")
-    overwrite_output_dir: bool = _help("Replace a result already in output_dir.", default=False)
+    overwrite_output_dir: bool = _help(
+        "Replace a result already in output_dir (and discard checkpoints of an unfinished run with other settings).",
+        default=False,
+    )
     max_shard_size: str = _help(
         "Largest parquet file written per split (e.g. '500MB'); larger splits are written in numbered shards.",
         default=DEFAULT_MAX_SHARD_SIZE,
@@ -199,10 +438,12 @@ class RunArguments:
     hub_dataset_id: Optional[str] = _help("The Hub dataset to push to: 'user/name' (or 'name' in your namespace).", default=None)
     hub_private: bool = _help("Create the Hub dataset as private.", default=False)
     hub_overwrite: bool = _help("Replace the Hub dataset's contents if it already exists.", default=False)
-    hub_token: Optional[str] = _help("Hub token (default: HF_TOKEN or the token saved by `hf auth login`).", default=None)
+    hub_token: Optional[str] = _help(
+        "Hub token (default: HF_TOKEN or the token saved by `hf auth login`); never written into any output.", default=None
+    )
     resume: bool = _help(
-        "Continue the unfinished run found in output_dir/checkpoints (proxy and target epochs, scored shards); "
-        "false starts over.",
+        "Continue the unfinished run found in output_dir/checkpoints (proxy and target epochs, scored shards, "
+        "active-learning rounds); false starts over.",
         default=True,
     )
     keep_checkpoints: bool = _help(
@@ -211,20 +452,16 @@ class RunArguments:
     )
 
     def __post_init__(self):
-        if self.target in ("", "none", "None"):
-            self.target = None
-        if self.hub_dataset_id in ("", "none", "None"):
-            self.hub_dataset_id = None
+        self.target = _none_if_empty(self.target)
+        self.hub_dataset_id = _none_if_empty(self.hub_dataset_id)
+        coerce_fields(self)
         if self.push_to_hub and not self.hub_dataset_id:
             raise SVPConfigError("push_to_hub needs hub_dataset_id (e.g. user/cifar10-svp-forgetting-50)")
         if self.score_with_target and not self.target:
             raise SVPConfigError("score_with_target needs a target model (set target)")
-        if int(self.target_epochs) < 1:
-            raise SVPConfigError(f"target_epochs must be at least 1, got {self.target_epochs}")
-        if self.target_learning_rate is not None and not float(self.target_learning_rate) > 0:
-            raise SVPConfigError(f"target_learning_rate must be positive, got {self.target_learning_rate}")
-        check_schedule_and_optimizer(self.target_lr_schedule, self.target_optimizer, prefix="target_")
-        if self.mixed_precision not in (None, "no", "fp16", "bf16", "fp8"):
+        _at_least_one(self, ("target_epochs",))
+        _check_training_values(self, "target_")
+        if self.mixed_precision not in (None,) + MIXED_PRECISION:
             raise SVPConfigError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
         if not self.output_dir:
             raise SVPConfigError("output_dir must be set")
@@ -262,18 +499,33 @@ class ActiveArguments:
     )
 
     def __post_init__(self):
-        from .active_learning import SELECTORS
-
-        if isinstance(self.budgets, (str, int)):
-            self.budgets = str(self.budgets).replace(",", " ").split()
         try:
-            budgets = [int(b) for b in self.budgets or []]
-        except (TypeError, ValueError):
-            raise SVPConfigError(f"budgets must be a list of labelled-set sizes, got {self.budgets!r}") from None
-        self.initial_size = int(self.initial_size)
-        self.budgets = check_schedule(None, self.initial_size, budgets)
+            coerce_fields(self)
+        except SVPConfigError as err:
+            if "budgets" in str(err):
+                raise SVPConfigError(f"budgets must be a list of labelled-set sizes, got {self.budgets!r}") from None
+            raise
+        self.budgets = check_schedule(None, self.initial_size, self.budgets)
         if self.selector not in SELECTORS:
             raise SVPConfigError(f"unknown selector {self.selector!r}; choose one of {', '.join(SELECTORS)}")
+
+
+def role_settings(role: str, args: SelectionArguments, run_args: Optional[RunArguments] = None) -> Dict[str, Any]:
+    """How the model of `role` ("proxy" or "target") is trained: its model name, epochs and every training setting,
+    the target's own ``target_*`` keys where set and the plain (proxy's) keys otherwise. The one reader of the
+    per-role settings."""
+    if role not in ROLES:
+        raise SVPConfigError(f"role must be one of {ROLES}, got {role!r}")
+    settings = {s.name: getattr(args, s.name) for s in TRAINING_SETTINGS}
+    if role == "proxy":
+        return {"model": args.proxy, "epochs": args.proxy_epochs, **settings}
+    if run_args is None or not run_args.target:
+        raise SVPConfigError("no target model is set")
+    for s in TRAINING_SETTINGS:
+        own = getattr(run_args, f"target_{s.name}")
+        if own is not None:
+            settings[s.name] = own
+    return {"model": run_args.target, "epochs": run_args.target_epochs, **settings}
 
 
 RECIPE_DATACLASSES = (DataArguments, SelectionArguments, RunArguments)
@@ -284,8 +536,8 @@ def recipe_keys(dataclass_types: Sequence[type] = RECIPE_DATACLASSES) -> List[st
     return [f.name for dc in dataclass_types for f in fields(dc)]
 
 
-def read_recipe(path: str, dataclass_types: Sequence[type] = RECIPE_DATACLASSES) -> Dict[str, Any]:
-    """A recipe file's keys and values, checked against the known keys."""
+def read_recipe(path: str, keys: Optional[Sequence[str]] = None, *, job: str = "this job") -> Dict[str, Any]:
+    """A recipe file's keys and values, checked against `keys` (default: every key of every job)."""
     if not os.path.isfile(path):
         raise SVPConfigError(f"recipe {path!r} not found")
     try:
@@ -297,28 +549,103 @@ def read_recipe(path: str, dataclass_types: Sequence[type] = RECIPE_DATACLASSES)
         recipe = {}
     if not isinstance(recipe, dict):
         raise SVPConfigError(f"recipe {path!r} must be a mapping of keys to values, got {type(recipe).__name__}")
-    known = set(recipe_keys(dataclass_types))
-    unknown = sorted(set(recipe) - known)
+    known = set(keys if keys is not None else recipe_keys(ACTIVE_DATACLASSES))
+    unknown = sorted(set(map(str, recipe)) - known)
     if unknown:
-        raise SVPConfigError(f"unknown recipe key(s) {unknown} in {path!r}; known keys: {sorted(known)}")
+        raise SVPConfigError(f"unknown recipe key(s) {unknown} in {path!r} for {job}; its keys: {sorted(known)}")
     return recipe
 
 
-def parse_args(
-    argv: Optional[Sequence[str]] = None, dataclass_types: Sequence[type] = RECIPE_DATACLASSES
-) -> Tuple[Any, ...]:
-    """Parse ``[RECIPE.yaml] [--key value ...]`` into instances of `dataclass_types`; flags override the recipe."""
-    from transformers import HfArgumentParser
+def _flag_names(argv: Sequence[str]) -> List[str]:
+    """The keys named by ``--flag`` / ``--flag=value`` tokens, dashes read as underscores (as HfArgumentParser does)."""
+    return [a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--") and len(a) > 2]
 
+
+class RecipeParser(HfArgumentParser):
+    """``HfArgumentParser`` for ``[RECIPE.yaml] [--key value ...]``: exact key names only (no abbreviations, which
+    would let a mistyped ``--hub_tok SECRET`` through), and a usage line that shows the recipe."""
+
+    def __init__(self, dataclass_types, prog: Optional[str] = None, description: Optional[str] = None):
+        super().__init__(
+            list(dataclass_types),
+            prog=prog,
+            usage=f"{prog or 'python -m svp_hf.JOB'} [RECIPE.yaml] [--key value ...]",
+            description=description,
+            allow_abbrev=False,
+        )
+        self.add_argument(
+            "recipe", nargs="?", metavar="RECIPE.yaml",
+            help="A YAML recipe whose keys are the flags below (recipes/*.yaml); flags given after it override it.",
+        )
+
+
+def parse_args(
+    argv: Optional[Sequence[str]] = None,
+    dataclass_types: Sequence[type] = RECIPE_DATACLASSES,
+    *,
+    keys: Optional[Sequence[str]] = None,
+    prog: Optional[str] = None,
+    job: str = "this job",
+) -> Tuple[Any, ...]:
+    """Parse ``[RECIPE.yaml] [--key value ...]`` into instances of `dataclass_types`; flags override the recipe.
+
+    `keys` are the recipe keys the job reads (default: every field of `dataclass_types`); any other key, in the recipe
+    or on the command line, is refused by name (its value is never echoed: it may be a secret)."""
     argv = list(argv or [])
-    parser = HfArgumentParser(list(dataclass_types))
+    keys = list(keys if keys is not None else recipe_keys(dataclass_types))
+    parser = RecipeParser(dataclass_types, prog=prog)
+    recipe = {}
     if argv and not argv[0].startswith("-"):
-        parser.set_defaults(**read_recipe(argv.pop(0), dataclass_types))
-    parsed = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-    *instances, remaining = parsed
-    if remaining:
-        raise SVPConfigError(f"unknown argument(s) {remaining}; known keys: {recipe_keys(dataclass_types)}")
+        recipe = read_recipe(argv.pop(0), keys, job=job)
+    flags = _flag_names(argv)
+    unread = [f for f in flags if f not in keys and f not in ("help", "h")]
+    if unread:
+        raise SVPConfigError(f"unknown argument(s) {['--' + f for f in unread]} for {job}; its keys: {sorted(keys)}")
+    parser.set_defaults(**recipe)
+    *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    instances = parsed[: len(dataclass_types)]  # then the namespace of the `recipe` positional, read above
+    leftover = [a for a in remaining if a.startswith("-")] or (["(values without a key)"] if remaining else [])
+    if leftover:
+        raise SVPConfigError(f"unknown argument(s) {leftover} for {job}; its keys: {sorted(keys)}")
     return tuple(instances)
 
 
-__all__ = ["DataArguments", "SelectionArguments", "RunArguments", "ActiveArguments", "read_recipe", "parse_args", "recipe_keys"]
+def resolved_recipe(*instances, keys: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """The recipe a run actually used (every key the job reads, defaults included), without secrets: saved with the
+    output so that the run can be reproduced."""
+    values = {}
+    for instance in instances:
+        values.update({f.name: getattr(instance, f.name) for f in fields(instance)})
+    wanted = keys if keys is not None else list(values)
+    return {k: values[k] for k in wanted if k in values and k not in SECRET_KEYS}
+
+
+def redact(text: str, secrets: Sequence[Optional[str]]) -> str:
+    """`text` with every occurrence of each secret replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+__all__ = [
+    "DataArguments",
+    "SelectionArguments",
+    "RunArguments",
+    "ActiveArguments",
+    "TRAINING_SETTINGS",
+    "TRAINING_KEYS",
+    "SELECTORS",
+    "role_settings",
+    "read_recipe",
+    "parse_args",
+    "recipe_keys",
+    "resolved_recipe",
+    "redact",
+    "coerce",
+    "parse_size",
+    "check_fraction",
+    "check_schedule",
+    "check_coverage_beta",
+    "check_split_name",
+]

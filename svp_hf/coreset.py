@@ -5,154 +5,39 @@
 
 Trains the proxy on the training split, scores every example, keeps `fraction` of them by `method`, optionally
 trains `target` on the kept rows and evaluates it, and writes dataset/ (with its card, scores and plots),
-scores.parquet, report.md and metrics.json to `output_dir`; with `push_to_hub`, uploads dataset/ to the Hub.
+scores.parquet, report.md, metrics.json and recipe.yaml to `output_dir`; with `push_to_hub`, uploads dataset/ to the
+Hub. The steps every job shares (pre-flight, checkpoints, output, publishing) are :mod:`svp_hf.pipeline`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 import os
-import shlex
-import sys
 import time
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
-import numpy as np
-from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
-from . import __version__
-from .api import (
-    checkpoint_signals,
-    check_optimizers,
-    labels_of,
-    run_auto,
-    run_scoring,
-    selected_indices,
-    subset_with_scores,
-    target_args,
-    target_training_config,
-    training_metrics,
-)
 from .auto import AutoDecision, check_auto
-from .card import source_metadata
-from .checkpoint import CHECKPOINTS_DIR, check_run_settings, discard, on_main
-from .config import RECIPE_DATACLASSES, DataArguments, RunArguments, SelectionArguments, parse_args
+from .config import RECIPE_DATACLASSES, DataArguments, RunArguments, SelectionArguments
 from .correlation import compare_scores
-from .data import INDEX_COLUMN, SCORE_COLUMN, check_same_columns, get_split, hold_out, inspect_dataset, load_data
 from .errors import SVPConfigError
-from .hub import check_hub_target, push_to_hub
+from .log import get_logger
 from .methods import resolve_methods, training_signals
-from .models import check_model, create_model, resolve_family
-from .output import check_output_dir, write_json, write_run
+from .models import create_model, resolve_family
+from .pipeline import Job, JobRun, job_keys, load_inspected_splits, per_class_counts, recipe_record, run_provenance, run_settings, with_null_scores
+from .pipeline import main as job_main
+from .preflight import check_recipe
+from .proxy import check_proxy_checkpoint, labels_of, run_auto, run_scoring, selected_indices, subset_with_scores
 from .report import score_statistics
+from .roles import pretrained, target_args, training_config, training_metrics
 from .selection import n_to_keep
 from .strategies import AUTO
-from .training import evaluate_accuracy, make_accelerator, train_model
+from .training import evaluate_accuracy, train_model
 
 logger = get_logger(__name__)
 
-
-def _subsample(ds, n: Optional[int], seed: int):
-    return ds if n is None or n >= len(ds) else ds.shuffle(seed=seed).select(range(n)).flatten_indices()
-
-
-def load_splits(data_args: DataArguments, seed: int):
-    """The training and evaluation splits; with `validation_split_percentage`, a dataset without `eval_split` (or
-    whose `eval_split` is the training split) gets one held out of the training split."""
-    data = load_data(data_args.dataset_name, data_args.dataset_config_name, data_args.data_files)
-    train = get_split(data, data_args.train_split, "training")
-    evaluation = None
-    eval_split = data_args.eval_split
-    if eval_split and data_args.validation_split_percentage and (eval_split not in data or eval_split == data_args.train_split):
-        logger.info(
-            f"holding out {data_args.validation_split_percentage}% of split {data_args.train_split!r} as the "
-            f"evaluation split {eval_split!r}",
-            main_process_only=True,
-        )
-        train, evaluation = hold_out(train, float(data_args.validation_split_percentage), seed, data_args.label_column)
-    elif eval_split:
-        evaluation = get_split(data, eval_split, "evaluation")
-    train = _subsample(train, data_args.max_train_samples, seed)
-    if evaluation is not None:
-        evaluation = _subsample(evaluation, data_args.max_eval_samples, seed)
-    return train, evaluation
-
-
-def with_null_scores(evaluation):
-    """The unpruned evaluation split with the same columns as the pruned one (one config, one schema):
-    `svp_index` is the row's index in the evaluation split and `svp_score` is null."""
-    from datasets import Value
-
-    evaluation = evaluation.remove_columns([c for c in (SCORE_COLUMN, INDEX_COLUMN) if c in evaluation.column_names])
-    evaluation = evaluation.add_column(SCORE_COLUMN, [None] * len(evaluation), feature=Value("float64"))
-    return evaluation.add_column(INDEX_COLUMN, list(range(len(evaluation))), feature=Value("int64"))
-
-
-def per_class_counts(labels: np.ndarray, names) -> Dict[str, int]:
-    values, counts = np.unique(labels, return_counts=True)
-    return {(names[v] if names else str(v)): int(c) for v, c in zip(values.tolist(), counts.tolist())}
-
-
-# Settings that change where and how a result is written or published, never what is computed: a resumed run may
-# change them, and none of them (the Hub token least of all) is written into the checkpoints.
-UNRECORDED_SETTINGS = (
-    "output_dir", "overwrite_output_dir", "resume", "report_to", "keep_checkpoints", "max_shard_size",
-    "push_to_hub", "hub_dataset_id", "hub_private", "hub_overwrite", "hub_token",
-)
-
-
-def run_settings(data_args, sel_args, run_args, num_processes: int) -> Dict[str, Any]:
-    """What a resumed run must share with the run whose checkpoints it continues."""
-    settings = {**vars(data_args), **vars(sel_args), **vars(run_args), "num_processes": num_processes}
-    return {k: v for k, v in settings.items() if k not in UNRECORDED_SETTINGS}
-
-
-def run_provenance(job: str, command: Optional[str], data_args: DataArguments, train, evaluation, modality: str) -> Dict[str, Any]:
-    """The head of a run's metrics: what made it (svp_hf version, command, job) and the data it read."""
-    return {
-        "svp_hf_version": __version__,
-        "command": command,
-        "job": job,
-        "source": source_metadata(
-            train,
-            dataset_name=data_args.dataset_name,
-            split=data_args.train_split,
-            modality=modality,
-            config_name=data_args.dataset_config_name,
-            max_train_samples=data_args.max_train_samples,
-            eval_dataset=evaluation,
-            eval_split=data_args.eval_split,
-        ),
-        "dataset_name": data_args.dataset_name,
-        "train_split": data_args.train_split,
-        "eval_split": data_args.eval_split,
-    }
-
-
-def job_accelerator(run_args: RunArguments):
-    """The job's Accelerator: the recipe's mixed precision, its trackers logging under `output_dir`, and gloo
-    data-parallel processes when launched on a machine without GPUs."""
-    return make_accelerator(
-        mixed_precision=run_args.mixed_precision,
-        log_with=run_args.report_to,
-        project_dir=run_args.output_dir if run_args.report_to else None,
-    )
-
-
-def load_inspected_splits(data_args: DataArguments, modality: str, seed: int, models=(), *, trust_remote_code=False):
-    """The training and evaluation splits, and the training split's columns inspected for `modality` (checked to be
-    in the evaluation split too); each of `models` is checked against them before anything is trained."""
-    train, evaluation = load_splits(data_args, seed)
-    columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
-    info = inspect_dataset(train, modality, **columns)
-    for name in filter(None, models):
-        check_model(name, info, trust_remote_code=trust_remote_code)
-    if evaluation is not None:
-        check_same_columns(evaluation, info)
-    return train, evaluation, info
+KEYS = job_keys(RECIPE_DATACLASSES)
 
 
 def run_coreset(
@@ -163,18 +48,18 @@ def run_coreset(
     command: Optional[str] = None,
 ) -> Dict[str, Any]:
     """The whole core-set job; returns the metrics it wrote."""
-    start = time.perf_counter()
-    accelerator = job_accelerator(run_args)
+    with JobRun("coreset", run_args, command=command) as job:
+        return _run(job, data_args, sel_args, run_args)
+
+
+def _run(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments, run_args: RunArguments) -> Dict[str, Any]:
+    accelerator = job.accelerator
     set_seed(int(sel_args.seed))
     # Every check that needs no training, first.
-    check_output_dir(run_args.output_dir, run_args.overwrite_output_dir)
-    resolve_methods(sel_args.methods)
-    repo_id = None
-    if run_args.push_to_hub:
-        _, repo_id = check_hub_target(run_args.hub_dataset_id, token=run_args.hub_token, overwrite=run_args.hub_overwrite)
+    job.check_output()
+    check_recipe(sel_args, run_args)
     family = resolve_family(sel_args.proxy)
     target_family = resolve_family(run_args.target) if run_args.target else None
-    check_optimizers(sel_args, run_args)
     if target_family is not None and target_family.modality != family.modality:
         raise SVPConfigError(
             f"proxy {sel_args.proxy!r} reads {family.modality} data but target {run_args.target!r} reads {target_family.modality}"
@@ -186,19 +71,13 @@ def run_coreset(
     n_keep = n_to_keep(sel_args.fraction, len(train))
     if sel_args.strategy == AUTO:
         check_auto(len(train), labels_of(train, info), sel_args.fraction, sel_args.auto_holdout)
+    proxy_epochs = sel_args.proxy_epochs
     if sel_args.proxy_checkpoint:
-        checkpoint_signals(sel_args.proxy_checkpoint, training_signals(resolve_methods(sel_args.methods)), len(train))
-    if run_args.report_to:
-        settings = {**vars(data_args), **vars(sel_args), **vars(run_args), "hub_token": None}
-        # Trackers take scalars only (TensorBoard's hparams): lists, mappings and None are logged as text.
-        config = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in settings.items()}
-        accelerator.init_trackers("svp_hf_coreset", config=config)
-
-    checkpoints = os.path.join(run_args.output_dir, CHECKPOINTS_DIR)
-    # Checkpoints left next to a finished result (replaced, since check_output_dir let us through) are stale.
-    if not run_args.resume or os.path.exists(os.path.join(run_args.output_dir, "metrics.json")):
-        discard(accelerator, [checkpoints])
-    check_run_settings(accelerator, checkpoints, run_settings(data_args, sel_args, run_args, accelerator.num_processes))
+        state = check_proxy_checkpoint(sel_args, info, training_signals(resolve_methods(sel_args.methods)), len(train))
+        proxy_epochs = len(state.get("history", [])) or None  # what the checkpoint trained, not the recipe's key
+    job.begin(run_settings(data_args, sel_args, run_args, num_processes=accelerator.num_processes),
+              tracker_config={**vars(data_args), **vars(sel_args), **vars(run_args)})
+    checkpoints = job.checkpoints
 
     run = run_scoring(
         train, sel_args, family=family, info=info, accelerator=accelerator, eval_dataset=evaluation, checkpoint_dir=checkpoints
@@ -209,7 +88,11 @@ def run_coreset(
         auto_args = sel_args
         if sel_args.auto_epochs is None and run_args.target:  # check with the schedule length the target will train for
             auto_args = dataclasses.replace(sel_args, auto_epochs=int(run_args.target_epochs))
-        decision = resumable_auto(train, run.scores, auto_args, family=family, info=info, accelerator=accelerator, folder=checkpoints)
+        saved = job.resumable(
+            "auto", lambda: run_auto(train, run.scores, auto_args, family=family, info=info, accelerator=accelerator).as_dict()
+        )
+        saved.pop("chosen", None)
+        decision = AutoDecision(**saved)
         strategy, coverage_beta = decision.strategy, decision.coverage_beta
         timings["auto"] = decision.seconds
     t0 = time.perf_counter()
@@ -232,30 +115,25 @@ def run_coreset(
     target_accuracy, target_history = None, None
     if run_args.target:
         set_seed(int(sel_args.seed))  # the target starts the same whatever scoring did (or skipped, when resumed)
-        target = create_model(run_args.target, info, pretrained=bool(sel_args.pretrained), trust_remote_code=trust_remote_code)
-        config = target_training_config(sel_args, run_args)
+        target = create_model(
+            run_args.target, info, pretrained=pretrained("target", sel_args, run_args), trust_remote_code=trust_remote_code
+        )
+        config = training_config("target", sel_args, run_args)
         result = train_model(
-            target,
-            target_family,
-            pruned,
-            info,
-            config,
-            accelerator,
-            desc=f"target {run_args.target}",
-            checkpoint_dir=os.path.join(checkpoints, "target"),
+            target, target_family, pruned, info, config, accelerator,
+            desc=f"target {run_args.target}", checkpoint_dir=os.path.join(checkpoints, "target"),
         )
         timings["target_training"] = result.seconds
         target_history = result.history
         if evaluation is not None:
             target_accuracy = evaluate_accuracy(
-                result.model, target_family, evaluation, info, accelerator, batch_size=int(sel_args.batch_size),
-                desc="evaluate target", num_workers=int(sel_args.dataloader_num_workers),
+                result.model, target_family, evaluation, info, accelerator, batch_size=config.batch_size,
+                desc="evaluate target", num_workers=config.num_workers,
             )
-    timings["total"] = time.perf_counter() - start
 
     names = info.class_names
     metrics = {
-        **run_provenance("coreset", command, data_args, train, evaluation, family.modality),
+        **run_provenance("coreset", job.command, data_args, train, evaluation, family.modality),
         "n_total": len(train),
         "n_selected": len(pruned),
         "method": sel_args.method,
@@ -268,7 +146,8 @@ def run_coreset(
         "class_balanced": sel_args.class_balanced,
         "seed": sel_args.seed,
         "proxy": sel_args.proxy,
-        "proxy_epochs": sel_args.proxy_epochs,
+        "proxy_epochs": proxy_epochs,
+        "proxy_checkpoint": sel_args.proxy_checkpoint,
         **training_metrics(sel_args, run_args),
         "proxy_accuracy": run.proxy_accuracy,
         "proxy_history": run.history,
@@ -283,101 +162,43 @@ def run_coreset(
         "timings": timings,
         "num_processes": accelerator.num_processes,
     }
-    if accelerator.trackers:
-        final = {"proxy/eval_accuracy": run.proxy_accuracy, "target/eval_accuracy": target_accuracy, "n_selected": len(pruned)}
-        final.update({f"seconds/{k}": v for k, v in timings.items()})
-        accelerator.log({k: v for k, v in final.items() if v is not None})
-    if accelerator.is_main_process:
-        splits = {data_args.train_split: pruned}
-        if evaluation is not None:
-            splits[data_args.eval_split] = with_null_scores(evaluation)
-        metrics = write_run(
-            run_args.output_dir,
-            splits=splits,
-            scores=run.scores,
-            target_scores=target_scores,
-            metrics=metrics,
-            overwrite=run_args.overwrite_output_dir,
-            max_shard_size=run_args.max_shard_size,
-            repo_id=repo_id,
-        )
-        logger.info(
-            f"kept {len(pruned)} of {len(train)} rows by {sel_args.method}; proxy accuracy {run.proxy_accuracy}, "
-            f"target accuracy {target_accuracy}; wrote {run_args.output_dir}",
-            main_process_only=True,
-        )
-        if repo_id is not None:
-            url = push_to_hub(
-                run_args.output_dir,
-                repo_id,
-                private=run_args.hub_private,
-                token=run_args.hub_token,
-                overwrite=run_args.hub_overwrite,
-            )
-            metrics["hub_url"] = url
-            logger.info(f"pushed {run_args.output_dir}/dataset to {url}", main_process_only=True)
-    if not run_args.keep_checkpoints:
-        discard(accelerator, [checkpoints])
-    accelerator.wait_for_everyone()
-    if run_args.report_to:
-        accelerator.end_training()
-    return metrics
+    splits = {data_args.train_split: pruned}
+    if evaluation is not None:
+        splits[data_args.eval_split] = with_null_scores(evaluation)
+    log = {"proxy/eval_accuracy": run.proxy_accuracy, "target/eval_accuracy": target_accuracy, "n_selected": len(pruned)}
+    log.update({f"seconds/{k}": v for k, v in timings.items()})
+    headline = f"kept {len(pruned)} of {len(train)} rows by {sel_args.method}, strategy {sel_args.strategy}" + (
+        f" (chose {strategy})" if sel_args.strategy == AUTO else ""
+    ) + _accuracies(run.proxy_accuracy, target_accuracy, run_args.target)
+    return job.finish(
+        splits=splits, scores=run.scores, target_scores=target_scores, metrics=metrics, log=log, headline=headline,
+        recipe=recipe_record(data_args, sel_args, run_args, keys=KEYS),
+    )
 
 
-AUTO_DECISION = "auto.json"
+def _accuracies(proxy_accuracy: Optional[float], target_accuracy: Optional[float], target: Optional[str]) -> str:
+    parts = []
+    if proxy_accuracy is not None:
+        parts.append(f"proxy accuracy {proxy_accuracy:.4f}")
+    if target_accuracy is not None:
+        parts.append(f"target {target} accuracy {target_accuracy:.4f}")
+    return "; " + ", ".join(parts) if parts else ""
 
 
-def _read_json(path: str):
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
-def resumable_auto(train, scores, sel_args, *, family, info, accelerator, folder: str) -> AutoDecision:
-    """``strategy: auto``'s decision, saved under the run's checkpoints so that a resumed run does not redo it."""
-    path = os.path.join(folder, AUTO_DECISION)
-    saved = on_main(accelerator, _read_json, path)
-    if saved is not None:
-        saved.pop("chosen", None)
-        logger.info(f"auto: decision found in {path}, not checking again", main_process_only=True)
-        return AutoDecision(**saved)
-    decision = run_auto(train, scores, sel_args, family=family, info=info, accelerator=accelerator)
-    if accelerator.is_main_process:
-        os.makedirs(folder, exist_ok=True)
-        write_json(path + ".tmp", decision.as_dict())
-        os.replace(path + ".tmp", path)
-    accelerator.wait_for_everyone()
-    return decision
-
-
-def redact_token(argv: Sequence[str]) -> list:
-    """`argv` with the value of ``--hub_token`` hidden: the command is recorded in metrics.json and the card."""
-    out = []
-    for previous, arg in zip([None, *argv], argv):
-        if previous == "--hub_token":
-            arg = "***"
-        elif arg.startswith("--hub_token="):
-            arg = "--hub_token=***"
-        out.append(arg)
-    return out
-
-
-def recipe_main(prog: str, job: Callable[..., Dict[str, Any]], dataclass_types, argv: Optional[Sequence[str]]) -> Dict[str, Any]:
-    """``python -m PROG RECIPE.yaml [--key value ...]``: parse into `dataclass_types`, run `job`; bad input exits 2."""
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per checkpoint file is too many
-    argv = list(sys.argv[1:] if argv is None else argv)
-    command = f"python -m {prog} " + " ".join(shlex.quote(a) for a in redact_token(argv))
-    try:
-        return job(*parse_args(argv, dataclass_types=dataclass_types), command=command)
-    except SVPConfigError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+JOB = Job(
+    "coreset",
+    RECIPE_DATACLASSES,
+    KEYS,
+    run_coreset,
+    description="Core-set selection via proxy: train the proxy, score every row, keep a fraction, train the target.",
+)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
-    return recipe_main("svp_hf.coreset", run_coreset, RECIPE_DATACLASSES, argv)
+    return job_main(JOB, argv)
+
+
+__all__ = ["run_coreset", "main", "JOB", "KEYS"]
 
 
 if __name__ == "__main__":

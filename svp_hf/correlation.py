@@ -12,7 +12,9 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from .data import INDEX_COLUMN
 from .errors import SVPConfigError
+from .methods import METHODS, get_method
 from .selection import n_to_keep, select_indices
 
 
@@ -146,9 +148,6 @@ def compare_scores(
     one column per method); rows are matched by ``svp_index``. `methods` defaults to every method scored in both,
     leaving out those that do not depend on the model (``random``: its scores come from the seed alone).
     """
-    from .data import INDEX_COLUMN
-    from .methods import get_method
-
     shared = [c for c in scores.column_names if c in other_scores.column_names and c not in (INDEX_COLUMN, "label")]
     if methods is None:
         methods = [m for m in shared if m in _method_names() and get_method(m).needs != "none"]
@@ -169,8 +168,6 @@ def compare_scores(
 
 
 def _method_names():
-    from .methods import METHODS
-
     return set(METHODS.names())
 
 

@@ -18,7 +18,9 @@ from datasets import Dataset, DatasetDict
 from huggingface_hub import HfApi, get_token
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from .card import dataset_card
 from .errors import SVPConfigError
+from .version import __version__
 from .output import DATASET_DIR, DEFAULT_MAX_SHARD_SIZE, PLOTS_DIR, parse_size, write_dataset_folder
 
 REPO_TYPE = "dataset"
@@ -73,10 +75,6 @@ def dataset_folder(
     if isinstance(result, (Dataset, DatasetDict)):
         splits = dict(result) if isinstance(result, DatasetDict) else {"train": result}
         with tempfile.TemporaryDirectory(prefix="svp-hub-") as tmp:
-            from .card import dataset_card
-
-            from . import __version__
-
             metrics = {
                 "svp_hf_version": __version__,
                 "splits": {k: len(v) for k, v in splits.items()},
@@ -107,8 +105,6 @@ def _local_folder(path: Union[str, os.PathLike]) -> Tuple[str, Optional[str]]:
 def _refresh_card(output_dir: str, repo_id: Optional[str]) -> None:
     """Re-render an output_dir's card from its metrics.json so its loading snippet names `repo_id`: the local folder
     stays exactly what was uploaded."""
-    from .card import dataset_card
-
     metrics_path = os.path.join(output_dir, "metrics.json")
     if repo_id is None or not os.path.isfile(metrics_path):
         return

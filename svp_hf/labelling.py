@@ -31,8 +31,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import ClassLabel, Dataset, DatasetDict, Value
 
-from .data import INDEX_COLUMN, SCORE_COLUMN
+from .data import _BUILDER_BY_EXTENSION, INDEX_COLUMN, SCORE_COLUMN
 from .errors import SVPConfigError
+from .output import write_dataset_folder
 from .pool import LabelPool
 
 STATE_DIR = "labelling"
@@ -380,11 +381,24 @@ def filled_dataset(dataset: Dataset, state: LabellingState) -> Dataset:
     return dataset.remove_columns(column).add_column(column, labels, feature=feature).select_columns(order)
 
 
+def pool_dataset(dataset: Dataset) -> Dataset:
+    """`dataset` with `svp_index` set to each row's pool index (replacing any earlier one)."""
+    dataset = dataset.remove_columns([c for c in (INDEX_COLUMN, SCORE_COLUMN, ROUND_COLUMN) if c in dataset.column_names])
+    return dataset.add_column(INDEX_COLUMN, np.arange(len(dataset), dtype=np.int64))
+
+
+def labelled_dataset(dataset: Dataset, pool: LabelPool) -> Dataset:
+    """The labelled rows in pool order, with `svp_index`, the round each was labelled in and its selection score."""
+    indices = pool.labelled
+    scores = [None if np.isnan(s) else float(s) for s in pool.scores(indices)]
+    labelled = dataset.select(indices)
+    labelled = labelled.add_column(ROUND_COLUMN, pool.rounds(indices), feature=Value("int64"))
+    return labelled.add_column(SCORE_COLUMN, scores, feature=Value("float64"))
+
+
 def labelled_rows(dataset: Dataset, state: LabellingState) -> Dataset:
     """The labelled rows of `dataset` with the session's labels, in pool order, with `svp_index`, `svp_round` (0 =
     initial or given) and `svp_score`: the labelled set a target trains on."""
-    from .active_learning import labelled_dataset, pool_dataset
-
     return labelled_dataset(pool_dataset(filled_dataset(dataset, state)), state.pool())
 
 
@@ -407,8 +421,6 @@ def _read_source(source: LabelsSource, token: Optional[str] = None) -> Tuple[str
     path = os.fspath(source)
     try:
         if os.path.isfile(path):
-            from .data import _BUILDER_BY_EXTENSION
-
             ext = os.path.splitext(path)[1].lower()
             builder = _BUILDER_BY_EXTENSION.get(ext)
             if builder is None:
@@ -584,8 +596,6 @@ def write_batch(output_dir: str, rows: Dataset, round_: int, state: LabellingSta
     """Write a batch to label as ``to_label/round_<k>/`` (a dataset folder: ``datasets.load_dataset`` reads it) and
     ``to_label/round_<k>.csv`` (images saved as PNG files under ``to_label/round_<k>_images/``, the CSV holding their
     relative paths), each under a temporary name first. Returns the paths."""
-    from .output import write_dataset_folder
-
     paths = batch_paths(output_dir, round_)
     root = os.path.dirname(paths["folder"])
     os.makedirs(root, exist_ok=True)

@@ -28,6 +28,7 @@ import torch
 
 from .errors import SVPConfigError
 from .registry import Registry
+from .selection import greedy_k_center
 from .signals import SIGNALS
 
 NEEDS = ("logits", "embeddings", "training", "none")
@@ -175,16 +176,12 @@ def kcenter_acquire(
     embeddings: np.ndarray, labelled: Sequence[int], budget: int, *, seed: int, chunk_size: int = 16384
 ):
     """Active learning's k-centers: greedily add `budget` centers to the labelled ones, over the whole pool."""
-    from .selection import greedy_k_center
-
     return greedy_k_center(embeddings, initial=labelled, budget=budget, seed=seed, chunk_size=chunk_size)
 
 
 @register_method("kcenter", needs="embeddings", acquire=kcenter_acquire)
 def kcenter(embeddings: np.ndarray, seed: int, chunk_size: int = 16384) -> np.ndarray:
     """Greedy k-centers on penultimate embeddings: distance to the nearest center when picked; keeps the highest."""
-    from .selection import greedy_k_center
-
     order, dists = greedy_k_center(embeddings, seed=seed, chunk_size=chunk_size)
     scores = np.empty(len(order), dtype=np.float64)
     scores[order] = dists

@@ -29,9 +29,12 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 from datasets import Dataset
 
+from .card import dataset_card
+from .config import DEFAULT_MAX_SHARD_SIZE, parse_size
 from .errors import SVPConfigError
+from .report import ReportInputs, render_report, write_plots
 
-RESULT_NAMES = ("dataset", "scores.parquet", "target_scores.parquet", "report.md", "metrics.json")
+RESULT_NAMES = ("dataset", "scores.parquet", "target_scores.parquet", "report.md", "rounds.json", "recipe.yaml", "metrics.json")
 DATASET_DIR = "dataset"
 SCORES_FILE = "scores.parquet"
 TARGET_SCORES_FILE = "target_scores.parquet"
@@ -39,21 +42,6 @@ REPORT_FILE = "report.md"
 PLOTS_DIR = "plots"
 # Inside the dataset folder: one score table per scorer; no split pattern of `datasets` matches these names.
 DATASET_SCORES = {"proxy": "scores/proxy.parquet", "target": "scores/target.parquet"}
-# Parquet shards of a split are at most this large, as in ``datasets.Dataset.push_to_hub``.
-DEFAULT_MAX_SHARD_SIZE = "500MB"
-
-
-def parse_size(value, name: str = "max_shard_size") -> int:
-    """Bytes in a size such as ``"500MB"`` or ``2**20``; a clear error naming the setting otherwise."""
-    from accelerate.utils import convert_file_size_to_int
-
-    try:
-        size = convert_file_size_to_int(value)
-    except (TypeError, ValueError):
-        size = None
-    if not isinstance(size, int) or size <= 0:
-        raise SVPConfigError(f"{name} must be a positive size such as '500MB', got {value!r}")
-    return size
 
 
 def check_output_dir(output_dir: str, overwrite: bool) -> None:
@@ -86,7 +74,6 @@ def _embed(dataset: Dataset) -> Dataset:
 
 def default_card(splits: Dict[str, Dataset], metadata: Optional[Dict[str, Any]] = None) -> str:
     """The dataset card for `splits`, from whatever run metadata is known (see :func:`svp_hf.card.dataset_card`)."""
-    from .card import dataset_card
 
     metrics = dict(metadata or {})
     metrics.setdefault("splits", {name: len(ds) for name, ds in splits.items()})
@@ -174,8 +161,6 @@ def write_run(
     """Write dataset/ (card, splits, score tables, plots), scores.parquet, report.md, metrics.json (and any
     `extra_files` as JSON) atomically into `output_dir`. Without an explicit `card`, the card and report are made
     from `metrics` (see :mod:`svp_hf.card`, :mod:`svp_hf.report`). Returns the metrics as written."""
-    from .card import dataset_card
-    from .report import ReportInputs, render_report, write_plots
 
     check_output_dir(output_dir, overwrite)
     parse_size(max_shard_size)
@@ -197,7 +182,11 @@ def write_run(
         with open(os.path.join(tmp, REPORT_FILE), "w", encoding="utf-8") as f:
             f.write("# svp_hf report\n\n" + render_report(metrics, figures, image_dir=f"{DATASET_DIR}/{PLOTS_DIR}"))
         for name, obj in (extra_files or {}).items():
-            write_json(os.path.join(tmp, name), obj)
+            if isinstance(obj, str):  # already formatted (e.g. YAML)
+                with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
+                    f.write(obj)
+            else:
+                write_json(os.path.join(tmp, name), obj)
         write_json(os.path.join(tmp, "metrics.json"), metrics)
         # Replace any previous result's files, then move the new ones into place. The previous metrics.json goes
         # first and the new one comes last, so a metrics.json always belongs to the files next to it: a run killed

@@ -7,37 +7,13 @@ Pure numpy: nothing here trains, loads or reads files. One array holds the round
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from .errors import SVPConfigError
 
 UNLABELLED = -1
-
-
-def check_schedule(pool_size: Optional[int], initial_size: int, budgets: Sequence[int]) -> List[int]:
-    """Check an active-learning schedule (against a pool of `pool_size`, when known); returns the budgets as ints.
-
-    `budgets` are the labelled-set sizes after each round: strictly increasing, above `initial_size` and at most
-    `pool_size`.
-    """
-    initial_size = int(initial_size)
-    if initial_size < 1:
-        raise SVPConfigError(f"initial_size must be at least 1, got {initial_size}")
-    budgets = [int(b) for b in budgets or []]
-    if not budgets:
-        raise SVPConfigError("budgets must list the labelled-set size after each round, e.g. [5000, 10000]")
-    if budgets[0] <= initial_size:
-        raise SVPConfigError(
-            f"budgets must be larger than initial_size ({initial_size}): the first budget, {budgets[0]}, adds no example"
-        )
-    for before, after in zip(budgets, budgets[1:]):
-        if after <= before:
-            raise SVPConfigError(f"budgets must be strictly increasing, got {before} then {after} in {budgets}")
-    if pool_size is not None and budgets[-1] > pool_size:
-        raise SVPConfigError(f"the last budget, {budgets[-1]}, is larger than the pool ({pool_size} examples)")
-    return budgets
 
 
 def _balanced_quotas(counts: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
@@ -166,10 +142,19 @@ class LabelPool:
         self._score[indices] = values
         self.last_round = round
 
+    def restore(self, rounds: np.ndarray, scores: np.ndarray) -> None:
+        """Set every example's round and score to these (as :meth:`rounds` and :meth:`scores` gave them for a
+        checkpoint of a pool of the same size)."""
+        if len(rounds) != len(self) or len(scores) != len(self):
+            raise ValueError(f"{len(rounds)} rounds and {len(scores)} scores for a pool of {len(self)}")
+        self._round = np.asarray(rounds, dtype=np.int64).copy()
+        self._score = np.asarray(scores, dtype=np.float64).copy()
+        self.last_round = int(self._round.max())
+
     def copy(self) -> "LabelPool":
         other = LabelPool(len(self))
         other._round, other._score, other.last_round = self._round.copy(), self._score.copy(), self.last_round
         return other
 
 
-__all__ = ["UNLABELLED", "LabelPool", "check_schedule", "initial_indices"]
+__all__ = ["UNLABELLED", "LabelPool", "initial_indices"]

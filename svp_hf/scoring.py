@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.data_loader import prepare_data_loader
-from accelerate.logging import get_logger
+from .log import get_logger
 from accelerate.utils import convert_file_size_to_int
 from datasets import Dataset, Image, IterableDataset
 from tqdm.auto import tqdm

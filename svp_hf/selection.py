@@ -10,17 +10,8 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from .config import check_fraction
 from .errors import SVPConfigError
-
-
-def check_fraction(fraction: float) -> float:
-    try:
-        fraction = float(fraction)
-    except (TypeError, ValueError):
-        raise SVPConfigError(f"fraction must be a number in (0, 1], got {fraction!r}") from None
-    if not (0.0 < fraction <= 1.0):
-        raise SVPConfigError(f"fraction must be in (0, 1], got {fraction}")
-    return fraction
 
 
 def n_to_keep(fraction: float, n: int) -> int:

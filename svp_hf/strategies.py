@@ -23,6 +23,7 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
+from .config import check_coverage_beta
 from .errors import SVPConfigError
 from .registry import Registry
 from .selection import class_quotas, rank, select_indices
@@ -42,27 +43,6 @@ def default_coverage_beta(fraction: float) -> float:
     prune_rate = 1.0 - float(fraction)
     xs, ys = zip(*_BETA_KNOTS)
     return float(np.interp(prune_rate, xs, ys))
-
-
-def check_coverage_beta(beta: Optional[float], fraction: Optional[float] = None) -> Optional[float]:
-    """`beta` as a float in [0, 1) (``None`` stays ``None``: it follows the fraction); with `fraction`, also checks that
-    the rows left after dropping the hardest `beta` share can hold the kept fraction."""
-    if beta is None:
-        return None
-    if isinstance(beta, bool):
-        raise SVPConfigError(f"coverage_beta must be a number in [0, 1), got {beta!r}")
-    try:
-        beta = float(beta)
-    except (TypeError, ValueError):
-        raise SVPConfigError(f"coverage_beta must be a number in [0, 1), got {beta!r}") from None
-    if not 0.0 <= beta < 1.0:
-        raise SVPConfigError(f"coverage_beta must be in [0, 1), got {beta}")
-    if fraction is not None and float(fraction) > 1.0 - beta + 1e-12:
-        raise SVPConfigError(
-            f"coverage_beta={beta} drops the hardest {beta:.0%} of rows, which leaves too few to keep fraction={fraction}; "
-            f"use a coverage_beta of at most {1.0 - float(fraction):.3g} or a smaller fraction"
-        )
-    return beta
 
 
 def list_strategies() -> List[str]:

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.logging import get_logger
+from .log import get_logger
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -157,18 +157,6 @@ def adamw_optimizer(model: torch.nn.Module, config: "TrainingConfig") -> torch.o
 
 sgd_optimizer.sparse_gradients = True
 adamw_optimizer.sparse_gradients = False
-
-
-def check_optimizer(optimizer: str, model_name: str) -> None:
-    """A clear error, before any training, when `optimizer` is unknown or cannot train model `model_name`."""
-    from .models import resolve_family
-
-    if optimizer not in OPTIMIZERS:
-        raise SVPConfigError(f"unknown optimizer {optimizer!r}; available: {', '.join(OPTIMIZERS.names())}")
-    if resolve_family(model_name).sparse_gradients and not OPTIMIZERS.get(optimizer).sparse_gradients:
-        raise SVPConfigError(
-            f"optimizer {optimizer!r} cannot train {model_name!r}: its embeddings take sparse gradients; use 'sgd'"
-        )
 
 
 def make_accelerator(**kwargs) -> Accelerator:

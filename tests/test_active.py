@@ -182,7 +182,7 @@ def test_scores_of_a_selected_subset_follow_its_rows(tiny_digits):
     """Scoring a pool subset keeps the pool's svp_index (no rewrite of the data) and returns scores in row order."""
     from accelerate import Accelerator
 
-    from svp_hf.api import prepare_inputs
+    from svp_hf.proxy import prepare_inputs
     from svp_hf.methods import get_method
     from svp_hf.scoring import compute_scores
 
@@ -445,7 +445,7 @@ def test_amazon_polarity_recipe_with_a_fasttext_proxy(tmp_path):
 
 def test_labels_follow_an_indices_mapping(digits):
     """A split from train_test_split is an indices mapping over a larger table: labels must follow the mapping."""
-    from svp_hf.api import labels_of, prepare_inputs
+    from svp_hf.proxy import labels_of, prepare_inputs
 
     train = digits["train"]
     _, info = prepare_inputs(train, "resnet20", {})

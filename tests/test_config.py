@@ -65,9 +65,6 @@ def test_broken_yaml(tmp_path):
     [
         (dict(fraction=0.0), "fraction"),
         (dict(fraction=1.01), "fraction"),
-        (dict(method="best"), "Unknown selection method 'best'"),
-        (dict(score_methods=["entropy", "nope"]), "'nope'"),
-        (dict(lr_schedule="warp"), "lr_schedule"),
         (dict(proxy_epochs=0), "proxy_epochs"),
         (dict(batch_size=0), "batch_size"),
         (dict(learning_rate=0), "learning_rate"),

@@ -13,7 +13,7 @@ from huggingface_hub import DatasetCard
 
 import svp_hf
 import svp_hf.hub
-from svp_hf import SVPConfigError, coreset
+from svp_hf import SVPConfigError, coreset, pipeline
 from svp_hf.config import parse_args
 from svp_hf.output import write_dataset_folder, write_run
 
@@ -151,7 +151,7 @@ def test_dataset_folder_loads_back_and_scores_reproduce_the_selection(run):
     assert {k: len(v) for k, v in loaded.items()} == {"train": 30, "test": 60} == metrics["splits"]
     # the rows and features are what selecting again from the published scores gives
     data_args, sel_args, _ = parse_args(argv)
-    train, evaluation = coreset.load_splits(data_args, sel_args.seed)
+    train, evaluation = pipeline.load_splits(data_args, sel_args.seed)
     scores = svp_hf.load_scores(out / "dataset")
     again = svp_hf.select(train, scores, "entropy", 0.25)
     assert loaded["train"].features == again.features

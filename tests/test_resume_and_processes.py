@@ -85,13 +85,13 @@ def test_a_run_killed_in_training_then_in_scoring_resumes_to_the_same_outputs(tm
 
 def test_the_hub_token_and_output_settings_stay_out_of_the_checkpoints():
     from svp_hf.config import parse_args
-    from svp_hf.coreset import run_settings
+    from svp_hf.pipeline import run_settings
 
     base = [str(REPO / "recipes" / "quickstart.yaml")]
     publish = ["--push_to_hub", "true", "--hub_dataset_id", "alice/x", "--hub_token", "hf_secret", "--max_shard_size", "1MB"]
-    plain, published = run_settings(*parse_args(base), 1), run_settings(*parse_args(base + publish), 1)
+    plain, published = run_settings(*parse_args(base), num_processes=1), run_settings(*parse_args(base + publish), num_processes=1)
     assert plain == published and "hf_secret" not in json.dumps(published, default=str)  # resumable either way
-    assert run_settings(*parse_args(base + ["--proxy_epochs", "2"]), 1) != plain
+    assert run_settings(*parse_args(base + ["--proxy_epochs", "2"]), num_processes=1) != plain
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path):

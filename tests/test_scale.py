@@ -7,7 +7,7 @@ from accelerate import Accelerator
 
 import svp_hf
 from svp_hf import scoring
-from svp_hf.api import prepare_inputs
+from svp_hf.proxy import prepare_inputs
 from svp_hf.config import SelectionArguments
 from svp_hf.errors import SVPConfigError
 from svp_hf.methods import resolve_methods

@@ -70,7 +70,7 @@ def test_a_training_method_must_name_a_known_signal():
 def test_train_model_records_every_signal_and_resumes_them(tiny_digits, tmp_path):
     from accelerate import Accelerator
 
-    from svp_hf.api import prepare_inputs
+    from svp_hf.proxy import prepare_inputs
     from svp_hf.data import add_index
     from svp_hf.models import create_model
     from svp_hf.training import TrainingConfig, train_model
@@ -98,7 +98,7 @@ def test_a_proxy_checkpoint_without_the_signal_is_refused_before_training(tiny_d
     from safetensors.torch import save_file
 
     from svp_hf import coreset
-    from svp_hf.api import prepare_inputs
+    from svp_hf.proxy import prepare_inputs
     from svp_hf.models import create_model
 
     from .conftest import REPO

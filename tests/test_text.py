@@ -12,7 +12,7 @@ from accelerate import Accelerator
 from datasets import ClassLabel, Dataset, Features, Value
 
 import svp_hf
-from svp_hf import coreset
+from svp_hf import coreset, pipeline
 from svp_hf.config import DataArguments
 from svp_hf.data import add_index, inspect_dataset, load_data
 from svp_hf.errors import SVPConfigError
@@ -189,13 +189,13 @@ def test_evaluation_labels_must_be_in_range(tiny_reviews):
 
 def test_held_out_evaluation_split(reviews):
     args = DataArguments(dataset_name="builtin:reviews", train_split="test", eval_split="test", validation_split_percentage=25)
-    train, evaluation = coreset.load_splits(args, seed=0)
+    train, evaluation = pipeline.load_splits(args, seed=0)
     assert (len(train), len(evaluation)) == (180, 60)
     assert np.bincount(evaluation["label"]).min() >= 29  # stratified
     missing = DataArguments(dataset_name="builtin:reviews", eval_split="validation", validation_split_percentage=10)
-    assert [len(s) for s in coreset.load_splits(missing, seed=0)] == [864, 96]
+    assert [len(s) for s in pipeline.load_splits(missing, seed=0)] == [864, 96]
     with pytest.raises(SVPConfigError, match="evaluation split 'validation' not found"):
-        coreset.load_splits(DataArguments(dataset_name="builtin:reviews", eval_split="validation"), seed=0)
+        pipeline.load_splits(DataArguments(dataset_name="builtin:reviews", eval_split="validation"), seed=0)
     with pytest.raises(SVPConfigError, match="validation_split_percentage"):
         DataArguments(validation_split_percentage=100)
 

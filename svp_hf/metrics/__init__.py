@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from typing import List
 
+from ..errors import SVPConfigError
+
 METRICS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -23,8 +25,6 @@ def list_metrics() -> List[str]:
 
 def metric_path(name: str) -> str:
     """The folder of a shipped metric module, for ``evaluate.load(path)``."""
-    from ..errors import SVPConfigError
-
     if name not in list_metrics():
         raise SVPConfigError(f"unknown svp_hf metric {name!r}; available: {', '.join(list_metrics())}")
     return os.path.join(METRICS_DIR, name)

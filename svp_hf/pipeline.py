@@ -1,0 +1,428 @@
+"""The job pipeline that every job (:mod:`svp_hf.coreset`, :mod:`svp_hf.active`) runs through.
+
+A job declares the recipe keys it reads (:class:`Job`); :func:`main` parses ``[RECIPE.yaml] [--key value ...]``
+against them, refusing any other key by name, and maps failures to exit codes (:mod:`svp_hf.errors`). Inside the job,
+a :class:`JobRun` does what is the same for every job, in this order:
+
+1. pre-flight: the output folder is writable and free (or ``overwrite_output_dir``), the Hub target is valid, the
+   device settings make sense (a warning for fp16 on a CPU); the job then loads and inspects its data
+   (:func:`load_inspected_splits`) and checks everything else that needs no training;
+2. :meth:`JobRun.begin`: trackers, and the checkpoints under ``output_dir/checkpoints`` (resumed when they belong to
+   a run with the same settings, discarded when stale); a run that fails before making progress leaves no checkpoint
+   behind to block the corrected rerun;
+3. the job's own work;
+4. :meth:`JobRun.finish`: the result written atomically (``dataset/`` with card, scores and plots, ``scores.parquet``,
+   ``report.md``, ``metrics.json``, ``recipe.yaml``), a summary naming those files, the Hub push, the checkpoints
+   discarded (unless ``keep_checkpoints``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shlex
+import shutil
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import datasets
+import numpy as np
+import yaml
+
+from .card import source_metadata
+from .checkpoint import CHECKPOINTS_DIR, RUN_SETTINGS, check_run_settings, discard, on_main
+from .config import SECRET_KEYS, DataArguments, RunArguments, parse_args, redact, resolved_recipe
+from .data import INDEX_COLUMN, SCORE_COLUMN, check_same_columns, get_split, hold_out, inspect_dataset, load_data
+from .errors import EXIT_CONFIG, EXIT_RUNTIME, SVPConfigError, SVPRuntimeError
+from .hub import check_hub_target, push_to_hub
+from .log import get_logger
+from .models import check_model
+from .output import check_output_dir, write_json, write_run
+from .training import make_accelerator
+from .version import __version__
+
+logger = get_logger(__name__)
+
+RECIPE_FILE = "recipe.yaml"
+# Settings that change where and how a result is written or published, never what is computed: a resumed run may
+# change them, and none of them (the Hub token least of all) is written into the checkpoints.
+UNRECORDED_SETTINGS = (
+    "output_dir", "overwrite_output_dir", "resume", "report_to", "keep_checkpoints", "max_shard_size",
+    "push_to_hub", "hub_dataset_id", "hub_private", "hub_overwrite", *SECRET_KEYS,
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job the CLI runs: its name, the dataclasses its recipe fills, the recipe keys it reads, and its body
+    (``run(*instances, command=...) -> metrics``)."""
+
+    name: str
+    dataclass_types: Tuple[type, ...]
+    keys: Tuple[str, ...]
+    run: Callable[..., Dict[str, Any]]
+    description: str = ""
+
+    @property
+    def prog(self) -> str:
+        return f"svp_hf.{self.name}"
+
+
+def job_keys(dataclass_types: Sequence[type], *, without: Sequence[str] = ()) -> Tuple[str, ...]:
+    """Every field of `dataclass_types` except those in `without` (the keys a job does not read)."""
+    keys = [f.name for dc in dataclass_types for f in dataclasses.fields(dc)]
+    unknown = sorted(set(without) - set(keys))
+    if unknown:
+        raise ValueError(f"not recipe keys: {unknown}")
+    return tuple(k for k in keys if k not in set(without))
+
+
+# --- the command line --------------------------------------------------------------------------------------------------
+
+
+def command_line(job: Job, argv: Sequence[str], secrets: Sequence[Optional[str]] = ()) -> str:
+    """The command that ran `job`, as recorded in metrics.json and the card: every secret's value replaced by ``***``,
+    whatever flag spelling carried it."""
+    return redact(f"python -m {job.prog} " + " ".join(shlex.quote(a) for a in argv), secrets)
+
+
+def _secrets(instances) -> List[str]:
+    return [getattr(i, k) for i in instances for k in SECRET_KEYS if getattr(i, k, None)]
+
+
+def main(job: Job, argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """``python -m svp_hf.JOB [RECIPE.yaml] [--key value ...]``: parse the recipe and flags into the job's
+    dataclasses (only the keys it declares), run it, and exit 2 for bad input or 3 for a run that failed while
+    working, with one line naming the problem."""
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per checkpoint file is too many
+    datasets.disable_progress_bars()  # one bar per map/filter/cast would interleave with the training bars
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        instances = parse_args(argv, job.dataclass_types, keys=job.keys, prog=f"python -m {job.prog}", job=job.prog)
+        return job.run(*instances, command=command_line(job, argv, _secrets(instances)))
+    except SVPConfigError as err:
+        print(f"{job.prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_CONFIG) from None
+    except SVPRuntimeError as err:
+        print(f"{job.prog}: run failed: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_RUNTIME) from None
+
+
+# --- data -------------------------------------------------------------------------------------------------------------
+
+
+def _subsample(ds, n: Optional[int], seed: int):
+    return ds if n is None or n >= len(ds) else ds.shuffle(seed=seed).select(range(n)).flatten_indices()
+
+
+def load_splits(data_args: DataArguments, seed: int):
+    """The training and evaluation splits; with `validation_split_percentage`, a dataset without `eval_split` (or
+    whose `eval_split` is the training split) gets one held out of the training split."""
+    data = load_data(data_args.dataset_name, data_args.dataset_config_name, data_args.data_files)
+    train = get_split(data, data_args.train_split, "training")
+    evaluation = None
+    eval_split = data_args.eval_split
+    if eval_split and data_args.validation_split_percentage and (eval_split not in data or eval_split == data_args.train_split):
+        logger.info(
+            f"holding out {data_args.validation_split_percentage}% of split {data_args.train_split!r} as the "
+            f"evaluation split {eval_split!r}"
+        )
+        train, evaluation = hold_out(train, float(data_args.validation_split_percentage), seed, data_args.label_column)
+    elif eval_split:
+        evaluation = get_split(data, eval_split, "evaluation")
+    train = _subsample(train, data_args.max_train_samples, seed)
+    if evaluation is not None:
+        evaluation = _subsample(evaluation, data_args.max_eval_samples, seed)
+    return train, evaluation
+
+
+def inspect_splits(train, evaluation, data_args: DataArguments, modality: str, models=(), *, trust_remote_code=False, **extra):
+    """The training split's columns inspected for `modality` (checked to be in the evaluation split too); each of
+    `models` is checked against them before anything is trained."""
+    columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
+    info = inspect_dataset(train, modality, **columns, **extra)
+    for name in filter(None, models):
+        check_model(name, info, trust_remote_code=trust_remote_code)
+    if evaluation is not None:
+        check_same_columns(evaluation, info)
+    return info
+
+
+def load_inspected_splits(data_args: DataArguments, modality: str, seed: int, models=(), *, trust_remote_code=False):
+    """:func:`load_splits`, then :func:`inspect_splits`: the splits and the training split's :class:`DataInfo`."""
+    train, evaluation = load_splits(data_args, seed)
+    info = inspect_splits(train, evaluation, data_args, modality, models, trust_remote_code=trust_remote_code)
+    return train, evaluation, info
+
+
+def with_null_scores(evaluation):
+    """The unpruned evaluation split with the same columns as the pruned one (one config, one schema):
+    `svp_index` is the row's index in the evaluation split and `svp_score` is null."""
+    evaluation = evaluation.remove_columns([c for c in (SCORE_COLUMN, INDEX_COLUMN) if c in evaluation.column_names])
+    evaluation = evaluation.add_column(SCORE_COLUMN, [None] * len(evaluation), feature=datasets.Value("float64"))
+    return evaluation.add_column(INDEX_COLUMN, list(range(len(evaluation))), feature=datasets.Value("int64"))
+
+
+def per_class_counts(labels: np.ndarray, names) -> Dict[str, int]:
+    values, counts = np.unique(labels, return_counts=True)
+    return {(names[v] if names else str(v)): int(c) for v, c in zip(values.tolist(), counts.tolist())}
+
+
+# --- one run ----------------------------------------------------------------------------------------------------------
+
+
+def run_settings(*instances, num_processes: int) -> Dict[str, Any]:
+    """What a resumed run must share with the run whose checkpoints it continues."""
+    settings: Dict[str, Any] = {}
+    for instance in instances:
+        settings.update(vars(instance))
+    settings["num_processes"] = num_processes
+    return {k: v for k, v in settings.items() if k not in UNRECORDED_SETTINGS}
+
+
+def run_provenance(job: str, command: Optional[str], data_args: DataArguments, train, evaluation, modality: str) -> Dict[str, Any]:
+    """The head of a run's metrics: what made it (svp_hf version, command, job) and the data it read."""
+    return {
+        "svp_hf_version": __version__,
+        "command": command,
+        "job": job,
+        "recipe_file": RECIPE_FILE,
+        "source": source_metadata(
+            train,
+            dataset_name=data_args.dataset_name,
+            split=data_args.train_split,
+            modality=modality,
+            config_name=data_args.dataset_config_name,
+            max_train_samples=data_args.max_train_samples,
+            eval_dataset=evaluation,
+            eval_split=data_args.eval_split,
+        ),
+        "dataset_name": data_args.dataset_name,
+        "train_split": data_args.train_split,
+        "eval_split": data_args.eval_split,
+    }
+
+
+def job_accelerator(run_args: RunArguments):
+    """The job's Accelerator: the recipe's mixed precision, its trackers logging under `output_dir`, and gloo
+    data-parallel processes when launched on a machine without GPUs; a warning for settings a CPU ignores."""
+    accelerator = make_accelerator(
+        mixed_precision=run_args.mixed_precision,
+        log_with=run_args.report_to,
+        project_dir=run_args.output_dir if run_args.report_to else None,
+    )
+    check_device(accelerator)
+    return accelerator
+
+
+def check_device(accelerator) -> None:
+    """Warn (main process) when the device settings cannot do what they ask: fp16 on a CPU trains in fp32; more
+    processes than CPU cores on a machine without an accelerator only slow each other down."""
+    if not accelerator.is_main_process or accelerator.device.type != "cpu":
+        return
+    precision = str(accelerator.mixed_precision)
+    if precision == "fp16":
+        warnings.warn(
+            "mixed_precision 'fp16' has no effect on a CPU: the run trains in fp32 (use bf16, or no, on CPUs)",
+            stacklevel=2,
+        )
+    cores = os.cpu_count() or 1
+    if accelerator.num_processes > cores:
+        warnings.warn(
+            f"{accelerator.num_processes} processes on a CPU-only machine with {cores} cores: they compete for the "
+            "cores; launch with --num_processes at most the number of cores (accelerate_config.yaml asks for 8 GPUs)",
+            stacklevel=2,
+        )
+
+
+def _scalar_config(settings: Dict[str, Any]) -> Dict[str, Any]:
+    # Trackers take scalars only (TensorBoard's hparams): lists, mappings and None are logged as text.
+    return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in settings.items() if k not in SECRET_KEYS}
+
+
+class JobRun:
+    """One run of a job in its `output_dir` (see the module's docstring for the order of its steps).
+
+    Use it as a context manager: a run that fails before its checkpoints hold any progress removes them, so that the
+    corrected rerun is not refused as "an unfinished run with other settings"."""
+
+    def __init__(self, job: str, run_args: RunArguments, *, command: Optional[str] = None):
+        self.job = job
+        self.run_args = run_args
+        self.command = command
+        self.start = time.perf_counter()
+        self.output_dir = run_args.output_dir
+        self.checkpoints = os.path.join(run_args.output_dir, CHECKPOINTS_DIR)
+        self.repo_id: Optional[str] = None
+        self.accelerator = job_accelerator(run_args)
+        self._began = False
+        self._had_checkpoints = False
+
+    def __enter__(self) -> "JobRun":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None and self._began and not self._had_checkpoints and self.accelerator.is_main_process:
+            if os.path.isdir(self.checkpoints) and os.listdir(self.checkpoints) == [RUN_SETTINGS]:
+                discard_quietly(self.checkpoints)
+        if exc_type is not None and self._began and self.run_args.report_to:
+            self.accelerator.end_training()
+
+    def check_output(self, *, overwrite: Optional[bool] = None) -> None:
+        """Pre-flight for the output: `output_dir` free (or replaceable) and writable; the Hub target valid."""
+        check_output_dir(self.output_dir, self.run_args.overwrite_output_dir if overwrite is None else overwrite)
+        if self.run_args.push_to_hub:
+            _, self.repo_id = check_hub_target(
+                self.run_args.hub_dataset_id, token=self.run_args.hub_token, overwrite=self.run_args.hub_overwrite
+            )
+
+    def begin(self, settings: Dict[str, Any], *, tracker_config: Optional[Dict[str, Any]] = None) -> None:
+        """Pre-flight passed: start the trackers and take the checkpoints in hand. Checkpoints are discarded when
+        ``resume`` is false, when they sit next to a finished result (replaced, since the pre-flight let us through)
+        or, with ``overwrite_output_dir``, when they belong to a run with other settings; otherwise they must
+        belong to a run with the same `settings`, which this run continues."""
+        accelerator, run_args = self.accelerator, self.run_args
+        if run_args.report_to:
+            accelerator.init_trackers(f"svp_hf_{self.job}", config=_scalar_config(tracker_config or settings))
+        finished = os.path.exists(os.path.join(self.output_dir, "metrics.json"))
+        stale = not run_args.resume or finished
+        if not stale and run_args.overwrite_output_dir:
+            stale = on_main(accelerator, _settings_differ, self.checkpoints, settings)
+        if stale:
+            discard(accelerator, [self.checkpoints])
+        self._had_checkpoints = on_main(accelerator, _has_progress, self.checkpoints)
+        check_run_settings(accelerator, self.checkpoints, settings)
+        self._began = True
+
+    def resumable(self, name: str, compute: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
+        """`compute()`'s JSON-able result, saved as ``checkpoints/<name>.json`` so that a resumed run reads it
+        instead of computing it again."""
+        path = os.path.join(self.checkpoints, f"{name}.json")
+        saved = on_main(self.accelerator, _read_json, path)
+        if saved is not None:
+            logger.info(f"{name}: found in {path}, not computed again")
+            return saved
+        result = compute()
+        if self.accelerator.is_main_process:
+            os.makedirs(self.checkpoints, exist_ok=True)
+            write_json(path + ".tmp", result)
+            os.replace(path + ".tmp", path)
+        self.accelerator.wait_for_everyone()
+        return result
+
+    def finish(
+        self,
+        *,
+        splits,
+        scores,
+        metrics: Dict[str, Any],
+        recipe: Dict[str, Any],
+        headline: str,
+        target_scores=None,
+        extra_files: Optional[Dict[str, Any]] = None,
+        overwrite: Optional[bool] = None,
+        log: Optional[Dict[str, Any]] = None,
+        keep_checkpoints: Optional[bool] = None,
+    ) -> Dict[str, Any]:
+        """Write the result (main process), print the summary, push to the Hub, discard the checkpoints and end
+        the trackers. Returns the metrics as written (with ``hub_url`` when pushed)."""
+        accelerator, run_args = self.accelerator, self.run_args
+        metrics.setdefault("timings", {})["total"] = time.perf_counter() - self.start
+        if accelerator.trackers and log:
+            accelerator.log({k: v for k, v in log.items() if v is not None})
+        if accelerator.is_main_process:
+            metrics = write_run(
+                self.output_dir,
+                splits=splits,
+                scores=scores,
+                target_scores=target_scores,
+                metrics=metrics,
+                overwrite=run_args.overwrite_output_dir if overwrite is None else overwrite,
+                max_shard_size=run_args.max_shard_size,
+                repo_id=self.repo_id,
+                extra_files={**(extra_files or {}), RECIPE_FILE: format_recipe(recipe)},
+            )
+            if self.repo_id is not None:
+                metrics["hub_url"] = push_to_hub(
+                    self.output_dir, self.repo_id, private=run_args.hub_private, token=run_args.hub_token,
+                    overwrite=run_args.hub_overwrite,
+                )
+            print(summary(self.job, headline, self.output_dir, metrics.get("hub_url")), flush=True)
+        if not (run_args.keep_checkpoints if keep_checkpoints is None else keep_checkpoints):
+            discard(accelerator, [self.checkpoints])
+        accelerator.wait_for_everyone()
+        if run_args.report_to:
+            accelerator.end_training()
+        self._began = False
+        return metrics
+
+
+def summary(job: str, headline: str, output_dir: str, hub_url: Optional[str] = None) -> str:
+    """The end-of-run summary: what the run did, then where each part of the result is."""
+    lines = [
+        f"svp_hf {job}: {headline}",
+        f"  dataset   {os.path.join(output_dir, 'dataset')}  (datasets.load_dataset reads it; card in README.md)",
+        f"  report    {os.path.join(output_dir, 'report.md')}",
+        f"  metrics   {os.path.join(output_dir, 'metrics.json')}",
+        f"  recipe    {os.path.join(output_dir, RECIPE_FILE)}  (reproduce: python -m svp_hf.{job} "
+        f"{os.path.join(output_dir, RECIPE_FILE)} --output_dir NEW_DIR)",
+    ]
+    if hub_url:
+        lines.append(f"  Hub       {hub_url}")
+    return "\n".join(lines)
+
+
+def recipe_record(*instances, keys: Sequence[str]) -> Dict[str, Any]:
+    """The recipe as run (see :func:`svp_hf.config.resolved_recipe`), as plain YAML-able values."""
+    return json.loads(json.dumps(resolved_recipe(*instances, keys=keys), default=str))
+
+
+def format_recipe(recipe: Dict[str, Any]) -> str:
+    return yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True)
+
+
+def _read_json(path: str):
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _settings_differ(root: str, settings: Dict[str, Any]) -> bool:
+    saved = _read_json(os.path.join(root, RUN_SETTINGS))
+    return saved is not None and saved != json.loads(json.dumps(settings, default=str))
+
+
+def _has_progress(root: str) -> bool:
+    return os.path.isdir(root) and any(name != RUN_SETTINGS for name in os.listdir(root))
+
+
+def discard_quietly(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+__all__ = [
+    "Job",
+    "JobRun",
+    "job_keys",
+    "main",
+    "command_line",
+    "load_splits",
+    "inspect_splits",
+    "load_inspected_splits",
+    "with_null_scores",
+    "per_class_counts",
+    "run_settings",
+    "run_provenance",
+    "job_accelerator",
+    "check_device",
+    "summary",
+    "recipe_record",
+    "RECIPE_FILE",
+]

@@ -1,0 +1,68 @@
+"""How each role's model is trained: the proxy's and the target's :class:`~svp_hf.training.TrainingConfig`, both read
+from the recipe through :func:`svp_hf.config.role_settings` (the plain keys for the proxy, ``target_*`` keys for the
+target with the plain keys as their defaults)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Dict, Optional
+
+from .config import RunArguments, SelectionArguments, role_settings
+from .training import TrainingConfig
+
+
+def training_config(
+    role: str, args: SelectionArguments, run_args: Optional[RunArguments] = None, *, epochs: Optional[int] = None
+) -> TrainingConfig:
+    """The training settings of `role` ("proxy" or "target"); `epochs` overrides the role's epochs (auto's check)."""
+    settings = role_settings(role, args, run_args)
+    return TrainingConfig(
+        epochs=int(epochs if epochs is not None else settings["epochs"]),
+        batch_size=settings["batch_size"],
+        learning_rate=settings["learning_rate"],
+        momentum=settings["momentum"],
+        weight_decay=settings["weight_decay"],
+        lr_schedule=settings["lr_schedule"],
+        optimizer=settings["optimizer"],
+        seed=args.seed,
+        num_workers=args.dataloader_num_workers,
+        augment=settings["augment"],
+    )
+
+
+def pretrained(role: str, args: SelectionArguments, run_args: Optional[RunArguments] = None) -> bool:
+    """Whether `role`'s model starts from pretrained weights."""
+    return bool(role_settings(role, args, run_args)["pretrained"])
+
+
+def target_args(args: SelectionArguments, run_args: RunArguments) -> SelectionArguments:
+    """The recipe with the target in the proxy's place and the target's training settings as the plain keys: how the
+    target is scored by ``score_with_target``. The target is always trained: a ``proxy_checkpoint`` holds the proxy,
+    never the target."""
+    settings = role_settings("target", args, run_args)
+    model, epochs = settings.pop("model"), settings.pop("epochs")
+    return dataclasses.replace(args, proxy=model, proxy_checkpoint=None, proxy_epochs=epochs, **settings)
+
+
+def training_record(config: TrainingConfig, *, pretrained: bool = False) -> Dict[str, Any]:
+    """What a report records of how a model was trained."""
+    record = {k: getattr(config, k) for k in ("optimizer", "learning_rate", "lr_schedule", "weight_decay", "batch_size")}
+    if config.optimizer == "sgd":
+        record["momentum"] = config.momentum
+    if pretrained:
+        record["pretrained"] = True
+    return record
+
+
+def training_metrics(args: SelectionArguments, run_args: Optional[RunArguments]) -> Dict[str, Any]:
+    """A run's record of how its proxy and (when set) its target were trained."""
+    has_target = run_args is not None and bool(run_args.target)
+    return {
+        "proxy_training": training_record(training_config("proxy", args), pretrained=pretrained("proxy", args)),
+        "target_training": training_record(
+            training_config("target", args, run_args), pretrained=pretrained("target", args, run_args)
+        ) if has_target else None,
+    }
+
+
+__all__ = ["training_config", "pretrained", "target_args", "training_record", "training_metrics"]

@@ -1,0 +1,235 @@
+"""svp_hf.pipeline: the steps every job shares (CLI parsing against the job's keys, exit codes, secrets, pre-flight
+state, checkpoints and resume, the recipe saved with the output, the summary)."""
+
+import json
+import os
+
+import datasets
+import pytest
+import yaml
+
+from svp_hf import active, coreset, pipeline
+from svp_hf.errors import SVPConfigError, SVPRuntimeError
+
+from .conftest import REPO
+
+RECIPE = str(REPO / "recipes" / "quickstart.yaml")
+ACTIVE_RECIPE = str(REPO / "recipes" / "active_quickstart.yaml")
+FAST = ["--strategy", "top", "--proxy_epochs", "1", "--target", "", "--max_train_samples", "200", "--max_eval_samples", "60",
+        "--score_methods", "entropy"]
+ACTIVE_FAST = ["--proxy_epochs", "1", "--target_epochs", "1", "--max_train_samples", "200", "--max_eval_samples", "60",
+               "--initial_size", "20", "--budgets", "50", "90", "--target", "resnet20", "--selector", "proxy"]
+SECRET = "hf_SeCrEtToKeN1234567890"
+
+
+def files_containing(root, needle: str):
+    found = []
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                if needle.encode() in f.read():
+                    found.append(path)
+    return found
+
+
+# --- the command line ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spelling", [["--hub-token", SECRET], [f"--hub_token={SECRET}"], [f"--hub-token={SECRET}"]])
+def test_the_hub_token_is_never_written_in_any_spelling(tmp_path, spelling):
+    out = tmp_path / "out"
+    metrics = coreset.main([RECIPE, "--output_dir", str(out), *FAST, *spelling])
+    assert SECRET not in json.dumps(metrics)
+    assert "***" in metrics["command"]
+    assert files_containing(out, SECRET) == []
+    assert set(os.listdir(out)) >= {"dataset", "metrics.json", "report.md", "recipe.yaml"}
+
+
+def test_abbreviated_flags_are_refused_without_echoing_their_value(tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        coreset.main([RECIPE, "--output_dir", str(tmp_path / "out"), "--hub_tok", SECRET])
+    assert err.value.code == 2
+    message = capsys.readouterr().err
+    assert "--hub_tok" in message and SECRET not in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_command_line_redacts_secret_values_wherever_they_appear():
+    line = pipeline.command_line(coreset.JOB, ["r.yaml", "--hub-token", SECRET, f"--hub_token={SECRET}"], [SECRET])
+    assert SECRET not in line and line.count("***") == 2
+
+
+@pytest.mark.parametrize(
+    "flags, unread",
+    [
+        (["--fraction", "0.3"], "--fraction"),
+        (["--strategy", "top"], "--strategy"),
+        (["--proxy_checkpoint", "x"], "--proxy_checkpoint"),
+        (["--score_with_target", "true"], "--score_with_target"),
+        (["--kcenter_max_memory", "1GB"], "--kcenter_max_memory"),
+    ],
+)
+def test_the_active_job_refuses_core_set_keys(tmp_path, capsys, flags, unread):
+    with pytest.raises(SystemExit) as err:
+        active.main([ACTIVE_RECIPE, "--output_dir", str(tmp_path / "out"), *flags])
+    assert err.value.code == 2
+    message = capsys.readouterr().err
+    assert unread in message and "svp_hf.active" in message
+
+
+def test_a_recipe_key_the_job_does_not_read_is_refused(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(open(ACTIVE_RECIPE).read() + "strategy: top\n")
+    with pytest.raises(SystemExit) as err:
+        active.main([str(recipe), "--output_dir", str(tmp_path / "out")])
+    assert err.value.code == 2 and "['strategy']" in capsys.readouterr().err
+
+
+def test_the_core_set_job_refuses_active_keys(tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        coreset.main([RECIPE, "--output_dir", str(tmp_path / "out"), "--budgets", "10", "20"])
+    assert err.value.code == 2 and "--budgets" in capsys.readouterr().err
+
+
+def test_help_names_the_recipe(capsys):
+    for job in (coreset, active):
+        with pytest.raises(SystemExit) as err:
+            job.main(["--help"])
+        assert err.value.code == 0
+        out = capsys.readouterr().out
+        assert "RECIPE.yaml" in out and "--output_dir" in out
+
+
+def test_a_runtime_failure_exits_3_and_a_bad_recipe_2(tmp_path, capsys, monkeypatch):
+    def diverged(*args, **kwargs):
+        raise SVPRuntimeError("the proxy's scores are NaN for 200 rows")
+
+    monkeypatch.setattr(coreset, "run_scoring", diverged)
+    with pytest.raises(SystemExit) as err:
+        coreset.main([RECIPE, "--output_dir", str(tmp_path / "out"), *FAST])
+    assert err.value.code == 3 and "run failed: the proxy's scores are NaN" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as err:
+        coreset.main([RECIPE, "--output_dir", str(tmp_path / "out"), *FAST, "--fraction", "2"])
+    assert err.value.code == 2
+
+
+# --- pre-flight state, checkpoints and resume ------------------------------------------------------------------------
+
+
+def test_a_failed_preflight_leaves_nothing_that_blocks_the_fixed_rerun(tmp_path):
+    first = tmp_path / "first"
+    coreset.main([RECIPE, "--output_dir", str(first), *FAST, "--keep_checkpoints", "true"])
+    out = tmp_path / "out"
+    wrong = [RECIPE, "--output_dir", str(out), *FAST, "--proxy", "resnet56", "--proxy_checkpoint", str(first / "checkpoints" / "proxy")]
+    with pytest.raises(SystemExit) as err:
+        coreset.main(wrong)
+    assert err.value.code == 2
+    assert not (out / "checkpoints").exists()
+    fixed = [RECIPE, "--output_dir", str(out), *FAST, "--proxy_checkpoint", str(first / "checkpoints" / "proxy")]
+    metrics = coreset.main(fixed)
+    assert metrics["proxy_checkpoint"] and metrics["proxy_epochs"] == 1  # what the checkpoint trained
+
+
+def test_an_error_after_the_checkpoints_are_set_up_removes_them_when_nothing_was_done(tmp_path, monkeypatch):
+    def refuses(*args, **kwargs):
+        raise SVPConfigError("found late")
+
+    monkeypatch.setattr(coreset, "run_scoring", refuses)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit):
+        coreset.main([RECIPE, "--output_dir", str(out), *FAST])
+    assert not (out / "checkpoints").exists()
+
+
+def test_overwrite_output_dir_discards_checkpoints_of_a_run_with_other_settings(tmp_path):
+    out = tmp_path / "out"
+    (out / "checkpoints").mkdir(parents=True)
+    (out / "checkpoints" / "run.json").write_text(json.dumps({"seed": 12345}))
+    (out / "checkpoints" / "scores").mkdir()
+    with pytest.raises(SystemExit) as err:
+        coreset.main([RECIPE, "--output_dir", str(out), *FAST, "--overwrite_output_dir", "false"])
+    assert err.value.code == 2  # resume is the default: other settings are refused...
+    metrics = coreset.main([RECIPE, "--output_dir", str(out), *FAST, "--overwrite_output_dir", "true"])
+    assert metrics["n_selected"] == 100  # ...unless overwrite_output_dir says to start over
+
+
+def test_the_recipe_is_saved_and_reproduces_the_run(tmp_path):
+    out = tmp_path / "out"
+    first = coreset.main([RECIPE, "--output_dir", str(out), *FAST, "--hub_token", SECRET])
+    saved = yaml.safe_load((out / "recipe.yaml").read_text())
+    assert "hub_token" not in saved and saved["proxy_epochs"] == 1 and saved["output_dir"] == str(out)
+    again = coreset.main([str(out / "recipe.yaml"), "--output_dir", str(tmp_path / "again")])
+    a = datasets.load_dataset(str(out / "dataset"))["train"]["svp_index"]
+    b = datasets.load_dataset(str(tmp_path / "again" / "dataset"))["train"]["svp_index"]
+    assert a == b and first["n_selected"] == again["n_selected"]
+
+
+def test_the_summary_names_every_output(tmp_path, capsys):
+    out = tmp_path / "out"
+    coreset.main([RECIPE, "--output_dir", str(out), *FAST])
+    printed = capsys.readouterr().out
+    for name in ("dataset", "report.md", "metrics.json", "recipe.yaml"):
+        assert os.path.join(str(out), name) in printed
+    assert "kept 100 of 200 rows" in printed
+
+
+def test_active_runs_resume_after_the_last_finished_round(tmp_path, monkeypatch):
+    reference = active.main([ACTIVE_RECIPE, "--output_dir", str(tmp_path / "ref"), *ACTIVE_FAST])
+
+    from svp_hf import active_learning
+
+    real_round = active_learning.selection_round
+    calls = []
+
+    def killed_in_round_2(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        return real_round(*args, **kwargs)
+
+    out = tmp_path / "out"
+    monkeypatch.setattr(active_learning, "selection_round", killed_in_round_2)
+    with pytest.raises(KeyboardInterrupt):
+        active.main([ACTIVE_RECIPE, "--output_dir", str(out), *ACTIVE_FAST])
+    assert os.listdir(out / "checkpoints" / "active" / "proxy") == ["round_0001"]
+
+    calls.clear()
+    monkeypatch.setattr(active_learning, "selection_round", lambda *a, **k: (calls.append(1), real_round(*a, **k))[1])
+    resumed = active.main([ACTIVE_RECIPE, "--output_dir", str(out), *ACTIVE_FAST])
+    assert len(calls) == 1  # only round 2 ran again
+    sizes = ("round", "train_size", "labelled_size", "n_selected")
+    assert [{k: r[k] for k in sizes} for r in resumed["rounds"]["proxy"]] == [{k: r[k] for k in sizes} for r in reference["rounds"]["proxy"]]
+    a = datasets.load_dataset(str(tmp_path / "ref" / "dataset"))["train"]
+    b = datasets.load_dataset(str(out / "dataset"))["train"]
+    assert a["svp_index"] == b["svp_index"] and a["svp_round"] == b["svp_round"]
+    assert not (out / "checkpoints").exists()
+
+
+def test_active_runs_publish_through_the_same_pipeline(tmp_path, monkeypatch):
+    pushed = []
+
+    def fake_push(folder, repo_id, **kwargs):
+        pushed.append((folder, repo_id, kwargs))
+        return f"https://huggingface.co/datasets/{repo_id}"
+
+    monkeypatch.setattr(pipeline, "push_to_hub", fake_push)
+    monkeypatch.setattr(pipeline, "check_hub_target", lambda repo_id, **kwargs: ("me", repo_id))
+    out = tmp_path / "out"
+    metrics = active.main([ACTIVE_RECIPE, "--output_dir", str(out), *ACTIVE_FAST, "--push_to_hub", "true",
+                           "--hub_dataset_id", "me/active-digits", "--hub_token", SECRET])
+    assert pushed and pushed[0][0] == str(out) and pushed[0][1] == "me/active-digits"
+    assert metrics["hub_url"].endswith("me/active-digits")
+    assert files_containing(out, SECRET) == []
+
+
+def test_device_settings_a_cpu_cannot_honour_warn():
+    from types import SimpleNamespace
+
+    import torch
+
+    cpu = dict(is_main_process=True, device=torch.device("cpu"), num_processes=1)
+    with pytest.warns(UserWarning, match="'fp16' has no effect on a CPU"):
+        pipeline.check_device(SimpleNamespace(**cpu, mixed_precision="fp16"))
+    with pytest.warns(UserWarning, match="processes on a CPU-only machine"):
+        pipeline.check_device(SimpleNamespace(**{**cpu, "num_processes": 4 * (os.cpu_count() or 1)}, mixed_precision="no"))

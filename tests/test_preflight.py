@@ -1,0 +1,39 @@
+"""svp_hf.preflight: names that refer to plug-in registries, checked before any data is loaded or model trained."""
+
+import pytest
+
+from svp_hf.config import RunArguments, SelectionArguments
+from svp_hf.errors import SVPConfigError
+from svp_hf.preflight import check_optimizer, check_recipe
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(method="best"), "Unknown selection method 'best'"),
+        (dict(score_methods=["entropy", "nope"]), "'nope'"),
+        (dict(lr_schedule="warp"), "lr_schedule 'warp'"),
+        (dict(optimizer="lion"), "optimizer 'lion'"),
+        (dict(strategy="best"), "unknown strategy 'best'"),
+        (dict(proxy="no-such-model-family:x"), "no-such-model-family"),
+    ],
+)
+def test_unknown_names_are_refused(kwargs, match):
+    args = SelectionArguments(**kwargs)  # values of the right type: the recipe layer lets them through
+    with pytest.raises(SVPConfigError, match=match):
+        check_recipe(args)
+
+
+def test_target_settings_are_checked_for_the_target():
+    args = SelectionArguments(proxy="fasttext")
+    with pytest.raises(SVPConfigError, match="unknown target_lr_schedule 'warp'"):
+        check_recipe(args, RunArguments(target="fasttext", target_lr_schedule="warp"))
+    with pytest.raises(SVPConfigError, match="cannot train 'fasttext'"):
+        check_recipe(args, RunArguments(target="fasttext", target_optimizer="adamw"))
+    check_recipe(args, RunArguments(target="resnet20", target_optimizer="adamw"))  # a dense model takes adamw
+
+
+def test_optimizer_must_fit_the_model():
+    with pytest.raises(SVPConfigError, match="sparse gradients"):
+        check_optimizer("adamw", "fasttext")
+    check_optimizer("sgd", "fasttext")
