@@ -578,6 +578,10 @@ class RecipeParser(HfArgumentParser):
             help="A YAML recipe whose keys are the flags below (recipes/*.yaml); flags given after it override it.",
         )
 
+    def error(self, message: str):
+        """A bad flag or value is an :class:`SVPConfigError` like any other bad input (the jobs exit 2)."""
+        raise SVPConfigError(message)
+
 
 def parse_args(
     argv: Optional[Sequence[str]] = None,

@@ -1,8 +1,9 @@
 import json
+from dataclasses import fields
 
 import pytest
 
-from svp_hf.config import DataArguments, RunArguments, SelectionArguments, parse_args, read_recipe
+from svp_hf.config import ACTIVE_DATACLASSES, DataArguments, RunArguments, SelectionArguments, parse_args, read_recipe
 from svp_hf.errors import SVPConfigError
 
 
@@ -95,3 +96,66 @@ def test_strategy_keys_parse_and_default_to_auto(tmp_path):
     assert (sel.strategy, sel.coverage_beta, sel.auto_holdout, sel.auto_seeds, sel.auto_epochs) == ("auto", None, 0.1, 2, None)
     with pytest.raises(SVPConfigError, match="auto_seeds must be at least 1"):
         parse_args(["--auto_seeds", "0"])
+
+
+# --- every value's type is checked, wherever it comes from ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line, match",
+    [
+        ("batch_size: [64, 32]", "batch_size must be an integer, got \\[64, 32\\]"),
+        ("batch_size: 64.9", "batch_size must be an integer, got 64.9"),
+        ("score_methods: 5", "score_methods must be a list, got 5"),
+        ("fraction: true", "fraction must be a number, got True"),
+        ("augment: 3", "augment must be true or false, got 3"),
+        ("proxy: [resnet20]", "proxy must be a string"),
+        ("budgets: {a: 1}", "budgets must be a list"),
+        ("target_batch_size: many", "--target_batch_size.*invalid int value"),
+    ],
+)
+def test_recipe_values_of_the_wrong_type_are_refused(tmp_path, line, match):
+    path = write(tmp_path, "dataset_name: builtin:digits\nbudgets: [20, 40]\ninitial_size: 10\n" + line + "\n")
+    with pytest.raises(SVPConfigError, match=match):
+        parse_args([path], dataclass_types=ACTIVE_DATACLASSES)
+
+
+def test_recipe_values_are_converted_once_to_their_type(tmp_path):
+    path = write(tmp_path, "weight_decay: 5e-4\nbatch_size: 64.0\naugment: 'no'\ntrain_split: 2020\ntext_column: title content\n")
+    data, sel, _ = parse_args([path])
+    assert sel.weight_decay == 5e-4 and sel.batch_size == 64 and isinstance(sel.batch_size, int)
+    assert sel.augment is False and data.train_split == "2020" and data.text_column == ["title", "content"]
+    with pytest.raises(SVPConfigError, match="learning_rate must be a number"):
+        SelectionArguments(learning_rate="fast")  # Python keyword arguments go through the same checks
+
+
+def test_split_names_must_be_plain_names():
+    for bad in ("/any/dir/pwned", "../up", "a/b", ".."):
+        with pytest.raises(SVPConfigError, match="plain split name"):
+            DataArguments(eval_split=bad)
+    assert DataArguments(train_split="train-2020.v1").train_split == "train-2020.v1"
+
+
+# --- training settings: one definition, one reader, per role -----------------------------------------------------------
+
+
+def test_every_training_setting_exists_for_the_proxy_and_the_target():
+    from svp_hf.config import TRAINING_KEYS
+
+    run_keys = {f.name for f in fields(RunArguments)}
+    sel_keys = {f.name for f in fields(SelectionArguments)}
+    for key in TRAINING_KEYS:
+        assert key in sel_keys and f"target_{key}" in run_keys
+
+
+def test_role_settings_fall_back_to_the_plain_keys():
+    from svp_hf.config import role_settings
+
+    sel = SelectionArguments(batch_size=32, learning_rate=0.2, augment=False, proxy_epochs=3)
+    run = RunArguments(target="resnet56", target_epochs=7, target_batch_size=16, target_weight_decay=0.0)
+    proxy, target = role_settings("proxy", sel, run), role_settings("target", sel, run)
+    assert proxy["batch_size"] == 32 and proxy["epochs"] == 3 and proxy["model"] == "resnet20"
+    assert target["batch_size"] == 16 and target["weight_decay"] == 0.0 and target["epochs"] == 7
+    assert target["learning_rate"] == 0.2 and target["augment"] is False and target["model"] == "resnet56"
+    with pytest.raises(SVPConfigError, match="no target"):
+        role_settings("target", sel, RunArguments())

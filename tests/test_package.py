@@ -1,0 +1,150 @@
+"""The package's structure: layered modules, no import cycles, no internal import deferred into a function body, a
+recipe layer that does not import torch, and front ends that nothing inside imports."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "svp_hf"
+
+# Each module may import modules of its own layer or a lower one (see svp_hf/__init__.py).
+LAYERS = {
+    0: {"errors", "registry", "config", "version"},
+    1: {"log", "signals", "selection", "strategies", "methods", "pool", "models", "data", "checkpoint", "training",
+        "scoring", "correlation", "report", "card", "output", "hub", "metrics"},
+    2: {"roles", "preflight", "proxy", "auto", "labelling", "active_learning"},
+    3: {"pipeline", "coreset", "active"},
+    4: {"api", "cli", "__main__", "__init__"},
+}
+FRONT_ENDS = LAYERS[4]
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" and len(rel.parts) > 1 else rel.parts
+    return ".".join(parts)
+
+
+def modules():
+    return {module_name(p): p for p in PACKAGE.rglob("*.py") if "templates" not in p.parts}
+
+
+def top(name: str) -> str:
+    return name.split(".")[0]
+
+
+def internal_imports(name: str, path: Path):
+    """(imported module, line, at module level?) for every import of an svp_hf module in `path`."""
+    tree = ast.parse(path.read_text())
+    package = name.split(".")[:-1] if path.name != "__init__.py" else name.split(".")
+    if name == "__init__":
+        package = []
+    found = []
+    module_level = {id(node) for node in tree.body}
+    for stmt in tree.body:  # imports under `if`/`try` at module level count as module level
+        for node in ast.walk(stmt):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                module_level.add(id(node))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)] if node.level > 1 else package
+                target = ".".join([*base, *(node.module.split(".") if node.module else [])])
+                targets = [target] if node.module else [".".join([*base, a.name]) for a in node.names]
+            elif node.module and node.module.split(".")[0] == "svp_hf":
+                targets = [node.module[len("svp_hf."):] if node.module != "svp_hf" else "__init__"]
+            else:
+                continue
+            for target in targets:
+                found.append((target or "__init__", node.lineno, id(node) in module_level))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "svp_hf":
+                    found.append((alias.name[len("svp_hf."):] or "__init__", node.lineno, id(node) in module_level))
+    return found
+
+
+def layer_of(name: str) -> int:
+    for layer, names in LAYERS.items():
+        if top(name) in names:
+            return layer
+    raise AssertionError(f"module svp_hf.{name} is in no layer: add it to LAYERS (and svp_hf/__init__.py's docstring)")
+
+
+def test_every_module_has_a_layer():
+    for name in modules():
+        layer_of(name)
+
+
+def test_no_internal_import_is_deferred_into_a_function():
+    deferred = [
+        f"svp_hf/{path.relative_to(PACKAGE)}:{line} imports {target}"
+        for name, path in modules().items()
+        for target, line, at_top in internal_imports(name, path)
+        if not at_top
+    ]
+    assert deferred == []
+
+
+def test_modules_import_only_their_own_layer_or_lower():
+    upward = []
+    for name, path in modules().items():
+        if top(name) == "__init__":
+            continue  # the package's lazy exports (PEP 562) name the front ends by string
+        for target, line, _ in internal_imports(name, path):
+            if layer_of(target) > layer_of(name):
+                upward.append(f"svp_hf.{name} (layer {layer_of(name)}) imports svp_hf.{target} (layer {layer_of(target)})")
+    assert upward == []
+
+
+def test_nothing_inside_imports_the_front_ends():
+    importers = [
+        f"svp_hf.{name} imports svp_hf.{target}"
+        for name, path in modules().items()
+        for target, _, _ in internal_imports(name, path)
+        if top(target) in FRONT_ENDS and top(name) not in FRONT_ENDS
+    ]
+    assert importers == []
+
+
+def test_the_import_graph_has_no_cycle():
+    graph = {}
+    for name, path in modules().items():
+        graph.setdefault(top(name), set()).update(top(t) for t, _, _ in internal_imports(name, path) if top(t) != top(name))
+    graph.pop("__init__", None)
+    state = {}
+
+    def visit(node, stack):
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                pytest.fail("import cycle: " + " -> ".join([*stack, node, nxt]))
+            if nxt not in state:
+                visit(nxt, [*stack, node])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+
+
+def test_parsing_a_recipe_does_not_import_torch():
+    code = (
+        "import sys; from svp_hf.config import parse_args; "
+        "parse_args(['recipes/quickstart.yaml', '--proxy_epochs', '2']); "
+        "print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_the_package_exports_load_on_first_use():
+    import svp_hf
+
+    assert callable(svp_hf.prune) and callable(svp_hf.ask) and svp_hf.SVPRuntimeError.__name__ == "SVPRuntimeError"
+    assert set(svp_hf.__all__) <= set(dir(svp_hf))
+    with pytest.raises(AttributeError):
+        svp_hf.no_such_name  # noqa: B018
