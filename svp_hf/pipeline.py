@@ -334,6 +334,7 @@ class JobRun:
         the trackers. Returns the metrics as written (with ``hub_url`` when pushed)."""
         accelerator, run_args = self.accelerator, self.run_args
         metrics.setdefault("timings", {})["total"] = time.perf_counter() - self.start
+        metrics["recipe"] = recipe
         if accelerator.trackers and log:
             accelerator.log({k: v for k, v in log.items() if v is not None})
         if accelerator.is_main_process:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
+import yaml
 
 from .data import INDEX_COLUMN
 from .registry import Registry
@@ -366,6 +367,7 @@ def render_report(metrics: Dict[str, Any], figures: List[ReportFigure], image_di
         fmt=_fmt,
         seconds=_seconds,
         training=_training,
+        recipe_yaml=yaml.safe_dump(metrics["recipe"], sort_keys=False, allow_unicode=True) if metrics.get("recipe") else None,
     )
 
 
