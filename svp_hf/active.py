@@ -330,7 +330,7 @@ def finish_labelling(
         }
     )
     accuracy = run.target_accuracy
-    headline = f"finished labelling: {pool.n_labelled} labelled row(s)" + (
+    headline = f"finished: {pool.n_labelled} labelled row(s)" + (
         f"; target {run_args.target} accuracy {accuracy:.4f}" if accuracy is not None else ""
     )
     return job.finish(

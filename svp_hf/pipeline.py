@@ -333,10 +333,10 @@ class JobRun:
         """Write the result (main process), print the summary, push to the Hub, discard the checkpoints and end
         the trackers. Returns the metrics as written (with ``hub_url`` when pushed)."""
         accelerator, run_args = self.accelerator, self.run_args
-        metrics.setdefault("timings", {})["total"] = time.perf_counter() - self.start
+        total = metrics.setdefault("timings", {})["total"] = time.perf_counter() - self.start
         metrics["recipe"] = recipe
-        if accelerator.trackers and log:
-            accelerator.log({k: v for k, v in log.items() if v is not None})
+        if accelerator.trackers and log is not None:
+            accelerator.log({k: v for k, v in {**log, "seconds/total": total}.items() if v is not None})
         if accelerator.is_main_process:
             metrics = write_run(
                 self.output_dir,

@@ -209,7 +209,7 @@ def both_run(tmp_path_factory):
 
 def test_both_selectors_write_everything(both_run):
     out, metrics = both_run
-    assert sorted(os.listdir(out)) == ["dataset", "metrics.json", "report.md", "rounds.json", "scores.parquet"]
+    assert sorted(os.listdir(out)) == ["dataset", "metrics.json", "recipe.yaml", "report.md", "rounds.json", "scores.parquet"]
     written = json.loads((out / "metrics.json").read_text())
     assert written["selector"] == "both" and written["n_pool"] == 200 and written["budgets"] == [50, 90]
     seconds = written["selection_seconds"]

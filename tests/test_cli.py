@@ -24,7 +24,7 @@ def run_cli(tmp_path, *extra, name="out"):
 
 def test_quickstart_cli_writes_everything(tmp_path):
     out, metrics = run_cli(tmp_path, "--target", "resnet20")
-    assert sorted(os.listdir(out)) == ["dataset", "metrics.json", "report.md", "scores.parquet"]
+    assert sorted(os.listdir(out)) == ["dataset", "metrics.json", "recipe.yaml", "report.md", "scores.parquet"]
     written = json.loads((out / "metrics.json").read_text())
     assert written["n_total"] == 300 and written["n_selected"] == 150
     assert written["method"] == "least_confidence" and written["fraction"] == 0.5

@@ -291,7 +291,7 @@ def test_cli_session_two_rounds_end_to_end(parquet_data, tmp_path, capsys):
     assert done["mode"] == "labelling" and done["budgets"] == [40, 60] and done["initial_size"] == 20
     assert 0.0 <= done["target_accuracy"]["proxy"] <= 1.0
     assert sorted(os.listdir(out)) == [
-        "dataset", "labelling", "metrics.json", "report.md", "rounds.json", "scores.parquet", "to_label",
+        "dataset", "labelling", "metrics.json", "recipe.yaml", "report.md", "rounds.json", "scores.parquet", "to_label",
     ]
     loaded = datasets.load_dataset(str(out / "dataset"))
     labelled = loaded["train"]

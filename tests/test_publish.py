@@ -364,7 +364,7 @@ def test_cli_pushes_after_writing_and_hides_the_token(tmp_path, hub, no_saved_to
     repo = hub.repos["svp-lab/digits-entropy-25"]
     assert repo["private"] is True and repo["files"] == local_files(out / "dataset")
     assert hub.token not in (out / "metrics.json").read_text() and hub.token not in (out / "report.md").read_text()
-    assert "--hub_token '***'" in metrics["command"]
+    assert "--hub_token ***" in metrics["command"]
 
 
 def test_license_and_task_categories_carry_over_from_the_source(tmp_path, tiny_digits):

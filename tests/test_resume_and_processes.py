@@ -79,7 +79,7 @@ def test_a_run_killed_in_training_then_in_scoring_resumes_to_the_same_outputs(tm
     assert not (out / "metrics.json").exists() and 2 <= shards < 38, shards  # 301 rows in 38 shards of 8
     log = run(cli(out, *extra))
     assert "(epoch 3 of 3)" in log and f"{shards} finished shard(s) found" in log, log[-2000:]
-    assert sorted(os.listdir(out)) == ["dataset", "metrics.json", "report.md", "scores.parquet"]  # checkpoints gone once finished
+    assert sorted(os.listdir(out)) == ["dataset", "metrics.json", "recipe.yaml", "report.md", "scores.parquet"]  # checkpoints gone once finished
     assert_same_outputs(tmp_path / "straight", out)
 
 

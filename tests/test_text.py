@@ -129,12 +129,13 @@ def test_optimizer_is_checked_against_the_model_before_training(tiny_reviews):
         svp_hf.score(train, "fasttext", ["entropy"], optimizer="adamw")
     with pytest.raises(SVPConfigError, match="unknown optimizer 'adam'; available: adamw, sgd"):
         svp_hf.score(train, "fasttext", ["entropy"], optimizer="adam")
-    from svp_hf.config import RunArguments
+    from svp_hf.config import RunArguments, SelectionArguments
+    from svp_hf.preflight import check_recipe
 
     with pytest.raises(SVPConfigError, match="unknown target_optimizer 'lion'"):
-        RunArguments(target="fasttext", target_optimizer="lion")
+        check_recipe(SelectionArguments(proxy="fasttext"), RunArguments(target="fasttext", target_optimizer="lion"))
     with pytest.raises(SVPConfigError, match="unknown target_lr_schedule 'warmup'"):
-        RunArguments(target="fasttext", target_lr_schedule="warmup")
+        check_recipe(SelectionArguments(proxy="fasttext"), RunArguments(target="fasttext", target_lr_schedule="warmup"))
 
 
 def test_fasttext_options():
