@@ -63,12 +63,12 @@ def parse(argv=None):
 
 def run_seed(args, seed: int, accelerator) -> Dict[str, object]:
     import svp_hf
-    from svp_hf.pipeline import _subsample
+    from svp_hf.pipeline import subsample
     from svp_hf.data import get_split, load_data
 
     data = load_data(args.dataset)
-    pool = _subsample(get_split(data, "train", "training"), args.pool_size, seed)
-    test = _subsample(get_split(data, "test", "evaluation"), args.test_size, seed)
+    pool = subsample(get_split(data, "train", "training"), args.pool_size, seed)
+    test = subsample(get_split(data, "test", "evaluation"), args.test_size, seed)
     common = dict(
         initial_size=args.initial_size,
         budgets=args.budgets,

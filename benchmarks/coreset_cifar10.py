@@ -58,15 +58,15 @@ def run_seed(args, seed: int, accelerator) -> Dict[str, object]:
     import svp_hf
     from svp_hf.proxy import prepare_inputs, run_scoring
     from svp_hf.roles import training_config
-    from svp_hf.pipeline import _subsample
+    from svp_hf.pipeline import subsample
     from svp_hf.config import SelectionArguments
     from svp_hf.data import get_split, load_data
     from svp_hf.models import create_model
     from svp_hf.training import evaluate_accuracy, train_model
 
     data = load_data(args.dataset)
-    train = _subsample(get_split(data, "train", "training"), args.train_size, seed)
-    test = _subsample(get_split(data, "test", "evaluation"), args.test_size, seed)
+    train = subsample(get_split(data, "train", "training"), args.train_size, seed)
+    test = subsample(get_split(data, "test", "evaluation"), args.test_size, seed)
     family, info = prepare_inputs(train, args.proxy, {})
     common = dict(batch_size=args.batch_size, learning_rate=args.learning_rate, seed=seed, lr_schedule="step")
     proxy_args = SelectionArguments(proxy=args.proxy, proxy_epochs=args.proxy_epochs, method=PROXY_METHODS[0], score_methods=PROXY_METHODS[1:] + ["random"], **common)

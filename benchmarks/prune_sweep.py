@@ -110,13 +110,13 @@ class Parts:
 
 
 def load_suite(args, suite: str, seed: int):
-    from svp_hf.pipeline import _subsample
+    from svp_hf.pipeline import subsample
     from svp_hf.data import get_split, load_data
 
     data = load_data(getattr(args, f"{suite}_dataset"))
     test_split = "test" if suite == "image" else args.text_test_split
-    train = _subsample(get_split(data, "train", "training"), getattr(args, f"{suite}_train_size"), seed)
-    test = _subsample(get_split(data, test_split, "evaluation"), getattr(args, f"{suite}_test_size"), seed)
+    train = subsample(get_split(data, "train", "training"), getattr(args, f"{suite}_train_size"), seed)
+    test = subsample(get_split(data, test_split, "evaluation"), getattr(args, f"{suite}_test_size"), seed)
     return train, test
 
 

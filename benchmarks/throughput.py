@@ -34,10 +34,10 @@ CASES: Registry[Callable] = Registry("throughput case")
 
 
 def _load(name: str, split: str, n: int, seed: int = 0):
-    from svp_hf.pipeline import _subsample
+    from svp_hf.pipeline import subsample
     from svp_hf.data import get_split, load_data
 
-    return _subsample(get_split(load_data(name), split, split), n, seed)
+    return subsample(get_split(load_data(name), split, split), n, seed)
 
 
 @CASES.register("timm-cnn")

@@ -117,7 +117,8 @@ def main(job: Job, argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 # --- data -------------------------------------------------------------------------------------------------------------
 
 
-def _subsample(ds, n: Optional[int], seed: int):
+def subsample(ds, n: Optional[int], seed: int):
+    """A seeded random subset of `n` rows of `ds` (all of them when `n` is None or at least its length)."""
     return ds if n is None or n >= len(ds) else ds.shuffle(seed=seed).select(range(n)).flatten_indices()
 
 
@@ -136,9 +137,9 @@ def load_splits(data_args: DataArguments, seed: int):
         train, evaluation = hold_out(train, float(data_args.validation_split_percentage), seed, data_args.label_column)
     elif eval_split:
         evaluation = get_split(data, eval_split, "evaluation")
-    train = _subsample(train, data_args.max_train_samples, seed)
+    train = subsample(train, data_args.max_train_samples, seed)
     if evaluation is not None:
-        evaluation = _subsample(evaluation, data_args.max_eval_samples, seed)
+        evaluation = subsample(evaluation, data_args.max_eval_samples, seed)
     return train, evaluation
 
 
@@ -415,6 +416,7 @@ __all__ = [
     "main",
     "command_line",
     "load_splits",
+    "subsample",
     "inspect_splits",
     "load_inspected_splits",
     "with_null_scores",
