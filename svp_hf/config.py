@@ -15,6 +15,7 @@ one place that reads them.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import typing
@@ -565,7 +566,9 @@ class RecipeParser(HfArgumentParser):
     """``HfArgumentParser`` for ``[RECIPE.yaml] [--key value ...]``: exact key names only (no abbreviations, which
     would let a mistyped ``--hub_tok SECRET`` through), and a usage line that shows the recipe."""
 
-    def __init__(self, dataclass_types, prog: Optional[str] = None, description: Optional[str] = None):
+    def __init__(
+        self, dataclass_types, prog: Optional[str] = None, description: Optional[str] = None, keys: Optional[Sequence[str]] = None
+    ):
         super().__init__(
             list(dataclass_types),
             prog=prog,
@@ -577,6 +580,10 @@ class RecipeParser(HfArgumentParser):
             "recipe", nargs="?", metavar="RECIPE.yaml",
             help="A YAML recipe whose keys are the flags below (recipes/*.yaml); flags given after it override it.",
         )
+        if keys is not None:  # --help lists the keys the job reads, and only those
+            for action in self._actions:
+                if action.dest not in keys and action.dest not in ("help", "recipe"):
+                    action.help = argparse.SUPPRESS
 
     def error(self, message: str):
         """A bad flag or value is an :class:`SVPConfigError` like any other bad input (the jobs exit 2)."""
@@ -597,7 +604,7 @@ def parse_args(
     or on the command line, is refused by name (its value is never echoed: it may be a secret)."""
     argv = list(argv or [])
     keys = list(keys if keys is not None else recipe_keys(dataclass_types))
-    parser = RecipeParser(dataclass_types, prog=prog)
+    parser = RecipeParser(dataclass_types, prog=prog, keys=keys)
     recipe = {}
     if argv and not argv[0].startswith("-"):
         recipe = read_recipe(argv.pop(0), keys, job=job)

@@ -99,6 +99,7 @@ def test_help_names_the_recipe(capsys):
         assert err.value.code == 0
         out = capsys.readouterr().out
         assert "RECIPE.yaml" in out and "--output_dir" in out
+        assert ("--fraction" in out) == (job is coreset) and ("--budgets" in out) == (job is active)  # its keys only
 
 
 def test_a_runtime_failure_exits_3_and_a_bad_recipe_2(tmp_path, capsys, monkeypatch):
