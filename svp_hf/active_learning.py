@@ -40,7 +40,7 @@ from .labelling import (
     write_batch,
 )
 from .methods import SelectionMethod, get_method
-from .preflight import check_optimizers
+from .preflight import check_recipe
 from .proxy import labels_of
 from .roles import pretrained, training_config
 from .models import ModelFamily, create_model, resolve_family
@@ -136,7 +136,7 @@ def check_active_arguments(args: SelectionArguments, run_args: RunArguments, act
     active_method(args.method)
     if "target" in SELECTORS[active.selector] and not run_args.target:
         raise SVPConfigError(f"selector {active.selector!r} needs a target model: set target")
-    check_optimizers(args, run_args)
+    check_recipe(args, run_args)
 
 
 def build_selectors(

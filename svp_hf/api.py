@@ -31,7 +31,7 @@ from .labelling import LabellingState, batch_rows, check_session_dataset, labell
 from .methods import get_method, resolve_methods
 from .models import check_model
 from .output import check_output_dir
-from .preflight import check_optimizers
+from .preflight import check_recipe
 from .proxy import (
     labels_of,
     prepare_inputs,
@@ -86,7 +86,7 @@ def score(
     resolve_methods(methods)
     columns, selection = _split_kwargs(kwargs)
     args = SelectionArguments(proxy=proxy, method=methods[0], score_methods=methods[1:] or None, **selection)
-    check_optimizers(args)
+    check_recipe(args)
     family, info = prepare_inputs(dataset, proxy, columns, trust_remote_code=bool(args.trust_remote_code))
     if eval_dataset is not None:
         check_same_columns(eval_dataset, info)
@@ -109,7 +109,7 @@ def choose(
     recipe's (``proxy_epochs``, ``auto_epochs``, ``auto_seeds``, ``auto_holdout``, ``seed``, ``image_column``, ...)."""
     columns, selection = _split_kwargs(kwargs)
     args = SelectionArguments(proxy=proxy, method=method, fraction=fraction, **{**selection, "strategy": AUTO})
-    check_optimizers(args)
+    check_recipe(args)
     family, info = prepare_inputs(dataset, proxy, columns, trust_remote_code=bool(args.trust_remote_code))
     check_auto(len(dataset), labels_of(dataset, info), fraction, args.auto_holdout)
     return run_auto(dataset, scores, args, family=family, info=info, accelerator=accelerator or make_accelerator())
@@ -171,7 +171,7 @@ def prune(
     get_method(method)
     columns, selection = _split_kwargs(kwargs)
     args = SelectionArguments(proxy=proxy, method=method, fraction=fraction, strategy=strategy, **selection)
-    check_optimizers(args)
+    check_recipe(args)
     family, info = prepare_inputs(dataset, proxy, columns, trust_remote_code=bool(args.trust_remote_code))
     if strategy == AUTO:
         check_auto(len(dataset), labels_of(dataset, info), fraction, args.auto_holdout)

@@ -107,3 +107,13 @@ def test_prune_bad_input_fails_before_training(tiny_digits):
         svp_hf.prune(train, epochs=3)
     with pytest.raises(SVPConfigError, match="datasets.Dataset"):
         svp_hf.score({"image": []})
+
+
+def test_unknown_names_fail_before_training(tiny_digits, monkeypatch):
+    import svp_hf.proxy
+
+    monkeypatch.setattr(svp_hf.proxy, "train_model", lambda *a, **k: pytest.fail("trained before checking"))
+    train, _ = tiny_digits
+    for kwargs, match in [(dict(strategy="best"), "unknown strategy 'best'"), (dict(lr_schedule="warp"), "lr_schedule 'warp'")]:
+        with pytest.raises(SVPConfigError, match=match):
+            svp_hf.prune(train, proxy="resnet20", fraction=0.5, **kwargs)
