@@ -233,3 +233,12 @@ def test_device_settings_a_cpu_cannot_honour_warn():
         pipeline.check_device(SimpleNamespace(**cpu, mixed_precision="fp16"))
     with pytest.warns(UserWarning, match="processes on a CPU-only machine"):
         pipeline.check_device(SimpleNamespace(**{**cpu, "num_processes": 4 * (os.cpu_count() or 1)}, mixed_precision="no"))
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_lists_every_key(flag, capsys):
+    with pytest.raises(SystemExit) as err:
+        coreset.main([flag])
+    assert err.value.code == 0
+    out = capsys.readouterr().out
+    assert "--strategy" in out and "--coverage_beta" in out and "--auto_epochs" in out
