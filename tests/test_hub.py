@@ -1,6 +1,5 @@
 """push_to_hub (svp_hf.hub) against a stubbed HfApi, and the publishing keys of the command line."""
 
-import fnmatch
 import os
 import re
 
@@ -12,61 +11,12 @@ import svp_hf.hub
 from svp_hf import SVPConfigError, coreset
 
 from .conftest import PUBLISH_TINY as TINY
-from .conftest import REPO
+from .conftest import REPO, FakeHub
 
 QUICKSTART = str(REPO / "recipes" / "quickstart.yaml")
 
 
 # --- the stubbed Hub --------------------------------------------------------------------------------------------
-
-
-class FakeHub:
-    """The Hub's answers for one user: who the token belongs to, which repos exist, what was uploaded."""
-
-    def __init__(self, token="hf_valid", user="alice", orgs=("svp-lab",)):
-        self.token, self.user, self.orgs = token, user, list(orgs)
-        self.repos = {}  # repo id -> {"private": ..., "files": {path: bytes}}
-        self.calls = []
-
-    def api(self, token=None, **_):
-        return FakeApi(self, token)
-
-
-class FakeApi:
-    def __init__(self, hub, token):
-        self.hub, self.token = hub, token
-
-    def whoami(self):
-        self.hub.calls.append(("whoami",))
-        if self.token != self.hub.token:
-            raise RuntimeError("401 Client Error: Unauthorized (invalid token)")
-        return {"name": self.hub.user, "orgs": [{"name": o} for o in self.hub.orgs]}
-
-    def repo_exists(self, repo_id, repo_type=None):
-        self.hub.calls.append(("repo_exists", repo_id, repo_type))
-        return repo_id in self.hub.repos
-
-    def create_repo(self, repo_id, repo_type=None, private=None, exist_ok=False):
-        self.hub.calls.append(("create_repo", repo_id, repo_type, private, exist_ok))
-        assert self.token == self.hub.token and repo_id.split("/")[0] in [self.hub.user, *self.hub.orgs]
-        if repo_id in self.hub.repos and not exist_ok:
-            raise RuntimeError("409 Conflict: You already created this dataset repo")
-        self.hub.repos.setdefault(repo_id, {"private": private, "files": {}})
-        return huggingface_hub.RepoUrl(f"https://huggingface.co/datasets/{repo_id}")
-
-    def upload_folder(self, *, repo_id, folder_path, repo_type=None, commit_message=None, delete_patterns=None):
-        self.hub.calls.append(("upload_folder", repo_id, repo_type))
-        files = self.hub.repos[repo_id]["files"]
-        new = {}
-        for root, _, names in os.walk(folder_path):
-            for name in names:
-                path = os.path.join(root, name)
-                new[os.path.relpath(path, folder_path).replace(os.sep, "/")] = open(path, "rb").read()
-        patterns = [delete_patterns] if isinstance(delete_patterns, str) else delete_patterns or []
-        for old in list(files):
-            if old not in new and any(fnmatch.fnmatch(old, p) for p in patterns):
-                del files[old]
-        files.update(new)
 
 
 @pytest.fixture
