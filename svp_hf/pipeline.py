@@ -380,8 +380,14 @@ def summary(job: str, headline: str, output_dir: str, hub_url: Optional[str] = N
     return "\n".join(lines)
 
 
+# Where a run writes is not part of what it computes: a reproduction names its own output_dir.
+UNSAVED_KEYS = ("output_dir", "overwrite_output_dir")
+
+
 def recipe_record(*instances, keys: Sequence[str]) -> Dict[str, Any]:
-    """The recipe as run (see :func:`svp_hf.config.resolved_recipe`), as plain YAML-able values."""
+    """The recipe as run (see :func:`svp_hf.config.resolved_recipe`) without where it wrote, as plain YAML-able
+    values."""
+    keys = [k for k in keys if k not in UNSAVED_KEYS]
     return json.loads(json.dumps(resolved_recipe(*instances, keys=keys), default=str))
 
 

@@ -1,4 +1,6 @@
+
 import numpy as np
+import pandas as pd
 import pytest
 
 import svp_hf
@@ -117,3 +119,50 @@ def test_unknown_names_fail_before_training(tiny_digits, monkeypatch):
     for kwargs, match in [(dict(strategy="best"), "unknown strategy 'best'"), (dict(lr_schedule="warp"), "lr_schedule 'warp'")]:
         with pytest.raises(SVPConfigError, match=match):
             svp_hf.prune(train, proxy="resnet20", fraction=0.5, **kwargs)
+
+
+# --- text, end to end -------------------------------------------------------------------------------------------------
+
+
+def check_pruned(pruned, train, scores_column_values=None, n=None):
+    assert len(pruned) == n
+    idx = pruned["svp_index"]
+    assert idx == sorted(idx) and len(set(idx)) == n
+    assert pruned.column_names == train.column_names + ["svp_score", "svp_index"]
+    assert pruned.features["label"] == train.features["label"]
+    assert pruned["content"] == [train[i]["content"] for i in idx]
+    assert not np.isnan(np.asarray(pruned["svp_score"])).any()
+
+
+def test_prune_with_fasttext_end_to_end(tiny_reviews):
+    train, test = tiny_reviews
+    kwargs = dict(proxy_epochs=3, batch_size=32, learning_rate=1.0, seed=0, strategy="top")
+    a = svp_hf.prune(train, proxy="fasttext", fraction=0.3, method="entropy", **kwargs)
+    b = svp_hf.prune(train, proxy="fasttext", fraction=0.3, method="entropy", **kwargs)
+    check_pruned(a, train, n=60)
+    assert a["svp_index"] == b["svp_index"]
+    np.testing.assert_allclose(a["svp_score"], b["svp_score"], rtol=1e-5)
+    scores = svp_hf.score(train, proxy="fasttext", methods=["least_confidence", "kcenter", "forgetting", "random"], eval_dataset=test, **kwargs)
+    assert scores.column_names == ["svp_index", "label", "least_confidence", "kcenter", "forgetting", "random"]
+    assert np.isinf(np.asarray(scores["kcenter"])).sum() == 1
+    lc = np.asarray(scores["least_confidence"])
+    assert 0 <= lc.min() and lc.max() <= 0.5 + 1e-6 and lc.std() > 0
+    kept = svp_hf.select(train, scores, method="least_confidence", fraction=0.25)
+    assert np.min(kept["svp_score"]) >= np.max(np.delete(lc, kept["svp_index"]))
+    content_only = svp_hf.prune(train, proxy="fasttext", fraction=0.5, method="margin", text_column="content", **kwargs)
+    check_pruned(content_only, train, n=100)
+
+
+def test_prune_with_a_tiny_transformer_end_to_end(tiny_reviews):
+    train, _ = tiny_reviews
+    small = train.select(range(64))
+    name = "config:bert,num_hidden_layers=1,hidden_size=32,num_attention_heads=2,intermediate_size=64,max_length=48"
+    kwargs = dict(proxy_epochs=1, batch_size=16, learning_rate=0.05, seed=0, strategy="top")
+    scores = svp_hf.score(small, proxy=name, methods=["least_confidence", "kcenter", "el2n"], **kwargs)
+    again = svp_hf.score(small, proxy=name, methods=["least_confidence", "kcenter", "el2n"], **kwargs)
+    pd.testing.assert_frame_equal(scores.to_pandas(), again.to_pandas(), rtol=1e-4)
+    assert np.isinf(np.asarray(scores["kcenter"])).sum() == 1
+    pruned = svp_hf.select(small, scores, method="kcenter", fraction=0.25)
+    check_pruned(pruned, small, n=16)
+    pruned = svp_hf.prune(small, proxy=name, fraction=0.5, method="least_confidence", **kwargs)
+    check_pruned(pruned, small, n=32)

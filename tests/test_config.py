@@ -3,8 +3,20 @@ from dataclasses import fields
 
 import pytest
 
-from svp_hf.config import ACTIVE_DATACLASSES, DataArguments, RunArguments, SelectionArguments, parse_args, read_recipe
+from svp_hf.config import (
+    ACTIVE_DATACLASSES,
+    ActiveArguments,
+    DataArguments,
+    RunArguments,
+    SelectionArguments,
+    parse_args,
+    read_recipe,
+)
 from svp_hf.errors import SVPConfigError
+
+from .conftest import REPO
+
+RECIPE = str(REPO / "recipes" / "active_quickstart.yaml")
 
 
 def write(tmp_path, text, name="recipe.yaml"):
@@ -159,3 +171,39 @@ def test_role_settings_fall_back_to_the_plain_keys():
     assert target["learning_rate"] == 0.2 and target["augment"] is False and target["model"] == "resnet56"
     with pytest.raises(SVPConfigError, match="no target"):
         role_settings("target", sel, RunArguments())
+
+
+# --- active-learning recipes and arguments ----------------------------------------------------------------------------
+
+
+def test_active_recipes_parse():
+    recipes = sorted((REPO / "recipes").glob("active_*.yaml"))
+    assert {r.name for r in recipes} >= {"active_cifar10.yaml", "active_quickstart.yaml", "active_amazon_polarity.yaml"}
+    for recipe in recipes:
+        *_, run_args, act = parse_args([str(recipe)], dataclass_types=ACTIVE_DATACLASSES)
+        assert act.budgets and act.budgets[0] > act.initial_size
+    data, sel, run, act = parse_args([str(REPO / "recipes" / "active_cifar10.yaml")], dataclass_types=ACTIVE_DATACLASSES)
+    assert (act.initial_size, act.budgets) == (1000, [5000, 10000, 15000, 20000, 25000])  # the paper's schedule
+    assert (sel.proxy, run.target, sel.method, act.selector) == ("resnet20", "resnet164", "least_confidence", "both")
+
+
+def test_command_line_budgets_override_the_recipe():
+    *_, act = parse_args([RECIPE, "--budgets", "150", "250", "--selector", "proxy"], dataclass_types=ACTIVE_DATACLASSES)
+    assert act.budgets == [150, 250] and act.selector == "proxy"
+    assert ActiveArguments(initial_size=5, budgets="10, 20").budgets == [10, 20]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(budgets=[50, 40], initial_size=10), "strictly increasing"),
+        (dict(budgets=[10], initial_size=10), "larger than initial_size"),
+        (dict(budgets=None), "budgets must list"),
+        (dict(budgets=["many"], initial_size=10), "list of labelled-set sizes"),
+        (dict(budgets=[50], initial_size=0), "initial_size must be at least 1"),
+        (dict(budgets=[50], initial_size=10, selector="oracle"), "unknown selector 'oracle'"),
+    ],
+)
+def test_bad_active_arguments(kwargs, match):
+    with pytest.raises(SVPConfigError, match=match):
+        ActiveArguments(**kwargs)

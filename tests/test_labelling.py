@@ -388,7 +388,7 @@ def test_cli_finish_early_and_bad_returns_exit_2(parquet_data, tmp_path, capsys)
 
 
 def test_cli_pushes_the_batch_to_a_private_hub_dataset(parquet_data, tmp_path, monkeypatch, capsys):
-    from .test_publish import FakeHub
+    from .conftest import FakeHub
 
     fake = FakeHub()
     monkeypatch.setattr(svp_hf.hub, "HfApi", fake.api)

@@ -2,6 +2,7 @@
 
 import pytest
 
+import svp_hf
 from svp_hf.config import RunArguments, SelectionArguments
 from svp_hf.errors import SVPConfigError
 from svp_hf.preflight import check_optimizer, check_recipe
@@ -37,3 +38,18 @@ def test_optimizer_must_fit_the_model():
     with pytest.raises(SVPConfigError, match="sparse gradients"):
         check_optimizer("adamw", "fasttext")
     check_optimizer("sgd", "fasttext")
+
+
+def test_optimizer_is_checked_against_the_model_before_training(tiny_reviews):
+    train, _ = tiny_reviews
+    with pytest.raises(SVPConfigError, match="optimizer 'adamw' cannot train 'fasttext'"):
+        svp_hf.score(train, "fasttext", ["entropy"], optimizer="adamw")
+    with pytest.raises(SVPConfigError, match="unknown optimizer 'adam'; available: adamw, sgd"):
+        svp_hf.score(train, "fasttext", ["entropy"], optimizer="adam")
+    from svp_hf.config import RunArguments, SelectionArguments
+    from svp_hf.preflight import check_recipe
+
+    with pytest.raises(SVPConfigError, match="unknown target_optimizer 'lion'"):
+        check_recipe(SelectionArguments(proxy="fasttext"), RunArguments(target="fasttext", target_optimizer="lion"))
+    with pytest.raises(SVPConfigError, match="unknown target_lr_schedule 'warmup'"):
+        check_recipe(SelectionArguments(proxy="fasttext"), RunArguments(target="fasttext", target_lr_schedule="warmup"))

@@ -3,7 +3,6 @@ import pytest
 
 from svp_hf.errors import SVPConfigError
 from svp_hf.selection import greedy_k_center, n_to_keep, rank, select_indices
-from svp_hf.training import ForgettingTracker
 
 
 def test_top_k_descending_and_ascending():
@@ -78,27 +77,3 @@ def test_greedy_k_center_random_start_budget_and_chunks():
     np.testing.assert_array_equal(order, chunked)
     partial, _ = greedy_k_center(x, seed=5, budget=20)
     np.testing.assert_array_equal(partial, order[:20])
-
-
-def test_forgetting_counts_from_known_history():
-    tracker = ForgettingTracker(4)
-    history = [  # rows: presentations; columns: examples
-        [1, 0, 1, 0],
-        [0, 0, 1, 1],
-        [1, 0, 1, 0],
-        [0, 0, 1, 1],
-    ]
-    for correct in history:
-        tracker.update(np.arange(4), np.array(correct, dtype=bool))
-    np.testing.assert_array_equal(tracker.scores(), [2.0, np.inf, 0.0, 1.0])
-
-
-def test_forgetting_repeated_index_in_one_update_counts_twice():
-    tracker = ForgettingTracker(2)
-    tracker.update(np.array([0, 0, 1]), np.array([True, False, True]))
-    assert tracker.events.tolist() == [1, 0]
-    assert tracker.presentations.tolist() == [2, 1]
-    state = tracker.state_dict()
-    other = ForgettingTracker(2)
-    other.load_state_dict(state)
-    np.testing.assert_array_equal(other.scores(), tracker.scores())

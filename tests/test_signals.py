@@ -7,6 +7,7 @@ import torch
 
 from svp_hf.methods import get_method, register_method, training_signals
 from svp_hf.signals import SIGNALS, make_signals, observe_all, restore_signals, signals_state, update_all
+from svp_hf.training import ForgettingTracker
 
 # Three presentations of two examples (labels 0 and 2) over three classes.
 HISTORY = [
@@ -116,3 +117,30 @@ def test_a_proxy_checkpoint_without_the_signal_is_refused_before_training(tiny_d
     captured = capsys.readouterr().err
     assert "did not record the training signal(s) ['margin']" in captured and "aum" in captured
     assert "epoch 1" not in captured and not (out / "dataset").exists()
+
+
+# --- forgetting events counted by the ForgettingTracker ---------------------------------------------------------------
+
+
+def test_forgetting_counts_from_known_history():
+    tracker = ForgettingTracker(4)
+    history = [  # rows: presentations; columns: examples
+        [1, 0, 1, 0],
+        [0, 0, 1, 1],
+        [1, 0, 1, 0],
+        [0, 0, 1, 1],
+    ]
+    for correct in history:
+        tracker.update(np.arange(4), np.array(correct, dtype=bool))
+    np.testing.assert_array_equal(tracker.scores(), [2.0, np.inf, 0.0, 1.0])
+
+
+def test_forgetting_repeated_index_in_one_update_counts_twice():
+    tracker = ForgettingTracker(2)
+    tracker.update(np.array([0, 0, 1]), np.array([True, False, True]))
+    assert tracker.events.tolist() == [1, 0]
+    assert tracker.presentations.tolist() == [2, 1]
+    state = tracker.state_dict()
+    other = ForgettingTracker(2)
+    other.load_state_dict(state)
+    np.testing.assert_array_equal(other.scores(), tracker.scores())

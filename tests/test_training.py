@@ -1,0 +1,108 @@
+"""Training (svp_hf.training): resuming from the last epoch, optimizers and schedules, tensorboard logging."""
+
+import numpy as np
+import pytest
+import torch
+from accelerate import Accelerator
+
+from svp_hf.data import add_index, inspect_dataset
+from svp_hf.errors import SVPConfigError
+from svp_hf.models import create_model, resolve_family
+from svp_hf.training import LR_SCHEDULES, TrainingConfig, evaluate_accuracy, parameter_groups, train_model
+
+from .conftest import separable
+
+
+def test_training_resumes_from_its_last_epoch_checkpoint(setup, tmp_path):
+    train, family, info, _ = setup
+    config = TrainingConfig(epochs=2, batch_size=64, learning_rate=0.05, lr_schedule="constant", seed=0)
+
+    def run(epochs, folder):
+        torch.manual_seed(0)
+        model = create_model("resnet20", info)
+        cfg = TrainingConfig(**{**vars(config), "epochs": epochs})
+        return train_model(model, family, train, info, cfg, Accelerator(), track_forgetting=True, checkpoint_dir=str(folder))
+
+    straight = run(2, tmp_path / "straight")
+    assert sorted(p.name for p in (tmp_path / "straight").iterdir()) == ["epoch_0002"]  # only the newest epoch is kept
+    run(1, tmp_path / "resumed")  # stops after epoch 1, as if killed there
+    resumed = run(2, tmp_path / "resumed")
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+    assert resumed.history == straight.history
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    np.testing.assert_array_equal(straight.forgetting.scores(), resumed.forgetting.scores())
+    np.testing.assert_array_equal(straight.forgetting.presentations, np.full(len(train), 2))
+
+
+def test_report_to_tensorboard_logs_losses_accuracy_and_timings(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from svp_hf import coreset
+
+    from .conftest import REPO
+
+    out = tmp_path / "out"
+    coreset.main(
+        [str(REPO / "recipes" / "quickstart.yaml"), "--output_dir", str(out), "--report_to", "tensorboard", "--proxy_epochs", "2",
+         "--max_train_samples", "100", "--max_eval_samples", "50", "--target", "", "--score_methods", "entropy",
+         "--strategy", "top"]
+    )
+    events = [str(p.parent) for p in out.rglob("events.out.tfevents.*")]
+    assert events
+    tags = set()
+    for folder in events:
+        acc = EventAccumulator(folder)
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    assert {"proxy resnet20/loss", "proxy resnet20/accuracy", "proxy/eval_accuracy", "seconds/scoring", "seconds/total"} <= tags
+
+
+def test_imagenet_schedule_warms_up_then_steps_down():
+    from svp_hf.training import LR_SCHEDULES
+
+    schedule = LR_SCHEDULES.get("imagenet")
+    warm = [schedule(e / 90) for e in range(5)]
+    assert warm == sorted(warm) and warm[0] < 0.5 and warm[-1] < 1.0
+    assert [schedule(e / 90) for e in (5, 29, 30, 59, 60, 79, 80, 89)] == [1.0, 1.0, 0.1, 0.1, 0.01, 0.01, 0.001, 0.001]
+
+
+# --- optimizers and learning-rate schedules ---------------------------------------------------------------------------
+
+
+def test_sparse_embeddings_take_plain_sgd_steps():
+    model = create_model("fasttext,dim=4,buckets=64", inspect_dataset(separable(10, 0), "text"))
+    dense, sparse = parameter_groups(model, 0.5, 0.9, 1e-4)
+    assert [p.shape for p in sparse["params"]] == [(64, 4)] and [p.shape for p in dense["params"]] == [(2, 4)]
+    assert sparse["lr"] == pytest.approx(5.0) and sparse["momentum"] == 0.0 and sparse["weight_decay"] == 0.0
+    assert dense["weight_decay"] == 1e-4
+
+
+def test_halving_schedule_is_the_papers():
+    schedule = LR_SCHEDULES.get("halving")
+    lrs = [0.01 * schedule(epoch / 15) for epoch in range(15)]
+    assert lrs == pytest.approx([0.01] * 3 + [0.005] * 3 + [0.0025] * 3 + [0.00125] * 3 + [0.000625] * 3)
+
+
+def test_linear_schedule_warms_up_then_decays_to_zero():
+    schedule = LR_SCHEDULES.get("linear")
+    assert 0 < schedule(0.0) < 0.05 and schedule(0.05) == pytest.approx(0.51)
+    assert schedule(0.1) == pytest.approx(1.0) and schedule(0.55) == pytest.approx(0.5) and schedule(1.0) == 0.0
+
+
+def test_adamw_fine_tunes_a_transformers_model_and_refuses_sparse_embeddings():
+    train, test = separable(240, 0), separable(120, 1)
+    info = inspect_dataset(train, "text")
+    name = "config:bert,num_hidden_layers=1,hidden_size=32,num_attention_heads=2,intermediate_size=64,max_length=16"
+    family = resolve_family(name)
+    torch.manual_seed(0)
+    model = create_model(name, info)
+    accelerator = Accelerator()
+    config = TrainingConfig(epochs=4, batch_size=16, learning_rate=3e-3, weight_decay=0.01, lr_schedule="linear", optimizer="adamw", augment=False)
+    trained = train_model(model, family, add_index(train), info, config, accelerator)
+    assert trained.history[-1]["loss"] < trained.history[0]["loss"]
+    assert evaluate_accuracy(trained.model, family, test, info, accelerator) >= 0.9
+    with pytest.raises(SVPConfigError, match="'adamw' cannot update the sparse embeddings of FastText"):
+        fasttext = create_model("fasttext,dim=4,buckets=64", info)
+        train_model(fasttext, resolve_family("fasttext"), add_index(train), info, config, accelerator)
