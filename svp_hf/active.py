@@ -39,7 +39,7 @@ from .api import labels_of, scores_dataset, training_metrics
 from .checkpoint import on_main
 from .config import ACTIVE_DATACLASSES, ActiveArguments, DataArguments, RunArguments, SelectionArguments
 from .coreset import job_accelerator, load_splits, per_class_counts, recipe_main, run_provenance, with_null_scores
-from .data import check_same_columns, inspect_dataset
+from .data import INDEX_COLUMN, SCORE_COLUMN, check_same_columns, inspect_dataset
 from .errors import SVPConfigError
 from .hub import check_hub_target, push_to_hub
 from .labelling import LabellingState, batch_paths, filled_dataset, has_missing_labels, tell
@@ -69,7 +69,8 @@ def output_splits(result: ActiveResult, train_split: str, evaluation: Optional[D
     for role in roles[1:]:
         splits[f"{train_split}_{role}_selected"] = result.runs[role].labelled
     if evaluation is not None:
-        evaluation = with_null_scores(evaluation.remove_columns([c for c in (ROUND_COLUMN,) if c in evaluation.column_names]))
+        evaluation = with_null_scores(evaluation.remove_columns(
+            [c for c in (ROUND_COLUMN, INDEX_COLUMN, SCORE_COLUMN) if c in evaluation.column_names]))  # as pool_dataset
         splits[eval_split] = evaluation.add_column(ROUND_COLUMN, [None] * len(evaluation), feature=Value("int64"))
     return splits
 

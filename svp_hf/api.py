@@ -17,7 +17,7 @@ from datasets import ClassLabel, Dataset, Features, IterableDataset, Value
 from .auto import AutoDecision, check_auto, choose_strategy, proxy_trainer
 from .checkpoint import load_model_weights, load_training_state, resolve_model_checkpoint
 from .config import DataArguments, SelectionArguments
-from .data import INDEX_COLUMN, SCORE_COLUMN, DataInfo, add_index, check_same_columns, inspect_dataset
+from .data import INDEX_COLUMN, SCORE_COLUMN, DataInfo, add_index, check_same_columns, inspect_dataset, keep_previous_columns
 from .errors import SVPConfigError
 from .methods import get_method, list_methods, resolve_methods, training_signals
 from .models import ModelFamily, check_model, create_model, resolve_family
@@ -207,6 +207,7 @@ def run_scoring(
     """
     chosen = resolve_methods(methods or args.methods)
     signals = training_signals(chosen)
+    dataset = keep_previous_columns(dataset)  # row identity is positional: an incoming svp_index is data, not ids
     streaming = isinstance(dataset, IterableDataset)
     if streaming and not args.proxy_checkpoint:
         raise SVPConfigError("a streaming dataset can be scored, not trained on: give a trained proxy as proxy_checkpoint")
@@ -297,6 +298,7 @@ def score(
     """
     methods = [methods] if isinstance(methods, str) else list(methods)
     resolve_methods(methods)
+    dataset = keep_previous_columns(dataset)
     columns, selection = _split_kwargs(kwargs)
     args = SelectionArguments(proxy=proxy, method=methods[0], score_methods=methods[1:] or None, **selection)
     check_optimizers(args)
@@ -338,7 +340,7 @@ def selected_indices(
         strategy, values, n_keep, descending=spec.descending, labels=labels, class_balanced=class_balanced, seed=seed,
         coverage_beta=coverage_beta,
     )
-    return np.asarray(scores[INDEX_COLUMN], dtype=np.int64)[positions]
+    return score_positions(scores)[positions]
 
 
 def run_auto(
@@ -347,11 +349,12 @@ def run_auto(
     """``strategy: auto`` for `dataset` and its `scores` with the recipe's proxy and training settings (see
     :mod:`svp_hf.auto`)."""
     spec = get_method(args.method)
+    dataset = keep_previous_columns(dataset)
     values = _method_values(scores, args.method)
     if len(values) != len(dataset):
         raise SVPConfigError(f"scores have {len(values)} rows but the dataset has {len(dataset)}; score this dataset")
     by_index = np.empty(len(values))
-    by_index[np.asarray(scores[INDEX_COLUMN], dtype=np.int64)] = values
+    by_index[score_positions(scores)] = values
     labels = labels_of(dataset, info)
     config = training_config(args, epochs=args.auto_epochs or args.proxy_epochs)
     trainer = proxy_trainer(
@@ -380,6 +383,7 @@ def choose(
     """Run ``strategy: auto``'s check for `dataset` and its `scores`: the decision (``.strategy``,
     ``.coverage_beta``) and its evidence (``.candidates``: each one's held-out accuracies). Keyword arguments are the
     recipe's (``proxy_epochs``, ``auto_epochs``, ``auto_seeds``, ``auto_holdout``, ``seed``, ``image_column``, ...)."""
+    dataset = keep_previous_columns(dataset)
     columns, selection = _split_kwargs(kwargs)
     args = SelectionArguments(proxy=proxy, method=method, fraction=fraction, **{**selection, "strategy": AUTO})
     check_optimizers(args)
@@ -410,6 +414,7 @@ def select(
     """
     if len(scores) != len(dataset):
         raise SVPConfigError(f"scores have {len(scores)} rows but the dataset has {len(dataset)}; score this dataset")
+    dataset = keep_previous_columns(dataset)
     check_strategy(strategy)
     if strategy == AUTO:
         if not proxy:
@@ -428,12 +433,31 @@ def select(
     return subset_with_scores(dataset, scores, method, keep)
 
 
+def score_positions(scores: Dataset) -> np.ndarray:
+    """The ``svp_index`` of a score table, checked to be a permutation of ``0..len(scores)-1`` (the scored rows'
+    positions): a clear error rather than scores attached to the wrong rows."""
+    if INDEX_COLUMN not in scores.column_names:
+        raise SVPConfigError(f"scores have no {INDEX_COLUMN!r} column: pass a table from svp_hf.score or load_scores")
+    index = np.asarray(scores[INDEX_COLUMN], dtype=np.int64)
+    n = len(index)
+    if n and (index.min() < 0 or index.max() >= n or len(np.unique(index)) != n):
+        raise SVPConfigError(
+            f"the scores' {INDEX_COLUMN!r} is not a permutation of the row positions 0..{n - 1} of the scored dataset; "
+            "pass the score table svp_hf.score (or load_scores) returned for this dataset"
+        )
+    return index
+
+
 def subset_with_scores(dataset: Dataset, scores: Dataset, method: str, keep: np.ndarray) -> Dataset:
-    """The rows `keep` of `dataset` with ``svp_score`` (`method`'s score) and ``svp_index`` (the row's index)."""
+    """The rows `keep` (positions) of `dataset` with ``svp_score`` (`method`'s score) and ``svp_index`` (the row's
+    position in `dataset`); an incoming ``svp_index``/``svp_score`` is kept as ``svp_index_previous``/
+    ``svp_score_previous`` (see :func:`svp_hf.data.keep_previous_columns`)."""
+    if len(scores) != len(dataset):
+        raise SVPConfigError(f"scores have {len(scores)} rows but the dataset has {len(dataset)}; score this dataset")
+    dataset = keep_previous_columns(dataset)
     by_index = np.empty(len(scores), dtype=np.float64)
-    by_index[np.asarray(scores[INDEX_COLUMN], dtype=np.int64)] = np.asarray(scores[method], dtype=np.float64)
+    by_index[score_positions(scores)] = np.asarray(scores[method], dtype=np.float64)
     pruned = dataset.select(keep)
-    pruned = pruned.remove_columns([c for c in (SCORE_COLUMN, INDEX_COLUMN) if c in pruned.column_names])
     pruned = pruned.add_column(SCORE_COLUMN, by_index[keep].tolist(), feature=Value("float64"))
     return pruned.add_column(INDEX_COLUMN, keep.tolist(), feature=Value("int64"))
 
@@ -452,6 +476,7 @@ def prune(
     random unless a strategy over the scores proves better on a held-out slice; see :mod:`svp_hf.auto`)."""
     n_to_keep(fraction, len(dataset))
     get_method(method)
+    dataset = keep_previous_columns(dataset)
     columns, selection = _split_kwargs(kwargs)
     args = SelectionArguments(proxy=proxy, method=method, fraction=fraction, strategy=strategy, **selection)
     check_optimizers(args)

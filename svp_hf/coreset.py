@@ -41,7 +41,9 @@ from .card import source_metadata
 from .checkpoint import CHECKPOINTS_DIR, check_run_settings, discard, on_main
 from .config import RECIPE_DATACLASSES, DataArguments, RunArguments, SelectionArguments, parse_args
 from .correlation import compare_scores
-from .data import INDEX_COLUMN, SCORE_COLUMN, check_same_columns, get_split, hold_out, inspect_dataset, load_data
+from .data import (
+    INDEX_COLUMN, SCORE_COLUMN, check_same_columns, get_split, hold_out, inspect_dataset, keep_previous_columns, load_data,
+)
 from .errors import SVPConfigError
 from .hub import check_hub_target, push_to_hub
 from .methods import resolve_methods, training_signals
@@ -83,10 +85,11 @@ def load_splits(data_args: DataArguments, seed: int):
 
 def with_null_scores(evaluation):
     """The unpruned evaluation split with the same columns as the pruned one (one config, one schema):
-    `svp_index` is the row's index in the evaluation split and `svp_score` is null."""
+    `svp_index` is the row's index in the evaluation split and `svp_score` is null (an incoming pair is kept as
+    `svp_index_previous`/`svp_score_previous`, as in the training split)."""
     from datasets import Value
 
-    evaluation = evaluation.remove_columns([c for c in (SCORE_COLUMN, INDEX_COLUMN) if c in evaluation.column_names])
+    evaluation = keep_previous_columns(evaluation)
     evaluation = evaluation.add_column(SCORE_COLUMN, [None] * len(evaluation), feature=Value("float64"))
     return evaluation.add_column(INDEX_COLUMN, list(range(len(evaluation))), feature=Value("int64"))
 

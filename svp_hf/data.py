@@ -179,8 +179,31 @@ def hold_out(dataset: Dataset, percentage: float, seed: int, label_column: Optio
     return parts["train"], parts["test"]
 
 
+PREVIOUS_SUFFIX = "_previous"
+
+
+def keep_previous_columns(dataset):
+    """`dataset` with any incoming ``svp_index``/``svp_score`` column (e.g. a dataset svp_hf wrote before) renamed to
+    ``svp_index_previous``/``svp_score_previous`` (``..._previous_2`` and so on when that name is taken): kept as
+    data, never read as row ids. svp_hf's row identity is always the row's position in the dataset it is given."""
+    if not isinstance(dataset, (Dataset, datasets.IterableDataset)):
+        return dataset  # not a dataset: the caller's own check names the problem
+    names = list(dataset.column_names or [])
+    for column in (INDEX_COLUMN, SCORE_COLUMN):
+        if column not in names:
+            continue
+        new, k = column + PREVIOUS_SUFFIX, 2
+        while new in names:
+            new, k = f"{column}{PREVIOUS_SUFFIX}_{k}", k + 1
+        dataset = dataset.rename_column(column, new)
+        names = [new if c == column else c for c in names]
+    return dataset
+
+
 def add_index(dataset: Dataset) -> Dataset:
-    """Add the `svp_index` column (each row's position in `dataset`) unless it is already there."""
+    """Add the `svp_index` column (each row's position in `dataset`) unless it is already there (inside the pipeline,
+    a subset keeps its rows' indices in the dataset it came from; an incoming column was renamed away first by
+    :func:`keep_previous_columns`)."""
     if INDEX_COLUMN in dataset.column_names:
         return dataset
     return dataset.add_column(INDEX_COLUMN, np.arange(len(dataset), dtype=np.int64))
@@ -440,6 +463,7 @@ __all__ = [
     "get_split",
     "hold_out",
     "add_index",
+    "keep_previous_columns",
     "find_label_column",
     "inspect_dataset",
     "check_same_columns",

@@ -107,3 +107,41 @@ def test_prune_bad_input_fails_before_training(tiny_digits):
         svp_hf.prune(train, epochs=3)
     with pytest.raises(SVPConfigError, match="datasets.Dataset"):
         svp_hf.score({"image": []})
+
+
+# --- row identity is positional: an incoming svp_index is data, never row ids ---------------------------------------
+
+
+def test_incoming_svp_index_permutation_is_not_trusted(tiny_digits, tiny_kwargs):
+    train, _ = tiny_digits
+    permutation = np.random.default_rng(0).permutation(len(train))
+    shuffled = train.add_column("svp_index", permutation.tolist())  # e.g. a shuffled svp_hf output
+    plain = svp_hf.score(train, proxy="resnet20", methods=["least_confidence"], **tiny_kwargs)
+    again = svp_hf.score(shuffled, proxy="resnet20", methods=["least_confidence"], **tiny_kwargs)
+    assert again["svp_index"] == list(range(len(train)))
+    assert again["label"] == train["label"]  # each score belongs to the row at its position
+    np.testing.assert_allclose(again["least_confidence"], plain["least_confidence"], rtol=1e-5, atol=1e-6)
+    kept = svp_hf.select(shuffled, again, method="least_confidence", fraction=0.5)
+    assert "svp_index_previous" in kept.column_names
+    assert kept["svp_index_previous"] == permutation[kept["svp_index"]].tolist()
+    np.testing.assert_allclose(kept["svp_score"], np.asarray(again["least_confidence"])[kept["svp_index"]])
+
+
+def test_pruning_an_svp_output_again(tiny_digits, tiny_kwargs):
+    train, _ = tiny_digits
+    first = svp_hf.prune(train, proxy="resnet20", fraction=0.5, method="forgetting", **tiny_kwargs)
+    assert max(first["svp_index"]) >= len(first)  # ids into the original split, not into this one
+    second = svp_hf.prune(first, proxy="resnet20", fraction=0.5, method="forgetting", **tiny_kwargs)
+    assert len(second) == len(first) // 2
+    assert second["svp_index"] == sorted(second["svp_index"]) and max(second["svp_index"]) < len(first)
+    assert second["svp_index_previous"] == [first["svp_index"][i] for i in second["svp_index"]]
+    assert second["svp_score_previous"] == [first["svp_score"][i] for i in second["svp_index"]]
+    third = svp_hf.select(second, svp_hf.score(second, proxy="resnet20", methods=["random"], **tiny_kwargs), "random", 0.5)
+    assert {"svp_index_previous", "svp_index_previous_2"} <= set(third.column_names)
+
+
+def test_select_refuses_scores_whose_index_is_not_positions(scored, tiny_digits):
+    train, _ = tiny_digits
+    bad = scored.remove_columns("svp_index").add_column("svp_index", [i + 5 for i in range(len(scored))])
+    with pytest.raises(SVPConfigError, match="not a permutation"):
+        svp_hf.select(train, bad, method="entropy", fraction=0.5)
