@@ -9,7 +9,7 @@ from .api import choose, prune, score, select, selected_indices  # noqa: E402
 from .active_learning import active_learn  # noqa: E402
 from .correlation import compare_scores, kendall, spearman, top_k_overlap  # noqa: E402
 from .data import BUILTIN_DATASETS, load_data  # noqa: E402
-from .errors import SVPConfigError  # noqa: E402
+from .errors import SVPConfigError, SVPRuntimeError  # noqa: E402
 from .active_learning import ask, labelled_set, tell  # noqa: E402  (active learning with real labellers)
 from .methods import METHODS, get_method, list_methods, register_method  # noqa: E402
 from .hub import push_to_hub  # noqa: E402
@@ -33,6 +33,7 @@ __all__ = [
     "load_data",
     "BUILTIN_DATASETS",
     "SVPConfigError",
+    "SVPRuntimeError",
     "METHODS",
     "get_method",
     "list_methods",

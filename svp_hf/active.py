@@ -142,7 +142,7 @@ def run_active(
         return run_labelling(
             data_args, sel_args, run_args, active, train, evaluation, accelerator=accelerator, command=command, start=start
         )
-    check_output_dir(run_args.output_dir, run_args.overwrite_output_dir)
+    check_output_dir(run_args.output_dir, run_args.overwrite_output_dir, (data_args.train_split, data_args.eval_split))
     info = inspect_checked(train, evaluation, data_args, sel_args, run_args, family.modality)
     if run_args.report_to:
         settings = {**vars(data_args), **vars(sel_args), **vars(run_args), **vars(active), "hub_token": None}
@@ -235,7 +235,7 @@ def run_labelling(
     selector = labelling_selector(sel_args, run_args, active)
     started = LabellingState.exists(output_dir)
     if not started:
-        check_output_dir(output_dir, run_args.overwrite_output_dir)
+        check_output_dir(output_dir, run_args.overwrite_output_dir, (data_args.train_split, data_args.eval_split))
     repo_id = None
     if run_args.push_to_hub:
         _, repo_id = check_hub_target(run_args.hub_dataset_id, token=run_args.hub_token, overwrite=run_args.hub_overwrite)

@@ -18,10 +18,10 @@ from .auto import AutoDecision, check_auto, choose_strategy, proxy_trainer
 from .checkpoint import load_model_weights, load_training_state, resolve_model_checkpoint
 from .config import DataArguments, SelectionArguments
 from .data import INDEX_COLUMN, SCORE_COLUMN, DataInfo, add_index, check_same_columns, inspect_dataset, keep_previous_columns
-from .errors import SVPConfigError
+from .errors import SVPConfigError, SVPRuntimeError
 from .methods import get_method, list_methods, resolve_methods, training_signals
 from .models import ModelFamily, check_model, create_model, resolve_family
-from .scoring import iter_shards, score_examples
+from .scoring import check_kcenter_memory, iter_shards, score_examples
 from .selection import n_to_keep
 from .signals import restore_signals
 from .strategies import AUTO, DEFAULT_STRATEGY, apply_strategy, check_coverage_beta, check_strategy
@@ -120,7 +120,10 @@ def training_metrics(args: SelectionArguments, run_args) -> Dict[str, Any]:
 
 
 def check_optimizers(args: SelectionArguments, run_args=None) -> None:
-    """A clear error, before any training, when the proxy's or the target's optimizer cannot train that model."""
+    """A clear error, before any training, when the proxy's or the target's optimizer cannot train that model, or
+    when k-centers is to be scored within a ``kcenter_max_memory`` too small for a useful candidate pool."""
+    if any(get_method(m).needs == "embeddings" for m in args.methods):
+        check_kcenter_memory(args.kcenter_max_memory)
     if not args.proxy_checkpoint:
         check_optimizer(args.optimizer, args.proxy)
     if run_args is not None and run_args.target:
@@ -144,7 +147,7 @@ def prepare_inputs(
         head = next(iter_shards(dataset, STREAM_INSPECTION_ROWS), (0, None))[1]
         if head is None:
             raise SVPConfigError("the dataset is empty: there is nothing to score or select")
-        return family, inspect_dataset(head, family.modality, **columns)
+        return family, inspect_dataset(head, family.modality, partial=True, **columns)
     info = inspect_dataset(dataset, family.modality, **columns)
     check_model(model_name, info, trust_remote_code=trust_remote_code)
     return family, info
@@ -248,6 +251,7 @@ def run_scoring(
         num_workers=int(args.dataloader_num_workers),
     )
     timings["scoring"] = time.perf_counter() - start
+    check_finite_scores(result.scores, f"proxy {args.proxy!r}")
     proxy_accuracy = None
     if eval_dataset is not None:
         proxy_accuracy = evaluate_accuracy(
@@ -263,6 +267,20 @@ def run_scoring(
         proxy_accuracy,
         timings,
     )
+
+
+def check_finite_scores(scores: Dict[str, np.ndarray], scorer: str) -> None:
+    """A runtime error naming the method and how many rows are NaN when `scorer`'s scores hold NaN (a proxy whose
+    training diverged): the recipe was valid, the run failed."""
+    nan = {m: int(np.isnan(np.asarray(v, dtype=np.float64)).sum()) for m, v in scores.items()}
+    nan = {m: k for m, k in nan.items() if k}
+    if nan:
+        n = len(next(iter(scores.values())))
+        which = ", ".join(f"{m!r} for {k} of {n} rows" for m, k in nan.items())
+        raise SVPRuntimeError(
+            f"{scorer} produced NaN scores ({which}): its training diverged (NaN or infinite loss); lower "
+            "learning_rate, or train in full precision (mixed_precision: 'no')"
+        )
 
 
 def scores_dataset(

@@ -44,7 +44,7 @@ from .correlation import compare_scores
 from .data import (
     INDEX_COLUMN, SCORE_COLUMN, check_same_columns, get_split, hold_out, inspect_dataset, keep_previous_columns, load_data,
 )
-from .errors import SVPConfigError
+from .errors import EXIT_CONFIG, EXIT_RUNTIME, SVPConfigError, SVPRuntimeError
 from .hub import check_hub_target, push_to_hub
 from .methods import resolve_methods, training_signals
 from .models import check_model, create_model, resolve_family
@@ -170,7 +170,7 @@ def run_coreset(
     accelerator = job_accelerator(run_args)
     set_seed(int(sel_args.seed))
     # Every check that needs no training, first.
-    check_output_dir(run_args.output_dir, run_args.overwrite_output_dir)
+    check_output_dir(run_args.output_dir, run_args.overwrite_output_dir, (data_args.train_split, data_args.eval_split))
     resolve_methods(sel_args.methods)
     repo_id = None
     if run_args.push_to_hub:
@@ -367,7 +367,8 @@ def redact_token(argv: Sequence[str]) -> list:
 
 
 def recipe_main(prog: str, job: Callable[..., Dict[str, Any]], dataclass_types, argv: Optional[Sequence[str]]) -> Dict[str, Any]:
-    """``python -m PROG RECIPE.yaml [--key value ...]``: parse into `dataclass_types`, run `job`; bad input exits 2."""
+    """``python -m PROG RECIPE.yaml [--key value ...]``: parse into `dataclass_types`, run `job`; bad input exits 2, a run that fails
+    while working (:class:`SVPRuntimeError`) exits 3."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # one line per checkpoint file is too many
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -376,7 +377,10 @@ def recipe_main(prog: str, job: Callable[..., Dict[str, Any]], dataclass_types, 
         return job(*parse_args(argv, dataclass_types=dataclass_types), command=command)
     except SVPConfigError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_CONFIG) from None
+    except SVPRuntimeError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        raise SystemExit(EXIT_RUNTIME) from None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:

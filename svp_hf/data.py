@@ -387,12 +387,32 @@ def text_dataset(dataset: Dataset, info: DataInfo, encode: Callable[[List[str]],
     )
 
 
-def inspect_dataset(dataset: Dataset, modality: str, **columns) -> DataInfo:
+def inspect_dataset(dataset: Dataset, modality: str, *, partial: bool = False, **columns) -> DataInfo:
+    """The columns of `dataset` for `modality`, checked; unless `partial` (the first rows of a stream) or labels are
+    still to be collected (``missing_labels``), a dataset whose labels hold a single class is refused."""
     try:
         spec = MODALITIES.get(modality)
     except KeyError as err:
         raise SVPConfigError(err.args[0]) from None
-    return spec.inspect(dataset, **columns)
+    info = spec.inspect(dataset, **columns)
+    if not partial and not columns.get("missing_labels"):
+        check_several_classes(dataset, info)
+    return info
+
+
+def check_several_classes(dataset: Dataset, info: DataInfo) -> None:
+    """A clear error, before any training, when every row has the same label: a classifier cannot learn from one
+    class, so its scores would mean nothing."""
+    column = dataset.with_format("arrow")[info.label_column]
+    present = pc.unique(pc.drop_null(column)).to_pylist()
+    if len(present) == 1:
+        value = present[0]
+        name = info.class_names[value] if info.class_names and 0 <= value < len(info.class_names) else value
+        raise SVPConfigError(
+            f"label column {info.label_column!r} holds a single class ({name!r}) in all {len(dataset)} rows: a "
+            "classifier cannot learn from one class, so its scores would mean nothing; check the split (or "
+            "max_train_samples of a dataset sorted by label) and label_column"
+        )
 
 
 def check_same_columns(eval_dataset: Dataset, info: DataInfo) -> None:

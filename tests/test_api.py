@@ -145,3 +145,12 @@ def test_select_refuses_scores_whose_index_is_not_positions(scored, tiny_digits)
     bad = scored.remove_columns("svp_index").add_column("svp_index", [i + 5 for i in range(len(scored))])
     with pytest.raises(SVPConfigError, match="not a permutation"):
         svp_hf.select(train, bad, method="entropy", fraction=0.5)
+
+
+def test_a_diverged_proxy_is_a_runtime_failure_naming_method_and_rows(tiny_digits):
+    train, _ = tiny_digits
+    kwargs = dict(proxy_epochs=1, batch_size=64, learning_rate=1e30, seed=0, strategy="top")
+    with pytest.raises(svp_hf.SVPRuntimeError, match=r"'entropy' for 200 of 200 rows"):
+        svp_hf.score(train, proxy="resnet20", methods=["entropy"], **{k: v for k, v in kwargs.items() if k != "strategy"})
+    with pytest.raises(svp_hf.SVPRuntimeError, match="diverged"):
+        svp_hf.prune(train, proxy="resnet20", fraction=0.5, method="least_confidence", **kwargs)
