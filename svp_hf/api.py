@@ -4,8 +4,10 @@ and ``prune`` (the two in one call)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -49,6 +51,82 @@ class ScoringRun:
     history: List[Dict[str, float]] = field(default_factory=list)
     proxy_accuracy: Optional[float] = None
     timings: Dict[str, float] = field(default_factory=dict)
+    quality: Dict[str, Any] = field(default_factory=dict)
+    model_name: Optional[str] = None
+
+    def metrics(self) -> Dict[str, Any]:
+        """What the Python API returns with ``return_metrics=True``: the proxy's accuracy on the evaluation data
+        (``None`` without it), its chance level and whether it barely beats it, its training history and timings."""
+        return {
+            "proxy_accuracy": self.proxy_accuracy,
+            **self.quality,
+            "num_classes": self.info.num_classes,
+            "proxy_history": list(self.history),
+            "timings": dict(self.timings),
+        }
+
+
+# A proxy "barely beats chance" when its accuracy is within this many binomial standard errors of chance, or closes
+# less than this share of the gap between chance and perfect accuracy.
+CHANCE_STANDARD_ERRORS = 2.0
+CHANCE_GAP_SHARE = 0.2
+
+
+def chance_accuracy(labels: np.ndarray, num_classes: int) -> float:
+    """The accuracy of guessing: the larger of 1/num_classes and the majority class's share of `labels`."""
+    labels = np.asarray(labels, dtype=np.int64)
+    majority = float(np.bincount(labels).max() / len(labels)) if len(labels) else 0.0
+    return max(1.0 / max(int(num_classes), 1), majority)
+
+
+def barely_beats_chance(accuracy: float, chance: float, n: int) -> bool:
+    """Whether `accuracy` on `n` rows is within :data:`CHANCE_STANDARD_ERRORS` binomial standard errors of `chance`
+    or closes less than :data:`CHANCE_GAP_SHARE` of the gap between chance and 1."""
+    noise = CHANCE_STANDARD_ERRORS * math.sqrt(chance * (1 - chance) / max(int(n), 1))
+    return accuracy <= chance + max(noise, CHANCE_GAP_SHARE * (1 - chance))
+
+
+def run_name(run: "ScoringRun") -> str:
+    return f"{run.model_name!r} " if run.model_name else ""
+
+
+def proxy_quality(run: "ScoringRun", train_labels: np.ndarray, eval_labels: Optional[np.ndarray]) -> Dict[str, Any]:
+    """How far the proxy is from guessing, warned about (``UserWarning``, shown by default) when it barely beats
+    chance or when most of its forgetting scores are infinite: its scores would then rank the data by noise.
+
+    Judged on the evaluation data when the proxy was evaluated, else on its final training epoch's accuracy."""
+    quality: Dict[str, Any] = {"chance_accuracy": None, "accuracy_judged": None, "barely_beats_chance": None}
+    if run.proxy_accuracy is not None and eval_labels is not None and len(eval_labels):
+        accuracy, labels, where = float(run.proxy_accuracy), eval_labels, f"on {len(eval_labels)} evaluation rows"
+    elif run.history and run.history[-1].get("accuracy") is not None:
+        accuracy, labels, where = float(run.history[-1]["accuracy"]), train_labels, "on its training rows (last epoch)"
+    else:
+        accuracy = None
+    if accuracy is not None:
+        chance = chance_accuracy(labels, run.info.num_classes)
+        barely = barely_beats_chance(accuracy, chance, len(labels))
+        quality.update(chance_accuracy=chance, accuracy_judged=accuracy, barely_beats_chance=barely)
+        if barely:
+            warnings.warn(
+                f"the proxy {run_name(run)}barely beats chance: accuracy {accuracy:.4f} {where} against {chance:.4f} by guessing "
+                f"(the majority class, or 1/{run.info.num_classes}); its scores rank the data little better than "
+                "random. Train it longer (proxy_epochs), with another learning_rate, or choose another proxy",
+                UserWarning,
+                stacklevel=3,
+            )
+    if "forgetting" in run.scores.column_names:
+        values = np.asarray(run.scores["forgetting"], dtype=np.float64)
+        n_inf = int(np.isinf(values).sum())
+        quality["forgetting_infinite"] = n_inf
+        if values.size and n_inf > values.size / 2:
+            warnings.warn(
+                f"{n_inf} of {values.size} forgetting scores are infinite (examples the proxy {run_name(run)}never "
+                "learned): "
+                "forgetting cannot rank them; train the proxy longer (proxy_epochs) or choose another method",
+                UserWarning,
+                stacklevel=3,
+            )
+    return quality
 
 
 def _split_kwargs(kwargs: Dict[str, Any]):
@@ -258,7 +336,7 @@ def run_scoring(
             proxy.model, family, eval_dataset, info, accelerator, batch_size=int(args.batch_size), desc="evaluate proxy",
             num_workers=int(args.dataloader_num_workers),
         )
-    return ScoringRun(
+    run = ScoringRun(
         scores_dataset(dataset, info, result.scores, labels=result.labels),
         info,
         proxy.model,
@@ -266,7 +344,12 @@ def run_scoring(
         proxy.history,
         proxy_accuracy,
         timings,
+        model_name=args.proxy,
     )
+    if accelerator.is_main_process:
+        eval_labels = labels_of(eval_dataset, info) if eval_dataset is not None else None
+        run.quality = proxy_quality(run, result.labels, eval_labels)
+    return run
 
 
 def check_finite_scores(scores: Dict[str, np.ndarray], scorer: str) -> None:
@@ -304,9 +387,15 @@ def score(
     *,
     eval_dataset: Optional[Dataset] = None,
     accelerator: Optional[Accelerator] = None,
+    return_metrics: bool = False,
     **kwargs,
-) -> Dataset:
+):
     """Train `proxy` on `dataset` once and return every method's per-example scores.
+
+    With `eval_dataset`, the proxy is evaluated on it. With ``return_metrics=True`` the result is ``(scores,
+    metrics)``: ``metrics["proxy_accuracy"]`` (on `eval_dataset`; ``None`` without it), ``chance_accuracy``,
+    ``barely_beats_chance``, ``proxy_history`` (loss and accuracy per epoch), ``timings``. A proxy that barely beats
+    chance, or whose forgetting scores are mostly infinite, is warned about (``UserWarning``).
 
     The result is a ``datasets.Dataset`` with ``svp_index`` (row in `dataset`), ``label`` and one float column per
     method. Keyword arguments are the recipe's: ``proxy_epochs``, ``batch_size``, ``learning_rate``, ``optimizer``,
@@ -324,7 +413,8 @@ def score(
     if eval_dataset is not None:
         check_same_columns(eval_dataset, info)
     accelerator = accelerator or make_accelerator()
-    return run_scoring(dataset, args, family=family, info=info, accelerator=accelerator, eval_dataset=eval_dataset).scores
+    run = run_scoring(dataset, args, family=family, info=info, accelerator=accelerator, eval_dataset=eval_dataset)
+    return (run.scores, run.metrics()) if return_metrics else run.scores
 
 
 def _method_values(scores: Dataset, method: str) -> np.ndarray:
@@ -487,11 +577,17 @@ def prune(
     method: str = "least_confidence",
     *,
     strategy: str = DEFAULT_STRATEGY,
+    eval_dataset: Optional[Dataset] = None,
     accelerator: Optional[Accelerator] = None,
+    return_metrics: bool = False,
     **kwargs,
-) -> Dataset:
+):
     """Train `proxy`, score `dataset` with `method` and keep `fraction` of it with `strategy` (``auto`` by default:
-    random unless a strategy over the scores proves better on a held-out slice; see :mod:`svp_hf.auto`)."""
+    random unless a strategy over the scores proves better on a held-out slice; see :mod:`svp_hf.auto`).
+
+    With `eval_dataset` the proxy is evaluated on it; ``return_metrics=True`` returns ``(pruned, metrics)`` with the
+    metrics of :func:`score` plus ``selected_strategy``, ``coverage_beta``, ``auto`` (the decision, when ``auto``),
+    ``n_total`` and ``n_selected``."""
     n_to_keep(fraction, len(dataset))
     get_method(method)
     dataset = keep_previous_columns(dataset)
@@ -501,9 +597,12 @@ def prune(
     family, info = prepare_inputs(dataset, proxy, columns, trust_remote_code=bool(args.trust_remote_code))
     if strategy == AUTO:
         check_auto(len(dataset), labels_of(dataset, info), fraction, args.auto_holdout)
+    if eval_dataset is not None:
+        check_same_columns(eval_dataset, info)
     accelerator = accelerator or make_accelerator()
-    scores = run_scoring(dataset, args, family=family, info=info, accelerator=accelerator).scores
-    coverage_beta = args.coverage_beta
+    run = run_scoring(dataset, args, family=family, info=info, accelerator=accelerator, eval_dataset=eval_dataset)
+    scores = run.scores
+    coverage_beta, decision = args.coverage_beta, None
     if strategy == AUTO:
         decision = run_auto(dataset, scores, args, family=family, info=info, accelerator=accelerator)
         strategy, coverage_beta = decision.strategy, decision.coverage_beta
@@ -511,7 +610,14 @@ def prune(
         scores, method, fraction, strategy=strategy, class_balanced=args.class_balanced, seed=args.seed,
         coverage_beta=coverage_beta,
     )
-    return subset_with_scores(dataset, scores, method, keep)
+    pruned = subset_with_scores(dataset, scores, method, keep)
+    if not return_metrics:
+        return pruned
+    metrics = dict(
+        run.metrics(), selected_strategy=strategy, coverage_beta=coverage_beta,
+        auto=decision.as_dict() if decision is not None else None, n_total=len(dataset), n_selected=len(pruned),
+    )
+    return pruned, metrics
 
 
 __all__ = [

@@ -154,3 +154,35 @@ def test_a_diverged_proxy_is_a_runtime_failure_naming_method_and_rows(tiny_digit
         svp_hf.score(train, proxy="resnet20", methods=["entropy"], **{k: v for k, v in kwargs.items() if k != "strategy"})
     with pytest.raises(svp_hf.SVPRuntimeError, match="diverged"):
         svp_hf.prune(train, proxy="resnet20", fraction=0.5, method="least_confidence", **kwargs)
+
+
+# --- the proxy's quality reaches Python -----------------------------------------------------------------------------
+
+
+def test_score_returns_the_proxy_accuracy_and_warns_near_chance(tiny_digits):
+    train, test = tiny_digits
+    kwargs = dict(proxy_epochs=1, batch_size=64, learning_rate=1e-9, seed=0)  # an untrained proxy: chance level
+    with pytest.warns(UserWarning, match=r"the proxy 'resnet20' barely beats chance: accuracy [0-9.]+ on 100 evaluation rows") as caught:
+        scores, metrics = svp_hf.score(train, proxy="resnet20", methods=["entropy", "forgetting"], eval_dataset=test,
+                                       return_metrics=True, **kwargs)
+    assert any("forgetting scores are infinite" in str(w.message) for w in caught)
+    assert scores.column_names == ["svp_index", "label", "entropy", "forgetting"]
+    assert 0.0 <= metrics["proxy_accuracy"] <= 1.0 and metrics["barely_beats_chance"] is True
+    majority = np.bincount(test["label"]).max() / len(test)
+    assert metrics["chance_accuracy"] == pytest.approx(max(0.1, majority))
+    assert metrics["num_classes"] == 10 and len(metrics["proxy_history"]) == 1 and metrics["forgetting_infinite"] > 100
+    with pytest.warns(UserWarning, match="barely beats chance"):
+        pruned, prune_metrics = svp_hf.prune(train, proxy="resnet20", fraction=0.5, method="entropy", strategy="top",
+                                             eval_dataset=test, return_metrics=True, **kwargs)
+    assert len(pruned) == 100 and prune_metrics["n_selected"] == 100 and prune_metrics["selected_strategy"] == "top"
+    assert prune_metrics["proxy_accuracy"] == pytest.approx(metrics["proxy_accuracy"])
+    assert isinstance(svp_hf.score(train, proxy="resnet20", methods=["random"], **kwargs), type(scores))  # default: scores only
+
+
+def test_barely_beats_chance():
+    from svp_hf.api import barely_beats_chance, chance_accuracy
+
+    assert chance_accuracy(np.array([0, 0, 0, 1]), 2) == 0.75 and chance_accuracy(np.array([0, 1, 2]), 10) == pytest.approx(1 / 3)
+    assert barely_beats_chance(0.575, 0.5, 10_000)  # the README's near-chance text proxy
+    assert barely_beats_chance(0.14, 0.1, 50)  # within the binomial noise of 50 rows
+    assert not barely_beats_chance(0.85, 0.5, 1000) and not barely_beats_chance(0.45, 0.1, 10_000)
