@@ -285,9 +285,13 @@ def recipe_keys(dataclass_types: Sequence[type] = RECIPE_DATACLASSES) -> List[st
 
 
 def read_recipe(path: str, dataclass_types: Sequence[type] = RECIPE_DATACLASSES) -> Dict[str, Any]:
-    """A recipe file's keys and values, checked against the known keys."""
+    """A recipe file's keys and values, checked against the known keys; a bundled recipe's name (``quickstart``,
+    ``recipes/quickstart.yaml``) not found on disk reads the copy shipped with svp_hf (:mod:`svp_hf.recipe_files`)."""
+    from .recipe_files import bundled_recipes, resolve_recipe
+
+    path = resolve_recipe(path)
     if not os.path.isfile(path):
-        raise SVPConfigError(f"recipe {path!r} not found")
+        raise SVPConfigError(f"recipe {path!r} not found (recipes shipped with svp_hf: {', '.join(bundled_recipes())})")
     try:
         with open(path, encoding="utf-8") as f:
             recipe = yaml.safe_load(f) if not path.endswith(".json") else json.load(f)
