@@ -16,8 +16,8 @@ Layout::
 Everything is first written to a temporary folder inside `output_dir` (``.svp-tmp-*``, removed on success and on
 failure, and any left by a killed run removed by the next one) and moved into place only when complete, so a failed or
 interrupted run never leaves a half-written `dataset/`. `metrics.json` is the completion marker: it is removed before
-the previous result's files are replaced and written last, listing every result file with its size
-(``result_files``). A result without it, or whose files differ from its list (a run killed during the final moves), is
+the previous result's files are replaced and written last, listing every result file (``result_files``; names only,
+so that two identical runs write identical metrics). A result without it, or whose files differ from its list (a run killed during the final moves), is
 incomplete: :func:`check_complete` says so, and ``push_to_hub`` refuses to upload it.
 
 Every path written is checked to stay inside `output_dir`; split names must be plain names (``^\\w+(\\.\\w+)*$``,
@@ -52,8 +52,8 @@ DATASET_SCORES = {"proxy": "scores/proxy.parquet", "target": "scores/target.parq
 DEFAULT_MAX_SHARD_SIZE = "500MB"
 METRICS_FILE = "metrics.json"
 TMP_PREFIX = ".svp-tmp-"
-# metrics.json's list of the result's files (path relative to output_dir -> bytes); the card (dataset/README.md) is
-# left out: publishing re-renders it with the Hub id.
+# metrics.json's list of the result's files (paths relative to output_dir); the card (dataset/README.md) is left
+# out: publishing re-renders it with the Hub id.
 RESULT_FILES_KEY = "result_files"
 # The split names ``datasets`` accepts; anything else (a path, "..", a separator) is refused before any work.
 SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")
@@ -301,28 +301,28 @@ def write_run(
     return metrics
 
 
-def result_files(output_dir: str) -> Dict[str, int]:
-    """Every file of the result in `output_dir` (path relative to it, with ``/``) and its size, the card excepted."""
-    files = {}
+def result_files(output_dir: str) -> List[str]:
+    """Every file of the result in `output_dir` (paths relative to it, with ``/``), the card excepted, sorted."""
+    files: Dict[str, None] = {}
     for name in RESULT_NAMES + tuple(n for n in sorted(os.listdir(output_dir)) if n.endswith(".json")):
         path = os.path.join(output_dir, name)
         if name == METRICS_FILE or name in files or not os.path.exists(path):
             continue
         if os.path.isfile(path):
-            files[name] = os.path.getsize(path)
+            files[name] = None
             continue
         for root, _, names in os.walk(path):
             for n in names:
                 rel = os.path.relpath(os.path.join(root, n), output_dir).replace(os.sep, "/")
                 if rel != f"{DATASET_DIR}/README.md":
-                    files[rel] = os.path.getsize(os.path.join(root, n))
-    return dict(sorted(files.items()))
+                    files[rel] = None
+    return sorted(files)
 
 
 def check_complete(output_dir: str) -> Dict[str, Any]:
     """The metrics of the complete result in `output_dir`; a clear error when it is incomplete (no metrics.json: a
     run failed or was killed while moving its files into place) or its files differ from those metrics.json lists
-    (files of two runs mixed, or changed since)."""
+    (files of two runs mixed, or added or removed since)."""
     path = os.path.join(output_dir, METRICS_FILE)
     if not os.path.isfile(path):
         raise SVPConfigError(
@@ -332,17 +332,16 @@ def check_complete(output_dir: str) -> Dict[str, Any]:
     with open(path, encoding="utf-8") as f:
         metrics = json.load(f)
     listed = metrics.get(RESULT_FILES_KEY)
-    if not isinstance(listed, dict):
+    if not isinstance(listed, list):
         raise SVPConfigError(
             f"{output_dir!r}: metrics.json lists no result files (written by an older svp_hf, or not by svp_hf); "
             "run the job again with overwrite_output_dir to publish it"
         )
-    found = {k: v for k, v in result_files(output_dir).items() if k in listed or not k.endswith(".json") or "/" in k}
+    found = [k for k in result_files(output_dir) if k in listed or not k.endswith(".json") or "/" in k]
     missing = sorted(set(listed) - set(found))
     extra = sorted(set(found) - set(listed))
-    changed = sorted(k for k in set(listed) & set(found) if listed[k] != found[k])
-    if missing or extra or changed:
-        problems = [f"{what} {names[:5]}" for what, names in (("missing", missing), ("not listed", extra), ("changed", changed)) if names]
+    if missing or extra:
+        problems = [f"{what} {names[:5]}" for what, names in (("missing", missing), ("not listed", extra)) if names]
         raise SVPConfigError(
             f"{output_dir!r} holds an incomplete or mixed svp_hf result: its files differ from those metrics.json "
             f"lists ({'; '.join(problems)}); run the job again with overwrite_output_dir"

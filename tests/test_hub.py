@@ -33,7 +33,7 @@ def test_push_refuses_an_output_dir_left_incomplete(result, hub):
 
 
 def test_push_refuses_a_mixed_output_dir(result, hub):
-    (result / "scores.parquet").write_bytes(b"another run's scores")
+    (result / "dataset" / "data" / "test-00000-of-00001.parquet").write_bytes(b"another run's split")
     with pytest.raises(SVPConfigError, match="incomplete or mixed"):
         svp_hf.push_to_hub(result, "alice/pruned")
     assert hub.calls == []

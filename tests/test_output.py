@@ -101,7 +101,7 @@ def test_a_kill_during_the_final_moves_leaves_a_result_marked_incomplete(tmp_pat
     write_run(str(out), splits=splits, scores=scores, metrics=metrics)
     complete = check_complete(str(out))
     assert "dataset/data/train-00000-of-00001.parquet" in complete["result_files"]
-    assert set(complete["result_files"]) >= {"report.md", "scores.parquet"}
+    assert set(complete["result_files"]) >= {"report.md", "scores.parquet", "dataset/plots/score_histogram.png"}
 
     real_replace, moved = os.replace, []
 
@@ -127,10 +127,17 @@ def test_a_result_whose_files_differ_from_its_metrics_is_mixed(tmp_path):
     out = tmp_path / "out"
     splits, scores, metrics = tiny_result()
     write_run(str(out), splits=splits, scores=scores, metrics=metrics)
-    (out / "report.md").write_text("# another run's report\n")
-    with pytest.raises(SVPConfigError, match="changed"):
-        check_complete(str(out))
-    write_run(str(out), splits=splits, scores=scores, metrics=metrics, overwrite=True)
-    (out / "dataset" / "data" / "test-00000-of-00001.parquet").write_bytes(b"stray")
+    (out / "dataset" / "data" / "test-00000-of-00001.parquet").write_bytes(b"another run's split")
     with pytest.raises(SVPConfigError, match="not listed"):
         check_complete(str(out))
+    write_run(str(out), splits=splits, scores=scores, metrics=metrics, overwrite=True)
+    os.remove(out / "scores.parquet")
+    with pytest.raises(SVPConfigError, match="missing"):
+        check_complete(str(out))
+
+
+def test_identical_runs_write_identical_metrics(tmp_path):
+    splits, scores, metrics = tiny_result()
+    first = write_run(str(tmp_path / "a"), splits=splits, scores=scores, metrics=metrics)
+    second = write_run(str(tmp_path / "b"), splits=splits, scores=scores, metrics=dict(metrics, timings={"total": 1.0}))
+    assert first["result_files"] == second["result_files"]
