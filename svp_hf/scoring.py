@@ -27,7 +27,7 @@ from datasets import Dataset, Image, IterableDataset
 from tqdm.auto import tqdm
 
 from .checkpoint import ShardStore, on_main
-from .data import INDEX_COLUMN, DataInfo, add_index
+from .data import INDEX_COLUMN, DataInfo, add_index, keep_previous_columns
 from .errors import SVPConfigError
 from .methods import SelectionMethod
 from .signals import TrainingSignal
@@ -115,6 +115,7 @@ def iter_shards(dataset, shard_size: int, skip: int = 0) -> Iterator[Tuple[int, 
             for column in images:
                 ds = ds.cast_column(column, Image())
             start = shard * shard_size
+            ds = keep_previous_columns(ds)  # a stream's own svp_index is data, never row ids
             yield shard, ds.add_column(INDEX_COLUMN, np.arange(start, start + len(ds), dtype=np.int64))
             shard += 1
     else:

@@ -31,3 +31,14 @@ def test_a_pool_capped_below_the_minimum_warns_with_the_memory_it_needs():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert kcenter_pool_rows(dim, None, "1GB", n_rows=5000) > KCENTER_MIN_POOL
+
+
+def test_a_stream_with_its_own_svp_index_is_read_by_position(tiny_digits):
+    from svp_hf.scoring import iter_shards
+
+    train, _ = tiny_digits
+    stream = train.add_column("svp_index", list(range(len(train)))[::-1]).to_iterable_dataset()
+    shards = list(iter_shards(stream, 64))
+    assert [len(s) for _, s in shards] == [64, 64, 64, 8]
+    assert shards[1][1]["svp_index"] == list(range(64, 128))
+    assert shards[1][1]["svp_index_previous"] == list(range(len(train)))[::-1][64:128]
