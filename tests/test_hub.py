@@ -7,11 +7,21 @@ import numpy as np
 import pytest
 
 import svp_hf
+import svp_hf.hub
 from svp_hf import SVPConfigError
 from svp_hf.hub import check_hub_target
 from svp_hf.output import write_run
 
-from .test_publish import hub  # noqa: F401  (the stubbed Hub fixture)
+from .test_publish import FakeHub
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """The Hub, stubbed: what was asked of it is in ``hub.calls``."""
+    fake = FakeHub()
+    monkeypatch.setattr(svp_hf.hub, "HfApi", fake.api)
+    monkeypatch.setenv("HF_TOKEN", fake.token)
+    return fake
 
 
 @pytest.fixture
