@@ -41,7 +41,7 @@ from .hub import push_to_hub
 from .labelling import LabellingState, batch_paths, filled_dataset, has_missing_labels, tell
 from .log import get_logger
 from .models import check_model
-from .data import check_same_columns
+from .data import INDEX_COLUMN, SCORE_COLUMN, check_same_columns
 from .pipeline import Job, JobRun, inspect_splits, job_keys, load_splits, per_class_counts, recipe_record, run_provenance, run_settings, with_null_scores
 from .pipeline import main as job_main
 from .pool import UNLABELLED
@@ -82,7 +82,8 @@ def output_splits(result: ActiveResult, train_split: str, evaluation: Optional[D
     for role in roles[1:]:
         splits[f"{train_split}_{role}_selected"] = result.runs[role].labelled
     if evaluation is not None:
-        evaluation = with_null_scores(evaluation.remove_columns([c for c in (ROUND_COLUMN,) if c in evaluation.column_names]))
+        evaluation = with_null_scores(evaluation.remove_columns(
+            [c for c in (ROUND_COLUMN, INDEX_COLUMN, SCORE_COLUMN) if c in evaluation.column_names]))  # as pool_dataset
         splits[eval_split] = evaluation.add_column(ROUND_COLUMN, [None] * len(evaluation), feature=Value("int64"))
     return splits
 
@@ -152,7 +153,7 @@ def run_active(
         train, evaluation = load_splits(data_args, int(sel_args.seed))
         if active.labels_from or has_missing_labels(train, data_args.label_column, active.class_names):
             return run_labelling(data_args, sel_args, run_args, active, train, evaluation, job=job)
-        job.check_output()
+        job.check_output((data_args.train_split, data_args.eval_split))
         info = inspect_splits(
             train, evaluation, data_args, family.modality, (sel_args.proxy, run_args.target),
             trust_remote_code=bool(sel_args.trust_remote_code),
@@ -230,7 +231,7 @@ def run_labelling(
     selector = labelling_selector(sel_args, run_args, active)
     started = LabellingState.exists(output_dir)
     # A session's own output_dir holds its state (and, once finished, its result): only a new session must find it free.
-    job.check_output(overwrite=True if started else None)
+    job.check_output((data_args.train_split, data_args.eval_split), overwrite=True if started else None)
     repo_id = job.repo_id
     if evaluation is not None and has_missing_labels(evaluation, data_args.label_column, None):
         raise SVPConfigError(f"the evaluation split {data_args.eval_split!r} has missing labels: it must be fully labelled")

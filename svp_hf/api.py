@@ -25,7 +25,7 @@ from .active_learning import (
 )
 from .auto import AutoDecision, check_auto
 from .config import ActiveArguments, DataArguments, RunArguments, SelectionArguments, check_schedule
-from .data import check_same_columns, inspect_dataset
+from .data import check_same_columns, inspect_dataset, keep_previous_columns
 from .errors import SVPConfigError
 from .labelling import LabellingState, batch_rows, check_session_dataset, labelled_rows, labelling_dataset, tell
 from .methods import get_method, resolve_methods
@@ -72,9 +72,15 @@ def score(
     *,
     eval_dataset: Optional[Dataset] = None,
     accelerator: Optional[Accelerator] = None,
+    return_metrics: bool = False,
     **kwargs,
-) -> Dataset:
+):
     """Train `proxy` on `dataset` once and return every method's per-example scores.
+
+    With `eval_dataset`, the proxy is evaluated on it. With ``return_metrics=True`` the result is ``(scores,
+    metrics)``: ``metrics["proxy_accuracy"]`` (on `eval_dataset`; ``None`` without it), ``chance_accuracy``,
+    ``barely_beats_chance``, ``proxy_history`` (loss and accuracy per epoch), ``timings``. A proxy that barely beats
+    chance, or whose forgetting scores are mostly infinite, is warned about (``UserWarning``).
 
     The result is a ``datasets.Dataset`` with ``svp_index`` (row in `dataset`), ``label`` and one float column per
     method. Keyword arguments are the recipe's: ``proxy_epochs``, ``batch_size``, ``learning_rate``, ``optimizer``,
@@ -84,6 +90,7 @@ def score(
     """
     methods = [methods] if isinstance(methods, str) else list(methods)
     resolve_methods(methods)
+    dataset = keep_previous_columns(dataset)
     columns, selection = _split_kwargs(kwargs)
     args = SelectionArguments(proxy=proxy, method=methods[0], score_methods=methods[1:] or None, **selection)
     check_recipe(args)
@@ -91,7 +98,8 @@ def score(
     if eval_dataset is not None:
         check_same_columns(eval_dataset, info)
     accelerator = accelerator or make_accelerator()
-    return run_scoring(dataset, args, family=family, info=info, accelerator=accelerator, eval_dataset=eval_dataset).scores
+    run = run_scoring(dataset, args, family=family, info=info, accelerator=accelerator, eval_dataset=eval_dataset)
+    return (run.scores, run.metrics()) if return_metrics else run.scores
 
 
 def choose(
@@ -107,6 +115,7 @@ def choose(
     """Run ``strategy: auto``'s check for `dataset` and its `scores`: the decision (``.strategy``,
     ``.coverage_beta``) and its evidence (``.candidates``: each one's held-out accuracies). Keyword arguments are the
     recipe's (``proxy_epochs``, ``auto_epochs``, ``auto_seeds``, ``auto_holdout``, ``seed``, ``image_column``, ...)."""
+    dataset = keep_previous_columns(dataset)
     columns, selection = _split_kwargs(kwargs)
     args = SelectionArguments(proxy=proxy, method=method, fraction=fraction, **{**selection, "strategy": AUTO})
     check_recipe(args)
@@ -137,6 +146,7 @@ def select(
     """
     if len(scores) != len(dataset):
         raise SVPConfigError(f"scores have {len(scores)} rows but the dataset has {len(dataset)}; score this dataset")
+    dataset = keep_previous_columns(dataset)
     check_strategy(strategy)
     if strategy == AUTO:
         if not proxy:
@@ -162,22 +172,32 @@ def prune(
     method: str = "least_confidence",
     *,
     strategy: str = DEFAULT_STRATEGY,
+    eval_dataset: Optional[Dataset] = None,
     accelerator: Optional[Accelerator] = None,
+    return_metrics: bool = False,
     **kwargs,
-) -> Dataset:
+):
     """Train `proxy`, score `dataset` with `method` and keep `fraction` of it with `strategy` (``auto`` by default:
-    random unless a strategy over the scores proves better on a held-out slice; see :mod:`svp_hf.auto`)."""
+    random unless a strategy over the scores proves better on a held-out slice; see :mod:`svp_hf.auto`).
+
+    With `eval_dataset` the proxy is evaluated on it; ``return_metrics=True`` returns ``(pruned, metrics)`` with the
+    metrics of :func:`score` plus ``selected_strategy``, ``coverage_beta``, ``auto`` (the decision, when ``auto``),
+    ``n_total`` and ``n_selected``."""
     n_to_keep(fraction, len(dataset))
     get_method(method)
+    dataset = keep_previous_columns(dataset)
     columns, selection = _split_kwargs(kwargs)
     args = SelectionArguments(proxy=proxy, method=method, fraction=fraction, strategy=strategy, **selection)
     check_recipe(args)
     family, info = prepare_inputs(dataset, proxy, columns, trust_remote_code=bool(args.trust_remote_code))
     if strategy == AUTO:
         check_auto(len(dataset), labels_of(dataset, info), fraction, args.auto_holdout)
+    if eval_dataset is not None:
+        check_same_columns(eval_dataset, info)
     accelerator = accelerator or make_accelerator()
-    scores = run_scoring(dataset, args, family=family, info=info, accelerator=accelerator).scores
-    coverage_beta = args.coverage_beta
+    run = run_scoring(dataset, args, family=family, info=info, accelerator=accelerator, eval_dataset=eval_dataset)
+    scores = run.scores
+    coverage_beta, decision = args.coverage_beta, None
     if strategy == AUTO:
         decision = run_auto(dataset, scores, args, family=family, info=info, accelerator=accelerator)
         strategy, coverage_beta = decision.strategy, decision.coverage_beta
@@ -185,7 +205,14 @@ def prune(
         scores, method, fraction, strategy=strategy, class_balanced=args.class_balanced, seed=args.seed,
         coverage_beta=coverage_beta,
     )
-    return subset_with_scores(dataset, scores, method, keep)
+    pruned = subset_with_scores(dataset, scores, method, keep)
+    if not return_metrics:
+        return pruned
+    metrics = dict(
+        run.metrics(), selected_strategy=strategy, coverage_beta=coverage_beta,
+        auto=decision.as_dict() if decision is not None else None, n_total=len(dataset), n_selected=len(pruned),
+    )
+    return pruned, metrics
 
 
 def active_learn(

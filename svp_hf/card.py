@@ -194,16 +194,31 @@ def _strategy_text(metrics: Dict[str, Any]) -> str:
     return f" with strategy `{chosen or strategy}`"
 
 
+def sampled_rows(metrics: Dict[str, Any]) -> bool:
+    """Whether the run read a sample of its training split (``max_train_samples`` smaller than the split) rather than
+    the whole split: the split as read has exactly ``max_train_samples`` rows then."""
+    cap = (metrics.get("source") or {}).get("max_train_samples")
+    return cap is not None and metrics.get("n_total") is not None and int(metrics["n_total"]) >= int(cap)
+
+
 def _summary(metrics: Dict[str, Any]) -> str:
     if _is_active(metrics) and metrics.get("n_pool") is not None and _n_labelled(metrics) is not None:
         return _active_summary(metrics)
     if metrics.get("n_selected") is None or metrics.get("n_total") is None:
         return "A dataset pruned with svp_hf (Selection via Proxy, Coleman et al., ICLR 2020)."
     target = metrics.get("target")
+    split = (metrics.get("source") or {}).get("split") or metrics.get("train_split")
+    if sampled_rows(metrics):
+        rows = (
+            f"{metrics['n_selected']} of {metrics['n_total']} rows (a seeded random sample, `max_train_samples: "
+            f"{(metrics.get('source') or {}).get('max_train_samples')}`) of the `{split}` split"
+        )
+        trained_on = f"those {metrics['n_total']} rows"
+    else:
+        rows, trained_on = f"{metrics['n_selected']} of the {metrics['n_total']} rows of the `{split}` split", "the whole split"
     return (
-        f"{metrics['n_selected']} of the {metrics['n_total']} rows of the `{(metrics.get('source') or {}).get('split') or metrics.get('train_split')}` "
-        f"split of `{_source_name(metrics)}`, kept by `{metrics.get('method')}` scores of a `{metrics.get('proxy')}` proxy "
-        f"trained on the whole split{_strategy_text(metrics)} (Selection via Proxy, Coleman et al., ICLR 2020)"
+        f"{rows} of `{_source_name(metrics)}`, kept by `{metrics.get('method')}` scores of a `{metrics.get('proxy')}` proxy "
+        f"trained on {trained_on}{_strategy_text(metrics)} (Selection via Proxy, Coleman et al., ICLR 2020)"
         + (f"; a `{target}` target trained on the kept rows reached accuracy {metrics['target_accuracy']:.4f}." if target and metrics.get("target_accuracy") is not None else ".")
     )
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import typing
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -27,6 +28,7 @@ from datasets.utils.py_utils import convert_file_size_to_int
 from transformers import HfArgumentParser
 
 from .errors import SVPConfigError
+from .recipe_files import bundled_recipes, resolve_recipe
 
 # Parquet shards of a split are at most this large, as in ``datasets.Dataset.push_to_hub``.
 DEFAULT_MAX_SHARD_SIZE = "500MB"
@@ -327,20 +329,24 @@ class DataArguments:
         if self.validation_split_percentage is not None and not 0 < self.validation_split_percentage < 100:
             raise SVPConfigError(f"validation_split_percentage must be in (0, 100), got {self.validation_split_percentage}")
         _at_least_one(self, ("max_train_samples", "max_eval_samples"))
-        for name in ("train_split", "eval_split"):
-            check_split_name(name, getattr(self, name))
+        for key in ("train_split", "eval_split"):
+            if getattr(self, key) is not None:
+                check_split_name(getattr(self, key), key)
 
 
-def check_split_name(key: str, name: Optional[str]) -> None:
-    """A split name becomes a file name in ``output_dir/dataset``: it must be a plain name (letters, digits, ``_``,
-    ``-`` and ``.``), as the Hub's split names are, never a path."""
-    if name is None:
-        return
-    if not name or name in (".", "..") or not all(c.isalnum() or c in "_-." for c in name):
+# The split names ``datasets`` accepts; anything else (a path, "..", a separator) is refused before any work.
+SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")
+
+
+def check_split_name(name: str, role: str = "split") -> str:
+    """`name` if it is a plain split name (letters, digits, underscores, dots between them); a clear error otherwise,
+    so that no split name can make a file land outside ``output_dir`` (split names become file names there)."""
+    if not isinstance(name, str) or not SPLIT_NAME.match(name):
         raise SVPConfigError(
-            f"{key} must be a plain split name (letters, digits, '_', '-', '.'), got {name!r}: split names become file "
-            "names inside output_dir"
+            f"{role} name {name!r} is not a plain split name: use letters, digits and underscores (dots between "
+            "them), e.g. 'train', 'validation' or 'test'; a split name cannot be a path"
         )
+    return name
 
 
 @dataclass
@@ -538,9 +544,12 @@ def recipe_keys(dataclass_types: Sequence[type] = RECIPE_DATACLASSES) -> List[st
 
 
 def read_recipe(path: str, keys: Optional[Sequence[str]] = None, *, job: str = "this job") -> Dict[str, Any]:
-    """A recipe file's keys and values, checked against `keys` (default: every key of every job)."""
+    """A recipe file's keys and values, checked against `keys` (default: every key of every job); a bundled recipe's
+    name (``quickstart``, ``recipes/quickstart.yaml``) not found on disk reads the copy shipped with svp_hf
+    (:mod:`svp_hf.recipe_files`)."""
+    path = resolve_recipe(path)
     if not os.path.isfile(path):
-        raise SVPConfigError(f"recipe {path!r} not found")
+        raise SVPConfigError(f"recipe {path!r} not found (recipes shipped with svp_hf: {', '.join(bundled_recipes())})")
     try:
         with open(path, encoding="utf-8") as f:
             recipe = yaml.safe_load(f) if not path.endswith(".json") else json.load(f)

@@ -56,7 +56,7 @@ def _run(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments, ru
     accelerator = job.accelerator
     set_seed(int(sel_args.seed))
     # Every check that needs no training, first.
-    job.check_output()
+    job.check_output((data_args.train_split, data_args.eval_split))
     check_recipe(sel_args, run_args)
     family = resolve_family(sel_args.proxy)
     target_family = resolve_family(run_args.target) if run_args.target else None

@@ -179,8 +179,31 @@ def hold_out(dataset: Dataset, percentage: float, seed: int, label_column: Optio
     return parts["train"], parts["test"]
 
 
+PREVIOUS_SUFFIX = "_previous"
+
+
+def keep_previous_columns(dataset):
+    """`dataset` with any incoming ``svp_index``/``svp_score`` column (e.g. a dataset svp_hf wrote before) renamed to
+    ``svp_index_previous``/``svp_score_previous`` (``..._previous_2`` and so on when that name is taken): kept as
+    data, never read as row ids. svp_hf's row identity is always the row's position in the dataset it is given."""
+    if not isinstance(dataset, (Dataset, datasets.IterableDataset)):
+        return dataset  # not a dataset: the caller's own check names the problem
+    names = list(dataset.column_names or [])
+    for column in (INDEX_COLUMN, SCORE_COLUMN):
+        if column not in names:
+            continue
+        new, k = column + PREVIOUS_SUFFIX, 2
+        while new in names:
+            new, k = f"{column}{PREVIOUS_SUFFIX}_{k}", k + 1
+        dataset = dataset.rename_column(column, new)
+        names = [new if c == column else c for c in names]
+    return dataset
+
+
 def add_index(dataset: Dataset) -> Dataset:
-    """Add the `svp_index` column (each row's position in `dataset`) unless it is already there."""
+    """Add the `svp_index` column (each row's position in `dataset`) unless it is already there (inside the pipeline,
+    a subset keeps its rows' indices in the dataset it came from; an incoming column was renamed away first by
+    :func:`keep_previous_columns`)."""
     if INDEX_COLUMN in dataset.column_names:
         return dataset
     return dataset.add_column(INDEX_COLUMN, np.arange(len(dataset), dtype=np.int64))
@@ -364,12 +387,32 @@ def text_dataset(dataset: Dataset, info: DataInfo, encode: Callable[[List[str]],
     )
 
 
-def inspect_dataset(dataset: Dataset, modality: str, **columns) -> DataInfo:
+def inspect_dataset(dataset: Dataset, modality: str, *, partial: bool = False, **columns) -> DataInfo:
+    """The columns of `dataset` for `modality`, checked; unless `partial` (the first rows of a stream) or labels are
+    still to be collected (``missing_labels``), a dataset whose labels hold a single class is refused."""
     try:
         spec = MODALITIES.get(modality)
     except KeyError as err:
         raise SVPConfigError(err.args[0]) from None
-    return spec.inspect(dataset, **columns)
+    info = spec.inspect(dataset, **columns)
+    if not partial and not columns.get("missing_labels"):
+        check_several_classes(dataset, info)
+    return info
+
+
+def check_several_classes(dataset: Dataset, info: DataInfo) -> None:
+    """A clear error, before any training, when every row has the same label: a classifier cannot learn from one
+    class, so its scores would mean nothing."""
+    column = dataset.with_format("arrow")[info.label_column]
+    present = pc.unique(pc.drop_null(column)).to_pylist()
+    if len(present) == 1:
+        value = present[0]
+        name = info.class_names[value] if info.class_names and 0 <= value < len(info.class_names) else value
+        raise SVPConfigError(
+            f"label column {info.label_column!r} holds a single class ({name!r}) in all {len(dataset)} rows: a "
+            "classifier cannot learn from one class, so its scores would mean nothing; check the split (or "
+            "max_train_samples of a dataset sorted by label) and label_column"
+        )
 
 
 def check_same_columns(eval_dataset: Dataset, info: DataInfo) -> None:
@@ -440,6 +483,7 @@ __all__ = [
     "get_split",
     "hold_out",
     "add_index",
+    "keep_previous_columns",
     "find_label_column",
     "inspect_dataset",
     "check_same_columns",

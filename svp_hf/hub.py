@@ -20,10 +20,35 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .card import dataset_card
 from .errors import SVPConfigError
+from .output import (
+    DATASET_DIR,
+    DEFAULT_MAX_SHARD_SIZE,
+    PLOTS_DIR,
+    RESULT_NAMES,
+    TMP_PREFIX,
+    check_complete,
+    parse_size,
+    write_dataset_folder,
+)
 from .version import __version__
-from .output import DATASET_DIR, DEFAULT_MAX_SHARD_SIZE, PLOTS_DIR, parse_size, write_dataset_folder
 
 REPO_TYPE = "dataset"
+# Stands in for the user's namespace when a bare name is checked before the Hub is asked who the user is.
+_PLACEHOLDER_NAMESPACE = "user"
+
+
+def check_repo_id(repo_id) -> None:
+    """A clear error, before any network call, when `repo_id` is not a valid Hub dataset id (``name`` or
+    ``namespace/name``)."""
+    if not isinstance(repo_id, str) or not repo_id.strip():
+        raise SVPConfigError(f"a Hub dataset id is needed (hub_dataset_id / repo_id), got {repo_id!r}")
+    full = repo_id if "/" in repo_id else f"{_PLACEHOLDER_NAMESPACE}/{repo_id}"
+    try:
+        validate_repo_id(full)
+    except HFValidationError as err:
+        raise SVPConfigError(f"invalid Hub dataset id {repo_id!r}: {err}") from None
+    if full.count("/") != 1:
+        raise SVPConfigError(f"invalid Hub dataset id {repo_id!r}: use 'name' or 'namespace/name'")
 
 
 def check_hub_target(repo_id: str, *, token: Optional[str] = None, overwrite: bool = False) -> Tuple[HfApi, str]:
@@ -33,6 +58,7 @@ def check_hub_target(repo_id: str, *, token: Optional[str] = None, overwrite: bo
     else, or the repository exists and `overwrite` is not set. A bare name (``"cifar10-pruned"``) is put in the
     user's namespace.
     """
+    check_repo_id(repo_id)  # before the Hub is asked anything
     token = token or get_token()
     if not token:
         raise SVPConfigError(
@@ -93,12 +119,27 @@ def dataset_folder(
 def _local_folder(path: Union[str, os.PathLike]) -> Tuple[str, Optional[str]]:
     """The dataset folder at `path` and, when `path` is an output_dir, that output_dir."""
     path = os.fspath(path)
-    if os.path.isfile(os.path.join(path, DATASET_DIR, "README.md")):
+    if _is_output_dir(path):
+        check_complete(path)  # never upload a result a failed or killed run left incomplete or mixed
         return os.path.join(path, DATASET_DIR), path
     if os.path.isfile(os.path.join(path, "README.md")) and os.path.isdir(os.path.join(path, "data")):
+        parent = os.path.dirname(os.path.abspath(path))
+        if os.path.basename(os.path.abspath(path)) == DATASET_DIR and _is_output_dir(parent):
+            check_complete(parent)  # the dataset folder of an output_dir: the same check
         return path, None
     raise SVPConfigError(
         f"{path!r} is neither an svp_hf output_dir (with dataset/README.md) nor a dataset folder (README.md and data/)"
+    )
+
+
+def _is_output_dir(path: str) -> bool:
+    """Whether `path` holds (the remains of) an svp_hf result: a result file next to dataset/, or a temporary
+    folder of one."""
+    if not os.path.isdir(os.path.join(path, DATASET_DIR)):
+        return False
+    names = os.listdir(path)
+    return any(n in RESULT_NAMES and n != DATASET_DIR for n in names) or any(n.startswith(TMP_PREFIX) for n in names) or (
+        os.path.isfile(os.path.join(path, DATASET_DIR, "README.md")) and not os.path.isdir(os.path.join(path, "data"))
     )
 
 
@@ -129,7 +170,9 @@ def push_to_hub(
 
     `result` is an ``output_dir`` written by ``python -m svp_hf.coreset`` (its ``dataset/`` folder is uploaded), a
     dataset folder, or a ``Dataset``/``DatasetDict`` (e.g. from :func:`svp_hf.prune`). The checks of
-    :func:`check_hub_target` run before anything is created or uploaded; with `overwrite`, files of the previous
+    :func:`check_hub_target` run before anything is created or uploaded, and an output_dir (or its ``dataset/``) must
+    hold a complete result (see :func:`svp_hf.output.check_complete`: a run that failed or was killed while writing
+    leaves an incomplete one, refused with a clear error); with `overwrite`, files of the previous
     version that the new one does not have are deleted in the same commit. A ``Dataset``/``DatasetDict`` is written
     in parquet shards of at most `max_shard_size` (an output_dir was sharded when it was written).
     """
@@ -149,4 +192,4 @@ def push_to_hub(
     return str(url)
 
 
-__all__ = ["push_to_hub", "check_hub_target", "dataset_folder"]
+__all__ = ["push_to_hub", "check_hub_target", "check_repo_id", "dataset_folder"]

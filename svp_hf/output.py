@@ -13,12 +13,20 @@ Layout::
       report.md               # the report, for reading next to the output
       metrics.json            # sizes, method, fraction, accuracies, timings, provenance
 
-Everything is first written to a temporary folder inside `output_dir` and moved into place only when complete, so a
-failed or interrupted run never leaves a half-written `dataset/`.
+Everything is first written to a temporary folder inside `output_dir` (``.svp-tmp-*``, removed on success and on
+failure, and any left by a killed run removed by the next one) and moved into place only when complete, so a failed or
+interrupted run never leaves a half-written `dataset/`. `metrics.json` is the completion marker: it is removed before
+the previous result's files are replaced and written last, listing every result file (``result_files``; names only,
+so that two identical runs write identical metrics). A result without it, or whose files differ from its list (a run killed during the final moves), is
+incomplete: :func:`check_complete` says so, and ``push_to_hub`` refuses to upload it.
+
+Every path written is checked to stay inside `output_dir`; split names must be plain names (``^\\w+(\\.\\w+)*$``,
+as ``datasets`` requires).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -30,11 +38,13 @@ import numpy as np
 from datasets import Dataset
 
 from .card import dataset_card
-from .config import DEFAULT_MAX_SHARD_SIZE, parse_size
+from .config import DEFAULT_MAX_SHARD_SIZE, SPLIT_NAME, check_split_name, parse_size
 from .errors import SVPConfigError
 from .report import ReportInputs, render_report, write_plots
 
 RESULT_NAMES = ("dataset", "scores.parquet", "target_scores.parquet", "report.md", "rounds.json", "recipe.yaml", "metrics.json")
+# Result files the jobs pass to write_run as `extra_files` (the active-learning rounds, the recipe as run).
+EXTRA_NAMES = ("rounds.json", "recipe.yaml")
 DATASET_DIR = "dataset"
 SCORES_FILE = "scores.parquet"
 TARGET_SCORES_FILE = "target_scores.parquet"
@@ -42,12 +52,61 @@ REPORT_FILE = "report.md"
 PLOTS_DIR = "plots"
 # Inside the dataset folder: one score table per scorer; no split pattern of `datasets` matches these names.
 DATASET_SCORES = {"proxy": "scores/proxy.parquet", "target": "scores/target.parquet"}
+METRICS_FILE = "metrics.json"
+TMP_PREFIX = ".svp-tmp-"
+# metrics.json's list of the result's files (paths relative to output_dir); the card (dataset/README.md) is left
+# out: publishing re-renders it with the Hub id.
+RESULT_FILES_KEY = "result_files"
+def check_inside(root: str, path: str) -> str:
+    """`path` if it resolves inside the folder `root`; a clear error otherwise (nothing is written outside it)."""
+    real_root, real = os.path.realpath(root), os.path.realpath(path)
+    if os.path.commonpath([real_root, real]) != real_root or real == real_root:
+        raise SVPConfigError(f"refusing to write {path!r}: it is not inside {root!r}")
+    return path
 
 
-def check_output_dir(output_dir: str, overwrite: bool) -> None:
-    """Raise before any work if `output_dir` already holds a result and `overwrite` is not set."""
+def _nearest_existing(path: str) -> str:
+    path = os.path.abspath(path)
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return path
+
+
+def check_writable(output_dir: str) -> None:
+    """A clear error, before any work, when `output_dir` (or the folder it would be made in) cannot be written: a
+    temporary folder is made there and removed."""
+    where = _nearest_existing(output_dir)
+    if not os.path.isdir(where):
+        raise SVPConfigError(f"output_dir {output_dir!r} cannot be made: {where!r} is not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=where))
+    except OSError as err:
+        raise SVPConfigError(
+            f"output_dir {output_dir!r} is not writable ({'in ' + repr(where) + ': ' if where != os.path.abspath(output_dir) else ''}"
+            f"{type(err).__name__}: {err.strerror or err}); choose a folder you can write to"
+        ) from None
+
+
+def remove_stale_tmp(output_dir: str) -> List[str]:
+    """Remove the ``.svp-tmp-*`` folders a killed run left in `output_dir`; returns what was removed."""
+    stale = sorted(glob.glob(os.path.join(glob.escape(output_dir), TMP_PREFIX + "*")))
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+    return stale
+
+
+def check_output_dir(output_dir: str, overwrite: bool, splits=()) -> None:
+    """Raise before any work if `output_dir` already holds a result and `overwrite` is not set, cannot be written, or
+    one of the split names `splits` to be written there is not a plain name (``None`` entries are skipped)."""
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise SVPConfigError(f"output_dir {output_dir!r} exists and is not a folder")
+    for split in splits:
+        if split is not None:
+            check_split_name(split)
+    check_writable(output_dir)
     existing = [n for n in RESULT_NAMES if os.path.exists(os.path.join(output_dir, n))]
     if existing and not overwrite:
         raise SVPConfigError(
@@ -96,11 +155,12 @@ def write_split(folder: str, split: str, dataset: Dataset, max_shard_size=DEFAUL
     """Write `dataset` as ``folder/<split>-0000i-of-0000n.parquet`` shards of at most about `max_shard_size`, rows in
     order, each with its files embedded (one shard in memory at a time); the names ``datasets`` maps to `split`.
     Returns the file names."""
+    check_split_name(split)
     num_shards = max(1, min(len(dataset), math.ceil(_nbytes(dataset) / parse_size(max_shard_size))))
     names = [f"{split}-{i:05d}-of-{num_shards:05d}.parquet" for i in range(num_shards)]
     for i, name in enumerate(names):
         shard = dataset.shard(num_shards=num_shards, index=i, contiguous=True) if num_shards > 1 else dataset
-        _embed(shard).to_parquet(os.path.join(folder, name))
+        _embed(shard).to_parquet(check_inside(folder, os.path.join(folder, name)))
     return names
 
 
@@ -116,6 +176,8 @@ def write_dataset_folder(
     loadable with ``load_dataset(path)``. `scores` maps ``"proxy"``/``"target"`` to score tables written under
     `path/scores/`."""
     parse_size(max_shard_size)  # before the folder is made
+    for split in splits:
+        check_split_name(split)
     os.makedirs(os.path.join(path, "data"), exist_ok=True)
     for split, ds in splits.items():
         write_split(os.path.join(path, "data"), split, ds, max_shard_size)
@@ -162,11 +224,16 @@ def write_run(
     `extra_files` as JSON) atomically into `output_dir`. Without an explicit `card`, the card and report are made
     from `metrics` (see :mod:`svp_hf.card`, :mod:`svp_hf.report`). Returns the metrics as written."""
 
-    check_output_dir(output_dir, overwrite)
+    check_output_dir(output_dir, overwrite, splits)
     parse_size(max_shard_size)
+    for name in extra_files or {}:
+        stem, ext = os.path.splitext(name)
+        if (name in RESULT_NAMES and name not in EXTRA_NAMES) or not SPLIT_NAME.match(stem) or ext not in (".json", ".yaml"):
+            raise SVPConfigError(f"extra file name {name!r} must be a plain new file name ending in .json or .yaml")
     os.makedirs(output_dir, exist_ok=True)
+    remove_stale_tmp(output_dir)  # left by a run killed while writing
     metrics = dict(metrics, splits={name: len(ds) for name, ds in splits.items()})
-    tmp = tempfile.mkdtemp(prefix=".svp-tmp-", dir=output_dir)
+    tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=output_dir)
     try:
         dataset_dir = os.path.join(tmp, DATASET_DIR)
         figures = write_plots(os.path.join(dataset_dir, PLOTS_DIR), ReportInputs(metrics, scores, target_scores))
@@ -182,11 +249,13 @@ def write_run(
         with open(os.path.join(tmp, REPORT_FILE), "w", encoding="utf-8") as f:
             f.write("# svp_hf report\n\n" + render_report(metrics, figures, image_dir=f"{DATASET_DIR}/{PLOTS_DIR}"))
         for name, obj in (extra_files or {}).items():
+            path = check_inside(tmp, os.path.join(tmp, name))
             if isinstance(obj, str):  # already formatted (e.g. YAML)
-                with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
+                with open(path, "w", encoding="utf-8") as f:
                     f.write(obj)
             else:
-                write_json(os.path.join(tmp, name), obj)
+                write_json(path, obj)
+        metrics[RESULT_FILES_KEY] = result_files(tmp)
         write_json(os.path.join(tmp, "metrics.json"), metrics)
         # Replace any previous result's files, then move the new ones into place. The previous metrics.json goes
         # first and the new one comes last, so a metrics.json always belongs to the files next to it: a run killed
@@ -200,12 +269,60 @@ def write_run(
                 shutil.rmtree(stale) if os.path.isdir(stale) else os.remove(stale)
         names = [n for n in os.listdir(tmp) if n != "metrics.json"] + ["metrics.json"]
         for name in names:
-            dest = os.path.join(output_dir, name)
+            dest = check_inside(output_dir, os.path.join(output_dir, name))
             if os.path.isdir(dest):
                 shutil.rmtree(dest)
             os.replace(os.path.join(tmp, name), dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return metrics
+
+
+def result_files(output_dir: str) -> List[str]:
+    """Every file of the result in `output_dir` (paths relative to it, with ``/``), the card excepted, sorted."""
+    files: Dict[str, None] = {}
+    for name in RESULT_NAMES + tuple(n for n in sorted(os.listdir(output_dir)) if n.endswith(".json")):
+        path = os.path.join(output_dir, name)
+        if name == METRICS_FILE or name in files or not os.path.exists(path):
+            continue
+        if os.path.isfile(path):
+            files[name] = None
+            continue
+        for root, _, names in os.walk(path):
+            for n in names:
+                rel = os.path.relpath(os.path.join(root, n), output_dir).replace(os.sep, "/")
+                if rel != f"{DATASET_DIR}/README.md":
+                    files[rel] = None
+    return sorted(files)
+
+
+def check_complete(output_dir: str) -> Dict[str, Any]:
+    """The metrics of the complete result in `output_dir`; a clear error when it is incomplete (no metrics.json: a
+    run failed or was killed while moving its files into place) or its files differ from those metrics.json lists
+    (files of two runs mixed, or added or removed since)."""
+    path = os.path.join(output_dir, METRICS_FILE)
+    if not os.path.isfile(path):
+        raise SVPConfigError(
+            f"{output_dir!r} holds no complete svp_hf result: metrics.json, written last, is missing (a run failed or "
+            "was killed while writing it); run the job again with overwrite_output_dir"
+        )
+    with open(path, encoding="utf-8") as f:
+        metrics = json.load(f)
+    listed = metrics.get(RESULT_FILES_KEY)
+    if not isinstance(listed, list):
+        raise SVPConfigError(
+            f"{output_dir!r}: metrics.json lists no result files (written by an older svp_hf, or not by svp_hf); "
+            "run the job again with overwrite_output_dir to publish it"
+        )
+    found = [k for k in result_files(output_dir) if k in listed or not k.endswith(".json") or "/" in k]
+    missing = sorted(set(listed) - set(found))
+    extra = sorted(set(found) - set(listed))
+    if missing or extra:
+        problems = [f"{what} {names[:5]}" for what, names in (("missing", missing), ("not listed", extra)) if names]
+        raise SVPConfigError(
+            f"{output_dir!r} holds an incomplete or mixed svp_hf result: its files differ from those metrics.json "
+            f"lists ({'; '.join(problems)}); run the job again with overwrite_output_dir"
+        )
     return metrics
 
 
@@ -250,6 +367,10 @@ def load_scores(source: str, *, which: str = "proxy", revision: Optional[str] = 
 
 __all__ = [
     "check_output_dir",
+    "check_complete",
+    "check_split_name",
+    "check_inside",
+    "result_files",
     "write_dataset_folder",
     "write_split",
     "parse_size",

@@ -37,7 +37,9 @@ import yaml
 from .card import source_metadata
 from .checkpoint import CHECKPOINTS_DIR, RUN_SETTINGS, check_run_settings, discard, on_main
 from .config import SECRET_KEYS, DataArguments, RunArguments, parse_args, redact, resolved_recipe
-from .data import INDEX_COLUMN, SCORE_COLUMN, check_same_columns, get_split, hold_out, inspect_dataset, load_data
+from .data import (
+    INDEX_COLUMN, SCORE_COLUMN, check_same_columns, get_split, hold_out, inspect_dataset, keep_previous_columns, load_data,
+)
 from .errors import EXIT_CONFIG, EXIT_RUNTIME, SVPConfigError, SVPRuntimeError
 from .hub import check_hub_target, push_to_hub
 from .log import get_logger
@@ -164,8 +166,9 @@ def load_inspected_splits(data_args: DataArguments, modality: str, seed: int, mo
 
 def with_null_scores(evaluation):
     """The unpruned evaluation split with the same columns as the pruned one (one config, one schema):
-    `svp_index` is the row's index in the evaluation split and `svp_score` is null."""
-    evaluation = evaluation.remove_columns([c for c in (SCORE_COLUMN, INDEX_COLUMN) if c in evaluation.column_names])
+    `svp_index` is the row's index in the evaluation split and `svp_score` is null (an incoming pair is kept as
+    `svp_index_previous`/`svp_score_previous`, as in the training split)."""
+    evaluation = keep_previous_columns(evaluation)
     evaluation = evaluation.add_column(SCORE_COLUMN, [None] * len(evaluation), feature=datasets.Value("float64"))
     return evaluation.add_column(INDEX_COLUMN, list(range(len(evaluation))), feature=datasets.Value("int64"))
 
@@ -275,9 +278,12 @@ class JobRun:
         if exc_type is not None and self._began and self.run_args.report_to:
             self.accelerator.end_training()
 
-    def check_output(self, *, overwrite: Optional[bool] = None) -> None:
-        """Pre-flight for the output: `output_dir` free (or replaceable) and writable; the Hub target valid."""
-        check_output_dir(self.output_dir, self.run_args.overwrite_output_dir if overwrite is None else overwrite)
+    def check_output(self, splits: Sequence[Optional[str]] = (), *, overwrite: Optional[bool] = None) -> None:
+        """Pre-flight for the output: `output_dir` free (or replaceable) and writable, the `splits` plain names; the
+        Hub target valid (before any network call)."""
+        check_output_dir(
+            self.output_dir, self.run_args.overwrite_output_dir if overwrite is None else overwrite, [s for s in splits if s]
+        )
         if self.run_args.push_to_hub:
             _, self.repo_id = check_hub_target(
                 self.run_args.hub_dataset_id, token=self.run_args.hub_token, overwrite=self.run_args.hub_overwrite

@@ -13,6 +13,7 @@ from .config import ActiveArguments, RunArguments, SelectionArguments, role_sett
 from .errors import SVPConfigError
 from .methods import resolve_methods
 from .models import resolve_family
+from .scoring import check_kcenter_memory
 from .strategies import check_strategy
 from .training import LR_SCHEDULES, OPTIMIZERS
 
@@ -52,8 +53,10 @@ def check_optimizers(args: SelectionArguments, run_args: Optional[RunArguments] 
 def check_recipe(
     args: SelectionArguments, run_args: Optional[RunArguments] = None, active: Optional[ActiveArguments] = None
 ) -> None:
-    """Every registry name of a recipe: methods, strategy, models, schedules and optimizers of each role."""
-    resolve_methods(args.methods)
+    """Every registry name of a recipe: methods, strategy, models, schedules and optimizers of each role; and a
+    ``kcenter_max_memory`` too small for a useful k-centers candidate pool."""
+    if any(method.needs == "embeddings" for method in resolve_methods(args.methods)):
+        check_kcenter_memory(args.kcenter_max_memory)
     check_strategy(args.strategy)
     resolve_family(args.proxy)
     if run_args is not None and run_args.target:

@@ -4,8 +4,10 @@ scores into the kept subset. The jobs (:mod:`svp_hf.coreset`, :mod:`svp_hf.activ
 
 from __future__ import annotations
 
+import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -17,8 +19,8 @@ from datasets import ClassLabel, Dataset, Features, IterableDataset, Value
 from .auto import AutoDecision, choose_strategy, proxy_trainer
 from .checkpoint import load_model_weights, load_training_state, resolve_model_checkpoint
 from .config import SelectionArguments, check_coverage_beta
-from .data import INDEX_COLUMN, SCORE_COLUMN, DataInfo, add_index, inspect_dataset
-from .errors import SVPConfigError
+from .data import INDEX_COLUMN, SCORE_COLUMN, DataInfo, add_index, inspect_dataset, keep_previous_columns
+from .errors import SVPConfigError, SVPRuntimeError
 from .methods import get_method, list_methods, resolve_methods, training_signals
 from .models import ModelFamily, check_model, create_model, resolve_family
 from .roles import training_config
@@ -40,6 +42,110 @@ class ScoringRun:
     history: List[Dict[str, float]] = field(default_factory=list)
     proxy_accuracy: Optional[float] = None
     timings: Dict[str, float] = field(default_factory=dict)
+    quality: Dict[str, Any] = field(default_factory=dict)
+    model_name: Optional[str] = None
+
+    def metrics(self) -> Dict[str, Any]:
+        """What the Python API returns with ``return_metrics=True``: the proxy's accuracy on the evaluation data
+        (``None`` without it), its chance level and whether it barely beats it, its training history and timings."""
+        return {
+            "proxy_accuracy": self.proxy_accuracy,
+            **self.quality,
+            "num_classes": self.info.num_classes,
+            "proxy_history": list(self.history),
+            "timings": dict(self.timings),
+        }
+
+
+# A proxy "barely beats chance" when its accuracy is within this many binomial standard errors of chance, or closes
+# less than this share of the gap between chance and perfect accuracy.
+CHANCE_STANDARD_ERRORS = 2.0
+CHANCE_GAP_SHARE = 0.2
+
+
+def chance_accuracy(labels: np.ndarray, num_classes: int) -> float:
+    """The accuracy of guessing: the larger of 1/num_classes and the majority class's share of `labels`."""
+    labels = np.asarray(labels, dtype=np.int64)
+    majority = float(np.bincount(labels).max() / len(labels)) if len(labels) else 0.0
+    return max(1.0 / max(int(num_classes), 1), majority)
+
+
+def barely_beats_chance(accuracy: float, chance: float, n: int) -> bool:
+    """Whether `accuracy` on `n` rows is within :data:`CHANCE_STANDARD_ERRORS` binomial standard errors of `chance`
+    or closes less than :data:`CHANCE_GAP_SHARE` of the gap between chance and 1."""
+    noise = CHANCE_STANDARD_ERRORS * math.sqrt(chance * (1 - chance) / max(int(n), 1))
+    return accuracy <= chance + max(noise, CHANCE_GAP_SHARE * (1 - chance))
+
+
+def run_name(run: "ScoringRun") -> str:
+    return f"{run.model_name!r} " if run.model_name else ""
+
+
+def proxy_quality(run: "ScoringRun", train_labels: np.ndarray, eval_labels: Optional[np.ndarray]) -> Dict[str, Any]:
+    """How far the proxy is from guessing, warned about (``UserWarning``, shown by default) when it barely beats
+    chance or when most of its forgetting scores are infinite: its scores would then rank the data by noise.
+
+    Judged on the evaluation data when the proxy was evaluated, else on its final training epoch's accuracy."""
+    quality: Dict[str, Any] = {"chance_accuracy": None, "accuracy_judged": None, "barely_beats_chance": None}
+    if run.proxy_accuracy is not None and eval_labels is not None and len(eval_labels):
+        accuracy, labels, where = float(run.proxy_accuracy), eval_labels, f"on {len(eval_labels)} evaluation rows"
+    elif run.history and run.history[-1].get("accuracy") is not None:
+        accuracy, labels, where = float(run.history[-1]["accuracy"]), train_labels, "on its training rows (last epoch)"
+    else:
+        accuracy = None
+    if accuracy is not None:
+        chance = chance_accuracy(labels, run.info.num_classes)
+        barely = barely_beats_chance(accuracy, chance, len(labels))
+        quality.update(chance_accuracy=chance, accuracy_judged=accuracy, barely_beats_chance=barely)
+        if barely:
+            warnings.warn(
+                f"the proxy {run_name(run)}barely beats chance: accuracy {accuracy:.4f} {where} against {chance:.4f} by guessing "
+                f"(the majority class, or 1/{run.info.num_classes}); its scores rank the data little better than "
+                "random. Train it longer (proxy_epochs), with another learning_rate, or choose another proxy",
+                UserWarning,
+                stacklevel=3,
+            )
+    if "forgetting" in run.scores.column_names:
+        values = np.asarray(run.scores["forgetting"], dtype=np.float64)
+        n_inf = int(np.isinf(values).sum())
+        quality["forgetting_infinite"] = n_inf
+        if values.size and n_inf > values.size / 2:
+            warnings.warn(
+                f"{n_inf} of {values.size} forgetting scores are infinite (examples the proxy {run_name(run)}never "
+                "learned): forgetting cannot rank them; train the proxy longer (proxy_epochs) or choose another method",
+                UserWarning,
+                stacklevel=3,
+            )
+    return quality
+
+
+def check_finite_scores(scores: Dict[str, np.ndarray], scorer: str) -> None:
+    """A runtime error naming the method and how many rows are NaN when `scorer`'s scores hold NaN (a proxy whose
+    training diverged): the recipe was valid, the run failed."""
+    nan = {m: int(np.isnan(np.asarray(v, dtype=np.float64)).sum()) for m, v in scores.items()}
+    nan = {m: k for m, k in nan.items() if k}
+    if nan:
+        n = len(next(iter(scores.values())))
+        which = ", ".join(f"{m!r} for {k} of {n} rows" for m, k in nan.items())
+        raise SVPRuntimeError(
+            f"{scorer} produced NaN scores ({which}): its training diverged (NaN or infinite loss); lower "
+            "learning_rate, or train in full precision (mixed_precision: 'no')"
+        )
+
+
+def score_positions(scores: Dataset) -> np.ndarray:
+    """The ``svp_index`` of a score table, checked to be a permutation of ``0..len(scores)-1`` (the scored rows'
+    positions): a clear error rather than scores attached to the wrong rows."""
+    if INDEX_COLUMN not in scores.column_names:
+        raise SVPConfigError(f"scores have no {INDEX_COLUMN!r} column: pass a table from svp_hf.score or load_scores")
+    index = np.asarray(scores[INDEX_COLUMN], dtype=np.int64)
+    n = len(index)
+    if n and (index.min() < 0 or index.max() >= n or len(np.unique(index)) != n):
+        raise SVPConfigError(
+            f"the scores' {INDEX_COLUMN!r} is not a permutation of the row positions 0..{n - 1} of the scored dataset; "
+            "pass the score table svp_hf.score (or load_scores) returned for this dataset"
+        )
+    return index
 
 
 STREAM_INSPECTION_ROWS = 1000
@@ -59,7 +165,7 @@ def prepare_inputs(
         head = next(iter_shards(dataset, STREAM_INSPECTION_ROWS), (0, None))[1]
         if head is None:
             raise SVPConfigError("the dataset is empty: there is nothing to score or select")
-        return family, inspect_dataset(head, family.modality, **columns)
+        return family, inspect_dataset(head, family.modality, partial=True, **columns)
     info = inspect_dataset(dataset, family.modality, **columns)
     check_model(model_name, info, trust_remote_code=trust_remote_code)
     return family, info
@@ -131,6 +237,7 @@ def run_scoring(
     """
     chosen = resolve_methods(methods or args.methods)
     signals = training_signals(chosen)
+    dataset = keep_previous_columns(dataset)  # row identity is positional: an incoming svp_index is data, not ids
     streaming = isinstance(dataset, IterableDataset)
     if streaming and not args.proxy_checkpoint:
         raise SVPConfigError("a streaming dataset can be scored, not trained on: give a trained proxy as proxy_checkpoint")
@@ -171,13 +278,14 @@ def run_scoring(
         num_workers=int(args.dataloader_num_workers),
     )
     timings["scoring"] = time.perf_counter() - start
+    check_finite_scores(result.scores, f"proxy {args.proxy!r}")
     proxy_accuracy = None
     if eval_dataset is not None:
         proxy_accuracy = evaluate_accuracy(
             proxy.model, family, eval_dataset, info, accelerator, batch_size=int(args.batch_size), desc="evaluate proxy",
             num_workers=int(args.dataloader_num_workers),
         )
-    return ScoringRun(
+    run = ScoringRun(
         scores_dataset(dataset, info, result.scores, labels=result.labels),
         info,
         proxy.model,
@@ -185,7 +293,12 @@ def run_scoring(
         proxy.history,
         proxy_accuracy,
         timings,
+        model_name=args.proxy,
     )
+    if accelerator.is_main_process:
+        eval_labels = labels_of(eval_dataset, info) if eval_dataset is not None else None
+        run.quality = proxy_quality(run, result.labels, eval_labels)
+    return run
 
 
 def scores_dataset(
@@ -233,7 +346,7 @@ def selected_indices(
         strategy, values, n_keep, descending=spec.descending, labels=labels, class_balanced=class_balanced, seed=seed,
         coverage_beta=coverage_beta,
     )
-    return np.asarray(scores[INDEX_COLUMN], dtype=np.int64)[positions]
+    return score_positions(scores)[positions]
 
 
 def run_auto(
@@ -242,11 +355,12 @@ def run_auto(
     """``strategy: auto`` for `dataset` and its `scores` with the recipe's proxy and training settings (see
     :mod:`svp_hf.auto`)."""
     spec = get_method(args.method)
+    dataset = keep_previous_columns(dataset)
     values = method_values(scores, args.method)
     if len(values) != len(dataset):
         raise SVPConfigError(f"scores have {len(values)} rows but the dataset has {len(dataset)}; score this dataset")
     by_index = np.empty(len(values))
-    by_index[np.asarray(scores[INDEX_COLUMN], dtype=np.int64)] = values
+    by_index[score_positions(scores)] = values
     labels = labels_of(dataset, info)
     config = training_config("proxy", args, epochs=args.auto_epochs or args.proxy_epochs)
     trainer = proxy_trainer(
@@ -263,11 +377,15 @@ def run_auto(
 
 
 def subset_with_scores(dataset: Dataset, scores: Dataset, method: str, keep: np.ndarray) -> Dataset:
-    """The rows `keep` of `dataset` with ``svp_score`` (`method`'s score) and ``svp_index`` (the row's index)."""
+    """The rows `keep` (positions) of `dataset` with ``svp_score`` (`method`'s score) and ``svp_index`` (the row's
+    position in `dataset`); an incoming ``svp_index``/``svp_score`` is kept as ``svp_index_previous``/
+    ``svp_score_previous`` (see :func:`svp_hf.data.keep_previous_columns`)."""
+    if len(scores) != len(dataset):
+        raise SVPConfigError(f"scores have {len(scores)} rows but the dataset has {len(dataset)}; score this dataset")
+    dataset = keep_previous_columns(dataset)
     by_index = np.empty(len(scores), dtype=np.float64)
-    by_index[np.asarray(scores[INDEX_COLUMN], dtype=np.int64)] = np.asarray(scores[method], dtype=np.float64)
+    by_index[score_positions(scores)] = np.asarray(scores[method], dtype=np.float64)
     pruned = dataset.select(keep)
-    pruned = pruned.remove_columns([c for c in (SCORE_COLUMN, INDEX_COLUMN) if c in pruned.column_names])
     pruned = pruned.add_column(SCORE_COLUMN, by_index[keep].tolist(), feature=Value("float64"))
     return pruned.add_column(INDEX_COLUMN, keep.tolist(), feature=Value("int64"))
 
@@ -285,4 +403,9 @@ __all__ = [
     "selected_indices",
     "run_auto",
     "subset_with_scores",
+    "score_positions",
+    "check_finite_scores",
+    "proxy_quality",
+    "chance_accuracy",
+    "barely_beats_chance",
 ]

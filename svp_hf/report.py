@@ -110,13 +110,45 @@ def plot_score_histograms(inputs: ReportInputs, path: str) -> Optional[str]:
         ax.set_title(title + (f" ({n_inf} infinite, not shown)" if n_inf else ""), fontsize=9)
         ax.set_xlabel("score")
         ax.set_ylabel("examples")
+        cut = selection_cutoff(inputs.metrics, column, values) if not inputs.active else None
+        if cut is not None:
+            threshold, keeps_above = cut
+            ax.axvline(threshold, color="tab:red", linestyle="--", linewidth=1.2,
+                       label=f"cut-off {threshold:.4g}: kept rows score {'≥' if keeps_above else '≤'} it")
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)  # below the axis label
     fig.savefig(path, dpi=100)
     if inputs.active:
         return (
             f"Distribution of the `{inputs.metrics.get('method')}` scores of the rows each loop labelled, each scored by "
             "that round's selector (the random initial set has none)."
         )
-    return "Distribution of every scored method's per-example scores over the whole training split."
+    cut = "; the dashed line marks the selection's cut-off between kept and dropped rows" if any(
+        selection_cutoff(inputs.metrics, c, np.asarray(inputs.scores[c], dtype=np.float64)) for c in columns
+    ) else ""
+    return f"Distribution of every scored method's per-example scores over the training rows{cut}."
+
+
+def selection_cutoff(metrics: Dict[str, Any], method: str, values: np.ndarray):
+    """``(threshold, keeps_above)`` between the kept and dropped rows of `method`'s scores `values`, when the selection
+    was a single cut over them (the selection method, strategy ``top`` or ``bottom``, not class-balanced, some rows
+    dropped); else ``None``. The threshold is the score of the last row kept."""
+    from .methods import get_method
+
+    strategy = metrics.get("selected_strategy") or metrics.get("strategy")
+    n_keep = metrics.get("n_selected")
+    if method != metrics.get("method") or strategy not in ("top", "bottom") or metrics.get("class_balanced") or n_keep is None:
+        return None
+    values = np.asarray(values, dtype=np.float64)
+    if not 0 < int(n_keep) < len(values):
+        return None
+    try:
+        descending = get_method(method).descending
+    except Exception:  # a method no longer registered: no direction to draw
+        return None
+    keeps_above = descending if strategy == "top" else not descending
+    ordered = np.sort(values)[::-1] if keeps_above else np.sort(values)
+    threshold = float(ordered[int(n_keep) - 1])
+    return (threshold, keeps_above) if np.isfinite(threshold) else None
 
 
 _BAR_COLORS = ("tab:gray", "tab:blue", "tab:orange", "tab:green")
@@ -146,8 +178,9 @@ def plot_class_counts(inputs: ReportInputs, path: str) -> Optional[str]:
     for i, ((label, counts), color) in enumerate(zip(series.items(), _BAR_COLORS)):
         ax.bar(x + (i - (len(series) - 1) / 2) * width, [counts.get(n, 0) for n in names], width=width, label=label, color=color)
     ax.set_xticks(x, names, rotation=45 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center", fontsize=8)
+    ax.set_xlabel("class")
     ax.set_ylabel("rows")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside the bars, never on them
     if inputs.active:
         ax.set_title("rows per class: pool vs labelled", fontsize=9)
         fig.savefig(path, dpi=100)
@@ -382,5 +415,6 @@ __all__ = [
     "learning_curves",
     "selector_loops",
     "score_statistics",
+    "selection_cutoff",
     "render_report",
 ]

@@ -12,6 +12,7 @@ skips it.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from itertools import islice
 from typing import Dict, Iterator, List, Optional, Tuple, Union
@@ -26,7 +27,7 @@ from datasets import Dataset, Image, IterableDataset
 from tqdm.auto import tqdm
 
 from .checkpoint import ShardStore, on_main
-from .data import INDEX_COLUMN, DataInfo, add_index
+from .data import INDEX_COLUMN, DataInfo, add_index, keep_previous_columns
 from .errors import SVPConfigError
 from .methods import SelectionMethod
 from .signals import TrainingSignal
@@ -47,13 +48,51 @@ class ScoreResult:
     labels: np.ndarray
 
 
-def kcenter_pool_rows(dim: int, pool_size: Optional[int], max_memory: Union[int, str, None]) -> Optional[int]:
-    """How many candidates k-centers may hold: `pool_size`, capped by what fits in `max_memory` (``"2GB"``, bytes)."""
+# k-centers on fewer candidates than this (or than the dataset's rows, when fewer) is mostly random selection.
+KCENTER_MIN_POOL = 1000
+
+
+def kcenter_row_bytes(dim: int) -> int:
+    """Bytes k-centers holds per candidate row of a `dim`-d embedding."""
+    return 4 * int(dim) + _KCENTER_ROW_OVERHEAD
+
+
+def check_kcenter_memory(max_memory: Union[int, str, None]) -> None:
+    """A clear error, before any training, for a `kcenter_max_memory` too small to hold :data:`KCENTER_MIN_POOL`
+    candidates even of 1-d embeddings: k-centers would be random selection in disguise."""
+    if max_memory is None:
+        return
+    minimum = KCENTER_MIN_POOL * kcenter_row_bytes(1)
+    if convert_file_size_to_int(max_memory) < minimum:
+        raise SVPConfigError(
+            f"kcenter_max_memory={max_memory!r} cannot hold a useful k-centers pool of {KCENTER_MIN_POOL} candidates: "
+            f"that needs at least {minimum} bytes even for 1-d embeddings (a D-d embedding takes 4*D+"
+            f"{_KCENTER_ROW_OVERHEAD} bytes per candidate); raise it (e.g. '1GB') or leave it unset"
+        )
+
+
+def kcenter_pool_rows(
+    dim: int, pool_size: Optional[int], max_memory: Union[int, str, None], n_rows: Optional[int] = None
+) -> Optional[int]:
+    """How many candidates k-centers may hold: `pool_size`, capped by what fits in `max_memory` (``"2GB"``, bytes).
+
+    When `max_memory` caps the pool below :data:`KCENTER_MIN_POOL` rows (or below `n_rows`, the dataset's rows, when
+    fewer), a warning says that k-centers is then close to random and names the memory a useful pool needs."""
     limits = [] if pool_size is None else [int(pool_size)]
     if max_memory is not None:
-        rows = convert_file_size_to_int(max_memory) // (4 * dim + _KCENTER_ROW_OVERHEAD)
+        rows = convert_file_size_to_int(max_memory) // kcenter_row_bytes(dim)
         if rows < 1:
             raise SVPConfigError(f"kcenter_max_memory={max_memory!r} cannot hold a single {dim}-d embedding")
+        wanted = KCENTER_MIN_POOL if n_rows is None else min(KCENTER_MIN_POOL, int(n_rows))
+        if rows < wanted:
+            warnings.warn(
+                f"kcenter_max_memory={max_memory!r} holds only {rows} k-centers candidate(s) of {dim}-d embeddings "
+                f"({kcenter_row_bytes(dim)} bytes each); every other row scores -inf and is kept in random order, so "
+                f"k-centers is close to random selection. A pool of {wanted} rows needs kcenter_max_memory >= "
+                f"{wanted * kcenter_row_bytes(dim)} bytes",
+                UserWarning,
+                stacklevel=2,
+            )
         limits.append(int(rows))
     return min(limits) if limits else None
 
@@ -76,6 +115,7 @@ def iter_shards(dataset, shard_size: int, skip: int = 0) -> Iterator[Tuple[int, 
             for column in images:
                 ds = ds.cast_column(column, Image())
             start = shard * shard_size
+            ds = keep_previous_columns(ds)  # a stream's own svp_index is data, never row ids
             yield shard, ds.add_column(INDEX_COLUMN, np.arange(start, start + len(ds), dtype=np.int64))
             shard += 1
     else:
@@ -224,6 +264,7 @@ def score_examples(
     if missing:
         raise SVPConfigError(f"method(s) {missing} need the proxy's training history, which this proxy does not have")
     streaming = isinstance(dataset, IterableDataset)
+    n_known = None if streaming else len(dataset)
     if shard_size is None:
         shard_size = DEFAULT_STREAM_SHARD_SIZE if streaming else max(1, len(dataset))
     batch_methods = [m for m in methods if m.needs == "logits"]
@@ -242,7 +283,7 @@ def score_examples(
         nonlocal pool
         if "embeddings" in part:
             if pool is None:
-                pool = _Pool(kcenter_pool_rows(part["embeddings"].shape[1], kcenter_pool_size, kcenter_max_memory))
+                pool = _Pool(kcenter_pool_rows(part["embeddings"].shape[1], kcenter_pool_size, kcenter_max_memory, n_known))
             pool.add(part["pool_index"], part["pool_keys"], part["embeddings"])
         parts.append({k: v for k, v in part.items() if k not in ("embeddings", "pool_index", "pool_keys")})
 
@@ -259,7 +300,7 @@ def score_examples(
         part.update({m.name: values[i] for i, m in enumerate(batch_methods)})
         if embeddings is not None:
             if pool is None:
-                pool = _Pool(kcenter_pool_rows(embeddings.shape[1], kcenter_pool_size, kcenter_max_memory))
+                pool = _Pool(kcenter_pool_rows(embeddings.shape[1], kcenter_pool_size, kcenter_max_memory, n_known))
             keys = _pool_keys(seed, shard, len(labels))
             candidate = keys < pool.cutoff
             part.update(pool_index=part[INDEX_COLUMN][candidate], pool_keys=keys[candidate], embeddings=embeddings[candidate])
@@ -328,4 +369,4 @@ def stream_outputs(
     return {m.name: values[i] for i, m in enumerate(batch_methods)}, embeddings
 
 
-__all__ = ["compute_scores", "stream_outputs", "score_examples", "ScoreResult", "iter_shards", "kcenter_pool_rows"]
+__all__ = ["check_kcenter_memory", "KCENTER_MIN_POOL", "compute_scores", "stream_outputs", "score_examples", "ScoreResult", "iter_shards", "kcenter_pool_rows"]

@@ -133,8 +133,8 @@ def test_scores_of_a_selected_subset_follow_its_rows(tiny_digits):
     """Scoring a pool subset keeps the pool's svp_index (no rewrite of the data) and returns scores in row order."""
     from accelerate import Accelerator
 
-    from svp_hf.proxy import prepare_inputs
     from svp_hf.methods import get_method
+    from svp_hf.proxy import prepare_inputs
     from svp_hf.scoring import compute_scores
 
     train, _ = tiny_digits
@@ -194,3 +194,17 @@ def test_target_training_keys_reach_the_target_only():
     proxy, target = selectors["proxy"].config, selectors["target"].config
     assert (proxy.optimizer, proxy.lr_schedule, proxy.learning_rate) == ("sgd", "halving", 2.0)
     assert (target.optimizer, target.lr_schedule, target.learning_rate) == ("adamw", "linear", 5e-5)
+
+
+TINY = dict(proxy_epochs=1, batch_size=64, learning_rate=0.05, seed=0)
+
+
+def test_the_pool_ignores_an_incoming_svp_index(tiny_digits):
+    """Row identity in the pool is positional: an incoming svp_index (e.g. a shuffled svp_hf output) is replaced, so
+    the same rows are labelled as without it and every returned svp_index points at its row."""
+    train, _ = tiny_digits
+    permuted = train.add_column("svp_index", np.random.default_rng(1).permutation(len(train)).tolist())
+    plain = svp_hf.active_learn(train, initial_size=20, budgets=[40], **TINY).labelled
+    again = svp_hf.active_learn(permuted, initial_size=20, budgets=[40], **TINY).labelled
+    assert again["svp_index"] == plain["svp_index"]
+    assert again["label"] == [train[i]["label"] for i in again["svp_index"]]

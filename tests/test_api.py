@@ -166,3 +166,80 @@ def test_prune_with_a_tiny_transformer_end_to_end(tiny_reviews):
     check_pruned(pruned, small, n=16)
     pruned = svp_hf.prune(small, proxy=name, fraction=0.5, method="least_confidence", **kwargs)
     check_pruned(pruned, small, n=32)
+# --- row identity is positional: an incoming svp_index is data, never row ids ---------------------------------------
+
+
+def test_incoming_svp_index_permutation_is_not_trusted(tiny_digits, tiny_kwargs):
+    train, _ = tiny_digits
+    permutation = np.random.default_rng(0).permutation(len(train))
+    shuffled = train.add_column("svp_index", permutation.tolist())  # e.g. a shuffled svp_hf output
+    plain = svp_hf.score(train, proxy="resnet20", methods=["least_confidence"], **tiny_kwargs)
+    again = svp_hf.score(shuffled, proxy="resnet20", methods=["least_confidence"], **tiny_kwargs)
+    assert again["svp_index"] == list(range(len(train)))
+    assert again["label"] == train["label"]  # each score belongs to the row at its position
+    np.testing.assert_allclose(again["least_confidence"], plain["least_confidence"], rtol=1e-5, atol=1e-6)
+    kept = svp_hf.select(shuffled, again, method="least_confidence", fraction=0.5)
+    assert "svp_index_previous" in kept.column_names
+    assert kept["svp_index_previous"] == permutation[kept["svp_index"]].tolist()
+    np.testing.assert_allclose(kept["svp_score"], np.asarray(again["least_confidence"])[kept["svp_index"]])
+
+
+def test_pruning_an_svp_output_again(tiny_digits, tiny_kwargs):
+    train, _ = tiny_digits
+    first = svp_hf.prune(train, proxy="resnet20", fraction=0.5, method="forgetting", **tiny_kwargs)
+    assert max(first["svp_index"]) >= len(first)  # ids into the original split, not into this one
+    second = svp_hf.prune(first, proxy="resnet20", fraction=0.5, method="forgetting", **tiny_kwargs)
+    assert len(second) == len(first) // 2
+    assert second["svp_index"] == sorted(second["svp_index"]) and max(second["svp_index"]) < len(first)
+    assert second["svp_index_previous"] == [first["svp_index"][i] for i in second["svp_index"]]
+    assert second["svp_score_previous"] == [first["svp_score"][i] for i in second["svp_index"]]
+    third = svp_hf.select(second, svp_hf.score(second, proxy="resnet20", methods=["random"], **tiny_kwargs), "random", 0.5)
+    assert {"svp_index_previous", "svp_index_previous_2"} <= set(third.column_names)
+
+
+def test_select_refuses_scores_whose_index_is_not_positions(scored, tiny_digits):
+    train, _ = tiny_digits
+    bad = scored.remove_columns("svp_index").add_column("svp_index", [i + 5 for i in range(len(scored))])
+    with pytest.raises(SVPConfigError, match="not a permutation"):
+        svp_hf.select(train, bad, method="entropy", fraction=0.5)
+
+
+def test_a_diverged_proxy_is_a_runtime_failure_naming_method_and_rows(tiny_digits):
+    train, _ = tiny_digits
+    kwargs = dict(proxy_epochs=1, batch_size=64, learning_rate=1e30, seed=0, strategy="top")
+    with pytest.raises(svp_hf.SVPRuntimeError, match=r"'entropy' for 200 of 200 rows"):
+        svp_hf.score(train, proxy="resnet20", methods=["entropy"], **{k: v for k, v in kwargs.items() if k != "strategy"})
+    with pytest.raises(svp_hf.SVPRuntimeError, match="diverged"):
+        svp_hf.prune(train, proxy="resnet20", fraction=0.5, method="least_confidence", **kwargs)
+
+
+# --- the proxy's quality reaches Python -----------------------------------------------------------------------------
+
+
+def test_score_returns_the_proxy_accuracy_and_warns_near_chance(tiny_digits):
+    train, test = tiny_digits
+    kwargs = dict(proxy_epochs=1, batch_size=64, learning_rate=1e-9, seed=0)  # an untrained proxy: chance level
+    with pytest.warns(UserWarning, match=r"the proxy 'resnet20' barely beats chance: accuracy [0-9.]+ on 100 evaluation rows") as caught:
+        scores, metrics = svp_hf.score(train, proxy="resnet20", methods=["entropy", "forgetting"], eval_dataset=test,
+                                       return_metrics=True, **kwargs)
+    assert any("forgetting scores are infinite" in str(w.message) for w in caught)
+    assert scores.column_names == ["svp_index", "label", "entropy", "forgetting"]
+    assert 0.0 <= metrics["proxy_accuracy"] <= 1.0 and metrics["barely_beats_chance"] is True
+    majority = np.bincount(test["label"]).max() / len(test)
+    assert metrics["chance_accuracy"] == pytest.approx(max(0.1, majority))
+    assert metrics["num_classes"] == 10 and len(metrics["proxy_history"]) == 1 and metrics["forgetting_infinite"] > 100
+    with pytest.warns(UserWarning, match="barely beats chance"):
+        pruned, prune_metrics = svp_hf.prune(train, proxy="resnet20", fraction=0.5, method="entropy", strategy="top",
+                                             eval_dataset=test, return_metrics=True, **kwargs)
+    assert len(pruned) == 100 and prune_metrics["n_selected"] == 100 and prune_metrics["selected_strategy"] == "top"
+    assert prune_metrics["proxy_accuracy"] == pytest.approx(metrics["proxy_accuracy"])
+    assert isinstance(svp_hf.score(train, proxy="resnet20", methods=["random"], **kwargs), type(scores))  # default: scores only
+
+
+def test_barely_beats_chance():
+    from svp_hf.proxy import barely_beats_chance, chance_accuracy
+
+    assert chance_accuracy(np.array([0, 0, 0, 1]), 2) == 0.75 and chance_accuracy(np.array([0, 1, 2]), 10) == pytest.approx(1 / 3)
+    assert barely_beats_chance(0.575, 0.5, 10_000)  # the README's near-chance text proxy
+    assert barely_beats_chance(0.14, 0.1, 50)  # within the binomial noise of 50 rows
+    assert not barely_beats_chance(0.85, 0.5, 1000) and not barely_beats_chance(0.45, 0.1, 10_000)

@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 import svp_hf
-from svp_hf.auto import Candidate, candidates_for, check_auto, choose_strategy, decide, holdout_slice
+from svp_hf.auto import (
+    Candidate,
+    candidates_for,
+    check_auto,
+    choose_strategy,
+    decide,
+    holdout_slice,
+)
 from svp_hf.errors import SVPConfigError
 
 

@@ -75,7 +75,7 @@ def test_prune_sweep_rerun_skips_finished_arms(tmp_path, monkeypatch):
         raise AssertionError("a finished arm was trained again")
 
     monkeypatch.setattr(training, "train_model", no_training)
-    monkeypatch.setattr("svp_hf.api.train_model", no_training)
+    monkeypatch.setattr("svp_hf.proxy.train_model", no_training)
     monkeypatch.setattr("svp_hf.auto.train_model", no_training)
     again = prune_sweep.main([*argv, "--finished-only"])
     assert again["summary"]["text"]["arms"] == first["summary"]["text"]["arms"]

@@ -3,6 +3,8 @@
 import datasets
 from huggingface_hub import DatasetCard
 
+from svp_hf.card import dataset_card
+
 
 def test_card_has_the_metadata_and_round_trips(run):
     out, metrics, _ = run
@@ -52,3 +54,20 @@ def test_license_and_task_categories_carry_over_from_the_source(tmp_path, tiny_d
     # no card and no license anywhere: nothing is made up, the task category comes from the modality
     bare = source_metadata(train, dataset_name="builtin:digits", split="train", modality="image")
     assert bare["license"] is None and bare["task_categories"] == ["image-classification"]
+
+
+def card_text(**extra):
+    metrics = {"n_total": 600, "n_selected": 300, "method": "entropy", "proxy": "resnet20", "train_split": "train",
+               "strategy": "top", "selected_strategy": "top", **extra}
+    return str(dataset_card(metrics, has_scores=False))
+
+
+def test_the_card_states_the_rows_the_proxy_trained_on():
+    sampled = card_text(source={"split": "train", "max_train_samples": 600, "num_rows": 600})
+    assert "whole split" not in sampled
+    assert "300 of 600 rows (a seeded random sample, `max_train_samples: 600`) of the `train` split" in sampled
+    assert "proxy trained on those 600 rows" in sampled
+    whole = card_text(source={"split": "train", "max_train_samples": None, "num_rows": 600})
+    assert "300 of the 600 rows of the `train` split" in whole and "proxy trained on the whole split" in whole
+    capped_above = card_text(source={"split": "train", "max_train_samples": 5000, "num_rows": 600})  # the cap exceeded the split
+    assert "proxy trained on the whole split" in capped_above

@@ -145,7 +145,7 @@ def test_split_names_must_be_plain_names():
     for bad in ("/any/dir/pwned", "../up", "a/b", ".."):
         with pytest.raises(SVPConfigError, match="plain split name"):
             DataArguments(eval_split=bad)
-    assert DataArguments(train_split="train-2020.v1").train_split == "train-2020.v1"
+    assert DataArguments(train_split="train_2020.v1").train_split == "train_2020.v1"
 
 
 # --- training settings: one definition, one reader, per role -----------------------------------------------------------

@@ -6,10 +6,9 @@ import pytest
 from datasets import Dataset, Features, Value
 
 import svp_hf
-from svp_hf import pipeline
+from svp_hf import SVPConfigError, pipeline
 from svp_hf.config import DataArguments
 from svp_hf.data import find_label_column, inspect_dataset, load_data
-from svp_hf.errors import SVPConfigError
 
 
 def test_digits_builtin(digits):
@@ -126,3 +125,14 @@ def test_held_out_evaluation_split(reviews):
         pipeline.load_splits(DataArguments(dataset_name="builtin:reviews", eval_split="validation"), seed=0)
     with pytest.raises(SVPConfigError, match="validation_split_percentage"):
         DataArguments(validation_split_percentage=100)
+
+
+def test_a_single_class_dataset_is_refused_before_training(tiny_digits):
+    train, _ = tiny_digits
+    threes = train.filter(lambda r: r["label"] == 3)
+    with pytest.raises(SVPConfigError, match=rf"single class \('3'\) in all {len(threes)} rows"):
+        svp_hf.prune(threes, proxy="resnet20", fraction=0.5, proxy_epochs=1, strategy="top")
+    with pytest.raises(SVPConfigError, match="single class"):
+        svp_hf.score(threes.cast_column("label", datasets.Value("int64")), proxy="resnet20", proxy_epochs=1)
+    two = train.filter(lambda r: r["label"] in (1, 2))
+    svp_hf.score(two, proxy="resnet20", methods=["random"], proxy_epochs=1)  # two classes present: fine

@@ -10,8 +10,7 @@ import pandas as pd
 import pytest
 
 import svp_hf
-from svp_hf import active
-from svp_hf import labelling
+from svp_hf import active, labelling
 from svp_hf.errors import SVPConfigError
 from svp_hf.labelling import LabellingState, state_path
 

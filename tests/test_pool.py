@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from svp_hf.errors import SVPConfigError
 from svp_hf.config import check_schedule
+from svp_hf.errors import SVPConfigError
 from svp_hf.pool import UNLABELLED, LabelPool, initial_indices
 
 

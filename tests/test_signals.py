@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from svp_hf.methods import get_method, register_method, training_signals
-from svp_hf.signals import SIGNALS, make_signals, observe_all, restore_signals, signals_state, update_all
+from svp_hf.signals import (
+    SIGNALS,
+    make_signals,
+    observe_all,
+    restore_signals,
+    signals_state,
+    update_all,
+)
 from svp_hf.training import ForgettingTracker
 
 # Three presentations of two examples (labels 0 and 2) over three classes.
@@ -71,9 +78,9 @@ def test_a_training_method_must_name_a_known_signal():
 def test_train_model_records_every_signal_and_resumes_them(tiny_digits, tmp_path):
     from accelerate import Accelerator
 
-    from svp_hf.proxy import prepare_inputs
     from svp_hf.data import add_index
     from svp_hf.models import create_model
+    from svp_hf.proxy import prepare_inputs
     from svp_hf.training import TrainingConfig, train_model
 
     train = add_index(tiny_digits[0].select(range(96)))
@@ -99,8 +106,8 @@ def test_a_proxy_checkpoint_without_the_signal_is_refused_before_training(tiny_d
     from safetensors.torch import save_file
 
     from svp_hf import coreset
-    from svp_hf.proxy import prepare_inputs
     from svp_hf.models import create_model
+    from svp_hf.proxy import prepare_inputs
 
     from .conftest import REPO
 

@@ -8,7 +8,13 @@ from accelerate import Accelerator
 from svp_hf.data import add_index, inspect_dataset
 from svp_hf.errors import SVPConfigError
 from svp_hf.models import create_model, resolve_family
-from svp_hf.training import LR_SCHEDULES, TrainingConfig, evaluate_accuracy, parameter_groups, train_model
+from svp_hf.training import (
+    LR_SCHEDULES,
+    TrainingConfig,
+    evaluate_accuracy,
+    parameter_groups,
+    train_model,
+)
 
 from .conftest import separable
 

@@ -1,0 +1,100 @@
+"""Packaging: the ``svp-hf`` command and ``python -m svp_hf``, bundled recipes, and what the wheel ships."""
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+import svp_hf
+from svp_hf.recipe_files import RECIPES_DIR, bundled_recipes, resolve_recipe
+
+from .conftest import REPO
+
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def run(*args, cwd=None, timeout=600):
+    return subprocess.run([sys.executable, "-m", "svp_hf", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def test_python_m_svp_hf_help_version_and_errors(tmp_path):
+    shown = run("--help", cwd=tmp_path)
+    assert shown.returncode == 0 and "usage: svp-hf" in shown.stdout
+    assert "coreset" in shown.stdout and "active" in shown.stdout and "quickstart" in shown.stdout
+    version = run("--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.strip() == f"svp-hf {svp_hf.__version__}"
+    assert run(cwd=tmp_path).returncode == 2  # no job: the help, as an error
+    unknown = run("prune", cwd=tmp_path)
+    assert unknown.returncode == 2 and "invalid choice: 'prune'" in unknown.stderr
+    missing = run("coreset", "no_such_recipe.yaml", cwd=tmp_path)
+    assert missing.returncode == 2 and "recipe 'no_such_recipe.yaml' not found" in missing.stderr
+    assert "quickstart" in missing.stderr  # names the recipes that ship
+    listed = run("recipes", cwd=tmp_path)
+    assert listed.returncode == 0 and listed.stdout.split() == bundled_recipes()
+
+
+def test_a_bundled_recipe_runs_by_name_away_from_the_repository(tmp_path):
+    assert not (tmp_path / "recipes").exists()
+    done = run("coreset", "recipes/quickstart.yaml", "--output_dir", "out", "--proxy_epochs", "1", "--max_train_samples", "120",
+               "--strategy", "top", "--target", "", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "out" / "metrics.json").is_file()
+    shutil.rmtree(tmp_path / "out")
+    done = run("active", "active_quickstart", "--output_dir", "out", "--max_train_samples", "300", "--budgets", "60", "80",
+               "--initial_size", "40", "--proxy_epochs", "1", "--selector", "proxy", "--target", "resnet20",
+               "--target_epochs", "1", "--eval_each_round", "false", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "out" / "rounds.json").is_file()
+
+
+def test_resolve_recipe():
+    assert resolve_recipe(str(REPO / "recipes" / "quickstart.yaml")) == str(REPO / "recipes" / "quickstart.yaml")
+    for name in ("quickstart", "quickstart.yaml", "recipes/quickstart.yaml"):
+        resolved = resolve_recipe(name) if not os.path.isfile(name) else os.path.join(RECIPES_DIR, "quickstart.yaml")
+        assert os.path.samefile(resolved, REPO / "recipes" / "quickstart.yaml")
+    assert resolve_recipe("elsewhere/quickstart.yaml") == "elsewhere/quickstart.yaml"  # only plain names or recipes/
+    assert resolve_recipe("nothing") == "nothing"
+    assert set(bundled_recipes()) == {p.stem for p in (REPO / "recipes").glob("*.yaml")}
+
+
+def test_the_wheel_ships_recipes_license_typing_and_the_command(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "recipes", source / "recipes")
+    shutil.copytree(REPO / "svp_hf", source / "svp_hf", symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(tmp_path / "dist"), str(source)],
+        capture_output=True, text=True, timeout=600,
+    )
+    if built.returncode != 0:
+        pytest.skip(f"the build backend cannot run offline here: {built.stderr[-500:]}")
+    (wheel,) = (tmp_path / "dist").glob("svp_hf-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        recipes = {os.path.basename(n) for n in names if n.startswith("svp_hf/recipes/")}
+        assert recipes == {p.name for p in (REPO / "recipes").glob("*.yaml")}
+        assert "svp_hf/py.typed" in names and "svp_hf/templates/report.md" in names
+        (license_name,) = [n for n in names if n.endswith("/LICENSE") and ".dist-info/" in n]
+        assert z.read(license_name) == (REPO / "LICENSE").read_bytes()
+        (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        assert "svp-hf = svp_hf.cli:main" in z.read(entry_points).decode()
+        (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        assert "Apache-2.0" in z.read(metadata).decode()
+
+
+def test_the_license_is_the_full_apache_2_text():
+    text = (REPO / "LICENSE").read_text()
+    assert "Apache License\n                           Version 2.0, January 2004" in text
+    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text and "END OF TERMS AND CONDITIONS" in text
+    assert len(text.splitlines()) > 190
+
+
+@pytest.mark.skipif(shutil.which("svp-hf") is None, reason="the svp-hf command is not installed in this environment")
+def test_the_installed_svp_hf_command():
+    shown = subprocess.run(["svp-hf", "--version"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0 and shown.stdout.startswith("svp-hf ")
