@@ -5,7 +5,7 @@ A small, cheap proxy model ranks the training examples; the selected subset trai
 The names below are loaded on first use (PEP 562, as ``transformers`` does), so ``import svp_hf.config`` (parsing a
 recipe) does not import torch. The package is layered; each module imports only modules of its own or a lower layer:
 
-1. ``errors``, ``registry``, ``config``: names, values and recipe parsing (no torch);
+1. ``errors``, ``registry``, ``version``, ``recipe_files``, ``config``: names, values and recipe parsing (no torch);
 2. plug-ins and building blocks: ``signals``, ``selection``, ``strategies``, ``methods``, ``pool``, ``models``,
    ``data``, ``checkpoint``, ``training``, ``scoring``, ``correlation``, ``report``, ``card``, ``output``, ``hub``;
 3. stages: ``roles``, ``preflight``, ``proxy``, ``auto``, ``labelling``, ``active_learning``;

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "svp_hf"
 
 # Each module may import modules of its own layer or a lower one (see svp_hf/__init__.py).
 LAYERS = {
-    0: {"errors", "registry", "config", "version"},
+    0: {"errors", "registry", "config", "version", "recipe_files"},
     1: {"log", "signals", "selection", "strategies", "methods", "pool", "models", "data", "checkpoint", "training",
         "scoring", "correlation", "report", "card", "output", "hub", "metrics"},
     2: {"roles", "preflight", "proxy", "auto", "labelling", "active_learning"},
