@@ -196,7 +196,7 @@ def test_target_training_keys_reach_the_target_only():
     assert (target.optimizer, target.lr_schedule, target.learning_rate) == ("adamw", "linear", 5e-5)
 
 
-TINY = dict(proxy_epochs=1, batch_size=64, learning_rate=0.05, seed=0)
+POOL_TINY = dict(proxy_epochs=1, batch_size=64, learning_rate=0.05, seed=0)
 
 
 def test_the_pool_ignores_an_incoming_svp_index(tiny_digits):
@@ -204,7 +204,7 @@ def test_the_pool_ignores_an_incoming_svp_index(tiny_digits):
     the same rows are labelled as without it and every returned svp_index points at its row."""
     train, _ = tiny_digits
     permuted = train.add_column("svp_index", np.random.default_rng(1).permutation(len(train)).tolist())
-    plain = svp_hf.active_learn(train, initial_size=20, budgets=[40], **TINY).labelled
-    again = svp_hf.active_learn(permuted, initial_size=20, budgets=[40], **TINY).labelled
+    plain = svp_hf.active_learn(train, initial_size=20, budgets=[40], **POOL_TINY).labelled
+    again = svp_hf.active_learn(permuted, initial_size=20, budgets=[40], **POOL_TINY).labelled
     assert again["svp_index"] == plain["svp_index"]
     assert again["label"] == [train[i]["label"] for i in again["svp_index"]]
