@@ -1,4 +1,5 @@
-"""Packaging: the ``svp-hf`` command and ``python -m svp_hf``, bundled recipes, and what the wheel ships."""
+"""svp_hf.cli: the ``svp-hf`` command and ``python -m svp_hf``, running bundled recipes by name, and what the wheel
+ships (recipes, LICENSE, py.typed, the command)."""
 
 import os
 import shutil
@@ -9,7 +10,7 @@ import zipfile
 import pytest
 
 import svp_hf
-from svp_hf.recipe_files import RECIPES_DIR, bundled_recipes, resolve_recipe
+from svp_hf.recipe_files import bundled_recipes
 
 from .conftest import REPO
 
@@ -48,16 +49,6 @@ def test_a_bundled_recipe_runs_by_name_away_from_the_repository(tmp_path):
                "--target_epochs", "1", "--eval_each_round", "false", cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "out" / "rounds.json").is_file()
-
-
-def test_resolve_recipe():
-    assert resolve_recipe(str(REPO / "recipes" / "quickstart.yaml")) == str(REPO / "recipes" / "quickstart.yaml")
-    for name in ("quickstart", "quickstart.yaml", "recipes/quickstart.yaml"):
-        resolved = resolve_recipe(name) if not os.path.isfile(name) else os.path.join(RECIPES_DIR, "quickstart.yaml")
-        assert os.path.samefile(resolved, REPO / "recipes" / "quickstart.yaml")
-    assert resolve_recipe("elsewhere/quickstart.yaml") == "elsewhere/quickstart.yaml"  # only plain names or recipes/
-    assert resolve_recipe("nothing") == "nothing"
-    assert set(bundled_recipes()) == {p.stem for p in (REPO / "recipes").glob("*.yaml")}
 
 
 def test_the_wheel_ships_recipes_license_typing_and_the_command(tmp_path):
