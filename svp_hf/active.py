@@ -35,14 +35,38 @@ from .active_learning import (
     train_target,
 )
 from .checkpoint import on_main
-from .config import ACTIVE_DATACLASSES, ActiveArguments, DataArguments, RunArguments, SelectionArguments, check_schedule
+from .config import (
+    ACTIVE_DATACLASSES,
+    ActiveArguments,
+    DataArguments,
+    RunArguments,
+    SelectionArguments,
+    check_schedule,
+)
+from .data import INDEX_COLUMN, SCORE_COLUMN, check_same_columns
 from .errors import SVPConfigError
 from .hub import push_to_hub
-from .labelling import LabellingState, batch_paths, filled_dataset, has_missing_labels, tell
+from .labelling import (
+    LabellingState,
+    batch_paths,
+    filled_dataset,
+    has_missing_labels,
+    tell,
+)
 from .log import get_logger
 from .models import check_model
-from .data import INDEX_COLUMN, SCORE_COLUMN, check_same_columns
-from .pipeline import Job, JobRun, inspect_splits, job_keys, load_splits, per_class_counts, recipe_record, run_provenance, run_settings, with_null_scores
+from .pipeline import (
+    Job,
+    JobRun,
+    inspect_splits,
+    job_keys,
+    load_splits,
+    per_class_counts,
+    recipe_record,
+    run_provenance,
+    run_settings,
+    with_null_scores,
+)
 from .pipeline import main as job_main
 from .pool import UNLABELLED
 from .preflight import check_recipe

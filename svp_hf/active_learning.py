@@ -17,17 +17,26 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from accelerate import Accelerator
-from .log import get_logger
 from accelerate.utils import set_seed
 from datasets import Dataset
 
-from .config import SELECTORS, ActiveArguments, RunArguments, SelectionArguments, check_schedule
+from .checkpoint import (
+    load_model_weights,
+    load_round,
+    restore_rng_state,
+    save_round,
+    save_weights,
+)
+from .config import (
+    SELECTORS,
+    ActiveArguments,
+    RunArguments,
+    SelectionArguments,
+    check_schedule,
+)
 from .data import DataInfo, inspect_dataset
-from .checkpoint import load_model_weights, load_round, restore_rng_state, save_round, save_weights
 from .errors import SVPConfigError
 from .labelling import (
-    labelled_dataset,
-    pool_dataset,
     ROUND_COLUMN,
     LabellingState,
     batch_paths,
@@ -35,16 +44,19 @@ from .labelling import (
     check_session_dataset,
     checkpoint_path,
     filled_dataset,
+    labelled_dataset,
     labelling_dataset,
+    pool_dataset,
     start_session,
     write_batch,
 )
+from .log import get_logger
 from .methods import SelectionMethod, get_method
+from .models import ModelFamily, create_model, resolve_family
+from .pool import LabelPool, initial_indices
 from .preflight import check_recipe
 from .proxy import labels_of
 from .roles import pretrained, training_config
-from .models import ModelFamily, create_model, resolve_family
-from .pool import LabelPool, initial_indices
 from .scoring import compute_scores, stream_outputs
 from .selection import select_indices
 from .training import TrainingConfig, evaluate_accuracy, train_model

@@ -24,10 +24,24 @@ from .active_learning import (
     session_settings,
 )
 from .auto import AutoDecision, check_auto
-from .config import ActiveArguments, DataArguments, RunArguments, SelectionArguments, check_schedule
+from .config import (
+    ActiveArguments,
+    DataArguments,
+    RunArguments,
+    SelectionArguments,
+    check_schedule,
+)
 from .data import check_same_columns, inspect_dataset, keep_previous_columns
 from .errors import SVPConfigError
-from .labelling import LabellingState, batch_rows, check_session_dataset, labelled_rows, labelling_dataset, tell
+from .labelling import (
+    LabellingState,
+    batch_rows,
+    check_session_dataset,
+    labelled_rows,
+    labelling_dataset,
+    tell,
+)
+from .log import get_logger
 from .methods import get_method, resolve_methods
 from .models import check_model
 from .output import check_output_dir
@@ -43,7 +57,6 @@ from .proxy import (
 from .selection import n_to_keep
 from .strategies import AUTO, DEFAULT_STRATEGY, check_strategy
 from .training import make_accelerator
-from .log import get_logger
 
 logger = get_logger(__name__)
 

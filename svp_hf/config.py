@@ -48,6 +48,8 @@ def _help(text: str, **kwargs) -> Any:
 
 def parse_size(value, name: str = "max_shard_size") -> int:
     """Bytes in a size such as ``"500MB"`` or ``2**20``; a clear error naming the setting otherwise."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)  # a number of bytes, given as text (the recipe types every size as a string)
     try:
         size = convert_file_size_to_int(value) if not isinstance(value, bool) else None
     except (TypeError, ValueError):

@@ -25,10 +25,27 @@ from .errors import SVPConfigError
 from .log import get_logger
 from .methods import resolve_methods, training_signals
 from .models import create_model, resolve_family
-from .pipeline import Job, JobRun, job_keys, load_inspected_splits, per_class_counts, recipe_record, run_provenance, run_settings, with_null_scores
+from .pipeline import (
+    Job,
+    JobRun,
+    job_keys,
+    load_inspected_splits,
+    per_class_counts,
+    recipe_record,
+    run_provenance,
+    run_settings,
+    with_null_scores,
+)
 from .pipeline import main as job_main
 from .preflight import check_recipe
-from .proxy import check_proxy_checkpoint, labels_of, run_auto, run_scoring, selected_indices, subset_with_scores
+from .proxy import (
+    check_proxy_checkpoint,
+    labels_of,
+    run_auto,
+    run_scoring,
+    selected_indices,
+    subset_with_scores,
+)
 from .report import score_statistics
 from .roles import pretrained, target_args, training_config, training_metrics
 from .selection import n_to_keep

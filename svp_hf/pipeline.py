@@ -35,10 +35,30 @@ import numpy as np
 import yaml
 
 from .card import source_metadata
-from .checkpoint import CHECKPOINTS_DIR, RUN_SETTINGS, check_run_settings, discard, on_main
-from .config import SECRET_KEYS, DataArguments, RunArguments, parse_args, redact, resolved_recipe
+from .checkpoint import (
+    CHECKPOINTS_DIR,
+    RUN_SETTINGS,
+    check_run_settings,
+    discard,
+    on_main,
+)
+from .config import (
+    SECRET_KEYS,
+    DataArguments,
+    RunArguments,
+    parse_args,
+    redact,
+    resolved_recipe,
+)
 from .data import (
-    INDEX_COLUMN, SCORE_COLUMN, check_same_columns, get_split, hold_out, inspect_dataset, keep_previous_columns, load_data,
+    INDEX_COLUMN,
+    SCORE_COLUMN,
+    check_same_columns,
+    get_split,
+    hold_out,
+    inspect_dataset,
+    keep_previous_columns,
+    load_data,
 )
 from .errors import EXIT_CONFIG, EXIT_RUNTIME, SVPConfigError, SVPRuntimeError
 from .hub import check_hub_target, push_to_hub

@@ -17,9 +17,20 @@ from accelerate.utils import set_seed
 from datasets import ClassLabel, Dataset, Features, IterableDataset, Value
 
 from .auto import AutoDecision, choose_strategy, proxy_trainer
-from .checkpoint import load_model_weights, load_training_state, resolve_model_checkpoint
+from .checkpoint import (
+    load_model_weights,
+    load_training_state,
+    resolve_model_checkpoint,
+)
 from .config import SelectionArguments, check_coverage_beta
-from .data import INDEX_COLUMN, SCORE_COLUMN, DataInfo, add_index, inspect_dataset, keep_previous_columns
+from .data import (
+    INDEX_COLUMN,
+    SCORE_COLUMN,
+    DataInfo,
+    add_index,
+    inspect_dataset,
+    keep_previous_columns,
+)
 from .errors import SVPConfigError, SVPRuntimeError
 from .methods import get_method, list_methods, resolve_methods, training_signals
 from .models import ModelFamily, check_model, create_model, resolve_family

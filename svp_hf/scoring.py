@@ -21,14 +21,14 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.data_loader import prepare_data_loader
-from .log import get_logger
-from accelerate.utils import convert_file_size_to_int
 from datasets import Dataset, Image, IterableDataset
 from tqdm.auto import tqdm
 
 from .checkpoint import ShardStore, on_main
+from .config import parse_size
 from .data import INDEX_COLUMN, DataInfo, add_index, keep_previous_columns
 from .errors import SVPConfigError
+from .log import get_logger
 from .methods import SelectionMethod
 from .signals import TrainingSignal
 from .training import make_loader
@@ -63,7 +63,7 @@ def check_kcenter_memory(max_memory: Union[int, str, None]) -> None:
     if max_memory is None:
         return
     minimum = KCENTER_MIN_POOL * kcenter_row_bytes(1)
-    if convert_file_size_to_int(max_memory) < minimum:
+    if parse_size(max_memory, "kcenter_max_memory") < minimum:
         raise SVPConfigError(
             f"kcenter_max_memory={max_memory!r} cannot hold a useful k-centers pool of {KCENTER_MIN_POOL} candidates: "
             f"that needs at least {minimum} bytes even for 1-d embeddings (a D-d embedding takes 4*D+"
@@ -80,7 +80,7 @@ def kcenter_pool_rows(
     fewer), a warning says that k-centers is then close to random and names the memory a useful pool needs."""
     limits = [] if pool_size is None else [int(pool_size)]
     if max_memory is not None:
-        rows = convert_file_size_to_int(max_memory) // kcenter_row_bytes(dim)
+        rows = parse_size(max_memory, "kcenter_max_memory") // kcenter_row_bytes(dim)
         if rows < 1:
             raise SVPConfigError(f"kcenter_max_memory={max_memory!r} cannot hold a single {dim}-d embedding")
         wanted = KCENTER_MIN_POOL if n_rows is None else min(KCENTER_MIN_POOL, int(n_rows))

@@ -12,15 +12,23 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from .log import get_logger
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .checkpoint import latest_epoch, load_training_state, save_epoch
 from .data import INDEX_COLUMN, DataInfo
 from .errors import SVPConfigError
+from .log import get_logger
 from .registry import Registry
-from .signals import ForgettingTracker, TrainingSignal, make_signals, observe_all, restore_signals, signals_state, update_all
+from .signals import (
+    ForgettingTracker,
+    TrainingSignal,
+    make_signals,
+    observe_all,
+    restore_signals,
+    signals_state,
+    update_all,
+)
 
 logger = get_logger(__name__)
 

@@ -278,4 +278,4 @@ def test_a_runtime_failure_exits_3_not_2(tmp_path, capsys):
         coreset.main(argv)
     assert exit_info.value.code == 3
     err = capsys.readouterr().err
-    assert "svp_hf.coreset: error: proxy 'resnet20' produced NaN scores ('entropy' for 200 of 200 rows" in err
+    assert "svp_hf.coreset: run failed: proxy 'resnet20' produced NaN scores ('entropy' for 200 of 200 rows" in err

@@ -11,8 +11,8 @@ import pytest
 from accelerate import Accelerator
 
 import svp_hf
+import svp_hf.proxy
 from svp_hf import SVPConfigError, scoring
-from svp_hf import training as training_mod
 from svp_hf.config import SelectionArguments
 from svp_hf.methods import resolve_methods
 from svp_hf.scoring import (
@@ -141,12 +141,13 @@ def test_two_processes_score_a_given_proxy_exactly_like_one(tmp_path):
 def test_a_kcenter_memory_bound_too_small_for_a_pool_is_refused_before_training(tiny_digits, monkeypatch):
     train, _ = tiny_digits
     trained = []
-    monkeypatch.setattr(training_mod, "train_model", lambda *a, **k: trained.append(1))
+    monkeypatch.setattr(svp_hf.proxy, "train_model", lambda *a, **k: trained.append(1))
     with pytest.raises(SVPConfigError, match=rf"useful k-centers pool of {KCENTER_MIN_POOL} candidates: that needs at least 33000 bytes"):
         svp_hf.score(train, proxy="resnet20", methods=["entropy", "kcenter"], kcenter_max_memory="1KB", proxy_epochs=1)
     with pytest.raises(SVPConfigError, match="useful k-centers pool"):
         svp_hf.prune(train, proxy="resnet20", method="kcenter", kcenter_max_memory=1024, proxy_epochs=1)
     assert trained == []
+    monkeypatch.undo()
     svp_hf.score(train, proxy="resnet20", methods=["entropy"], kcenter_max_memory="1KB", proxy_epochs=1)  # no k-centers
 
 
