@@ -26,7 +26,8 @@ from datasets import Dataset, Image, IterableDataset
 from tqdm.auto import tqdm
 
 from .checkpoint import ShardStore, on_main
-from .data import INDEX_COLUMN, DataInfo, add_index
+from .data import INDEX_COLUMN, DataInfo, add_index, batch_collate, on_device
+from .device import resolve_pin_memory
 from .errors import SVPConfigError
 from .methods import SelectionMethod
 from .signals import TrainingSignal
@@ -138,7 +139,7 @@ def _full_batch_collate(collate, size: int):
     def padded(rows):
         rows = list(rows)
         batch = collate(rows + [rows[-1]] * max(0, size - len(rows)))
-        batch[REAL_ROWS] = torch.tensor(len(rows))
+        batch[REAL_ROWS] = len(rows)  # a Python int: moving the batch to the device leaves it on the host
         return batch
 
     return padded
@@ -147,12 +148,13 @@ def _full_batch_collate(collate, size: int):
 @torch.no_grad()
 def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, need_embeddings, accelerator, batch_size, num_workers, desc):
     """Scores (and embeddings) of one shard's rows, in row order, on every process."""
-    start, n = int(shard[0][INDEX_COLUMN]), len(shard)
+    start, n = int(shard.with_format("arrow")[INDEX_COLUMN][0].as_py()), len(shard)
     eval_ds = family.dataset(shard, model, info, train=False)
     # The module-level prepare keeps no reference to the loader, so finished shards can be freed.
     loader = prepare_data_loader(
         make_loader(
-            eval_ds, _full_batch_collate(family.make_collate(model), batch_size), batch_size, shuffle=False, num_workers=num_workers
+            eval_ds, _full_batch_collate(batch_collate(eval_ds, family.make_collate(model)), batch_size), batch_size,
+            shuffle=False, num_workers=num_workers, pin_memory=resolve_pin_memory(accelerator.device, None),
         ),
         accelerator.device,
         num_processes=accelerator.num_processes,
@@ -160,13 +162,11 @@ def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, n
         put_on_device=True,
         even_batches=True,
     )
-    values = np.full((len(batch_methods), n), np.nan)
-    labels = np.zeros(n, dtype=np.int64)
-    seen = np.zeros(n, dtype=bool)
-    embeddings = None
+    # Every batch's results stay on the device and are copied to the host once, after the shard.
+    gathered_parts: List[tuple] = []
     for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
         rows_in_batch = int(batch.pop(REAL_ROWS))
-        padded = batch
+        padded = on_device(eval_ds, batch)
         with accelerator.autocast():
             if need_embeddings:
                 logits, emb = family.logits_and_embeddings(model, padded)
@@ -177,16 +177,20 @@ def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, n
         probs = torch.softmax(logits.float(), dim=-1)
         scored = torch.stack([m.scorer(probs, batch["labels"][:rows_in_batch]) for m in batch_methods], dim=1) if batch_methods else probs[:, :0]
         payload = (batch[INDEX_COLUMN][:rows_in_batch], batch["labels"][:rows_in_batch], scored.double()) + ((emb.float(),) if emb is not None else ())
-        gathered = accelerator.gather_for_metrics(payload)
-        rows = gathered[0].cpu().numpy() - start
-        labels[rows] = gathered[1].cpu().numpy()
-        values[:, rows] = gathered[2].cpu().numpy().T
+        gathered_parts.append(accelerator.gather_for_metrics(payload))
+    values = np.full((len(batch_methods), n), np.nan)
+    labels = np.zeros(n, dtype=np.int64)
+    seen = np.zeros(n, dtype=bool)
+    embeddings = None
+    if gathered_parts:
+        columns = [torch.cat([p[i] for p in gathered_parts]).cpu().numpy() for i in range(len(gathered_parts[0]))]
+        rows = columns[0] - start
+        labels[rows] = columns[1]
+        values[:, rows] = columns[2].T
         seen[rows] = True
-        if emb is not None:
-            emb_np = gathered[3].cpu().numpy()
-            if embeddings is None:
-                embeddings = np.zeros((n, emb_np.shape[1]), dtype=np.float32)
-            embeddings[rows] = emb_np
+        if len(columns) > 3:
+            embeddings = np.zeros((n, columns[3].shape[1]), dtype=np.float32)
+            embeddings[rows] = columns[3]
     if not seen.all():
         raise RuntimeError(f"{int((~seen).sum())} examples were not scored; this is a bug in svp_hf")
     return labels, values, embeddings
