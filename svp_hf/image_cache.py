@@ -62,7 +62,7 @@ class DecodedImages:
 @dataclass
 class _Entry:
     column: object
-    chunk_starts: Dict[tuple, int]
+    chunk_starts: Dict[tuple, Tuple[int, int, int]]  # buffers -> (array row of offset 0, first, end offset held)
     mode: str
     size: Tuple[int, int]
     decoded: DecodedImages
@@ -76,11 +76,13 @@ def _buffers_key(chunk) -> tuple:
     return tuple(b.address if b is not None else 0 for b in chunk.buffers())
 
 
-def _chunk_starts(column: pa.ChunkedArray) -> Dict[tuple, int]:
+def _chunk_starts(column: pa.ChunkedArray) -> Dict[tuple, Tuple[int, int, int]]:
+    """For each chunk's buffers: the array row its offset 0 maps to, and the range of offsets decoded (a slice of a
+    chunk shares the whole chunk's buffers but holds only its own rows)."""
     starts, row = {}, 0
     for chunk in column.chunks:
         if len(chunk):
-            starts[_buffers_key(chunk)] = row - chunk.offset
+            starts[_buffers_key(chunk)] = (row - chunk.offset, chunk.offset, chunk.offset + len(chunk))
         row += len(chunk)
     return starts
 
@@ -94,10 +96,10 @@ def _lookup(column: pa.ChunkedArray, mode: str, size) -> Optional[Tuple[_Entry, 
         for chunk in column.chunks:
             if not len(chunk):
                 continue
-            start = entry.chunk_starts.get(_buffers_key(chunk))
-            if start is None:
+            held = entry.chunk_starts.get(_buffers_key(chunk))
+            if held is None or not held[1] <= chunk.offset <= chunk.offset + len(chunk) <= held[2]:
                 break
-            parts.append(np.arange(len(chunk), dtype=np.int64) + start + chunk.offset)
+            parts.append(np.arange(len(chunk), dtype=np.int64) + held[0] + chunk.offset)
         else:
             return entry, (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
     return None
