@@ -17,7 +17,8 @@ from datasets import ClassLabel, Dataset, Features, IterableDataset, Value
 from .auto import AutoDecision, check_auto, choose_strategy, proxy_trainer
 from .checkpoint import load_model_weights, load_training_state, resolve_model_checkpoint
 from .config import DataArguments, SelectionArguments
-from .data import INDEX_COLUMN, SCORE_COLUMN, DataInfo, add_index, check_same_columns, inspect_dataset
+from .data import INDEX_COLUMN, SCORE_COLUMN, DataInfo, add_index, check_images, check_same_columns, inspect_dataset, small_images
+from .device import DeviceSettings
 from .errors import SVPConfigError
 from .methods import get_method, list_methods, resolve_methods, training_signals
 from .models import ModelFamily, check_model, create_model, resolve_family
@@ -67,8 +68,11 @@ def training_config(
     learning_rate: Optional[float] = None,
     lr_schedule: Optional[str] = None,
     optimizer: Optional[str] = None,
+    device: Optional[DeviceSettings] = None,
 ) -> TrainingConfig:
-    """The proxy's training settings from a recipe; each keyword overrides its recipe key (for the target)."""
+    """The proxy's training settings from a recipe; each keyword overrides its recipe key (for the target); `device`
+    carries the device keys (channels_last, pin_memory)."""
+    device = device or DeviceSettings()
     return TrainingConfig(
         epochs=int(epochs if epochs is not None else args.proxy_epochs),
         batch_size=int(args.batch_size),
@@ -80,6 +84,8 @@ def training_config(
         seed=int(args.seed),
         num_workers=int(args.dataloader_num_workers),
         augment=bool(args.augment),
+        channels_last=device.channels_last,
+        pin_memory=device.pin_memory,
     )
 
 
@@ -98,9 +104,9 @@ def target_args(args: SelectionArguments, run_args) -> SelectionArguments:
     )
 
 
-def target_training_config(args: SelectionArguments, run_args) -> TrainingConfig:
+def target_training_config(args: SelectionArguments, run_args, device: Optional[DeviceSettings] = None) -> TrainingConfig:
     """The target's training settings (see :func:`target_args`)."""
-    return training_config(target_args(args, run_args))
+    return training_config(target_args(args, run_args), device=device)
 
 
 def training_settings(config: TrainingConfig) -> Dict[str, Any]:
@@ -147,6 +153,8 @@ def prepare_inputs(
         return family, inspect_dataset(head, family.modality, **columns)
     info = inspect_dataset(dataset, family.modality, **columns)
     check_model(model_name, info, trust_remote_code=trust_remote_code)
+    if info.modality == "image" and small_images(info):
+        check_images(dataset, info)  # the decode-once pass: an undecodable row stops here, before any training
     return family, info
 
 
@@ -198,6 +206,7 @@ def run_scoring(
     eval_dataset: Optional[Dataset] = None,
     methods: Optional[Sequence[str]] = None,
     checkpoint_dir: Optional[str] = None,
+    device: Optional[DeviceSettings] = None,
 ) -> ScoringRun:
     """Train the proxy on `dataset` (or load ``args.proxy_checkpoint``) and score it with every method; evaluate the
     proxy on `eval_dataset` if given.
@@ -221,7 +230,7 @@ def run_scoring(
             family,
             dataset,
             info,
-            training_config(args),
+            training_config(args, device=device),
             accelerator,
             signals=signals,
             desc=f"proxy {args.proxy}",

@@ -23,7 +23,7 @@ import numpy as np
 from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 
-from . import __version__
+from . import __version__, image_cache
 from .api import (
     checkpoint_signals,
     check_optimizers,
@@ -41,12 +41,13 @@ from .card import source_metadata
 from .checkpoint import CHECKPOINTS_DIR, check_run_settings, discard, on_main
 from .config import RECIPE_DATACLASSES, DataArguments, RunArguments, SelectionArguments, parse_args
 from .correlation import compare_scores
-from .data import INDEX_COLUMN, SCORE_COLUMN, check_same_columns, get_split, hold_out, inspect_dataset, load_data
+from .data import INDEX_COLUMN, SCORE_COLUMN, check_images, check_same_columns, get_split, hold_out, inspect_dataset, load_data
+from .device import DeviceSettings
 from .errors import SVPConfigError
 from .hub import check_hub_target, push_to_hub
 from .methods import resolve_methods, training_signals
 from .models import check_model, create_model, resolve_family
-from .output import check_output_dir, write_json, write_run
+from .output import check_output_dir, parse_size, write_json, write_run
 from .report import score_statistics
 from .selection import n_to_keep
 from .strategies import AUTO
@@ -101,6 +102,7 @@ def per_class_counts(labels: np.ndarray, names) -> Dict[str, int]:
 UNRECORDED_SETTINGS = (
     "output_dir", "overwrite_output_dir", "resume", "report_to", "keep_checkpoints", "max_shard_size",
     "push_to_hub", "hub_dataset_id", "hub_private", "hub_overwrite", "hub_token",
+    "pin_memory", "image_cache_max_memory",
 )
 
 
@@ -135,11 +137,38 @@ def run_provenance(job: str, command: Optional[str], data_args: DataArguments, t
 def job_accelerator(run_args: RunArguments):
     """The job's Accelerator: the recipe's mixed precision, its trackers logging under `output_dir`, and gloo
     data-parallel processes when launched on a machine without GPUs."""
+    kwargs = {"dynamo_backend": "inductor"} if run_args.torch_compile else {}
     return make_accelerator(
         mixed_precision=run_args.mixed_precision,
         log_with=run_args.report_to,
         project_dir=run_args.output_dir if run_args.report_to else None,
+        **kwargs,
     )
+
+
+def device_settings(run_args: RunArguments) -> DeviceSettings:
+    """The recipe's device keys; also bounds the decoded image cache held in memory."""
+    image_cache.configure(max_memory=parse_size(run_args.image_cache_max_memory, "image_cache_max_memory"))
+    return DeviceSettings(channels_last=run_args.channels_last, pin_memory=run_args.pin_memory, torch_compile=run_args.torch_compile)
+
+
+def checked_images(train, evaluation, info, data_args: DataArguments, skip: bool):
+    """The splits with every image checked to decode (the decode-once pass), before anything is trained or written:
+    an ``SVPRuntimeError`` naming the rows and column that cannot be decoded, or, with `skip`, the splits without
+    them and the skipped row numbers per split."""
+    skipped = {}
+    if info.modality != "image":
+        return train, evaluation, skipped
+    train, bad = check_images(train, info, skip=skip, what=f"split {data_args.train_split!r}")
+    if bad:
+        skipped[data_args.train_split] = [int(r) for r in bad]
+    if evaluation is not None:
+        evaluation, bad = check_images(evaluation, info, skip=skip, what=f"split {data_args.eval_split!r}")
+        if bad:
+            skipped[data_args.eval_split] = [int(r) for r in bad]
+    if skipped:
+        logger.warning(f"skipped rows whose image cannot be decoded: {skipped}", main_process_only=True)
+    return train, evaluation, skipped
 
 
 def load_inspected_splits(data_args: DataArguments, modality: str, seed: int, models=(), *, trust_remote_code=False):
@@ -183,6 +212,8 @@ def run_coreset(
     train, evaluation, info = load_inspected_splits(
         data_args, family.modality, int(sel_args.seed), (sel_args.proxy, run_args.target), trust_remote_code=trust_remote_code
     )
+    device = device_settings(run_args)
+    train, evaluation, skipped = checked_images(train, evaluation, info, data_args, run_args.skip_undecodable)
     n_keep = n_to_keep(sel_args.fraction, len(train))
     if sel_args.strategy == AUTO:
         check_auto(len(train), labels_of(train, info), sel_args.fraction, sel_args.auto_holdout)
@@ -201,7 +232,8 @@ def run_coreset(
     check_run_settings(accelerator, checkpoints, run_settings(data_args, sel_args, run_args, accelerator.num_processes))
 
     run = run_scoring(
-        train, sel_args, family=family, info=info, accelerator=accelerator, eval_dataset=evaluation, checkpoint_dir=checkpoints
+        train, sel_args, family=family, info=info, accelerator=accelerator, eval_dataset=evaluation, checkpoint_dir=checkpoints,
+        device=device,
     )
     timings = dict(run.timings)
     strategy, coverage_beta, decision = sel_args.strategy, sel_args.coverage_beta, None
@@ -233,7 +265,7 @@ def run_coreset(
     if run_args.target:
         set_seed(int(sel_args.seed))  # the target starts the same whatever scoring did (or skipped, when resumed)
         target = create_model(run_args.target, info, pretrained=bool(sel_args.pretrained), trust_remote_code=trust_remote_code)
-        config = target_training_config(sel_args, run_args)
+        config = target_training_config(sel_args, run_args, device=device)
         result = train_model(
             target,
             target_family,
@@ -282,6 +314,8 @@ def run_coreset(
         "total_per_class": per_class_counts(labels_of(train, info), names),
         "timings": timings,
         "num_processes": accelerator.num_processes,
+        "device": device.record(accelerator, run.proxy),
+        "skipped_undecodable": skipped,
     }
     if accelerator.trackers:
         final = {"proxy/eval_accuracy": run.proxy_accuracy, "target/eval_accuracy": target_accuracy, "n_selected": len(pruned)}

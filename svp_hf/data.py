@@ -499,9 +499,9 @@ def undecodable_rows(dataset: Dataset, info: DataInfo) -> List[int]:
 
 
 def check_images(dataset: Dataset, info: DataInfo, *, skip: bool = False, what: str = "the dataset"):
-    """`dataset` with every image checked to decode (the decode-once pass for small images): an ``SVPRuntimeError``
-    naming the rows and column that cannot be decoded, or, with `skip`, `dataset` without them and their row
-    numbers. Returns ``(dataset, skipped rows)``."""
+    """`dataset` with every image checked to decode (the decode-once pass for small images, a decoding pass for
+    larger ones): an ``SVPRuntimeError`` naming the rows and column that cannot be decoded, or, with `skip`,
+    `dataset` without them and their row numbers. Returns ``(dataset, skipped rows)``."""
     from .image_cache import DecodedImages, check_decodable
 
     bad = undecodable_rows(dataset, info)
@@ -556,14 +556,24 @@ def image_dataset(dataset: Dataset, model: torch.nn.Module, info: DataInfo, trai
     transform = image_transform(model, info, train, augment)
     mode = "L" if info.extra["in_chans"] == 1 else "RGB"
 
-    def _apply(batch):
-        return {
-            "pixel_values": [transform(img.convert(mode)) for img in batch[column]],
-            "labels": batch[label],
-            INDEX_COLUMN: batch[INDEX_COLUMN],
-        }
+    raw = datasets.Image(decode=True)
 
-    return dataset.select_columns([column, label, INDEX_COLUMN]).with_transform(_apply)
+    def _apply(batch):
+        pixels = []
+        for item, row in zip(batch[column], batch[INDEX_COLUMN]):
+            try:
+                pixels.append(transform(raw.decode_example(item).convert(mode)))
+            except Exception as err:  # PIL's UnidentifiedImageError, OSError, ...: name the row and column
+                from .errors import SVPRuntimeError
+
+                raise SVPRuntimeError(
+                    f"the image in column {column!r} of row {row} cannot be decoded ({type(err).__name__}: {err}); fix "
+                    "or drop it, or set skip_undecodable: true to check every image first and skip those that fail"
+                ) from None
+        return {"pixel_values": pixels, "labels": batch[label], INDEX_COLUMN: batch[INDEX_COLUMN]}
+
+    undecoded = dataset.select_columns([column, label, INDEX_COLUMN]).cast_column(column, datasets.Image(decode=False))
+    return undecoded.with_transform(_apply)
 
 
 def collate_image_batch(rows: Sequence[dict]) -> Dict[str, torch.Tensor]:
