@@ -1,0 +1,60 @@
+"""The core-set job (python -m svp_hf.coreset): how it treats rows whose image cannot be decoded."""
+
+import json
+import os
+
+import pytest
+
+from svp_hf import coreset
+from svp_hf.errors import SVPRuntimeError
+
+from .conftest import REPO
+
+BAD_ROWS = (3, 17)
+
+
+@pytest.fixture
+def digits_with_broken_images(digits, tmp_path):
+    """The digits as parquet files, two training rows of which hold bytes that are not an image."""
+    import datasets
+
+    train = digits["train"].select(range(120)).cast_column("image", datasets.Image(decode=False))
+
+    def corrupt(row, i):
+        if i in BAD_ROWS:
+            row["image"] = {"bytes": b"this is not an image", "path": None}
+        return row
+
+    train = train.map(corrupt, with_indices=True).cast_column("image", datasets.Image())
+    train.to_parquet(str(tmp_path / "train.parquet"))
+    digits["test"].select(range(40)).to_parquet(str(tmp_path / "test.parquet"))
+    return {"train": str(tmp_path / "train.parquet"), "test": str(tmp_path / "test.parquet")}
+
+
+def run(files, out, *extra):
+    return coreset.main([
+        str(REPO / "recipes" / "quickstart.yaml"), "--dataset_name", "parquet", "--data_files", json.dumps(files),
+        "--output_dir", str(out), "--strategy", "top", "--proxy_epochs", "1", "--target_epochs", "1",
+        "--score_methods", "forgetting", *extra,
+    ])
+
+
+def test_an_undecodable_image_stops_the_run_before_training_naming_its_rows(digits_with_broken_images, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(SVPRuntimeError) as err:
+        run(digits_with_broken_images, out)
+    message = str(err.value)
+    assert "'image'" in message and "rows 3, 17" in message.replace("row(s)", "rows")
+    assert "skip_undecodable" in message
+    assert not os.path.exists(out / "checkpoints")  # nothing half-written
+    assert not os.path.exists(out) or os.listdir(out) == []
+
+
+def test_skip_undecodable_drops_those_rows_and_reports_them(digits_with_broken_images, tmp_path):
+    out = tmp_path / "out"
+    metrics = run(digits_with_broken_images, out, "--skip_undecodable", "true", "--target", "")
+    assert metrics["skipped_undecodable"] == {"train": list(BAD_ROWS)}
+    assert metrics["n_total"] == 120 - len(BAD_ROWS)
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["skipped_undecodable"] == {"train": list(BAD_ROWS)}
+    assert written["device"]["device"] == "cpu" and written["device"]["torch_compile"] is False
