@@ -443,8 +443,8 @@ def uses_channels_last(model: torch.nn.Module) -> bool:
 
 class CachedImages(torch.utils.data.Dataset):
     """Decoded images (the :mod:`svp_hf.image_cache` array), labels and `svp_index` of a dataset, batched by one
-    gather: an item is its own row number, and :meth:`collate` turns a batch of row numbers into ``uint8`` pixels,
-    labels and indices; :meth:`device_transform` augments and normalises the batch on the device it was moved to."""
+    gather: a DataLoader fetches a batch's row numbers (``__getitems__``) and :meth:`collate` turns them into ``uint8``
+    pixels, labels and indices; :meth:`device_transform` augments and normalises the batch on the device it was moved to."""
 
     def __init__(self, pixels, labels: np.ndarray, index: np.ndarray, augment):
         self.pixels, self.labels, self.index, self.augment = pixels, labels, index, augment
@@ -452,8 +452,14 @@ class CachedImages(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, row: int) -> int:
-        return row
+    def __getitems__(self, rows: Sequence[int]) -> list:
+        """What a DataLoader fetches for a batch: the row numbers themselves (:meth:`collate` gathers them)."""
+        return list(rows)
+
+    def __getitem__(self, row: int) -> dict:
+        """One row, transformed as the batches are (for code that reads rows one by one)."""
+        batch = self.device_transform(self.collate([row]))
+        return {"pixel_values": batch["pixel_values"][0], "labels": int(batch["labels"][0]), INDEX_COLUMN: int(batch[INDEX_COLUMN][0])}
 
     def collate(self, rows: Sequence[int]) -> Dict[str, torch.Tensor]:
         rows = np.asarray(rows, dtype=np.int64)

@@ -35,7 +35,8 @@ def _flat(column: pa.ChunkedArray):
 
 
 class PackedText(torch.utils.data.Dataset):
-    """A tokenised dataset's id columns as flat arrays (an item is its row number; :meth:`collate` builds a batch)."""
+    """A tokenised dataset's id columns as flat arrays. A DataLoader fetches a batch's row numbers
+    (``__getitems__``) and :meth:`collate` gathers them in one go; ``dataset[i]`` is still the row itself."""
 
     def __init__(self, dataset, columns: Sequence[str], layout: str, pad_values: Dict[str, int] = None, padding_side: str = "right"):
         if layout not in ("bags", "padded"):
@@ -57,8 +58,16 @@ class PackedText(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, row: int) -> int:
-        return row
+    def __getitems__(self, rows: Sequence[int]) -> list:
+        """What a DataLoader fetches for a batch: the row numbers themselves (:meth:`collate` gathers them)."""
+        return list(rows)
+
+    def __getitem__(self, row: int) -> dict:
+        """One row as the tokenised dataset holds it (ids as lists), for code that reads rows one by one."""
+        start, length = int(self.starts[row]), int(self.lengths[row])
+        out = {column: self.flat[column][start : start + length].tolist() for column in self.columns}
+        out.update({"labels": int(self.labels[row]), INDEX_COLUMN: int(self.index[row])})
+        return out
 
     def _gather_positions(self, rows: np.ndarray):
         lengths = self.lengths[rows]
@@ -93,4 +102,27 @@ class PackedText(torch.utils.data.Dataset):
         return batch
 
 
-__all__ = ["PackedText"]
+_MEMO: Dict[tuple, PackedText] = {}
+_MEMO_LIMIT = 4
+
+
+def packed_text(dataset, key: tuple, build) -> PackedText:
+    """The packed form of `dataset` for one tokenisation (`key`: the tokenizer's settings), built with `build()` once
+    per dataset fingerprint in this process: training, evaluation and repeated scoring of the same dataset reuse it
+    (and ``datasets.map`` caches the tokenisation itself on disk for file-backed data)."""
+    fingerprint = getattr(dataset, "_fingerprint", None)
+    if fingerprint is None:
+        return build()
+    full_key = (fingerprint,) + tuple(key)
+    if full_key not in _MEMO:
+        if len(_MEMO) >= _MEMO_LIMIT:
+            _MEMO.pop(next(iter(_MEMO)))
+        _MEMO[full_key] = build()
+    return _MEMO[full_key]
+
+
+def clear() -> None:
+    _MEMO.clear()
+
+
+__all__ = ["PackedText", "packed_text", "clear"]

@@ -227,13 +227,19 @@ def transformers_dataset(dataset, model, info: DataInfo, train: bool, augment: b
     """`dataset` tokenized once with `datasets.map` (cached for file-backed data) and packed into flat arrays
     (:class:`~svp_hf.packed.PackedText`): a batch is one gather, padded to its longest row as
     ``DataCollatorWithPadding`` pads."""
-    from ..packed import PackedText
+    from ..packed import PackedText, packed_text
 
     tokenizer = model.svp_tokenizer
-    encoded = text_dataset(dataset, info, Tokenize(tokenizer, model.svp_max_length), desc="tokenizing")
-    columns = [c for c in tokenizer.model_input_names if c in encoded.column_names]
-    pads = {"input_ids": tokenizer.pad_token_id, "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0), "attention_mask": 0}
-    return PackedText(encoded, columns, layout="padded", pad_values=pads, padding_side=tokenizer.padding_side)
+
+    def build():
+        encoded = text_dataset(dataset, info, Tokenize(tokenizer, model.svp_max_length), desc="tokenizing")
+        columns = [c for c in tokenizer.model_input_names if c in encoded.column_names]
+        pads = {"input_ids": tokenizer.pad_token_id, "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0), "attention_mask": 0}
+        return PackedText(encoded, columns, layout="padded", pad_values=pads, padding_side=tokenizer.padding_side)
+
+    key = ("transformers", tokenizer.name_or_path, len(tokenizer), model.svp_max_length, tokenizer.padding_side,
+           tuple(info.input_columns), info.label_column)
+    return packed_text(dataset, key, build)
 
 
 def _collate_for(model):
