@@ -166,12 +166,16 @@ def loop_training_throughput(model, family, ds, info, batch_size: int, epochs: i
     return epochs * len(ds) / loop, epochs * len(ds) / result.seconds
 
 
-def training_efficiency(case, args, accelerator) -> Dict[str, float]:
+# Rows and epochs of each case's training measurement (overridden by --train-n / --train-epochs): enough work per
+# measurement to time a cheap model, little enough for a slow one on 2 CPU cores.
+TRAIN_SCALE = {"timm-cnn": (1024, 1), "fasttext": (4096, 5), "minilm": (128, 1)}
+
+
+def training_efficiency(case, args, accelerator, epochs: int) -> Dict[str, float]:
     """Raw and svp_hf training rates of one case, measured alternately (raw, loop, raw, loop, ...); best of each."""
     import copy
 
     model, family, ds, info = case
-    epochs = args.train_epochs
     family.dataset(ds, model, info, train=True)  # the one-time decode / tokenisation, as a run's first use pays it
     raw, loop, end_to_end = 0.0, 0.0, 0.0
     for _ in range(args.train_repeats):
@@ -322,11 +326,11 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--cases", nargs="+", default=None, help=f"subset of {CASES.names()}")
-    p.add_argument("--train-n", type=int, default=None, help="rows per training measurement (default: --n)")
-    p.add_argument("--train-epochs", type=int, default=1)
+    p.add_argument("--train-n", type=int, default=None, help="rows per training measurement (default: per case)")
+    p.add_argument("--train-epochs", type=int, default=None, help="epochs per training measurement (default: per case)")
     p.add_argument("--train-repeats", type=int, default=2)
     p.add_argument("--learning-rate", type=float, default=0.05)
-    p.add_argument("--selection-n", type=int, default=2048, help="rows of the selection-speedup measurement")
+    p.add_argument("--selection-n", type=int, default=1024, help="rows of the selection-speedup measurement")
     p.add_argument("--target-model", default="resnet56")
     p.add_argument("--proxy-epochs", type=int, default=2)
     p.add_argument("--target-epochs", type=int, default=2)
@@ -354,8 +358,12 @@ def main(argv=None):
         pipe = pipeline_throughput(model, family, ds, info, args.batch_size, args.repeats, accelerator)
         results[name] = {"description": CASES.get(name).__doc__, "examples": len(ds), "raw_forward_per_s": raw, "scoring_per_s": pipe, "scoring_over_raw": pipe / raw}
         print(f"{name}: raw {raw:.0f}/s, scoring {pipe:.0f}/s, ratio {pipe / raw:.3f}")
-        train_case = case if args.train_n is None else (model, family, ds.select(range(min(args.train_n, len(ds)))), info)
-        results[name].update(training_efficiency(train_case, args, accelerator))
+        train_n, train_epochs = TRAIN_SCALE.get(name, (len(ds), 1))
+        train_n, train_epochs = args.train_n or train_n, args.train_epochs or train_epochs
+        if args.quick:
+            train_n, train_epochs = min(train_n, 64), 1
+        train_case = (model, family, ds if train_n >= len(ds) else ds.select(range(train_n)), info)
+        results[name].update(training_efficiency(train_case, args, accelerator, train_epochs))
         results[name]["train_examples"] = len(train_case[2])
         r = results[name]
         print(f"{name}: raw training {r['raw_train_per_s']:.0f}/s, svp_hf loop {r['loop_train_per_s']:.0f}/s, ratio {r['training_over_raw']:.3f}")
