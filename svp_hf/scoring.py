@@ -81,6 +81,9 @@ def iter_shards(dataset, shard_size: int, skip: int = 0) -> Iterator[Tuple[int, 
             shard += 1
     else:
         dataset = add_index(dataset)
+        if skip == 0 and shard_size >= len(dataset):
+            yield 0, dataset  # one shard: the dataset itself (no new Arrow view to build)
+            return
         for shard in range(skip, math.ceil(len(dataset) / shard_size)):
             yield shard, dataset.select(range(shard * shard_size, min(len(dataset), (shard + 1) * shard_size)))
 
@@ -164,7 +167,8 @@ def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, n
     )
     # Every batch's results stay on the device and are copied to the host once, after the shard.
     gathered_parts: List[tuple] = []
-    for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
+    # A bar only on a terminal: writing one into a log costs more than scoring a fastText batch.
+    for batch in tqdm(loader, desc=desc, leave=False, disable=None if accelerator.is_local_main_process else True):
         rows_in_batch = int(batch.pop(REAL_ROWS))
         padded = on_device(eval_ds, batch)
         with accelerator.autocast():
@@ -292,6 +296,9 @@ def score_examples(
 def _by_position(dataset: Dataset) -> Dataset:
     """`dataset` with `svp_index` set to each row's position (a subset's own ids are dropped, not rewritten)."""
     if INDEX_COLUMN in dataset.column_names:
+        index = dataset.with_format("arrow")[INDEX_COLUMN].to_numpy()
+        if np.array_equal(index, np.arange(len(dataset))):
+            return dataset  # already by position
         dataset = dataset.remove_columns(INDEX_COLUMN)
     return add_index(dataset)
 

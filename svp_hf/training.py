@@ -299,7 +299,8 @@ def _train_epoch(model, family, train_ds, loader, optimizer, scheduler, accelera
     correct_sum = torch.zeros((), dtype=torch.int64, device=accelerator.device)
     seen = 0
     observed: List[tuple] = []
-    for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process):
+    # A bar only on a terminal (``disable=None``): writing one into a log costs more than a fastText step.
+    for batch in tqdm(loader, desc=desc, disable=None if accelerator.is_local_main_process else True):
         batch = on_device(train_ds, batch, augment_stream)
         logits = family.logits(model, batch)
         loss = F.cross_entropy(logits, batch["labels"])

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from svp_hf import coreset
+from svp_hf.config import parse_args
 from svp_hf.errors import SVPRuntimeError
 
 from .conftest import REPO
@@ -32,11 +33,11 @@ def digits_with_broken_images(digits, tmp_path):
 
 
 def run(files, out, *extra):
-    return coreset.main([
+    return coreset.run_coreset(*parse_args([
         str(REPO / "recipes" / "quickstart.yaml"), "--dataset_name", "parquet", "--data_files", json.dumps(files),
         "--output_dir", str(out), "--strategy", "top", "--proxy_epochs", "1", "--target_epochs", "1",
         "--score_methods", "forgetting", *extra,
-    ])
+    ]))
 
 
 def test_an_undecodable_image_stops_the_run_before_training_naming_its_rows(digits_with_broken_images, tmp_path):
