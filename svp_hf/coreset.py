@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import sys
 import time
 from typing import Any, Callable, Dict, Optional, Sequence
@@ -184,6 +185,91 @@ def load_inspected_splits(data_args: DataArguments, modality: str, seed: int, mo
     return train, evaluation, info
 
 
+SELECTED_FILE = "selected.parquet"
+
+
+def check_streaming(sel_args: SelectionArguments, run_args: RunArguments) -> None:
+    """What ``streaming: true`` cannot do, as clear errors before anything is read."""
+    problems = []
+    if not sel_args.proxy_checkpoint:
+        problems.append("a trained proxy_checkpoint (a stream is scored, not trained on)")
+    if sel_args.strategy == AUTO:
+        problems.append("a strategy that needs no training (top, bottom, coverage or random; auto retrains the proxy)")
+    if run_args.target or run_args.score_with_target:
+        problems.append("no target (train it on the selected rows afterwards)")
+    if run_args.push_to_hub:
+        problems.append("no push_to_hub (no dataset/ copy is written)")
+    if problems:
+        raise SVPConfigError("streaming: true needs " + "; ".join(problems))
+
+
+def run_streaming(
+    data_args: DataArguments, sel_args: SelectionArguments, run_args: RunArguments, *, command: Optional[str] = None
+) -> Dict[str, Any]:
+    """``streaming: true``: read the training split with ``streaming=True``, score it with the given proxy one shard
+    at a time (split across processes; resumable by shard), select, and write ``scores.parquet``, ``selected.parquet``
+    (the kept rows' ``svp_index`` and score) and ``metrics.json``; the data is never prepared locally."""
+    from .api import prepare_inputs
+    from .output import RESULT_NAMES
+
+    start = time.perf_counter()
+    check_streaming(sel_args, run_args)
+    accelerator = job_accelerator(run_args)
+    set_seed(int(sel_args.seed))
+    check_output_dir(run_args.output_dir, run_args.overwrite_output_dir)
+    resolve_methods(sel_args.methods)
+    device = device_settings(run_args)
+    data = load_data(data_args.dataset_name, data_args.dataset_config_name, data_args.data_files, streaming=True)
+    stream = get_split(data, data_args.train_split, "training")
+    columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
+    family, info = prepare_inputs(stream, sel_args.proxy, columns, trust_remote_code=bool(sel_args.trust_remote_code))
+    checkpoints = os.path.join(run_args.output_dir, CHECKPOINTS_DIR)
+    if not run_args.resume:
+        discard(accelerator, [checkpoints])
+    check_run_settings(accelerator, checkpoints, run_settings(data_args, sel_args, run_args, accelerator.num_processes))
+    run = run_scoring(stream, sel_args, family=family, info=info, accelerator=accelerator, checkpoint_dir=checkpoints, device=device)
+    t0 = time.perf_counter()
+    keep = selected_indices(
+        run.scores, sel_args.method, sel_args.fraction, strategy=sel_args.strategy,
+        class_balanced=sel_args.class_balanced, seed=sel_args.seed, coverage_beta=sel_args.coverage_beta,
+    )
+    timings = dict(run.timings, selection=time.perf_counter() - t0)
+    timings["total"] = time.perf_counter() - start
+    labels = np.asarray(run.scores["label"], dtype=np.int64)
+    metrics = {
+        "svp_hf_version": __version__, "command": command, "job": "coreset", "streaming": True,
+        "dataset_name": data_args.dataset_name, "train_split": data_args.train_split,
+        "n_total": len(run.scores), "n_selected": int(len(keep)), "method": sel_args.method,
+        "scored_methods": sel_args.methods, "fraction": sel_args.fraction, "strategy": sel_args.strategy,
+        "selected_strategy": sel_args.strategy, "class_balanced": sel_args.class_balanced, "seed": sel_args.seed,
+        "proxy": sel_args.proxy, "proxy_checkpoint": sel_args.proxy_checkpoint,
+        "score_statistics": score_statistics(run.scores),
+        "selected_per_class": per_class_counts(labels[keep], info.class_names),
+        "total_per_class": per_class_counts(labels, info.class_names),
+        "timings": timings, "num_processes": accelerator.num_processes, "device": device.record(accelerator),
+    }
+    if accelerator.is_main_process:
+        os.makedirs(run_args.output_dir, exist_ok=True)
+        for name in RESULT_NAMES:  # an earlier result in output_dir (allowed by overwrite_output_dir) goes first
+            path = os.path.join(run_args.output_dir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.isfile(path):
+                os.remove(path)
+        selected = run.scores.select(keep)
+        selected.to_parquet(os.path.join(run_args.output_dir, SELECTED_FILE + ".tmp"))
+        run.scores.to_parquet(os.path.join(run_args.output_dir, "scores.parquet.tmp"))
+        os.replace(os.path.join(run_args.output_dir, SELECTED_FILE + ".tmp"), os.path.join(run_args.output_dir, SELECTED_FILE))
+        os.replace(os.path.join(run_args.output_dir, "scores.parquet.tmp"), os.path.join(run_args.output_dir, "scores.parquet"))
+        write_json(os.path.join(run_args.output_dir, "metrics.json.tmp"), metrics)
+        os.replace(os.path.join(run_args.output_dir, "metrics.json.tmp"), os.path.join(run_args.output_dir, "metrics.json"))
+        logger.info(f"kept {len(keep)} of {len(run.scores)} streamed rows by {sel_args.method}; wrote {run_args.output_dir}")
+    if not run_args.keep_checkpoints:
+        discard(accelerator, [checkpoints])
+    accelerator.wait_for_everyone()
+    return metrics
+
+
 def run_coreset(
     data_args: DataArguments,
     sel_args: SelectionArguments,
@@ -192,6 +278,8 @@ def run_coreset(
     command: Optional[str] = None,
 ) -> Dict[str, Any]:
     """The whole core-set job; returns the metrics it wrote."""
+    if run_args.streaming:
+        return run_streaming(data_args, sel_args, run_args, command=command)
     start = time.perf_counter()
     accelerator = job_accelerator(run_args)
     set_seed(int(sel_args.seed))
