@@ -335,6 +335,7 @@ def main(argv=None):
     p.add_argument("--proxy-epochs", type=int, default=2)
     p.add_argument("--target-epochs", type=int, default=2)
     p.add_argument("--skip-memory", action="store_true", help="skip the peak-memory measurements")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--name", default="throughput")
     p.add_argument("--out-dir", default=None)
     p.add_argument("--quick", action="store_true")
@@ -342,8 +343,12 @@ def main(argv=None):
     if args.quick:
         args.n, args.memory_n, args.repeats, args.batch_size = 128, 300, 1, 32
         args.train_repeats, args.selection_n, args.proxy_epochs, args.target_epochs = 1, 128, 1, 1
+    import torch
+
     from svp_hf.training import make_accelerator
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     accelerator = make_accelerator()
     results: Dict[str, object] = {}
     for name in args.cases or CASES.names():

@@ -72,10 +72,9 @@ class DeviceSettings:
     def record(self, accelerator, model: Optional[torch.nn.Module] = None) -> Dict[str, Any]:
         """What a run used, for metrics.json."""
         device = accelerator.device
-        out: Dict[str, Any] = {
-            "device": str(device),
+        out: Dict[str, Any] = {  # the same for every process count (num_processes is recorded next to it)
+            "device": device.type,
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-            "num_processes": accelerator.num_processes,
             "mixed_precision": str(accelerator.mixed_precision),
             "pin_memory": resolve_pin_memory(device, self.pin_memory),
             "torch_compile": bool(self.torch_compile),

@@ -69,7 +69,7 @@ class _Entry:
 
 
 _MEMO: List[_Entry] = []
-_MEMO_LIMIT = 8
+_MEMO_LIMIT = 4  # decoded tables kept per process (the newest; e.g. train and test splits, a pruned subset)
 
 
 def _buffers_key(chunk) -> tuple:
