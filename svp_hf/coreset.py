@@ -42,7 +42,7 @@ from .card import source_metadata
 from .checkpoint import CHECKPOINTS_DIR, check_run_settings, discard, on_main
 from .config import RECIPE_DATACLASSES, DataArguments, RunArguments, SelectionArguments, parse_args
 from .correlation import compare_scores
-from .data import INDEX_COLUMN, SCORE_COLUMN, check_images, check_same_columns, get_split, hold_out, inspect_dataset, load_data
+from .data import INDEX_COLUMN, SCORE_COLUMN, check_images, check_same_columns, get_split, hold_out, inspect_dataset, load_data, small_images
 from .device import DeviceSettings
 from .errors import SVPConfigError
 from .hub import check_hub_target, push_to_hub
@@ -158,7 +158,7 @@ def checked_images(train, evaluation, info, data_args: DataArguments, skip: bool
     an ``SVPRuntimeError`` naming the rows and column that cannot be decoded, or, with `skip`, the splits without
     them and the skipped row numbers per split."""
     skipped = {}
-    if info.modality != "image":
+    if info.modality != "image" or not (skip or small_images(info)):  # larger images: checked up front only to skip
         return train, evaluation, skipped
     train, bad = check_images(train, info, skip=skip, what=f"split {data_args.train_split!r}")
     if bad:
