@@ -179,6 +179,15 @@ def hold_out(dataset: Dataset, percentage: float, seed: int, label_column: Optio
     return parts["train"], parts["test"]
 
 
+def column_values(dataset: Dataset, column: str) -> np.ndarray:
+    """A column of the rows `dataset` shows as numpy, read straight from Arrow (no formatted copy of the dataset)."""
+    if dataset._indices is None:
+        values = dataset.data.column(column)
+    else:
+        values = dataset.with_format("arrow")[column]
+    return np.asarray(values.to_numpy())
+
+
 def add_index(dataset: Dataset) -> Dataset:
     """Add the `svp_index` column (each row's position in `dataset`) unless it is already there."""
     if INDEX_COLUMN in dataset.column_names:
@@ -612,6 +621,7 @@ __all__ = [
     "get_split",
     "hold_out",
     "add_index",
+    "column_values",
     "find_label_column",
     "inspect_dataset",
     "check_same_columns",

@@ -26,7 +26,7 @@ from datasets import Dataset, Image, IterableDataset
 from tqdm.auto import tqdm
 
 from .checkpoint import ShardStore, on_main
-from .data import INDEX_COLUMN, DataInfo, add_index, batch_collate, on_device
+from .data import INDEX_COLUMN, DataInfo, add_index, batch_collate, column_values, on_device
 from .device import resolve_pin_memory
 from .errors import SVPConfigError
 from .methods import SelectionMethod
@@ -151,7 +151,7 @@ def _full_batch_collate(collate, size: int):
 @torch.no_grad()
 def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, need_embeddings, accelerator, batch_size, num_workers, desc):
     """Scores (and embeddings) of one shard's rows, in row order, on every process."""
-    start, n = int(shard.with_format("arrow")[INDEX_COLUMN][0].as_py()), len(shard)
+    start, n = int(column_values(shard, INDEX_COLUMN)[0]), len(shard)
     eval_ds = family.dataset(shard, model, info, train=False)
     # The module-level prepare keeps no reference to the loader, so finished shards can be freed.
     loader = prepare_data_loader(
@@ -296,8 +296,7 @@ def score_examples(
 def _by_position(dataset: Dataset) -> Dataset:
     """`dataset` with `svp_index` set to each row's position (a subset's own ids are dropped, not rewritten)."""
     if INDEX_COLUMN in dataset.column_names:
-        index = dataset.with_format("arrow")[INDEX_COLUMN].to_numpy()
-        if np.array_equal(index, np.arange(len(dataset))):
+        if np.array_equal(column_values(dataset, INDEX_COLUMN), np.arange(len(dataset))):
             return dataset  # already by position
         dataset = dataset.remove_columns(INDEX_COLUMN)
     return add_index(dataset)
