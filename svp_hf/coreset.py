@@ -16,18 +16,22 @@ import os
 import time
 from typing import Any, Dict, Optional, Sequence
 
+import numpy as np
 from accelerate.utils import set_seed
 
 from .auto import AutoDecision, check_auto
 from .config import RECIPE_DATACLASSES, DataArguments, RunArguments, SelectionArguments
 from .correlation import compare_scores
+from .data import get_split, load_data
 from .errors import SVPConfigError
 from .log import get_logger
 from .methods import resolve_methods, training_signals
 from .models import create_model, resolve_family
+from .output import SCORES_FILE
 from .pipeline import (
     Job,
     JobRun,
+    checked_images,
     job_keys,
     load_inspected_splits,
     per_class_counts,
@@ -41,6 +45,7 @@ from .preflight import check_recipe
 from .proxy import (
     check_proxy_checkpoint,
     labels_of,
+    prepare_inputs,
     run_auto,
     run_scoring,
     selected_indices,
@@ -51,6 +56,7 @@ from .roles import pretrained, target_args, training_config, training_metrics
 from .selection import n_to_keep
 from .strategies import AUTO
 from .training import evaluate_accuracy, train_model
+from .version import __version__
 
 logger = get_logger(__name__)
 
@@ -66,6 +72,8 @@ def run_coreset(
 ) -> Dict[str, Any]:
     """The whole core-set job; returns the metrics it wrote."""
     with JobRun("coreset", run_args, command=command) as job:
+        if run_args.streaming:
+            return _run_streaming(job, data_args, sel_args, run_args)
         return _run(job, data_args, sel_args, run_args)
 
 
@@ -85,6 +93,7 @@ def _run(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments, ru
     train, evaluation, info = load_inspected_splits(
         data_args, family.modality, int(sel_args.seed), (sel_args.proxy, run_args.target), trust_remote_code=trust_remote_code
     )
+    train, evaluation, skipped = checked_images(train, evaluation, info, data_args, run_args.skip_undecodable)
     n_keep = n_to_keep(sel_args.fraction, len(train))
     if sel_args.strategy == AUTO:
         check_auto(len(train), labels_of(train, info), sel_args.fraction, sel_args.auto_holdout)
@@ -97,7 +106,8 @@ def _run(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments, ru
     checkpoints = job.checkpoints
 
     run = run_scoring(
-        train, sel_args, family=family, info=info, accelerator=accelerator, eval_dataset=evaluation, checkpoint_dir=checkpoints
+        train, sel_args, family=family, info=info, accelerator=accelerator, eval_dataset=evaluation, checkpoint_dir=checkpoints,
+        device=job.device,
     )
     timings = dict(run.timings)
     strategy, coverage_beta, decision = sel_args.strategy, sel_args.coverage_beta, None
@@ -178,6 +188,8 @@ def _run(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments, ru
         "total_per_class": per_class_counts(labels_of(train, info), names),
         "timings": timings,
         "num_processes": accelerator.num_processes,
+        "device": job.device.record(accelerator, run.proxy),
+        "skipped_undecodable": skipped,
     }
     splits = {data_args.train_split: pruned}
     if evaluation is not None:
@@ -190,6 +202,68 @@ def _run(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments, ru
     return job.finish(
         splits=splits, scores=run.scores, target_scores=target_scores, metrics=metrics, log=log, headline=headline,
         recipe=recipe_record(data_args, sel_args, run_args, keys=KEYS),
+    )
+
+
+SELECTED_FILE = "selected.parquet"
+
+
+def check_streaming(sel_args: SelectionArguments, run_args: RunArguments) -> None:
+    """What ``streaming: true`` cannot do, as clear errors before anything is read."""
+    problems = []
+    if not sel_args.proxy_checkpoint:
+        problems.append("a trained proxy_checkpoint (a stream is scored, not trained on)")
+    if sel_args.strategy == AUTO:
+        problems.append("a strategy that needs no training (top, bottom, coverage or random; auto retrains the proxy)")
+    if run_args.target or run_args.score_with_target:
+        problems.append("no target (train it on the selected rows afterwards)")
+    if run_args.push_to_hub:
+        problems.append("no push_to_hub (no dataset/ copy is written)")
+    if problems:
+        raise SVPConfigError("streaming: true needs " + "; ".join(problems))
+
+
+def _run_streaming(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments, run_args: RunArguments) -> Dict[str, Any]:
+    """``streaming: true``: read the training split with ``streaming=True``, score it with the given proxy one shard
+    at a time (split across processes; resumable by shard), select, and write ``scores.parquet``, ``selected.parquet``
+    (the kept rows' ``svp_index`` and score), ``metrics.json`` and ``recipe.yaml``; the data is never prepared
+    locally, and no ``dataset/`` copy is written."""
+    accelerator = job.accelerator
+    check_streaming(sel_args, run_args)
+    set_seed(int(sel_args.seed))
+    job.check_output((data_args.train_split,))
+    check_recipe(sel_args, run_args)
+    data = load_data(data_args.dataset_name, data_args.dataset_config_name, data_args.data_files, streaming=True)
+    stream = get_split(data, data_args.train_split, "training")
+    columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
+    family, info = prepare_inputs(stream, sel_args.proxy, columns, trust_remote_code=bool(sel_args.trust_remote_code))
+    job.begin(run_settings(data_args, sel_args, run_args, num_processes=accelerator.num_processes))
+    run = run_scoring(
+        stream, sel_args, family=family, info=info, accelerator=accelerator, checkpoint_dir=job.checkpoints, device=job.device
+    )
+    t0 = time.perf_counter()
+    keep = selected_indices(
+        run.scores, sel_args.method, sel_args.fraction, strategy=sel_args.strategy,
+        class_balanced=sel_args.class_balanced, seed=sel_args.seed, coverage_beta=sel_args.coverage_beta,
+    )
+    timings = dict(run.timings, selection=time.perf_counter() - t0)
+    labels = np.asarray(run.scores["label"], dtype=np.int64)
+    metrics = {
+        "svp_hf_version": __version__, "command": job.command, "job": "coreset", "streaming": True,
+        "dataset_name": data_args.dataset_name, "train_split": data_args.train_split,
+        "n_total": len(run.scores), "n_selected": int(len(keep)), "method": sel_args.method,
+        "scored_methods": sel_args.methods, "fraction": sel_args.fraction, "strategy": sel_args.strategy,
+        "selected_strategy": sel_args.strategy, "class_balanced": sel_args.class_balanced, "seed": sel_args.seed,
+        "proxy": sel_args.proxy, "proxy_checkpoint": sel_args.proxy_checkpoint,
+        "score_statistics": score_statistics(run.scores),
+        "selected_per_class": per_class_counts(labels[keep], info.class_names),
+        "total_per_class": per_class_counts(labels, info.class_names),
+        "timings": timings, "num_processes": accelerator.num_processes, "device": job.device.record(accelerator),
+    }
+    return job.finish_files(
+        {SELECTED_FILE: run.scores.select(keep), SCORES_FILE: run.scores}, metrics=metrics,
+        recipe=recipe_record(data_args, sel_args, run_args, keys=KEYS),
+        headline=f"kept {len(keep)} of {len(run.scores)} streamed rows by {sel_args.method}, strategy {sel_args.strategy}",
     )
 
 

@@ -16,7 +16,9 @@ import pyarrow.compute as pc
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Value
 
-from .errors import SVPConfigError
+from .augment import BatchAugment
+from .errors import SVPConfigError, SVPRuntimeError
+from .image_cache import DecodedImages, check_decodable, decode_images, decode_one
 from .registry import Registry
 
 INDEX_COLUMN = "svp_index"
@@ -200,6 +202,15 @@ def keep_previous_columns(dataset):
     return dataset
 
 
+def column_values(dataset: Dataset, column: str) -> np.ndarray:
+    """A column of the rows `dataset` shows as numpy, read straight from Arrow (no formatted copy of the dataset)."""
+    if dataset._indices is None:
+        values = dataset.data.column(column)
+    else:
+        values = dataset.with_format("arrow")[column]
+    return np.asarray(values.to_numpy())
+
+
 def add_index(dataset: Dataset) -> Dataset:
     """Add the `svp_index` column (each row's position in `dataset`) unless it is already there (inside the pipeline,
     a subset keeps its rows' indices in the dataset it came from; an incoming column was renamed away first by
@@ -290,7 +301,7 @@ def inspect_image_dataset(
     label_column, num_classes, names = find_label_column(dataset, label_column, missing_labels=missing_labels)
     if num_classes < 2:
         raise SVPConfigError(f"label column {label_column!r} has {num_classes} class(es); at least 2 are needed")
-    first = dataset[0][image_column]
+    first = _first_image(dataset, image_column)
     small = max(first.height, first.width) <= SMALL_IMAGE_MAX_SIDE
     # Larger images go through timm's (RGB) transforms; small grayscale ones keep their single channel.
     in_chans = 1 if small and first.mode in ("1", "L", "I", "I;16", "F") else 3
@@ -302,6 +313,19 @@ def inspect_image_dataset(
         names,
         extra={"in_chans": in_chans, "image_size": (first.height, first.width)},
     )
+
+
+def _first_image(dataset: Dataset, column: str):
+    """The first image that decodes (an undecodable row is reported with its row number by the decode pass)."""
+
+    for row in range(min(len(dataset), 64)):
+        try:
+            image = dataset[row][column]
+            image.load()
+            return image
+        except Exception:
+            continue
+    raise SVPRuntimeError(f"none of the first {min(len(dataset), 64)} image(s) in column {column!r} can be decoded")
 
 
 def _is_string(feature) -> bool:
@@ -429,20 +453,111 @@ def check_same_columns(eval_dataset: Dataset, info: DataInfo) -> None:
 # --- preprocessing: rows -> tensors ---------------------------------------------------------------------------------
 
 
+def small_images(info: DataInfo) -> bool:
+    """Whether `info`'s images are CIFAR-sized: decoded once into the uint8 cache and augmented on the device."""
+    return max(info.extra["image_size"]) <= SMALL_IMAGE_MAX_SIDE
+
+
+def _normalisation(model: torch.nn.Module, in_chans: int):
+    import timm.data
+
+    cfg = timm.data.resolve_data_config({}, model=model)
+    mean, std = list(cfg["mean"]), list(cfg["std"])
+    if len(mean) != in_chans:  # e.g. grayscale input to a model configured for RGB statistics
+        mean, std = [float(np.mean(mean))] * in_chans, [float(np.mean(std))] * in_chans
+    return mean, std
+
+
+def uses_channels_last(model: torch.nn.Module) -> bool:
+    """A model whose parameters are laid out channels-last (see :func:`svp_hf.device.apply_memory_format`)."""
+    return getattr(model, "svp_channels_last", False)
+
+
+class CachedImages(torch.utils.data.Dataset):
+    """Decoded images (the :mod:`svp_hf.image_cache` array), labels and `svp_index` of a dataset, batched by one
+    gather: a DataLoader fetches a batch's row numbers (``__getitems__``) and :meth:`collate` turns them into ``uint8``
+    pixels, labels and indices; :meth:`device_transform` augments and normalises the batch on the device it was moved to."""
+
+    def __init__(self, pixels, labels: np.ndarray, index: np.ndarray, augment):
+        self.pixels, self.labels, self.index, self.augment = pixels, labels, index, augment
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitems__(self, rows: Sequence[int]) -> list:
+        """What a DataLoader fetches for a batch: the row numbers themselves (:meth:`collate` gathers them)."""
+        return list(rows)
+
+    def __getitem__(self, row: int) -> dict:
+        """One row, transformed as the batches are (for code that reads rows one by one)."""
+        batch = self.device_transform(self.collate([row]))
+        return {"pixel_values": batch["pixel_values"][0], "labels": int(batch["labels"][0]), INDEX_COLUMN: int(batch[INDEX_COLUMN][0])}
+
+    def collate(self, rows: Sequence[int]) -> Dict[str, torch.Tensor]:
+        rows = np.asarray(rows, dtype=np.int64)
+        return {
+            "pixels": torch.from_numpy(np.ascontiguousarray(self.pixels[rows])),
+            "labels": torch.from_numpy(self.labels[rows]),
+            INDEX_COLUMN: torch.from_numpy(self.index[rows]),
+        }
+
+    def device_transform(self, batch: Dict[str, torch.Tensor], generator: Optional[torch.Generator] = None):
+        batch = dict(batch)
+        batch["pixel_values"] = self.augment(batch.pop("pixels"), generator)
+        return batch
+
+
+def decoded_images(dataset: Dataset, info: DataInfo):
+    """`dataset`'s images decoded once (:func:`svp_hf.image_cache.decode_images`), in the model's channels."""
+
+    mode = "L" if info.extra["in_chans"] == 1 else "RGB"
+    return decode_images(dataset, info.input_columns[0], mode, tuple(info.extra["image_size"]))
+
+
+def undecodable_rows(dataset: Dataset, info: DataInfo) -> List[int]:
+    """Rows of `dataset` whose image cannot be decoded: the decode-once pass itself for small images (its result is
+    kept for training and scoring), a decoding check of every row for larger ones."""
+    if small_images(info):
+        return list(decoded_images(dataset, info).bad_rows)
+
+    bad, column = [], info.input_columns[0]
+    raw = dataset.cast_column(column, datasets.Image(decode=False)).with_format("arrow")
+    for start in range(0, len(dataset), 1024):
+        part = raw[start : start + 1024][column]
+        for j, item in enumerate(part.to_pylist()):
+            try:
+                if item is None:
+                    raise ValueError("no image")
+                decode_one(item.get("bytes"), item.get("path"), "RGB", None)
+            except Exception:
+                bad.append(start + j)
+    return bad
+
+
+def check_images(dataset: Dataset, info: DataInfo, *, skip: bool = False, what: str = "the dataset"):
+    """`dataset` with every image checked to decode (the decode-once pass for small images, a decoding pass for
+    larger ones): an ``SVPRuntimeError`` naming the rows and column that cannot be decoded, or, with `skip`,
+    `dataset` without them and their row numbers. Returns ``(dataset, skipped rows)``."""
+
+    bad = undecodable_rows(dataset, info)
+    if bad and not skip:
+        check_decodable(DecodedImages(np.zeros(0), bad), info.input_columns[0], what)
+    if bad:
+        dataset = dataset.select(np.setdiff1d(np.arange(len(dataset)), bad)).flatten_indices()
+    return dataset, bad
+
+
 def image_transform(model: torch.nn.Module, info: DataInfo, train: bool, augment: bool = True) -> Callable:
-    """The torchvision transform for `model`: small images (CIFAR-sized) get the standard pad-and-crop plus flip,
-    larger ones timm's own transforms from the model's data config."""
+    """The torchvision transform for `model` and images larger than CIFAR's: timm's own transforms from the model's
+    data config (CIFAR-sized images are decoded once and augmented on the device instead: :func:`image_dataset`)."""
     import timm.data
     from torchvision import transforms as T
 
     cfg = timm.data.resolve_data_config({}, model=model)
     height, width = info.extra["image_size"]
-    in_chans = info.extra["in_chans"]
     if max(height, width) > SMALL_IMAGE_MAX_SIDE:
         return timm.data.create_transform(**cfg, is_training=train and augment)
-    mean, std = list(cfg["mean"]), list(cfg["std"])
-    if len(mean) != in_chans:  # e.g. grayscale input to a model configured for RGB statistics
-        mean, std = [float(np.mean(mean))] * in_chans, [float(np.mean(std))] * in_chans
+    mean, std = _normalisation(model, info.extra["in_chans"])
     steps = []
     if train and augment:
         steps += [T.RandomCrop((height, width), padding=max(1, round(max(height, width) / 8))), T.RandomHorizontalFlip()]
@@ -451,19 +566,46 @@ def image_transform(model: torch.nn.Module, info: DataInfo, train: bool, augment
 
 
 def image_dataset(dataset: Dataset, model: torch.nn.Module, info: DataInfo, train: bool, augment: bool = True):
-    """`dataset` reduced to image, label and index, decoded and transformed on the fly with ``with_transform``."""
+    """`dataset` as model inputs. CIFAR-sized images: the decode-once cache with pad-and-crop, flip and normalisation
+    applied to whole batches on the device (:class:`CachedImages`); an image that cannot be decoded is an
+    ``SVPRuntimeError`` naming its row. Larger images: decoded and transformed per row with timm's transforms
+    (``with_transform``)."""
     column, label = info.input_columns[0], info.label_column
+    dataset = add_index(dataset)
+    if small_images(info):
+
+        decoded = decoded_images(dataset, info)
+        check_decodable(decoded, column)
+        height, width = info.extra["image_size"]
+        mean, std = _normalisation(model, info.extra["in_chans"])
+        augmenter = BatchAugment(
+            mean, std, padding=max(1, round(max(height, width) / 8)), flip=True, train=bool(train and augment),
+            channels_last=uses_channels_last(model),
+        )
+        table = dataset.with_format("arrow")
+        labels = np.asarray(pc.fill_null(table[label], 0).to_numpy(zero_copy_only=False), dtype=np.int64)  # null: unlabelled
+        index = np.asarray(table[INDEX_COLUMN].to_numpy(zero_copy_only=False), dtype=np.int64)
+        return CachedImages(decoded.pixels, labels, index, augmenter)
     transform = image_transform(model, info, train, augment)
     mode = "L" if info.extra["in_chans"] == 1 else "RGB"
 
-    def _apply(batch):
-        return {
-            "pixel_values": [transform(img.convert(mode)) for img in batch[column]],
-            "labels": batch[label],
-            INDEX_COLUMN: batch[INDEX_COLUMN],
-        }
+    raw = datasets.Image(decode=True)
 
-    return add_index(dataset).select_columns([column, label, INDEX_COLUMN]).with_transform(_apply)
+    def _apply(batch):
+        pixels = []
+        for item, row in zip(batch[column], batch[INDEX_COLUMN]):
+            try:
+                pixels.append(transform(raw.decode_example(item).convert(mode)))
+            except Exception as err:  # PIL's UnidentifiedImageError, OSError, ...: name the row and column
+
+                raise SVPRuntimeError(
+                    f"the image in column {column!r} of row {row} cannot be decoded ({type(err).__name__}: {err}); fix "
+                    "or drop it, or set skip_undecodable: true to check every image first and skip those that fail"
+                ) from None
+        return {"pixel_values": pixels, "labels": batch[label], INDEX_COLUMN: batch[INDEX_COLUMN]}
+
+    undecoded = dataset.select_columns([column, label, INDEX_COLUMN]).cast_column(column, datasets.Image(decode=False))
+    return undecoded.with_transform(_apply)
 
 
 def collate_image_batch(rows: Sequence[dict]) -> Dict[str, torch.Tensor]:
@@ -472,6 +614,19 @@ def collate_image_batch(rows: Sequence[dict]) -> Dict[str, torch.Tensor]:
         "labels": torch.tensor([r["labels"] for r in rows], dtype=torch.long),
         INDEX_COLUMN: torch.tensor([r[INDEX_COLUMN] for r in rows], dtype=torch.long),
     }
+
+
+def batch_collate(dataset, default: Callable) -> Callable:
+    """The collate function for a model-ready `dataset`: its own (a decode-once or packed dataset batches rows by one
+    gather) or the family's `default`."""
+    return getattr(dataset, "collate", None) or default
+
+
+def on_device(dataset, batch: Dict[str, torch.Tensor], generator: Optional[torch.Generator] = None):
+    """`batch` (already on the device) finished there: augmented and normalised for decode-once images, unchanged
+    otherwise."""
+    transform = getattr(dataset, "device_transform", None)
+    return transform(batch, generator) if transform is not None else batch
 
 
 __all__ = [
@@ -484,12 +639,20 @@ __all__ = [
     "hold_out",
     "add_index",
     "keep_previous_columns",
+    "column_values",
     "find_label_column",
     "inspect_dataset",
     "check_same_columns",
     "image_transform",
     "image_dataset",
     "collate_image_batch",
+    "CachedImages",
+    "small_images",
+    "decoded_images",
+    "undecodable_rows",
+    "check_images",
+    "batch_collate",
+    "on_device",
     "join_text",
     "text_dataset",
     "INDEX_COLUMN",

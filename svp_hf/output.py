@@ -42,7 +42,10 @@ from .config import DEFAULT_MAX_SHARD_SIZE, SPLIT_NAME, check_split_name, parse_
 from .errors import SVPConfigError
 from .report import ReportInputs, render_report, write_plots
 
-RESULT_NAMES = ("dataset", "scores.parquet", "target_scores.parquet", "report.md", "rounds.json", "recipe.yaml", "metrics.json")
+RESULT_NAMES = (
+    "dataset", "scores.parquet", "target_scores.parquet", "selected.parquet", "report.md", "rounds.json", "recipe.yaml",
+    "metrics.json",
+)
 # Result files the jobs pass to write_run as `extra_files` (the active-learning rounds, the recipe as run).
 EXTRA_NAMES = ("rounds.json", "recipe.yaml")
 DATASET_DIR = "dataset"
@@ -249,33 +252,64 @@ def write_run(
         with open(os.path.join(tmp, REPORT_FILE), "w", encoding="utf-8") as f:
             f.write("# svp_hf report\n\n" + render_report(metrics, figures, image_dir=f"{DATASET_DIR}/{PLOTS_DIR}"))
         for name, obj in (extra_files or {}).items():
-            path = check_inside(tmp, os.path.join(tmp, name))
-            if isinstance(obj, str):  # already formatted (e.g. YAML)
-                with open(path, "w", encoding="utf-8") as f:
-                    f.write(obj)
-            else:
-                write_json(path, obj)
-        metrics[RESULT_FILES_KEY] = result_files(tmp)
-        write_json(os.path.join(tmp, "metrics.json"), metrics)
-        # Replace any previous result's files, then move the new ones into place. The previous metrics.json goes
-        # first and the new one comes last, so a metrics.json always belongs to the files next to it: a run killed
-        # in between leaves none (an incomplete result), never an old one describing new files.
-        stale_metrics = os.path.join(output_dir, "metrics.json")
-        if os.path.exists(stale_metrics):
-            os.remove(stale_metrics)
-        for name in RESULT_NAMES:
-            stale = os.path.join(output_dir, name)
-            if name != "metrics.json" and not os.path.exists(os.path.join(tmp, name)) and os.path.exists(stale):
-                shutil.rmtree(stale) if os.path.isdir(stale) else os.remove(stale)
-        names = [n for n in os.listdir(tmp) if n != "metrics.json"] + ["metrics.json"]
-        for name in names:
-            dest = check_inside(output_dir, os.path.join(output_dir, name))
-            if os.path.isdir(dest):
-                shutil.rmtree(dest)
-            os.replace(os.path.join(tmp, name), dest)
+            _write_file(check_inside(tmp, os.path.join(tmp, name)), obj)
+        _commit(tmp, output_dir, metrics)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return metrics
+
+
+def _write_file(path: str, obj: Any) -> None:
+    if isinstance(obj, Dataset):
+        obj.to_parquet(path)
+    elif isinstance(obj, str):  # already formatted (e.g. YAML)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(obj)
+    else:
+        write_json(path, obj)
+
+
+def write_files(output_dir: str, files: Dict[str, Any], metrics: Dict[str, Any], *, overwrite: bool = False) -> Dict[str, Any]:
+    """Write `files` (name -> a ``Dataset`` written as parquet, text, or a JSON-able object) and metrics.json
+    atomically into `output_dir`, replacing an earlier result there: the results of jobs that write no ``dataset/``
+    (streamed scoring). Returns the metrics as written."""
+    check_output_dir(output_dir, overwrite)
+    for name in files:
+        if name not in RESULT_NAMES or name == METRICS_FILE:
+            raise SVPConfigError(f"{name!r} is not a result file name ({', '.join(RESULT_NAMES)})")
+    os.makedirs(output_dir, exist_ok=True)
+    remove_stale_tmp(output_dir)
+    metrics = dict(metrics)
+    tmp = tempfile.mkdtemp(prefix=TMP_PREFIX, dir=output_dir)
+    try:
+        for name, obj in files.items():
+            _write_file(check_inside(tmp, os.path.join(tmp, name)), obj)
+        _commit(tmp, output_dir, metrics)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return metrics
+
+
+def _commit(tmp: str, output_dir: str, metrics: Dict[str, Any]) -> None:
+    """Write metrics.json (listing the result's files) into `tmp`, then replace the result in `output_dir` with
+    `tmp`'s files. The previous metrics.json goes first and the new one comes last, so a metrics.json always belongs
+    to the files next to it: a run killed in between leaves none (an incomplete result), never an old one describing
+    new files."""
+    metrics[RESULT_FILES_KEY] = result_files(tmp)
+    write_json(os.path.join(tmp, "metrics.json"), metrics)
+    stale_metrics = os.path.join(output_dir, "metrics.json")
+    if os.path.exists(stale_metrics):
+        os.remove(stale_metrics)
+    for name in RESULT_NAMES:
+        stale = os.path.join(output_dir, name)
+        if name != "metrics.json" and not os.path.exists(os.path.join(tmp, name)) and os.path.exists(stale):
+            shutil.rmtree(stale) if os.path.isdir(stale) else os.remove(stale)
+    names = [n for n in os.listdir(tmp) if n != "metrics.json"] + ["metrics.json"]
+    for name in names:
+        dest = check_inside(output_dir, os.path.join(output_dir, name))
+        if os.path.isdir(dest):
+            shutil.rmtree(dest)
+        os.replace(os.path.join(tmp, name), dest)
 
 
 def result_files(output_dir: str) -> List[str]:
@@ -368,6 +402,7 @@ def load_scores(source: str, *, which: str = "proxy", revision: Optional[str] = 
 __all__ = [
     "check_output_dir",
     "check_complete",
+    "write_files",
     "check_split_name",
     "check_inside",
     "result_files",

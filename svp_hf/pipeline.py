@@ -34,6 +34,7 @@ import datasets
 import numpy as np
 import yaml
 
+from . import image_cache
 from .card import source_metadata
 from .checkpoint import (
     CHECKPOINTS_DIR,
@@ -47,24 +48,28 @@ from .config import (
     DataArguments,
     RunArguments,
     parse_args,
+    parse_size,
     redact,
     resolved_recipe,
 )
 from .data import (
     INDEX_COLUMN,
     SCORE_COLUMN,
+    check_images,
     check_same_columns,
     get_split,
     hold_out,
     inspect_dataset,
     keep_previous_columns,
     load_data,
+    small_images,
 )
 from .errors import EXIT_CONFIG, EXIT_RUNTIME, SVPConfigError, SVPRuntimeError
 from .hub import check_hub_target, push_to_hub
 from .log import get_logger
 from .models import check_model
-from .output import check_output_dir, write_json, write_run
+from .output import check_output_dir, write_files, write_json, write_run
+from .roles import device_settings
 from .training import make_accelerator
 from .version import __version__
 
@@ -75,7 +80,7 @@ RECIPE_FILE = "recipe.yaml"
 # change them, and none of them (the Hub token least of all) is written into the checkpoints.
 UNRECORDED_SETTINGS = (
     "output_dir", "overwrite_output_dir", "resume", "report_to", "keep_checkpoints", "max_shard_size",
-    "push_to_hub", "hub_dataset_id", "hub_private", "hub_overwrite", *SECRET_KEYS,
+    "push_to_hub", "hub_dataset_id", "hub_private", "hub_overwrite", "pin_memory", "image_cache_max_memory", *SECRET_KEYS,
 )
 
 
@@ -184,6 +189,25 @@ def load_inspected_splits(data_args: DataArguments, modality: str, seed: int, mo
     return train, evaluation, info
 
 
+def checked_images(train, evaluation, info, data_args: DataArguments, skip: bool):
+    """The splits with every image checked to decode (the decode-once pass), before anything is trained or written:
+    an ``SVPRuntimeError`` naming the rows and column that cannot be decoded, or, with `skip`, the splits without
+    them and the skipped row numbers per split."""
+    skipped = {}
+    if info.modality != "image" or not (skip or small_images(info)):  # larger images: checked up front only to skip
+        return train, evaluation, skipped
+    train, bad = check_images(train, info, skip=skip, what=f"split {data_args.train_split!r}")
+    if bad:
+        skipped[data_args.train_split] = [int(r) for r in bad]
+    if evaluation is not None:
+        evaluation, bad = check_images(evaluation, info, skip=skip, what=f"split {data_args.eval_split!r}")
+        if bad:
+            skipped[data_args.eval_split] = [int(r) for r in bad]
+    if skipped:
+        logger.warning(f"skipped rows whose image cannot be decoded: {skipped}")
+    return train, evaluation, skipped
+
+
 def with_null_scores(evaluation):
     """The unpruned evaluation split with the same columns as the pruned one (one config, one schema):
     `svp_index` is the row's index in the evaluation split and `svp_score` is null (an incoming pair is kept as
@@ -240,6 +264,7 @@ def job_accelerator(run_args: RunArguments):
         mixed_precision=run_args.mixed_precision,
         log_with=run_args.report_to,
         project_dir=run_args.output_dir if run_args.report_to else None,
+        **({"dynamo_backend": "inductor"} if run_args.torch_compile else {}),
     )
     check_device(accelerator)
     return accelerator
@@ -285,6 +310,8 @@ class JobRun:
         self.checkpoints = os.path.join(run_args.output_dir, CHECKPOINTS_DIR)
         self.repo_id: Optional[str] = None
         self.accelerator = job_accelerator(run_args)
+        self.device = device_settings(run_args)
+        image_cache.configure(max_memory=parse_size(run_args.image_cache_max_memory, "image_cache_max_memory"))
         self._began = False
         self._had_checkpoints = False
 
@@ -343,6 +370,24 @@ class JobRun:
         self.accelerator.wait_for_everyone()
         return result
 
+    def finish_files(self, files: Dict[str, Any], *, metrics: Dict[str, Any], recipe: Dict[str, Any], headline: str) -> Dict[str, Any]:
+        """:meth:`finish` for a job whose result is files only (no ``dataset/``, card or report: streamed scoring)."""
+        accelerator, run_args = self.accelerator, self.run_args
+        metrics.setdefault("timings", {})["total"] = time.perf_counter() - self.start
+        metrics["recipe"] = recipe
+        if accelerator.is_main_process:
+            metrics = write_files(
+                self.output_dir, {**files, RECIPE_FILE: format_recipe(recipe)}, metrics, overwrite=run_args.overwrite_output_dir
+            )
+            print(summary(self.job, headline, self.output_dir, names=[*files, "metrics.json"]), flush=True)
+        if not run_args.keep_checkpoints:
+            discard(accelerator, [self.checkpoints])
+        accelerator.wait_for_everyone()
+        if run_args.report_to:
+            accelerator.end_training()
+        self._began = False
+        return metrics
+
     def finish(
         self,
         *,
@@ -391,16 +436,26 @@ class JobRun:
         return metrics
 
 
-def summary(job: str, headline: str, output_dir: str, hub_url: Optional[str] = None) -> str:
-    """The end-of-run summary: what the run did, then where each part of the result is."""
-    lines = [
-        f"svp_hf {job}: {headline}",
-        f"  dataset   {os.path.join(output_dir, 'dataset')}  (datasets.load_dataset reads it; card in README.md)",
-        f"  report    {os.path.join(output_dir, 'report.md')}",
-        f"  metrics   {os.path.join(output_dir, 'metrics.json')}",
+SUMMARY_LINES = (
+    ("dataset", "dataset", "datasets.load_dataset reads it; card in README.md"),
+    ("selected", "selected.parquet", "svp_index and score of every kept row"),
+    ("scores", "scores.parquet", None),
+    ("report", "report.md", None),
+    ("metrics", "metrics.json", None),
+)
+
+
+def summary(job: str, headline: str, output_dir: str, hub_url: Optional[str] = None, names: Optional[Sequence[str]] = None) -> str:
+    """The end-of-run summary: what the run did, then where each part of the result (`names`) is."""
+    names = ("dataset", "report.md", "metrics.json") if names is None else names
+    lines = [f"svp_hf {job}: {headline}"]
+    for label, name, note in SUMMARY_LINES:
+        if name in names:
+            lines.append(f"  {label:<9} {os.path.join(output_dir, name)}" + (f"  ({note})" if note else ""))
+    lines.append(
         f"  recipe    {os.path.join(output_dir, RECIPE_FILE)}  (reproduce: python -m svp_hf.{job} "
-        f"{os.path.join(output_dir, RECIPE_FILE)} --output_dir NEW_DIR)",
-    ]
+        f"{os.path.join(output_dir, RECIPE_FILE)} --output_dir NEW_DIR)"
+    )
     if hub_url:
         lines.append(f"  Hub       {hub_url}")
     return "\n".join(lines)
@@ -457,6 +512,7 @@ __all__ = [
     "run_provenance",
     "job_accelerator",
     "check_device",
+    "checked_images",
     "summary",
     "recipe_record",
     "RECIPE_FILE",

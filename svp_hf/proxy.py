@@ -28,9 +28,12 @@ from .data import (
     SCORE_COLUMN,
     DataInfo,
     add_index,
+    check_images,
     inspect_dataset,
     keep_previous_columns,
+    small_images,
 )
+from .device import DeviceSettings
 from .errors import SVPConfigError, SVPRuntimeError
 from .methods import get_method, list_methods, resolve_methods, training_signals
 from .models import ModelFamily, check_model, create_model, resolve_family
@@ -179,6 +182,8 @@ def prepare_inputs(
         return family, inspect_dataset(head, family.modality, partial=True, **columns)
     info = inspect_dataset(dataset, family.modality, **columns)
     check_model(model_name, info, trust_remote_code=trust_remote_code)
+    if info.modality == "image" and small_images(info):
+        check_images(dataset, info)  # the decode-once pass: an undecodable row stops here, before any training
     return family, info
 
 
@@ -239,6 +244,7 @@ def run_scoring(
     eval_dataset: Optional[Dataset] = None,
     methods: Optional[Sequence[str]] = None,
     checkpoint_dir: Optional[str] = None,
+    device: Optional[DeviceSettings] = None,
 ) -> ScoringRun:
     """Train the proxy on `dataset` (or load ``args.proxy_checkpoint``) and score it with every method; evaluate the
     proxy on `eval_dataset` if given.
@@ -263,7 +269,7 @@ def run_scoring(
             family,
             dataset,
             info,
-            training_config("proxy", args),
+            training_config("proxy", args, device=device),
             accelerator,
             signals=signals,
             desc=f"proxy {args.proxy}",

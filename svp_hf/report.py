@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 
 from .data import INDEX_COLUMN
+from .methods import get_method
 from .registry import Registry
 
 TEMPLATES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -132,7 +133,6 @@ def selection_cutoff(metrics: Dict[str, Any], method: str, values: np.ndarray):
     """``(threshold, keeps_above)`` between the kept and dropped rows of `method`'s scores `values`, when the selection
     was a single cut over them (the selection method, strategy ``top`` or ``bottom``, not class-balanced, some rows
     dropped); else ``None``. The threshold is the score of the last row kept."""
-    from .methods import get_method
 
     strategy = metrics.get("selected_strategy") or metrics.get("strategy")
     n_keep = metrics.get("n_selected")

@@ -8,14 +8,29 @@ import dataclasses
 from typing import Any, Dict, Optional
 
 from .config import RunArguments, SelectionArguments, role_settings
+from .device import DeviceSettings
 from .training import TrainingConfig
 
 
+def device_settings(run_args: Optional[RunArguments]) -> DeviceSettings:
+    """The recipe's device keys (``None``: the device's default)."""
+    if run_args is None:
+        return DeviceSettings()
+    return DeviceSettings(channels_last=run_args.channels_last, pin_memory=run_args.pin_memory, torch_compile=run_args.torch_compile)
+
+
 def training_config(
-    role: str, args: SelectionArguments, run_args: Optional[RunArguments] = None, *, epochs: Optional[int] = None
+    role: str,
+    args: SelectionArguments,
+    run_args: Optional[RunArguments] = None,
+    *,
+    epochs: Optional[int] = None,
+    device: Optional[DeviceSettings] = None,
 ) -> TrainingConfig:
-    """The training settings of `role` ("proxy" or "target"); `epochs` overrides the role's epochs (auto's check)."""
+    """The training settings of `role` ("proxy" or "target"); `epochs` overrides the role's epochs (auto's check);
+    `device` (default: the recipe's device keys, from `run_args`) sets channels_last and pinned memory."""
     settings = role_settings(role, args, run_args)
+    device = device or device_settings(run_args)
     return TrainingConfig(
         epochs=int(epochs if epochs is not None else settings["epochs"]),
         batch_size=settings["batch_size"],
@@ -27,6 +42,8 @@ def training_config(
         seed=args.seed,
         num_workers=args.dataloader_num_workers,
         augment=settings["augment"],
+        channels_last=device.channels_last,
+        pin_memory=device.pin_memory,
     )
 
 
@@ -65,4 +82,4 @@ def training_metrics(args: SelectionArguments, run_args: Optional[RunArguments])
     }
 
 
-__all__ = ["training_config", "pretrained", "target_args", "training_record", "training_metrics"]
+__all__ = ["device_settings", "training_config", "pretrained", "target_args", "training_record", "training_metrics"]

@@ -26,7 +26,16 @@ from tqdm.auto import tqdm
 
 from .checkpoint import ShardStore, on_main
 from .config import parse_size
-from .data import INDEX_COLUMN, DataInfo, add_index, keep_previous_columns
+from .data import (
+    INDEX_COLUMN,
+    DataInfo,
+    add_index,
+    batch_collate,
+    column_values,
+    keep_previous_columns,
+    on_device,
+)
+from .device import resolve_pin_memory
 from .errors import SVPConfigError
 from .log import get_logger
 from .methods import SelectionMethod
@@ -120,6 +129,9 @@ def iter_shards(dataset, shard_size: int, skip: int = 0) -> Iterator[Tuple[int, 
             shard += 1
     else:
         dataset = add_index(dataset)
+        if skip == 0 and shard_size >= len(dataset):
+            yield 0, dataset  # one shard: the dataset itself (no new Arrow view to build)
+            return
         for shard in range(skip, math.ceil(len(dataset) / shard_size)):
             yield shard, dataset.select(range(shard * shard_size, min(len(dataset), (shard + 1) * shard_size)))
 
@@ -178,7 +190,7 @@ def _full_batch_collate(collate, size: int):
     def padded(rows):
         rows = list(rows)
         batch = collate(rows + [rows[-1]] * max(0, size - len(rows)))
-        batch[REAL_ROWS] = torch.tensor(len(rows))
+        batch[REAL_ROWS] = len(rows)  # a Python int: moving the batch to the device leaves it on the host
         return batch
 
     return padded
@@ -187,12 +199,13 @@ def _full_batch_collate(collate, size: int):
 @torch.no_grad()
 def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, need_embeddings, accelerator, batch_size, num_workers, desc):
     """Scores (and embeddings) of one shard's rows, in row order, on every process."""
-    start, n = int(shard[0][INDEX_COLUMN]), len(shard)
+    start, n = int(column_values(shard, INDEX_COLUMN)[0]), len(shard)
     eval_ds = family.dataset(shard, model, info, train=False)
     # The module-level prepare keeps no reference to the loader, so finished shards can be freed.
     loader = prepare_data_loader(
         make_loader(
-            eval_ds, _full_batch_collate(family.make_collate(model), batch_size), batch_size, shuffle=False, num_workers=num_workers
+            eval_ds, _full_batch_collate(batch_collate(eval_ds, family.make_collate(model)), batch_size), batch_size,
+            shuffle=False, num_workers=num_workers, pin_memory=resolve_pin_memory(accelerator.device, None),
         ),
         accelerator.device,
         num_processes=accelerator.num_processes,
@@ -200,13 +213,12 @@ def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, n
         put_on_device=True,
         even_batches=True,
     )
-    values = np.full((len(batch_methods), n), np.nan)
-    labels = np.zeros(n, dtype=np.int64)
-    seen = np.zeros(n, dtype=bool)
-    embeddings = None
-    for batch in tqdm(loader, desc=desc, leave=False, disable=not accelerator.is_local_main_process):
+    # Every batch's results stay on the device and are copied to the host once, after the shard.
+    gathered_parts: List[tuple] = []
+    # A bar only on a terminal: writing one into a log costs more than scoring a fastText batch.
+    for batch in tqdm(loader, desc=desc, leave=False, disable=None if accelerator.is_local_main_process else True):
         rows_in_batch = int(batch.pop(REAL_ROWS))
-        padded = batch
+        padded = on_device(eval_ds, batch)
         with accelerator.autocast():
             if need_embeddings:
                 logits, emb = family.logits_and_embeddings(model, padded)
@@ -217,16 +229,20 @@ def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, n
         probs = torch.softmax(logits.float(), dim=-1)
         scored = torch.stack([m.scorer(probs, batch["labels"][:rows_in_batch]) for m in batch_methods], dim=1) if batch_methods else probs[:, :0]
         payload = (batch[INDEX_COLUMN][:rows_in_batch], batch["labels"][:rows_in_batch], scored.double()) + ((emb.float(),) if emb is not None else ())
-        gathered = accelerator.gather_for_metrics(payload)
-        rows = gathered[0].cpu().numpy() - start
-        labels[rows] = gathered[1].cpu().numpy()
-        values[:, rows] = gathered[2].cpu().numpy().T
+        gathered_parts.append(accelerator.gather_for_metrics(payload))
+    values = np.full((len(batch_methods), n), np.nan)
+    labels = np.zeros(n, dtype=np.int64)
+    seen = np.zeros(n, dtype=bool)
+    embeddings = None
+    if gathered_parts:
+        columns = [torch.cat([p[i] for p in gathered_parts]).cpu().numpy() for i in range(len(gathered_parts[0]))]
+        rows = columns[0] - start
+        labels[rows] = columns[1]
+        values[:, rows] = columns[2].T
         seen[rows] = True
-        if emb is not None:
-            emb_np = gathered[3].cpu().numpy()
-            if embeddings is None:
-                embeddings = np.zeros((n, emb_np.shape[1]), dtype=np.float32)
-            embeddings[rows] = emb_np
+        if len(columns) > 3:
+            embeddings = np.zeros((n, columns[3].shape[1]), dtype=np.float32)
+            embeddings[rows] = columns[3]
     if not seen.all():
         raise RuntimeError(f"{int((~seen).sum())} examples were not scored; this is a bug in svp_hf")
     return labels, values, embeddings
@@ -329,6 +345,8 @@ def score_examples(
 def _by_position(dataset: Dataset) -> Dataset:
     """`dataset` with `svp_index` set to each row's position (a subset's own ids are dropped, not rewritten)."""
     if INDEX_COLUMN in dataset.column_names:
+        if np.array_equal(column_values(dataset, INDEX_COLUMN), np.arange(len(dataset))):
+            return dataset  # already by position
         dataset = dataset.remove_columns(INDEX_COLUMN)
     return add_index(dataset)
 

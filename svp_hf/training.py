@@ -15,8 +15,10 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .augment import epoch_generator
 from .checkpoint import latest_epoch, load_training_state, save_epoch
-from .data import INDEX_COLUMN, DataInfo
+from .data import INDEX_COLUMN, DataInfo, batch_collate, on_device
+from .device import apply_memory_format, default_mixed_precision, resolve_pin_memory
 from .errors import SVPConfigError
 from .log import get_logger
 from .registry import Registry
@@ -96,6 +98,8 @@ class TrainingConfig:
     seed: int = 0
     num_workers: int = 0
     augment: bool = True
+    channels_last: Optional[bool] = None  # None: convolutional models on a CUDA device (svp_hf.device)
+    pin_memory: Optional[bool] = None  # None: when batches go to a CUDA device
 
 
 @dataclass
@@ -104,6 +108,8 @@ class TrainResult:
     history: List[Dict[str, float]] = field(default_factory=list)
     signals: Dict[str, TrainingSignal] = field(default_factory=dict)
     seconds: float = 0.0
+    prepare_seconds: float = 0.0  # of `seconds`: turning the dataset into batches (decode-once, tokenising) and setup
+    loop_seconds: float = 0.0  # of `seconds`: the epochs themselves
 
     @property
     def forgetting(self) -> Optional[ForgettingTracker]:
@@ -178,10 +184,30 @@ def make_accelerator(**kwargs) -> Accelerator:
     has_device = accel_api.is_available() if accel_api is not None else torch.cuda.is_available()
     if launched and not has_device:
         kwargs.setdefault("cpu", True)
+    if kwargs.get("mixed_precision") is None:  # bf16 autocast on GPUs that support it (svp_hf.device)
+        kwargs["mixed_precision"] = default_mixed_precision()
     return Accelerator(**kwargs)
 
 
-def make_loader(dataset, collate_fn, batch_size: int, *, shuffle: bool, seed: int = 0, num_workers: int = 0):
+def release(accelerator: Accelerator, *, collect: bool = False) -> None:
+    """Forget what `accelerator` prepared (as ``free_memory`` does), so it cannot end up in the next training's
+    checkpoints. Python's garbage collection (0.5 s and more with a large heap) runs only with `collect` and a GPU,
+    where freeing device memory matters; the device cache is emptied there too."""
+    for name in ("_models", "_optimizers", "_schedulers", "_dataloaders"):
+        getattr(accelerator, name).clear()
+    accelerator.step = 0
+    if accelerator.device.type == "cuda":
+        if collect:
+            import gc
+
+            gc.collect()
+        torch.cuda.empty_cache()
+
+
+def make_loader(
+    dataset, collate_fn, batch_size: int, *, shuffle: bool, seed: int = 0, num_workers: int = 0, pin_memory: bool = False
+):
+    """A DataLoader over a model-ready dataset, batched by `collate_fn` (see :func:`svp_hf.data.batch_collate`)."""
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(
         dataset,
@@ -190,6 +216,7 @@ def make_loader(dataset, collate_fn, batch_size: int, *, shuffle: bool, seed: in
         collate_fn=collate_fn,
         num_workers=num_workers,
         generator=generator,
+        pin_memory=pin_memory,
     )
 
 
@@ -216,10 +243,12 @@ def train_model(
     function of ``(seed, epoch)`` alone.
     """
     start = time.perf_counter()
-    accelerator.free_memory()  # what a previous training prepared must not end up in this one's checkpoints
+    release(accelerator)  # what a previous training prepared must not end up in this one's checkpoints
+    model = apply_memory_format(model, accelerator.device, config.channels_last)
     train_ds = family.dataset(dataset, model, info, train=True, augment=config.augment)
     loader = make_loader(
-        train_ds, family.make_collate(model), config.batch_size, shuffle=True, seed=config.seed, num_workers=config.num_workers
+        train_ds, batch_collate(train_ds, family.make_collate(model)), config.batch_size, shuffle=True, seed=config.seed,
+        num_workers=config.num_workers, pin_memory=resolve_pin_memory(accelerator.device, config.pin_memory),
     )
     order = loader.generator
     total_steps = max(1, config.epochs * len(loader))  # in single-process steps: Accelerate scales for N processes
@@ -236,31 +265,14 @@ def train_model(
         history = list(state["history"])
         recorded.update(restore_signals(state, recorded))
         logger.info(f"{desc}: resumed from {folder} (epoch {done} of {config.epochs})", main_process_only=True)
+    prepared = time.perf_counter() - start
     for epoch in range(done, config.epochs):
         order.manual_seed(config.seed + epoch)
+        augment_stream = epoch_generator(accelerator.device, config.seed, epoch, accelerator.process_index)
         model.train()
-        loss_sum, correct_sum, seen = 0.0, 0, 0
-        bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}/{config.epochs}", disable=not accelerator.is_local_main_process)
-        for batch in bar:
-            logits = family.logits(model, batch)
-            loss = F.cross_entropy(logits, batch["labels"])
-            accelerator.backward(loss)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            correct = logits.detach().argmax(dim=-1) == batch["labels"]
-            payload = (batch[INDEX_COLUMN], correct, loss.detach().expand(correct.shape[0]))
-            if recorded:
-                payload += (observe_all(recorded, logits, batch["labels"]),)
-            gathered = accelerator.gather_for_metrics(payload)
-            indices, correct, losses = gathered[:3]
-            if recorded:
-                update_all(recorded, indices.cpu().numpy(), gathered[3].cpu().numpy())
-            loss_sum += float(losses.float().sum())
-            correct_sum += int(correct.sum())
-            seen += int(correct.numel())
-            bar.set_postfix(loss=f"{loss_sum / max(seen, 1):.3f}", acc=f"{correct_sum / max(seen, 1):.3f}")
-        record = {"epoch": epoch + 1, "loss": loss_sum / max(seen, 1), "accuracy": correct_sum / max(seen, 1)}
+        record = _train_epoch(model, family, train_ds, loader, optimizer, scheduler, accelerator, recorded, augment_stream,
+                              desc=f"{desc} epoch {epoch + 1}/{config.epochs}")
+        record = {"epoch": epoch + 1, **record}
         history.append(record)
         logger.info(f"{desc} epoch {epoch + 1}: loss {record['loss']:.4f}, train accuracy {record['accuracy']:.4f}")
         if accelerator.trackers:
@@ -268,9 +280,47 @@ def train_model(
         if checkpoint_dir:
             state = {"epoch": epoch + 1, "history": history, "signals": signals_state(recorded)}
             save_epoch(accelerator, checkpoint_dir, epoch + 1, state)
+    loop_seconds = time.perf_counter() - start - prepared
     model = accelerator.unwrap_model(model)
-    accelerator.free_memory()
-    return TrainResult(model, history, recorded, time.perf_counter() - start)
+    release(accelerator, collect=True)
+    return TrainResult(model, history, recorded, time.perf_counter() - start, prepared, loop_seconds)
+
+
+def _train_epoch(model, family, train_ds, loader, optimizer, scheduler, accelerator, recorded, augment_stream, *, desc):
+    """One epoch with no host synchronisation inside the step: loss, accuracy and the signals' per-example values
+    stay on the device (gathered across processes by ``gather_for_metrics``, which drops the padding of the last
+    uneven batch) and are copied to the host once, after the epoch; the signals are then updated in presentation
+    order, exactly as per-step updates would."""
+    loss_sum = torch.zeros((), dtype=torch.float64, device=accelerator.device)
+    correct_sum = torch.zeros((), dtype=torch.int64, device=accelerator.device)
+    seen = 0
+    observed: List[tuple] = []
+    # A bar only on a terminal (``disable=None``): writing one into a log costs more than a fastText step.
+    for batch in tqdm(loader, desc=desc, disable=None if accelerator.is_local_main_process else True):
+        batch = on_device(train_ds, batch, augment_stream)
+        logits = family.logits(model, batch)
+        loss = F.cross_entropy(logits, batch["labels"])
+        accelerator.backward(loss)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        logits = logits.detach()
+        correct = logits.argmax(dim=-1) == batch["labels"]
+        payload = (correct, loss.detach().expand(correct.shape[0]))
+        if recorded:
+            payload += (batch[INDEX_COLUMN], observe_all(recorded, logits, batch["labels"]))
+        gathered = accelerator.gather_for_metrics(payload)
+        loss_sum += gathered[1].double().sum()
+        correct_sum += gathered[0].sum()
+        seen += gathered[0].shape[0]  # a shape: known on the host without waiting for the device
+        if recorded:
+            observed.append((gathered[2], gathered[3]))
+    if recorded and observed:
+        indices = torch.cat([o[0] for o in observed]).cpu().numpy()
+        values = torch.cat([o[1] for o in observed]).cpu().numpy()
+        update_all(recorded, indices, values)
+    loss_total, correct_total = float(loss_sum), int(correct_sum)  # the epoch's only synchronisation
+    return {"loss": loss_total / max(seen, 1), "accuracy": correct_total / max(seen, 1)}
 
 
 @torch.no_grad()
@@ -281,17 +331,20 @@ def evaluate_accuracy(
     """Top-1 accuracy of `model` on `dataset`, every example counted exactly once across processes."""
     eval_ds = family.dataset(dataset, model, info, train=False)
     loader = accelerator.prepare(
-        make_loader(eval_ds, family.make_collate(model), batch_size, shuffle=False, num_workers=num_workers)
+        make_loader(eval_ds, batch_collate(eval_ds, family.make_collate(model)), batch_size, shuffle=False, num_workers=num_workers,
+                    pin_memory=resolve_pin_memory(accelerator.device, None))
     )
     model = model.to(accelerator.device).eval()
-    correct, total = 0, 0
+    correct = torch.zeros((), dtype=torch.int64, device=accelerator.device)
+    total = 0
     for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process):
+        batch = on_device(eval_ds, batch)
         with accelerator.autocast():
             logits = family.logits(model, batch)
         hits = accelerator.gather_for_metrics(logits.argmax(dim=-1) == batch["labels"])
-        correct += int(hits.sum())
-        total += int(hits.numel())
-    return correct / max(total, 1)
+        correct += hits.sum()
+        total += hits.shape[0]
+    return int(correct) / max(total, 1)
 
 
 __all__ = [

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..data import INDEX_COLUMN, DataInfo, text_dataset
 from ..errors import SVPConfigError
+from ..packed import PackedText, packed_text
 from . import ModelFamily, parse_model_spec, register_family
 
 NAME = "fasttext"
@@ -131,8 +132,15 @@ def _check(name: str, info: DataInfo, *, trust_remote_code: bool = False) -> Non
 
 
 def fasttext_dataset(dataset, model: FastText, info: DataInfo, train: bool, augment: bool = True):
-    """`dataset` as hashed n-gram ids (``input_ids``), ``labels`` and `svp_index`, computed once with `datasets.map`."""
-    return text_dataset(dataset, info, model.hasher(), desc="hashing words and n-grams")
+    """`dataset` as hashed n-gram ids (``input_ids``), ``labels`` and `svp_index`, computed once with `datasets.map`
+    and packed into flat arrays (:class:`~svp_hf.packed.PackedText`): a batch is one gather."""
+
+    def build():
+        encoded = text_dataset(dataset, info, model.hasher(), desc="hashing words and n-grams")
+        return PackedText(encoded, ["input_ids"], layout="bags")
+
+    key = ("fasttext", model.config, tuple(info.input_columns), info.label_column)
+    return packed_text(dataset, key, build)
 
 
 def collate_bags(rows: Sequence[dict]) -> Dict[str, torch.Tensor]:

@@ -27,6 +27,7 @@ import torch
 
 from ..data import DataInfo, text_dataset
 from ..errors import SVPConfigError
+from ..packed import PackedText, packed_text
 from . import ModelFamily, parse_model_spec, register_family
 
 CONFIG_PREFIX = "config:"
@@ -224,7 +225,21 @@ class Tokenize:
 
 
 def transformers_dataset(dataset, model, info: DataInfo, train: bool, augment: bool = True):
-    return text_dataset(dataset, info, Tokenize(model.svp_tokenizer, model.svp_max_length), desc="tokenizing")
+    """`dataset` tokenized once with `datasets.map` (cached for file-backed data) and packed into flat arrays
+    (:class:`~svp_hf.packed.PackedText`): a batch is one gather, padded to its longest row as
+    ``DataCollatorWithPadding`` pads."""
+
+    tokenizer = model.svp_tokenizer
+
+    def build():
+        encoded = text_dataset(dataset, info, Tokenize(tokenizer, model.svp_max_length), desc="tokenizing")
+        columns = [c for c in tokenizer.model_input_names if c in encoded.column_names]
+        pads = {"input_ids": tokenizer.pad_token_id, "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0), "attention_mask": 0}
+        return PackedText(encoded, columns, layout="padded", pad_values=pads, padding_side=tokenizer.padding_side)
+
+    key = ("transformers", tokenizer.name_or_path, len(tokenizer), model.svp_max_length, tokenizer.padding_side,
+           tuple(info.input_columns), info.label_column)
+    return packed_text(dataset, key, build)
 
 
 def _collate_for(model):

@@ -1,0 +1,259 @@
+"""Decode-once image cache: every image of a dataset decoded a single time into one compact ``uint8`` array
+(rows x height x width x channels), reused by every epoch, by the proxy and target, by scoring and evaluation.
+
+- One decode pass per dataset and process, found again through the Arrow buffers of the image column (so
+  ``select``-ed subsets of a decoded dataset, e.g. ``auto``'s candidate subsets, reuse it without decoding).
+- For datasets read from files (``load_dataset``), the array is saved next to the dataset's own cache files as a
+  ``.npy`` named by the dataset's fingerprint and memory-mapped by later runs: a second run decodes nothing.
+- The array is held in memory up to :data:`MAX_MEMORY` bytes (``image_cache_max_memory``); a larger one is written to
+  a memory-mapped file on disk, so datasets larger than memory are read batch by batch from the page cache.
+- The decode pass is also the check that every image can be read: a row that cannot be decoded is an
+  :class:`~svp_hf.errors.SVPRuntimeError` naming its row(s) and column, raised before anything is trained (or the
+  row is dropped, see :func:`drop_undecodable`).
+
+Only images whose size fits :data:`~svp_hf.data.SMALL_IMAGE_MAX_SIDE` (CIFAR-sized) are cached; images of another size
+than the first are resized to it (bilinear). Larger images keep timm's per-row transforms, and are only checked.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets import Dataset
+
+from .errors import SVPRuntimeError
+
+MAX_MEMORY = 4 << 30  # bytes of decoded images held in memory; larger arrays are memory-mapped from disk
+DECODE_BATCH = 1024
+
+
+def configure(max_memory: Optional[int] = None) -> None:
+    """Set the in-memory bound of the cache (bytes); larger decoded datasets are memory-mapped from disk."""
+    global MAX_MEMORY
+    if max_memory is not None:
+        MAX_MEMORY = int(max_memory)
+
+
+@dataclass
+class DecodedImages:
+    """A dataset's images as one ``uint8`` array (``pixels``: rows x height x width x channels, in memory or
+    memory-mapped) and the rows that could not be decoded (their pixels are zeros)."""
+
+    pixels: np.ndarray
+    bad_rows: List[int] = field(default_factory=list)
+    memory_mapped: bool = False
+    from_disk_cache: bool = False
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.pixels.nbytes)
+
+
+# In-process memo of decoded tables: each entry maps the Arrow buffers of every chunk of the image column it was
+# decoded from to the row where that chunk starts, and keeps the column alive (so its buffers are never reused).
+# Any slice, shard or ``select`` of that table (which share its buffers) is then found without decoding again.
+@dataclass
+class _Entry:
+    column: object
+    chunk_starts: Dict[tuple, Tuple[int, int, int]]  # buffers -> (array row of offset 0, first, end offset held)
+    mode: str
+    size: Tuple[int, int]
+    decoded: DecodedImages
+
+
+_MEMO: List[_Entry] = []
+_MEMO_LIMIT = 4  # decoded tables kept per process (the newest; e.g. train and test splits, a pruned subset)
+
+
+def _buffers_key(chunk) -> tuple:
+    return tuple(b.address if b is not None else 0 for b in chunk.buffers())
+
+
+def _chunk_starts(column: pa.ChunkedArray) -> Dict[tuple, Tuple[int, int, int]]:
+    """For each chunk's buffers: the array row its offset 0 maps to, and the range of offsets decoded (a slice of a
+    chunk shares the whole chunk's buffers but holds only its own rows)."""
+    starts, row = {}, 0
+    for chunk in column.chunks:
+        if len(chunk):
+            starts[_buffers_key(chunk)] = (row - chunk.offset, chunk.offset, chunk.offset + len(chunk))
+        row += len(chunk)
+    return starts
+
+
+def _lookup(column: pa.ChunkedArray, mode: str, size) -> Optional[Tuple[_Entry, np.ndarray]]:
+    """A memo entry holding every row of `column`, and the rows of that entry's array they are."""
+    for entry in reversed(_MEMO):
+        if entry.mode != mode or entry.size != tuple(size):
+            continue
+        parts = []
+        for chunk in column.chunks:
+            if not len(chunk):
+                continue
+            held = entry.chunk_starts.get(_buffers_key(chunk))
+            if held is None or not held[1] <= chunk.offset <= chunk.offset + len(chunk) <= held[2]:
+                break
+            parts.append(np.arange(len(chunk), dtype=np.int64) + held[0] + chunk.offset)
+        else:
+            return entry, (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
+    return None
+
+
+def _view(decoded: DecodedImages, rows: np.ndarray) -> DecodedImages:
+    """The rows `rows` of a decoded array: a slice view when contiguous, an index view otherwise."""
+    if len(rows) == len(decoded.pixels) and (len(rows) == 0 or (rows[0] == 0 and np.all(np.diff(rows) == 1))):
+        return decoded
+    if len(rows) and np.all(np.diff(rows) == 1):
+        pixels = decoded.pixels[int(rows[0]) : int(rows[-1]) + 1]
+    else:
+        pixels = _Rows(decoded.pixels, rows)
+    bad = []
+    if decoded.bad_rows:
+        position = {int(r): i for i, r in enumerate(rows)}
+        bad = sorted(position[r] for r in decoded.bad_rows if r in position)
+    return DecodedImages(pixels, bad, decoded.memory_mapped, decoded.from_disk_cache)
+
+
+def _image_bytes(chunk) -> Tuple[list, list]:
+    """The encoded bytes and paths of an Arrow chunk of a ``datasets.Image`` column (a struct of bytes and path)."""
+    if pa.types.is_struct(chunk.type):
+        return pc.struct_field(chunk, "bytes").to_pylist(), pc.struct_field(chunk, "path").to_pylist()
+    if pa.types.is_binary(chunk.type) or pa.types.is_large_binary(chunk.type):
+        return chunk.to_pylist(), [None] * len(chunk)
+    return [None] * len(chunk), chunk.to_pylist()  # paths only
+
+
+def decode_one(data: Optional[bytes], path: Optional[str], mode: str, size: Optional[Tuple[int, int]]) -> np.ndarray:
+    """One image as a ``uint8`` array (height x width x channels) in PIL `mode`, resized to `size` when given."""
+    from PIL import Image as PILImage
+
+    image = PILImage.open(io.BytesIO(data) if data is not None else path)
+    image = image.convert(mode)
+    if size is not None and (image.height, image.width) != tuple(size):
+        image = image.resize((size[1], size[0]), PILImage.BILINEAR)
+    array = np.asarray(image, dtype=np.uint8)
+    return array[..., None] if array.ndim == 2 else array
+
+
+def _decode_column(column: pa.ChunkedArray, rows: np.ndarray, mode: str, size, channels: int, out) -> List[int]:
+    """Decode the rows `rows` of `column` into `out` (in order); returns the positions (into `rows`) that failed."""
+    bad: List[int] = []
+    for start in range(0, len(rows), DECODE_BATCH):
+        part = rows[start : start + DECODE_BATCH]
+        data, paths = _image_bytes(column.take(pa.array(part, type=pa.int64())).combine_chunks())
+        for j, (b, p) in enumerate(zip(data, paths)):
+            try:
+                if b is None and p is None:
+                    raise ValueError("no image")
+                out[start + j] = decode_one(b, p, mode, size)
+            except Exception:  # PIL raises UnidentifiedImageError, OSError, ValueError, SyntaxError, ...
+                out[start + j] = 0
+                bad.append(start + j)
+    return bad
+
+
+def _disk_cache_path(dataset: Dataset, column: str, mode: str, size) -> Optional[str]:
+    """Where a file-backed dataset's decoded images live across runs: next to its Arrow cache files, named by its
+    fingerprint (None for in-memory datasets and row selections)."""
+    files = getattr(dataset, "cache_files", None) or []
+    if not files or dataset._indices is not None:
+        return None
+    folder = os.path.dirname(files[0]["filename"])
+    if not os.access(folder, os.W_OK):
+        return None
+    return os.path.join(folder, f"svp_images-{dataset._fingerprint}-{column}-{mode}-{size[0]}x{size[1]}")
+
+
+def decode_images(dataset: Dataset, column: str, mode: str, size: Tuple[int, int]) -> DecodedImages:
+    """Every image of `column` decoded once (see the module's notes); rows in the dataset's order."""
+    channels = 1 if mode == "L" else 3
+    size = tuple(size)
+    table_column = dataset.data.column(column)
+    indices = dataset._indices.column(0).to_numpy() if dataset._indices is not None else None
+    hit = _lookup(table_column, mode, size)
+    if hit is None and indices is not None and len(indices) < len(table_column) // 2:
+        # A small subset of an undecoded table: decode only its rows (not remembered).
+        return _decode(dataset, table_column, indices, mode, size, channels, None)
+    if hit is None:
+        cache = _disk_cache_path(dataset, column, mode, size)
+        decoded = _decode(dataset, table_column, np.arange(len(table_column)), mode, size, channels, cache)
+        if len(_MEMO) >= _MEMO_LIMIT:
+            _MEMO.pop(0)
+        _MEMO.append(_Entry(table_column, _chunk_starts(table_column), mode, size, decoded))
+        hit = _lookup(table_column, mode, size)
+    entry, rows = hit
+    if indices is not None:
+        rows = rows[indices]
+    return _view(entry.decoded, rows)
+
+
+class _Rows:
+    """A row-selected view of a decoded array (no copy): indexing maps through `indices`."""
+
+    def __init__(self, pixels: np.ndarray, indices: np.ndarray):
+        self.base, self.indices = pixels, np.asarray(indices, dtype=np.int64)
+        self.shape = (len(self.indices),) + tuple(pixels.shape[1:])
+        self.dtype = pixels.dtype
+        self.nbytes = int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, rows):
+        return self.base[self.indices[rows]]
+
+
+def _decode(dataset, column, rows, mode, size, channels, cache: Optional[str]) -> DecodedImages:
+    shape = (len(rows), size[0], size[1], channels)
+    if cache is not None and os.path.isfile(cache + ".npy") and os.path.isfile(cache + ".bad.npy"):
+        pixels = np.load(cache + ".npy", mmap_mode="r")
+        if pixels.shape == shape:
+            return DecodedImages(pixels, np.load(cache + ".bad.npy").tolist(), True, True)
+    nbytes = int(np.prod(shape))
+    if cache is not None or nbytes > MAX_MEMORY:
+        # Written straight to a memory-mapped file: in the dataset's cache folder (kept for later runs) or, for an
+        # in-memory dataset larger than the bound, a temporary file removed when the process ends.
+        target = cache + ".npy.tmp" if cache is not None else tempfile.NamedTemporaryFile(suffix=".npy", delete=False).name
+        pixels = np.lib.format.open_memmap(target, mode="w+", dtype=np.uint8, shape=shape)
+        bad = _decode_column(column, rows, mode, size, channels, pixels)
+        pixels.flush()
+        if cache is not None:
+            np.save(cache + ".bad.npy.tmp.npy", np.asarray(bad, dtype=np.int64))
+            os.replace(cache + ".bad.npy.tmp.npy", cache + ".bad.npy")
+            os.replace(target, cache + ".npy")
+            target = cache + ".npy"
+        else:
+            os.unlink(target)  # the mapping keeps the data readable; the file disappears with the process
+        pixels = np.load(target, mmap_mode="r") if cache is not None else pixels
+        if cache is not None and nbytes <= MAX_MEMORY:
+            pixels = np.ascontiguousarray(pixels)  # small enough: held in memory
+            return DecodedImages(pixels, bad, False, False)
+        return DecodedImages(pixels, bad, True, False)
+    pixels = np.empty(shape, dtype=np.uint8)
+    bad = _decode_column(column, rows, mode, size, channels, pixels)
+    return DecodedImages(pixels, bad, False, False)
+
+
+def check_decodable(decoded: DecodedImages, column: str, what: str = "the dataset") -> None:
+    """An :class:`SVPRuntimeError` naming the rows of `column` that could not be decoded, if any."""
+    if decoded.bad_rows:
+        rows = decoded.bad_rows
+        shown = ", ".join(str(r) for r in rows[:20]) + (", ..." if len(rows) > 20 else "")
+        raise SVPRuntimeError(
+            f"{len(rows)} image(s) in column {column!r} of {what} cannot be decoded (row(s) {shown}); fix or drop "
+            "those rows, or set skip_undecodable: true to skip them (they are listed in metrics.json)"
+        )
+
+
+def clear() -> None:
+    """Forget every decoded dataset held by this process."""
+    _MEMO.clear()
+
+
+__all__ = ["DecodedImages", "decode_images", "decode_one", "check_decodable", "configure", "clear", "MAX_MEMORY"]
