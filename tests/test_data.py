@@ -11,7 +11,6 @@ from PIL import Image as PILImage
 
 import svp_hf
 from svp_hf import SVPConfigError, pipeline
-from svp_hf.api import prepare_inputs
 from svp_hf.config import DataArguments
 from svp_hf.data import (
     CachedImages,
@@ -24,6 +23,7 @@ from svp_hf.data import (
 )
 from svp_hf.errors import SVPRuntimeError
 from svp_hf.models import create_model
+from svp_hf.proxy import prepare_inputs
 
 
 def test_digits_builtin(digits):

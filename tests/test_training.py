@@ -5,10 +5,10 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from svp_hf.api import prepare_inputs
 from svp_hf.data import add_index, inspect_dataset
 from svp_hf.errors import SVPConfigError
 from svp_hf.models import create_model, resolve_family
+from svp_hf.proxy import prepare_inputs
 from svp_hf.training import (
     LR_SCHEDULES,
     TrainingConfig,
