@@ -48,6 +48,7 @@ def _help(text: str, **kwargs) -> Any:
 
 def parse_size(value, name: str = "max_shard_size") -> int:
     """Bytes in a size such as ``"500MB"`` or ``2**20``; a clear error naming the setting otherwise."""
+    given = value
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)  # a number of bytes, given as text (the recipe types every size as a string)
     try:
@@ -55,7 +56,7 @@ def parse_size(value, name: str = "max_shard_size") -> int:
     except (TypeError, ValueError):
         size = None
     if not isinstance(size, int) or size <= 0:
-        raise SVPConfigError(f"{name} must be a positive size such as '500MB', got {value!r}")
+        raise SVPConfigError(f"{name} must be a positive size such as '500MB', got {given!r}")
     return size
 
 

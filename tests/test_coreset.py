@@ -363,4 +363,4 @@ def test_streaming_scores_a_stream_with_a_trained_proxy_like_the_in_memory_data(
     selected = pd.read_parquet(tmp_path / "streamed" / "selected.parquet")
     top = np.argsort(-in_memory["least_confidence"].to_numpy(), kind="stable")[:30]
     assert sorted(selected["svp_index"]) == sorted(top.tolist())
-    assert sorted(os.listdir(tmp_path / "streamed")) == ["metrics.json", "scores.parquet", "selected.parquet"]
+    assert sorted(os.listdir(tmp_path / "streamed")) == ["metrics.json", "recipe.yaml", "scores.parquet", "selected.parquet"]
