@@ -380,13 +380,17 @@ class JobRun:
                 self.output_dir, {**files, RECIPE_FILE: format_recipe(recipe)}, metrics, overwrite=run_args.overwrite_output_dir
             )
             print(summary(self.job, headline, self.output_dir, names=[*files, "metrics.json"]), flush=True)
-        if not run_args.keep_checkpoints:
-            discard(accelerator, [self.checkpoints])
-        accelerator.wait_for_everyone()
-        if run_args.report_to:
-            accelerator.end_training()
-        self._began = False
+        self._close(run_args.keep_checkpoints)
         return metrics
+
+    def _close(self, keep_checkpoints: bool) -> None:
+        """The run is done: its checkpoints go (unless kept), every process waits, the trackers end."""
+        if not keep_checkpoints:
+            discard(self.accelerator, [self.checkpoints])
+        self.accelerator.wait_for_everyone()
+        if self.run_args.report_to:
+            self.accelerator.end_training()
+        self._began = False
 
     def finish(
         self,
@@ -427,12 +431,7 @@ class JobRun:
                     overwrite=run_args.hub_overwrite,
                 )
             print(summary(self.job, headline, self.output_dir, metrics.get("hub_url")), flush=True)
-        if not (run_args.keep_checkpoints if keep_checkpoints is None else keep_checkpoints):
-            discard(accelerator, [self.checkpoints])
-        accelerator.wait_for_everyone()
-        if run_args.report_to:
-            accelerator.end_training()
-        self._began = False
+        self._close(run_args.keep_checkpoints if keep_checkpoints is None else keep_checkpoints)
         return metrics
 
 
