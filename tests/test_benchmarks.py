@@ -57,9 +57,10 @@ def test_every_benchmark_runs_quick_and_renders(tmp_path):
             assert cell["auto_chosen"] and cell["auto_seconds"]["mean"] > 0
 
     results = (tmp_path / "RESULTS.md").read_text()
-    for title in ("Core-set selection on CIFAR-10", "Active learning on Amazon", "Scoring throughput", "Scale check", "Prune-rate sweep"):
+    for title in ("Core-set selection on CIFAR-10", "Active learning on Amazon", "Training and scoring throughput", "Scale check", "Prune-rate sweep"):
         assert title in results
     assert "Not run yet" not in results
+    assert "training / raw" in results and "Selection speedup target / proxy measured" in results
 
 
 def test_prune_sweep_rerun_skips_finished_arms(tmp_path, monkeypatch):
