@@ -26,11 +26,12 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 from accelerate.utils import set_seed
 
+from .config import check_coverage_beta
 from .data import INDEX_COLUMN, add_index
 from .errors import SVPConfigError
 from .models import create_model
 from .selection import class_quotas, n_to_keep
-from .strategies import apply_strategy, check_coverage_beta, default_coverage_beta
+from .strategies import apply_strategy, default_coverage_beta
 from .training import evaluate_accuracy, train_model
 
 logger = logging.getLogger(__name__)

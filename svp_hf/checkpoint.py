@@ -232,14 +232,27 @@ class ShardStore:
 # --- the run's settings ---------------------------------------------------------------------------------------------
 
 
+def changed_run_settings(root: str, settings: Dict[str, Any]) -> Optional[list]:
+    """The keys whose value differs between `settings` and the ones recorded in ``root/run.json``, sorted; ``None``
+    when no run is recorded there."""
+    path = os.path.join(root, RUN_SETTINGS)
+    if not os.path.isfile(path):
+        return None
+    settings = json.loads(json.dumps(settings, default=str))
+    with open(path, encoding="utf-8") as f:
+        saved = json.load(f)
+    return sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+
+
+def has_progress(root: str) -> bool:
+    """Whether the checkpoints under `root` hold anything beyond the recorded settings."""
+    return os.path.isdir(root) and any(name != RUN_SETTINGS for name in os.listdir(root))
+
+
 def check_run_settings(accelerator: Accelerator, root: str, settings: Dict[str, Any]) -> None:
     """Record `settings` in ``root/run.json``, or check they match the ones of the unfinished run found there."""
-    settings = json.loads(json.dumps(settings, default=str))
-    path = os.path.join(root, RUN_SETTINGS)
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
-        changed = sorted(k for k in set(saved) | set(settings) if saved.get(k) != settings.get(k))
+    changed = changed_run_settings(root, settings)
+    if changed is not None:
         if changed:
             raise SVPConfigError(
                 f"{root!r} holds checkpoints of an unfinished run with other settings ({', '.join(changed)}); rerun "
@@ -249,9 +262,10 @@ def check_run_settings(accelerator: Accelerator, root: str, settings: Dict[str, 
         return
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
+        path = os.path.join(root, RUN_SETTINGS)
         os.makedirs(root, exist_ok=True)
         with open(path + ".tmp", "w", encoding="utf-8") as f:
-            json.dump(settings, f, indent=2)
+            json.dump(json.loads(json.dumps(settings, default=str)), f, indent=2)
         os.replace(path + ".tmp", path)
     accelerator.wait_for_everyone()
 
@@ -273,6 +287,8 @@ __all__ = [
     "load_model_weights",
     "ShardStore",
     "check_run_settings",
+    "changed_run_settings",
+    "has_progress",
     "discard",
     "on_main",
     "save_weights",

@@ -24,7 +24,6 @@ from .config import RECIPE_DATACLASSES, DataArguments, RunArguments, SelectionAr
 from .correlation import compare_scores
 from .data import get_split, load_data
 from .errors import SVPConfigError
-from .log import get_logger
 from .methods import resolve_methods, training_signals
 from .models import create_model, resolve_family
 from .output import SCORES_FILE
@@ -58,7 +57,6 @@ from .strategies import AUTO
 from .training import evaluate_accuracy, train_model
 from .version import __version__
 
-logger = get_logger(__name__)
 
 KEYS = job_keys(RECIPE_DATACLASSES)
 

@@ -19,15 +19,14 @@ from huggingface_hub import HfApi, get_token
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .card import dataset_card
+from .config import DEFAULT_MAX_SHARD_SIZE, parse_size
 from .errors import SVPConfigError
 from .output import (
     DATASET_DIR,
-    DEFAULT_MAX_SHARD_SIZE,
     PLOTS_DIR,
     RESULT_NAMES,
     TMP_PREFIX,
     check_complete,
-    parse_size,
     write_dataset_folder,
 )
 from .version import __version__

@@ -38,9 +38,10 @@ from . import image_cache
 from .card import source_metadata
 from .checkpoint import (
     CHECKPOINTS_DIR,
-    RUN_SETTINGS,
+    changed_run_settings,
     check_run_settings,
     discard,
+    has_progress,
     on_main,
 )
 from .config import (
@@ -320,8 +321,8 @@ class JobRun:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None and self._began and not self._had_checkpoints and self.accelerator.is_main_process:
-            if os.path.isdir(self.checkpoints) and os.listdir(self.checkpoints) == [RUN_SETTINGS]:
-                discard_quietly(self.checkpoints)
+            if os.path.isdir(self.checkpoints) and not has_progress(self.checkpoints):
+                shutil.rmtree(self.checkpoints, ignore_errors=True)
         if exc_type is not None and self._began and self.run_args.report_to:
             self.accelerator.end_training()
 
@@ -347,10 +348,10 @@ class JobRun:
         finished = os.path.exists(os.path.join(self.output_dir, "metrics.json"))
         stale = not run_args.resume or finished
         if not stale and run_args.overwrite_output_dir:
-            stale = on_main(accelerator, _settings_differ, self.checkpoints, settings)
+            stale = bool(on_main(accelerator, changed_run_settings, self.checkpoints, settings))
         if stale:
             discard(accelerator, [self.checkpoints])
-        self._had_checkpoints = on_main(accelerator, _has_progress, self.checkpoints)
+        self._had_checkpoints = on_main(accelerator, has_progress, self.checkpoints)
         check_run_settings(accelerator, self.checkpoints, settings)
         self._began = True
 
@@ -480,19 +481,6 @@ def _read_json(path: str):
         return None
     with open(path, encoding="utf-8") as f:
         return json.load(f)
-
-
-def _settings_differ(root: str, settings: Dict[str, Any]) -> bool:
-    saved = _read_json(os.path.join(root, RUN_SETTINGS))
-    return saved is not None and saved != json.loads(json.dumps(settings, default=str))
-
-
-def _has_progress(root: str) -> bool:
-    return os.path.isdir(root) and any(name != RUN_SETTINGS for name in os.listdir(root))
-
-
-def discard_quietly(path: str) -> None:
-    shutil.rmtree(path, ignore_errors=True)
 
 
 __all__ = [

@@ -133,4 +133,4 @@ def greedy_k_center(
     return np.asarray(order, dtype=np.int64), np.asarray(dists, dtype=np.float64)
 
 
-__all__ = ["check_fraction", "n_to_keep", "rank", "class_quotas", "select_indices", "greedy_k_center"]
+__all__ = ["n_to_keep", "rank", "class_quotas", "select_indices", "greedy_k_center"]

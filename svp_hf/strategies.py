@@ -212,7 +212,6 @@ __all__ = [
     "DEFAULT_STRATEGY",
     "DEFAULT_STRATA",
     "default_coverage_beta",
-    "check_coverage_beta",
     "check_strategy",
     "get_strategy",
     "apply_strategy",

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 import svp_hf
+from svp_hf.config import check_coverage_beta
 from svp_hf.errors import SVPConfigError
 from svp_hf.strategies import (
     allocate,
     apply_strategy,
-    check_coverage_beta,
     default_coverage_beta,
     hardest_dropped,
     list_strategies,
