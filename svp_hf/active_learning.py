@@ -35,6 +35,7 @@ from .config import (
     check_schedule,
 )
 from .data import DataInfo, inspect_dataset
+from .device import unwrap
 from .errors import SVPConfigError
 from .labelling import (
     ROUND_COLUMN,
@@ -452,7 +453,7 @@ def labelling_round(
         )
         record["selector"], record["method"] = selector.model, args.method
         if active.warm_start and accelerator.is_main_process:
-            save_weights(accelerator.unwrap_model(model), checkpoint_path(output_dir, round_))
+            save_weights(unwrap(accelerator, model), checkpoint_path(output_dir, round_))
     rows = batch_rows(dataset, picked, round_, scores)
     paths = batch_paths(output_dir, round_)
     if accelerator.is_main_process:

@@ -26,6 +26,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 
+from .device import unwrap
 from .errors import SVPConfigError
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -173,7 +174,7 @@ def save_round(
         with open(os.path.join(tmp, ROUND_RECORDS), "w", encoding="utf-8") as f:
             json.dump(records, f)
         if model is not None:
-            save_weights(accelerator.unwrap_model(model), os.path.join(tmp, ROUND_WEIGHTS))
+            save_weights(unwrap(accelerator, model), os.path.join(tmp, ROUND_WEIGHTS))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         for name in os.listdir(folder):

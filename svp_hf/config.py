@@ -385,7 +385,12 @@ class SelectionArguments(ProxyTrainingArguments):
     class_balanced: bool = _help("Keep the same share of every class.", default=False)
     seed: int = _help("Seed for data order, initialisation, random selection and tie-breaking.", default=0)
     trust_remote_code: bool = _help("Let transformers models and tokenizers run code from their repositories.", default=False)
-    dataloader_num_workers: int = _help("DataLoader worker processes.", default=0)
+    dataloader_num_workers: Optional[int] = _help(
+        "DataLoader worker processes (default: sized to the machine for data decoded row by row, i.e. images larger "
+        "than CIFAR's: its CPUs per process less one, at most 8; none for decode-once images and packed text, "
+        "whose batches are one gather).",
+        default=None,
+    )
     kcenter_chunk_size: int = _help("Rows per distance block in k-centers (bounds its memory).", default=16384)
     kcenter_pool_size: Optional[int] = _help(
         "Run k-centers on a seeded random candidate pool of this many rows (the rest score -inf); default: all rows.",
@@ -410,7 +415,7 @@ class SelectionArguments(ProxyTrainingArguments):
             raise SVPConfigError(f"auto_holdout must be in (0, 0.5], got {self.auto_holdout}")
         _check_training_values(self)
         _at_least_one(self, ("proxy_epochs", "kcenter_chunk_size", "scoring_shard_size", "kcenter_pool_size", "auto_seeds", "auto_epochs"))
-        if self.dataloader_num_workers < 0:
+        if self.dataloader_num_workers is not None and self.dataloader_num_workers < 0:
             raise SVPConfigError(f"dataloader_num_workers must not be negative, got {self.dataloader_num_workers}")
         if not self.proxy:
             raise SVPConfigError("proxy must name a model")

@@ -186,7 +186,7 @@ def _run(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments, ru
         "total_per_class": per_class_counts(labels_of(train, info), names),
         "timings": timings,
         "num_processes": accelerator.num_processes,
-        "device": job.device.record(accelerator, run.proxy),
+        "device": job.device.record(accelerator, run.proxy, sel_args.dataloader_num_workers),
         "skipped_undecodable": skipped,
     }
     splits = {data_args.train_split: pruned}
@@ -256,7 +256,7 @@ def _run_streaming(job: JobRun, data_args: DataArguments, sel_args: SelectionArg
         "score_statistics": score_statistics(run.scores),
         "selected_per_class": per_class_counts(labels[keep], info.class_names),
         "total_per_class": per_class_counts(labels, info.class_names),
-        "timings": timings, "num_processes": accelerator.num_processes, "device": job.device.record(accelerator),
+        "timings": timings, "num_processes": accelerator.num_processes, "device": job.device.record(accelerator, num_workers=sel_args.dataloader_num_workers),
     }
     return job.finish_files(
         {SELECTED_FILE: run.scores.select(keep), SCORES_FILE: run.scores}, metrics=metrics,

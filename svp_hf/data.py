@@ -17,6 +17,7 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Value
 
 from .augment import BatchAugment
+from .device import auto_num_workers
 from .errors import SVPConfigError, SVPRuntimeError
 from .image_cache import DecodedImages, check_decodable, decode_images, decode_one
 from .registry import Registry
@@ -391,9 +392,24 @@ def join_text(batch: Dict[str, list], columns: Sequence[str], sep: str = " ") ->
     return [sep.join(p.strip() for p in row if p and p.strip()) for row in parts]
 
 
+# Rows from which tokenising is spread over processes: below, starting them costs more than they save.
+PARALLEL_MAP_MIN_ROWS = 50_000
+
+
+def map_processes(n_rows: int) -> Optional[int]:
+    """Processes for tokenising `n_rows` rows with ``datasets.map``: the loader workers this machine would give the
+    job (:func:`svp_hf.device.auto_num_workers`) plus this process, and at least 25,000 rows each; ``None`` (this
+    process alone) for fewer than :data:`PARALLEL_MAP_MIN_ROWS` rows."""
+    if n_rows < PARALLEL_MAP_MIN_ROWS:
+        return None
+    processes = min(auto_num_workers() + 1, n_rows // (PARALLEL_MAP_MIN_ROWS // 2))
+    return processes if processes > 1 else None
+
+
 def text_dataset(dataset: Dataset, info: DataInfo, encode: Callable[[List[str]], Dict[str, list]], desc: str) -> Dataset:
-    """`dataset` encoded once with ``datasets.map(batched=True)`` (cached for file-backed data): `encode` maps a list
-    of texts to model inputs; the result has those inputs, ``labels`` and `svp_index`."""
+    """`dataset` encoded once with ``datasets.map(batched=True)`` (cached for file-backed data; spread over
+    :func:`map_processes` processes for large datasets): `encode` maps a list of texts to model inputs; the result has
+    those inputs, ``labels`` and `svp_index`."""
     label = info.label_column
     columns = list(info.input_columns)
 
@@ -408,6 +424,7 @@ def text_dataset(dataset: Dataset, info: DataInfo, encode: Callable[[List[str]],
         batched=True,
         remove_columns=[c for c in dataset.column_names if c != INDEX_COLUMN],
         desc=desc,
+        num_proc=map_processes(len(dataset)),
     )
 
 
@@ -501,6 +518,15 @@ class CachedImages(torch.utils.data.Dataset):
             INDEX_COLUMN: torch.from_numpy(self.index[rows]),
         }
 
+    def slice(self, start: int, stop: int) -> Dict[str, torch.Tensor]:
+        """Rows ``start..stop-1`` as :meth:`collate` batches them, by slicing (no gather)."""
+        pixels = self.pixels[start:stop]  # a view: copied only when read-only (a memory-mapped cache)
+        return {
+            "pixels": torch.from_numpy(pixels if pixels.flags.writeable else np.array(pixels)),
+            "labels": torch.from_numpy(self.labels[start:stop]),
+            INDEX_COLUMN: torch.from_numpy(self.index[start:stop]),
+        }
+
     def device_transform(self, batch: Dict[str, torch.Tensor], generator: Optional[torch.Generator] = None):
         batch = dict(batch)
         batch["pixel_values"] = self.augment(batch.pop("pixels"), generator)
@@ -583,8 +609,9 @@ def image_dataset(dataset: Dataset, model: torch.nn.Module, info: DataInfo, trai
             channels_last=uses_channels_last(model),
         )
         table = dataset.with_format("arrow")
-        labels = np.asarray(pc.fill_null(table[label], 0).to_numpy(zero_copy_only=False), dtype=np.int64)  # null: unlabelled
-        index = np.asarray(table[INDEX_COLUMN].to_numpy(zero_copy_only=False), dtype=np.int64)
+        # Writable copies (null label: unlabelled): batches slice them without copying.
+        labels = np.array(pc.fill_null(table[label], 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+        index = np.array(table[INDEX_COLUMN].to_numpy(zero_copy_only=False), dtype=np.int64)
         return CachedImages(decoded.pixels, labels, index, augmenter)
     transform = image_transform(model, info, train, augment)
     mode = "L" if info.extra["in_chans"] == 1 else "RGB"
@@ -622,6 +649,12 @@ def batch_collate(dataset, default: Callable) -> Callable:
     return getattr(dataset, "collate", None) or default
 
 
+def row_slicer(dataset) -> Optional[Callable[[int, int], Dict[str, torch.Tensor]]]:
+    """``slice(start, stop)``, batching consecutive rows of a model-ready `dataset` held in arrays (decode-once images,
+    packed text) without a gather or a loader; ``None`` for a dataset batched row by row through a ``DataLoader``."""
+    return getattr(dataset, "slice", None)
+
+
 def on_device(dataset, batch: Dict[str, torch.Tensor], generator: Optional[torch.Generator] = None):
     """`batch` (already on the device) finished there: augmented and normalised for decode-once images, unchanged
     otherwise."""
@@ -652,6 +685,7 @@ __all__ = [
     "undecodable_rows",
     "check_images",
     "batch_collate",
+    "row_slicer",
     "on_device",
     "join_text",
     "text_dataset",

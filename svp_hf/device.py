@@ -3,6 +3,8 @@
 - mixed precision: ``bf16`` autocast on a GPU that supports it, full precision elsewhere (``mixed_precision``);
 - ``channels_last`` memory layout for convolutional models on a GPU (``channels_last``);
 - pinned host memory for the data loaders when batches go to a GPU (``pin_memory``);
+- loader worker processes sized to the machine for data decoded row by row (``dataloader_num_workers``); data held in
+  arrays (decode-once images, packed text) is batched in the main process, where a batch is one gather;
 - ``torch.compile`` of the trained models, only when asked (``torch_compile``; through Accelerate's dynamo backend).
 
 Each is overridable (``None`` means "the default for this device") and what was used is recorded in metrics.json.
@@ -61,6 +63,46 @@ def resolve_pin_memory(device: torch.device, setting: Optional[bool]) -> bool:
     return torch.device(device).type == "cuda"
 
 
+# Loader workers chosen by default at most: decoding beyond this rarely keeps up with more, and each worker holds a
+# copy of the transforms and its prefetched batches.
+MAX_AUTO_WORKERS = 8
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def auto_num_workers(num_processes: int = 1) -> int:
+    """Loader workers per process for data decoded row by row: this machine's CPUs shared among the job's processes
+    on it, less one for the process's own loop, at most :data:`MAX_AUTO_WORKERS`."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", num_processes) or 1)
+    return max(0, min(MAX_AUTO_WORKERS, available_cpus() // max(1, local) - 1))
+
+
+def holds_arrays(dataset) -> bool:
+    """Whether a model-ready dataset is held in arrays and batched by one gather (its own ``collate``)."""
+    return getattr(dataset, "collate", None) is not None
+
+
+def resolve_num_workers(dataset, setting: Optional[int], num_processes: int = 1) -> int:
+    """`setting`, or by default: none for a dataset held in arrays (a worker's hand-over of a batch costs more than
+    the gather itself), :func:`auto_num_workers` for one decoded row by row."""
+    if setting is not None:
+        return int(setting)
+    return 0 if holds_arrays(dataset) else auto_num_workers(num_processes)
+
+
+def unwrap(accelerator, model: torch.nn.Module) -> torch.nn.Module:
+    """The trained module itself: without Accelerate's wrappers (DDP, mixed precision) nor ``torch.compile``'s
+    (recent Accelerate keeps the latter; its weights are the module's, so nothing is copied)."""
+    model = accelerator.unwrap_model(model)
+    return getattr(model, "_orig_mod", model)
+
+
 @dataclass
 class DeviceSettings:
     """The device keys of a recipe (``None``: the device's default)."""
@@ -69,8 +111,8 @@ class DeviceSettings:
     pin_memory: Optional[bool] = None
     torch_compile: bool = False
 
-    def record(self, accelerator, model: Optional[torch.nn.Module] = None) -> Dict[str, Any]:
-        """What a run used, for metrics.json."""
+    def record(self, accelerator, model: Optional[torch.nn.Module] = None, num_workers: Optional[int] = None) -> Dict[str, Any]:
+        """What a run used, for metrics.json (`num_workers`: the recipe's ``dataloader_num_workers``)."""
         device = accelerator.device
         out: Dict[str, Any] = {  # the same for every process count (num_processes is recorded next to it)
             "device": device.type,
@@ -79,6 +121,11 @@ class DeviceSettings:
             "pin_memory": resolve_pin_memory(device, self.pin_memory),
             "torch_compile": bool(self.torch_compile),
             "channels_last": self.channels_last,
+            # workers of a loader over data held in arrays, and over data decoded row by row
+            "loader_workers": {
+                "arrays": 0 if num_workers is None else int(num_workers),
+                "decoded_rows": auto_num_workers(accelerator.num_processes) if num_workers is None else int(num_workers),
+            },
         }
         if model is not None:
             out["channels_last"] = resolve_channels_last(model, device, self.channels_last)
@@ -92,5 +139,9 @@ __all__ = [
     "apply_memory_format",
     "resolve_channels_last",
     "resolve_pin_memory",
+    "resolve_num_workers",
+    "unwrap",
+    "auto_num_workers",
+    "available_cpus",
     "is_convolutional",
 ]

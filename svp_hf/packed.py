@@ -52,8 +52,11 @@ class PackedText(torch.utils.data.Dataset):
             self.flat[column] = flat
             if self.starts is None:
                 self.starts, self.lengths = starts, lengths
-        self.labels = np.asarray(pc.fill_null(table["labels"], 0).to_numpy(zero_copy_only=False), dtype=np.int64)
-        self.index = np.asarray(table[INDEX_COLUMN].to_numpy(zero_copy_only=False), dtype=np.int64)
+        self.ends = self.starts + self.lengths
+        self._steps = np.arange(0, dtype=np.int64)
+        # Writable copies: batches slice these arrays without copying, and torch only wraps writable arrays.
+        self.labels = np.array(pc.fill_null(table["labels"], 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+        self.index = np.array(table[INDEX_COLUMN].to_numpy(zero_copy_only=False), dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -70,11 +73,27 @@ class PackedText(torch.utils.data.Dataset):
         return out
 
     def _gather_positions(self, rows: np.ndarray):
+        """Where the ids of `rows` sit in the flat arrays, end to end, and each row's length."""
         lengths = self.lengths[rows]
         ends = np.cumsum(lengths)
         total = int(ends[-1]) if len(ends) else 0
-        positions = np.arange(total, dtype=np.int64) + np.repeat(self.starts[rows] - (ends - lengths), lengths)
+        if len(self._steps) < total:  # 0, 1, 2, ...: kept, so that a batch allocates no ramp of its own
+            self._steps = np.arange(max(total, 2 * len(self._steps)), dtype=np.int64)
+        positions = np.repeat(self.starts[rows] - (ends - lengths), lengths)
+        positions += self._steps[:total]
         return positions, lengths
+
+    def slice(self, start: int, stop: int) -> Dict[str, torch.Tensor]:
+        """Rows ``start..stop-1`` as :meth:`collate` batches them; for bags, by slicing the flat arrays (no gather)."""
+        if self.layout != "bags" or stop <= start:
+            return self.collate(np.arange(start, stop))
+        starts = self.starts[start:stop]
+        first, last = starts[0], self.ends[stop - 1]
+        batch = {column: torch.from_numpy(self.flat[column][first:last]) for column in self.columns}
+        batch["offsets"] = torch.from_numpy(starts - first)
+        batch["labels"] = torch.from_numpy(self.labels[start:stop])
+        batch[INDEX_COLUMN] = torch.from_numpy(self.index[start:stop])
+        return batch
 
     def collate(self, rows: Sequence[int]) -> Dict[str, torch.Tensor]:
         rows = np.asarray(rows, dtype=np.int64)
@@ -84,7 +103,7 @@ class PackedText(torch.utils.data.Dataset):
             offsets = np.zeros(len(rows), dtype=np.int64)
             np.cumsum(lengths[:-1], out=offsets[1:])
             for column in self.columns:
-                batch[column] = torch.from_numpy(self.flat[column][positions])
+                batch[column] = torch.from_numpy(np.take(self.flat[column], positions))
             batch["offsets"] = torch.from_numpy(offsets)
         else:
             width = int(lengths.max()) if len(lengths) else 0

@@ -292,7 +292,7 @@ def run_scoring(
         kcenter_max_memory=args.kcenter_max_memory,
         shard_size=int(args.scoring_shard_size),
         shard_dir=os.path.join(checkpoint_dir, "scores") if checkpoint_dir else None,
-        num_workers=int(args.dataloader_num_workers),
+        num_workers=args.dataloader_num_workers,
     )
     timings["scoring"] = time.perf_counter() - start
     check_finite_scores(result.scores, f"proxy {args.proxy!r}")
@@ -300,7 +300,7 @@ def run_scoring(
     if eval_dataset is not None:
         proxy_accuracy = evaluate_accuracy(
             proxy.model, family, eval_dataset, info, accelerator, batch_size=int(args.batch_size), desc="evaluate proxy",
-            num_workers=int(args.dataloader_num_workers),
+            num_workers=args.dataloader_num_workers,
         )
     run = ScoringRun(
         scores_dataset(dataset, info, result.scores, labels=result.labels),

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .augment import epoch_generator
 from .checkpoint import latest_epoch, load_training_state, save_epoch
 from .data import INDEX_COLUMN, DataInfo, batch_collate, on_device
-from .device import apply_memory_format, default_mixed_precision, resolve_pin_memory
+from .device import apply_memory_format, default_mixed_precision, resolve_num_workers, resolve_pin_memory, unwrap
 from .errors import SVPConfigError
 from .log import get_logger
 from .registry import Registry
@@ -96,7 +96,7 @@ class TrainingConfig:
     lr_schedule: str = "step"
     optimizer: str = "sgd"
     seed: int = 0
-    num_workers: int = 0
+    num_workers: Optional[int] = None  # None: sized to the machine for data decoded row by row (svp_hf.device)
     augment: bool = True
     channels_last: Optional[bool] = None  # None: convolutional models on a CUDA device (svp_hf.device)
     pin_memory: Optional[bool] = None  # None: when batches go to a CUDA device
@@ -207,7 +207,8 @@ def release(accelerator: Accelerator, *, collect: bool = False) -> None:
 def make_loader(
     dataset, collate_fn, batch_size: int, *, shuffle: bool, seed: int = 0, num_workers: int = 0, pin_memory: bool = False
 ):
-    """A DataLoader over a model-ready dataset, batched by `collate_fn` (see :func:`svp_hf.data.batch_collate`)."""
+    """A DataLoader over a model-ready dataset, batched by `collate_fn` (see :func:`svp_hf.data.batch_collate`); its
+    `num_workers` workers live as long as the loader (every epoch reuses them)."""
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(
         dataset,
@@ -215,6 +216,7 @@ def make_loader(
         shuffle=shuffle,
         collate_fn=collate_fn,
         num_workers=num_workers,
+        persistent_workers=num_workers > 0,
         generator=generator,
         pin_memory=pin_memory,
     )
@@ -248,7 +250,8 @@ def train_model(
     train_ds = family.dataset(dataset, model, info, train=True, augment=config.augment)
     loader = make_loader(
         train_ds, batch_collate(train_ds, family.make_collate(model)), config.batch_size, shuffle=True, seed=config.seed,
-        num_workers=config.num_workers, pin_memory=resolve_pin_memory(accelerator.device, config.pin_memory),
+        num_workers=resolve_num_workers(train_ds, config.num_workers, accelerator.num_processes),
+        pin_memory=resolve_pin_memory(accelerator.device, config.pin_memory),
     )
     order = loader.generator
     total_steps = max(1, config.epochs * len(loader))  # in single-process steps: Accelerate scales for N processes
@@ -281,35 +284,61 @@ def train_model(
             state = {"epoch": epoch + 1, "history": history, "signals": signals_state(recorded)}
             save_epoch(accelerator, checkpoint_dir, epoch + 1, state)
     loop_seconds = time.perf_counter() - start - prepared
-    model = accelerator.unwrap_model(model)
+    model = unwrap(accelerator, model)
     release(accelerator, collect=True)
     return TrainResult(model, history, recorded, time.perf_counter() - start, prepared, loop_seconds)
 
 
+def optimizer_step(optimizer) -> None:
+    """``optimizer.step()`` then ``optimizer.zero_grad(set_to_none=True)``, skipping Accelerate's per-step lookups
+    where they cannot matter.
+
+    Accelerate's ``AcceleratedOptimizer`` searches the import path for an optional package twice on every ``step``
+    and inspects ``zero_grad``'s signature on every call (together some 0.3 ms): as long as a fastText step, or a
+    small proxy's step on a GPU. The plain wrapper with nothing to do but step (no gradient scaler, no XLA) steps the
+    wrapped optimizer directly when gradients are in sync, as Accelerate would; anything else (fp16 scaling,
+    DeepSpeed's wrapper) goes through Accelerate's own methods."""
+    from accelerate.optimizer import AcceleratedOptimizer
+    from accelerate.utils import DistributedType
+
+    if (
+        type(optimizer) is AcceleratedOptimizer
+        and optimizer.scaler is None
+        and optimizer.accelerator_state.distributed_type != DistributedType.XLA
+    ):
+        if optimizer.gradient_state.sync_gradients:
+            optimizer.optimizer.step()
+            optimizer.optimizer.zero_grad(set_to_none=True)
+        return
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def _train_epoch(model, family, train_ds, loader, optimizer, scheduler, accelerator, recorded, augment_stream, *, desc):
     """One epoch with no host synchronisation inside the step: loss, accuracy and the signals' per-example values
-    stay on the device (gathered across processes by ``gather_for_metrics``, which drops the padding of the last
-    uneven batch) and are copied to the host once, after the epoch; the signals are then updated in presentation
-    order, exactly as per-step updates would."""
+    stay on the device and are copied to the host once, after the epoch; the signals are then updated in
+    presentation order, exactly as per-step updates would. With several processes each step's values are gathered
+    with ``gather_for_metrics`` (an asynchronous collective that drops the padding of the last uneven batch); one
+    process has nothing to gather."""
     loss_sum = torch.zeros((), dtype=torch.float64, device=accelerator.device)
     correct_sum = torch.zeros((), dtype=torch.int64, device=accelerator.device)
     seen = 0
     observed: List[tuple] = []
+    gather = accelerator.gather_for_metrics if accelerator.num_processes > 1 else (lambda payload: payload)
     # A bar only on a terminal (``disable=None``): writing one into a log costs more than a fastText step.
     for batch in tqdm(loader, desc=desc, disable=None if accelerator.is_local_main_process else True):
         batch = on_device(train_ds, batch, augment_stream)
         logits = family.logits(model, batch)
         loss = F.cross_entropy(logits, batch["labels"])
         accelerator.backward(loss)
-        optimizer.step()
+        optimizer_step(optimizer)
         scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
         logits = logits.detach()
         correct = logits.argmax(dim=-1) == batch["labels"]
         payload = (correct, loss.detach().expand(correct.shape[0]))
         if recorded:
             payload += (batch[INDEX_COLUMN], observe_all(recorded, logits, batch["labels"]))
-        gathered = accelerator.gather_for_metrics(payload)
+        gathered = gather(payload)
         loss_sum += gathered[1].double().sum()
         correct_sum += gathered[0].sum()
         seen += gathered[0].shape[0]  # a shape: known on the host without waiting for the device
@@ -326,12 +355,13 @@ def _train_epoch(model, family, train_ds, loader, optimizer, scheduler, accelera
 @torch.no_grad()
 def evaluate_accuracy(
     model: torch.nn.Module, family, dataset, info: DataInfo, accelerator: Accelerator, *, batch_size: int = 256,
-    desc: str = "evaluate", num_workers: int = 0,
+    desc: str = "evaluate", num_workers: Optional[int] = None,
 ) -> float:
     """Top-1 accuracy of `model` on `dataset`, every example counted exactly once across processes."""
     eval_ds = family.dataset(dataset, model, info, train=False)
     loader = accelerator.prepare(
-        make_loader(eval_ds, batch_collate(eval_ds, family.make_collate(model)), batch_size, shuffle=False, num_workers=num_workers,
+        make_loader(eval_ds, batch_collate(eval_ds, family.make_collate(model)), batch_size, shuffle=False,
+                    num_workers=resolve_num_workers(eval_ds, num_workers, accelerator.num_processes),
                     pin_memory=resolve_pin_memory(accelerator.device, None))
     )
     model = model.to(accelerator.device).eval()

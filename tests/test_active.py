@@ -39,6 +39,7 @@ def test_both_selectors_write_everything(both_run):
     assert written["speedup"] == pytest.approx(seconds["target"] / seconds["proxy"])
     assert all(0.0 <= a <= 1.0 for a in written["target_accuracy"].values())
     assert all(sum(c.values()) == 90 for c in written["labelled_per_class"].values())
+    assert written["device"]["device"] == "cpu" and written["device"]["loader_workers"]["arrays"] == 0
 
     rounds = json.loads((out / "rounds.json").read_text())
     for role in ("proxy", "target"):

@@ -20,6 +20,7 @@ from svp_hf.data import (
     inspect_dataset,
     load_data,
     on_device,
+    row_slicer,
 )
 from svp_hf.errors import SVPRuntimeError
 from svp_hf.models import create_model
@@ -180,6 +181,8 @@ def test_small_images_batch_from_the_decoded_cache_as_the_per_row_transform_does
     expected = torch.stack([transform(ds[i]["img"].convert("RGB")) for i in (3, 0, 7)])
     torch.testing.assert_close(batch["pixel_values"], expected, rtol=1e-5, atol=1e-5)
     assert batch["labels"].tolist() == [1, 0, 1] and batch["svp_index"].tolist() == [3, 0, 7]
+    sliced, gathered = row_slicer(cached)(4, 9), cached.collate(list(range(4, 9)))  # consecutive rows: no gather
+    assert all(torch.equal(sliced[k], gathered[k]) for k in gathered) and sorted(sliced) == sorted(gathered)
 
 
 def test_a_large_undecodable_image_is_named_by_row_and_skipped_on_request():
@@ -194,3 +197,23 @@ def test_a_large_undecodable_image_is_named_by_row_and_skipped_on_request():
     assert skipped == [4] and len(kept) == 5
     with pytest.raises(SVPRuntimeError, match=r"row\(s\) 4"):
         check_images(ds, info)
+
+
+def test_large_text_is_tokenised_by_several_processes_into_the_same_ids(monkeypatch):
+    import svp_hf.data as data
+    from svp_hf.data import map_processes, reviews_dataset, text_dataset
+
+    monkeypatch.setattr(data, "auto_num_workers", lambda *a: 7)
+    assert map_processes(data.PARALLEL_MAP_MIN_ROWS - 1) is None  # starting processes costs more than they save
+    assert map_processes(data.PARALLEL_MAP_MIN_ROWS) == 2 and map_processes(10**7) == 8
+    monkeypatch.setattr(data, "auto_num_workers", lambda *a: 0)
+    assert map_processes(10**7) is None  # a machine with one CPU for this process
+    reviews = reviews_dataset(n=300)["train"]
+    family, info = prepare_inputs(reviews, "fasttext", {})
+    hasher = create_model("fasttext", info).hasher()
+    alone = text_dataset(reviews, info, hasher, "hashing")
+    monkeypatch.setattr(data, "PARALLEL_MAP_MIN_ROWS", 100)
+    monkeypatch.setattr(data, "auto_num_workers", lambda *a: 1)
+    assert map_processes(len(reviews)) == 2
+    shared = text_dataset(reviews, info, hasher, "hashing")
+    assert shared["input_ids"] == alone["input_ids"] and shared["svp_index"] == alone["svp_index"]

@@ -54,3 +54,12 @@ def test_transformers_padding_equals_datacollatorwithpadding(reviews, name, side
     expected = family.make_collate(model)([rows[i] for i in ROWS])
     _same(packed.collate(ROWS), expected)
     assert len(packed) == len(reviews)
+
+
+@pytest.mark.parametrize("name", ["fasttext", "config:bert-tiny,max_length=64"])
+def test_a_slice_of_consecutive_rows_equals_their_gather(reviews, name):
+    family, info = prepare_inputs(reviews, name, {})
+    model = create_model(name, info)
+    packed = family.dataset(add_index(reviews), model, info, train=False)
+    for start, stop in ((0, 32), (17, 50), (99, 100)):
+        _same(packed.slice(start, stop), packed.collate(list(range(start, stop))))

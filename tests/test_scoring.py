@@ -127,6 +127,8 @@ def test_two_processes_score_a_given_proxy_exactly_like_one(tmp_path):
     assert double[0].pop("num_processes") == 2 and single[0].pop("num_processes") == 1
     assert single[0].pop("target_accuracy") is not None and double[0].pop("target_accuracy") is not None
     single[0].pop("target_history"), double[0].pop("target_history")  # DDP trains the target on other batches
+    for metrics in (single[0], double[0]):  # loader workers are sized per process: the machine's CPUs shared out
+        assert metrics["device"].pop("loader_workers")["arrays"] == 0
     assert single[0] == double[0]
     scores = double[1]
     assert scores["svp_index"].tolist() == list(range(301))  # every example scored exactly once
@@ -173,3 +175,59 @@ def test_a_stream_with_its_own_svp_index_is_read_by_position(tiny_digits):
     assert [len(s) for _, s in shards] == [64, 64, 64, 8]
     assert shards[1][1]["svp_index"] == list(range(64, 128))
     assert shards[1][1]["svp_index_previous"] == list(range(len(train)))[::-1][64:128]
+
+
+@pytest.mark.parametrize("n, batch_size", [(301, 32), (100, 32), (5, 32), (2048, 16), (64, 32)])
+def test_the_batch_plan_scores_every_row_once_in_the_same_batches_for_any_process_count(n, batch_size):
+    from svp_hf.scoring import batch_plan
+
+    one = [batch for group in batch_plan(n, batch_size) for batch in group]
+    assert one == [(s, min(n, s + batch_size)) for s in range(0, n, batch_size)]
+    for processes in (2, 3, 8):
+        plans = [batch_plan(n, batch_size, p, processes) for p in range(processes)]
+        assert len({sum(len(g) for g in plan) for plan in plans}) == 1  # as many batches (rows) on every process
+        groups = [g for plan in plans for g in plan if g[0][0] < n]
+        assert sorted(groups) == batch_plan(n, batch_size)  # the same groups of the same batches, split up
+        assert all(g == [(n, n)] * len(g) for plan in plans for g in plan if g[0][0] >= n)  # the rest is padding
+
+
+def test_scoring_waits_for_the_device_a_fixed_number_of_times_whatever_the_batches(setup, monkeypatch):
+    import torch
+
+    counts = {"n": 0}
+    for name in ("item", "cpu", "numpy", "tolist", "__float__", "__int__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def counting(self, *args, __original=original, **kwargs):
+            counts["n"] += 1
+            return __original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counting)
+    syncs = []
+    for batch_size in (100, 10):  # 2 and 20 batches
+        counts["n"] = 0
+        scores_of(setup, methods=["least_confidence", "margin", "kcenter"], batch_size=batch_size)
+        syncs.append(counts["n"])
+    assert syncs[0] == syncs[1], f"host syncs grew with the batches: {syncs}"
+
+
+def test_images_decoded_row_by_row_score_the_same_with_loader_workers():
+    import datasets
+    import torch
+
+    from svp_hf.models import create_model
+    from svp_hf.proxy import prepare_inputs
+
+    from .test_data import _images
+
+    ds = _images(24, 72)  # larger than CIFAR's: decoded and transformed row by row, through a DataLoader
+    family, info = prepare_inputs(ds, "resnet20", {})
+    torch.manual_seed(0)
+    model = create_model("resnet20", info)
+    assert not hasattr(family.dataset(ds, model, info, train=False), "collate")
+    methods = resolve_methods(["least_confidence", "entropy"])
+    inline = compute_scores(model, family, ds, info, methods, Accelerator(), batch_size=8, num_workers=0)
+    workers = compute_scores(model, family, ds, info, methods, Accelerator(), batch_size=8, num_workers=2)
+    for name in inline:
+        np.testing.assert_array_equal(inline[name], workers[name])
+    assert isinstance(ds, datasets.Dataset)
