@@ -247,11 +247,11 @@ def train_model(
     start = time.perf_counter()
     release(accelerator)  # what a previous training prepared must not end up in this one's checkpoints
     model = apply_memory_format(model, accelerator.device, config.channels_last)
+    pin_memory = resolve_pin_memory(accelerator.device, config.pin_memory)
     train_ds = family.dataset(dataset, model, info, train=True, augment=config.augment)
     loader = make_loader(
         train_ds, batch_collate(train_ds, family.make_collate(model)), config.batch_size, shuffle=True, seed=config.seed,
-        num_workers=resolve_num_workers(train_ds, config.num_workers, accelerator.num_processes),
-        pin_memory=resolve_pin_memory(accelerator.device, config.pin_memory),
+        num_workers=resolve_num_workers(train_ds, config.num_workers, accelerator.num_processes), pin_memory=pin_memory,
     )
     order = loader.generator
     total_steps = max(1, config.epochs * len(loader))  # in single-process steps: Accelerate scales for N processes
