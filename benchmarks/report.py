@@ -112,7 +112,9 @@ def render_throughput(p: Dict) -> List[str]:
         "**Batching / raw step**: the time to build a training batch alone (shuffled rows gathered from the packed or "
         "decoded arrays, augmented on the device) over the time of the raw step it feeds: work the raw loop does not "
         "do, so on a CPU that runs both in turn the loop can reach at most 1 / (1 + that share) of raw; on a GPU the "
-        "batch is built while the device still runs the step before.",
+        "batch is built while the device still runs the step before. A ratio above 1 is run-to-run noise (passes of "
+        "the same work differ by up to about 10% on a shared 2-core virtual machine); a case whose training rows fit "
+        "in one batch (MiniLM) is timed on a single step per pass.",
         "",
         table(
             ["case", "model and data", "train rows", "epochs", "raw train ex/s", "svp_hf train ex/s", "training / raw",

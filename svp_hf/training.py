@@ -12,6 +12,8 @@ from typing import Dict, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.optimizer import AcceleratedOptimizer
+from accelerate.utils import DistributedType
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -298,9 +300,6 @@ def optimizer_step(optimizer) -> None:
     small proxy's step on a GPU. The plain wrapper with nothing to do but step (no gradient scaler, no XLA) steps the
     wrapped optimizer directly when gradients are in sync, as Accelerate would; anything else (fp16 scaling,
     DeepSpeed's wrapper) goes through Accelerate's own methods."""
-    from accelerate.optimizer import AcceleratedOptimizer
-    from accelerate.utils import DistributedType
-
     if (
         type(optimizer) is AcceleratedOptimizer
         and optimizer.scaler is None

@@ -170,3 +170,29 @@ def test_epoch_end_signals_equal_presentation_order_updates(tiny_digits):
     assert len(result.history) == 3 and all(0.0 <= h["accuracy"] <= 1.0 for h in result.history)
     assert np.isfinite(margin.average()).all()
     assert (correctness.events <= 1).all()  # at most one correct -> incorrect transition in 3 presentations
+
+
+def test_the_direct_optimizer_step_equals_accelerates_own():
+    """svp_hf's step (the wrapped optimizer stepped directly) trains exactly as Accelerate's wrapper does, sparse
+    embeddings (plain SGD) and dense weights (momentum, weight decay) alike."""
+    from svp_hf.training import OPTIMIZERS, optimizer_step
+
+    weights = []
+    for direct in (True, False):
+        torch.manual_seed(0)
+        net = torch.nn.ModuleDict({"bag": torch.nn.EmbeddingBag(50, 4, mode="mean", sparse=True), "head": torch.nn.Linear(4, 2)})
+        accelerator = Accelerator(cpu=True)
+        optimizer = OPTIMIZERS.get("sgd")(net, TrainingConfig(learning_rate=0.1, momentum=0.9, weight_decay=5e-4))
+        net, optimizer = accelerator.prepare(net, optimizer)
+        offsets = torch.tensor([0, 5, 12])
+        for step in range(3):
+            logits = net["head"](net["bag"](torch.arange(20) + step, offsets))
+            accelerator.backward(torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 1])))
+            if direct:
+                optimizer_step(optimizer)
+            else:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+        assert all(p.grad is None for p in net.parameters())
+        weights.append([p.detach().clone() for p in net.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
