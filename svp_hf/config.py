@@ -61,12 +61,7 @@ def parse_size(value, name: str = "max_shard_size") -> int:
 
 
 def check_fraction(fraction: float) -> float:
-    if isinstance(fraction, bool):
-        raise SVPConfigError(f"fraction must be a number in (0, 1], got {fraction!r}")
-    try:
-        fraction = float(fraction)
-    except (TypeError, ValueError):
-        raise SVPConfigError(f"fraction must be a number in (0, 1], got {fraction!r}") from None
+    fraction = _to_float("fraction", fraction)
     if not (0.0 < fraction <= 1.0):
         raise SVPConfigError(f"fraction must be in (0, 1], got {fraction}")
     return fraction
@@ -101,12 +96,7 @@ def check_coverage_beta(beta: Optional[float], fraction: Optional[float] = None)
     the rows left after dropping the hardest `beta` share can hold the kept fraction."""
     if beta is None:
         return None
-    if isinstance(beta, bool):
-        raise SVPConfigError(f"coverage_beta must be a number in [0, 1), got {beta!r}")
-    try:
-        beta = float(beta)
-    except (TypeError, ValueError):
-        raise SVPConfigError(f"coverage_beta must be a number in [0, 1), got {beta!r}") from None
+    beta = _to_float("coverage_beta", beta)
     if not 0.0 <= beta < 1.0:
         raise SVPConfigError(f"coverage_beta must be in [0, 1), got {beta}")
     if fraction is not None and float(fraction) > 1.0 - beta + 1e-12:

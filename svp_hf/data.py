@@ -17,7 +17,7 @@ import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Value
 
 from .augment import BatchAugment
-from .device import auto_num_workers
+from .device import auto_num_workers, holds_arrays
 from .errors import SVPConfigError, SVPRuntimeError
 from .image_cache import DecodedImages, check_decodable, decode_images, decode_one
 from .registry import Registry
@@ -646,7 +646,7 @@ def collate_image_batch(rows: Sequence[dict]) -> Dict[str, torch.Tensor]:
 def batch_collate(dataset, default: Callable) -> Callable:
     """The collate function for a model-ready `dataset`: its own (a decode-once or packed dataset batches rows by one
     gather) or the family's `default`."""
-    return getattr(dataset, "collate", None) or default
+    return dataset.collate if holds_arrays(dataset) else default
 
 
 def row_slicer(dataset) -> Optional[Callable[[int, int], Dict[str, torch.Tensor]]]:

@@ -21,6 +21,7 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import send_to_device
 from datasets import Dataset, Image, IterableDataset
 from tqdm.auto import tqdm
 
@@ -216,12 +217,10 @@ def scoring_batches(eval_ds, collate, batch_size: int, accelerator, *, num_worke
     plan = [(start, stop, i == len(g) - 1) for g in batch_plan(n, batch_size, accelerator.process_index, accelerator.num_processes)
             for i, (start, stop) in enumerate(g)]
     device = accelerator.device
-    non_blocking = bool(pin_memory) and device.type == "cuda"
+    pin = bool(pin_memory) and device.type == "cuda"
 
-    def to_device(batch):
-        if device.type == "cpu":
-            return batch
-        return {k: v.to(device, non_blocking=non_blocking) if torch.is_tensor(v) else v for k, v in batch.items()}
+    def to_device(batch):  # on the CPU, nothing to move (and a cheap model's batch costs less than the call)
+        return batch if device.type == "cpu" else send_to_device(batch, device, non_blocking=pin)
 
     slicer = row_slicer(eval_ds)
     if slicer is not None:
@@ -235,7 +234,7 @@ def scoring_batches(eval_ds, collate, batch_size: int, accelerator, *, num_worke
         batch_sampler=[_padded_rows(start, stop, batch_size, n) for start, stop, _ in plan],
         collate_fn=collate,
         num_workers=resolve_num_workers(eval_ds, num_workers, accelerator.num_processes),
-        pin_memory=pin_memory and device.type == "cuda",
+        pin_memory=pin,
     )
     for (start, stop, last), batch in zip(plan, loader):
         yield to_device(batch), stop - start, last
@@ -280,13 +279,13 @@ def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, n
             index = index.clone()
             index[real:] = -1
         index_parts.append(index)
-        label_parts.append(batch["labels"])
         logits_group.append(logits)
         labels_group.append(batch["labels"])
         if ends_group:
             probs, labels = probabilities(torch.cat(logits_group)), torch.cat(labels_group)
             scored = [m.scorer(probs, labels) for m in batch_methods]
             score_parts.append(torch.stack(scored, dim=1).double() if scored else probs.new_zeros((len(probs), 0), dtype=torch.float64))
+            label_parts.append(labels)
             logits_group, labels_group = [], []
     payload = (torch.cat(index_parts), torch.cat(label_parts), torch.cat(score_parts))
     if need_embeddings:
