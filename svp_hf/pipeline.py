@@ -65,6 +65,7 @@ from .data import (
     load_data,
     small_images,
 )
+from .device import available_cpus
 from .errors import EXIT_CONFIG, EXIT_RUNTIME, SVPConfigError, SVPRuntimeError
 from .hub import check_hub_target, push_to_hub
 from .log import get_logger
@@ -282,10 +283,10 @@ def check_device(accelerator) -> None:
             "mixed_precision 'fp16' has no effect on a CPU: the run trains in fp32 (use bf16, or no, on CPUs)",
             stacklevel=2,
         )
-    cores = os.cpu_count() or 1
+    cores = available_cpus()
     if accelerator.num_processes > cores:
         warnings.warn(
-            f"{accelerator.num_processes} processes on a CPU-only machine with {cores} cores: they compete for the "
+            f"{accelerator.num_processes} processes on a CPU-only machine with {cores} cores available: they compete for the "
             "cores; launch with --num_processes at most the number of cores (accelerate_config.yaml asks for 8 GPUs)",
             stacklevel=2,
         )
