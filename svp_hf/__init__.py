@@ -6,7 +6,7 @@ The names below are loaded on first use (PEP 562, as ``transformers`` does), so 
 recipe) does not import torch. The package is layered; each module imports only modules of its own or a lower layer:
 
 1. ``errors``, ``registry``, ``version``, ``recipe_files``, ``config``: names, values and recipe parsing (no torch);
-2. plug-ins and building blocks: ``log``, ``device``, ``augment``, ``image_cache``, ``packed``, ``signals``,
+2. plug-ins and building blocks: ``log``, ``device``, ``prefetch``, ``augment``, ``image_cache``, ``packed``, ``signals``,
    ``selection``, ``strategies``, ``methods``, ``pool``, ``models``,
    ``data``, ``checkpoint``, ``training``, ``scoring``, ``correlation``, ``report``, ``card``, ``output``, ``hub``;
 3. stages: ``roles``, ``preflight``, ``proxy``, ``auto``, ``labelling``, ``active_learning``;

@@ -518,14 +518,19 @@ class CachedImages(torch.utils.data.Dataset):
             INDEX_COLUMN: torch.from_numpy(self.index[rows]),
         }
 
-    def slice(self, start: int, stop: int) -> Dict[str, torch.Tensor]:
-        """Rows ``start..stop-1`` as :meth:`collate` batches them, by slicing (no gather)."""
-        pixels = self.pixels[start:stop]  # a view: copied only when read-only (a memory-mapped cache)
-        return {
-            "pixels": torch.from_numpy(pixels if pixels.flags.writeable else np.array(pixels)),
-            "labels": torch.from_numpy(self.labels[start:stop]),
-            INDEX_COLUMN: torch.from_numpy(self.index[start:stop]),
-        }
+    def slices(self, start: int, stop: int, batch_size: int) -> List[Dict[str, torch.Tensor]]:
+        """Rows ``start..stop-1`` in consecutive batches of `batch_size` rows (the last may be shorter), each as
+        :meth:`collate` batches it, by slicing (no gather)."""
+        batches = []
+        for s in range(start, stop, batch_size):
+            e = min(stop, s + batch_size)
+            pixels = self.pixels[s:e]  # a view: copied only when read-only (a memory-mapped cache)
+            batches.append({
+                "pixels": torch.from_numpy(pixels if pixels.flags.writeable else np.array(pixels)),
+                "labels": torch.from_numpy(self.labels[s:e]),
+                INDEX_COLUMN: torch.from_numpy(self.index[s:e]),
+            })
+        return batches
 
     def device_transform(self, batch: Dict[str, torch.Tensor], generator: Optional[torch.Generator] = None):
         batch = dict(batch)
@@ -649,10 +654,11 @@ def batch_collate(dataset, default: Callable) -> Callable:
     return dataset.collate if holds_arrays(dataset) else default
 
 
-def row_slicer(dataset) -> Optional[Callable[[int, int], Dict[str, torch.Tensor]]]:
-    """``slice(start, stop)``, batching consecutive rows of a model-ready `dataset` held in arrays (decode-once images,
-    packed text) without a gather or a loader; ``None`` for a dataset batched row by row through a ``DataLoader``."""
-    return getattr(dataset, "slice", None)
+def row_slicer(dataset) -> Optional[Callable[[int, int, int], List[Dict[str, torch.Tensor]]]]:
+    """``slices(start, stop, batch_size)``: consecutive rows of a model-ready `dataset` held in arrays (decode-once
+    images, packed text) cut into batches without a gather or a loader; ``None`` for a dataset batched row by row
+    through a ``DataLoader``."""
+    return getattr(dataset, "slices", None)
 
 
 def on_device(dataset, batch: Dict[str, torch.Tensor], generator: Optional[torch.Generator] = None):

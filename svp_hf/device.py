@@ -96,6 +96,16 @@ def resolve_num_workers(dataset, setting: Optional[int], num_processes: int = 1)
     return 0 if holds_arrays(dataset) else auto_num_workers(num_processes)
 
 
+def to_device(batch, device: torch.device, non_blocking: bool = False):
+    """`batch` on `device` (Accelerate's ``send_to_device``); on the CPU it is already there, and the call is skipped:
+    for a model as cheap as fastText, walking the batch costs a noticeable share of a step."""
+    if torch.device(device).type == "cpu":
+        return batch
+    from accelerate.utils import send_to_device
+
+    return send_to_device(batch, device, non_blocking=non_blocking)
+
+
 def unwrap(accelerator, model: torch.nn.Module) -> torch.nn.Module:
     """The trained module itself: without Accelerate's wrappers (DDP, mixed precision) nor ``torch.compile``'s
     (recent Accelerate keeps the latter; its weights are the module's, so nothing is copied)."""
@@ -141,6 +151,7 @@ __all__ = [
     "resolve_pin_memory",
     "resolve_num_workers",
     "unwrap",
+    "to_device",
     "auto_num_workers",
     "available_cpus",
     "is_convolutional",

@@ -11,7 +11,7 @@ Two layouts, one per kind of text model:
 
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -21,13 +21,13 @@ import torch
 from .data import INDEX_COLUMN
 
 
-def _flat(column: pa.ChunkedArray):
-    """The values of a list column end to end, and each row's start and length."""
+def _flat(column: pa.ChunkedArray, dtype=np.int64):
+    """The values of a list column end to end (as `dtype`), and each row's start and length."""
     values, lengths = [], []
     for chunk in column.chunks:
-        values.append(np.asarray(chunk.flatten().to_numpy(zero_copy_only=False), dtype=np.int64))
+        values.append(np.asarray(chunk.flatten().to_numpy(zero_copy_only=False), dtype=dtype))
         lengths.append(np.asarray(pc.fill_null(pc.list_value_length(chunk), 0).to_numpy(zero_copy_only=False), dtype=np.int64))
-    flat = np.concatenate(values) if values else np.zeros(0, dtype=np.int64)
+    flat = np.concatenate(values) if values else np.zeros(0, dtype=dtype)
     lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
     starts = np.zeros(len(lengths), dtype=np.int64)
     np.cumsum(lengths[:-1], out=starts[1:])
@@ -36,19 +36,24 @@ def _flat(column: pa.ChunkedArray):
 
 class PackedText(torch.utils.data.Dataset):
     """A tokenised dataset's id columns as flat arrays. A DataLoader fetches a batch's row numbers
-    (``__getitems__``) and :meth:`collate` gathers them in one go; ``dataset[i]`` is still the row itself."""
+    (``__getitems__``) and :meth:`collate` gathers them in one go; ``dataset[i]`` is still the row itself.
 
-    def __init__(self, dataset, columns: Sequence[str], layout: str, pad_values: Dict[str, int] = None, padding_side: str = "right"):
+    `dtype` is the ids' integer type in the arrays and the batches (and the bag offsets' too): ``int32`` halves the
+    memory and the bytes a batch moves, for models that read such ids (``nn.EmbeddingBag`` does)."""
+
+    def __init__(self, dataset, columns: Sequence[str], layout: str, pad_values: Dict[str, int] = None, padding_side: str = "right",
+                 dtype=np.int64):
         if layout not in ("bags", "padded"):
             raise ValueError(f"unknown layout {layout!r}")
         table = dataset.with_format("arrow")[:]  # the rows this (possibly selected) view shows
         self.columns = list(columns)
         self.layout, self.padding_side = layout, padding_side
         self.pad_values = dict(pad_values or {})
+        self.dtype = np.dtype(dtype)
         self.flat: Dict[str, np.ndarray] = {}
         self.starts = self.lengths = None
         for column in self.columns:
-            flat, starts, lengths = _flat(table[column])
+            flat, starts, lengths = _flat(table[column], self.dtype)
             self.flat[column] = flat
             if self.starts is None:
                 self.starts, self.lengths = starts, lengths
@@ -83,24 +88,25 @@ class PackedText(torch.utils.data.Dataset):
         positions += self._steps[:total]
         return positions, lengths
 
-    def slice(self, start: int, stop: int) -> Dict[str, torch.Tensor]:
-        """Rows ``start..stop-1`` as :meth:`collate` batches them; for bags, by slicing the flat arrays (no gather)."""
+    def slices(self, start: int, stop: int, batch_size: int) -> List[Dict[str, torch.Tensor]]:
+        """Rows ``start..stop-1`` in consecutive batches of `batch_size` rows (the last may be shorter), each as
+        :meth:`collate` batches it. Bags are cut out of the flat arrays as views (no gather, a few calls for all)."""
         if self.layout != "bags" or stop <= start:
-            return self.collate(np.arange(start, stop))
+            return [self.collate(np.arange(s, min(stop, s + batch_size))) for s in range(start, stop, batch_size)]
         starts = self.starts[start:stop]
-        first, last = starts[0], self.ends[stop - 1]
-        batch = {column: torch.from_numpy(self.flat[column][first:last]) for column in self.columns}
-        batch["offsets"] = torch.from_numpy(starts - first)
-        batch["labels"] = torch.from_numpy(self.labels[start:stop])
-        batch[INDEX_COLUMN] = torch.from_numpy(self.index[start:stop])
-        return batch
+        cuts = np.append(starts[::batch_size], self.ends[stop - 1])  # where each batch's ids begin, and the last end
+        offsets = (starts - np.repeat(cuts[:-1], batch_size)[: len(starts)]).astype(self.dtype)
+        pieces = [torch.from_numpy(self.flat[c][cuts[0] : cuts[-1]]).split(np.diff(cuts).tolist()) for c in self.columns]
+        keys = [*self.columns, "offsets", "labels", INDEX_COLUMN]
+        rows = [torch.from_numpy(a).split(batch_size) for a in (offsets, self.labels[start:stop], self.index[start:stop])]
+        return [dict(zip(keys, batch)) for batch in zip(*pieces, *rows)]
 
     def collate(self, rows: Sequence[int]) -> Dict[str, torch.Tensor]:
         rows = np.asarray(rows, dtype=np.int64)
         positions, lengths = self._gather_positions(rows)
         batch: Dict[str, torch.Tensor] = {}
         if self.layout == "bags":
-            offsets = np.zeros(len(rows), dtype=np.int64)
+            offsets = np.zeros(len(rows), dtype=self.dtype)
             np.cumsum(lengths[:-1], out=offsets[1:])
             for column in self.columns:
                 batch[column] = torch.from_numpy(np.take(self.flat[column], positions))
@@ -113,7 +119,7 @@ class PackedText(torch.utils.data.Dataset):
             else:
                 mask = steps[None, :] < lengths[:, None]
             for column in self.columns:
-                out = np.full((len(rows), width), self.pad_values.get(column, 0), dtype=np.int64)
+                out = np.full((len(rows), width), self.pad_values.get(column, 0), dtype=self.dtype)
                 out[mask] = self.flat[column][positions]
                 batch[column] = torch.from_numpy(out)
         batch["labels"] = torch.from_numpy(self.labels[rows])

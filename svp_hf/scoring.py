@@ -21,7 +21,6 @@ from typing import Dict, Iterator, List, Optional, Tuple, Union
 import numpy as np
 import torch
 from accelerate import Accelerator
-from accelerate.utils import send_to_device
 from datasets import Dataset, Image, IterableDataset
 from tqdm.auto import tqdm
 
@@ -37,7 +36,7 @@ from .data import (
     on_device,
     row_slicer,
 )
-from .device import resolve_num_workers, resolve_pin_memory
+from .device import resolve_num_workers, resolve_pin_memory, to_device
 from .errors import SVPConfigError
 from .log import get_logger
 from .methods import SelectionMethod
@@ -206,38 +205,36 @@ def _padded_rows(start: int, stop: int, batch_size: int, n: int) -> List[int]:
     return rows + [rows[-1]] * (batch_size - len(rows))
 
 
-def scoring_batches(eval_ds, collate, batch_size: int, accelerator, *, num_workers: Optional[int] = None, pin_memory: bool = False):
-    """``(batch on the device, real rows, ends a group)`` for this process's share of :func:`batch_plan`, every batch
-    `batch_size` rows (padded as :func:`_padded_rows` says; the first `real rows` are the batch's own).
+def scoring_groups(eval_ds, collate, batch_size: int, accelerator, *, num_workers: Optional[int] = None, pin_memory: bool = False):
+    """This process's share of :func:`batch_plan`, one group at a time: an iterator of ``(batch on the device, real
+    rows)``, every batch `batch_size` rows (padded as :func:`_padded_rows` says; the first `real rows` are the
+    batch's own).
 
-    A dataset held in arrays (decode-once images, packed text: :func:`svp_hf.data.row_slicer`) is batched right here
-    by slicing, with no loader in between; any other goes through a ``DataLoader`` (with `num_workers` processes
-    decoding and collating its rows)."""
+    A dataset held in arrays (decode-once images, packed text: :func:`svp_hf.data.row_slicer`) is batched right here,
+    a group's full batches cut out of its arrays in one go, with no loader in between; any other goes through a
+    ``DataLoader`` (with `num_workers` processes decoding and collating its rows)."""
     n = len(eval_ds)
-    plan = [(start, stop, i == len(g) - 1) for g in batch_plan(n, batch_size, accelerator.process_index, accelerator.num_processes)
-            for i, (start, stop) in enumerate(g)]
-    device = accelerator.device
-    pin = bool(pin_memory) and device.type == "cuda"
-
-    def to_device(batch):  # on the CPU, nothing to move (and a cheap model's batch costs less than the call)
-        return batch if device.type == "cpu" else send_to_device(batch, device, non_blocking=pin)
-
+    groups = batch_plan(n, batch_size, accelerator.process_index, accelerator.num_processes)
+    device, non_blocking = accelerator.device, bool(pin_memory) and accelerator.device.type == "cuda"
     slicer = row_slicer(eval_ds)
     if slicer is not None:
-        for start, stop, last in plan:
-            full = stop - start == batch_size
-            batch = slicer(start, stop) if full else collate(_padded_rows(start, stop, batch_size, n))
-            yield to_device(batch), stop - start, last
+        for group in groups:
+            # A group's full batches are consecutive rows; only the dataset's last batch, or padding, is short.
+            full = [(start, stop) for start, stop in group if stop - start == batch_size]
+            batches = slicer(full[0][0], full[-1][1], batch_size) if full else []
+            batches += [collate(_padded_rows(start, stop, batch_size, n)) for start, stop in group[len(full):]]
+            yield ((to_device(batch, device, non_blocking), stop - start) for batch, (start, stop) in zip(batches, group))
         return
     loader = torch.utils.data.DataLoader(
         eval_ds,
-        batch_sampler=[_padded_rows(start, stop, batch_size, n) for start, stop, _ in plan],
+        batch_sampler=[_padded_rows(start, stop, batch_size, n) for group in groups for start, stop in group],
         collate_fn=collate,
         num_workers=resolve_num_workers(eval_ds, num_workers, accelerator.num_processes),
-        pin_memory=pin,
+        pin_memory=non_blocking,
     )
-    for (start, stop, last), batch in zip(plan, loader):
-        yield to_device(batch), stop - start, last
+    batches = iter(loader)
+    for group in groups:
+        yield ((to_device(next(batches), device, non_blocking), stop - start) for start, stop in group)
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -261,32 +258,36 @@ def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, n
     collate = batch_collate(eval_ds, family.make_collate(model))
     pin_memory = resolve_pin_memory(accelerator.device, None)
     index_parts, label_parts, score_parts, embedding_parts = [], [], [], []
-    logits_group, labels_group = [], []
     # Autocast only under mixed precision: entering even a disabled autocast costs as much as a cheap model's batch.
     autocast = accelerator.autocast if accelerator.mixed_precision != "no" else contextlib.nullcontext
-    batches = scoring_batches(eval_ds, collate, batch_size, accelerator, num_workers=num_workers, pin_memory=pin_memory)
+    groups = scoring_groups(eval_ds, collate, batch_size, accelerator, num_workers=num_workers, pin_memory=pin_memory)
+    total = sum(len(g) for g in batch_plan(n, batch_size, accelerator.process_index, accelerator.num_processes))
     # A bar only on a terminal: writing one into a log costs more than scoring a fastText batch.
-    for batch, real, ends_group in tqdm(batches, desc=desc, leave=False, disable=None if accelerator.is_local_main_process else True):
-        batch = on_device(eval_ds, batch)
+    bar = tqdm(total=total, desc=desc, leave=False, disable=None if accelerator.is_local_main_process else True)
+    for group in groups:
+        logits_group, index_group, labels_group = [], [], []
         with autocast():
-            if need_embeddings:
-                logits, embeddings = family.logits_and_embeddings(model, batch)
-                embedding_parts.append(embeddings.float())
-            else:
-                logits = family.logits(model, batch)
-        index = batch[INDEX_COLUMN]
-        if real < len(index):  # padding rows (only in a shard's last batches)
-            index = index.clone()
-            index[real:] = -1
-        index_parts.append(index)
-        logits_group.append(logits)
-        labels_group.append(batch["labels"])
-        if ends_group:
-            probs, labels = probabilities(torch.cat(logits_group)), torch.cat(labels_group)
-            scored = [m.scorer(probs, labels) for m in batch_methods]
-            score_parts.append(torch.stack(scored, dim=1).double() if scored else probs.new_zeros((len(probs), 0), dtype=torch.float64))
-            label_parts.append(labels)
-            logits_group, labels_group = [], []
+            for batch, real in group:
+                batch = on_device(eval_ds, batch)
+                if need_embeddings:
+                    logits, embeddings = family.logits_and_embeddings(model, batch)
+                    embedding_parts.append(embeddings.float())
+                else:
+                    logits = family.logits(model, batch)
+                logits_group.append(logits)
+                index = batch[INDEX_COLUMN]
+                if real < batch_size:  # padding rows (only in a shard's last batches)
+                    index = index.clone()
+                    index[real:] = -1
+                index_group.append(index)
+                labels_group.append(batch["labels"])
+        probs, labels = probabilities(torch.cat(logits_group)), torch.cat(labels_group)
+        scored = [m.scorer(probs, labels) for m in batch_methods]
+        score_parts.append(torch.stack(scored, dim=1).double() if scored else probs.new_zeros((len(probs), 0), dtype=torch.float64))
+        index_parts.append(torch.cat(index_group))
+        label_parts.append(labels)
+        bar.update(len(logits_group))
+    bar.close()
     payload = (torch.cat(index_parts), torch.cat(label_parts), torch.cat(score_parts))
     if need_embeddings:
         payload += (torch.cat(embedding_parts),)

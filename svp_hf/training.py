@@ -14,15 +14,16 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.optimizer import AcceleratedOptimizer
 from accelerate.utils import DistributedType
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 from tqdm.auto import tqdm
 
 from .augment import epoch_generator
 from .checkpoint import latest_epoch, load_training_state, save_epoch
 from .data import INDEX_COLUMN, DataInfo, batch_collate, on_device
-from .device import apply_memory_format, default_mixed_precision, resolve_num_workers, resolve_pin_memory, unwrap
+from .device import apply_memory_format, default_mixed_precision, resolve_num_workers, resolve_pin_memory, to_device, unwrap
 from .errors import SVPConfigError
 from .log import get_logger
+from .prefetch import prefetch, use_prefetch
 from .registry import Registry
 from .signals import (
     ForgettingTracker,
@@ -206,16 +207,38 @@ def release(accelerator: Accelerator, *, collect: bool = False) -> None:
         torch.cuda.empty_cache()
 
 
+class SlicedBatchSampler(BatchSampler):
+    """torch's ``BatchSampler``: the same batches in the same order, drawing on the same generator, but cut from one
+    permutation (or range) per epoch instead of assembled index by index (for a model as cheap as fastText, building
+    a batch's list of row numbers one ``next`` at a time costs a noticeable share of a step). Samplers other than a
+    plain ``RandomSampler`` or ``SequentialSampler`` are iterated as torch does."""
+
+    def __iter__(self):
+        sampler, size = self.sampler, self.batch_size
+        if type(sampler) is RandomSampler and not sampler.replacement and sampler._num_samples is None and sampler.generator is not None:
+            # RandomSampler's own draw: one permutation of the rows from its generator
+            rows = torch.randperm(len(sampler.data_source), generator=sampler.generator).tolist()
+        elif type(sampler) is SequentialSampler:
+            rows = range(len(sampler.data_source))
+        else:
+            yield from super().__iter__()
+            return
+        stop = len(rows) - len(rows) % size if self.drop_last else len(rows)
+        for start in range(0, stop, size):
+            yield list(rows[start : start + size])
+
+
 def make_loader(
     dataset, collate_fn, batch_size: int, *, shuffle: bool, seed: int = 0, num_workers: int = 0, pin_memory: bool = False
 ):
     """A DataLoader over a model-ready dataset, batched by `collate_fn` (see :func:`svp_hf.data.batch_collate`); its
-    `num_workers` workers live as long as the loader (every epoch reuses them)."""
+    `num_workers` workers live as long as the loader (every epoch reuses them). Shuffled, it draws the batches
+    ``DataLoader(shuffle=True, generator=...)`` draws (:class:`SlicedBatchSampler`)."""
     generator = torch.Generator().manual_seed(seed) if shuffle else None
+    sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
     return DataLoader(
         dataset,
-        batch_size=batch_size,
-        shuffle=shuffle,
+        batch_sampler=SlicedBatchSampler(sampler, batch_size, drop_last=False),
         collate_fn=collate_fn,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
@@ -256,11 +279,13 @@ def train_model(
         num_workers=resolve_num_workers(train_ds, config.num_workers, accelerator.num_processes), pin_memory=pin_memory,
     )
     order = loader.generator
+    ahead = use_prefetch(train_ds, config.num_workers, accelerator.device, accelerator.num_processes)
     total_steps = max(1, config.epochs * len(loader))  # in single-process steps: Accelerate scales for N processes
     schedule = LR_SCHEDULES.get(config.lr_schedule)
     optimizer = OPTIMIZERS.get(config.optimizer)(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step / total_steps))
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler)
+    # The loader's batches are moved by the loop itself (to_device: nothing to do on the CPU).
+    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler, device_placement=[True, True, False, True])
     recorded = make_signals([*signals, *(["correctness"] if track_forgetting else [])], len(dataset))
     history: List[Dict[str, float]] = []
     done, folder = latest_epoch(checkpoint_dir)
@@ -276,7 +301,7 @@ def train_model(
         augment_stream = epoch_generator(accelerator.device, config.seed, epoch, accelerator.process_index)
         model.train()
         record = _train_epoch(model, family, train_ds, loader, optimizer, scheduler, accelerator, recorded, augment_stream,
-                              desc=f"{desc} epoch {epoch + 1}/{config.epochs}")
+                              non_blocking=pin_memory, ahead=ahead, desc=f"{desc} epoch {epoch + 1}/{config.epochs}")
         record = {"epoch": epoch + 1, **record}
         history.append(record)
         logger.info(f"{desc} epoch {epoch + 1}: loss {record['loss']:.4f}, train accuracy {record['accuracy']:.4f}")
@@ -313,42 +338,71 @@ def optimizer_step(optimizer) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
-def _train_epoch(model, family, train_ds, loader, optimizer, scheduler, accelerator, recorded, augment_stream, *, desc):
-    """One epoch with no host synchronisation inside the step: loss, accuracy and the signals' per-example values
-    stay on the device and are copied to the host once, after the epoch; the signals are then updated in
-    presentation order, exactly as per-step updates would. With several processes each step's values are gathered
-    with ``gather_for_metrics`` (an asynchronous collective that drops the padding of the last uneven batch); one
-    process has nothing to gather."""
-    loss_sum = torch.zeros((), dtype=torch.float64, device=accelerator.device)
-    correct_sum = torch.zeros((), dtype=torch.int64, device=accelerator.device)
-    seen = 0
-    observed: List[tuple] = []
-    gather = accelerator.gather_for_metrics if accelerator.num_processes > 1 else (lambda payload: payload)
-    # A bar only on a terminal (``disable=None``): writing one into a log costs more than a fastText step.
-    for batch in tqdm(loader, desc=desc, disable=None if accelerator.is_local_main_process else True):
-        batch = on_device(train_ds, batch, augment_stream)
-        logits = family.logits(model, batch)
-        loss = F.cross_entropy(logits, batch["labels"])
+def backward(accelerator: Accelerator, loss: torch.Tensor) -> None:
+    """``accelerator.backward(loss)``, without its division of the loss by 1 when nothing is accumulated, scaled or
+    handed to DeepSpeed or Megatron-LM (an extra operation forward and backward on every step)."""
+    if (
+        accelerator.gradient_accumulation_steps == 1
+        and accelerator.scaler is None
+        and accelerator.distributed_type not in (DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM)
+    ):
+        loss.backward()
+    else:
         accelerator.backward(loss)
+
+
+# Steps whose loss, hits and training signals one process reduces together: the step itself only keeps its logits
+# (detached) and labels, and every STEPS_PER_RECORD steps they are turned into the per-example values in one go (a
+# dozen small operations per group instead of per step: for a model as cheap as fastText, each costs ~1% of a step).
+STEPS_PER_RECORD = 16
+
+
+def _train_epoch(model, family, train_ds, loader, optimizer, scheduler, accelerator, recorded, augment_stream, *, non_blocking=False, ahead=False, desc):
+    """One epoch with no host synchronisation inside the step: each step's loss, hits and the signals' per-example
+    values stay on the device, and are reduced and copied to the host once, after the epoch; the signals are then
+    updated in presentation order, exactly as per-step updates would.
+
+    One process turns its steps' logits into those values :data:`STEPS_PER_RECORD` steps at a time; with several,
+    every step's values are gathered with ``gather_for_metrics`` right after it (an asynchronous collective, which
+    drops the padding of the last uneven batch)."""
+    device = accelerator.device
+    group = STEPS_PER_RECORD if accelerator.num_processes == 1 else 1
+    gather = accelerator.gather_for_metrics if accelerator.num_processes > 1 else (lambda payload: payload)
+    records: List[tuple] = []
+    pending: List[tuple] = []  # (logits, labels, svp_index, loss) of the steps not recorded yet
+
+    def record():
+        losses = torch.cat([loss.expand(labels.shape[0]) for _, labels, _, loss in pending])  # one per example
+        logits, labels, index = (torch.cat(parts) for parts in list(zip(*pending))[:3])
+        hits = logits.argmax(dim=-1) == labels
+        payload = (hits, losses)
+        if recorded:
+            payload += (index, observe_all(recorded, logits, labels))
+        records.append(gather(payload))
+        pending.clear()
+
+    batches = prefetch(loader) if ahead else loader  # the next batch gathered while this one trains
+    # A bar only on a terminal (``disable=None``): writing one into a log costs more than a fastText step.
+    for batch in tqdm(batches, total=len(loader), desc=desc, disable=None if accelerator.is_local_main_process else True):
+        batch = on_device(train_ds, to_device(batch, device, non_blocking), augment_stream)
+        labels = batch["labels"]
+        logits = family.logits(model, batch)
+        loss = F.cross_entropy(logits, labels)
+        backward(accelerator, loss)
         optimizer_step(optimizer)
         scheduler.step()
-        logits = logits.detach()
-        correct = logits.argmax(dim=-1) == batch["labels"]
-        payload = (correct, loss.detach().expand(correct.shape[0]))
-        if recorded:
-            payload += (batch[INDEX_COLUMN], observe_all(recorded, logits, batch["labels"]))
-        gathered = gather(payload)
-        loss_sum += gathered[1].double().sum()
-        correct_sum += gathered[0].sum()
-        seen += gathered[0].shape[0]  # a shape: known on the host without waiting for the device
-        if recorded:
-            observed.append((gathered[2], gathered[3]))
-    if recorded and observed:
-        indices = torch.cat([o[0] for o in observed]).cpu().numpy()
-        values = torch.cat([o[1] for o in observed]).cpu().numpy()
-        update_all(recorded, indices, values)
-    loss_total, correct_total = float(loss_sum), int(correct_sum)  # the epoch's only synchronisation
-    return {"loss": loss_total / max(seen, 1), "accuracy": correct_total / max(seen, 1)}
+        pending.append((logits.detach(), labels, batch[INDEX_COLUMN], loss.detach()))
+        if len(pending) == group:
+            record()
+    if pending:
+        record()
+    if not records:
+        return {"loss": 0.0, "accuracy": 0.0}
+    hits, losses, *observed = (torch.cat(parts) for parts in zip(*records))
+    if recorded:
+        update_all(recorded, observed[0].cpu().numpy(), observed[1].cpu().numpy())
+    seen = hits.shape[0]
+    return {"loss": float(losses.double().sum()) / seen, "accuracy": int(hits.sum()) / seen}  # the epoch's only synchronisation
 
 
 @torch.no_grad()
@@ -384,6 +438,7 @@ __all__ = [
     "parameter_groups",
     "make_accelerator",
     "make_loader",
+    "SlicedBatchSampler",
     "train_model",
     "evaluate_accuracy",
 ]

@@ -181,8 +181,12 @@ def test_small_images_batch_from_the_decoded_cache_as_the_per_row_transform_does
     expected = torch.stack([transform(ds[i]["img"].convert("RGB")) for i in (3, 0, 7)])
     torch.testing.assert_close(batch["pixel_values"], expected, rtol=1e-5, atol=1e-5)
     assert batch["labels"].tolist() == [1, 0, 1] and batch["svp_index"].tolist() == [3, 0, 7]
-    sliced, gathered = row_slicer(cached)(4, 9), cached.collate(list(range(4, 9)))  # consecutive rows: no gather
-    assert all(torch.equal(sliced[k], gathered[k]) for k in gathered) and sorted(sliced) == sorted(gathered)
+    # consecutive rows cut into batches of 2 (the last of 1): no gather
+    sliced = row_slicer(cached)(4, 9, 2)
+    assert [b["svp_index"].tolist() for b in sliced] == [[4, 5], [6, 7], [8]]
+    for batch, start in zip(sliced, (4, 6, 8)):
+        gathered = cached.collate(list(range(start, min(9, start + 2))))
+        assert sorted(batch) == sorted(gathered) and all(torch.equal(batch[k], gathered[k]) for k in gathered)
 
 
 def test_a_large_undecodable_image_is_named_by_row_and_skipped_on_request():

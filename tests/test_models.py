@@ -122,6 +122,8 @@ def test_fasttext_options():
         create_model("fasttext,size=3", info)
     with pytest.raises(SVPConfigError, match="positive integer"):
         create_model("fasttext,dim=0", info)
+    with pytest.raises(SVPConfigError, match="buckets must be at most 2147483648"):  # ids are int32: refused before allocating
+        create_model(f"fasttext,buckets={2**31 + 1}", info)
     with pytest.raises(SVPConfigError, match="not key=value"):
         create_model("fasttext,dim", info)
 

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "svp_hf"
 LAYERS = {
     0: {"errors", "registry", "config", "version", "recipe_files"},
     1: {"log", "signals", "selection", "strategies", "methods", "pool", "models", "data", "checkpoint", "training",
-        "device", "augment", "image_cache", "packed",
+        "device", "prefetch", "augment", "image_cache", "packed",
         "scoring", "correlation", "report", "card", "output", "hub", "metrics"},
     2: {"roles", "preflight", "proxy", "auto", "labelling", "active_learning"},
     3: {"pipeline", "coreset", "active"},

@@ -20,7 +20,7 @@ def reviews():
 def _same(a, b):
     assert sorted(a) == sorted(b)
     for key in b:
-        assert torch.equal(a[key], b[key]), key
+        assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
 
 
 def test_fasttext_bags_equal_the_row_collate(reviews):
@@ -61,5 +61,9 @@ def test_a_slice_of_consecutive_rows_equals_their_gather(reviews, name):
     family, info = prepare_inputs(reviews, name, {})
     model = create_model(name, info)
     packed = family.dataset(add_index(reviews), model, info, train=False)
-    for start, stop in ((0, 32), (17, 50), (99, 100)):
-        _same(packed.slice(start, stop), packed.collate(list(range(start, stop))))
+    for start, stop, size in ((0, 32, 32), (17, 50, 8), (99, 100, 4), (0, 100, 7)):
+        batches = packed.slices(start, stop, size)
+        assert len(batches) == -(-(stop - start) // size)
+        for i, batch in enumerate(batches):
+            first = start + i * size
+            _same(batch, packed.collate(list(range(first, min(stop, first + size)))))

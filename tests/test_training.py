@@ -173,9 +173,10 @@ def test_epoch_end_signals_equal_presentation_order_updates(tiny_digits):
 
 
 def test_the_direct_optimizer_step_equals_accelerates_own():
-    """svp_hf's step (the wrapped optimizer stepped directly) trains exactly as Accelerate's wrapper does, sparse
+    """svp_hf's step (the loss's backward and the wrapped optimizer's step called directly) trains exactly as
+    Accelerate's wrappers do, sparse
     embeddings (plain SGD) and dense weights (momentum, weight decay) alike."""
-    from svp_hf.training import OPTIMIZERS, optimizer_step
+    from svp_hf.training import OPTIMIZERS, backward, optimizer_step
 
     weights = []
     for direct in (True, False):
@@ -187,12 +188,32 @@ def test_the_direct_optimizer_step_equals_accelerates_own():
         offsets = torch.tensor([0, 5, 12])
         for step in range(3):
             logits = net["head"](net["bag"](torch.arange(20) + step, offsets))
-            accelerator.backward(torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 1])))
+            loss = torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 1]))
             if direct:
+                backward(accelerator, loss)
                 optimizer_step(optimizer)
             else:
+                accelerator.backward(loss)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
         assert all(p.grad is None for p in net.parameters())
         weights.append([p.detach().clone() for p in net.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
+def test_recording_steps_in_groups_equals_recording_each_step(tiny_digits, monkeypatch):
+    """Loss, accuracy and training signals computed once per group of steps equal those computed step by step."""
+    import svp_hf.training as training
+
+    dataset = tiny_digits[0]
+    results = []
+    for group in (1, 3, 16):
+        monkeypatch.setattr(training, "STEPS_PER_RECORD", group)
+        model, family, info, config = _train(dataset, "resnet20", 16)
+        config.epochs = 2
+        results.append(train_model(model, family, dataset, info, config, Accelerator(cpu=True), signals=["correctness", "margin", "true_probability"]))
+    for other in results[1:]:
+        assert other.history == results[0].history
+        for name in ("correctness", "margin", "true_probability"):
+            for key, value in results[0].signals[name].state_dict().items():
+                np.testing.assert_array_equal(other.signals[name].state_dict()[key], value)

@@ -27,6 +27,10 @@ from . import ModelFamily, parse_model_spec, register_family
 
 NAME = "fasttext"
 _MASK64 = (1 << 64) - 1
+# Bucket ids and bag offsets in batches: int32 (``nn.EmbeddingBag`` reads either), half the bytes of int64 to store
+# and to move for every batch; hence at most 2**31 buckets.
+IDS = np.int32
+MAX_BUCKETS = 1 << 31
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class FastTextConfig:
         for key, value in asdict(self).items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise SVPConfigError(f"fasttext option {key} must be a positive integer, got {value!r}")
+        if self.buckets > MAX_BUCKETS:
+            raise SVPConfigError(f"fasttext option buckets must be at most {MAX_BUCKETS}, got {self.buckets}")
 
 
 def _splitmix64(x: np.ndarray) -> np.ndarray:
@@ -137,7 +143,7 @@ def fasttext_dataset(dataset, model: FastText, info: DataInfo, train: bool, augm
 
     def build():
         encoded = text_dataset(dataset, info, model.hasher(), desc="hashing words and n-grams")
-        return PackedText(encoded, ["input_ids"], layout="bags")
+        return PackedText(encoded, ["input_ids"], layout="bags", dtype=IDS)
 
     key = ("fasttext", model.config, tuple(info.input_columns), info.label_column)
     return packed_text(dataset, key, build)
@@ -146,10 +152,10 @@ def fasttext_dataset(dataset, model: FastText, info: DataInfo, train: bool, augm
 def collate_bags(rows: Sequence[dict]) -> Dict[str, torch.Tensor]:
     """Concatenate the rows' ids into one flat tensor with bag offsets, as ``nn.EmbeddingBag`` reads them."""
     lengths = [len(r["input_ids"]) for r in rows]
-    offsets = np.zeros(len(rows), dtype=np.int64)
+    offsets = np.zeros(len(rows), dtype=IDS)
     np.cumsum(lengths[:-1], out=offsets[1:])
     # np.fromiter over the chained ids: several times faster than torch.tensor on a flat Python list.
-    flat = np.fromiter(itertools.chain.from_iterable(r["input_ids"] for r in rows), dtype=np.int64, count=sum(lengths))
+    flat = np.fromiter(itertools.chain.from_iterable(r["input_ids"] for r in rows), dtype=IDS, count=sum(lengths))
     return {
         "input_ids": torch.from_numpy(flat),
         "offsets": torch.from_numpy(offsets),
