@@ -120,7 +120,7 @@ def resolve_methods(names: Sequence[str] | str) -> List[SelectionMethod]:
 @register_method("least_confidence", needs="logits")
 def least_confidence(probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """1 - max softmax probability; keeps the least confident examples."""
-    return 1.0 - probs.max(dim=-1).values
+    return 1.0 - probs.amax(dim=-1)  # amax: the values alone (max also finds the indices)
 
 
 @register_method("entropy", needs="logits")

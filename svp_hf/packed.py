@@ -94,11 +94,14 @@ class PackedText(torch.utils.data.Dataset):
         if self.layout != "bags" or stop <= start:
             return [self.collate(np.arange(s, min(stop, s + batch_size))) for s in range(start, stop, batch_size)]
         starts = self.starts[start:stop]
-        cuts = np.append(starts[::batch_size], self.ends[stop - 1])  # where each batch's ids begin, and the last end
-        offsets = (starts - np.repeat(cuts[:-1], batch_size)[: len(starts)]).astype(self.dtype)
-        pieces = [torch.from_numpy(self.flat[c][cuts[0] : cuts[-1]]).split(np.diff(cuts).tolist()) for c in self.columns]
+        cuts = starts[::batch_size]  # where each batch's ids begin
+        first, last = cuts[0], self.ends[stop - 1]
+        offsets = (starts - np.repeat(cuts, batch_size)[: len(starts)]).astype(self.dtype)
+        # tensor_split: one C++ call per column for all the batches (views)
+        pieces = [torch.from_numpy(self.flat[c][first:last]).tensor_split((cuts[1:] - first).tolist()) for c in self.columns]
+        bounds = list(range(batch_size, len(starts), batch_size))
+        rows = [torch.from_numpy(a).tensor_split(bounds) for a in (offsets, self.labels[start:stop], self.index[start:stop])]
         keys = [*self.columns, "offsets", "labels", INDEX_COLUMN]
-        rows = [torch.from_numpy(a).split(batch_size) for a in (offsets, self.labels[start:stop], self.index[start:stop])]
         return [dict(zip(keys, batch)) for batch in zip(*pieces, *rows)]
 
     def collate(self, rows: Sequence[int]) -> Dict[str, torch.Tensor]:

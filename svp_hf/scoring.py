@@ -175,9 +175,13 @@ class _Pool:
         return self.parts[0][0], self.parts[0][2]
 
 
-# Batches are scored in groups of this many consecutive batches: each process runs a group's forward passes, then
-# turns the group's logits into scores in one go (fewer, larger operations, for models as cheap as a scorer).
+# Batches are dealt to the processes in groups of this many consecutive batches (batch_plan), and cut out of
+# array-held data a group at a time.
 GROUP_BATCHES = 8
+# A process turns its logits into scores once it holds this many rows (and at the end): softmax and the scorers are
+# row-wise, so a row's scores do not depend on which rows share the call, but each call costs a fixed few
+# microseconds, which counts against models as cheap as fastText.
+SCORE_ROWS = 8192
 
 
 def batch_plan(n: int, batch_size: int, process_index: int = 0, num_processes: int = 1, group: int = GROUP_BATCHES) -> List[List[Tuple[int, int]]]:
@@ -223,7 +227,8 @@ def scoring_groups(eval_ds, collate, batch_size: int, accelerator, *, num_worker
             full = [(start, stop) for start, stop in group if stop - start == batch_size]
             batches = slicer(full[0][0], full[-1][1], batch_size) if full else []
             batches += [collate(_padded_rows(start, stop, batch_size, n)) for start, stop in group[len(full):]]
-            yield ((to_device(batch, device, non_blocking), stop - start) for batch, (start, stop) in zip(batches, group))
+            reals = [stop - start for start, stop in group]
+            yield zip(batches, reals) if device.type == "cpu" else ((to_device(b, device, non_blocking), r) for b, r in zip(batches, reals))
         return
     loader = torch.utils.data.DataLoader(
         eval_ds,
@@ -264,8 +269,19 @@ def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, n
     total = sum(len(g) for g in batch_plan(n, batch_size, accelerator.process_index, accelerator.num_processes))
     # A bar only on a terminal: writing one into a log costs more than scoring a fastText batch.
     bar = tqdm(total=total, desc=desc, leave=False, disable=None if accelerator.is_local_main_process else True)
+    logits_part, index_part, labels_part = [], [], []  # batches not scored yet
+
+    def score_part():
+        probs, labels = probabilities(torch.cat(logits_part)), torch.cat(labels_part)
+        scored = [m.scorer(probs, labels) for m in batch_methods]
+        score_parts.append(torch.stack(scored, dim=1).double() if scored else probs.new_zeros((len(probs), 0), dtype=torch.float64))
+        index_parts.append(torch.cat(index_part))
+        label_parts.append(labels)
+        for part in (logits_part, index_part, labels_part):
+            part.clear()
+
     for group in groups:
-        logits_group, index_group, labels_group = [], [], []
+        before = len(logits_part)
         with autocast():
             for batch, real in group:
                 batch = on_device(eval_ds, batch)
@@ -274,19 +290,18 @@ def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, n
                     embedding_parts.append(embeddings.float())
                 else:
                     logits = family.logits(model, batch)
-                logits_group.append(logits)
+                logits_part.append(logits)
                 index = batch[INDEX_COLUMN]
                 if real < batch_size:  # padding rows (only in a shard's last batches)
                     index = index.clone()
                     index[real:] = -1
-                index_group.append(index)
-                labels_group.append(batch["labels"])
-        probs, labels = probabilities(torch.cat(logits_group)), torch.cat(labels_group)
-        scored = [m.scorer(probs, labels) for m in batch_methods]
-        score_parts.append(torch.stack(scored, dim=1).double() if scored else probs.new_zeros((len(probs), 0), dtype=torch.float64))
-        index_parts.append(torch.cat(index_group))
-        label_parts.append(labels)
-        bar.update(len(logits_group))
+                index_part.append(index)
+                labels_part.append(batch["labels"])
+        bar.update(len(logits_part) - before)
+        if len(logits_part) * batch_size >= SCORE_ROWS:
+            score_part()
+    if logits_part:
+        score_part()
     bar.close()
     payload = (torch.cat(index_parts), torch.cat(label_parts), torch.cat(score_parts))
     if need_embeddings:
@@ -295,8 +310,11 @@ def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, n
         payload = accelerator.gather(payload)
     columns = [t.cpu().numpy() for t in payload]
     real_rows = columns[0] >= 0
-    columns = [c[real_rows] for c in columns]
+    if not real_rows.all():
+        columns = [c[real_rows] for c in columns]
     rows = columns[0] - start
+    if len(rows) == n and np.array_equal(rows, np.arange(n)):  # one process: every row once, in order
+        return columns[1], np.ascontiguousarray(columns[2].T, dtype=np.float64), (columns[3] if need_embeddings else None)
     values = np.full((len(batch_methods), n), np.nan)
     labels = np.zeros(n, dtype=np.int64)
     seen = np.zeros(n, dtype=bool)
