@@ -378,7 +378,8 @@ class SelectionArguments(ProxyTrainingArguments):
     dataloader_num_workers: Optional[int] = _help(
         "DataLoader worker processes (default: sized to the machine for data decoded row by row, i.e. images larger "
         "than CIFAR's: its CPUs per process less one, at most 8; none for decode-once images and packed text, "
-        "whose batches are one gather).",
+        "whose batches are one gather, built one step ahead in a thread when a CPU is free for it; 0: everything in "
+        "the main thread).",
         default=None,
     )
     kcenter_chunk_size: int = _help("Rows per distance block in k-centers (bounds its memory).", default=16384)

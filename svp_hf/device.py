@@ -4,7 +4,8 @@
 - ``channels_last`` memory layout for convolutional models on a GPU (``channels_last``);
 - pinned host memory for the data loaders when batches go to a GPU (``pin_memory``);
 - loader worker processes sized to the machine for data decoded row by row (``dataloader_num_workers``); data held in
-  arrays (decode-once images, packed text) is batched in the main process, where a batch is one gather;
+  arrays (decode-once images, packed text) is batched in the main process, where a batch is one gather, its training
+  batches one step ahead in a thread where a CPU is free for it (:func:`prefetches`);
 - ``torch.compile`` of the trained models, only when asked (``torch_compile``; through Accelerate's dynamo backend).
 
 Each is overridable (``None`` means "the default for this device") and what was used is recorded in metrics.json.
@@ -106,6 +107,18 @@ def to_device(batch, device: torch.device, non_blocking: bool = False):
     return send_to_device(batch, device, non_blocking=non_blocking)
 
 
+def prefetches(num_workers: Optional[int], device: torch.device, num_processes: int = 1) -> bool:
+    """Whether training batches of data held in arrays are built one step ahead in a background thread
+    (:mod:`svp_hf.prefetch`): only when svp_hf sizes the loader itself (`num_workers`, the ``dataloader_num_workers``
+    setting, unset: an explicit ``0`` keeps everything in the main thread), in a single process (Accelerate's loader
+    of several processes looks one batch ahead itself to gather the last uneven batch, which a thread ahead of it
+    would confuse), on an accelerator (whose host threads are idle while it computes) or on a CPU with a core left over
+    by torch's own threads."""
+    if num_workers is not None or num_processes > 1:
+        return False
+    return torch.device(device).type != "cpu" or torch.get_num_threads() < available_cpus()
+
+
 def unwrap(accelerator, model: torch.nn.Module) -> torch.nn.Module:
     """The trained module itself: without Accelerate's wrappers (DDP, mixed precision) nor ``torch.compile``'s
     (recent Accelerate keeps the latter; its weights are the module's, so nothing is copied)."""
@@ -136,6 +149,8 @@ class DeviceSettings:
                 "arrays": 0 if num_workers is None else int(num_workers),
                 "decoded_rows": auto_num_workers(accelerator.num_processes) if num_workers is None else int(num_workers),
             },
+            # training batches of data held in arrays built one step ahead in a thread (svp_hf.prefetch)
+            "prefetch_thread": prefetches(num_workers, device, accelerator.num_processes),
         }
         if model is not None:
             out["channels_last"] = resolve_channels_last(model, device, self.channels_last)
@@ -152,6 +167,7 @@ __all__ = [
     "resolve_num_workers",
     "unwrap",
     "to_device",
+    "prefetches",
     "auto_num_workers",
     "available_cpus",
     "is_convolutional",

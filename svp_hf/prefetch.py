@@ -4,7 +4,7 @@ For data held in arrays (packed text, decode-once images) a batch is a gather in
 workers (handing a gathered batch over from a worker process costs more than the gather). The gather's numpy and
 torch calls release the GIL, and so do the step's kernels, so one thread can gather batch ``k + 1`` while the main
 thread runs step ``k``: the batch's cost leaves the step's critical path. It is used only where a CPU is free for it
-(see :func:`use_prefetch`).
+(see :func:`svp_hf.device.prefetches`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Iterable, Iterator, TypeVar
 
 import torch
 
-from .device import available_cpus, holds_arrays
+from .device import holds_arrays, prefetches
 
 T = TypeVar("T")
 _DONE = object()
@@ -36,16 +36,9 @@ def prefetch(iterable: Iterable[T]) -> Iterator[T]:
 
 
 def use_prefetch(dataset, num_workers, device: torch.device, num_processes: int = 1) -> bool:
-    """Whether a training loop over the model-ready `dataset` batches in a background thread (:func:`prefetch`).
-
-    Only when svp_hf sizes the loader itself (`num_workers`, the ``dataloader_num_workers`` setting, left unset: an
-    explicit ``0`` keeps everything in the main thread) for data held in arrays, in a single process (Accelerate's
-    loader of several processes looks one batch ahead itself to gather the last uneven batch, which a thread ahead of
-    it would confuse), on an accelerator (whose host threads are idle while it computes) or on a CPU with a core left
-    over by torch's own threads."""
-    if num_workers is not None or num_processes > 1 or not holds_arrays(dataset):
-        return False
-    return torch.device(device).type != "cpu" or torch.get_num_threads() < available_cpus()
+    """Whether a training loop over the model-ready `dataset` batches in a background thread: for data held in arrays,
+    where :func:`svp_hf.device.prefetches` says a thread may run (loader sized by svp_hf, one process, a CPU free)."""
+    return holds_arrays(dataset) and prefetches(num_workers, device, num_processes)
 
 
 __all__ = ["prefetch", "use_prefetch"]

@@ -57,6 +57,8 @@ def test_the_record_names_every_setting_used():
     assert record["channels_last"] is False and record["pin_memory"] is False
     assert record["loader_workers"] == {"arrays": 0, "decoded_rows": auto_num_workers()}
     assert DeviceSettings().record(Accelerator(cpu=True), num_workers=2)["loader_workers"] == {"arrays": 2, "decoded_rows": 2}
+    assert record["prefetch_thread"] == (torch.get_num_threads() < available_cpus())
+    assert DeviceSettings().record(Accelerator(cpu=True), num_workers=0)["prefetch_thread"] is False
 
 
 def test_unwrap_hands_back_the_trained_module_not_its_compiled_wrapper():

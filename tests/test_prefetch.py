@@ -49,7 +49,7 @@ def test_leaving_a_prefetched_loop_early_stops_its_thread():
 
 
 def test_prefetch_is_used_only_where_a_cpu_is_free_for_it(monkeypatch):
-    import svp_hf.prefetch as module
+    import svp_hf.device as module
 
     class Arrays:
         def collate(self, rows):
