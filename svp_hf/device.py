@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
 import torch
+from accelerate.utils import send_to_device
 
 
 def has_accelerator() -> bool:
@@ -102,8 +103,6 @@ def to_device(batch, device: torch.device, non_blocking: bool = False):
     for a model as cheap as fastText, walking the batch costs a noticeable share of a step."""
     if torch.device(device).type == "cpu":
         return batch
-    from accelerate.utils import send_to_device
-
     return send_to_device(batch, device, non_blocking=non_blocking)
 
 

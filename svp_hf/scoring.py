@@ -209,8 +209,9 @@ def _padded_rows(start: int, stop: int, batch_size: int, n: int) -> List[int]:
     return rows + [rows[-1]] * (batch_size - len(rows))
 
 
-def scoring_groups(eval_ds, collate, batch_size: int, accelerator, *, num_workers: Optional[int] = None, pin_memory: bool = False):
-    """This process's share of :func:`batch_plan`, one group at a time: an iterator of ``(batch on the device, real
+def scoring_groups(eval_ds, collate, batch_size: int, groups: List[List[Tuple[int, int]]], accelerator, *, num_workers: Optional[int] = None,
+                   pin_memory: bool = False):
+    """This process's `groups` of :func:`batch_plan`, one group at a time: an iterator of ``(batch on the device, real
     rows)``, every batch `batch_size` rows (padded as :func:`_padded_rows` says; the first `real rows` are the
     batch's own).
 
@@ -218,7 +219,6 @@ def scoring_groups(eval_ds, collate, batch_size: int, accelerator, *, num_worker
     a group's full batches cut out of its arrays in one go, with no loader in between; any other goes through a
     ``DataLoader`` (with `num_workers` processes decoding and collating its rows)."""
     n = len(eval_ds)
-    groups = batch_plan(n, batch_size, accelerator.process_index, accelerator.num_processes)
     device, non_blocking = accelerator.device, bool(pin_memory) and accelerator.device.type == "cuda"
     slicer = row_slicer(eval_ds)
     if slicer is not None:
@@ -265,10 +265,10 @@ def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, n
     index_parts, label_parts, score_parts, embedding_parts = [], [], [], []
     # Autocast only under mixed precision: entering even a disabled autocast costs as much as a cheap model's batch.
     autocast = accelerator.autocast if accelerator.mixed_precision != "no" else contextlib.nullcontext
-    groups = scoring_groups(eval_ds, collate, batch_size, accelerator, num_workers=num_workers, pin_memory=pin_memory)
-    total = sum(len(g) for g in batch_plan(n, batch_size, accelerator.process_index, accelerator.num_processes))
+    plan = batch_plan(n, batch_size, accelerator.process_index, accelerator.num_processes)
+    groups = scoring_groups(eval_ds, collate, batch_size, plan, accelerator, num_workers=num_workers, pin_memory=pin_memory)
     # A bar only on a terminal: writing one into a log costs more than scoring a fastText batch.
-    bar = tqdm(total=total, desc=desc, leave=False, disable=None if accelerator.is_local_main_process else True)
+    bar = tqdm(total=sum(len(g) for g in plan), desc=desc, leave=False, disable=None if accelerator.is_local_main_process else True)
     logits_part, index_part, labels_part = [], [], []  # batches not scored yet
 
     def score_part():
