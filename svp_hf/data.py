@@ -518,6 +518,12 @@ class CachedImages(torch.utils.data.Dataset):
             INDEX_COLUMN: torch.from_numpy(self.index[rows]),
         }
 
+    @property
+    def slices_are_views(self) -> bool:
+        """Whether :meth:`slices` returns views of the arrays (an in-memory cache) rather than copies (a read-only,
+        memory-mapped one): views cost nothing to cut ahead of use."""
+        return bool(self.pixels.flags.writeable)
+
     def slices(self, start: int, stop: int, batch_size: int) -> List[Dict[str, torch.Tensor]]:
         """Rows ``start..stop-1`` in consecutive batches of `batch_size` rows (the last may be shorter), each as
         :meth:`collate` batches it, by slicing (no gather)."""

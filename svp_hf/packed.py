@@ -88,6 +88,11 @@ class PackedText(torch.utils.data.Dataset):
         positions += self._steps[:total]
         return positions, lengths
 
+    @property
+    def slices_are_views(self) -> bool:
+        """Whether :meth:`slices` returns views of the arrays (bags) rather than padded copies."""
+        return self.layout == "bags"
+
     def slices(self, start: int, stop: int, batch_size: int) -> List[Dict[str, torch.Tensor]]:
         """Rows ``start..stop-1`` in consecutive batches of `batch_size` rows (the last may be shorter), each as
         :meth:`collate` batches it. Bags are cut out of the flat arrays as views (no gather, a few calls for all)."""

@@ -231,3 +231,35 @@ def test_images_decoded_row_by_row_score_the_same_with_loader_workers():
     for name in inline:
         np.testing.assert_array_equal(inline[name], workers[name])
     assert isinstance(ds, datasets.Dataset)
+
+
+@pytest.mark.parametrize("processes", [1, 2, 3])
+@pytest.mark.parametrize("name", ["fasttext", "config:bert-tiny,max_length=32"])
+def test_batches_cut_ahead_are_each_process_plan_batch_by_batch(name, processes):
+    """Several groups cut out of the arrays in one go (fastText's bags are views) or one at a time (padded
+    transformers batches): every process gets exactly the batches of its plan, padding included, in plan order."""
+    import torch
+
+    from svp_hf.data import add_index, batch_collate, reviews_dataset
+    from svp_hf.models import create_model
+    from svp_hf.proxy import prepare_inputs
+    from svp_hf.scoring import _padded_rows, batch_plan, scoring_groups
+
+    reviews = add_index(reviews_dataset(n=400)["train"].select(range(301)))
+    family, info = prepare_inputs(reviews, name, {})
+    model = create_model(name, info)
+    packed = family.dataset(reviews, model, info, train=False)
+    assert packed.slices_are_views == (name == "fasttext")
+    collate = batch_collate(packed, family.make_collate(model))
+    batch_size = 8  # 38 batches: 5 groups of 8 (the last short), the dataset's last batch 5 rows
+    for process in range(processes):
+        plan = batch_plan(len(packed), batch_size, process, processes)
+        got = [pair for group in scoring_groups(packed, collate, batch_size, plan, Accelerator(cpu=True)) for pair in group]
+        expected = [(start, stop) for group in plan for start, stop in group]
+        assert len(got) == len(expected) > 0
+        for (batch, real), (start, stop) in zip(got, expected):
+            assert real == stop - start
+            want = collate(_padded_rows(start, stop, batch_size, len(packed)))
+            assert sorted(batch) == sorted(want)
+            for key in want:
+                assert torch.equal(batch[key], want[key]), (process, start, key)
