@@ -139,8 +139,9 @@ def render_throughput(p: Dict) -> List[str]:
             "",
             f"Core-set selection (`svp_hf.score`: train on all {sel['rows']} CIFAR-10 rows, then score them) with proxy "
             f"{proxy['model']} ({proxy['epochs']} epochs) and target {target['model']} ({target['epochs']} epochs), in "
-            "the same run. FLOPs per example are torch's count of one forward pass; a training epoch costs 3 forward "
-            "passes (backward = 2 x forward) and scoring 1.",
+            f"the same run, {sel.get('repeats', 1)} alternating pass(es) each; the seconds are each model's best pass. "
+            "FLOPs per example are torch's count of one forward pass; a training epoch costs 3 forward passes "
+            "(backward = 2 x forward) and scoring 1.",
             "",
             table(
                 ["model", "role", "epochs", "forward MFLOPs / example", "selection FLOPs", "selection s"],
@@ -151,7 +152,9 @@ def render_throughput(p: Dict) -> List[str]:
             ),
             "",
             f"Selection speedup target / proxy measured **{sel['measured_speedup']:.2f}x** against a FLOP ratio of "
-            f"**{sel['flop_ratio']:.2f}x**: {sel['speedup_over_flop_ratio']:.3f} of it (target 0.9: {verdict}).",
+            f"**{sel['flop_ratio']:.2f}x**: {sel['speedup_over_flop_ratio']:.3f} of it (target 0.9: {verdict})"
+            + (f"; the median of the passes' ratios is {sel['measured_speedup_paired']:.2f}x "
+               f"({sel['measured_speedup_paired'] / sel['flop_ratio']:.3f} of the FLOP ratio)." if "measured_speedup_paired" in sel else "."),
         ]
     m = p["machine"]
     if not m.get("cuda"):

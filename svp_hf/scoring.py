@@ -183,10 +183,11 @@ GROUP_BATCHES = 8
 # made between two forward passes costs several times what it costs in a row (the forward leaves the caches cold),
 # which for a model as cheap as fastText was 5% of scoring (measured: 0.92 -> 0.95 of the raw forward).
 CUT_GROUPS = 8
-# A process turns its logits into scores once it holds this many rows (and at the end): softmax and the scorers are
-# row-wise, so a row's scores do not depend on which rows share the call, but each call costs a fixed few
-# microseconds, which counts against models as cheap as fastText.
-SCORE_ROWS = 8192
+# A process turns its logits into scores once it holds this many of them (rows x classes: 4 MB of float32, e.g.
+# 524,288 rows of 2 classes, 1,048 of 1,000), and at the end: softmax and the scorers are row-wise, so a row's scores
+# do not depend on which rows share the call, but each call costs a fixed few microseconds, and more between two
+# forward passes, which counts against models as cheap as fastText.
+SCORE_LOGITS = 1 << 20
 
 
 def batch_plan(n: int, batch_size: int, process_index: int = 0, num_processes: int = 1, group: int = GROUP_BATCHES) -> List[List[Tuple[int, int]]]:
@@ -324,7 +325,7 @@ def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, n
                 index_part.append(index)
                 labels_part.append(batch["labels"])
         bar.update(len(logits_part) - before)
-        if len(logits_part) * batch_size >= SCORE_ROWS:
+        if len(logits_part) * batch_size * logits.shape[-1] >= SCORE_LOGITS:
             score_part()
     if logits_part:
         score_part()

@@ -47,6 +47,16 @@ def test_uneven_shards_score_every_example_like_one_pass(setup):
     assert all(len(v) == 200 for v in sharded.values())
 
 
+def test_scores_do_not_depend_on_how_many_rows_are_scored_at_once(setup, monkeypatch):
+    """Softmax and the scorers run on blocks of `SCORE_LOGITS` logits: one block or one per group, the same scores."""
+    methods = ["least_confidence", "margin", "entropy"]
+    whole = scores_of(setup, methods=methods, batch_size=8)  # 200 rows: 25 batches, 4 groups, one block
+    monkeypatch.setattr(scoring, "SCORE_LOGITS", 1)  # a block after every group
+    blocks = scores_of(setup, methods=methods, batch_size=8)
+    for name in whole:
+        np.testing.assert_array_equal(whole[name], blocks[name], err_msg=name)
+
+
 def test_streaming_input_gives_the_same_scores_as_in_memory(setup, tmp_path):
     import datasets
 
