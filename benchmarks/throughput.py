@@ -180,9 +180,9 @@ def loop_training_throughput(model, family, ds, info, batch_size: int, epochs: i
 # raw step some 10% faster than on any dataset that does not fit there (8,192 rows: 85.8k rows/s raw, 65,536: 78.7k;
 # svp_hf's loop, which gathers fresh shuffled batches, ran at 79k in both).
 SCALE = {
-    "timm-cnn": {"score_n": 1024, "train_n": 1024, "train_epochs": 1, "repeats": 3},
+    "timm-cnn": {"score_n": 1024, "train_n": 1024, "train_epochs": 1, "repeats": 5},
     "fasttext": {"score_n": 65536, "train_n": 65536, "train_epochs": 1, "repeats": 15, "score_repeats": 41},
-    "minilm": {"score_n": 256, "train_n": 128, "train_epochs": 1, "repeats": 2},
+    "minilm": {"score_n": 256, "train_n": 128, "train_epochs": 1, "repeats": 3},
 }
 
 
