@@ -181,7 +181,7 @@ def loop_training_throughput(model, family, ds, info, batch_size: int, epochs: i
 # svp_hf's loop, which gathers fresh shuffled batches, ran at 79k in both).
 SCALE = {
     "timm-cnn": {"score_n": 1024, "train_n": 1024, "train_epochs": 1, "repeats": 5},
-    "fasttext": {"score_n": 65536, "train_n": 65536, "train_epochs": 1, "repeats": 15, "score_repeats": 41},
+    "fasttext": {"score_n": 65536, "train_n": 65536, "train_epochs": 1, "repeats": 31, "score_repeats": 41},
     "minilm": {"score_n": 256, "train_n": 128, "train_epochs": 1, "repeats": 3},
 }
 

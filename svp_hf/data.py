@@ -524,18 +524,18 @@ class CachedImages(torch.utils.data.Dataset):
         memory-mapped one): views cost nothing to cut ahead of use."""
         return bool(self.pixels.flags.writeable)
 
-    def slices(self, start: int, stop: int, batch_size: int) -> List[Dict[str, torch.Tensor]]:
+    def slices(self, start: int, stop: int, batch_size: int, inputs_only: bool = False) -> List[Dict[str, torch.Tensor]]:
         """Rows ``start..stop-1`` in consecutive batches of `batch_size` rows (the last may be shorter), each as
-        :meth:`collate` batches it, by slicing (no gather)."""
+        :meth:`collate` batches it, by slicing (no gather); with `inputs_only`, the pixels alone (the rows' labels and
+        ids are :attr:`labels` and :attr:`index`)."""
         batches = []
         for s in range(start, stop, batch_size):
             e = min(stop, s + batch_size)
             pixels = self.pixels[s:e]  # a view: copied only when read-only (a memory-mapped cache)
-            batches.append({
-                "pixels": torch.from_numpy(pixels if pixels.flags.writeable else np.array(pixels)),
-                "labels": torch.from_numpy(self.labels[s:e]),
-                INDEX_COLUMN: torch.from_numpy(self.index[s:e]),
-            })
+            batch = {"pixels": torch.from_numpy(pixels if pixels.flags.writeable else np.array(pixels))}
+            if not inputs_only:
+                batch.update({"labels": torch.from_numpy(self.labels[s:e]), INDEX_COLUMN: torch.from_numpy(self.index[s:e])})
+            batches.append(batch)
         return batches
 
     def device_transform(self, batch: Dict[str, torch.Tensor], generator: Optional[torch.Generator] = None):
@@ -660,10 +660,11 @@ def batch_collate(dataset, default: Callable) -> Callable:
     return dataset.collate if holds_arrays(dataset) else default
 
 
-def row_slicer(dataset) -> Optional[Callable[[int, int, int], List[Dict[str, torch.Tensor]]]]:
-    """``slices(start, stop, batch_size)``: consecutive rows of a model-ready `dataset` held in arrays (decode-once
-    images, packed text) cut into batches without a gather or a loader; ``None`` for a dataset batched row by row
-    through a ``DataLoader``."""
+def row_slicer(dataset) -> Optional[Callable[..., List[Dict[str, torch.Tensor]]]]:
+    """``slices(start, stop, batch_size, inputs_only=False)``: consecutive rows of a model-ready `dataset` held in
+    arrays (decode-once images, packed text) cut into batches without a gather or a loader; ``None`` for a dataset
+    batched row by row through a ``DataLoader``. Such a dataset also has its rows' ``labels`` and ``index``
+    (`svp_index`) as arrays, and ``slices_are_views`` (whether the cut batches are views of its arrays)."""
     return getattr(dataset, "slices", None)
 
 

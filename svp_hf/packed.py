@@ -93,9 +93,11 @@ class PackedText(torch.utils.data.Dataset):
         """Whether :meth:`slices` returns views of the arrays (bags) rather than padded copies."""
         return self.layout == "bags"
 
-    def slices(self, start: int, stop: int, batch_size: int) -> List[Dict[str, torch.Tensor]]:
+    def slices(self, start: int, stop: int, batch_size: int, inputs_only: bool = False) -> List[Dict[str, torch.Tensor]]:
         """Rows ``start..stop-1`` in consecutive batches of `batch_size` rows (the last may be shorter), each as
-        :meth:`collate` batches it. Bags are cut out of the flat arrays as views (no gather, a few calls for all)."""
+        :meth:`collate` batches it (with `inputs_only`, bags carry the model's inputs alone: the rows' labels and ids
+        are :attr:`labels` and :attr:`index`). Bags are cut out of the flat arrays as views (no gather, a few calls
+        for all)."""
         if self.layout != "bags" or stop <= start:
             return [self.collate(np.arange(s, min(stop, s + batch_size))) for s in range(start, stop, batch_size)]
         starts = self.starts[start:stop]
@@ -105,8 +107,9 @@ class PackedText(torch.utils.data.Dataset):
         # tensor_split: one C++ call per column for all the batches (views)
         pieces = [torch.from_numpy(self.flat[c][first:last]).tensor_split((cuts[1:] - first).tolist()) for c in self.columns]
         bounds = list(range(batch_size, len(starts), batch_size))
-        rows = [torch.from_numpy(a).tensor_split(bounds) for a in (offsets, self.labels[start:stop], self.index[start:stop])]
-        keys = [*self.columns, "offsets", "labels", INDEX_COLUMN]
+        per_row = (offsets,) if inputs_only else (offsets, self.labels[start:stop], self.index[start:stop])
+        rows = [torch.from_numpy(a).tensor_split(bounds) for a in per_row]
+        keys = [*self.columns, "offsets", "labels", INDEX_COLUMN][: len(self.columns) + len(per_row)]
         return [dict(zip(keys, batch)) for batch in zip(*pieces, *rows)]
 
     def collate(self, rows: Sequence[int]) -> Dict[str, torch.Tensor]:

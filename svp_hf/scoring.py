@@ -16,7 +16,7 @@ import math
 import warnings
 from dataclasses import dataclass
 from itertools import islice
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -215,10 +215,47 @@ def _padded_rows(start: int, stop: int, batch_size: int, n: int) -> List[int]:
     return rows + [rows[-1]] * (batch_size - len(rows))
 
 
-def _cut(slicer, collate, groups: List[List[Tuple[int, int]]], batch_size: int, n: int) -> List[list]:
-    """The batches of each of `groups`, the full ones cut out of the arrays with one `slicer` call per run of
-    consecutive rows (one call for all of a single process's groups, which follow each other), the short or padding
-    ones (only at the dataset's end) collated."""
+class ScoringGroup:
+    """One group of :func:`batch_plan` as scoring reads it: iterating it gives its batches (each on the device,
+    `batch_size` rows: the model's inputs, and for data batched through a loader the rows' labels and ids too);
+    once they have been iterated, :meth:`rows` gives the labels and ``svp_index`` of all its rows in order,
+    ``svp_index`` -1 on rows that are only padding (:func:`_padded_rows`)."""
+
+    def __init__(self, batches: Iterable[Dict[str, torch.Tensor]], reals: Sequence[int], rows=None):
+        self._batches, self._reals, self._rows = batches, reals, rows
+        self._seen: List[Tuple[torch.Tensor, torch.Tensor]] = []
+        self.size = len(reals)  # batches
+
+    def __iter__(self) -> Iterator[Dict[str, torch.Tensor]]:
+        if self._rows is not None:
+            return iter(self._batches)
+        return self._recording()
+
+    def _recording(self):
+        for batch, real in zip(self._batches, self._reals):
+            self._seen.append((batch["labels"], _marked(batch[INDEX_COLUMN], real)))
+            yield batch
+
+    def rows(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self._rows is not None:
+            return self._rows
+        labels, index = zip(*self._seen)
+        return torch.cat(labels), torch.cat(index)
+
+
+def _marked(index: torch.Tensor, real: int) -> torch.Tensor:
+    """A batch's `svp_index` with -1 on its rows past the first `real` (padding)."""
+    if real < len(index):
+        index = index.clone()
+        index[real:] = -1
+    return index
+
+
+def _cut(eval_ds, collate, groups: List[List[Tuple[int, int]]], batch_size: int, n: int) -> List[Tuple[list, tuple]]:
+    """Each of `groups` as ``(batches, (labels, svp_index))`` from a dataset held in arrays: its full batches' inputs
+    cut out of the arrays with one ``slices`` call per run of consecutive rows (one call for all of a single process's
+    groups, which follow each other) and their labels and ids as one slice of the arrays; the short or padding batches
+    (only at the dataset's end) collated."""
     # A group's full batches are consecutive rows and come first; only the dataset's last batch, or padding, is short.
     full = [[(start, stop) for start, stop in group if stop - start == batch_size] for group in groups]
     spans: List[List[int]] = []  # [start, stop) of each run of consecutive full batches
@@ -227,34 +264,46 @@ def _cut(slicer, collate, groups: List[List[Tuple[int, int]]], batch_size: int, 
             spans[-1][1] = stop
         else:
             spans.append([start, stop])
-    cut = [batch for start, stop in spans for batch in slicer(start, stop, batch_size)]
+    cut = [batch for start, stop in spans for batch in eval_ds.slices(start, stop, batch_size, inputs_only=True)]
     out, taken = [], 0
     for group, mine in zip(groups, full):
-        out.append(cut[taken : taken + len(mine)] + [collate(_padded_rows(start, stop, batch_size, n)) for start, stop in group[len(mine):]])
+        short = [(collate(_padded_rows(start, stop, batch_size, n)), stop - start) for start, stop in group[len(mine):]]
+        labels, index = [], []
+        if mine:
+            first, last = mine[0][0], mine[-1][1]
+            labels.append(torch.from_numpy(eval_ds.labels[first:last]))
+            index.append(torch.from_numpy(eval_ds.index[first:last]))
+        for batch, real in short:
+            labels.append(batch["labels"])
+            index.append(_marked(batch[INDEX_COLUMN], real))
+        rows = (labels[0], index[0]) if len(labels) == 1 else (torch.cat(labels), torch.cat(index))
+        out.append((cut[taken : taken + len(mine)] + [batch for batch, _ in short], rows))
         taken += len(mine)
     return out
 
 
 def scoring_groups(eval_ds, collate, batch_size: int, groups: List[List[Tuple[int, int]]], accelerator, *, num_workers: Optional[int] = None,
-                   pin_memory: bool = False):
-    """This process's `groups` of :func:`batch_plan`, one group at a time: an iterator of ``(batch on the device, real
-    rows)``, every batch `batch_size` rows (padded as :func:`_padded_rows` says; the first `real rows` are the
-    batch's own).
+                   pin_memory: bool = False) -> Iterator[ScoringGroup]:
+    """This process's `groups` of :func:`batch_plan`, one :class:`ScoringGroup` at a time, every batch `batch_size`
+    rows (padded as :func:`_padded_rows` says).
 
     A dataset held in arrays (decode-once images, packed text: :func:`svp_hf.data.row_slicer`) is batched right here,
     the full batches of several groups cut out of its arrays in one go (:data:`CUT_GROUPS`, where the cuts are views;
-    one group otherwise), with no loader in between; any other goes through a
-    ``DataLoader`` (with `num_workers` processes decoding and collating its rows)."""
+    one group otherwise) and their labels and ids taken a group at a time, with no loader in between; any other goes
+    through a ``DataLoader`` (with `num_workers` processes decoding and collating its rows)."""
     n = len(eval_ds)
     device, non_blocking = accelerator.device, bool(pin_memory) and accelerator.device.type == "cuda"
-    slicer = row_slicer(eval_ds)
-    if slicer is not None:
+
+    def moved(items):
+        return items if device.type == "cpu" else [to_device(item, device, non_blocking) for item in items]
+
+    if row_slicer(eval_ds) is not None:
         ahead = CUT_GROUPS if getattr(eval_ds, "slices_are_views", False) else 1
         for first in range(0, len(groups), ahead):
             chunk = groups[first : first + ahead]
-            for group, batches in zip(chunk, _cut(slicer, collate, chunk, batch_size, n)):
-                reals = [stop - start for start, stop in group]
-                yield zip(batches, reals) if device.type == "cpu" else ((to_device(b, device, non_blocking), r) for b, r in zip(batches, reals))
+            for group, (batches, rows) in zip(chunk, _cut(eval_ds, collate, chunk, batch_size, n)):
+                lazily = batches if device.type == "cpu" else (to_device(b, device, non_blocking) for b in batches)
+                yield ScoringGroup(lazily, [stop - start for start, stop in group], rows=tuple(moved(rows)))
         return
     loader = torch.utils.data.DataLoader(
         eval_ds,
@@ -265,7 +314,7 @@ def scoring_groups(eval_ds, collate, batch_size: int, groups: List[List[Tuple[in
     )
     batches = iter(loader)
     for group in groups:
-        yield ((to_device(next(batches), device, non_blocking), stop - start) for start, stop in group)
+        yield ScoringGroup((to_device(next(batches), device, non_blocking) for _ in group), [stop - start for start, stop in group])
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -307,10 +356,10 @@ def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, n
         for part in (logits_part, index_part, labels_part):
             part.clear()
 
+    held = 0  # logits held, not scored yet
     for group in groups:
-        before = len(logits_part)
         with autocast():
-            for batch, real in group:
+            for batch in group:
                 batch = on_device(eval_ds, batch)
                 if need_embeddings:
                     logits, embeddings = family.logits_and_embeddings(model, batch)
@@ -318,15 +367,14 @@ def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, n
                 else:
                     logits = family.logits(model, batch)
                 logits_part.append(logits)
-                index = batch[INDEX_COLUMN]
-                if real < batch_size:  # padding rows (only in a shard's last batches)
-                    index = index.clone()
-                    index[real:] = -1
-                index_part.append(index)
-                labels_part.append(batch["labels"])
-        bar.update(len(logits_part) - before)
-        if len(logits_part) * batch_size * logits.shape[-1] >= SCORE_LOGITS:
+                held += logits.numel()
+        labels, index = group.rows()
+        labels_part.append(labels)
+        index_part.append(index)
+        bar.update(group.size)
+        if held >= SCORE_LOGITS:
             score_part()
+            held = 0
     if logits_part:
         score_part()
     bar.close()

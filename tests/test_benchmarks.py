@@ -60,7 +60,7 @@ def test_every_benchmark_runs_quick_and_renders(tmp_path):
     for title in ("Core-set selection on CIFAR-10", "Active learning on Amazon", "Training and scoring throughput", "Scale check", "Prune-rate sweep"):
         assert title in results
     assert "Not run yet" not in results
-    assert "training / raw" in results and "Selection speedup target / proxy measured" in results
+    assert "training / raw" in results and "Selection speedup target / proxy, median of the pairs" in results and "(target 0.9: " in results
 
 
 def test_prune_sweep_rerun_skips_finished_arms(tmp_path, monkeypatch):

@@ -243,33 +243,57 @@ def test_images_decoded_row_by_row_score_the_same_with_loader_workers():
     assert isinstance(ds, datasets.Dataset)
 
 
-@pytest.mark.parametrize("processes", [1, 2, 3])
-@pytest.mark.parametrize("name", ["fasttext", "config:bert-tiny,max_length=32"])
-def test_batches_cut_ahead_are_each_process_plan_batch_by_batch(name, processes):
-    """Several groups cut out of the arrays in one go (fastText's bags are views) or one at a time (padded
-    transformers batches): every process gets exactly the batches of its plan, padding included, in plan order."""
-    import torch
-
+def _scoring_case(kind):
+    """(model-ready dataset, collate) for one way of batching: fastText's bags (views of packed arrays), padded
+    transformers batches (packed, gathered), CIFAR-sized images (decode-once cache), larger images (a DataLoader)."""
     from svp_hf.data import add_index, batch_collate, reviews_dataset
     from svp_hf.models import create_model
     from svp_hf.proxy import prepare_inputs
+
+    from .test_data import _images
+
+    if kind in ("fasttext", "config:bert-tiny,max_length=32"):
+        data, name = add_index(reviews_dataset(n=400)["train"].select(range(301))), kind
+    else:
+        data, name = add_index(_images(301 if kind == "small images" else 45, 16 if kind == "small images" else 72)), "resnet20"
+    family, info = prepare_inputs(data, name, {})
+    model = create_model(name, info)
+    ready = family.dataset(data, model, info, train=False)
+    return ready, batch_collate(ready, family.make_collate(model))
+
+
+@pytest.mark.parametrize("processes", [1, 2, 3])
+@pytest.mark.parametrize("kind", ["fasttext", "config:bert-tiny,max_length=32", "small images", "large images"])
+def test_scoring_groups_give_each_process_its_plan_batch_by_batch(kind, processes):
+    """Several groups cut out of the arrays in one go (fastText's bags, images held in memory: views), one at a time
+    (padded transformers batches), or read through a loader (large images): every process gets exactly the batches
+    of its plan, padding included, in plan order, and each group's labels and ids, -1 on padding rows."""
+    import torch
+
+    from svp_hf.data import INDEX_COLUMN, on_device
     from svp_hf.scoring import _padded_rows, batch_plan, scoring_groups
 
-    reviews = add_index(reviews_dataset(n=400)["train"].select(range(301)))
-    family, info = prepare_inputs(reviews, name, {})
-    model = create_model(name, info)
-    packed = family.dataset(reviews, model, info, train=False)
-    assert packed.slices_are_views == (name == "fasttext")
-    collate = batch_collate(packed, family.make_collate(model))
-    batch_size = 8  # 38 batches: 5 groups of 8 (the last short), the dataset's last batch 5 rows
+    ready, collate = _scoring_case(kind)
+    assert getattr(ready, "slices_are_views", False) == (kind in ("fasttext", "small images"))
+    batch_size = 8  # fastText / small images: 38 batches, 5 groups of 8 (the last short), the last batch 5 rows
     for process in range(processes):
-        plan = batch_plan(len(packed), batch_size, process, processes)
-        got = [pair for group in scoring_groups(packed, collate, batch_size, plan, Accelerator(cpu=True)) for pair in group]
-        expected = [(start, stop) for group in plan for start, stop in group]
-        assert len(got) == len(expected) > 0
-        for (batch, real), (start, stop) in zip(got, expected):
-            assert real == stop - start
-            want = collate(_padded_rows(start, stop, batch_size, len(packed)))
-            assert sorted(batch) == sorted(want)
-            for key in want:
-                assert torch.equal(batch[key], want[key]), (process, start, key)
+        plan = batch_plan(len(ready), batch_size, process, processes)
+        groups = list(scoring_groups(ready, collate, batch_size, plan, Accelerator(cpu=True)))
+        assert len(groups) == len(plan) > 0
+        for group, batches in zip(groups, plan):
+            got = list(group)
+            labels, index = group.rows()
+            assert group.size == len(got) == len(batches)
+            rows = [_padded_rows(start, stop, batch_size, len(ready)) for start, stop in batches]
+            wants = [collate(r) if hasattr(ready, "collate") else collate([ready[i] for i in r]) for r in rows]
+            for batch, want in zip(got, wants):
+                batch, want = on_device(ready, batch), on_device(ready, want)
+                inputs = [key for key in want if key not in ("labels", INDEX_COLUMN)]
+                assert inputs and set(inputs) <= set(batch)
+                for key in inputs:
+                    assert torch.equal(batch[key], want[key]), (process, key)
+            assert torch.equal(labels, torch.cat([w["labels"] for w in wants]))
+            marked = [w[INDEX_COLUMN].clone() for w in wants]
+            for ids, (start, stop) in zip(marked, batches):
+                ids[stop - start :] = -1
+            assert torch.equal(index, torch.cat(marked)), (process, batches)
