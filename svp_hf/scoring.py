@@ -175,8 +175,7 @@ class _Pool:
         return self.parts[0][0], self.parts[0][2]
 
 
-# Batches are dealt to the processes in groups of this many consecutive batches (batch_plan), and cut out of
-# array-held data a group at a time.
+# Batches are dealt to the processes in groups of this many consecutive batches (batch_plan).
 GROUP_BATCHES = 8
 # Where cutting batches out of the arrays makes views (packed fastText text, decode-once images held in memory), a
 # process cuts those of this many of its groups in one go, ahead of their forward passes: every numpy or torch call
