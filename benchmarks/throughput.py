@@ -410,6 +410,8 @@ def main(argv=None):
     p.add_argument("--out-dir", default=None)
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
+    if args.selection_repeats < 1:
+        p.error(f"--selection-repeats must be at least 1, got {args.selection_repeats}")
     if args.quick:
         args.n, args.memory_n, args.repeats, args.batch_size = 128, 300, 1, 32
         args.train_repeats, args.selection_n, args.proxy_epochs, args.target_epochs = 1, 128, 1, 1

@@ -107,9 +107,11 @@ class PackedText(torch.utils.data.Dataset):
         # tensor_split: one C++ call per column for all the batches (views)
         pieces = [torch.from_numpy(self.flat[c][first:last]).tensor_split((cuts[1:] - first).tolist()) for c in self.columns]
         bounds = list(range(batch_size, len(starts), batch_size))
-        per_row = (offsets,) if inputs_only else (offsets, self.labels[start:stop], self.index[start:stop])
-        rows = [torch.from_numpy(a).tensor_split(bounds) for a in per_row]
-        keys = [*self.columns, "offsets", "labels", INDEX_COLUMN][: len(self.columns) + len(per_row)]
+        per_row = {"offsets": offsets}
+        if not inputs_only:
+            per_row.update({"labels": self.labels[start:stop], INDEX_COLUMN: self.index[start:stop]})
+        rows = [torch.from_numpy(a).tensor_split(bounds) for a in per_row.values()]
+        keys = [*self.columns, *per_row]
         return [dict(zip(keys, batch)) for batch in zip(*pieces, *rows)]
 
     def collate(self, rows: Sequence[int]) -> Dict[str, torch.Tensor]:

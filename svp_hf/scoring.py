@@ -292,17 +292,13 @@ def scoring_groups(eval_ds, collate, batch_size: int, groups: List[List[Tuple[in
     through a ``DataLoader`` (with `num_workers` processes decoding and collating its rows)."""
     n = len(eval_ds)
     device, non_blocking = accelerator.device, bool(pin_memory) and accelerator.device.type == "cuda"
-
-    def moved(items):
-        return items if device.type == "cpu" else [to_device(item, device, non_blocking) for item in items]
-
     if row_slicer(eval_ds) is not None:
         ahead = CUT_GROUPS if getattr(eval_ds, "slices_are_views", False) else 1
         for first in range(0, len(groups), ahead):
             chunk = groups[first : first + ahead]
             for group, (batches, rows) in zip(chunk, _cut(eval_ds, collate, chunk, batch_size, n)):
                 lazily = batches if device.type == "cpu" else (to_device(b, device, non_blocking) for b in batches)
-                yield ScoringGroup(lazily, [stop - start for start, stop in group], rows=tuple(moved(rows)))
+                yield ScoringGroup(lazily, [stop - start for start, stop in group], rows=to_device(rows, device, non_blocking))
         return
     loader = torch.utils.data.DataLoader(
         eval_ds,

@@ -81,3 +81,11 @@ def test_prune_sweep_rerun_skips_finished_arms(tmp_path, monkeypatch):
     again = prune_sweep.main([*argv, "--finished-only"])
     assert again["summary"]["text"]["arms"] == first["summary"]["text"]["arms"]
     assert "--finished-only" not in again["command"]
+
+
+def test_throughput_refuses_no_selection_pass_before_measuring(capsys):
+    from benchmarks import throughput
+
+    with pytest.raises(SystemExit):
+        throughput.main(["--selection-repeats", "0", "--quick"])
+    assert "--selection-repeats must be at least 1, got 0" in capsys.readouterr().err
