@@ -294,7 +294,11 @@ class DataArguments:
     dataset_config_name: Optional[str] = _help("The dataset's configuration name.", default=None)
     data_files: Optional[str] = _help("Mapping split -> path(s) (a YAML mapping, or JSON on the command line).", default=None)
     train_split: str = _help("The split to score and prune.", default="train")
-    eval_split: Optional[str] = _help("The split to evaluate proxy and target on (left unpruned); empty for none.", default="test")
+    eval_split: Optional[str] = _help(
+        "The split to evaluate proxy and target on (left unpruned); empty for none. When it is the training split, "
+        "validation_split_percentage must hold part of it out, written as the split <train_split>_heldout.",
+        default="test",
+    )
     validation_split_percentage: Optional[float] = _help(
         "When the dataset has no eval_split (or it is the training split), hold out this percentage of the training "
         "split, seeded and stratified, as the evaluation split (default: none; a missing eval_split is an error).",
@@ -325,6 +329,28 @@ class DataArguments:
         for key in ("train_split", "eval_split"):
             if getattr(self, key) is not None:
                 check_split_name(getattr(self, key), key)
+        self.eval_split = evaluation_split_name(self.train_split, self.eval_split, self.validation_split_percentage)
+
+
+def held_out_split_name(train_split: str) -> str:
+    """The name of the evaluation split held out of `train_split` when the evaluation split named is the training
+    split itself: a name of its own, so that the pruned split and the held-out one are never written as one."""
+    return f"{train_split}_heldout"
+
+
+def evaluation_split_name(train_split: str, eval_split: Optional[str], percentage: Optional[float]) -> Optional[str]:
+    """The evaluation split's name: `eval_split`, or, when it is the training split and `percentage` holds part of
+    it out, :func:`held_out_split_name`; a clear error when it is the training split with nothing held out (the
+    evaluation would read the training rows, and both splits would be written under one name)."""
+    if eval_split is None or eval_split != train_split:
+        return eval_split
+    if not percentage:
+        raise SVPConfigError(
+            f"eval_split {eval_split!r} is the training split: set validation_split_percentage to hold part of it out "
+            f"for evaluation (written as split {held_out_split_name(train_split)!r}), name another eval_split, or set "
+            "eval_split to '' for none"
+        )
+    return held_out_split_name(train_split)
 
 
 # The split names ``datasets`` accepts; anything else (a path, "..", a separator) is refused before any work.
@@ -687,4 +713,6 @@ __all__ = [
     "check_schedule",
     "check_coverage_beta",
     "check_split_name",
+    "held_out_split_name",
+    "evaluation_split_name",
 ]

@@ -251,6 +251,10 @@ def test_amazon_full_recipe_on_its_single_local_split(tmp_path):
     ])
     assert metrics["n_total"] == 899 and metrics["n_selected"] == 450  # 10% of the 999 reviews held out
     assert len(metrics["total_per_class"]) == 5
+    loaded = datasets.load_dataset(str(tmp_path / "out" / "dataset"))  # both splits written, neither over the other
+    assert set(loaded) == {"test", "test_heldout"}
+    assert len(loaded["test"]) == 450 and None not in loaded["test"]["svp_score"]
+    assert len(loaded["test_heldout"]) == 100 and set(loaded["test_heldout"]["svp_score"]) == {None}
 
 
 @pytest.mark.slow

@@ -115,6 +115,40 @@ def test_a_runtime_failure_exits_3_and_a_bad_recipe_2(tmp_path, capsys, monkeypa
     assert err.value.code == 2
 
 
+# --- the splits written ---------------------------------------------------------------------------------------------
+
+
+def written_splits(out):
+    """Every split of the dataset folder written to `out`, as `datasets.load_dataset` reads it back."""
+    return datasets.load_dataset(str(out / "dataset"))
+
+
+@pytest.mark.parametrize("job", ["coreset", "active"])
+def test_a_split_held_out_of_the_training_split_is_written_under_its_own_name(tmp_path, job):
+    out = tmp_path / "out"
+    held_out = ["--eval_split", "train", "--validation_split_percentage", "20"]
+    if job == "coreset":
+        metrics = coreset.main([RECIPE, "--output_dir", str(out), *FAST, *held_out])
+        kept, column = metrics["n_selected"], "svp_score"
+    else:
+        metrics = active.main([ACTIVE_RECIPE, "--output_dir", str(out), *ACTIVE_FAST, *held_out])
+        kept, column = metrics["budgets"][-1], "svp_round"  # the round that labelled the row (random rows: no score)
+    loaded = written_splits(out)
+    assert set(loaded) == {"train", "train_heldout"}
+    assert len(loaded["train"]) == kept and None not in loaded["train"][column]
+    assert len(loaded["train_heldout"]) == 60 and set(loaded["train_heldout"][column]) == {None}
+    assert set(loaded["train"]["svp_index"]) <= set(range(200))  # the pruned rows, not the held-out ones
+    assert metrics["splits"] == {"train": kept, "train_heldout": 60} and metrics["eval_split"] == "train_heldout"
+
+
+def test_the_training_split_as_evaluation_split_needs_a_held_out_share(tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        coreset.main([RECIPE, "--output_dir", str(tmp_path / "out"), *FAST, "--eval_split", "train"])
+    assert err.value.code == 2
+    assert "eval_split 'train' is the training split: set validation_split_percentage" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 # --- pre-flight state, checkpoints and resume ------------------------------------------------------------------------
 
 
