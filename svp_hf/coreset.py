@@ -1,7 +1,7 @@
 """Core-set selection via proxy, from a recipe.
 
     python -m svp_hf.coreset recipes/quickstart.yaml [--key value ...]
-    accelerate launch --config_file accelerate_config.yaml -m svp_hf.coreset recipes/cifar10.yaml
+    svp-hf launch --config_file accelerate_config.yaml coreset recipes/cifar10.yaml
 
 Trains the proxy on the training split, scores every example, keeps `fraction` of them by `method`, optionally
 trains `target` on the kept rows and evaluates it, and writes dataset/ (with its card, scores and plots),

@@ -9,13 +9,16 @@ repository is replaced only when asked (``overwrite=True``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
-from typing import Iterator, Optional, Tuple, Union
+from typing import Iterator, Optional, Sequence, Tuple, Union
 
+import datasets
+import huggingface_hub
 from datasets import Dataset, DatasetDict
-from huggingface_hub import HfApi, get_token
+from huggingface_hub import HfApi, get_session, get_token
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .card import dataset_card
@@ -34,6 +37,56 @@ from .version import __version__
 REPO_TYPE = "dataset"
 # Stands in for the user's namespace when a bare name is checked before the Hub is asked who the user is.
 _PLACEHOLDER_NAMESPACE = "user"
+# How long the one probe of the Hub waits for an answer before the run reads the local cache only.
+HUB_PROBE_SECONDS = 5.0
+# Names that are never Hub ids, whatever they look like.
+_LOCAL_PREFIXES = ("builtin:",)
+
+
+# --- reaching the Hub ------------------------------------------------------------------------------------------------
+
+
+def names_on_hub(names: Sequence[Optional[str]]) -> list:
+    """The entries of `names` that would be fetched from the Hub: ``namespace/name`` ids (models, after any
+    ``config:`` prefix and ``,key=value`` options) and ``hf://`` paths that are no local path."""
+    found = []
+    for name in names:
+        if not isinstance(name, str) or name.startswith(_LOCAL_PREFIXES):
+            continue
+        bare = name.split(":", 1)[1] if name.startswith("config:") else name
+        bare = bare.split(",", 1)[0]
+        if bare.startswith("hf://") or (bare.count("/") == 1 and not os.path.exists(bare) and "://" not in bare):
+            found.append(name)
+    return found
+
+
+@functools.lru_cache(maxsize=1)
+def unreachable_hub_reason() -> Optional[str]:
+    """Why the Hub cannot be reached from this process (one probe, answered in :data:`HUB_PROBE_SECONDS` at most,
+    through the same HTTP client, proxies and endpoint as every Hub call), or ``None`` when it answers or the
+    libraries are offline already (``HF_HUB_OFFLINE=1``)."""
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        return None
+    try:
+        get_session().head(huggingface_hub.constants.ENDPOINT, timeout=HUB_PROBE_SECONDS)
+    except Exception as err:  # any transport error (no DNS, no route, refused, timed out): the Hub is out of reach
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def offline_if_unreachable(names: Sequence[Optional[str]]) -> Optional[str]:
+    """When some of `names` would be fetched from the Hub and the Hub cannot be reached, switch this process (and
+    the processes it starts) to offline mode, as ``HF_HUB_OFFLINE=1`` does: what the local cache holds is read, and
+    anything else fails at once with the libraries' offline error, instead of after each request's retries. Returns
+    the reason the Hub is unreachable, or ``None`` (nothing changed)."""
+    if not names_on_hub(names):
+        return None
+    reason = unreachable_hub_reason()
+    if reason is not None:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        huggingface_hub.constants.HF_HUB_OFFLINE = True  # read at call time by huggingface_hub and transformers
+        datasets.config.HF_HUB_OFFLINE = True  # and by datasets
+    return reason
 
 
 def check_repo_id(repo_id) -> None:
@@ -191,4 +244,7 @@ def push_to_hub(
     return str(url)
 
 
-__all__ = ["push_to_hub", "check_hub_target", "check_repo_id", "dataset_folder"]
+__all__ = [
+    "push_to_hub", "check_hub_target", "check_repo_id", "dataset_folder", "names_on_hub", "offline_if_unreachable",
+    "unreachable_hub_reason",
+]

@@ -19,12 +19,14 @@ a :class:`JobRun` does what is the same for every job, in this order:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
 import shlex
 import shutil
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -67,7 +69,7 @@ from .data import (
 )
 from .device import available_cpus
 from .errors import EXIT_CONFIG, EXIT_RUNTIME, SVPConfigError, SVPRuntimeError
-from .hub import check_hub_target, push_to_hub
+from .hub import check_hub_target, offline_if_unreachable, push_to_hub
 from .log import get_logger
 from .models import check_model
 from .output import check_output_dir, write_files, write_json, write_run
@@ -136,11 +138,40 @@ def main(job: Job, argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         instances = parse_args(argv, job.dataclass_types, keys=job.keys, prog=f"python -m {job.prog}", job=job.prog)
         return job.run(*instances, command=command_line(job, argv, _secrets(instances)))
     except SVPConfigError as err:
-        print(f"{job.prog}: error: {err}", file=sys.stderr)
-        raise SystemExit(EXIT_CONFIG) from None
+        fail(f"{job.prog}: error: {err}", EXIT_CONFIG)
     except SVPRuntimeError as err:
-        print(f"{job.prog}: run failed: {err}", file=sys.stderr)
-        raise SystemExit(EXIT_RUNTIME) from None
+        fail(f"{job.prog}: run failed: {err}", EXIT_RUNTIME)
+
+
+# How long the first report of an error by a process of a launch keeps the others from printing it again.
+REPORTED_SECONDS = 600
+
+
+def first_report(line: str) -> bool:
+    """Whether this process is the first of its launch to report `line` (always, outside a launch of several
+    processes). The processes of one torchrun launch share its agent (their parent process) and run id; the first to
+    fail with a line creates a marker file named after them and the line, and the others find it."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) < 2 or "TORCHELASTIC_RUN_ID" not in os.environ:
+        return True
+    key = f"{os.getppid()}\0{os.environ['TORCHELASTIC_RUN_ID']}\0{line}".encode()
+    marker = os.path.join(tempfile.gettempdir(), f"svp-hf-reported-{hashlib.sha256(key).hexdigest()[:24]}")
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+        return True
+    except FileExistsError:
+        try:
+            return time.time() - os.path.getmtime(marker) > REPORTED_SECONDS  # a launch long gone, same parent pid
+        except OSError:
+            return True
+    except OSError:
+        return True
+
+
+def fail(line: str, code: int) -> None:
+    """Print `line` (once per launch: see :func:`first_report`) and exit with `code` (:mod:`svp_hf.errors`)."""
+    if first_report(line):
+        print(line, file=sys.stderr, flush=True)
+    raise SystemExit(code) from None
 
 
 # --- data -------------------------------------------------------------------------------------------------------------
@@ -151,9 +182,32 @@ def subsample(ds, n: Optional[int], seed: int):
     return ds if n is None or n >= len(ds) else ds.shuffle(seed=seed).select(range(n)).flatten_indices()
 
 
+def data_sources(data_args: DataArguments) -> List[str]:
+    """What the recipe reads its data from: `dataset_name` and every path (or pattern) in `data_files`."""
+    files = data_args.data_files
+    if isinstance(files, dict):
+        files = list(files.values())
+    paths = []
+    for entry in files if isinstance(files, list) else [files]:
+        paths.extend(entry if isinstance(entry, list) else [entry])
+    return [str(p) for p in [data_args.dataset_name, *paths] if p]
+
+
+def use_hub_or_cache(names: Sequence[Optional[str]]) -> None:
+    """Before `names` are fetched: when some would come from the Hub and it cannot be reached, read the local cache
+    only (:func:`svp_hf.hub.offline_if_unreachable`), so that the run fails fast instead of retrying every request."""
+    reason = offline_if_unreachable(names)
+    if reason is not None:
+        logger.warning(
+            f"the Hugging Face Hub cannot be reached ({reason}): reading Hub datasets and models from the local cache "
+            "only, as with HF_HUB_OFFLINE=1"
+        )
+
+
 def load_splits(data_args: DataArguments, seed: int):
     """The training and evaluation splits; with `validation_split_percentage`, a dataset without `eval_split` (or
     whose `eval_split` is the training split) gets one held out of the training split."""
+    use_hub_or_cache(data_sources(data_args))
     data = load_data(data_args.dataset_name, data_args.dataset_config_name, data_args.data_files)
     train = get_split(data, data_args.train_split, "training")
     evaluation = None
@@ -177,6 +231,7 @@ def inspect_splits(train, evaluation, data_args: DataArguments, modality: str, m
     `models` is checked against them before anything is trained."""
     columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
     info = inspect_dataset(train, modality, **columns, **extra)
+    use_hub_or_cache(models)
     for name in filter(None, models):
         check_model(name, info, trust_remote_code=trust_remote_code)
     if evaluation is not None:

@@ -89,3 +89,50 @@ def test_the_license_is_the_full_apache_2_text():
 def test_the_installed_svp_hf_command():
     shown = subprocess.run(["svp-hf", "--version"], env=ENV, capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0 and shown.stdout.startswith("svp-hf ")
+
+
+# --- svp-hf launch: accelerate launch with the exit codes kept ------------------------------------------------------
+
+
+def launched(*args, processes=1, port=29623):
+    mode = ["--multi_gpu", "--main_process_port", str(port)] if processes > 1 else []
+    options = ["--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    return run("launch", *options, *mode, *args)
+
+
+@pytest.mark.slow
+def test_launch_checks_the_recipe_before_any_process_starts(tmp_path):
+    done = launched("coreset", "recipes/quickstart.yaml", "--output_dir", str(tmp_path / "out"), "--fraction", "2")
+    assert done.returncode == 2
+    assert done.stderr.strip() == "svp-hf launch: error: fraction must be in (0, 1], got 2.0"
+    assert not (tmp_path / "out").exists()
+    assert run("launch", "--num_processes", "1", "prune", "recipes/quickstart.yaml").returncode == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_job_that_fails_under_launch_exits_with_its_own_code_and_line(tmp_path, processes):
+    missing = tmp_path / "no_such_folder"
+    done = launched("coreset", "recipes/quickstart.yaml", "--output_dir", str(tmp_path / "out"), "--dataset_name", str(missing),
+                    processes=processes)
+    assert done.returncode == 2, done.stderr[-3000:]
+    line = f"svp_hf.coreset: error: could not load dataset {str(missing)!r}"
+    assert done.stderr.count(line) == 1, done.stderr[-3000:]  # once, whatever the number of processes
+    for launcher_noise in ("Traceback", "CalledProcessError", "ChildFailedError"):
+        assert launcher_noise not in done.stderr
+
+
+def test_a_launch_reports_the_first_failed_process():
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from svp_hf.cli import failure_code, failure_line
+
+    assert failure_code(subprocess.CalledProcessError(3, ["python"])) == 3
+    killed = ProcessFailure(local_rank=1, pid=11, exitcode=-9, error_file="")
+    first = ProcessFailure(local_rank=0, pid=10, exitcode=2, error_file="")
+    first.timestamp, killed.timestamp = 1, 2
+    assert failure_code(ChildFailedError("svp_hf.coreset", {0: first, 1: killed})) == 2
+    assert failure_code(ChildFailedError("svp_hf.coreset", {1: killed})) == 137
+    assert failure_line("coreset", 2) is None and failure_line("coreset", 3) is None  # the job printed its own line
+    assert failure_line("coreset", 137) == "svp_hf.coreset: a process was stopped by SIGKILL (exit code 137)"
+    assert "exit code 1" in failure_line("coreset", 1)

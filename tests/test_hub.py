@@ -11,6 +11,7 @@ import pytest
 import svp_hf
 import svp_hf.hub
 from svp_hf import SVPConfigError, coreset
+from svp_hf.data import load_data
 from svp_hf.hub import check_hub_target
 from svp_hf.output import write_run
 
@@ -194,3 +195,43 @@ def test_a_malformed_dataset_id_is_refused_before_any_network_call(hub, repo_id)
     with pytest.raises(SVPConfigError, match="Hub dataset id"):
         check_hub_target(repo_id)
     assert hub.calls == []
+
+
+# --- an unreachable Hub: the local cache only, at once ------------------------------------------------------------
+
+
+def test_names_that_would_be_fetched_from_the_hub(tmp_path):
+    (tmp_path / "folder").mkdir()
+    local = str(tmp_path / "folder")
+    names = ["fancyzhx/amazon_polarity", "config:owner/model,max_length=64", "hf://datasets/a/b/x.parquet", local,
+             "builtin:digits", "parquet", "resnet20", "fasttext,dim=16", "config:bert-tiny", None]
+    assert svp_hf.hub.names_on_hub(names) == names[:3]
+
+
+@pytest.fixture
+def online_but_unreachable(monkeypatch):
+    """A process not set offline whose Hub probe fails as it does without a network."""
+
+    class NoNetwork:
+        def head(self, url, timeout=None):
+            self.asked = (url, timeout)
+            raise OSError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(svp_hf.hub, "get_session", NoNetwork)
+    svp_hf.hub.unreachable_hub_reason.cache_clear()
+    yield
+    svp_hf.hub.unreachable_hub_reason.cache_clear()
+
+
+def test_an_unreachable_hub_switches_the_run_to_the_local_cache(online_but_unreachable):
+    assert svp_hf.hub.offline_if_unreachable(["builtin:digits", "resnet20"]) is None  # nothing from the Hub: no probe
+    assert not huggingface_hub.constants.HF_HUB_OFFLINE
+    reason = svp_hf.hub.offline_if_unreachable(["fancyzhx/amazon_polarity"])
+    assert "Name or service not known" in reason
+    assert huggingface_hub.constants.HF_HUB_OFFLINE and datasets.config.HF_HUB_OFFLINE
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # and the processes it starts
+    with pytest.raises(SVPConfigError, match="could not load dataset 'nobody/nothing'.*OfflineModeIsEnabled"):
+        load_data("nobody/nothing")  # at once, not after the retries of every request

@@ -115,6 +115,24 @@ def test_a_runtime_failure_exits_3_and_a_bad_recipe_2(tmp_path, capsys, monkeypa
     assert err.value.code == 2
 
 
+def test_an_error_is_reported_once_per_launch(tmp_path, monkeypatch, capsys):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "launch-1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for _ in range(2):  # the second process of the launch to fail with the same line
+        with pytest.raises(SystemExit) as err:
+            pipeline.fail("svp_hf.coreset: error: bad data", 2)
+        assert err.value.code == 2
+    assert capsys.readouterr().err == "svp_hf.coreset: error: bad data\n"
+    assert pipeline.first_report("svp_hf.coreset: error: other")  # another error is reported
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "launch-2")
+    assert pipeline.first_report("svp_hf.coreset: error: bad data")  # by another launch too
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert pipeline.first_report("svp_hf.coreset: error: bad data")  # and always by a single process
+
+
 # --- the splits written ---------------------------------------------------------------------------------------------
 
 
