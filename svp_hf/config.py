@@ -659,20 +659,63 @@ def parse_args(
     argv = list(argv or [])
     keys = list(keys if keys is not None else recipe_keys(dataclass_types))
     parser = RecipeParser(dataclass_types, prog=prog, keys=keys)
-    recipe = {}
+    recipe, recipe_path = {}, None
     if argv and not argv[0].startswith("-"):
-        recipe = read_recipe(argv.pop(0), keys, job=job)
+        recipe_path = argv.pop(0)
+        recipe = read_recipe(recipe_path, keys, job=job)
+    check_single_dash(argv, keys, job)
     flags = _flag_names(argv)
     unread = [f for f in flags if f not in keys and f not in ("help", "h")]
     if unread:
         raise SVPConfigError(f"unknown argument(s) {['--' + f for f in unread]} for {job}; its keys: {sorted(keys)}")
     parser.set_defaults(**recipe)
     *parsed, remaining = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-    instances = parsed[: len(dataclass_types)]  # then the namespace of the `recipe` positional, read above
-    leftover = [a for a in remaining if a.startswith("-")] or (["(values without a key)"] if remaining else [])
+    instances = parsed[: len(dataclass_types)]
+    extra = parsed[len(dataclass_types)] if len(parsed) > len(dataclass_types) else None  # the `recipe` positional
+    strays = [a for a in remaining if not a.startswith("-")]
+    if extra is not None and getattr(extra, "recipe", None) is not None:
+        strays.insert(0, extra.recipe)  # a value without a key that argparse took for the recipe: not the first argument
+    if strays:
+        raise stray_values_error(argv, strays, job, first="the recipe" if recipe_path else None)
+    leftover = [a.split("=", 1)[0] for a in remaining if a.startswith("-")]
     if leftover:
         raise SVPConfigError(f"unknown argument(s) {leftover} for {job}; its keys: {sorted(keys)}")
     return tuple(instances)
+
+
+_SINGLE_DASH = re.compile(r"^-[A-Za-z_]")
+
+
+def check_single_dash(argv: Sequence[str], keys: Sequence[str], job: str) -> None:
+    """A clear error for a key written with one dash (``-hub_token X``): argparse would read it as ``-h`` followed by
+    text, or take its value for a value without a key. The value after ``=`` is never echoed."""
+    for token in argv:
+        if _SINGLE_DASH.match(token) and token != "-h":
+            name = token[1:].split("=", 1)[0].replace("-", "_")
+            fix = f"write --{name}" if name in keys else f"and {name!r} is not a key of {job} (its keys: {sorted(keys)})"
+            raise SVPConfigError(f"unknown argument '-{name}': keys take two dashes; {fix}")
+
+
+def stray_values_error(argv: Sequence[str], strays: Sequence[str], job: str, first: Optional[str] = None) -> SVPConfigError:
+    """The error for values without a key among the flags `argv` (`first`: what came before them, if anything): it
+    says how many and where, never what they are (one may be a secret, e.g. the token of ``--hub_token= hf_...``,
+    with a space after ``=``)."""
+    where = ""
+    position = next((i for i, a in enumerate(argv) if a == strays[0]), None)
+    if position == 0 and first:
+        where = f", the first right after {first}"
+    elif position:
+        before = argv[position - 1]
+        if before.startswith("--"):
+            before = before.split("=", 1)[0] + ("=" if "=" in before else "")
+            where = f", the first right after {before!r}" + (" (no space after '=')" if before.endswith("=") else "")
+        else:
+            where = ", the first after another value"
+    return SVPConfigError(
+        f"{len(strays)} value(s) without a key on the command line of {job}{where}, not shown (a value may be a "
+        "secret): only the first argument may be a recipe; every other value follows its key, as --key value or "
+        "--key=value"
+    )
 
 
 def resolved_recipe(*instances, keys: Optional[Sequence[str]] = None) -> Dict[str, Any]:
@@ -693,6 +736,20 @@ def redact(text: str, secrets: Sequence[Optional[str]]) -> str:
     return text
 
 
+def redact_values(obj: Any, secrets: Sequence[Optional[str]]) -> Any:
+    """`obj` with every secret's value replaced by ``***`` in each string it holds (keys and values of mappings, items
+    of lists and tuples, at any depth); anything else as it is."""
+    if not any(secrets):
+        return obj
+    if isinstance(obj, str):
+        return redact(obj, secrets)
+    if isinstance(obj, dict):
+        return {redact_values(k, secrets): redact_values(v, secrets) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(redact_values(v, secrets) for v in obj)
+    return obj
+
+
 __all__ = [
     "DataArguments",
     "SelectionArguments",
@@ -707,6 +764,7 @@ __all__ = [
     "recipe_keys",
     "resolved_recipe",
     "redact",
+    "redact_values",
     "coerce",
     "parse_size",
     "check_fraction",

@@ -43,6 +43,23 @@ HUB_PROBE_SECONDS = 5.0
 _LOCAL_PREFIXES = ("builtin:",)
 
 
+# Where huggingface_hub finds a token besides the one given (and the file `hf auth login` saves).
+TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")
+# No Hub token is shorter; a shorter value found in the environment is not redacted from text (it would garble it).
+MIN_TOKEN_LENGTH = 8
+
+
+def known_tokens(*given: Optional[str]) -> list:
+    """Every token value a run may hold, to redact from whatever it records: the ones `given` (``hub_token``), those
+    of the environment (:data:`TOKEN_VARIABLES`) and the saved one, longest first (so that a token holding another is
+    replaced whole)."""
+    found = {t for t in given if t}
+    for token in [*(os.environ.get(v) for v in TOKEN_VARIABLES), get_token()]:
+        if token and len(token) >= MIN_TOKEN_LENGTH:
+            found.add(token)
+    return sorted(found, key=len, reverse=True)
+
+
 # --- reaching the Hub ------------------------------------------------------------------------------------------------
 
 
@@ -246,5 +263,5 @@ def push_to_hub(
 
 __all__ = [
     "push_to_hub", "check_hub_target", "check_repo_id", "dataset_folder", "names_on_hub", "offline_if_unreachable",
-    "unreachable_hub_reason",
+    "unreachable_hub_reason", "known_tokens",
 ]

@@ -53,6 +53,7 @@ from .config import (
     parse_args,
     parse_size,
     redact,
+    redact_values,
     resolved_recipe,
 )
 from .data import (
@@ -69,7 +70,7 @@ from .data import (
 )
 from .device import available_cpus
 from .errors import EXIT_CONFIG, EXIT_RUNTIME, SVPConfigError, SVPRuntimeError
-from .hub import check_hub_target, offline_if_unreachable, push_to_hub
+from .hub import check_hub_target, known_tokens, offline_if_unreachable, push_to_hub
 from .log import get_logger
 from .models import check_model
 from .output import check_output_dir, write_files, write_json, write_run
@@ -136,7 +137,7 @@ def main(job: Job, argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         instances = parse_args(argv, job.dataclass_types, keys=job.keys, prog=f"python -m {job.prog}", job=job.prog)
-        return job.run(*instances, command=command_line(job, argv, _secrets(instances)))
+        return job.run(*instances, command=command_line(job, argv, known_tokens(*_secrets(instances))))
     except SVPConfigError as err:
         fail(f"{job.prog}: error: {err}", EXIT_CONFIG)
     except SVPRuntimeError as err:
@@ -366,6 +367,8 @@ class JobRun:
         self.output_dir = run_args.output_dir
         self.checkpoints = os.path.join(run_args.output_dir, CHECKPOINTS_DIR)
         self.repo_id: Optional[str] = None
+        # Every token value the run may hold, redacted from all it records (metrics, card, report, recipe, settings).
+        self.secrets = known_tokens(run_args.hub_token)
         self.accelerator = job_accelerator(run_args)
         self.device = device_settings(run_args)
         image_cache.configure(max_memory=parse_size(run_args.image_cache_max_memory, "image_cache_max_memory"))
@@ -399,8 +402,11 @@ class JobRun:
         or, with ``overwrite_output_dir``, when they belong to a run with other settings; otherwise they must
         belong to a run with the same `settings`, which this run continues."""
         accelerator, run_args = self.accelerator, self.run_args
+        settings = redact_values(settings, self.secrets)
         if run_args.report_to:
-            accelerator.init_trackers(f"svp_hf_{self.job}", config=_scalar_config(tracker_config or settings))
+            accelerator.init_trackers(
+                f"svp_hf_{self.job}", config=redact_values(_scalar_config(tracker_config or settings), self.secrets)
+            )
         finished = os.path.exists(os.path.join(self.output_dir, "metrics.json"))
         stale = not run_args.resume or finished
         if not stale and run_args.overwrite_output_dir:
@@ -431,12 +437,13 @@ class JobRun:
         """:meth:`finish` for a job whose result is files only (no ``dataset/``, card or report: streamed scoring)."""
         accelerator, run_args = self.accelerator, self.run_args
         metrics.setdefault("timings", {})["total"] = time.perf_counter() - self.start
-        metrics["recipe"] = recipe
+        recipe = redact_values(recipe, self.secrets)
+        metrics = redact_values({**metrics, "recipe": recipe}, self.secrets)
         if accelerator.is_main_process:
             metrics = write_files(
                 self.output_dir, {**files, RECIPE_FILE: format_recipe(recipe)}, metrics, overwrite=run_args.overwrite_output_dir
             )
-            print(summary(self.job, headline, self.output_dir, names=[*files, "metrics.json"]), flush=True)
+            print(redact(summary(self.job, headline, self.output_dir, names=[*files, "metrics.json"]), self.secrets), flush=True)
         self._close(run_args.keep_checkpoints)
         return metrics
 
@@ -467,7 +474,8 @@ class JobRun:
         the trackers. Returns the metrics as written (with ``hub_url`` when pushed)."""
         accelerator, run_args = self.accelerator, self.run_args
         total = metrics.setdefault("timings", {})["total"] = time.perf_counter() - self.start
-        metrics["recipe"] = recipe
+        recipe = redact_values(recipe, self.secrets)
+        metrics = redact_values({**metrics, "recipe": recipe}, self.secrets)
         if accelerator.trackers and log is not None:
             accelerator.log({k: v for k, v in {**log, "seconds/total": total}.items() if v is not None})
         if accelerator.is_main_process:
@@ -480,14 +488,14 @@ class JobRun:
                 overwrite=run_args.overwrite_output_dir if overwrite is None else overwrite,
                 max_shard_size=run_args.max_shard_size,
                 repo_id=self.repo_id,
-                extra_files={**(extra_files or {}), RECIPE_FILE: format_recipe(recipe)},
+                extra_files={**redact_values(extra_files or {}, self.secrets), RECIPE_FILE: format_recipe(recipe)},
             )
             if self.repo_id is not None:
                 metrics["hub_url"] = push_to_hub(
                     self.output_dir, self.repo_id, private=run_args.hub_private, token=run_args.hub_token,
                     overwrite=run_args.hub_overwrite,
                 )
-            print(summary(self.job, headline, self.output_dir, metrics.get("hub_url")), flush=True)
+            print(redact(summary(self.job, headline, self.output_dir, metrics.get("hub_url")), self.secrets), flush=True)
         self._close(run_args.keep_checkpoints if keep_checkpoints is None else keep_checkpoints)
         return metrics
 

@@ -36,7 +36,9 @@ def files_containing(root, needle: str):
 # --- the command line ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("spelling", [["--hub-token", SECRET], [f"--hub_token={SECRET}"], [f"--hub-token={SECRET}"]])
+@pytest.mark.parametrize(
+    "spelling", [["--hub_token", SECRET], ["--hub-token", SECRET], [f"--hub_token={SECRET}"], [f"--hub-token={SECRET}"]]
+)
 def test_the_hub_token_is_never_written_in_any_spelling(tmp_path, spelling):
     out = tmp_path / "out"
     metrics = coreset.main([RECIPE, "--output_dir", str(out), *FAST, *spelling])
@@ -44,6 +46,47 @@ def test_the_hub_token_is_never_written_in_any_spelling(tmp_path, spelling):
     assert "***" in metrics["command"]
     assert files_containing(out, SECRET) == []
     assert set(os.listdir(out)) >= {"dataset", "metrics.json", "report.md", "recipe.yaml"}
+
+
+@pytest.mark.parametrize(
+    "spelling, says",
+    [
+        (["--hub_token=", SECRET], "1 value(s) without a key on the command line of svp_hf.coreset, the first right after "
+                                   "'--hub_token=' (no space after '=')"),
+        (["-hub_token", SECRET], "unknown argument '-hub_token': keys take two dashes; write --hub_token"),
+        ([f"-hub_token={SECRET}"], "unknown argument '-hub_token': keys take two dashes; write --hub_token"),
+        ([f"-hub-token={SECRET}"], "unknown argument '-hub_token': keys take two dashes; write --hub_token"),
+        (["--seed", "1", SECRET], "1 value(s) without a key on the command line of svp_hf.coreset, the first after another value"),
+        (["--hub_token", SECRET, SECRET], "1 value(s) without a key"),
+    ],
+)
+def test_a_token_in_a_misspelt_flag_is_refused_and_never_written(tmp_path, capsys, spelling, says):
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as err:
+        coreset.main([RECIPE, "--output_dir", str(out), *FAST, *spelling])
+    assert err.value.code == 2
+    message = capsys.readouterr().err
+    assert says in message and SECRET not in message and len(message.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("second", [SECRET, "other.yaml"])
+def test_a_second_positional_argument_is_refused(tmp_path, capsys, second):
+    with pytest.raises(SystemExit) as err:
+        coreset.main([RECIPE, second, "--output_dir", str(tmp_path / "out"), *FAST])
+    assert err.value.code == 2
+    message = capsys.readouterr().err
+    assert "1 value(s) without a key on the command line of svp_hf.coreset, the first right after the recipe" in message
+    assert second not in message and not (tmp_path / "out").exists()
+
+
+def test_a_token_from_the_environment_is_redacted_by_value_from_everything_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    out = tmp_path / f"out-{SECRET}"  # the token's value where the command line, and so metrics.json, holds it
+    metrics = coreset.main([RECIPE, "--output_dir", str(out), *FAST, "--hub_dataset_id", f"me/{SECRET}"])
+    assert SECRET not in json.dumps(metrics) and f"out-*** " in metrics["command"]
+    assert metrics["recipe"]["hub_dataset_id"] == "me/***"
+    assert files_containing(out, SECRET) == []
 
 
 def test_abbreviated_flags_are_refused_without_echoing_their_value(tmp_path, capsys):
