@@ -42,6 +42,7 @@ from .config import (
     RunArguments,
     SelectionArguments,
     check_schedule,
+    check_simulation_keys,
 )
 from .data import INDEX_COLUMN, SCORE_COLUMN, check_same_columns
 from .errors import SVPConfigError
@@ -58,6 +59,7 @@ from .models import check_model
 from .pipeline import (
     Job,
     JobRun,
+    check_batches,
     inspect_splits,
     job_keys,
     load_splits,
@@ -180,11 +182,13 @@ def run_active(
         train, evaluation = load_splits(data_args, int(sel_args.seed))
         if active.labels_from or has_missing_labels(train, data_args.label_column, active.class_names):
             return run_labelling(data_args, sel_args, run_args, active, train, evaluation, job=job)
+        check_simulation_keys(active)
         job.check_output((data_args.train_split, data_args.eval_split))
         info = inspect_splits(
             train, evaluation, data_args, family.modality, (sel_args.proxy, run_args.target),
             trust_remote_code=bool(sel_args.trust_remote_code),
         )
+        check_batches(info, sel_args, run_args, job.accelerator.device)
         check_schedule(len(train), active.initial_size, active.budgets)
         job.begin(
             run_settings(data_args, sel_args, run_args, active, num_processes=job.accelerator.num_processes),

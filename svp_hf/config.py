@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import typing
@@ -51,9 +52,11 @@ def parse_size(value, name: str = "max_shard_size") -> int:
     given = value
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)  # a number of bytes, given as text (the recipe types every size as a string)
+    if isinstance(value, float):
+        value = int(value) if value.is_integer() else None  # a whole number of bytes (inf and nan are not)
     try:
-        size = convert_file_size_to_int(value) if not isinstance(value, bool) else None
-    except (TypeError, ValueError):
+        size = convert_file_size_to_int(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError, AttributeError):
         size = None
     if not isinstance(size, int) or size <= 0:
         raise SVPConfigError(f"{name} must be a positive size such as '500MB', got {given!r}")
@@ -116,33 +119,60 @@ def _kind(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
-def _to_int(name: str, value: Any) -> int:
+# Seeds numpy and torch both take.
+MAX_SEED = 2**32 - 1
+# More data-loader worker processes than this per process is a typo, not a setting (each is a process of its own).
+MAX_WORKERS = 256
+# The largest integer any setting may take: every count, size and seed ends up in a 64-bit integer somewhere.
+MAX_INT = 2**63 - 1
+
+
+def _whole(value: Any) -> Optional[int]:
+    """`value` as a whole number (an int, a float or text with no fractional part), else None."""
     if isinstance(value, bool):
-        raise SVPConfigError(f"{name} must be an integer, got {_kind(value)}")
+        return None
     if isinstance(value, int):
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str):
+        text = value.strip()
         try:
-            number = float(value.strip())
+            return int(text)  # exactly, however many digits
         except ValueError:
-            number = None
-        if number is not None and number.is_integer():
-            return int(number)
-    raise SVPConfigError(f"{name} must be an integer, got {_kind(value)}")
+            pass
+        try:
+            number = float(text)
+        except ValueError:
+            return None
+        return int(number) if number.is_integer() else None
+    return None
+
+
+def _to_int(name: str, value: Any) -> int:
+    number = _whole(value)
+    if number is None:
+        raise SVPConfigError(f"{name} must be an integer, got {_kind(value)}")
+    if abs(number) > MAX_INT:
+        raise SVPConfigError(f"{name} is too large: {number} (at most {MAX_INT})")
+    return number
 
 
 def _to_float(name: str, value: Any) -> float:
+    number = None
     if not isinstance(value, bool):
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value.strip())  # YAML 1.1 reads 5e-4 as a string
+                number = float(value.strip())  # YAML 1.1 reads 5e-4 as a string
             except ValueError:
                 pass
-    raise SVPConfigError(f"{name} must be a number, got {_kind(value)}")
+    if number is None:
+        raise SVPConfigError(f"{name} must be a number, got {_kind(value)}")
+    if not math.isfinite(number):
+        raise SVPConfigError(f"{name} must be a finite number, got {value!r}")
+    return number
 
 
 def _to_bool(name: str, value: Any) -> bool:
@@ -368,6 +398,18 @@ def check_split_name(name: str, role: str = "split") -> str:
     return name
 
 
+def check_seed(seed: int, auto_seeds: int = 1) -> int:
+    """`seed` if it is one numpy and torch take, also for `auto`'s candidates (seeded ``seed`` to
+    ``seed + auto_seeds - 1``); a clear error otherwise."""
+    if auto_seeds > MAX_SEED:
+        raise SVPConfigError(f"auto_seeds is too large: {auto_seeds} (each seed trains every candidate again)")
+    top = MAX_SEED - (auto_seeds - 1)
+    if not 0 <= seed <= top:
+        why = f"; auto's {auto_seeds} seeds per candidate run from seed to seed+{auto_seeds - 1}" if auto_seeds > 1 else ""
+        raise SVPConfigError(f"seed must be in [0, {top}] (numpy takes seeds up to 2**32-1{why}), got {seed}")
+    return seed
+
+
 @dataclass
 class SelectionArguments(ProxyTrainingArguments):
     proxy: str = _help(
@@ -432,8 +474,12 @@ class SelectionArguments(ProxyTrainingArguments):
             raise SVPConfigError(f"auto_holdout must be in (0, 0.5], got {self.auto_holdout}")
         _check_training_values(self)
         _at_least_one(self, ("proxy_epochs", "kcenter_chunk_size", "scoring_shard_size", "kcenter_pool_size", "auto_seeds", "auto_epochs"))
-        if self.dataloader_num_workers is not None and self.dataloader_num_workers < 0:
-            raise SVPConfigError(f"dataloader_num_workers must not be negative, got {self.dataloader_num_workers}")
+        if self.dataloader_num_workers is not None and not 0 <= self.dataloader_num_workers <= MAX_WORKERS:
+            raise SVPConfigError(
+                f"dataloader_num_workers must be in [0, {MAX_WORKERS}] (worker processes per process), got "
+                f"{self.dataloader_num_workers}"
+            )
+        check_seed(self.seed, self.auto_seeds)
         if not self.proxy:
             raise SVPConfigError("proxy must name a model")
         if self.kcenter_max_memory is not None:
@@ -459,7 +505,10 @@ class RunArguments(TargetTrainingArguments):
         "Largest parquet file written per split (e.g. '500MB'); larger splits are written in numbered shards.",
         default=DEFAULT_MAX_SHARD_SIZE,
     )
-    mixed_precision: Optional[str] = _help("no, fp16 or bf16 (default: Accelerate's config).", default=None)
+    mixed_precision: Optional[str] = _help(
+        "no, fp16, bf16 or fp8 (fp8 needs transformer_engine or torchao and a GPU that has it; default: Accelerate's "
+        "config).", default=None,
+    )
     report_to: Optional[str] = _help("Accelerate trackers to log to (tensorboard, wandb, all).", default=None)
     score_with_target: bool = _help(
         "Also train the target on the whole training split and score it with the same methods, to report how the "
@@ -514,7 +563,7 @@ class RunArguments(TargetTrainingArguments):
         _at_least_one(self, ("target_epochs",))
         _check_training_values(self, "target_")
         if self.mixed_precision not in (None,) + MIXED_PRECISION:
-            raise SVPConfigError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+            raise SVPConfigError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}")
         if not self.output_dir:
             raise SVPConfigError("output_dir must be set")
         parse_size(self.max_shard_size, "max_shard_size")
@@ -562,6 +611,22 @@ class ActiveArguments:
             raise SVPConfigError(f"unknown selector {self.selector!r}; choose one of {', '.join(SELECTORS)}")
 
 
+# Keys only a labelling session reads (the label column has missing labels, or labels_from is set).
+LABELLING_KEYS = ("class_names", "allow_pending", "finish")
+
+
+def check_simulation_keys(active: ActiveArguments) -> None:
+    """A clear error when an active-learning run over a fully labelled training split (a simulation, which reads its
+    labels from the data) is given keys only a labelling session reads: they would be ignored."""
+    given = [k for k in LABELLING_KEYS if getattr(active, k)]
+    if given:
+        raise SVPConfigError(
+            f"{', '.join(given)}: labelling-session key(s), but the training split is fully labelled, so this run "
+            "simulates labelling from its labels and would ignore them; remove them (a session starts when the label "
+            "column has missing labels, or with labels_from)"
+        )
+
+
 def role_settings(role: str, args: SelectionArguments, run_args: Optional[RunArguments] = None) -> Dict[str, Any]:
     """How the model of `role` ("proxy" or "target") is trained: its model name, epochs and every training setting,
     the target's own ``target_*`` keys where set and the plain (proxy's) keys otherwise. The one reader of the
@@ -595,9 +660,17 @@ def read_recipe(path: str, keys: Optional[Sequence[str]] = None, *, job: str = "
     path = resolve_recipe(path)
     if not os.path.isfile(path):
         raise SVPConfigError(f"recipe {path!r} not found (recipes shipped with svp_hf: {', '.join(bundled_recipes())})")
+    with open(path, "rb") as f:
+        raw = f.read()
     try:
-        with open(path, encoding="utf-8") as f:
-            recipe = yaml.safe_load(f) if not path.endswith(".json") else json.load(f)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise SVPConfigError(
+            f"recipe {path!r} is not UTF-8 text (byte {raw[err.start]:#04x} on line {line}): save it as UTF-8"
+        ) from None
+    try:
+        recipe = yaml.safe_load(text) if not path.endswith(".json") else json.loads(text)
     except (yaml.YAMLError, json.JSONDecodeError) as err:
         raise SVPConfigError(f"recipe {path!r} is not valid YAML: {err}") from None
     if recipe is None:
@@ -664,6 +737,7 @@ def parse_args(
         recipe_path = argv.pop(0)
         recipe = read_recipe(recipe_path, keys, job=job)
     check_single_dash(argv, keys, job)
+    argv = split_list_flags(argv, list_separators(dataclass_types))
     flags = _flag_names(argv)
     unread = [f for f in flags if f not in keys and f not in ("help", "h")]
     if unread:
@@ -683,14 +757,59 @@ def parse_args(
     return tuple(instances)
 
 
+def list_separators(dataclass_types: Sequence[type]) -> Dict[str, str]:
+    """Each list-valued key of `dataclass_types` and the characters its items are split on (:data:`_SPLIT`); keys
+    whose items are never split (``labels_from``: paths) are left out."""
+    found = {}
+    for dc in dataclass_types:
+        hints = typing.get_type_hints(dc)
+        for f in fields(dc):
+            annotation = hints[f.name]
+            if typing.get_origin(annotation) is typing.Union:
+                annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+            if typing.get_origin(annotation) in (list, List) and _SPLIT.get(f.name, ", "):
+                found[f.name] = _SPLIT.get(f.name, ", ")
+    return found
+
+
+def split_list_flags(argv: Sequence[str], separators: Dict[str, str]) -> List[str]:
+    """`argv` with the values of list-valued flags split as the same text is in a recipe: ``--class_names a,b`` and
+    ``--class_names=a,b`` read as ``--class_names a b`` (argparse would keep ``a,b`` as one item)."""
+    out: List[str] = []
+    splitting = None
+    for token in argv:
+        if token.startswith("--"):
+            name, has_value, value = token[2:].partition("=")
+            splitting = separators.get(name.replace("-", "_"))
+            if splitting is not None and has_value:
+                out.append(f"--{name}")
+                out.extend(_split_items(value, splitting) or [value])
+                splitting = None  # `--key=value` takes no further values
+                continue
+            out.append(token)
+        elif splitting is not None:
+            out.extend(_split_items(token, splitting) or [token])
+        else:
+            out.append(token)
+    return out
+
+
 _SINGLE_DASH = re.compile(r"^-[A-Za-z_]")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)  # a value such as -inf or -1e3, not a flag
+    except ValueError:
+        return False
+    return True
 
 
 def check_single_dash(argv: Sequence[str], keys: Sequence[str], job: str) -> None:
     """A clear error for a key written with one dash (``-hub_token X``): argparse would read it as ``-h`` followed by
     text, or take its value for a value without a key. The value after ``=`` is never echoed."""
     for token in argv:
-        if _SINGLE_DASH.match(token) and token != "-h":
+        if _SINGLE_DASH.match(token) and token != "-h" and not _is_number(token):
             name = token[1:].split("=", 1)[0].replace("-", "_")
             fix = f"write --{name}" if name in keys else f"and {name!r} is not a key of {job} (its keys: {sorted(keys)})"
             raise SVPConfigError(f"unknown argument '-{name}': keys take two dashes; {fix}")
@@ -770,6 +889,8 @@ __all__ = [
     "check_fraction",
     "check_schedule",
     "check_coverage_beta",
+    "check_seed",
+    "check_simulation_keys",
     "check_split_name",
     "held_out_split_name",
     "evaluation_split_name",

@@ -30,6 +30,8 @@ from .output import SCORES_FILE
 from .pipeline import (
     Job,
     JobRun,
+    check_batches,
+    check_columns,
     checked_images,
     job_keys,
     load_inspected_splits,
@@ -91,6 +93,7 @@ def _run(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments, ru
     train, evaluation, info = load_inspected_splits(
         data_args, family.modality, int(sel_args.seed), (sel_args.proxy, run_args.target), trust_remote_code=trust_remote_code
     )
+    check_batches(info, sel_args, run_args, accelerator.device)
     train, evaluation, skipped = checked_images(train, evaluation, info, data_args, run_args.skip_undecodable)
     n_keep = n_to_keep(sel_args.fraction, len(train))
     if sel_args.strategy == AUTO:
@@ -234,7 +237,9 @@ def _run_streaming(job: JobRun, data_args: DataArguments, sel_args: SelectionArg
     data = load_data(data_args.dataset_name, data_args.dataset_config_name, data_args.data_files, streaming=True)
     stream = get_split(data, data_args.train_split, "training")
     columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
+    check_columns(data_args, resolve_family(sel_args.proxy).modality)
     family, info = prepare_inputs(stream, sel_args.proxy, columns, trust_remote_code=bool(sel_args.trust_remote_code))
+    check_batches(info, sel_args, run_args, accelerator.device)
     job.begin(run_settings(data_args, sel_args, run_args, num_processes=accelerator.num_processes))
     run = run_scoring(
         stream, sel_args, family=family, info=info, accelerator=accelerator, checkpoint_dir=job.checkpoints, device=job.device

@@ -17,8 +17,12 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
+import psutil
 import torch
-from accelerate.utils import send_to_device
+from accelerate.utils import is_fp8_available, send_to_device
+
+from .config import MIXED_PRECISION
+from .errors import SVPConfigError
 
 
 def has_accelerator() -> bool:
@@ -35,6 +39,66 @@ def default_mixed_precision() -> str:
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return "bf16"
     return "no"
+
+
+# fp8 matmuls need an NVIDIA GPU of compute capability 8.9 (Ada, Hopper) or newer.
+FP8_CAPABILITY = (8, 9)
+
+
+def check_mixed_precision(precision: str) -> str:
+    """`precision` (the recipe's, or Accelerate's config's) if this machine can train with it; a clear error naming
+    ``mixed_precision`` and the fix otherwise (before the Accelerator is made, which would fail with a traceback)."""
+    if precision not in MIXED_PRECISION:
+        raise SVPConfigError(
+            f"mixed_precision {precision!r} (from Accelerate's config or ACCELERATE_MIXED_PRECISION) is not one of "
+            f"{', '.join(MIXED_PRECISION)}"
+        )
+    if precision != "fp8":
+        return precision
+    if not is_fp8_available():
+        raise SVPConfigError(
+            "mixed_precision 'fp8' needs transformer_engine or torchao (>= 0.6.1) installed (pip install torchao); "
+            "or use bf16"
+        )
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability() < FP8_CAPABILITY:
+        raise SVPConfigError(
+            "mixed_precision 'fp8' needs an NVIDIA GPU of compute capability 8.9 or newer (Ada, Hopper); use bf16 or no"
+        )
+    return precision
+
+
+# --- a batch's memory against the machine's --------------------------------------------------------------------------
+
+def available_memory(device: torch.device) -> int:
+    """Bytes one process may use for a batch: the host's available RAM shared by the launch's processes on this
+    machine, or, on a CUDA device, the smaller of that and the device's free memory."""
+    processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    free = psutil.virtual_memory().available // processes
+    if device.type == "cuda":
+        free = min(free, torch.cuda.mem_get_info(device)[0])
+    return int(free)
+
+
+def _size(n: float) -> str:
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} bytes"
+
+
+def check_batch_memory(per_row: int, batch_sizes: Dict[str, Optional[int]], device: torch.device) -> None:
+    """A clear error, before anything is trained, when one batch of a `batch_sizes` key (``batch_size``,
+    ``target_batch_size``; ``None`` entries skipped) of rows taking at least `per_row` bytes cannot fit in this
+    process's memory on `device` (scoring pads every batch to the full size, so a batch is never smaller than its
+    key). `per_row` is a lower bound: a batch let through may still be too large for the model's activations."""
+    free = available_memory(device)
+    for key, size in batch_sizes.items():
+        if size is not None and size * per_row > free:
+            raise SVPConfigError(
+                f"{key} {size} needs at least {_size(size * per_row)} for one batch ({per_row} bytes per row before the "
+                f"model's activations), more than the {_size(free)} of memory available to a process here: use a "
+                f"{key} of at most {max(1, free // per_row)}, far less in practice"
+            )
 
 
 def is_convolutional(model: torch.nn.Module) -> bool:
@@ -159,6 +223,9 @@ class DeviceSettings:
 __all__ = [
     "DeviceSettings",
     "default_mixed_precision",
+    "check_mixed_precision",
+    "check_batch_memory",
+    "available_memory",
     "has_accelerator",
     "apply_memory_format",
     "resolve_channels_last",

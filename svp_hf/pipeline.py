@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -50,6 +51,7 @@ from .config import (
     SECRET_KEYS,
     DataArguments,
     RunArguments,
+    SelectionArguments,
     parse_args,
     parse_size,
     redact,
@@ -68,7 +70,7 @@ from .data import (
     load_data,
     small_images,
 )
-from .device import available_cpus
+from .device import available_cpus, check_batch_memory
 from .errors import EXIT_CONFIG, EXIT_RUNTIME, SVPConfigError, SVPRuntimeError
 from .hub import check_hub_target, known_tokens, offline_if_unreachable, push_to_hub
 from .log import get_logger
@@ -137,6 +139,7 @@ def main(job: Job, argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         instances = parse_args(argv, job.dataclass_types, keys=job.keys, prog=f"python -m {job.prog}", job=job.prog)
+        check_output_apart(*instances)
         return job.run(*instances, command=command_line(job, argv, known_tokens(*_secrets(instances))))
     except SVPConfigError as err:
         fail(f"{job.prog}: error: {err}", EXIT_CONFIG)
@@ -194,6 +197,40 @@ def data_sources(data_args: DataArguments) -> List[str]:
     return [str(p) for p in [data_args.dataset_name, *paths] if p]
 
 
+_GLOB = re.compile(r"[*?\[]")
+
+
+def local_data_paths(data_args: DataArguments) -> List[str]:
+    """The files and folders on this machine the recipe reads data from (a pattern's folder: ``data/*.parquet`` reads
+    from ``data``); Hub ids, builder names and URLs are none."""
+    paths = []
+    for source in data_sources(data_args):
+        if "://" in source:
+            continue
+        if _GLOB.search(source):
+            source = os.path.dirname(_GLOB.split(source, 1)[0]) or "."
+        if os.path.exists(source):
+            paths.append(os.path.realpath(source))
+    return paths
+
+
+def check_output_apart(*instances) -> None:
+    """A clear error, before anything is read or written, when `output_dir` is a folder the data is read from, lies
+    inside one, or holds one: a run would read its own (or an earlier run's) outputs as data, or write among it."""
+    data_args = next((i for i in instances if isinstance(i, DataArguments)), None)
+    run_args = next((i for i in instances if isinstance(i, RunArguments)), None)
+    if data_args is None or run_args is None:
+        return
+    output = os.path.realpath(run_args.output_dir)
+    for path in local_data_paths(data_args):
+        if output == path or os.path.commonpath([output, path]) in (output, path):
+            how = "is" if output == path else "lies inside" if os.path.commonpath([output, path]) == path else "holds"
+            raise SVPConfigError(
+                f"output_dir {run_args.output_dir!r} {how} the data read from {path!r}: a run would read its outputs "
+                "as data or write among it; choose an output_dir apart from the data"
+            )
+
+
 def use_hub_or_cache(names: Sequence[Optional[str]]) -> None:
     """Before `names` are fetched: when some would come from the Hub and it cannot be reached, read the local cache
     only (:func:`svp_hf.hub.offline_if_unreachable`), so that the run fails fast instead of retrying every request."""
@@ -227,9 +264,25 @@ def load_splits(data_args: DataArguments, seed: int):
     return train, evaluation
 
 
+# The column keys a modality's models read; the other modality's keys would be ignored, so they are refused.
+MODALITY_COLUMNS = {"image": "image_column", "text": "text_column"}
+
+
+def check_columns(data_args: DataArguments, modality: str) -> None:
+    """A clear error when the recipe names the input column of the other modality than `modality` (the one its models
+    read): ``image_column`` for a text proxy, ``text_column`` for an image one would be ignored."""
+    for other, key in MODALITY_COLUMNS.items():
+        if other != modality and getattr(data_args, key):
+            raise SVPConfigError(
+                f"{key} is set, but the models read {modality} ({MODALITY_COLUMNS.get(modality, 'their inputs')} "
+                f"names their column): remove {key}, or choose a {other} proxy and target"
+            )
+
+
 def inspect_splits(train, evaluation, data_args: DataArguments, modality: str, models=(), *, trust_remote_code=False, **extra):
     """The training split's columns inspected for `modality` (checked to be in the evaluation split too); each of
     `models` is checked against them before anything is trained."""
+    check_columns(data_args, modality)
     columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
     info = inspect_dataset(train, modality, **columns, **extra)
     use_hub_or_cache(models)
@@ -245,6 +298,34 @@ def load_inspected_splits(data_args: DataArguments, modality: str, seed: int, mo
     train, evaluation = load_splits(data_args, seed)
     info = inspect_splits(train, evaluation, data_args, modality, models, trust_remote_code=trust_remote_code)
     return train, evaluation, info
+
+
+# A lower bound of the memory one row of a batch takes, before any model is made: every row's place in the batch
+# plan, label and id; an image's uint8 pixels gathered and the float32 tensor the model reads (its activations come on
+# top); a text row's one token id and offset at least.
+ROW_OVERHEAD_BYTES = 32
+IMAGE_BYTES_PER_VALUE = 1 + 4
+TEXT_ROW_BYTES = 16
+# The side of the smallest input a model is fed: images larger than the decode-once size are resized to the model's
+# input, not known here.
+SMALLEST_IMAGE_SIDE = 32
+
+
+def row_bytes(info) -> int:
+    """At least how many bytes one row of a batch of `info`'s data takes (see :data:`ROW_OVERHEAD_BYTES`)."""
+    if info.modality == "image":
+        height, width = info.extra["image_size"] if small_images(info) else (SMALLEST_IMAGE_SIDE, SMALLEST_IMAGE_SIDE)
+        return ROW_OVERHEAD_BYTES + IMAGE_BYTES_PER_VALUE * int(info.extra["in_chans"]) * int(height) * int(width)
+    return ROW_OVERHEAD_BYTES + TEXT_ROW_BYTES
+
+
+def check_batches(info, sel_args: SelectionArguments, run_args: RunArguments, device) -> None:
+    """Every batch size of the recipe (the proxy's, and the target's when one is trained) against the memory of this
+    process on `device`, before anything is trained (:func:`svp_hf.device.check_batch_memory`)."""
+    sizes = {"batch_size": sel_args.batch_size}
+    if run_args.target:
+        sizes["target_batch_size"] = run_args.target_batch_size or sel_args.batch_size
+    check_batch_memory(row_bytes(info), sizes, device)
 
 
 def checked_images(train, evaluation, info, data_args: DataArguments, skip: bool):
@@ -563,6 +644,9 @@ __all__ = [
     "run_provenance",
     "job_accelerator",
     "check_device",
+    "check_batches",
+    "check_columns",
+    "check_output_apart",
     "checked_images",
     "summary",
     "recipe_record",

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .augment import epoch_generator
 from .checkpoint import latest_epoch, load_training_state, save_epoch
 from .data import INDEX_COLUMN, DataInfo, batch_collate, on_device
-from .device import apply_memory_format, default_mixed_precision, resolve_num_workers, resolve_pin_memory, to_device, unwrap
+from .device import apply_memory_format, check_mixed_precision, default_mixed_precision, resolve_num_workers, resolve_pin_memory, to_device, unwrap
 from .errors import SVPConfigError
 from .log import get_logger
 from .prefetch import prefetch, use_prefetch
@@ -189,6 +189,7 @@ def make_accelerator(**kwargs) -> Accelerator:
         kwargs.setdefault("cpu", True)
     if kwargs.get("mixed_precision") is None:  # bf16 autocast on GPUs that support it (svp_hf.device)
         kwargs["mixed_precision"] = default_mixed_precision()
+    check_mixed_precision(kwargs["mixed_precision"])
     return Accelerator(**kwargs)
 
 

@@ -207,3 +207,88 @@ def test_command_line_budgets_override_the_recipe():
 def test_bad_active_arguments(kwargs, match):
     with pytest.raises(SVPConfigError, match=match):
         ActiveArguments(**kwargs)
+
+
+# --- every numeric key: non-finite, negative, zero and too large values ---------------------------------------------
+
+# Numeric keys for which 0 is a valid value; for every other one it is refused (a count, size, rate or share).
+ZERO_ALLOWED = {"momentum", "weight_decay", "coverage_beta", "seed", "dataloader_num_workers",
+                "target_momentum", "target_weight_decay"}
+ACTIVE_BASE = ["--budgets", "2000", "3000"]
+
+
+def numeric_keys():
+    """(key, int or float) for every numeric key of every recipe dataclass, list items (`budgets`) included."""
+    import typing
+
+    keys = []
+    for dc in ACTIVE_DATACLASSES:
+        hints = typing.get_type_hints(dc)
+        for f in fields(dc):
+            kind = hints[f.name]
+            while typing.get_args(kind) and typing.get_origin(kind) in (typing.Union, list):
+                kind = next(a for a in typing.get_args(kind) if a is not type(None))
+            if kind in (int, float):
+                keys.append((f.name, kind))
+    return keys
+
+
+def test_the_sweep_finds_every_numeric_key():
+    names = {name for name, _ in numeric_keys()}
+    assert {"learning_rate", "target_weight_decay", "seed", "budgets", "validation_split_percentage", "fraction"} <= names
+    assert len(names) >= 25
+
+
+@pytest.mark.parametrize("key, kind", numeric_keys())
+def test_every_numeric_key_refuses_nan_infinity_negative_and_too_large_values(key, kind):
+    bad = ["nan", "inf", "-inf", "1e400", "-1"] + ([str(2**64)] if kind is int else [])  # rates have no upper bound
+    if key not in ZERO_ALLOWED:
+        bad.append("0")
+    for value in bad:
+        argv = [f"--{key}={value}"] + (ACTIVE_BASE if key != "budgets" else ["--initial_size", "1"])
+        with pytest.raises(SVPConfigError, match=key) as err:
+            parse_args(argv, dataclass_types=ACTIVE_DATACLASSES)
+        assert "\n" not in str(err.value), (key, value)
+    if key in ZERO_ALLOWED:  # and the valid edge is taken
+        parse_args([f"--{key}=0", *ACTIVE_BASE], dataclass_types=ACTIVE_DATACLASSES)
+
+
+@pytest.mark.parametrize("line", ["learning_rate: .inf", "weight_decay: .nan", "target_learning_rate: -.inf",
+                                  "fraction: .nan", "seed: 4294967296", "batch_size: 100000000000000000000"])
+def test_non_finite_and_out_of_range_values_in_a_recipe_are_refused(tmp_path, line):
+    with pytest.raises(SVPConfigError, match=line.split(":")[0]):
+        parse_args([write(tmp_path, line + "\n")])
+
+
+def test_seeds_are_those_numpy_takes_also_for_autos_candidates():
+    assert SelectionArguments(seed=2**32 - 1, auto_seeds=1).seed == 2**32 - 1
+    with pytest.raises(SVPConfigError, match=r"seed must be in \[0, 4294967294\].*seed\+1\), got 4294967295"):
+        SelectionArguments(seed=2**32 - 1)  # auto's second seed would be 2**32
+    for seed in (-1, 2**32):
+        with pytest.raises(SVPConfigError, match="seed must be in"):
+            SelectionArguments(seed=seed)
+
+
+def test_a_recipe_that_is_not_utf8_is_refused(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("method: entropy\nhub_dataset_id: me/caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(SVPConfigError, match=r"is not UTF-8 text \(byte 0xe9 on line 2\): save it as UTF-8"):
+        parse_args([str(path)])
+
+
+def test_list_values_from_the_command_line_are_split_as_in_a_recipe():
+    *_, act = parse_args(["--class_names", "cat,big dog", "--budgets=2000,3000"], dataclass_types=ACTIVE_DATACLASSES)
+    assert act.class_names == ["cat", "big dog"] and act.budgets == [2000, 3000]
+    data, sel, *_ = parse_args(["--text_column=title,content", "--score_methods", "margin,entropy", "random"])
+    assert data.text_column == ["title", "content"] and sel.score_methods == ["margin", "entropy", "random"]
+    *_, act = parse_args(["--labels_from", "a,b.csv", *ACTIVE_BASE], dataclass_types=ACTIVE_DATACLASSES)
+    assert act.labels_from == ["a,b.csv"]  # paths are never split
+
+
+def test_labelling_keys_in_a_simulation_are_refused():
+    from svp_hf.config import check_simulation_keys
+
+    check_simulation_keys(ActiveArguments(budgets=[2000]))
+    for key, value in (("finish", True), ("allow_pending", True), ("class_names", ["a", "b"])):
+        with pytest.raises(SVPConfigError, match=f"{key}: labelling-session key"):
+            check_simulation_keys(ActiveArguments(budgets=[2000], **{key: value}))

@@ -88,3 +88,34 @@ def test_a_compiled_proxy_trains_scores_and_saves_plain_weights(tmp_path):
     (saved,) = (out / "checkpoints" / "proxy").glob("epoch_*/model.safetensors")
     weights = load_file(str(saved))
     assert weights and not any(k.startswith("_orig_mod.") for k in weights)
+
+
+def test_mixed_precision_the_machine_cannot_run_is_refused(monkeypatch):
+    from accelerate.utils import is_fp8_available
+
+    from svp_hf.device import check_mixed_precision
+    from svp_hf.errors import SVPConfigError
+
+    assert check_mixed_precision("no") == "no" and check_mixed_precision("bf16") == "bf16"
+    with pytest.raises(SVPConfigError, match="mixed_precision 'fp64' .* is not one of no, fp16, bf16, fp8"):
+        check_mixed_precision("fp64")  # e.g. from ACCELERATE_MIXED_PRECISION
+    if not is_fp8_available():
+        with pytest.raises(SVPConfigError, match="'fp8' needs transformer_engine or torchao"):
+            check_mixed_precision("fp8")
+    monkeypatch.setattr("svp_hf.device.is_fp8_available", lambda: True)
+    if not torch.cuda.is_available():
+        with pytest.raises(SVPConfigError, match="'fp8' needs an NVIDIA GPU of compute capability 8.9"):
+            check_mixed_precision("fp8")
+
+
+def test_a_batch_is_checked_against_the_memory_of_one_process(monkeypatch):
+    from svp_hf.device import available_memory, check_batch_memory
+    from svp_hf.errors import SVPConfigError
+
+    cpu = torch.device("cpu")
+    alone = available_memory(cpu)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert available_memory(cpu) <= alone // 4 * 1.1  # the machine's processes share its memory
+    check_batch_memory(1000, {"batch_size": 128, "target_batch_size": None}, cpu)
+    with pytest.raises(SVPConfigError, match=r"target_batch_size 1000000000 needs at least 931.3 GiB"):
+        check_batch_memory(1000, {"batch_size": 128, "target_batch_size": 10**9}, cpu)

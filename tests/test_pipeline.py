@@ -210,6 +210,94 @@ def test_the_training_split_as_evaluation_split_needs_a_held_out_share(tmp_path,
     assert not (tmp_path / "out").exists()
 
 
+# --- bad input: one line, exit 2, nothing written, and the corrected rerun runs ---------------------------------------
+
+
+def refused(main, argv, capsys):
+    """The one line `main(argv)` exits 2 with."""
+    with pytest.raises(SystemExit) as err:
+        main(argv)
+    assert err.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_a_non_finite_learning_rate_is_refused_before_training_and_the_fixed_rerun_runs(tmp_path, capsys):
+    out = tmp_path / "out"
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(open(RECIPE).read() + "learning_rate: .inf\n")
+    line = refused(coreset.main, [str(recipe), "--output_dir", str(out), *FAST], capsys)
+    assert "learning_rate must be a finite number, got inf" in line
+    assert not out.exists()
+    metrics = coreset.main([str(recipe), "--output_dir", str(out), *FAST, "--learning_rate", "0.05"])
+    assert metrics["n_selected"] == 100
+
+
+def test_fp8_without_its_packages_is_refused_before_anything_runs(tmp_path, capsys):
+    from accelerate.utils import is_fp8_available
+
+    if is_fp8_available():
+        pytest.skip("fp8 is available here")
+    line = refused(coreset.main, [RECIPE, "--output_dir", str(tmp_path / "out"), *FAST, "--mixed_precision", "fp8"], capsys)
+    assert "mixed_precision 'fp8' needs transformer_engine or torchao" in line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("job", ["coreset", "active"])
+def test_a_batch_larger_than_the_memory_is_refused_before_training(tmp_path, capsys, monkeypatch, job):
+    from svp_hf import device
+
+    monkeypatch.setattr(device, "available_memory", lambda _: 2**20)  # 1 MiB for one process's batches
+    main, argv = (coreset.main, [RECIPE, *FAST]) if job == "coreset" else (active.main, [ACTIVE_RECIPE, *ACTIVE_FAST])
+    out = tmp_path / "out"
+    line = refused(main, [*argv, "--output_dir", str(out), "--batch_size", "5000"], capsys)
+    per_row = 32 + 5 * 8 * 8  # the digits' 8x8 grey pixels, as uint8 then float32, and the row's bookkeeping
+    assert f"batch_size 5000 needs at least 1.7 MiB for one batch ({per_row} bytes per row" in line
+    assert f"use a batch_size of at most {2**20 // per_row}" in line
+    assert not out.exists()
+    line = refused(main, [*argv, "--output_dir", str(out), "--batch_size", "32", "--target", "resnet20",
+                          "--target_batch_size", "4000"], capsys)
+    assert line.startswith(f"svp_hf.{job}: error: target_batch_size 4000 needs at least")
+
+
+@pytest.mark.parametrize("where", ["the data folder", "inside it", "above it"])
+def test_an_output_dir_overlapping_the_data_is_refused(tmp_path, capsys, where, tiny_digits):
+    data = tmp_path / "data"
+    data.mkdir()
+    train, test = tiny_digits
+    train.to_parquet(str(data / "train.parquet"))
+    test.to_parquet(str(data / "test.parquet"))
+    capsys.readouterr()
+    out = {"the data folder": data, "inside it": data / "out", "above it": tmp_path}[where]
+    files = ["--dataset_name", "parquet", "--data_files", json.dumps({"train": str(data / "train.parquet"), "test": str(data / "*.parquet")})]
+    line = refused(coreset.main, [RECIPE, *FAST, *files, "--output_dir", str(out)], capsys)
+    how = {"the data folder": "holds", "inside it": "lies inside", "above it": "holds"}[where]  # (the glob's folder)
+    assert f"output_dir {str(out)!r} {how} the data read from" in line
+    assert sorted(os.listdir(data)) == ["test.parquet", "train.parquet"] and not (tmp_path / "data" / "out").exists()
+    by_name = [RECIPE, *FAST, "--dataset_name", str(data), "--output_dir"]  # a folder given by name
+    assert "lies inside the data read from" in refused(coreset.main, [*by_name, str(data / "out")], capsys)
+    assert f"{str(data)!r} is the data read from" in refused(coreset.main, [*by_name, str(data)], capsys)
+    metrics = coreset.main([RECIPE, *FAST, *files, "--output_dir", str(tmp_path / "apart")])
+    assert metrics["n_total"] == 200
+
+
+@pytest.mark.parametrize(
+    "main, argv, says",
+    [
+        (coreset.main, [RECIPE, *FAST, "--text_column", "words"], "text_column is set, but the models read image"),
+        (coreset.main, [str(REPO / "recipes" / "quickstart_text.yaml"), *FAST, "--proxy", "fasttext", "--image_column", "img"],
+         "image_column is set, but the models read text"),
+        (active.main, [ACTIVE_RECIPE, *ACTIVE_FAST, "--finish", "true"], "finish: labelling-session key(s), but the training split"),
+        (active.main, [ACTIVE_RECIPE, *ACTIVE_FAST, "--class_names", "a,b"], "class_names: labelling-session key(s)"),
+    ],
+)
+def test_keys_a_run_would_ignore_are_refused(tmp_path, capsys, main, argv, says):
+    out = tmp_path / "out"
+    assert says in refused(main, [*argv, "--output_dir", str(out)], capsys)
+    assert not out.exists()
+
+
 # --- pre-flight state, checkpoints and resume ------------------------------------------------------------------------
 
 
