@@ -17,8 +17,10 @@ Everything is first written to a temporary folder inside `output_dir` (``.svp-tm
 failure, and any left by a killed run removed by the next one) and moved into place only when complete, so a failed or
 interrupted run never leaves a half-written `dataset/`. `metrics.json` is the completion marker: it is removed before
 the previous result's files are replaced and written last, listing every result file (``result_files``; names only,
-so that two identical runs write identical metrics). A result without it, or whose files differ from its list (a run killed during the final moves), is
-incomplete: :func:`check_complete` says so, and ``push_to_hub`` refuses to upload it.
+so that two identical runs write identical metrics) with each file's size and sha256 (``result_file_digests``). A
+result without it, whose files differ from its list (a run killed during the final moves) or whose content differs
+from its digests (a damaged shard) is incomplete: :func:`check_complete` says so, and ``push_to_hub`` refuses to
+upload it.
 
 Every path written is checked to stay inside `output_dir`; split names must be plain names (``^\\w+(\\.\\w+)*$``,
 as ``datasets`` requires).
@@ -27,6 +29,7 @@ as ``datasets`` requires).
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import math
 import os
@@ -60,6 +63,11 @@ TMP_PREFIX = ".svp-tmp-"
 # metrics.json's list of the result's files (paths relative to output_dir); the card (dataset/README.md) is left
 # out: publishing re-renders it with the Hub id.
 RESULT_FILES_KEY = "result_files"
+# metrics.json's record of each of those files' content: {"bytes": size, "sha256": hex digest}.
+RESULT_DIGESTS_KEY = "result_file_digests"
+_DIGEST_CHUNK = 2**20
+
+
 def check_inside(root: str, path: str) -> str:
     """`path` if it resolves inside the folder `root`; a clear error otherwise (nothing is written outside it)."""
     real_root, real = os.path.realpath(root), os.path.realpath(path)
@@ -296,6 +304,7 @@ def _commit(tmp: str, output_dir: str, metrics: Dict[str, Any]) -> None:
     to the files next to it: a run killed in between leaves none (an incomplete result), never an old one describing
     new files."""
     metrics[RESULT_FILES_KEY] = result_files(tmp)
+    metrics[RESULT_DIGESTS_KEY] = {name: file_digest(os.path.join(tmp, name)) for name in metrics[RESULT_FILES_KEY]}
     write_json(os.path.join(tmp, "metrics.json"), metrics)
     stale_metrics = os.path.join(output_dir, "metrics.json")
     if os.path.exists(stale_metrics):
@@ -330,10 +339,31 @@ def result_files(output_dir: str) -> List[str]:
     return sorted(files)
 
 
+def file_digest(path: str) -> Dict[str, Any]:
+    """What metrics.json records of a result file's content: its size in bytes and its sha256."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(_DIGEST_CHUNK), b""):
+            digest.update(chunk)
+    return {"bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
+
+
+def changed_files(output_dir: str, recorded: Dict[str, Any]) -> List[str]:
+    """The files of `recorded` (name -> :func:`file_digest`) whose size or content in `output_dir` differs, sorted
+    (sizes first: a file of another size is not read)."""
+    changed = []
+    for name, want in sorted(recorded.items()):
+        path = os.path.join(output_dir, name)
+        if not isinstance(want, dict) or os.path.getsize(path) != want.get("bytes") or file_digest(path) != want:
+            changed.append(name)
+    return changed
+
+
 def check_complete(output_dir: str) -> Dict[str, Any]:
     """The metrics of the complete result in `output_dir`; a clear error when it is incomplete (no metrics.json: a
-    run failed or was killed while moving its files into place) or its files differ from those metrics.json lists
-    (files of two runs mixed, or added or removed since)."""
+    run failed or was killed while moving its files into place), its files differ from those metrics.json lists
+    (files of two runs mixed, or added or removed since), or a file's size or sha256 differs from what metrics.json
+    records (a damaged or replaced shard)."""
     path = os.path.join(output_dir, METRICS_FILE)
     if not os.path.isfile(path):
         raise SVPConfigError(
@@ -356,6 +386,18 @@ def check_complete(output_dir: str) -> Dict[str, Any]:
         raise SVPConfigError(
             f"{output_dir!r} holds an incomplete or mixed svp_hf result: its files differ from those metrics.json "
             f"lists ({'; '.join(problems)}); run the job again with overwrite_output_dir"
+        )
+    recorded = metrics.get(RESULT_DIGESTS_KEY)
+    if not isinstance(recorded, dict) or set(recorded) != set(listed):
+        raise SVPConfigError(
+            f"{output_dir!r}: metrics.json records no size and sha256 of the result's files (written by an older "
+            "svp_hf); run the job again with overwrite_output_dir to publish it"
+        )
+    changed = changed_files(output_dir, recorded)
+    if changed:
+        raise SVPConfigError(
+            f"{output_dir!r} holds a damaged svp_hf result: the content of {changed[:5]} differs from the size and "
+            "sha256 metrics.json records; run the job again with overwrite_output_dir"
         )
     return metrics
 
@@ -402,6 +444,7 @@ def load_scores(source: str, *, which: str = "proxy", revision: Optional[str] = 
 __all__ = [
     "check_output_dir",
     "check_complete",
+    "file_digest",
     "write_files",
     "check_inside",
     "result_files",

@@ -41,6 +41,7 @@ from . import image_cache
 from .card import source_metadata
 from .checkpoint import (
     CHECKPOINTS_DIR,
+    RUN_SETTINGS,
     changed_run_settings,
     check_run_settings,
     discard,
@@ -73,9 +74,10 @@ from .data import (
 from .device import available_cpus, check_batch_memory
 from .errors import EXIT_CONFIG, EXIT_RUNTIME, SVPConfigError, SVPRuntimeError
 from .hub import check_hub_target, known_tokens, offline_if_unreachable, push_to_hub
+from .labelling import LabellingState
 from .log import get_logger
 from .models import check_model
-from .output import check_output_dir, write_files, write_json, write_run
+from .output import METRICS_FILE, check_output_dir, write_files, write_json, write_run
 from .roles import device_settings
 from .training import make_accelerator
 from .version import __version__
@@ -434,6 +436,32 @@ def _scalar_config(settings: Dict[str, Any]) -> Dict[str, Any]:
     return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in settings.items() if k not in SECRET_KEYS}
 
 
+def run_kind(output_dir: str) -> Optional[Tuple[str, str]]:
+    """The job whose run `output_dir` holds, and what says so: a result's metrics.json, the checkpoints of an
+    unfinished run, or a labelling session's state (an active-learning run); ``None`` when it holds none."""
+    for record in (METRICS_FILE, os.path.join(CHECKPOINTS_DIR, RUN_SETTINGS)):
+        try:
+            found = _read_json(os.path.join(output_dir, record))
+        except (OSError, ValueError):
+            continue  # unreadable: judged by the checks that read it
+        if isinstance(found, dict) and isinstance(found.get("job"), str):
+            return found["job"], record
+    if LabellingState.exists(output_dir):
+        return "active", "a labelling session (labelling/)"
+    return None
+
+
+def check_run_kind(output_dir: str, job: str) -> None:
+    """A clear error when `output_dir` holds a run of another job than `job` (core-set or active learning): one
+    output_dir holds one kind of run, whatever ``overwrite_output_dir`` says."""
+    found = run_kind(output_dir)
+    if found is not None and found[0] != job:
+        raise SVPConfigError(
+            f"output_dir {output_dir!r} holds a run of svp_hf.{found[0]} ({found[1]}); a {job} run cannot share it: "
+            "choose another output_dir (or remove that run)"
+        )
+
+
 class JobRun:
     """One run of a job in its `output_dir` (see the module's docstring for the order of its steps).
 
@@ -467,8 +495,9 @@ class JobRun:
             self.accelerator.end_training()
 
     def check_output(self, splits: Sequence[Optional[str]] = (), *, overwrite: Optional[bool] = None) -> None:
-        """Pre-flight for the output: `output_dir` free (or replaceable) and writable, the `splits` plain names; the
-        Hub target valid (before any network call)."""
+        """Pre-flight for the output: `output_dir` holds no run of another job, is free (or replaceable) and
+        writable, the `splits` plain names; the Hub target valid (before any network call)."""
+        check_run_kind(self.output_dir, self.job)
         check_output_dir(
             self.output_dir, self.run_args.overwrite_output_dir if overwrite is None else overwrite, [s for s in splits if s]
         )
@@ -483,7 +512,7 @@ class JobRun:
         or, with ``overwrite_output_dir``, when they belong to a run with other settings; otherwise they must
         belong to a run with the same `settings`, which this run continues."""
         accelerator, run_args = self.accelerator, self.run_args
-        settings = redact_values(settings, self.secrets)
+        settings = redact_values({"job": self.job, **settings}, self.secrets)
         if run_args.report_to:
             accelerator.init_trackers(
                 f"svp_hf_{self.job}", config=redact_values(_scalar_config(tracker_config or settings), self.secrets)
@@ -647,6 +676,8 @@ __all__ = [
     "check_batches",
     "check_columns",
     "check_output_apart",
+    "check_run_kind",
+    "run_kind",
     "checked_images",
     "summary",
     "recipe_record",

@@ -1,5 +1,6 @@
 """The output folder (svp_hf.output): the dataset folder, load_scores, shards, embedded images, atomic writes."""
 
+import hashlib
 import json
 import os
 
@@ -285,3 +286,34 @@ def test_identical_runs_write_identical_metrics(tmp_path):
     first = write_run(str(tmp_path / "a"), splits=splits, scores=scores, metrics=metrics)
     second = write_run(str(tmp_path / "b"), splits=splits, scores=scores, metrics=dict(metrics, timings={"total": 1.0}))
     assert first["result_files"] == second["result_files"]
+
+
+@pytest.mark.parametrize("damage", ["one byte flipped", "truncated"])
+def test_a_result_with_a_damaged_file_is_not_complete(tmp_path, damage):
+    out = tmp_path / "out"
+    splits, scores, metrics = tiny_result()
+    written = write_run(str(out), splits=splits, scores=scores, metrics=metrics)
+    shard = out / "dataset" / "data" / "train-00000-of-00001.parquet"
+    assert written["result_file_digests"][str(shard.relative_to(out))] == {
+        "bytes": shard.stat().st_size, "sha256": hashlib.sha256(shard.read_bytes()).hexdigest()}
+    data = bytearray(shard.read_bytes())
+    if damage == "truncated":
+        del data[len(data) // 2:]
+    else:
+        data[len(data) // 2] ^= 0xFF  # same size, other content
+    shard.write_bytes(bytes(data))
+    with pytest.raises(SVPConfigError, match=r"damaged svp_hf result: the content of \['dataset/data/train-00000-of-00001"):
+        check_complete(str(out))
+    write_run(str(out), splits=splits, scores=scores, metrics=metrics, overwrite=True)  # the rerun repairs it
+    assert check_complete(str(out))["splits"] == written["splits"]
+
+
+def test_a_result_without_recorded_digests_is_not_publishable(tmp_path):
+    out = tmp_path / "out"
+    splits, scores, metrics = tiny_result()
+    write_run(str(out), splits=splits, scores=scores, metrics=metrics)
+    recorded = json.loads((out / "metrics.json").read_text())
+    del recorded["result_file_digests"]
+    (out / "metrics.json").write_text(json.dumps(recorded))
+    with pytest.raises(SVPConfigError, match="records no size and sha256"):
+        check_complete(str(out))

@@ -298,6 +298,32 @@ def test_keys_a_run_would_ignore_are_refused(tmp_path, capsys, main, argv, says)
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "record, job",
+    [
+        ("metrics.json", "active"),  # a finished active run: refused even with overwrite_output_dir
+        ("checkpoints/run.json", "active"),  # an unfinished one
+        ("labelling", "active"),  # a labelling session
+        ("metrics.json", "coreset"),
+        ("checkpoints/run.json", "coreset"),
+    ],
+)
+def test_one_output_dir_never_holds_two_kinds_of_run(tmp_path, capsys, record, job):
+    from svp_hf.labelling import state_path
+
+    out = tmp_path / "out"
+    path = state_path(str(out)) if record == "labelling" else str(out / record)
+    os.makedirs(os.path.dirname(path))
+    with open(path, "w") as f:
+        json.dump({"job": job}, f)
+    before = sorted(p for p in out.rglob("*"))
+    other = coreset if job == "active" else active
+    main, argv = (coreset.main, [RECIPE, *FAST]) if other is coreset else (active.main, [ACTIVE_RECIPE, *ACTIVE_FAST])
+    line = refused(main, [*argv, "--output_dir", str(out), "--overwrite_output_dir", "true"], capsys)
+    assert f"holds a run of svp_hf.{job}" in line and f"a {other.JOB.name} run cannot share it" in line
+    assert sorted(p for p in out.rglob("*")) == before
+
+
 # --- pre-flight state, checkpoints and resume ------------------------------------------------------------------------
 
 
