@@ -39,6 +39,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 from datasets import Dataset
+from filelock import FileLock, Timeout
 
 from .card import dataset_card
 from .config import DEFAULT_MAX_SHARD_SIZE, SPLIT_NAME, check_split_name, parse_size
@@ -66,6 +67,44 @@ RESULT_FILES_KEY = "result_files"
 # metrics.json's record of each of those files' content: {"bytes": size, "sha256": hex digest}.
 RESULT_DIGESTS_KEY = "result_file_digests"
 _DIGEST_CHUNK = 2**20
+
+
+# The lock a run holds on its output_dir while it runs (an OS lock: released when its process ends, however it ends).
+LOCK_FILE = ".svp-lock"
+
+
+class OutputLock:
+    """`output_dir`'s lock, taken at once or refused: one run at a time writes there. It is an OS file lock
+    (``filelock``), so a run that was killed leaves no lock behind, only its file, which the next run takes over.
+    :meth:`release` removes the file (and `output_dir`, when this run made it and left it empty)."""
+
+    def __init__(self, output_dir: str):
+        self.output_dir = output_dir
+        self.path = os.path.join(output_dir, LOCK_FILE)
+        self._made = not os.path.exists(output_dir)
+        os.makedirs(output_dir, exist_ok=True)
+        self._lock = FileLock(self.path, timeout=0)
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise SVPConfigError(
+                f"output_dir {output_dir!r} is in use by another svp_hf run (it holds {LOCK_FILE}); wait for that run "
+                "to finish, or choose another output_dir"
+            ) from None
+
+    def release(self) -> None:
+        """Give the lock up: its file goes while it is still held (a run waiting on it then locks a new one), then
+        the folder if this run made it and nothing else is in it."""
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+        if self._made:
+            try:
+                os.rmdir(self.output_dir)
+            except OSError:
+                pass  # it holds the result (or anything else): it stays
+        self._lock.release()
 
 
 def check_inside(root: str, path: str) -> str:
@@ -443,6 +482,8 @@ def load_scores(source: str, *, which: str = "proxy", revision: Optional[str] = 
 
 __all__ = [
     "check_output_dir",
+    "OutputLock",
+    "LOCK_FILE",
     "check_complete",
     "file_digest",
     "write_files",

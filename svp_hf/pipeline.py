@@ -4,9 +4,11 @@ A job declares the recipe keys it reads (:class:`Job`); :func:`main` parses ``[R
 against them, refusing any other key by name, and maps failures to exit codes (:mod:`svp_hf.errors`). Inside the job,
 a :class:`JobRun` does what is the same for every job, in this order:
 
-1. pre-flight: the output folder is writable and free (or ``overwrite_output_dir``), the Hub target is valid, the
-   device settings make sense (a warning for fp16 on a CPU); the job then loads and inspects its data
-   (:func:`load_inspected_splits`) and checks everything else that needs no training;
+1. pre-flight: the output folder is writable, free (or ``overwrite_output_dir``) and holds no run of another job,
+   and this run takes its lock (``output_dir/.svp-lock``, held until the run ends: a second run on the same
+   output_dir is refused); the Hub target is valid, the device settings make sense (a warning for fp16 on a CPU);
+   the job then loads and inspects its data (:func:`load_inspected_splits`) and checks everything else that needs
+   no training. A run refused here leaves nothing behind (the lock file goes, and the folder if the run made it);
 2. :meth:`JobRun.begin`: trackers, and the checkpoints under ``output_dir/checkpoints`` (resumed when they belong to
    a run with the same settings, discarded when stale); a run that fails before making progress leaves no checkpoint
    behind to block the corrected rerun;
@@ -77,7 +79,7 @@ from .hub import check_hub_target, known_tokens, offline_if_unreachable, push_to
 from .labelling import LabellingState
 from .log import get_logger
 from .models import check_model
-from .output import METRICS_FILE, check_output_dir, write_files, write_json, write_run
+from .output import METRICS_FILE, OutputLock, check_output_dir, write_files, write_json, write_run
 from .roles import device_settings
 from .training import make_accelerator
 from .version import __version__
@@ -483,6 +485,7 @@ class JobRun:
         image_cache.configure(max_memory=parse_size(run_args.image_cache_max_memory, "image_cache_max_memory"))
         self._began = False
         self._had_checkpoints = False
+        self._lock: Optional[OutputLock] = None
 
     def __enter__(self) -> "JobRun":
         return self
@@ -493,18 +496,40 @@ class JobRun:
                 shutil.rmtree(self.checkpoints, ignore_errors=True)
         if exc_type is not None and self._began and self.run_args.report_to:
             self.accelerator.end_training()
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def check_output(self, splits: Sequence[Optional[str]] = (), *, overwrite: Optional[bool] = None) -> None:
         """Pre-flight for the output: `output_dir` holds no run of another job, is free (or replaceable) and
         writable, the `splits` plain names; the Hub target valid (before any network call)."""
-        check_run_kind(self.output_dir, self.job)
-        check_output_dir(
-            self.output_dir, self.run_args.overwrite_output_dir if overwrite is None else overwrite, [s for s in splits if s]
-        )
+        overwrite = self.run_args.overwrite_output_dir if overwrite is None else overwrite
+        for locked in (False, True):  # checked before the lock is taken (nothing made for a bad one), then under it
+            check_run_kind(self.output_dir, self.job)
+            check_output_dir(self.output_dir, overwrite, [s for s in splits if s])
+            if not locked:
+                self._take_lock()
         if self.run_args.push_to_hub:
             _, self.repo_id = check_hub_target(
                 self.run_args.hub_dataset_id, token=self.run_args.hub_token, overwrite=self.run_args.hub_overwrite
             )
+
+    def _take_lock(self) -> None:
+        """The main process takes `output_dir`'s lock (:class:`svp_hf.output.OutputLock`) for the whole run; when
+        another run holds it, every process of this one stops with the same error."""
+        if self._lock is not None:
+            return
+
+        def take() -> Optional[str]:
+            try:
+                self._lock = OutputLock(self.output_dir)
+            except SVPConfigError as err:
+                return str(err)
+            return None
+
+        refused = on_main(self.accelerator, take)
+        if refused is not None:
+            raise SVPConfigError(refused)
 
     def begin(self, settings: Dict[str, Any], *, tracker_config: Optional[Dict[str, Any]] = None) -> None:
         """Pre-flight passed: start the trackers and take the checkpoints in hand. Checkpoints are discarded when

@@ -324,6 +324,62 @@ def test_one_output_dir_never_holds_two_kinds_of_run(tmp_path, capsys, record, j
     assert sorted(p for p in out.rglob("*")) == before
 
 
+# --- one run at a time on an output_dir ------------------------------------------------------------------------------
+
+
+def test_a_second_run_on_a_locked_output_dir_is_refused(tmp_path, capsys):
+    from filelock import FileLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    held = FileLock(str(out / ".svp-lock"), timeout=0)
+    held.acquire()  # another run, working in out
+    line = refused(coreset.main, [RECIPE, "--output_dir", str(out), *FAST], capsys)
+    assert f"output_dir {str(out)!r} is in use by another svp_hf run (it holds .svp-lock)" in line
+    assert os.listdir(out) == [".svp-lock"]  # nothing of its own written, the other run's lock untouched
+    held.release()
+    coreset.main([RECIPE, "--output_dir", str(out), *FAST])
+    assert ".svp-lock" not in os.listdir(out) and (out / "metrics.json").is_file()  # its lock went with it
+
+
+def test_the_lock_of_a_killed_run_does_not_block_the_next(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time, filelock; filelock.FileLock(sys.argv[1], timeout=0).acquire(); "
+         "print('held', flush=True); time.sleep(600)", str(out / ".svp-lock")], stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=60)
+    assert (out / ".svp-lock").exists()  # the file stays; the OS lock went with the process
+    assert coreset.main([RECIPE, "--output_dir", str(out), *FAST])["n_selected"] == 100
+
+
+@pytest.mark.slow
+def test_two_runs_at_once_on_one_output_dir(tmp_path):
+    import subprocess
+    import time
+
+    from .conftest import cli
+
+    out = tmp_path / "out"
+    first = subprocess.Popen(cli(out), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while not (out / ".svp-lock").exists():
+        assert first.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    second = subprocess.run(cli(out), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 2 and "is in use by another svp_hf run" in second.stderr, second.stderr[-2000:]
+    assert first.wait(timeout=600) == 0, first.stderr.read()[-3000:]
+    assert json.loads((out / "metrics.json").read_text())["n_selected"] == 150
+    assert ".svp-lock" not in os.listdir(out)
+
+
 # --- pre-flight state, checkpoints and resume ------------------------------------------------------------------------
 
 
