@@ -865,7 +865,8 @@ def redact_values(obj: Any, secrets: Sequence[Optional[str]]) -> Any:
     if isinstance(obj, dict):
         return {redact_values(k, secrets): redact_values(v, secrets) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return type(obj)(redact_values(v, secrets) for v in obj)
+        items = [redact_values(v, secrets) for v in obj]
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)  # a named tuple takes fields
     return obj
 
 

@@ -292,3 +292,15 @@ def test_labelling_keys_in_a_simulation_are_refused():
     for key, value in (("finish", True), ("allow_pending", True), ("class_names", ["a", "b"])):
         with pytest.raises(SVPConfigError, match=f"{key}: labelling-session key"):
             check_simulation_keys(ActiveArguments(budgets=[2000], **{key: value}))
+
+
+def test_secrets_are_redacted_by_value_at_any_depth():
+    from collections import namedtuple
+
+    from svp_hf.config import redact_values
+
+    Pair = namedtuple("Pair", "a b")
+    record = {"command": "run --hub_token=hf_XYZ12345", "hf_XYZ12345": [1, ("x hf_XYZ12345", 2.0)], "p": Pair("hf_XYZ12345", 3)}
+    assert redact_values(record, ["hf_XYZ12345"]) == {
+        "command": "run --hub_token=***", "***": [1, ("x ***", 2.0)], "p": Pair("***", 3)}
+    assert redact_values(record, [None, ""]) is record
