@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 from . import active, coreset
 from .config import parse_args
 from .errors import EXIT_CONFIG, EXIT_RUNTIME, SVPConfigError
+from .pipeline import check_output_apart
 from .recipe_files import bundled_recipes
 from .version import __version__
 
@@ -102,7 +103,10 @@ def launch(argv: Sequence[str]) -> int:
     try:
         job = launched_job(args.training_script)
         spec = JOBS[job][0].JOB
-        parse_args(list(args.training_script_args), spec.dataclass_types, keys=spec.keys, prog=f"svp-hf launch {job}", job=spec.prog)
+        instances = parse_args(
+            list(args.training_script_args), spec.dataclass_types, keys=spec.keys, prog=f"svp-hf launch {job}", job=spec.prog
+        )
+        check_output_apart(*instances)
     except SVPConfigError as err:
         print(f"svp-hf launch: error: {err}", file=sys.stderr)
         return EXIT_CONFIG

@@ -578,7 +578,8 @@ class JobRun:
             metrics = write_files(
                 self.output_dir, {**files, RECIPE_FILE: format_recipe(recipe)}, metrics, overwrite=run_args.overwrite_output_dir
             )
-            print(redact(summary(self.job, headline, self.output_dir, names=[*files, "metrics.json"]), self.secrets), flush=True)
+            lines = summary(self.job, headline, self.output_dir, names=[*files, "metrics.json"])
+            print(redact(lines, self.secrets), flush=True)
         self._close(run_args.keep_checkpoints)
         return metrics
 

@@ -20,7 +20,15 @@ from tqdm.auto import tqdm
 from .augment import epoch_generator
 from .checkpoint import latest_epoch, load_training_state, save_epoch
 from .data import INDEX_COLUMN, DataInfo, batch_collate, on_device
-from .device import apply_memory_format, check_mixed_precision, default_mixed_precision, resolve_num_workers, resolve_pin_memory, to_device, unwrap
+from .device import (
+    apply_memory_format,
+    check_mixed_precision,
+    default_mixed_precision,
+    resolve_num_workers,
+    resolve_pin_memory,
+    to_device,
+    unwrap,
+)
 from .errors import SVPConfigError
 from .log import get_logger
 from .prefetch import prefetch, use_prefetch

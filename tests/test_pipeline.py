@@ -327,37 +327,28 @@ def test_one_output_dir_never_holds_two_kinds_of_run(tmp_path, capsys, record, j
 # --- one run at a time on an output_dir ------------------------------------------------------------------------------
 
 
-def test_a_second_run_on_a_locked_output_dir_is_refused(tmp_path, capsys):
-    from filelock import FileLock
-
-    out = tmp_path / "out"
-    out.mkdir()
-    held = FileLock(str(out / ".svp-lock"), timeout=0)
-    held.acquire()  # another run, working in out
-    line = refused(coreset.main, [RECIPE, "--output_dir", str(out), *FAST], capsys)
-    assert f"output_dir {str(out)!r} is in use by another svp_hf run (it holds .svp-lock)" in line
-    assert os.listdir(out) == [".svp-lock"]  # nothing of its own written, the other run's lock untouched
-    held.release()
-    coreset.main([RECIPE, "--output_dir", str(out), *FAST])
-    assert ".svp-lock" not in os.listdir(out) and (out / "metrics.json").is_file()  # its lock went with it
-
-
-def test_the_lock_of_a_killed_run_does_not_block_the_next(tmp_path):
+def test_a_locked_output_dir_refuses_a_second_run_until_its_holder_is_gone(tmp_path, capsys):
     import signal
     import subprocess
     import sys
 
     out = tmp_path / "out"
     out.mkdir()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time, filelock; filelock.FileLock(sys.argv[1], timeout=0).acquire(); "
+    holder = subprocess.Popen(  # another run, working in out
+        [sys.executable, "-c", "import sys, time, filelock; held = filelock.FileLock(sys.argv[1], timeout=0); held.acquire(); "
          "print('held', flush=True); time.sleep(600)", str(out / ".svp-lock")], stdout=subprocess.PIPE, text=True,
     )
-    assert holder.stdout.readline().strip() == "held"
-    holder.send_signal(signal.SIGKILL)
-    holder.wait(timeout=60)
-    assert (out / ".svp-lock").exists()  # the file stays; the OS lock went with the process
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        line = refused(coreset.main, [RECIPE, "--output_dir", str(out), *FAST], capsys)
+        assert f"output_dir {str(out)!r} is in use by another svp_hf run (it holds .svp-lock)" in line
+        assert os.listdir(out) == [".svp-lock"]  # nothing of its own written, the other run's lock untouched
+    finally:
+        holder.send_signal(signal.SIGKILL)  # killed: its file stays, its OS lock goes with it
+        holder.wait(timeout=60)
+    assert (out / ".svp-lock").exists()
     assert coreset.main([RECIPE, "--output_dir", str(out), *FAST])["n_selected"] == 100
+    assert ".svp-lock" not in os.listdir(out) and (out / "metrics.json").is_file()  # its own lock went with it
 
 
 @pytest.mark.slow
