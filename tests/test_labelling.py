@@ -82,7 +82,7 @@ def test_labelling_mode_picks_exactly_the_rows_the_simulation_picks(digits, pool
     for batch in state.batches[1:]:
         np.testing.assert_allclose(batch["scores"], [sim_scores[i] for i in batch["ids"]], rtol=1e-5)
     if settings.get("warm_start"):
-        assert (out / "labelling" / "checkpoints" / "round_1" / "model.pt").is_file()
+        assert (out / "labelling" / "checkpoints" / "round_1" / "model.safetensors").is_file()
     assert len(svp_hf.ask(unlabelled, out, **kwargs)) == 0  # every budget is done
     labelled = svp_hf.labelled_set(unlabelled, out)
     assert len(labelled) == 60 and labelled["label"] == truth[labelled["svp_index"]].tolist()
