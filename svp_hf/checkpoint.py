@@ -429,7 +429,13 @@ def read_arrays(path: str, what: str, fix: str = RESUME_FIX) -> Dict[str, np.nda
     is pickle, is refused unread): an :class:`SVPConfigError` naming `what` and `fix` for anything unreadable."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive")
+            arrays = {k: data[k] for k in data.files}
+        odd = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]
+        if odd:
+            raise ValueError(f"{odd[0]!r} is no array")
+        return arrays
     except Exception as err:  # not an .npz, pickled content, a truncated or corrupted archive, ...
         raise SVPConfigError(f"{what} {path!r} cannot be read ({_reason(err)}); {fix}") from None
 

@@ -221,7 +221,7 @@ def warm_start_weights(output_dir: str, round_: int) -> Optional[str]:
     path = checkpoint_path(output_dir, round_)
     folder = os.path.dirname(path)
     if os.path.isdir(folder):
-        check_not_pickled(folder, f"remove that folder to train round {round_ + 1}'s selector from scratch")
+        check_not_pickled(folder, f"remove {folder!r} to train round {round_ + 1}'s selector from scratch")
     return path if os.path.isfile(path) else None
 
 
