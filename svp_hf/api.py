@@ -10,6 +10,7 @@ from dataclasses import fields
 from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
+import pandas as pd
 from accelerate import Accelerator
 from datasets import Dataset, IterableDataset
 
@@ -52,9 +53,9 @@ from .preflight import check_recipe
 from .proxy import (
     labels_of,
     prepare_inputs,
-    score_positions,
     run_auto,
     run_scoring,
+    score_positions,
     selected_indices,
     subset_with_scores,
 )
@@ -106,7 +107,7 @@ def _as_scores(scores: Any) -> Dataset:
     the same columns in a pandas DataFrame (e.g. ``pd.read_parquet("scores.parquet")``)."""
     if isinstance(scores, Dataset):
         return scores
-    if type(scores).__name__ == "DataFrame" and hasattr(scores, "columns"):
+    if isinstance(scores, pd.DataFrame):
         try:
             return Dataset.from_pandas(scores, preserve_index=False)
         except Exception as err:  # columns arrow cannot type
@@ -197,8 +198,11 @@ def choose(
     recipe's (``proxy_epochs``, ``auto_epochs``, ``auto_seeds``, ``auto_holdout``, ``seed``, ``image_column``, ...)."""
     _map_style(dataset, "choose")
     scores = _as_scores(scores)
-    dataset = keep_previous_columns(dataset)
     columns, selection = _split_kwargs(kwargs)
+    if len(scores) != len(dataset):
+        raise SVPConfigError(f"scores have {len(scores)} rows but the dataset has {len(dataset)}; score this dataset")
+    _check_scores_labels(dataset, scores, columns.get("label_column"))
+    dataset = keep_previous_columns(dataset)
     args = _selection_arguments(proxy=proxy, method=method, fraction=fraction, **{**selection, "strategy": AUTO})
     check_recipe(args)
     family, info = prepare_inputs(dataset, proxy, columns, trust_remote_code=bool(args.trust_remote_code))
