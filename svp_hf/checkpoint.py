@@ -202,9 +202,18 @@ def save_weights_file(model: torch.nn.Module, path: str) -> None:
     os.replace(tmp, path)
 
 
+# ``torch.load(weights_only=True)`` cannot run code from torch 2.6 on (earlier, CVE-2025-32434 could).
+SAFE_TORCH_LOAD = torch.__version__ >= "2.6"
+
+
 def _read_weights(weights: str, what: str, fix: str) -> Dict[str, torch.Tensor]:
     """The tensors of a weights file: safetensors, or torch's format read with ``weights_only=True`` (tensors and
     plain containers only; anything else is refused unread)."""
+    if not weights.endswith(".safetensors") and not SAFE_TORCH_LOAD:
+        raise SVPConfigError(
+            f"{what} {weights!r} is in torch's pickle-based format, which torch {torch.__version__} cannot read "
+            "without the risk of running code: convert it to .safetensors, or upgrade torch to 2.6 or later"
+        )
     try:
         if weights.endswith(".safetensors"):
             from safetensors.torch import load_file

@@ -138,6 +138,14 @@ def test_a_pickled_weights_file_is_read_with_weights_only(trained, tmp_path, mar
             svp_hf.score(train, methods=["entropy"], proxy_checkpoint=str(given), batch_size=32)
 
 
+def test_weights_in_torch_format_are_refused_where_weights_only_is_not_safe(trained, tmp_path, monkeypatch):
+    train, _, _, _ = trained
+    torch.save({"w": torch.zeros(1)}, str(tmp_path / "model.pt"))
+    monkeypatch.setattr(checkpoint, "SAFE_TORCH_LOAD", False)  # torch before 2.6
+    with pytest.raises(SVPConfigError, match=r"model.pt' is in torch's pickle-based format.*convert it to .safetensors"):
+        svp_hf.score(train, methods=["entropy"], proxy_checkpoint=str(tmp_path / "model.pt"), batch_size=32)
+
+
 def test_garbage_or_text_as_proxy_checkpoint_is_a_clear_error_and_the_real_one_works(trained, tmp_path):
     train, _, _, _ = trained
     (tmp_path / "model.safetensors").write_bytes(os.urandom(256))
