@@ -3,8 +3,9 @@
 Layout under a run's ``output_dir/checkpoints/``::
 
     run.json                  # the settings of the run these checkpoints belong to
-    proxy/epoch_0003/         # model.safetensors (the weights), training_state.safetensors (optimizer, scheduler,
-                              # step counter, epoch, history, training signals) and random_states_<process>.safetensors
+    proxy/epoch_0003/         # model.safetensors (the weights), training_state.safetensors (epoch, history,
+                              # training signals), optimizer_state.safetensors (optimizers, schedulers, gradient
+                              # scaler, step counter) and random_states_<process>.safetensors
     target/epoch_0010/
     scores/shard_00000.npz    # svp_index, label, one array per scored method (+ embeddings for k-centers)
     active/proxy/round_0002/  # pool.npz, rounds.json and, for warm starts, model.safetensors + rng_state.safetensors
@@ -38,6 +39,7 @@ from .errors import SVPConfigError
 CHECKPOINTS_DIR = "checkpoints"
 MODEL_WEIGHTS = "model.safetensors"
 TRAINING_STATE = "training_state.safetensors"
+OPTIMIZER_STATE = "optimizer_state.safetensors"
 RANDOM_STATES = "random_states_{}.safetensors"
 RUN_SETTINGS = "run.json"
 # What earlier versions pickled (torch.save): never unpickled, a checkpoint holding one is refused.
@@ -267,20 +269,21 @@ def _weights_name(index: int) -> str:
 
 
 def save_training(accelerator: Accelerator, folder: str, training_state: Dict[str, Any]) -> None:
-    """Save what `accelerator` prepared into `folder`: the main process writes the weights of every model and one
-    training state (optimizers, schedulers, gradient scaler, step counter, plus `training_state`); every process
-    writes its random generators' states."""
+    """Save what `accelerator` prepared into `folder`: the main process writes the weights of every model,
+    `training_state` (epoch, history, training signals: what a proxy_checkpoint is read for) and the optimizer state
+    (optimizers, schedulers, gradient scaler, step counter: what resuming needs too); every process writes its
+    random generators' states."""
     if accelerator.is_main_process:
         for i, model in enumerate(accelerator._models):
             save_weights_file(unwrap(accelerator, model), os.path.join(folder, _weights_name(i)))
-        state = {
-            **training_state,
+        save_state_file(os.path.join(folder, TRAINING_STATE), training_state)
+        optimization = {
             "optimizers": [o.state_dict() for o in accelerator._optimizers],
             "schedulers": [s.state_dict() for s in accelerator._schedulers],
             "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
             "step": int(accelerator.step),
         }
-        save_state_file(os.path.join(folder, TRAINING_STATE), state)
+        save_state_file(os.path.join(folder, OPTIMIZER_STATE), optimization)
     save_state_file(os.path.join(folder, RANDOM_STATES.format(accelerator.process_index)), random_states())
 
 
@@ -303,10 +306,11 @@ def save_epoch(accelerator: Accelerator, path: str, epoch: int, training_state: 
     return final
 
 
-def load_training_state(folder: str, fix: str = RESUME_FIX) -> Dict[str, Any]:
-    """The training state :func:`save_epoch` wrote in `folder` (epoch, history, training signals, optimizers, ...)."""
+def load_training_state(folder: str, fix: str = RESUME_FIX, name: str = TRAINING_STATE) -> Dict[str, Any]:
+    """The training state :func:`save_epoch` wrote in `folder` (epoch, history, training signals), or with `name`
+    its optimizer state."""
     check_not_pickled(folder, fix)
-    path = os.path.join(folder, TRAINING_STATE)
+    path = os.path.join(folder, name)
     state = load_state_file(path, fix)
     if not isinstance(state, dict):
         raise SVPConfigError(f"{path!r} holds no training state; {fix}")
@@ -329,15 +333,15 @@ def load_epoch(accelerator: Accelerator, folder: str) -> Dict[str, Any]:
     optimizers, schedulers, gradient scaler, step counter and this process's random generators), and return the
     training state (epoch, history, training signals)."""
     state = load_training_state(folder)
-    path = os.path.join(folder, TRAINING_STATE)
+    optimization = load_training_state(folder, name=OPTIMIZER_STATE)
+    path = os.path.join(folder, OPTIMIZER_STATE)
     for i, model in enumerate(accelerator._models):
         load_model_weights(unwrap(accelerator, model), os.path.join(folder, _weights_name(i)), what="checkpoint", fix=RESUME_FIX)
-    _restore(accelerator._optimizers, state.pop("optimizers", None), "optimizer states", path)
-    _restore(accelerator._schedulers, state.pop("schedulers", None), "scheduler states", path)
-    scaler = state.pop("scaler", None)
+    _restore(accelerator._optimizers, optimization.get("optimizers"), "optimizer states", path)
+    _restore(accelerator._schedulers, optimization.get("schedulers"), "scheduler states", path)
     if accelerator.scaler is not None:
-        _restore([accelerator.scaler], [scaler], "gradient scaler state", path)
-    step = state.pop("step", None)
+        _restore([accelerator.scaler], [optimization.get("scaler")], "gradient scaler state", path)
+    step = optimization.get("step")
     if not isinstance(step, int) or isinstance(step, bool):
         raise SVPConfigError(f"{path!r} holds no step counter; {RESUME_FIX}")
     accelerator.step = step

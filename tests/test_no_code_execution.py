@@ -93,7 +93,9 @@ def copy_checkpoint(trained, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["model.safetensors", "training_state.safetensors", "random_states_0.safetensors", "training_state.pt"]
+    "name",
+    ["model.safetensors", "training_state.safetensors", "optimizer_state.safetensors", "random_states_0.safetensors",
+     "training_state.pt"],
 )
 def test_a_resumed_training_refuses_a_pickle_in_its_checkpoint(trained, tmp_path, marker, name):
     from svp_hf.models import create_model
