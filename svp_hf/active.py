@@ -25,6 +25,7 @@ from .active_learning import (
     SelectorRun,
     build_selectors,
     check_active_arguments,
+    check_new_session,
     labelled_dataset,
     labelling_round,
     labelling_selector,
@@ -50,6 +51,7 @@ from .hub import push_to_hub
 from .labelling import (
     LabellingState,
     batch_paths,
+    check_session_dir,
     filled_dataset,
     has_missing_labels,
     tell,
@@ -183,6 +185,7 @@ def run_active(
         if active.labels_from or has_missing_labels(train, data_args.label_column, active.class_names):
             return run_labelling(data_args, sel_args, run_args, active, train, evaluation, job=job)
         check_simulation_keys(active)
+        check_session_dir(run_args.output_dir, labelling=False)
         job.check_output((data_args.train_split, data_args.eval_split))
         info = inspect_splits(
             train, evaluation, data_args, family.modality, (sel_args.proxy, run_args.target),
@@ -270,14 +273,18 @@ def run_labelling(
     columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
     train, info, state = open_session(
         train, output_dir, selector.family.modality, columns=columns, class_names=active.class_names,
-        settings=session_settings(sel_args, active),
+        settings=session_settings(sel_args, run_args, active),
     )
     for name in filter(None, (sel_args.proxy, run_args.target)):
         check_model(name, info, trust_remote_code=bool(sel_args.trust_remote_code))
     if evaluation is not None:
         check_same_columns(evaluation, info)
-    if not started and accelerator.is_main_process:
-        state.save(output_dir)
+    if not started:
+        check_session_dir(output_dir, labelling=True)
+        resolve_initial_size_cli(active, state)
+        start_checks(state, active)
+        if accelerator.is_main_process:
+            state.save(output_dir)
     accelerator.wait_for_everyone()
     report: Dict[str, Any] = {"job": "active", "mode": "labelling", "output_dir": output_dir}
     if active.labels_from:
@@ -321,6 +328,21 @@ def run_labelling(
         f"then continue with:\n  {continue_command(command, output_dir, paths['csv'])}",
     )
     return {**report, "round": round_, "n_to_label": len(rows), "to_label": paths}
+
+
+def start_checks(state: LabellingState, active: ActiveArguments) -> None:
+    """:func:`check_new_session`, its error saying why the run is in the labelling mode when the data alone chose it."""
+    try:
+        check_new_session(state, active)
+    except SVPConfigError as err:
+        missing = state.pool_size - state.n_labelled
+        if active.labels_from or not state.n_labelled:
+            raise
+        raise SVPConfigError(
+            f"{err} (this run is active learning's labelling mode because the training split's label column "
+            f"{state.label_column!r} has {missing} missing label(s): to simulate active learning instead, fill or "
+            "drop those rows)"
+        ) from None
 
 
 def resolve_initial_size_cli(active: ActiveArguments, state) -> None:

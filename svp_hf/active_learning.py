@@ -21,6 +21,7 @@ from accelerate.utils import set_seed
 from datasets import Dataset
 
 from .checkpoint import (
+    RESUME_FIX,
     load_model_weights,
     load_round,
     restore_rng_state,
@@ -33,6 +34,7 @@ from .config import (
     RunArguments,
     SelectionArguments,
     check_schedule,
+    role_settings,
 )
 from .data import DataInfo, inspect_dataset
 from .device import unwrap
@@ -43,12 +45,14 @@ from .labelling import (
     batch_paths,
     batch_rows,
     check_session_dataset,
+    check_session_settings,
     checkpoint_path,
     filled_dataset,
     labelled_dataset,
     labelling_dataset,
     pool_dataset,
     start_session,
+    warm_start_weights,
     write_batch,
 )
 from .log import get_logger
@@ -289,7 +293,8 @@ def selection_loop(
         rounds = list(saved)
         if weights is not None:  # warm start: the selector as the saved round left it, and the generators too
             model = load_model_weights(
-                create_model(selector.model, info, pretrained=False, trust_remote_code=bool(args.trust_remote_code)), weights
+                create_model(selector.model, info, pretrained=False, trust_remote_code=bool(args.trust_remote_code)),
+                weights, what="the active-learning checkpoint", fix=RESUME_FIX,
             )
             restore_rng_state(weights)
         logger.info(f"{selector.role}: resuming after round {done} of {len(budgets)} ({pool.n_labelled} labelled)")
@@ -392,6 +397,50 @@ def labelling_selector(args: SelectionArguments, run_args: RunArguments, active:
     return build_selectors(args, run_args, active)[SELECTORS[active.selector][0]]
 
 
+def plan_round(state: LabellingState, active: ActiveArguments) -> Tuple[int, int]:
+    """The session's next round and how many rows it asks for: the `initial_size` seeded random rows when nothing is
+    labelled yet (the simulated loop's initial set), else what `budgets` gives for the round (as in the simulation;
+    rows asked earlier and not answered count as asked and are not asked again). Raises :class:`SVPConfigError`
+    when no round can run, before anything is trained or written."""
+    round_, budgets = state.next_round, list(active.budgets)
+    if round_ == 0:
+        if active.initial_class_balanced:
+            raise SVPConfigError("initial_class_balanced needs the labels of the pool; no row is labelled yet")
+        if active.initial_size >= state.pool_size:
+            raise SVPConfigError(f"initial_size ({active.initial_size}) must be smaller than the pool ({state.pool_size} rows)")
+        return round_, int(active.initial_size)
+    if round_ > len(budgets):
+        raise SVPConfigError(
+            f"every round of budgets {budgets} has been asked for: add a larger budget to ask for more rows, or "
+            "finish (train the target on the labelled set)"
+        )
+    pending = state.pending
+    n = budgets[round_ - 1] - state.n_labelled - len(pending)
+    if n < 1:
+        raise SVPConfigError(
+            f"round {round_}'s budget, {budgets[round_ - 1]} rows, is reached already ({state.n_labelled} labelled, "
+            f"{len(pending)} asked and not answered yet): raise budgets"
+        )
+    if state.n_labelled == 0:
+        raise SVPConfigError("no row is labelled yet, so no selector can be trained: return labels first (labels_from)")
+    left = state.pool_size - state.n_labelled - len(pending)
+    if n > left:
+        raise SVPConfigError(f"round {round_} would ask for {n} rows but only {left} are left to ask for")
+    return round_, n
+
+
+def check_new_session(state: LabellingState, active: ActiveArguments) -> None:
+    """Pre-flight of a new session's first step, so that a session that cannot start leaves nothing behind: there is
+    no batch to return labels for yet, and the first round must be able to run (see :func:`plan_round`)."""
+    if active.labels_from:
+        raise SVPConfigError(
+            "labels_from: this labelling session is new and has asked for no rows yet, so there are no labels to "
+            "return; run without labels_from to ask for the first batch"
+        )
+    if not active.finish:
+        plan_round(state, active)
+
+
 def labelling_round(
     dataset: Dataset,
     info: DataInfo,
@@ -403,55 +452,35 @@ def labelling_round(
     accelerator: Accelerator,
     eval_dataset: Optional[Dataset] = None,
 ) -> Tuple[int, Dataset, Dict[str, str]]:
-    """Ask for the session's next batch: the `initial_size` seeded random rows when nothing is labelled yet (the
-    simulated loop's initial set), else one :func:`selection_round` trained on the labelled rows, of the size
-    `budgets` gives (as in the simulation; rows asked earlier and not answered count as asked and are not asked
-    again). Writes the batch under ``output_dir/to_label/`` and then the state; returns the round, its rows and paths.
+    """Ask for the session's next batch (see :func:`plan_round`): the seeded random initial set, or one
+    :func:`selection_round` trained on the labelled rows. Writes the batch under ``output_dir/to_label/`` and then
+    the state; returns the round, its rows and paths.
     """
-    round_, budgets = state.next_round, list(active.budgets)
+    round_, n = plan_round(state, active)
+    budgets = list(active.budgets)
     record, scores = None, None
     if round_ == 0:
-        if active.initial_class_balanced:
-            raise SVPConfigError("initial_class_balanced needs the labels of the pool; no row is labelled yet")
-        if active.initial_size >= state.pool_size:
-            raise SVPConfigError(f"initial_size ({active.initial_size}) must be smaller than the pool ({state.pool_size} rows)")
-        picked = initial_indices(state.pool_size, active.initial_size, seed=int(args.seed))
+        picked = initial_indices(state.pool_size, n, seed=int(args.seed))
     else:
-        if round_ > len(budgets):
-            raise SVPConfigError(
-                f"every round of budgets {budgets} has been asked for: add a larger budget to ask for more rows, or "
-                "finish (train the target on the labelled set)"
-            )
-        pending = state.pending
-        n = budgets[round_ - 1] - state.n_labelled - len(pending)
-        if n < 1:
-            raise SVPConfigError(
-                f"round {round_}'s budget, {budgets[round_ - 1]} rows, is reached already ({state.n_labelled} labelled, "
-                f"{len(pending)} asked and not answered yet): raise budgets"
-            )
         pool = state.pool()
-        if pool.n_labelled == 0:
-            raise SVPConfigError("no row is labelled yet, so no selector can be trained: return labels first (labels_from)")
-        candidates = state.pool(with_pending=True) if len(pending) else None
-        left = len((candidates or pool).unlabelled)
-        if n > left:
-            raise SVPConfigError(f"round {round_} would ask for {n} rows but only {left} are left to ask for")
+        candidates = state.pool(with_pending=True) if len(state.pending) else None
         selector = labelling_selector(args, run_args, active)
         method = active_method(args.method)
         model = None
-        previous = checkpoint_path(output_dir, round_ - 1)
-        if active.warm_start and os.path.isfile(previous):
+        previous = warm_start_weights(output_dir, round_ - 1) if active.warm_start else None
+        if previous is not None:
             set_seed(int(args.seed))
             model = create_model(selector.model, info, pretrained=False, trust_remote_code=bool(args.trust_remote_code))
-            model = load_model_weights(model, previous)
-            restore_rng_state(previous)  # as if the previous round had just ended in this process
+            fix = f"remove {os.path.dirname(previous)!r} to train round {round_}'s selector from scratch"
+            model = load_model_weights(model, previous, what="the session's warm-start checkpoint", fix=fix)
+            restore_rng_state(previous, fix)  # as if the previous round had just ended in this process
         pool_ds = pool_dataset(filled_dataset(dataset, state))
         name = f"{selector.role} {selector.model} round {round_}/{len(budgets)}"
         model, picked, scores, record = selection_round(
             selector, method, pool_ds, info, pool, round_, n, args, active, accelerator,
             model=model, candidates=candidates, eval_dataset=eval_dataset, name=name,
         )
-        record["selector"], record["method"] = selector.model, args.method
+        record["selector"], record["method"], record["budget"] = selector.model, args.method, budgets[round_ - 1]
         if active.warm_start and accelerator.is_main_process:
             save_weights(unwrap(accelerator, model), checkpoint_path(output_dir, round_))
     rows = batch_rows(dataset, picked, round_, scores)
@@ -492,6 +521,7 @@ def open_session(
     if LabellingState.exists(output_dir):
         state = LabellingState.load(output_dir)
         check_session_dataset(state, dataset, label_column, names)
+        check_session_settings(state, dict(settings or {}), output_dir)
     else:
         state = start_session(dataset, label_column, names, dict(settings or {}))
     return dataset, info, state
@@ -516,16 +546,26 @@ def pending_rows(dataset: Dataset, state: LabellingState) -> Dataset:
 # --- Python API ------------------------------------------------------------------------------------------------------
 
 
-def session_settings(args: SelectionArguments, active: ActiveArguments) -> Dict[str, Any]:
-    """What a labelling session records of the settings it started with."""
+def session_settings(args: SelectionArguments, run_args: RunArguments, active: ActiveArguments) -> Dict[str, Any]:
+    """What a labelling session records of its settings, by recipe key: those that decide what the session asks for
+    (the selector, its model and training, `method`, `seed`, `warm_start`: fixed for the session), `budgets` (the
+    sizes of the rounds asked stay; later ones may be added) and `initial_size` (round 0's, when nothing was
+    labelled)."""
+    role = SELECTORS[active.selector][0]
+    training = role_settings(role, args, run_args)
+    prefix = "" if role == "proxy" else "target_"
+    keys = {"model": role, "epochs": f"{role}_epochs"}
     return {
-        "proxy": args.proxy, "method": args.method, "seed": int(args.seed), "initial_size": active.initial_size,
-        "budgets": list(active.budgets), "selector": active.selector, "warm_start": bool(active.warm_start),
+        "selector": active.selector, "method": args.method, "seed": int(args.seed), "warm_start": bool(active.warm_start),
+        **{keys.get(k, prefix + k): v for k, v in training.items()},
+        "initial_size": active.initial_size, "budgets": list(active.budgets),
     }
 
 
 __all__ = [
     "selection_round",
+    "plan_round",
+    "check_new_session",
     "labelling_round",
     "ActiveResult",
     "SelectorRun",

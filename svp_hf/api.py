@@ -9,6 +9,8 @@ import os
 from dataclasses import fields
 from typing import Any, Dict, Optional, Sequence, Union
 
+import numpy as np
+import pandas as pd
 from accelerate import Accelerator
 from datasets import Dataset, IterableDataset
 
@@ -16,6 +18,7 @@ from .active_learning import (
     ActiveResult,
     build_selectors,
     check_active_arguments,
+    check_new_session,
     labelling_round,
     labelling_selector,
     open_session,
@@ -31,12 +34,13 @@ from .config import (
     SelectionArguments,
     check_schedule,
 )
-from .data import check_same_columns, inspect_dataset, keep_previous_columns
+from .data import check_same_columns, find_label_column, inspect_dataset, keep_previous_columns
 from .errors import SVPConfigError
 from .labelling import (
     LabellingState,
     batch_rows,
     check_session_dataset,
+    check_session_dir,
     labelled_rows,
     labelling_dataset,
     tell,
@@ -51,6 +55,7 @@ from .proxy import (
     prepare_inputs,
     run_auto,
     run_scoring,
+    score_positions,
     selected_indices,
     subset_with_scores,
 )
@@ -67,6 +72,69 @@ SELECTION_KEYS = tuple(f.name for f in fields(SelectionArguments))
 ACTIVE_KEYS = tuple(f.name for f in fields(ActiveArguments))
 LABELLING_KEYS = ("labels_from", "class_names", "allow_pending", "finish")
 TARGET_KEYS = tuple(f.name for f in fields(RunArguments) if f.name.startswith("target_"))
+
+
+SEED_MAX = 2**32 - 1  # numpy's and torch's seeds: 0 to 2**32 - 1
+
+
+def _check_seed(seed: Any) -> int:
+    """`seed` as an int, or an :class:`SVPConfigError` when it is not an integer numpy and torch can seed with."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= SEED_MAX:
+        raise SVPConfigError(f"seed must be an integer from 0 to {SEED_MAX}, got {seed!r}")
+    return int(seed)
+
+
+def _selection_arguments(**kwargs) -> SelectionArguments:
+    """The recipe's selection keys, checked (the seed's range included)."""
+    args = SelectionArguments(**kwargs)
+    _check_seed(args.seed)
+    return args
+
+
+def _map_style(dataset: Any, what: str) -> None:
+    """A clear error when `dataset` is not a ``datasets.Dataset`` (`what` says which call needs one, and why)."""
+    if isinstance(dataset, IterableDataset):
+        raise SVPConfigError(
+            f"{what} needs a datasets.Dataset, not a streaming IterableDataset: score a stream with "
+            "svp_hf.score(..., proxy_checkpoint=<a trained proxy>), or load the dataset without streaming"
+        )
+    if not isinstance(dataset, Dataset):
+        raise SVPConfigError(f"{what} needs a datasets.Dataset, got {type(dataset).__name__}")
+
+
+def _as_scores(scores: Any) -> Dataset:
+    """A score table as a ``datasets.Dataset``: one from :func:`score` or :func:`svp_hf.output.load_scores`, or
+    the same columns in a pandas DataFrame (e.g. ``pd.read_parquet("scores.parquet")``)."""
+    if isinstance(scores, Dataset):
+        return scores
+    if isinstance(scores, pd.DataFrame):
+        try:
+            return Dataset.from_pandas(scores, preserve_index=False)
+        except Exception as err:  # columns arrow cannot type
+            raise SVPConfigError(f"scores: the DataFrame cannot be read as a score table ({type(err).__name__}: {err})") from None
+    raise SVPConfigError(
+        f"scores must be the table svp_hf.score (or load_scores) returns, a datasets.Dataset or a pandas DataFrame "
+        f"with its columns, got {type(scores).__name__}"
+    )
+
+
+def _check_scores_labels(dataset: Dataset, scores: Dataset, label_column: Optional[str]) -> None:
+    """A clear error when `scores` were computed on another dataset than `dataset`: their ``label`` column (by
+    ``svp_index``) must be the dataset's labels, row for row."""
+    if "label" not in scores.column_names:
+        raise SVPConfigError("scores have no 'label' column: pass the table svp_hf.score (or load_scores) returned")
+    column, _, _ = find_label_column(dataset, label_column)
+    ours = np.asarray(dataset.with_format("arrow")[column].to_numpy(zero_copy_only=False), dtype=np.int64)
+    theirs = np.empty(len(scores), dtype=np.int64)
+    theirs[score_positions(scores)] = np.asarray(scores.with_format("arrow")["label"].to_numpy(zero_copy_only=False), dtype=np.int64)
+    differ = np.flatnonzero(ours != theirs)
+    if len(differ):
+        i = int(differ[0])
+        raise SVPConfigError(
+            f"scores do not belong to this dataset: their labels differ from its label column {column!r} at "
+            f"{len(differ)} of {len(ours)} rows (e.g. row {i}: {theirs[i]} in the scores, {ours[i]} in the dataset); "
+            "pass the scores computed for this dataset (svp_hf.score), or name its label_column"
+        )
 
 
 def _split_kwargs(kwargs: Dict[str, Any]):
@@ -105,7 +173,7 @@ def score(
     resolve_methods(methods)
     dataset = keep_previous_columns(dataset)
     columns, selection = _split_kwargs(kwargs)
-    args = SelectionArguments(proxy=proxy, method=methods[0], score_methods=methods[1:] or None, **selection)
+    args = _selection_arguments(proxy=proxy, method=methods[0], score_methods=methods[1:] or None, **selection)
     check_recipe(args)
     family, info = prepare_inputs(dataset, proxy, columns, trust_remote_code=bool(args.trust_remote_code))
     if eval_dataset is not None:
@@ -128,9 +196,14 @@ def choose(
     """Run ``strategy: auto``'s check for `dataset` and its `scores`: the decision (``.strategy``,
     ``.coverage_beta``) and its evidence (``.candidates``: each one's held-out accuracies). Keyword arguments are the
     recipe's (``proxy_epochs``, ``auto_epochs``, ``auto_seeds``, ``auto_holdout``, ``seed``, ``image_column``, ...)."""
-    dataset = keep_previous_columns(dataset)
+    _map_style(dataset, "choose")
+    scores = _as_scores(scores)
     columns, selection = _split_kwargs(kwargs)
-    args = SelectionArguments(proxy=proxy, method=method, fraction=fraction, **{**selection, "strategy": AUTO})
+    if len(scores) != len(dataset):
+        raise SVPConfigError(f"scores have {len(scores)} rows but the dataset has {len(dataset)}; score this dataset")
+    _check_scores_labels(dataset, scores, columns.get("label_column"))
+    dataset = keep_previous_columns(dataset)
+    args = _selection_arguments(proxy=proxy, method=method, fraction=fraction, **{**selection, "strategy": AUTO})
     check_recipe(args)
     family, info = prepare_inputs(dataset, proxy, columns, trust_remote_code=bool(args.trust_remote_code))
     check_auto(len(dataset), labels_of(dataset, info), fraction, args.auto_holdout)
@@ -148,17 +221,24 @@ def select(
     seed: int = 0,
     coverage_beta: Optional[float] = None,
     proxy: Optional[str] = None,
+    label_column: Optional[str] = None,
     accelerator: Optional[Accelerator] = None,
     **kwargs,
 ) -> Dataset:
     """Keep `fraction` of `dataset` by `method`'s scores with `strategy`, without training again (``auto`` excepted:
     it retrains `proxy` on candidate subsets, with the recipe's keyword arguments; see :func:`choose`).
 
-    Returns the kept rows in their original order with all original columns, plus ``svp_score`` (the method's score)
-    and ``svp_index`` (the row's index in `dataset`).
+    `scores` is the table :func:`score` (or :func:`svp_hf.output.load_scores`) returned for `dataset`, or a pandas
+    DataFrame with its columns; its labels are checked against the dataset's (`label_column`, found as
+    :func:`score` finds it when not given). Returns the kept rows in their original order with all original columns,
+    plus ``svp_score`` (the method's score) and ``svp_index`` (the row's index in `dataset`).
     """
+    _map_style(dataset, "select")
+    scores = _as_scores(scores)
+    seed = _check_seed(seed)
     if len(scores) != len(dataset):
         raise SVPConfigError(f"scores have {len(scores)} rows but the dataset has {len(dataset)}; score this dataset")
+    _check_scores_labels(dataset, scores, label_column)
     dataset = keep_previous_columns(dataset)
     check_strategy(strategy)
     if strategy == AUTO:
@@ -167,8 +247,9 @@ def select(
                 "strategy 'auto' retrains the proxy on candidate subsets: pass proxy= (and its training keywords), "
                 "or choose a strategy that needs no training (coverage, top, bottom, random)"
             )
+        columns = {"label_column": label_column} if label_column else {}
         decision = choose(dataset, scores, method, fraction, proxy=proxy, accelerator=accelerator,
-                          class_balanced=class_balanced, seed=seed, coverage_beta=coverage_beta, **kwargs)
+                          class_balanced=class_balanced, seed=seed, coverage_beta=coverage_beta, **columns, **kwargs)
         strategy, coverage_beta = decision.strategy, decision.coverage_beta
     elif kwargs:
         raise SVPConfigError(f"unknown argument(s) {sorted(kwargs)}: only strategy='auto' takes training keywords")
@@ -196,11 +277,12 @@ def prune(
     With `eval_dataset` the proxy is evaluated on it; ``return_metrics=True`` returns ``(pruned, metrics)`` with the
     metrics of :func:`score` plus ``selected_strategy``, ``coverage_beta``, ``auto`` (the decision, when ``auto``),
     ``n_total`` and ``n_selected``."""
+    _map_style(dataset, "prune (which trains on the dataset and subsets it)")
     n_to_keep(fraction, len(dataset))
     get_method(method)
     dataset = keep_previous_columns(dataset)
     columns, selection = _split_kwargs(kwargs)
-    args = SelectionArguments(proxy=proxy, method=method, fraction=fraction, strategy=strategy, **selection)
+    args = _selection_arguments(proxy=proxy, method=method, fraction=fraction, strategy=strategy, **selection)
     check_recipe(args)
     family, info = prepare_inputs(dataset, proxy, columns, trust_remote_code=bool(args.trust_remote_code))
     if strategy == AUTO:
@@ -264,10 +346,9 @@ def active_learn(
         )
     columns, selection = _split_kwargs(kwargs)
     active = ActiveArguments(initial_size=initial_size, budgets=budgets, selector=selector, **active_kwargs)
-    args = SelectionArguments(proxy=proxy, method=method, **selection)
+    args = _selection_arguments(proxy=proxy, method=method, **selection)
     run_args = RunArguments(target=target, **target_kwargs)
-    if not isinstance(dataset, Dataset):
-        raise SVPConfigError(f"expected a datasets.Dataset, got {type(dataset).__name__}")
+    _map_style(dataset, "active_learn")
     check_active_arguments(args, run_args, active)
     family = next(iter(build_selectors(args, run_args, active).values())).family
     info = inspect_dataset(dataset, family.modality, **columns)
@@ -283,7 +364,7 @@ def _labelling_arguments(proxy, method, budgets, initial_size, target, output_di
     target_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in TARGET_KEYS}
     columns, selection = _split_kwargs(kwargs)
     active = ActiveArguments(initial_size=initial_size or 1, budgets=budgets, **active_kwargs)
-    args = SelectionArguments(proxy=proxy, method=method, **selection)
+    args = _selection_arguments(proxy=proxy, method=method, **selection)
     run_args = RunArguments(target=target, output_dir=os.fspath(output_dir), **target_kwargs)
     check_active_arguments(args, run_args, active)
     return columns, active, args, run_args
@@ -324,14 +405,13 @@ def ask(
     (``allow_pending=True`` asks for a new batch anyway); once every budget is asked for and labelled, the batch is
     empty. Returns the rows with their original columns, ``svp_index``, ``svp_round`` and ``svp_score``.
     """
-    if not isinstance(dataset, Dataset):
-        raise SVPConfigError(f"expected a datasets.Dataset, got {type(dataset).__name__}")
+    _map_style(dataset, "ask")
     output_dir = os.fspath(output_dir)
     columns, active, args, run_args = _labelling_arguments(proxy, method, budgets, initial_size, target, output_dir, kwargs)
     selector = labelling_selector(args, run_args, active)
     pool, info, state = open_session(
         dataset, output_dir, selector.family.modality, columns=columns, class_names=class_names or active.class_names,
-        labelled=labelled, settings=session_settings(args, active),
+        labelled=labelled, settings=session_settings(args, run_args, active),
     )
     resolve_initial_size(active, state, initial_size)
     for model in filter(None, (args.proxy, run_args.target)):
@@ -340,6 +420,8 @@ def ask(
         check_same_columns(eval_dataset, info)
     if not LabellingState.exists(output_dir):
         check_output_dir(output_dir, overwrite=False)
+        check_session_dir(output_dir, labelling=True)
+        check_new_session(state, active)
         state.save(output_dir)
     if active.labels_from:
         tell(output_dir, active.labels_from)

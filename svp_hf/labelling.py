@@ -6,7 +6,8 @@ asks for a batch (written under ``output_dir/to_label/``, see :func:`write_batch
 
     state.json              # pool size, classes, every batch asked (round, svp_index, scores), every label known,
                             # every merged return (source, content hash)
-    checkpoints/round_<k>/  # the selector trained in round k (model.pt) and the RNG states after it, for warm_start
+    checkpoints/round_<k>/  # the selector trained in round k (model.safetensors) and the RNG states after it
+                            # (rng_state.safetensors), for warm_start
 
 Every file is written under a temporary name and moved into place (``os.replace``) when complete, and state.json is
 written last, so a session killed at any moment continues from its last complete step, on this or another machine.
@@ -29,8 +30,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasets import ClassLabel, Dataset, DatasetDict, Value
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
+from .checkpoint import CHECKPOINTS_DIR as RUN_CHECKPOINTS_DIR
+from .checkpoint import MODEL_WEIGHTS, check_not_pickled, read_json
 from .data import _BUILDER_BY_EXTENSION, INDEX_COLUMN, SCORE_COLUMN
 from .errors import SVPConfigError
 from .output import write_dataset_folder
@@ -209,7 +212,17 @@ def state_path(output_dir: str) -> str:
 
 
 def checkpoint_path(output_dir: str, round_: int) -> str:
-    return os.path.join(os.fspath(output_dir), STATE_DIR, CHECKPOINTS_DIR, f"round_{round_}", "model.pt")
+    return os.path.join(os.fspath(output_dir), STATE_DIR, CHECKPOINTS_DIR, f"round_{round_}", MODEL_WEIGHTS)
+
+
+def warm_start_weights(output_dir: str, round_: int) -> Optional[str]:
+    """The weights of the selector trained in round `round_` (saved for warm_start), if any. A checkpoint of an
+    earlier svp_hf, whose random generators' states are pickled, is refused (never read)."""
+    path = checkpoint_path(output_dir, round_)
+    folder = os.path.dirname(path)
+    if os.path.isdir(folder):
+        check_not_pickled(folder, f"remove {folder!r} to train round {round_ + 1}'s selector from scratch")
+    return path if os.path.isfile(path) else None
 
 
 def batch_paths(output_dir: str, round_: int) -> Dict[str, str]:
@@ -253,19 +266,23 @@ class LabellingState:
                 f"no labelling session in {os.fspath(output_dir)!r} (no {STATE_DIR}/{STATE_FILE}); start one with a "
                 "training split whose label column is null for the rows to label (python -m svp_hf.active, svp_hf.ask)"
             )
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        if data.get("version") != STATE_VERSION:
-            raise SVPConfigError(f"{path} was written by an unknown version of svp_hf (state version {data.get('version')})")
-        return cls(
-            pool_size=int(data["pool_size"]),
-            label_column=data["label_column"],
-            class_names=list(data["class_names"]),
-            settings=dict(data.get("settings") or {}),
-            batches=list(data.get("batches") or []),
-            labels={int(k): int(v) for k, v in (data.get("labels") or {}).items()},
-            merged=list(data.get("merged") or []),
-        )
+        fix = "it is svp_hf's record of the session (never edited by hand): restore it, or start a new session in another output_dir"
+        data = read_json(path, "the labelling session's state", fix)
+        version = data.get("version") if isinstance(data, dict) else None
+        if version != STATE_VERSION:
+            raise SVPConfigError(f"{path} was not written by this version of svp_hf (state version {version}); {fix}")
+        try:
+            return cls(
+                pool_size=int(data["pool_size"]),
+                label_column=str(data["label_column"]),
+                class_names=[str(n) for n in data["class_names"]],
+                settings=dict(data.get("settings") or {}),
+                batches=list(data.get("batches") or []),
+                labels={int(k): int(v) for k, v in (data.get("labels") or {}).items()},
+                merged=list(data.get("merged") or []),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise SVPConfigError(f"{path} is not a labelling session's state ({type(err).__name__}: {err}); {fix}") from None
 
     def save(self, output_dir: str) -> None:
         atomic_write_json(
@@ -339,6 +356,23 @@ class LabellingState:
         }
 
 
+def check_session_dir(output_dir: str, *, labelling: bool) -> None:
+    """One kind of run per output_dir: a new labelling session (`labelling`) does not start beside another run's
+    checkpoints, and a simulated run does not write beside a labelling session."""
+    output_dir = os.fspath(output_dir)
+    if labelling and os.path.isdir(os.path.join(output_dir, RUN_CHECKPOINTS_DIR)):
+        raise SVPConfigError(
+            f"output_dir {output_dir!r} holds the checkpoints of another, unfinished run ({RUN_CHECKPOINTS_DIR}/): "
+            "start the labelling session in another output_dir"
+        )
+    if not labelling and LabellingState.exists(output_dir):
+        raise SVPConfigError(
+            f"output_dir {output_dir!r} holds a labelling session ({STATE_DIR}/{STATE_FILE}), but the training split "
+            "has no missing labels and labels_from is not set, so this run would simulate active learning beside it: "
+            "choose another output_dir to simulate, or continue the session with its pool (its unlabelled rows null)"
+        )
+
+
 def start_session(dataset: Dataset, label_column: str, class_names: Sequence[str], settings: Dict[str, Any]) -> LabellingState:
     """A new session over `dataset` (a :func:`labelling_dataset`): its non-null labels are the given round 0."""
     labels = _label_ids(dataset.with_format("arrow")[label_column], class_names, f"label column {label_column!r}")
@@ -369,6 +403,42 @@ def check_session_dataset(state: LabellingState, dataset: Dataset, label_column:
             f"the training split has {len(changed)} label(s) the session does not (e.g. svp_index {changed[:5].tolist()}): "
             "return labels with labels_from (svp_hf.tell) rather than by editing the dataset"
         )
+
+
+# Settings a session may change between steps: `budgets` (sizes of rounds not asked yet: checked below) and
+# `initial_size` (read only while nothing is labelled).
+SESSION_FREE_SETTINGS = ("budgets", "initial_size")
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def check_session_settings(state: LabellingState, settings: Dict[str, Any], output_dir: str) -> None:
+    """A clear error when `settings` (see :func:`svp_hf.active_learning.session_settings`) differ from those the
+    session in `state` runs with, where they must not: every key but `budgets` and `initial_size`, and the budgets of
+    the rounds asked already. The other changes (a budget added, a key the state does not record yet) are recorded
+    in `state`, written with it when the next round is asked."""
+    where = f"the labelling session in {os.fspath(output_dir)!r} ({STATE_DIR}/{STATE_FILE})"
+    settings = _plain(settings)
+    for key, value in settings.items():
+        old = state.settings.get(key)
+        if key not in SESSION_FREE_SETTINGS and key in state.settings and old != value:
+            raise SVPConfigError(
+                f"{key} is {value!r}, but {where} runs with {key} {old!r}: set {key} back to {old!r} to continue "
+                "the session, or start a new session in another output_dir"
+            )
+    asked = [int(b["round"]) for b in state.batches if not b.get("given") and int(b["round"]) >= 1]
+    old_budgets, budgets = state.settings.get("budgets"), settings.get("budgets")
+    if asked and isinstance(old_budgets, list) and budgets is not None:
+        n = max(asked)
+        if list(budgets[:n]) != list(old_budgets[:n]):
+            raise SVPConfigError(
+                f"budgets is {budgets}, but {where} has asked for round(s) 1 to {n} with budgets {old_budgets[:n]}: "
+                f"keep {old_budgets[:n]} first and add larger sizes after them to ask for more, or start a new "
+                "session in another output_dir"
+            )
+    state.settings.update(settings)
 
 
 def filled_dataset(dataset: Dataset, state: LabellingState) -> Dataset:
@@ -414,8 +484,7 @@ def _read_source(source: LabelsSource, token: Optional[str] = None) -> Tuple[str
     if isinstance(source, DatasetDict):
         return "a DatasetDict", datasets.concatenate_datasets(list(source.values()))
     if isinstance(source, Mapping):
-        ids = [int(k) for k in source]
-        return "a mapping", Dataset.from_dict({INDEX_COLUMN: ids, "label": [source[k] for k in source]})
+        return "a mapping", _mapping_labels(source)
     if not isinstance(source, (str, os.PathLike)):
         raise SVPConfigError(f"labels must be a Dataset, a mapping, a file, a folder or a Hub dataset id, got {type(source).__name__}")
     path = os.fspath(source)
@@ -441,6 +510,30 @@ def _read_source(source: LabelsSource, token: Optional[str] = None) -> Tuple[str
     if isinstance(loaded, DatasetDict):
         loaded = datasets.concatenate_datasets(list(loaded.values()))
     return path, loaded
+
+
+def _mapping_labels(source: Mapping) -> Dataset:
+    """A return given as ``{svp_index: label}`` as a Dataset: integer keys (or their decimal strings, as JSON writes
+    them), labels all class names or all class ids (``None`` for not answered yet)."""
+    ids = []
+    for key in source:
+        if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+            ids.append(int(key))
+        elif isinstance(key, str) and key.strip().isdigit():
+            ids.append(int(key))
+        else:
+            raise SVPConfigError(
+                f"labels from a mapping: its keys must be svp_index values (integer row ids of an asked batch), got "
+                f"{key!r}; give {{svp_index: label}}"
+            )
+    values = [None if v is None else v.item() if isinstance(v, np.generic) else v for v in source.values()]
+    kinds = {type(v) for v in values if v is not None}
+    if kinds and not (kinds <= {str} or kinds <= {int, float}):
+        raise SVPConfigError(
+            f"labels from a mapping: labels must be all class names or all class ids, got {sorted(k.__name__ for k in kinds)}"
+        )
+    label = Value("string") if kinds <= {str} else Value("float64")
+    return Dataset.from_dict({INDEX_COLUMN: ids, "label": values}, features=Features({INDEX_COLUMN: Value("int64"), "label": label}))
 
 
 def read_labels(source: LabelsSource, state: LabellingState, token: Optional[str] = None) -> Tuple[str, np.ndarray, np.ndarray]:
@@ -638,6 +731,8 @@ __all__ = [
     "has_missing_labels",
     "start_session",
     "check_session_dataset",
+    "check_session_settings",
+    "check_session_dir",
     "filled_dataset",
     "labelled_rows",
     "read_labels",

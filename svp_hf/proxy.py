@@ -209,7 +209,8 @@ def checkpoint_signals(proxy_checkpoint: str, signals: Sequence[str], n: Optiona
     every one of them (for `n` rows when known): a clear error before anything is trained when a method cannot be
     scored from it."""
     _, state_folder = resolve_model_checkpoint(proxy_checkpoint)
-    state = load_training_state(state_folder) if state_folder else {}
+    fix = "give the folder of a proxy checkpoint written by svp_hf, or its weights file alone"
+    state = load_training_state(state_folder, fix) if state_folder else {}
     found = restore_signals(state, signals)
     missing = [s for s in signals if s not in found]
     if missing:

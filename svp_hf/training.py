@@ -18,7 +18,7 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sequential
 from tqdm.auto import tqdm
 
 from .augment import epoch_generator
-from .checkpoint import latest_epoch, load_training_state, save_epoch
+from .checkpoint import latest_epoch, load_epoch, save_epoch
 from .data import INDEX_COLUMN, DataInfo, batch_collate, on_device
 from .device import (
     apply_memory_format,
@@ -299,8 +299,7 @@ def train_model(
     history: List[Dict[str, float]] = []
     done, folder = latest_epoch(checkpoint_dir)
     if folder is not None:
-        accelerator.load_state(folder)
-        state = load_training_state(folder)
+        state = load_epoch(accelerator, folder)
         history = list(state["history"])
         recorded.update(restore_signals(state, recorded))
         logger.info(f"{desc}: resumed from {folder} (epoch {done} of {config.epochs})", main_process_only=True)

@@ -243,3 +243,49 @@ def test_barely_beats_chance():
     assert barely_beats_chance(0.575, 0.5, 10_000)  # the README's near-chance text proxy
     assert barely_beats_chance(0.14, 0.1, 50)  # within the binomial noise of 50 rows
     assert not barely_beats_chance(0.85, 0.5, 1000) and not barely_beats_chance(0.45, 0.1, 10_000)
+
+
+# --- bad inputs: clear errors before anything is trained, and the corrected call works ------------------------------
+
+
+def test_select_checks_the_scores_belong_to_the_dataset(scored, tiny_digits, digits):
+    train, _ = tiny_digits
+    other = digits["train"].select(range(200, 400))  # as many rows, other labels
+    with pytest.raises(SVPConfigError, match=r"scores do not belong to this dataset: their labels differ from its label column 'label' at \d+ of 200 rows"):
+        svp_hf.select(other, scored, method="entropy", fraction=0.5)
+    assert len(svp_hf.select(train, scored, method="entropy", fraction=0.5)) == 100
+
+
+def test_select_takes_scores_as_a_dataframe_and_refuses_other_types(scored, tiny_digits):
+    train, _ = tiny_digits
+    expected = svp_hf.select(train, scored, method="margin", fraction=0.3)
+    from_frame = svp_hf.select(train, scored.to_pandas(), method="margin", fraction=0.3)
+    assert from_frame["svp_index"] == expected["svp_index"] and from_frame["svp_score"] == expected["svp_score"]
+    with pytest.raises(SVPConfigError, match="scores must be the table svp_hf.score .* got list"):
+        svp_hf.select(train, list(scored["margin"]), method="margin")
+    with pytest.raises(SVPConfigError, match="scores have no 'svp_index' column"):
+        svp_hf.select(train, scored.to_pandas().drop(columns="svp_index"), method="margin")
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True])
+def test_seeds_out_of_range_are_refused_before_training(tiny_digits, scored, monkeypatch, seed):
+    import svp_hf.proxy
+
+    monkeypatch.setattr(svp_hf.proxy, "train_model", lambda *a, **k: pytest.fail("trained before checking"))
+    train, _ = tiny_digits
+    for call in (
+        lambda: svp_hf.select(train, scored, method="random", seed=seed),
+        lambda: svp_hf.prune(train, proxy="resnet20", seed=seed),
+        lambda: svp_hf.score(train, proxy="resnet20", seed=seed),
+    ):
+        with pytest.raises(SVPConfigError, match="seed must be an integer"):
+            call()
+    assert len(svp_hf.select(train, scored, method="random", fraction=0.5, seed=2**32 - 1)) == 100
+
+
+def test_prune_refuses_a_stream_as_clearly_as_score(tiny_digits):
+    train, _ = tiny_digits
+    with pytest.raises(SVPConfigError, match="prune .* needs a datasets.Dataset, not a streaming IterableDataset"):
+        svp_hf.prune(train.to_iterable_dataset(), proxy="resnet20", fraction=0.5)
+    with pytest.raises(SVPConfigError, match="select needs a datasets.Dataset, not a streaming IterableDataset"):
+        svp_hf.select(train.to_iterable_dataset(), train)

@@ -82,7 +82,7 @@ def test_labelling_mode_picks_exactly_the_rows_the_simulation_picks(digits, pool
     for batch in state.batches[1:]:
         np.testing.assert_allclose(batch["scores"], [sim_scores[i] for i in batch["ids"]], rtol=1e-5)
     if settings.get("warm_start"):
-        assert (out / "labelling" / "checkpoints" / "round_1" / "model.pt").is_file()
+        assert (out / "labelling" / "checkpoints" / "round_1" / "model.safetensors").is_file()
     assert len(svp_hf.ask(unlabelled, out, **kwargs)) == 0  # every budget is done
     labelled = svp_hf.labelled_set(unlabelled, out)
     assert len(labelled) == 60 and labelled["label"] == truth[labelled["svp_index"]].tolist()
@@ -404,3 +404,85 @@ def test_cli_pushes_the_batch_to_a_private_hub_dataset(parquet_data, tmp_path, m
     repo = fake.repos["alice/digits-al-to-label-round-0"]
     assert repo["private"] is True and any(p.endswith(".parquet") for p in repo["files"])
     assert "huggingface.co/datasets/alice/digits-al-to-label-round-0" in capsys.readouterr().out
+
+
+# --- one session, one set of settings; a session that cannot start leaves nothing --------------------------------------
+
+
+def test_a_session_refuses_changed_settings_and_records_added_budgets(asked, pool):
+    out, rows, truth = asked
+    unlabelled, _ = pool
+    svp_hf.tell(out, answer(rows, truth))
+    before = state_bytes(out)
+    for change, match in [
+        (dict(proxy_epochs=2), r"proxy_epochs is 2, but the labelling session in '.*' \(labelling/state.json\) runs with proxy_epochs 1: set proxy_epochs back to 1"),
+        (dict(method="entropy"), "method is 'entropy', but .* runs with method 'least_confidence'"),
+        (dict(seed=1), "seed is 1, but .* runs with seed 0"),
+        (dict(learning_rate=0.5), "learning_rate is 0.5, but .* runs with learning_rate 0.1"),
+    ]:
+        with pytest.raises(SVPConfigError, match=match):
+            svp_hf.ask(unlabelled, out, initial_size=20, budgets=[40, 60], **{**TINY, **change})
+        assert state_bytes(out) == before and not (out / "to_label" / "round_1").exists()
+    first = svp_hf.ask(unlabelled, out, initial_size=20, budgets=[40, 60], **TINY)
+    svp_hf.tell(out, answer(first, truth))
+    with pytest.raises(SVPConfigError, match=r"budgets is \[50, 60\], but .* has asked for round\(s\) 1 to 1 with budgets \[40\]: keep \[40\] first"):
+        svp_hf.ask(unlabelled, out, budgets=[50, 60], **TINY)
+    second = svp_hf.ask(unlabelled, out, budgets=[40, 70, 90], **TINY)  # a larger round 2, and a round 3 added
+    state = LabellingState.load(str(out))
+    assert len(second) == 30 and state.settings["budgets"] == [40, 70, 90]
+    assert [r["budget"] for r in state.rounds()] == [40, 70]
+
+
+def test_a_session_that_cannot_start_leaves_nothing_behind(digits, parquet_data, tmp_path, capsys):
+    """Data with a few missing labels puts the job in the labelling mode by itself: when its first round cannot run,
+    the error says why the mode was chosen and no session is left behind; the fixed rerun starts it."""
+    data, _ = parquet_data
+    nearly = tmp_path / "nearly"
+    nearly.mkdir()
+    train = digits["train"].select(range(120))
+    without_labels(train, range(118)).to_parquet(str(nearly / "train.parquet"))
+    shutil.copy(data / "test.parquet", nearly / "test.parquet")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as err:
+        active.main(cli_args(nearly, out))
+    message = capsys.readouterr().err
+    assert err.value.code == 2 and "round 1's budget, 40 rows, is reached already (118 labelled" in message
+    assert "labelling mode because the training split's label column 'label' has 2 missing label(s)" in message
+    assert not (out / "labelling").exists() and not (out / "to_label").exists()
+    fixed = active.main(cli_args(nearly, out, "--budgets", "119", "120"))
+    assert fixed["round"] == 1 and fixed["n_to_label"] == 1
+
+    unlabelled = without_labels(train)
+    with pytest.raises(SVPConfigError, match="this labelling session is new and has asked for no rows yet"):
+        svp_hf.ask(unlabelled, tmp_path / "api", initial_size=20, budgets=[40], labels_from=[str(tmp_path / "x.csv")], **TINY)
+    assert not (tmp_path / "api" / "labelling").exists()
+
+
+def test_a_fully_labelled_dataset_is_not_simulated_beside_a_session(digits, parquet_data, tmp_path, capsys):
+    data, _ = parquet_data
+    out = tmp_path / "out"
+    unlabelled = tmp_path / "unlabelled"
+    labelled = tmp_path / "labelled"
+    train = datasets.load_dataset("parquet", data_files=str(data / "train.parquet"), split="train")
+    for folder, split in ((unlabelled, without_labels(train)), (labelled, digits["train"].select(range(120)))):
+        folder.mkdir()
+        split.to_parquet(str(folder / "train.parquet"))
+        shutil.copy(data / "test.parquet", folder / "test.parquet")
+    active.main(cli_args(unlabelled, out))  # round 0: random rows, nothing trained
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as err:
+        active.main(cli_args(labelled, out, "--overwrite_output_dir", "true"))
+    assert err.value.code == 2 and "holds a labelling session (labelling/state.json)" in capsys.readouterr().err
+    assert sorted(os.listdir(out)) == ["labelling", "to_label"]
+
+
+def test_a_return_as_a_mapping_needs_row_ids_for_keys(asked):
+    out, rows, truth = asked
+    before = state_bytes(out)
+    with pytest.raises(SVPConfigError, match=r"keys must be svp_index values .* got 'x'"):
+        svp_hf.tell(out, {"x": "y"})
+    with pytest.raises(SVPConfigError, match="all class names or all class ids"):
+        svp_hf.tell(out, {rows["svp_index"][0]: "1", rows["svp_index"][1]: 2})
+    assert state_bytes(out) == before
+    ids = rows["svp_index"][:3]
+    assert svp_hf.tell(out, {str(i): str(truth[i]) for i in ids})["merged"] == 3  # JSON's keys: decimal strings
