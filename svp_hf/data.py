@@ -19,8 +19,11 @@ from datasets import ClassLabel, Dataset, DatasetDict, Value
 from .augment import BatchAugment
 from .device import auto_num_workers, holds_arrays
 from .errors import SVPConfigError, SVPRuntimeError
-from .image_cache import DecodedImages, check_decodable, decode_images, decode_one
+from .image_cache import DecodedImages, check_decodable, decode_images, decode_one, image_modes, is_gray
+from .log import get_logger
 from .registry import Registry
+
+logger = get_logger(__name__)
 
 INDEX_COLUMN = "svp_index"
 SCORE_COLUMN = "svp_score"
@@ -128,8 +131,7 @@ _BUILDER_BY_EXTENSION = {".parquet": "parquet", ".csv": "csv", ".json": "json", 
 
 
 def _infer_builder(data_files) -> str:
-    files = list(data_files.values()) if isinstance(data_files, dict) else [data_files]
-    flat = [f for fs in files for f in ([fs] if isinstance(fs, str) else fs)]
+    flat = _file_list(data_files)
     exts = {os.path.splitext(f)[1].lower() for f in flat}
     builders = {_BUILDER_BY_EXTENSION.get(e) for e in exts}
     if len(builders) != 1 or None in builders:
@@ -144,6 +146,7 @@ def load_data(
     streaming: bool = False,
 ) -> DatasetDict:
     """Load a dataset by Hub id, builder name (with `data_files`), local folder, or ``builtin:NAME``."""
+    _check_source(dataset_name, data_files)
     if dataset_name is None and not data_files:
         raise SVPConfigError("no data: set dataset_name (a Hub id, builder or folder) or data_files")
     if dataset_name in BUILTIN_DATASETS:
@@ -153,18 +156,113 @@ def load_data(
     try:
         return datasets.load_dataset(dataset_name, dataset_config_name, data_files=data_files, streaming=streaming)
     except Exception as err:  # the datasets library raises many types; name what failed in one clear error
+        raise SVPConfigError(_load_failure(dataset_name, dataset_config_name, data_files, err)) from err
+
+
+BUILTIN_PREFIX = "builtin:"
+
+
+def _file_list(data_files) -> List[str]:
+    """Every path named by `data_files` (a path, a list of paths, or a mapping split -> path(s))."""
+    parts = list(data_files.values()) if isinstance(data_files, dict) else [data_files]
+    return [f for part in parts for f in ([part] if isinstance(part, str) else list(part or []))]
+
+
+def _check_source(dataset_name: Optional[str], data_files) -> None:
+    """Clear errors, before anything is read, for a source that cannot mean what it says."""
+    files = _file_list(data_files) if data_files is not None else None
+    if files is not None and (not files or not all(str(f).strip() for f in files)):
         raise SVPConfigError(
-            f"could not load dataset {dataset_name!r}"
-            + (f" (config {dataset_config_name!r})" if dataset_config_name else "")
-            + (f" with data_files={data_files!r}" if data_files else "")
-            + f": {type(err).__name__}: {err}"
-        ) from err
+            f"data_files names no file ({data_files!r}): give the data files (a path, a list of paths, or a mapping "
+            "split -> path(s), e.g. {train: train.parquet, test: test.parquet}), or leave data_files out"
+        )
+    if dataset_name and dataset_name.startswith(BUILTIN_PREFIX):
+        if dataset_name not in BUILTIN_DATASETS:
+            raise SVPConfigError(
+                f"unknown built-in dataset {dataset_name!r}; the built-in datasets are "
+                f"{', '.join(BUILTIN_DATASETS.names())}"
+                " (for a local folder or file, give its path without 'builtin:')"
+            )
+        if data_files:
+            raise SVPConfigError(
+                f"the built-in dataset {dataset_name!r} reads no data_files; leave data_files out, or set dataset_name "
+                "to the files' format (e.g. 'parquet') or leave it out to read them"
+            )
+
+
+def _rowless(path: str) -> Optional[str]:
+    """Why the local data file `path` holds no rows ('0 bytes', 'a header only', ...), or None when it has some (or
+    is of a format not checked here)."""
+    import pyarrow.parquet as pq
+
+    if os.path.getsize(path) == 0:
+        return "it is empty (0 bytes)"
+    ext = os.path.splitext(path)[1].lower()
+    try:
+        if ext == ".parquet":
+            return "it holds 0 rows" if pq.ParquetFile(path).metadata.num_rows == 0 else None
+        if ext in (".csv", ".tsv", ".json", ".jsonl"):
+            with open(path, "rb") as f:
+                lines = [line for line in (f.readline() for _ in range(3)) if line.strip()]
+            if ext in (".csv", ".tsv") and len(lines) <= 1:
+                return "it holds a header only" if lines else "it holds blank lines only"
+            if not lines:
+                return "it holds blank lines only"
+    except Exception:  # unreadable: datasets' own error says more
+        return None
+    return None
+
+
+def _local_data_files(dataset_name: Optional[str], data_files) -> List[str]:
+    """The local files a load read: those `data_files` names, else those of the folder `dataset_name`."""
+    if data_files:
+        return [f for f in _file_list(data_files) if os.path.isfile(f)]
+    if dataset_name and os.path.isdir(dataset_name):
+        return [os.path.join(root, name) for root, _, names in os.walk(dataset_name) for name in sorted(names)
+                if os.path.splitext(name)[1].lower() in _BUILDER_BY_EXTENSION or name.endswith(".tsv")]
+    return []
+
+
+def _load_failure(dataset_name: str, config_name: Optional[str], data_files, err: Exception) -> str:
+    """The message for a failed ``datasets.load_dataset``: the files that hold no rows when there are such, a folder
+    without data files, else what datasets said."""
+    empty = {f: why for f in _local_data_files(dataset_name, data_files) if (why := _rowless(f))}
+    if empty:
+        shown = "; ".join(f"{f!r}: {why}" for f, why in list(empty.items())[:5])
+        return f"{len(empty)} data file(s) hold no rows ({shown}); remove those files, or leave them out of data_files"
+    if not data_files and os.path.isdir(dataset_name) and type(err).__name__ == "EmptyDatasetError":
+        return (
+            f"the folder {dataset_name!r} holds no data files datasets can read (parquet, csv, json, arrow, or image "
+            "files in per-class folders); check dataset_name, or name the files with data_files"
+        )
+    return (
+        f"could not load dataset {dataset_name!r}"
+        + (f" (config {config_name!r})" if config_name else "")
+        + (f" with data_files={data_files!r}" if data_files else "")
+        + f": {type(err).__name__}: {err}"
+    )
 
 
 def get_split(data: DatasetDict, split: str, role: str) -> Dataset:
     if split not in data:
-        raise SVPConfigError(f"{role} split {split!r} not found; the dataset has splits {sorted(data)}")
+        hint = _split_hint(data)
+        raise SVPConfigError(f"{role} split {split!r} not found; the dataset has splits {sorted(data)}{hint}")
     return data[split]
+
+
+def _split_hint(data: DatasetDict) -> str:
+    """For data read as one 'train' split (files named by no split: often a folder that is no dataset), what
+    datasets read and the fixes."""
+    if list(data) != ["train"]:
+        return ""
+    info = getattr(data["train"], "info", None)
+    builder = getattr(info, "builder_name", None)
+    read = f"datasets read it as {builder!r} data, found" if builder else "datasets found"
+    return (
+        f" ({read} no file or folder named by a split, and put every row in 'train'). Check that dataset_name is the "
+        "dataset's folder or files (named by split: train.parquet and test.parquet, or train/ and test/ folders); "
+        "to hold part of 'train' out for evaluation instead, set validation_split_percentage"
+    )
 
 
 def hold_out(dataset: Dataset, percentage: float, seed: int, label_column: Optional[str] = None):
@@ -243,8 +341,9 @@ def find_label_column(
         candidates += [c for c in ("label", "labels") if c in features and c not in candidates]
         if not candidates:
             raise SVPConfigError(
-                f"no label column found (no ClassLabel, no 'label' column) in {dataset.column_names}; "
-                "name it with label_column="
+                f"no label column found (no ClassLabel, no 'label' column) in {dataset.column_names}; name it with "
+                "label_column=, or, to have unlabelled data labelled (active learning's labelling mode), give the "
+                "classes with class_names="
             )
         label_column = candidates[0]
     _check_column(dataset, label_column, "label")
@@ -262,17 +361,33 @@ def find_label_column(
                 f"label column {label_column!r} has missing labels ({column.null_count} of {len(column)} rows); to "
                 "label them, run the labelling mode of active learning (python -m svp_hf.active, svp_hf.ask/tell)"
             )
-        column = pc.drop_null(column)
-    labels = np.asarray(column.to_numpy(zero_copy_only=False))
+    labels = np.asarray(pc.drop_null(column).to_numpy(zero_copy_only=False))
     if labels.dtype == object:
         raise SVPConfigError(f"label column {label_column!r} has missing labels")
     if len(labels) and labels.min() < 0:
-        raise SVPConfigError(f"label column {label_column!r} has negative labels (e.g. {labels.min()})")
+        raise SVPConfigError(_negative_labels_message(label_column, labels))
     if num_classes is None:
         num_classes = int(labels.max()) + 1 if len(labels) else 0
     elif len(labels) and labels.max() >= num_classes:
         raise SVPConfigError(f"label column {label_column!r} has label {labels.max()} outside its {num_classes} classes")
     return label_column, num_classes, names
+
+
+def _negative_labels_message(label_column: str, labels: np.ndarray) -> str:
+    """What labels below 0 mean: -1 is how ``datasets`` marks a missing label (e.g. a test split published without
+    labels), anything lower is not a class id."""
+    unlabelled = int((labels == -1).sum())
+    if unlabelled == int((labels < 0).sum()):
+        return (
+            f"label column {label_column!r} holds -1 in {unlabelled} of {len(labels)} rows: -1 is how datasets marks "
+            "a missing label (a split published without labels); use a labelled split, drop those rows, or, to have "
+            "them labelled, make them null and run the labelling mode of active learning (python -m svp_hf.active)"
+        )
+    return (
+        f"label column {label_column!r} holds labels below -1 in {int((labels < -1).sum())} row(s) (e.g. "
+        f"{int(labels.min())}), which are no class ids (0 to the number of classes - 1); fix those rows or name "
+        "another label_column"
+    )
 
 
 @register_modality("image")
@@ -304,8 +419,8 @@ def inspect_image_dataset(
         raise SVPConfigError(f"label column {label_column!r} has {num_classes} class(es); at least 2 are needed")
     first = _first_image(dataset, image_column)
     small = max(first.height, first.width) <= SMALL_IMAGE_MAX_SIDE
-    # Larger images go through timm's (RGB) transforms; small grayscale ones keep their single channel.
-    in_chans = 1 if small and first.mode in ("1", "L", "I", "I;16", "F") else 3
+    # Larger images go through timm's (RGB) transforms; small ones keep one channel when they are all grayscale.
+    in_chans = 1 if small and _all_gray(dataset, image_column) else 3
     return DataInfo(
         "image",
         [image_column],
@@ -327,6 +442,25 @@ def _first_image(dataset: Dataset, column: str):
         except Exception:
             continue
     raise SVPRuntimeError(f"none of the first {min(len(dataset), 64)} image(s) in column {column!r} can be decoded")
+
+
+# Images whose modes are read (from their headers) to choose the channels of CIFAR-sized images.
+MODE_SAMPLE = 10_000
+
+
+def _all_gray(dataset: Dataset, column: str) -> bool:
+    """Whether the CIFAR-sized images of `column` are all grayscale, judged on up to :data:`MODE_SAMPLE` images spread
+    evenly over `dataset` (their headers alone). When modes mix, colour wins: every image is read as RGB (a gray one
+    as three equal channels, losing nothing), rather than colour images losing theirs to the first image's mode."""
+    rows = np.unique(np.linspace(0, len(dataset) - 1, min(len(dataset), MODE_SAMPLE)).astype(np.int64))
+    modes = image_modes(dataset, column, rows)
+    gray = sum(n for mode, n in modes.items() if is_gray(mode))
+    if 0 < gray < sum(modes.values()):
+        logger.info(
+            f"column {column!r} mixes grayscale and colour images ({gray} of {sum(modes.values())} read are "
+            f"grayscale: {dict(sorted(modes.items()))}); every image is read as RGB"
+        )
+    return gray == sum(modes.values())
 
 
 def _is_string(feature) -> bool:

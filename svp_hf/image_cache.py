@@ -4,7 +4,9 @@
 - One decode pass per dataset and process, found again through the Arrow buffers of the image column (so
   ``select``-ed subsets of a decoded dataset, e.g. ``auto``'s candidate subsets, reuse it without decoding).
 - For datasets read from files (``load_dataset``), the array is saved next to the dataset's own cache files as a
-  ``.npy`` named by the dataset's fingerprint and memory-mapped by later runs: a second run decodes nothing.
+  ``.npy`` named by the dataset's fingerprint and memory-mapped by later runs: a second run decodes nothing. It is
+  written once, by whichever process takes its file lock first, and read by every other process and run (the
+  processes of one ``accelerate launch``, or two runs sharing a ``datasets`` cache): see :func:`_write_disk_cache`.
 - The array is held in memory up to :data:`MAX_MEMORY` bytes (``image_cache_max_memory``); a larger one is written to
   a memory-mapped file on disk, so datasets larger than memory are read batch by batch from the page cache.
 - The decode pass is also the check that every image can be read: a row that cannot be decoded is an
@@ -20,6 +22,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -27,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset
+from filelock import FileLock
 
 from .errors import SVPRuntimeError
 
@@ -141,6 +145,30 @@ def decode_one(data: Optional[bytes], path: Optional[str], mode: str, size: Opti
     return array[..., None] if array.ndim == 2 else array
 
 
+def is_gray(mode: str) -> bool:
+    """Whether PIL `mode` holds one channel of intensity (an alpha channel aside)."""
+    return mode in ("1", "L", "LA", "I", "F") or mode.startswith("I;16")
+
+
+def image_modes(dataset: Dataset, column: str, rows: np.ndarray) -> Dict[str, int]:
+    """How many of the images in rows `rows` of `dataset`'s `column` have each PIL mode, read off their headers
+    (nothing is decoded). An image that cannot be opened is left out: the decode pass names it."""
+    from PIL import Image as PILImage
+
+    rows = np.asarray(rows, dtype=np.int64)
+    if dataset._indices is not None:
+        rows = dataset._indices.column(0).to_numpy()[rows]
+    data, paths = _image_bytes(dataset.data.column(column).take(pa.array(rows, type=pa.int64())).combine_chunks())
+    modes: Dict[str, int] = {}
+    for b, p in zip(data, paths):
+        try:
+            with PILImage.open(io.BytesIO(b) if b is not None else p) as image:
+                modes[image.mode] = modes.get(image.mode, 0) + 1
+        except Exception:  # PIL raises UnidentifiedImageError, OSError, ValueError, ...; None has no image
+            continue
+    return modes
+
+
 def _decode_column(column: pa.ChunkedArray, rows: np.ndarray, mode: str, size, channels: int, out) -> List[int]:
     """Decode the rows `rows` of `column` into `out` (in order); returns the positions (into `rows`) that failed."""
     bad: List[int] = []
@@ -167,7 +195,8 @@ def _disk_cache_path(dataset: Dataset, column: str, mode: str, size) -> Optional
     folder = os.path.dirname(files[0]["filename"])
     if not os.access(folder, os.W_OK):
         return None
-    return os.path.join(folder, f"svp_images-{dataset._fingerprint}-{column}-{mode}-{size[0]}x{size[1]}")
+    # "v2": files written before the cache took a lock (two processes could interleave their writes) are not read.
+    return os.path.join(folder, f"svp_images-v2-{dataset._fingerprint}-{column}-{mode}-{size[0]}x{size[1]}")
 
 
 def decode_images(dataset: Dataset, column: str, mode: str, size: Tuple[int, int]) -> DecodedImages:
@@ -211,33 +240,72 @@ class _Rows:
 
 def _decode(dataset, column, rows, mode, size, channels, cache: Optional[str]) -> DecodedImages:
     shape = (len(rows), size[0], size[1], channels)
-    if cache is not None and os.path.isfile(cache + ".npy") and os.path.isfile(cache + ".bad.npy"):
-        pixels = np.load(cache + ".npy", mmap_mode="r")
-        if pixels.shape == shape:
-            return DecodedImages(pixels, np.load(cache + ".bad.npy").tolist(), True, True)
-    nbytes = int(np.prod(shape))
-    if cache is not None or nbytes > MAX_MEMORY:
-        # Written straight to a memory-mapped file: in the dataset's cache folder (kept for later runs) or, for an
-        # in-memory dataset larger than the bound, a temporary file removed when the process ends.
-        target = cache + ".npy.tmp" if cache is not None else tempfile.NamedTemporaryFile(suffix=".npy", delete=False).name
+    if cache is not None:
+        found = _read_disk_cache(cache, shape)
+        if found is not None:
+            return found
+        with FileLock(cache + ".lock"):  # one writer per cache file, across processes and runs
+            found = _read_disk_cache(cache, shape)
+            if found is not None:  # another process wrote it while this one waited
+                return found
+            if not _disk_cache_present(cache):
+                return _write_disk_cache(column, rows, mode, size, channels, shape, cache)
+        # A file of another shape under the final name: never replaced (another process may map it); decode apart.
+    if int(np.prod(shape)) > MAX_MEMORY:
+        # For an in-memory dataset larger than the bound: a memory-mapped temporary file, removed at once (the
+        # mapping keeps the data readable; the file disappears with the process).
+        target = tempfile.NamedTemporaryFile(suffix=".npy", delete=False).name
         pixels = np.lib.format.open_memmap(target, mode="w+", dtype=np.uint8, shape=shape)
+        os.unlink(target)
         bad = _decode_column(column, rows, mode, size, channels, pixels)
-        pixels.flush()
-        if cache is not None:
-            np.save(cache + ".bad.npy.tmp.npy", np.asarray(bad, dtype=np.int64))
-            os.replace(cache + ".bad.npy.tmp.npy", cache + ".bad.npy")
-            os.replace(target, cache + ".npy")
-            target = cache + ".npy"
-        else:
-            os.unlink(target)  # the mapping keeps the data readable; the file disappears with the process
-        pixels = np.load(target, mmap_mode="r") if cache is not None else pixels
-        if cache is not None and nbytes <= MAX_MEMORY:
-            pixels = np.ascontiguousarray(pixels)  # small enough: held in memory
-            return DecodedImages(pixels, bad, False, False)
         return DecodedImages(pixels, bad, True, False)
     pixels = np.empty(shape, dtype=np.uint8)
     bad = _decode_column(column, rows, mode, size, channels, pixels)
     return DecodedImages(pixels, bad, False, False)
+
+
+# A disk cache is two files, each published by an atomic rename of a file only its writer names: the pixels
+# (``.npy``), then the undecodable rows (``.bad.npy``), whose presence marks the cache complete. A partly written
+# file is never visible under a final name, and a complete cache is never written again (the writer holds the
+# ``.lock`` file and checks first), so a process that memory-maps it is never cut off.
+
+
+def _disk_cache_present(cache: str) -> bool:
+    return os.path.isfile(cache + ".npy") and os.path.isfile(cache + ".bad.npy")
+
+
+def _read_disk_cache(cache: str, shape) -> Optional[DecodedImages]:
+    """The complete disk cache at `cache`, memory-mapped; None when there is none (or it holds another shape)."""
+    if not _disk_cache_present(cache):
+        return None
+    try:
+        pixels = np.load(cache + ".npy", mmap_mode="r")
+        bad = np.load(cache + ".bad.npy")
+    except (OSError, ValueError):  # unreadable: decoded apart, the file left as it is
+        return None
+    if pixels.shape != shape or pixels.dtype != np.uint8:
+        return None
+    return DecodedImages(pixels, bad.tolist(), True, True)
+
+
+def _write_disk_cache(column, rows, mode, size, channels, shape, cache: str) -> DecodedImages:
+    """Decode into files named for this process alone, then publish them under the cache's names (the caller holds
+    the cache's lock). Held in memory when small enough, memory-mapped from the published file otherwise."""
+    own = f"{cache}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        pixels = np.lib.format.open_memmap(own + ".npy", mode="w+", dtype=np.uint8, shape=shape)
+        bad = _decode_column(column, rows, mode, size, channels, pixels)
+        pixels.flush()
+        np.save(own + ".bad.npy", np.asarray(bad, dtype=np.int64))
+        os.replace(own + ".npy", cache + ".npy")
+        os.replace(own + ".bad.npy", cache + ".bad.npy")  # last: the cache is complete
+    finally:
+        for leftover in (own + ".npy", own + ".bad.npy"):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+    if int(np.prod(shape)) <= MAX_MEMORY:
+        return DecodedImages(np.array(pixels), bad, False, False)  # small enough: held in memory
+    return DecodedImages(np.load(cache + ".npy", mmap_mode="r"), bad, True, False)
 
 
 def check_decodable(decoded: DecodedImages, column: str, what: str = "the dataset") -> None:
@@ -256,4 +324,7 @@ def clear() -> None:
     _MEMO.clear()
 
 
-__all__ = ["DecodedImages", "decode_images", "decode_one", "check_decodable", "configure", "clear", "MAX_MEMORY"]
+__all__ = [
+    "DecodedImages", "decode_images", "decode_one", "image_modes", "is_gray", "check_decodable", "configure", "clear",
+    "MAX_MEMORY",
+]

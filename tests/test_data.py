@@ -17,6 +17,7 @@ from svp_hf.data import (
     batch_collate,
     check_images,
     find_label_column,
+    get_split,
     inspect_dataset,
     load_data,
     on_device,
@@ -61,9 +62,11 @@ def test_label_column_must_be_integer_like():
         find_label_column(ds, "label")
     with pytest.raises(SVPConfigError, match="missing labels"):
         find_label_column(Dataset.from_dict({"label": [0, None, 1]}, features=Features({"label": Value("int64")})))
-    with pytest.raises(SVPConfigError, match="negative"):
-        find_label_column(Dataset.from_dict({"label": [0, -1]}))
-    with pytest.raises(SVPConfigError, match="no label column"):
+    with pytest.raises(SVPConfigError, match=r"holds -1 in 1 of 3 rows: -1 is how datasets marks a missing label"):
+        find_label_column(Dataset.from_dict({"label": [0, -1, 1]}))
+    with pytest.raises(SVPConfigError, match=r"labels below -1 in 1 row\(s\) \(e.g. -5\), which are no class ids"):
+        find_label_column(Dataset.from_dict({"label": [0, -1, -5]}))
+    with pytest.raises(SVPConfigError, match="no label column.*label_column=.*class_names="):
         find_label_column(Dataset.from_dict({"y": [0.5]}))
     assert find_label_column(Dataset.from_dict({"labels": [0, 3]})) == ("labels", 4, None)
 
@@ -80,6 +83,37 @@ def test_load_data_errors(tmp_path):
         load_data("no-such-user/no-such-dataset")
     with pytest.raises(SVPConfigError, match="cannot tell the format"):
         load_data(None, data_files={"train": str(tmp_path / "x.weird")})
+
+
+def test_sources_that_hold_no_data_are_named_with_the_fix(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"text": pa.array([], pa.string()), "label": pa.array([], pa.int64())}), tmp_path / "empty.parquet")
+    (tmp_path / "header.csv").write_text("text,label\n")
+    with pytest.raises(SVPConfigError, match=r"1 data file\(s\) hold no rows \(.*empty.parquet': it holds 0 rows\)"):
+        load_data(None, data_files={"train": str(tmp_path / "empty.parquet")})
+    with pytest.raises(SVPConfigError, match=r"header.csv': it holds a header only"):
+        load_data("csv", data_files=str(tmp_path / "header.csv"))
+    for empty in ("", [], {}, {"train": ""}):
+        with pytest.raises(SVPConfigError, match="data_files names no file"):
+            load_data("parquet", data_files=empty)
+    with pytest.raises(SVPConfigError, match="unknown built-in dataset 'builtin:nosuch'; the built-in datasets are builtin:digits"):
+        load_data("builtin:nosuch")
+    with pytest.raises(SVPConfigError, match="the built-in dataset 'builtin:digits' reads no data_files"):
+        load_data("builtin:digits", data_files=str(tmp_path / "empty.parquet"))
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(SVPConfigError, match="the folder .*nothing' holds no data files datasets can read"):
+        load_data(str(tmp_path / "nothing"))
+
+
+def test_a_folder_whose_files_name_no_split_says_what_datasets_read_and_the_fixes(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("buy milk\n")
+    data = load_data(str(tmp_path / "notes"))
+    with pytest.raises(SVPConfigError, match=r"evaluation split 'test' not found; the dataset has splits \['train'\] "
+                       r"\(datasets read it as 'text' data, found no file or folder named by a split.*validation_split_percentage"):
+        get_split(data, "test", "evaluation")
 
 
 def test_load_parquet_data_files(tmp_path, tiny_digits):
@@ -154,7 +188,8 @@ def test_a_single_class_dataset_is_refused_before_training(tiny_digits):
     svp_hf.score(two, proxy="resnet20", methods=["random"], proxy_epochs=1)  # two classes present: fine
 
 
-def _images(n, side, bad=()):
+def _images(n, side, bad=(), modes=()):
+    """`n` random `side` x `side` PNG images (RGB, or row i in PIL mode ``modes[i]``); rows in `bad` are no image."""
     rng = np.random.default_rng(0)
     rows = []
     for i in range(n):
@@ -162,7 +197,8 @@ def _images(n, side, bad=()):
             rows.append({"bytes": b"not an image", "path": None})
             continue
         buffer = io.BytesIO()
-        PILImage.fromarray(rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8)).save(buffer, format="PNG")
+        image = PILImage.fromarray(rng.integers(0, 256, size=(side, side, 3), dtype=np.uint8))
+        image.convert(modes[i] if modes else "RGB").save(buffer, format="PNG")
         rows.append({"bytes": buffer.getvalue(), "path": None})
     features = datasets.Features({"img": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
     return datasets.Dataset.from_dict({"img": rows, "label": [i % 2 for i in range(n)]}, features=features)
@@ -187,6 +223,19 @@ def test_small_images_batch_from_the_decoded_cache_as_the_per_row_transform_does
     for batch, start in zip(sliced, (4, 6, 8)):
         gathered = cached.collate(list(range(start, min(9, start + 2))))
         assert sorted(batch) == sorted(gathered) and all(torch.equal(batch[k], gathered[k]) for k in gathered)
+
+
+def test_a_colour_set_whose_first_image_is_grayscale_is_read_in_colour():
+    mixed = _images(10, 8, modes=["L"] + ["RGB"] * 9)
+    info = inspect_dataset(mixed, "image")
+    assert info.extra["in_chans"] == 3
+    family, info = prepare_inputs(mixed, "resnet20", {})
+    decoded = family.dataset(mixed, create_model("resnet20", info), info, train=False)
+    assert decoded.pixels.shape == (10, 8, 8, 3)
+    gray = np.asarray(mixed[0]["img"])
+    np.testing.assert_array_equal(decoded.pixels[0], np.repeat(gray[..., None], 3, axis=-1))  # three equal channels
+    np.testing.assert_array_equal(decoded.pixels[5], np.asarray(mixed[5]["img"]))  # colour kept
+    assert inspect_dataset(_images(4, 8, modes=["L", "LA", "L", "1"]), "image").extra["in_chans"] == 1  # all gray: one channel
 
 
 def test_a_large_undecodable_image_is_named_by_row_and_skipped_on_request():

@@ -101,3 +101,49 @@ def test_rows_that_cannot_be_decoded_are_found_and_named(images):
         image_cache.check_decodable(decoded, "img")
     subset = image_cache.decode_images(broken.select([9, 0, 1]), "img", "RGB", (6, 5))
     assert subset.bad_rows == [0]
+
+
+def _decode_in_another_process(parquet, cache_dir, start, results):
+    """One process of :func:`test_processes_decoding_one_file_backed_dataset_at_once_write_its_cache_once`: slowed
+    decoding, started with the others, reports what it read and whether it decoded."""
+    import time
+
+    from svp_hf import image_cache
+
+    original = image_cache.decode_one
+
+    def slow(*args, **kwargs):
+        time.sleep(0.002)
+        return original(*args, **kwargs)
+
+    image_cache.decode_one = slow
+    ds = datasets.load_dataset("parquet", data_files=parquet, split="train", cache_dir=cache_dir)
+    start.wait()
+    decoded = image_cache.decode_images(ds, "img", "RGB", (6, 5))
+    results.put((np.asarray(decoded.pixels).tobytes(), decoded.from_disk_cache))
+
+
+def test_processes_decoding_one_file_backed_dataset_at_once_write_its_cache_once(images, tmp_path):
+    # Three processes (the ranks of one launch, or separate runs on one datasets cache) decode the same dataset at once.
+    import multiprocessing
+
+    ds, arrays = images
+    ds.to_parquet(str(tmp_path / "train.parquet"))
+    cache_dir = str(tmp_path / "cache")
+    datasets.load_dataset("parquet", data_files=str(tmp_path / "train.parquet"), split="train", cache_dir=cache_dir)
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(3), context.Queue()
+    procs = [
+        context.Process(target=_decode_in_another_process, args=(str(tmp_path / "train.parquet"), cache_dir, start, results))
+        for _ in range(3)
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:  # each result is a few kB: queued without blocking the process's exit
+        proc.join(timeout=120)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0]
+    read = [results.get(timeout=10) for _ in procs]
+    assert all(pixels == arrays.tobytes() for pixels, _ in read)
+    assert sorted(from_disk for _, from_disk in read) == [False, True, True]  # one process decoded, two read its file
+    files = sorted(p.name for p in (tmp_path / "cache").rglob("svp_images-*"))
+    assert [f.rsplit("-", 1)[-1] for f in files if ".tmp" in f or f.endswith("npy")] == ["6x5.bad.npy", "6x5.npy"]

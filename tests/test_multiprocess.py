@@ -1,0 +1,200 @@
+"""Several processes on images read from files (svp_hf.image_cache, svp_hf.data): ``accelerate launch`` with two
+processes on datasets loaded from parquet files, from an ``imagefolder`` and streamed, for the core-set and the active
+job, on a cold and a warm ``datasets`` cache, and two runs at once on one cache (two users on one machine).
+
+Every core-set run scores with the same ``proxy_checkpoint``, so each must give exactly the scores of one process. The
+parquet rows are sorted by class and the image files named in row order, so that the ``imagefolder`` copy (read class
+folder by class folder) holds the same rows in the same order and scores the same too."""
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import datasets
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image as PILImage
+
+from .conftest import REPO, outputs
+from .conftest import run_command as run
+
+pytestmark = pytest.mark.slow
+
+TRAIN_ROWS, TEST_ROWS, CLASSES, SIDE = 301, 60, 4, 16
+RECIPE = """\
+image_column: image
+train_split: train
+eval_split: test
+proxy: resnet20
+proxy_epochs: 1
+batch_size: 32
+learning_rate: 0.05
+method: least_confidence
+seed: 0
+"""
+JOBS = {
+    "svp_hf.coreset": 'score_methods: [entropy, margin, el2n, kcenter]\nfraction: 0.5\nstrategy: top\ntarget: ""\n',
+    "svp_hf.active": "target: resnet20\ntarget_epochs: 1\ninitial_size: 100\nbudgets: [150, 200]\n",
+}
+
+
+def _png(array) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _split(folder, name: str, n: int, seed: int) -> None:
+    """`n` random RGB images sorted by class: ``<name>.parquet`` and the same rows as ``images/<name>/c<k>/<row>.png``."""
+    rng = np.random.default_rng(seed)
+    labels = np.sort(rng.integers(CLASSES, size=n))
+    pixels = rng.integers(0, 256, size=(n, SIDE, SIDE, 3), dtype=np.uint8)
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=[f"c{k}" for k in range(CLASSES)])})
+    rows = {"image": [{"bytes": _png(p), "path": None} for p in pixels], "label": labels.tolist()}
+    datasets.Dataset.from_dict(rows, features=features).to_parquet(str(folder / f"{name}.parquet"))
+    for row, (p, label) in enumerate(zip(pixels, labels)):
+        path = folder / "images" / name / f"c{label}" / f"{row:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_png(p))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """The data folder (parquet files and an imagefolder of the same rows) and the recipes: (source, job) -> path."""
+    folder = tmp_path_factory.mktemp("multiprocess")
+    _split(folder, "train", TRAIN_ROWS, 0)
+    _split(folder, "test", TEST_ROWS, 1)
+    parquet = {"train": str(folder / "train.parquet"), "test": str(folder / "test.parquet")}
+    sources = {"parquet": f"dataset_name: parquet\ndata_files: {parquet}\n", "imagefolder": f"dataset_name: {folder / 'images'}\n"}
+    recipes = {}
+    for source, lines in sources.items():
+        for job, keys in JOBS.items():
+            recipes[source, job] = folder / f"{source}-{job}.yaml"
+            recipes[source, job].write_text(lines + RECIPE + keys)
+    return folder, recipes
+
+
+def _free_ports(n: int):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def command(recipes, source, out, cache, *extra, job="svp_hf.coreset", port=None):
+    """A run of `job` on the data of `source` with its ``datasets`` cache in `cache`: one process, or two when `port` is given."""
+    launcher = [sys.executable, "-m"]
+    if port is not None:
+        accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
+        launcher = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(port), "-m"]
+    return ["env", f"HF_DATASETS_CACHE={cache}", *launcher, job, str(recipes[source, job]), "--output_dir", str(out), *extra]
+
+
+def run_at_once(*commands):
+    """Start every command, then wait for all; each must succeed."""
+    procs = [subprocess.Popen(c, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for c in commands]
+    errors = [p.communicate(timeout=600)[1] for p in procs]
+    for proc, err in zip(procs, errors):
+        assert proc.returncode == 0, err[-3000:]
+
+
+def image_cache_files(cache):
+    """The decode-once cache's files under a ``datasets`` cache folder: name -> (inode, modification time)."""
+    found = {}
+    for root, _, names in os.walk(cache):
+        for name in names:
+            if name.startswith("svp_images-"):
+                stat = os.stat(os.path.join(root, name))
+                found[name] = (stat.st_ino, stat.st_mtime_ns)
+    return found
+
+
+@pytest.fixture(scope="module")
+def proxy(data, tmp_path_factory):
+    """A proxy trained by one process on the parquet files, and the scores that process gave with it."""
+    folder, recipes = data
+    root = tmp_path_factory.mktemp("proxy")
+    run(command(recipes, "parquet", root / "trained", root / "cache", "--keep_checkpoints", "true"))
+    checkpoint = str(root / "trained" / "checkpoints" / "proxy")
+    run(command(recipes, "parquet", root / "single", root / "cache", "--proxy_checkpoint", checkpoint))
+    return checkpoint, outputs(root / "single")
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One ``datasets`` cache, cold for the first runs on it."""
+    return tmp_path_factory.mktemp("shared") / "cache"
+
+
+def assert_scores_like_one_process(run_dir, single, streamed=False):
+    """`run_dir` scored every row exactly as the one-process run and kept the same rows."""
+    scores = pd.read_parquet(run_dir / "scores.parquet")
+    expected = single[1]
+    assert scores["svp_index"].tolist() == list(range(TRAIN_ROWS))  # every row scored exactly once
+    methods = [c for c in expected.columns if c in scores.columns and c not in ("svp_index", "label")]
+    assert {"least_confidence", "entropy", "margin", "el2n", "kcenter"} <= set(methods)
+    pd.testing.assert_frame_equal(scores[["svp_index", *methods]], expected[["svp_index", *methods]], check_exact=True)
+    if streamed:
+        kept = pd.read_parquet(run_dir / "selected.parquet")["svp_index"]
+    else:
+        kept = outputs(run_dir)[2]["train"]["svp_index"]
+    assert sorted(kept.tolist()) == sorted(single[2]["train"]["svp_index"].tolist())
+
+
+def test_two_runs_of_two_processes_at_once_on_a_cold_cache_score_like_one_process(data, proxy, shared_cache, tmp_path):
+    _, recipes = data
+    checkpoint, single = proxy
+    ports = _free_ports(2)
+    run_at_once(*(command(recipes, "parquet", tmp_path / f"user{k}", shared_cache, "--proxy_checkpoint", checkpoint, port=ports[k])
+                  for k in range(2)))
+    for k in range(2):
+        assert_scores_like_one_process(tmp_path / f"user{k}", single)
+    written = [name for name in image_cache_files(shared_cache) if name.endswith(".npy")]
+    assert len(written) == 4 and not any(".tmp" in name for name in written)  # each split's pixels and bad rows
+
+
+def test_a_warm_cache_is_read_not_written_again(data, proxy, shared_cache, tmp_path):
+    _, recipes = data
+    checkpoint, single = proxy
+    if not image_cache_files(shared_cache):  # run alone: warm the cache first
+        run(command(recipes, "parquet", tmp_path / "cold", shared_cache, "--proxy_checkpoint", checkpoint))
+    before = image_cache_files(shared_cache)
+    run(command(recipes, "parquet", tmp_path / "warm", shared_cache, "--proxy_checkpoint", checkpoint, port=_free_ports(1)[0]))
+    assert_scores_like_one_process(tmp_path / "warm", single)
+    assert image_cache_files(shared_cache) == before
+
+
+def test_two_processes_score_an_imagefolder_like_one_process_on_the_parquet_files(data, proxy, tmp_path):
+    _, recipes = data
+    checkpoint, single = proxy
+    run(command(recipes, "imagefolder", tmp_path / "out", tmp_path / "cache", "--proxy_checkpoint", checkpoint, port=_free_ports(1)[0]))
+    assert_scores_like_one_process(tmp_path / "out", single)
+
+
+def test_two_processes_score_streams_of_parquet_files_and_of_an_imagefolder_like_one_process(data, proxy, tmp_path):
+    _, recipes = data
+    checkpoint, single = proxy
+    given = ["--proxy_checkpoint", checkpoint, "--streaming", "true", "--scoring_shard_size", "100"]
+    sources, ports = ("parquet", "imagefolder"), _free_ports(2)
+    run_at_once(*(command(recipes, s, tmp_path / s, tmp_path / f"cache-{s}", *given, port=p) for s, p in zip(sources, ports)))
+    for source in sources:
+        assert_scores_like_one_process(tmp_path / source, single, streamed=True)
+
+
+def test_two_processes_run_the_active_job_on_parquet_files_and_on_an_imagefolder(data, shared_cache, tmp_path):
+    # parquet: on the cache the core-set runs warmed (when run with them); imagefolder: on a cold cache.
+    _, recipes = data
+    caches, ports = {"parquet": shared_cache, "imagefolder": tmp_path / "cache"}, _free_ports(2)
+    run_at_once(*(command(recipes, s, tmp_path / s, c, job="svp_hf.active", port=p) for (s, c), p in zip(caches.items(), ports)))
+    for source in caches:
+        metrics, _, splits = outputs(tmp_path / source)
+        assert metrics["num_processes"] == 2
+        labelled = splits["train"]["svp_index"]
+        assert len(labelled) == 200 and labelled.is_unique and labelled.between(0, TRAIN_ROWS - 1).all()
