@@ -16,7 +16,7 @@ LAYERS = {
     1: {"log", "signals", "selection", "strategies", "methods", "pool", "models", "data", "checkpoint", "training",
         "device", "prefetch", "augment", "image_cache", "packed",
         "scoring", "correlation", "report", "card", "output", "hub", "metrics"},
-    2: {"roles", "preflight", "proxy", "auto", "labelling", "active_learning"},
+    2: {"roles", "preflight", "proxy", "auto", "labelling", "active_learning", "recorder"},
     3: {"pipeline", "coreset", "active"},
     4: {"api", "cli", "__main__", "__init__"},
 }
