@@ -45,7 +45,7 @@ pass of the trained model over the training rows, as svp_hf scores its own proxy
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -541,7 +541,7 @@ class _RecordingComputeLoss:
         self.label_name = label_name
 
     def __call__(self, model, inputs, return_outputs=False, num_items_in_batch=None, **kwargs):
-        index = inputs.pop(TRAINER_INDEX_COLUMN, None) if isinstance(inputs, dict) else None
+        index = inputs.pop(TRAINER_INDEX_COLUMN, None) if isinstance(inputs, MutableMapping) else None  # a BatchEncoding too
         if index is None:
             if model.training:
                 raise SVPConfigError(
