@@ -108,14 +108,7 @@ class DynamicsRecorder:
         self._labels = labels_of(dataset, self.info)
         self._max_label = int(self._labels.max())
         self.accelerator = accelerator
-        num_processes = accelerator.num_processes if accelerator is not None else 1
-        if accelerator is None and torch.distributed.is_available() and torch.distributed.is_initialized():
-            if torch.distributed.get_world_size() > 1:
-                raise SVPConfigError(
-                    "this process is one of several (torch.distributed is initialized): pass accelerator= so that "
-                    "each step's records are gathered from every process"
-                )
-        self._group = STEPS_PER_RECORD if num_processes == 1 else 1  # as svp_hf's training loop groups its steps
+        self._group = STEPS_PER_RECORD if self._num_processes == 1 else 1  # as svp_hf's training loop groups its steps
         n = len(dataset)
         self._signals: Dict[str, TrainingSignal] = make_signals(SIGNALS.names(), n)
         # The trained model's pass (update_final): every logit-based method's score per row, NaN until seen.
@@ -167,6 +160,8 @@ class DynamicsRecorder:
         self._update(indices, logits, labels, last=None)
 
     def _update(self, indices, logits, labels, *, last: Optional[bool]) -> None:
+        if not self.steps:
+            self._check_processes()
         index, logits, labels = self._checked(indices, logits, labels, "update")
         self._steps.append((logits.detach(), labels, index))
         self.steps += 1
@@ -186,12 +181,23 @@ class DynamicsRecorder:
 
     @torch.no_grad()
     def _update_final(self, indices, logits, labels, *, last: Optional[bool]) -> None:
+        if not self.final_steps:
+            self._check_processes()
         index, logits, labels = self._checked(indices, logits, labels, "update_final")
         probs = probabilities(logits.detach())  # as svp_hf's scoring: float32 softmax, then each scorer
         scored = [m.scorer(probs, labels) for m in self._final_methods]
         values = torch.stack(scored, dim=1) if scored else probs.new_zeros((len(probs), 0))
         self._final_pending.append(self._gather((index, labels, values), last))
         self.final_steps += 1
+
+    def _check_processes(self) -> None:
+        """A clear error when this process is one of several but the recorder cannot gather from the others."""
+        if self.accelerator is None and torch.distributed.is_available() and torch.distributed.is_initialized():
+            if torch.distributed.get_world_size() > 1:
+                raise SVPConfigError(
+                    "this process is one of several (torch.distributed is initialized): make the recorder with "
+                    "accelerator= (your Accelerator) so that each step's records are gathered from every process"
+                )
 
     def _checked(self, indices, logits, labels, what: str) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The step's tensors, checked for shape and kind (no value is read: that would wait for the device)."""

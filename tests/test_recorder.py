@@ -311,7 +311,8 @@ class RowModel(torch.nn.Module):
 
 
 def trainer_run(output_dir, epochs=2, **arguments):
-    """A Trainer with a recorder attached: shuffled batches of 8 accumulated in pairs, an unused column dropped by the
+    """A Trainer with a recorder attached: shuffled batches of 5 accumulated in pairs (in two processes, the last pair
+    is fetched before its first batch trains, and the very last batch is padded), an unused column dropped by the
     Trainer, the trained model's pass by ``predict``; returns the recorder and the dataset."""
     from transformers import Trainer, TrainingArguments
 
@@ -319,7 +320,7 @@ def trainer_run(output_dir, epochs=2, **arguments):
 
     ds = toy()
     args = TrainingArguments(
-        output_dir=str(output_dir), num_train_epochs=epochs, per_device_train_batch_size=8, per_device_eval_batch_size=8,
+        output_dir=str(output_dir), num_train_epochs=epochs, per_device_train_batch_size=5, per_device_eval_batch_size=5,
         gradient_accumulation_steps=2, learning_rate=0.0, save_strategy="no", report_to="none", logging_strategy="no",
         disable_tqdm=True, **arguments,
     )
@@ -347,7 +348,7 @@ def expected_row_scores(ds):
 
 def test_a_trainer_records_every_row_under_its_own_index(tmp_path):
     recorder, ds = trainer_run(tmp_path, use_cpu=True)
-    assert recorder.steps == 2 * 5  # 5 batches of 8 (the last of 5 rows) an epoch, each recorded
+    assert recorder.steps == 2 * 8  # 8 batches of 5 (the last of 2 rows) an epoch, each recorded
     np.testing.assert_array_equal(recorder.presentations, np.full(len(ds), 2))
     scores = recorder.scores(["aum", "confidence", "variability", "forgetting", "el2n"])
     expected = expected_row_scores(ds)
@@ -435,7 +436,7 @@ def accelerate_loop(out):
 
 
 def trainer_loop(out):
-    recorder, _ = trainer_run(Path(out).parent / "trainer_output", epochs=3)
+    recorder, _ = trainer_run(Path(out).parent / "trainer_output", epochs=3, use_cpu=True)
     write_result(recorder.accelerator.is_main_process, out, recorder, TRAINING + ["el2n"])
 
 
@@ -465,7 +466,13 @@ def test_two_processes_record_exactly_what_one_records(tmp_path):
     one, two = launch("accelerate", tmp_path / "one.json", 1), launch("accelerate", tmp_path / "two.json", 2)
     assert (one.pop("processes"), two.pop("processes")) == (1, 2)
     assert one["presentations"] == [3] * N_ROWS  # the samples Accelerate repeats to even out batches are dropped
-    assert one == two
+    assert one["presentations"] == two["presentations"]
+    for method in TRAINING:
+        assert one[method] == two[method], method
+    # The trained model's pass is scored batch by batch with svp_hf's softmax, vectorised across a batch's rows: the
+    # last batch (5 rows in one process, padded to 8 in two) may round a row's last float32 bit differently.
+    for method in METHODS[len(TRAINING):]:
+        np.testing.assert_allclose([float(v) for v in one[method]], [float(v) for v in two[method]], rtol=1e-6, err_msg=method)
 
 
 @pytest.mark.slow
