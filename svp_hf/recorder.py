@@ -85,8 +85,9 @@ class DynamicsRecorder:
         accelerator (`accelerate.Accelerator`, *optional*):
             The accelerator of a loop that runs in several processes: each step's values are gathered across them
             with ``accelerator.gather_for_metrics`` (which drops the samples Accelerate repeats to even out the last
-            batch), so every process holds the same records. Not needed in one process; :meth:`attach` takes the
-            ``Trainer``'s own.
+            batch), so every process holds the same records: every process calls :meth:`update` at every step,
+            with batches of one size (Accelerate's default ``even_batches``). Not needed in one process;
+            :meth:`attach` takes the ``Trainer``'s own.
 
     Every registered training signal (:data:`svp_hf.signals.SIGNALS`) is recorded, so every training-dynamics method
     can be scored. Register the recorder with ``accelerator.register_for_checkpointing(recorder)`` to save and
@@ -458,9 +459,10 @@ class DynamicsRecorder:
         (:meth:`update_final`); other evaluations are not recorded.
 
         Limits: the model must return ``logits`` (a ``ModelOutput`` or a dict) for one label column of class ids;
-        the data collator must pass an integer column through (``DataCollatorWithPadding``,
-        ``default_data_collator`` and ``DataCollatorWithPadding``-like collators do); a ``Trainer`` resumed from a
-        checkpoint records only the steps it runs (save :meth:`state_dict` alongside to resume the records too).
+        the data collator must pass an extra integer column through (``DataCollatorWithPadding`` and
+        ``default_data_collator`` do; a collator that builds batches from named columns only is refused at the first
+        step); a ``Trainer`` resumed from a checkpoint records only the steps it runs (save :meth:`state_dict`
+        alongside to resume the records too); ``DataParallel`` (several GPUs in one process) is not supported.
 
         Args:
             trainer (`transformers.Trainer`):

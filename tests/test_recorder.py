@@ -310,7 +310,20 @@ class RowModel(torch.nn.Module):
         return {"loss": F.cross_entropy(logits, labels), "logits": logits}
 
 
-def trainer_run(output_dir, epochs=2, **arguments):
+class DictRows(torch.utils.data.Dataset):
+    """A torch dataset of dict rows (not a ``datasets.Dataset``): the Trainer removes unused keys in its collator."""
+
+    def __init__(self, ds):
+        self.rows = ds.to_list()
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        return self.rows[i]
+
+
+def trainer_run(output_dir, epochs=2, rows=None, **arguments):
     """A Trainer with a recorder attached: shuffled batches of 5 accumulated in pairs (in two processes, the last pair
     is fetched before its first batch trains, and the very last batch is padded), an unused column dropped by the
     Trainer, the trained model's pass by ``predict``; returns the recorder and the dataset."""
@@ -324,7 +337,7 @@ def trainer_run(output_dir, epochs=2, **arguments):
         gradient_accumulation_steps=2, learning_rate=0.0, save_strategy="no", report_to="none", logging_strategy="no",
         disable_tqdm=True, **arguments,
     )
-    trainer = Trainer(model=RowModel(), args=args, train_dataset=ds)
+    trainer = Trainer(model=RowModel(), args=args, train_dataset=ds if rows is None else rows(ds))
     recorder = DynamicsRecorder(ds)
     assert recorder.attach(trainer) is trainer
     trainer.train()
@@ -346,8 +359,9 @@ def expected_row_scores(ds):
     }
 
 
-def test_a_trainer_records_every_row_under_its_own_index(tmp_path):
-    recorder, ds = trainer_run(tmp_path, use_cpu=True)
+@pytest.mark.parametrize("rows", [None, DictRows], ids=["datasets", "torch"])
+def test_a_trainer_records_every_row_under_its_own_index(rows, tmp_path):
+    recorder, ds = trainer_run(tmp_path, rows=rows, use_cpu=True)
     assert recorder.steps == 2 * 8  # 8 batches of 5 (the last of 2 rows) an epoch, each recorded
     np.testing.assert_array_equal(recorder.presentations, np.full(len(ds), 2))
     scores = recorder.scores(["aum", "confidence", "variability", "forgetting", "el2n"])
@@ -381,6 +395,25 @@ def test_attach_refuses_what_it_cannot_record(tmp_path):
     DynamicsRecorder(ds).attach(trainer)
     with pytest.raises(SVPConfigError, match="the data collator dropped it"):
         trainer.train()
+
+
+def test_a_subset_selected_by_recorded_scores_is_pushed_to_the_hub(monkeypatch):
+    import svp_hf
+    import svp_hf.hub
+
+    from .conftest import FakeHub
+
+    hub = FakeHub()
+    monkeypatch.setattr(svp_hf.hub, "HfApi", hub.api)
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    ds = toy()
+    recorder = svp_hf.DynamicsRecorder(ds)
+    recorder.update(torch.arange(len(ds)), toy_logits(torch.tensor(ds["x"])), torch.tensor(ds["label"]))
+    subset = svp_hf.select(ds, recorder.scores(), "confidence", 0.5, strategy="coverage", coverage_beta=0.1)
+    url = svp_hf.push_to_hub(subset, "toy-pruned")
+    assert url.endswith("datasets/alice/toy-pruned")
+    files = hub.repos["alice/toy-pruned"]["files"]
+    assert "README.md" in files and any(f.startswith("data/train-") and f.endswith(".parquet") for f in files)
 
 
 # --- the examples -------------------------------------------------------------------------------------------------
