@@ -5,7 +5,6 @@ examples, and (slow tier) the same records from two processes as from one.
 Run as a script (``python tests/test_recorder.py {accelerate,trainer} OUT.json``), this file is the loop the slow
 tests launch in one and two processes."""
 
-import copy
 import importlib.util
 import json
 import os
@@ -38,7 +37,7 @@ def toy(n=N_ROWS, classes=N_CLASSES):
 def toy_logits(x: torch.Tensor, epoch: int = 0, classes: int = N_CLASSES) -> torch.Tensor:
     """Logits fixed by a row's `x` and the epoch, element by element (so the same whatever batch a row is in): rows
     move in and out of being classified right from epoch to epoch, which makes forgetting events."""
-    return torch.sin(x[:, None] * 3.7 + torch.arange(classes) * 1.3 + epoch * 2.1) * 3.0
+    return torch.sin(x[:, None] * 3.7 + torch.arange(classes, device=x.device) * 1.3 + epoch * 2.1) * 3.0
 
 
 # --- the recorder's accounting: svp_hf's signals, fed in presentation order ---------------------------------------
@@ -262,6 +261,30 @@ def test_records_reach_the_host_about_once_an_epoch_and_not_per_step(monkeypatch
     assert folds == [16, 32, 48]
     assert recorder.presentations.tolist() == [5] * len(ds)
     assert folds == [16, 32, 48, 50]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_updates_never_wait_for_the_gpu():
+    from svp_hf import DynamicsRecorder
+    from svp_hf.signals import MarginSignal
+
+    ds = toy(n=200)
+    device = torch.device("cuda")
+    labels, x = torch.tensor(ds["label"], device=device), torch.tensor(ds["x"], device=device)
+    batches = torch.randperm(len(ds), device=device).split(4)
+    recorder = DynamicsRecorder(ds)
+    mode = torch.cuda.get_sync_debug_mode()
+    torch.cuda.set_sync_debug_mode("error")  # any operation that waits for the GPU raises
+    try:
+        for rows in batches[:48]:  # observed on the device 16 steps at a time; not yet a dataset's worth of rows
+            recorder.update(rows, toy_logits(x[rows]), labels[rows])
+    finally:
+        torch.cuda.set_sync_debug_mode(mode)
+    for rows in batches[48:]:
+        recorder.update(rows, toy_logits(x[rows]), labels[rows])
+    np.testing.assert_array_equal(recorder.presentations, np.ones(len(ds)))
+    expected = MarginSignal.observe(toy_logits(x), labels).double().cpu().numpy()  # margins are exact, row by row
+    np.testing.assert_array_equal(recorder.scores("aum")["aum"], expected)
 
 
 def test_the_records_survive_accelerate_checkpoints(tmp_path):
