@@ -9,14 +9,22 @@ recipe) does not import torch. The package is layered; each module imports only 
 2. plug-ins and building blocks: ``log``, ``device``, ``prefetch``, ``augment``, ``image_cache``, ``packed``, ``signals``,
    ``selection``, ``strategies``, ``methods``, ``pool``, ``models``,
    ``data``, ``checkpoint``, ``training``, ``scoring``, ``correlation``, ``report``, ``card``, ``output``, ``hub``;
-3. stages: ``roles``, ``preflight``, ``proxy``, ``auto``, ``labelling``, ``active_learning``;
+3. stages: ``roles``, ``preflight``, ``proxy``, ``auto``, ``labelling``, ``active_learning``, ``recorder`` (training
+   dynamics recorded from the user's own training loop);
 4. the job pipeline and the jobs: ``pipeline``, ``coreset``, ``active``;
 5. front ends that nothing inside imports: ``api`` (the Python API), ``cli`` and this package.
+
+``import svp_hf`` also puts SVP's CIFAR ResNets (``resnet20``, ``resnet56``, ``resnet110``, ``resnet164``) in timm's
+model registry without importing torch or timm itself: if timm is already imported they are registered at once,
+otherwise as soon as timm is (see :class:`_RegisterWithTimm`), so ``import svp_hf; timm.create_model("resnet20")``
+works in either order.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import warnings
 
 from .version import __version__
 
@@ -39,6 +47,7 @@ _EXPORTS = {
     "BUILTIN_DATASETS": "data",
     "SVPConfigError": "errors",
     "SVPRuntimeError": "errors",
+    "DynamicsRecorder": "recorder",
     "METHODS": "methods",
     "get_method": "methods",
     "list_methods": "methods",
@@ -70,3 +79,60 @@ def __getattr__(name: str):
 def __dir__():
     return sorted(set(globals()) | set(_EXPORTS))
 
+
+
+# --- SVP's CIFAR ResNets in timm's registry -------------------------------------------------------------------------
+
+_CIFAR_RESNETS = f"{__name__}.models.cifar_resnet"  # registers resnet20/56/110/164 with timm when imported
+
+
+def _register_cifar_resnets() -> None:
+    """Import the module that registers the CIFAR ResNets with timm; a failure is a warning, never a failed import."""
+    try:
+        importlib.import_module(_CIFAR_RESNETS)
+    except Exception as err:  # e.g. a timm too old for the module: timm itself must still import
+        warnings.warn(f"svp_hf could not register its CIFAR ResNets with timm ({type(err).__name__}: {err})", stacklevel=2)
+
+
+class _RegisterWithTimm:
+    """A one-shot import hook (``sys.meta_path`` finder) that registers the CIFAR ResNets right after ``timm`` is
+    imported, so that importing svp_hf costs no torch or timm import.
+
+    It finds timm's module spec with the other finders and has that spec's loader (its own instance, restored after)
+    run the registration once timm's ``__init__`` has run; it then takes itself off ``sys.meta_path``. Any other
+    import, and timm's own module object and loader, are left as they are."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != "timm":
+            return None
+        spec = None
+        for finder in list(sys.meta_path):
+            if finder is not self and hasattr(finder, "find_spec"):
+                spec = finder.find_spec(fullname, path, target)
+                if spec is not None:
+                    break
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return None  # not installed, or loaded in a way this hook does not know: left to the import system
+        _remove_timm_hook()
+        loader = spec.loader
+        exec_module = loader.exec_module
+
+        def exec_then_register(module):
+            try:
+                exec_module(module)
+            finally:
+                vars(loader).pop("exec_module", None)  # the loader's own method again
+            _register_cifar_resnets()
+
+        loader.exec_module = exec_then_register
+        return spec
+
+
+def _remove_timm_hook() -> None:
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _RegisterWithTimm)]
+
+
+if "timm" in sys.modules:
+    _register_cifar_resnets()
+elif not any(isinstance(f, _RegisterWithTimm) for f in sys.meta_path):  # one hook, even if svp_hf is reloaded
+    sys.meta_path.insert(0, _RegisterWithTimm())

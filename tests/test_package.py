@@ -16,7 +16,7 @@ LAYERS = {
     1: {"log", "signals", "selection", "strategies", "methods", "pool", "models", "data", "checkpoint", "training",
         "device", "prefetch", "augment", "image_cache", "packed",
         "scoring", "correlation", "report", "card", "output", "hub", "metrics"},
-    2: {"roles", "preflight", "proxy", "auto", "labelling", "active_learning"},
+    2: {"roles", "preflight", "proxy", "auto", "labelling", "active_learning", "recorder"},
     3: {"pipeline", "coreset", "active"},
     4: {"api", "cli", "__main__", "__init__"},
 }
@@ -149,3 +149,37 @@ def test_the_package_exports_load_on_first_use():
     assert set(svp_hf.__all__) <= set(dir(svp_hf))
     with pytest.raises(AttributeError):
         svp_hf.no_such_name  # noqa: B018
+
+
+def run_python(code: str) -> str:
+    """`code` in a fresh interpreter (nothing imported yet); its stdout."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip()
+
+
+def test_importing_the_package_imports_neither_torch_nor_timm():
+    code = "import sys, svp_hf; print(sorted(m for m in ('torch', 'timm', 'datasets', 'transformers') if m in sys.modules))"
+    assert run_python(code) == "[]"
+
+
+@pytest.mark.parametrize("imports", ["import svp_hf; from timm import create_model", "import timm; import svp_hf"])
+def test_the_cifar_resnets_are_in_timms_registry_whichever_is_imported_first(imports):
+    code = (
+        f"{imports}\n"
+        "import sys, timm\n"
+        "model = timm.create_model('resnet20', num_classes=10)\n"
+        "hooks = [f for f in sys.meta_path if type(f).__name__ == '_RegisterWithTimm']\n"
+        "own = 'exec_module' in vars(timm.__spec__.loader)\n"  # timm's loader is its own again
+        "print(type(model).__name__, sorted(n for n in ('resnet20', 'resnet56', 'resnet110', 'resnet164') if timm.is_model(n)), hooks, own)"
+    )
+    assert run_python(code) == "PreActResNet ['resnet110', 'resnet164', 'resnet20', 'resnet56'] [] False"
+
+
+def test_without_timm_imported_the_hook_touches_no_other_import():
+    code = (
+        "import sys, svp_hf, json\n"
+        "hooks = [f for f in sys.meta_path if type(f).__name__ == '_RegisterWithTimm']\n"
+        "print(len(hooks), hooks[0].find_spec('json'), hooks[0].find_spec('timm.layers'), 'svp_hf.models' in sys.modules)"
+    )
+    assert run_python(code) == "1 None None False"
