@@ -15,16 +15,18 @@ Each arm's end-to-end account (:mod:`svp_hf.account`) takes its selection stages
 check, selection) and target training from its own ``metrics.json`` timings, and the same seed's ``full`` arm as the
 full-data training.
 
-Scale. MiniLM fine-tuning on SST-2 (batch 32, fp32) measured 27 rows/s on this machine's 2 cores with torch's 2
-threads while they were nearly idle (1,500 rows x 3 epochs in 164 s), but 3.4 rows/s once other work loaded them (load
-average 6-7) against 13.7 rows/s with one thread (600 rows in 44 s at the same load): the benchmark runs with one
-thread (``--threads``). The whole benchmark fine-tunes the target on 1 + 4 x (0.3 + 0.5 + 0.7) = 7 times the training
-set per seed, 21 for 3 seeds; with 2 epochs and a seeded 1,000-row subsample of SST-2's 67,349 training phrases that
-is 42,000 row-epochs, about 50 minutes at 14 rows/s, plus about 19 minutes of evaluation (39 runs on a seeded
-1,000-row subsample of the 1,821 test sentences, about 35 rows/s): about 70 minutes of background CPU, the largest
-subsample that fits 60-80 minutes at the contended rate. Subsamples are drawn by each run's seed
-(``max_train_samples``, ``max_eval_samples``), so every arm of a seed sees the same rows. The settings are recorded
-in the JSON.
+Scale. MiniLM fine-tuning on SST-2 (fp32) measured 27 rows/s on this machine's 2 cores with torch's 2 threads while
+they were nearly idle (1,500 rows x 3 epochs in 164 s), but 3.4 rows/s once other work loaded them (load average 6-7)
+against 13.7 rows/s with one thread (600 rows in 44 s at the same load), and 19.6 rows/s in this benchmark's first
+full-data arm (1,000 rows x 2 epochs in 102 s, load about 5): the benchmark runs with one thread (``--threads``). It
+fine-tunes the target on 1 + 4 x (0.3 + 0.5 + 0.7) = 7 times the training set per seed, 21 for 3 seeds; with 2 epochs
+and a seeded 1,500-row subsample of SST-2's 67,349 training phrases that is 63,000 row-epochs, about 55-60 minutes at
+about 18 rows/s (batch 16), plus about 10 minutes of evaluation (39 runs on a seeded 1,000-row subsample of the 1,821
+test sentences): about 70 minutes of background CPU, the largest subsample that fits 60-80 minutes at the contended
+rate. Batch 16 rather than 32: at 1,000 rows and batch 32 the 30% arm's 19 steps left MiniLM at chance (0.50 test
+accuracy, against 0.83 on all rows); at 1,500 rows and batch 16 every arm takes at least 56 steps. Subsamples are
+drawn by each run's seed (``max_train_samples``, ``max_eval_samples``), so every arm of a seed sees the same rows. The
+settings are recorded in the JSON.
 
 Every finished arm is written to ``--parts-dir`` as soon as it completes; a rerun with the same settings skips it, so
 the benchmark can span sessions, and ``--arms`` runs some arms only (the summary covers what is on disk).
@@ -62,7 +64,7 @@ def parse(argv=None):
     p.add_argument("--dataset", default=str(DEFAULT_SHARED_DATA / "sst2"))
     p.add_argument("--text-column", nargs="+", default=["sentence"])
     p.add_argument("--eval-split", default="test")
-    p.add_argument("--train-size", type=int, default=1000, help="seeded subsample of the training split (each run's seed)")
+    p.add_argument("--train-size", type=int, default=1500, help="seeded subsample of the training split (each run's seed)")
     p.add_argument("--test-size", type=int, default=1000, help="seeded subsample of the evaluation split (0: all of it)")
     p.add_argument("--proxy", default="fasttext")
     p.add_argument("--proxy-epochs", type=int, default=10)
@@ -71,7 +73,7 @@ def parse(argv=None):
     p.add_argument("--target", default=MINILM, help=f"a transformers model name or folder ({MINILM!r}: the packaged MiniLM)")
     p.add_argument("--max-length", type=int, default=64, help="tokens kept per text by the target")
     p.add_argument("--target-epochs", type=int, default=2)
-    p.add_argument("--target-batch-size", type=int, default=32)
+    p.add_argument("--target-batch-size", type=int, default=16)
     p.add_argument("--target-learning-rate", type=float, default=1e-4)
     p.add_argument("--target-weight-decay", type=float, default=0.01)
     p.add_argument("--threads", type=int, default=1, help="torch threads (one is robust to other work on the cores)")
