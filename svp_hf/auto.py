@@ -223,6 +223,27 @@ def shrink_order(candidates: Sequence[Candidate], fraction: float, coverage_beta
     return order
 
 
+def keep_order(candidates: Sequence[Candidate], fraction: float, coverage_beta: Optional[float]) -> List[Candidate]:
+    """The candidates in the order a budgeted check trains them: those a budget never drops (random first), then the
+    others in the reverse of :func:`shrink_order` (the last dropped first)."""
+    drops = shrink_order(candidates, fraction, coverage_beta)
+    return [c for c in candidates if c not in drops] + drops[::-1]
+
+
+def over_plan(plan: CheckPlan, elapsed: float, trained: int, planned: int) -> Optional[str]:
+    """Why a budgeted check stops after `trained` of its `planned` candidates (None to go on): when, at the seconds
+    each has taken so far, the next would end past the budget (the plan's estimate misses fixed costs such as building
+    each model)."""
+    each = elapsed / trained
+    if elapsed + each <= plan.available_seconds:
+        return None
+    return (
+        f"stopped after {trained} of {planned} candidates: they took {each:.1f} s each against "
+        f"{plan.planned_seconds / max(planned, 1):.1f} s planned, and the next would end past "
+        f"the {plan.available_seconds:.1f} s left of the budget"
+    )
+
+
 def plan_check(
     *,
     budget: float,
@@ -425,14 +446,20 @@ def choose_strategy(
     held = holdout_slice(labels, holdout, seed)
     fit = np.setdiff1d(np.arange(len(scores)), held)
     candidates = candidates_for(fraction, coverage_beta)
+    stopped = None
     if plan is not None:
-        seeds, candidates = plan.seeds, [c for c in candidates if c in plan.candidates]
+        seeds, candidates = plan.seeds, [c for c in keep_order(candidates, fraction, coverage_beta) if c in plan.candidates]
         if plan.pool_rows < len(fit):
             fit = fit[pool_sample(labels[fit], plan.pool_rows, seed)]
     n_keep = n_to_keep(fraction, len(fit))
     accuracies: Dict[Candidate, List[float]] = {}
     run_seeds = [int(seed) + k for k in range(int(seeds))]
-    for candidate in candidates:
+    for i, candidate in enumerate(candidates):
+        if plan is not None and i > 0:
+            stopped = over_plan(plan, time.perf_counter() - start, i, len(candidates))
+            if stopped:
+                logger.warning(f"auto: {stopped}")
+                break
         accuracies[candidate] = []
         for s in run_seeds:
             keep = apply_strategy(
@@ -446,7 +473,7 @@ def choose_strategy(
     decision.seconds = time.perf_counter() - start
     if plan is not None:
         decision.epochs = plan.epochs
-        decision.budget = {**plan.as_dict(), "check_seconds": decision.seconds}
+        decision.budget = {**plan.as_dict(), "check_seconds": decision.seconds, "stopped": stopped}
         logger.info(
             f"auto: budget {plan.budget:g} of the {plan.reference}'s {plan.reference_seconds:.1f} s: check planned "
             f"{plan.planned_seconds:.1f} s, spent {decision.seconds:.1f} s"
@@ -521,6 +548,8 @@ __all__ = [
     "plan_check",
     "check_cost",
     "shrink_order",
+    "keep_order",
+    "over_plan",
     "fallback_decision",
     "pool_sample",
     "probe_training_rate",

@@ -258,3 +258,27 @@ def test_a_probe_measures_the_training_rate(tiny_digits):
     rate, seconds = probe_training_rate(lambda: create_model("resnet20", info), resolve_family("resnet20"), train, info, config, make_accelerator())
     assert rate.train > 0 and seconds >= rate.train * 64
     assert rate.source.startswith("probe:") and "for 64 rows x 1 epoch after a warm-up batch" in rate.source
+
+
+def test_a_check_slower_than_planned_stops_within_its_budget(monkeypatch):
+    from types import SimpleNamespace
+
+    from svp_hf import auto
+
+    clock = [0.0]  # a fake clock: each candidate takes 10 s where the plan expected 4.5 s
+    monkeypatch.setattr(auto, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    rng = np.random.default_rng(0)
+    scores, labels = rng.random(1000), rng.integers(0, 2, 1000)
+    trained = []
+
+    def slow(rows, slice_rows, seed):
+        clock[0] += 10.0
+        trained.append(len(rows))
+        return 0.6
+
+    budget = plan(30.0)  # one seed, five candidates, 22.5 s planned
+    decision = choose_strategy(None, scores, labels, descending=True, fraction=0.5, train_candidate=slow, plan=budget)
+    assert len(trained) == 3 and decision.seconds == 30.0  # a fourth would end at 40 s, past the 30 s left
+    assert [c["name"] for c in decision.candidates] == ["random", "coverage (beta 0)", "top"]
+    assert decision.budget["stopped"].startswith("stopped after 3 of 5 candidates: they took 10.0 s each against 4.5 s planned")
+    assert decision.budget["check_seconds"] == 30.0 and decision.strategy == "random"
