@@ -113,6 +113,7 @@ def test_sst2_end_to_end_quick_accounts_every_arm_and_resumes(tmp_path, monkeypa
         assert run["n_selected"] == 120 and not account["full_data_estimated"]  # measured, never estimated
         assert account["full_data_seconds"] == pytest.approx(full)
         assert account["speedup"] == pytest.approx(full / (account["selection_seconds"] + run["timings"]["target_training"]))
+    assert all(r["clock"] == "cpu" and r["timings"]["total"] <= r["cpu_seconds"] + 0.5 for r in payload["runs"])
     assert (run := next(r for r in payload["runs"] if r["arm"] == "default"))["strategy"] == "auto" and run["auto"]
     assert arms["default"]["0.5"]["chosen"] == [run["auto"]["chosen"]]
     head = payload["summary"]["headline"]
@@ -154,3 +155,18 @@ def test_budget_check_quick_compares_the_budgeted_check(tmp_path):
     for cell in payload["recorded"]:
         assert cell["fits"] or cell["budgeted_choice"] == "random"
     assert "The smallest honest check, run in 2 cells" in "\n".join(report.RENDERERS.get("budget_check")(payload))
+
+
+def test_sst2_end_to_end_points_the_stage_timers_at_the_process_clock():
+    import time
+
+    from benchmarks import sst2_end_to_end
+    from svp_hf import training
+
+    sst2_end_to_end.use_clock("cpu")
+    try:
+        assert training.time.perf_counter.__func__ is sst2_end_to_end.ProcessClock.perf_counter
+        assert training.time.sleep is time.sleep  # everything else is the time module's
+    finally:
+        sst2_end_to_end.use_clock("wall")
+    assert training.time is time
