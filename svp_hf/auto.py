@@ -295,9 +295,10 @@ def plan_check(
     smallest = max(int(np.ceil(MIN_POOL_SHARE * fit_rows)), int(np.ceil(num_classes / float(fraction))))
     per_candidate = available / (len(plan.candidates) * plan.seeds) - rate.evaluate * slice_rows
     per_row = rate.train * plan.epochs + rate.prepare
-    pool = int(per_candidate / per_row / float(fraction)) if per_row > 0 and per_candidate > 0 else 0
+    # Start above the estimate (n_to_keep rounds the kept rows, floats round both ways) and step down until it fits.
+    pool = int((per_candidate / per_row + 1) / float(fraction)) + 1 if per_row > 0 and per_candidate > 0 else 0
     pool = min(pool, fit_rows)
-    while pool >= smallest:  # n_to_keep rounds the subset: step down until the rounded one fits
+    while pool >= smallest:
         plan.pool_rows = pool
         if cost() <= available:
             plan.shrunk.append(f"rows {fit_rows} -> {pool} (a class-stratified {pool / fit_rows:.0%})")

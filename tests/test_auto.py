@@ -178,9 +178,9 @@ def test_the_check_shrinks_seeds_then_candidates_then_rows():
     assert p.fits and p.seeds == 1 and [c.name for c in p.candidates] == ["random", "coverage (beta 0)"]
     assert p.shrunk[1:] == ["candidate bottom dropped", "candidate coverage (beta 0.1) dropped", "candidate top dropped"]
     assert p.planned_seconds == pytest.approx(9.0)
-    p = plan(5.0)  # 2.5 s per candidate: at most 250 kept rows, so 500 of the 900 rows
-    assert p.fits and p.shrunk[-1] == "rows 900 -> 500 (a class-stratified 56%)"
-    assert (p.pool_rows, p.subset_rows) == (500, 250) and p.planned_seconds <= 5.0
+    p = plan(5.0)  # 2.5 s per candidate: at most 250 kept rows, half of 501 (rounded to even) of the 900 rows
+    assert p.fits and p.shrunk[-1] == "rows 900 -> 501 (a class-stratified 56%)"
+    assert (p.pool_rows, p.subset_rows) == (501, 250) and p.planned_seconds <= 5.0
 
 
 def test_a_check_that_cannot_fit_says_why():
@@ -231,8 +231,8 @@ def test_a_shrunk_check_trains_what_it_planned():
 
     shrunk = plan(5.0)
     decision = choose_strategy(None, scores, labels, descending=True, fraction=0.5, train_candidate=flat, plan=shrunk, seed=4)
-    assert calls == [(250, 100, 4), (250, 100, 4)]  # random and coverage, one seed, half of a 500-row pool
-    assert decision.fit_rows == 500 and decision.subset_rows == 250 and decision.seeds == [4]
+    assert calls == [(250, 100, 4), (250, 100, 4)]  # random and coverage, one seed, half of a 501-row pool
+    assert decision.fit_rows == 501 and decision.subset_rows == 250 and decision.seeds == [4]
     assert decision.budget["shrunk"] == shrunk.shrunk and decision.budget["planned_seconds"] == pytest.approx(shrunk.planned_seconds)
     assert decision.budget["candidates"] == ["random", "coverage (beta 0)"] and decision.fallback is None
 
@@ -282,3 +282,13 @@ def test_a_check_slower_than_planned_stops_within_its_budget(monkeypatch):
     assert [c["name"] for c in decision.candidates] == ["random", "coverage (beta 0)", "top"]
     assert decision.budget["stopped"].startswith("stopped after 3 of 5 candidates: they took 10.0 s each against 4.5 s planned")
     assert decision.budget["check_seconds"] == 30.0 and decision.strategy == "random"
+
+
+def test_a_budget_exactly_the_smallest_check_fits_it():
+    from svp_hf.auto import check_cost
+
+    rate = TrainingRate(train=0.030310006060333385, evaluate=1e-4)  # a rate whose arithmetic does not round evenly
+    seconds = check_cost(rate, 2, 1, 101, 6, 150)  # random and coverage, one seed, half of 338 (a quarter of 1,350) at 0.3
+    p = plan_check(budget=1.0, reference_seconds=seconds, reference="target", spent_seconds=0.0, rate=rate, n_rows=1500,
+                   fraction=0.3, epochs=6, num_classes=10)
+    assert p.fits and p.subset_rows == 101 and p.planned_seconds <= seconds
