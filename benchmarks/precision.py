@@ -8,7 +8,8 @@
    (``make_accelerator(mixed_precision=...)``) for seeds 0 and 1, each in its own process (Accelerate's precision is
    process-wide). Rank agreement (Spearman, Kendall, top-half overlap) of bf16 against fp32 at the same seed, set
    against that of the two fp32 seeds (and the two bf16 seeds): the spread that seeds alone make.
-3. **Selection**: each proxy keeps half the rows by ``top`` least confidence, and the same fp32 ResNet-20 target
+3. **Selection**: each proxy keeps half the rows by least confidence with each of ``--strategies`` (``top``, whose
+   hardest half leaves a short-trained target near chance, and ``coverage``), and the same fp32 ResNet-20 target
    (seed 0) trains on each half; the target's test accuracy after a bf16 proxy against after the fp32 proxy of the
    same seed, set against the difference between the two fp32 seeds' selections.
 
@@ -47,6 +48,7 @@ def parse(argv=None):
     p.add_argument("--proxy-epochs", type=int, default=4)
     p.add_argument("--target-epochs", type=int, default=4)
     p.add_argument("--fraction", type=float, default=0.5)
+    p.add_argument("--strategies", nargs="+", default=["top", "coverage"], help="how each proxy's scores select")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--learning-rate", type=float, default=0.1)
     p.add_argument("--speed-passes", type=int, default=8, help="alternating fp32/bf16 passes of the speed test")
@@ -65,7 +67,7 @@ def parse(argv=None):
 
 
 def settings(args) -> Dict[str, object]:
-    skip = {"name", "out_dir", "parts_dir", "worker", "speed_passes", "speed_steps", "seeds"}
+    skip = {"name", "out_dir", "parts_dir", "worker", "speed_passes", "speed_steps", "seeds", "strategies"}
     return {k: v for k, v in sorted(vars(args).items()) if k not in skip}
 
 
@@ -193,8 +195,8 @@ def agreement(parts: Path, a: str, b: str) -> Dict[str, Dict[str, float]]:
 # --- 3. the target on each proxy's selection -------------------------------------------------------------------------
 
 
-def run_target(args, parts: Path, name: str, train, test, info, accelerator) -> Dict[str, object]:
-    """The fp32 target (seed 0) on the half that proxy `name`'s least-confidence scores keep by ``top``."""
+def run_target(args, parts: Path, strategy: str, name: str, train, test, info, accelerator) -> Dict[str, object]:
+    """The fp32 target (seed 0) on the half that proxy `name`'s least-confidence scores keep by `strategy`."""
     from accelerate.utils import set_seed
     from datasets import Dataset
 
@@ -204,12 +206,12 @@ def run_target(args, parts: Path, name: str, train, test, info, accelerator) -> 
     from svp_hf.roles import training_config
     from svp_hf.training import evaluate_accuracy, train_model
 
-    out = parts / f"target-{name}.json"
+    out = parts / f"target-{strategy}-{name}.json"
     if out.is_file():
         return json.loads(out.read_text())
-    print(f"precision: target on proxy {name}'s selection", flush=True)
+    print(f"precision: target on proxy {name}'s {strategy} selection", flush=True)
     scores = Dataset.from_parquet(str(parts / f"proxy-{name}.parquet"))
-    keep = svp_hf.selected_indices(scores, "least_confidence", args.fraction, strategy="top")
+    keep = svp_hf.selected_indices(scores, "least_confidence", args.fraction, strategy=strategy)
     config = training_config("proxy", SelectionArguments(
         proxy="resnet20", proxy_epochs=args.target_epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         seed=0, lr_schedule="step",
@@ -218,12 +220,30 @@ def run_target(args, parts: Path, name: str, train, test, info, accelerator) -> 
     family = svp_hf.resolve_family("resnet20")
     result = train_model(create_model("resnet20", info), family, train.select(keep), info, config, accelerator, desc="target")
     record = {
-        "proxy": name, "n_train": int(len(keep)), "kept": sorted(int(i) for i in keep),
+        "proxy": name, "strategy": strategy, "n_train": int(len(keep)), "kept": sorted(int(i) for i in keep),
         "accuracy": evaluate_accuracy(result.model, family, test, info, accelerator, batch_size=256, desc="evaluate"),
         "train_seconds": result.seconds,
     }
     out.write_text(json.dumps(record) + "\n")
     return record
+
+
+def target_differences(targets: Dict[str, Dict], seeds: List[int]) -> Dict[str, float]:
+    """The target's accuracy after each bf16 proxy less after the fp32 proxy of its seed, and between the fp32 seeds."""
+    s0, s1 = seeds[:2]
+    out = {f"bf16 - fp32, seed {s}": targets[f"bf16-seed{s}"]["accuracy"] - targets[f"no-seed{s}"]["accuracy"] for s in seeds}
+    out[f"fp32 seed {s1} - seed {s0}"] = targets[f"no-seed{s1}"]["accuracy"] - targets[f"no-seed{s0}"]["accuracy"]
+    return out
+
+
+def selection_overlaps(targets: Dict[str, Dict], seeds: List[int]) -> Dict[str, float]:
+    """The share of kept rows two selections share: bf16 against fp32 per seed, and the two fp32 seeds."""
+    def shared(a: str, b: str) -> float:
+        return len(set(targets[a]["kept"]) & set(targets[b]["kept"])) / targets[a]["n_train"]
+
+    s0, s1 = seeds[:2]
+    return {**{f"bf16 vs fp32, seed {s}": shared(f"no-seed{s}", f"bf16-seed{s}") for s in seeds},
+            f"fp32 seed {s0} vs {s1}": shared(f"no-seed{s0}", f"no-seed{s1}")}
 
 
 def main(argv=None):
@@ -258,10 +278,9 @@ def main(argv=None):
     train, test = load(args)
     _, info = prepare_inputs(train, "resnet20", {"image_column": image_column(train)})
     accelerator = make_accelerator(mixed_precision="no")
-    targets = {name: run_target(args, parts, name, train, test, info, accelerator) for name in proxies}
-    overlap = {
-        f"seed {s}": len(set(targets[f"no-seed{s}"]["kept"]) & set(targets[f"bf16-seed{s}"]["kept"])) / targets[f"no-seed{s}"]["n_train"]
-        for s in args.seeds
+    targets = {
+        strategy: {name: run_target(args, parts, strategy, name, train, test, info, accelerator) for name in proxies}
+        for strategy in args.strategies
     }
     summary = {
         "cpu": {**cpu_features(), "bf16_native": cpu_supports_bf16()},
@@ -269,14 +288,9 @@ def main(argv=None):
         "proxy_accuracy": {k: v["proxy_accuracy"] for k, v in proxies.items()},
         "proxy_training_seconds": {k: v["timings"]["proxy_training"] for k, v in proxies.items()},
         "rank_agreement": pairs,
-        "target_accuracy": {k: v["accuracy"] for k, v in targets.items()},
-        "target_difference": {
-            **{f"bf16 - fp32, seed {s}": targets[f"bf16-seed{s}"]["accuracy"] - targets[f"no-seed{s}"]["accuracy"] for s in args.seeds},
-            f"fp32 seed {s1} - seed {s0}": targets[f"no-seed{s1}"]["accuracy"] - targets[f"no-seed{s0}"]["accuracy"],
-        },
-        "selection_overlap_bf16_fp32": overlap,
-        "selection_overlap_fp32_seeds": len(set(targets[f"no-seed{s0}"]["kept"]) & set(targets[f"no-seed{s1}"]["kept"]))
-        / targets[f"no-seed{s0}"]["n_train"],
+        "target_accuracy": {st: {k: v["accuracy"] for k, v in t.items()} for st, t in targets.items()},
+        "target_difference": {st: target_differences(t, args.seeds) for st, t in targets.items()},
+        "selection_overlap": {st: selection_overlaps(t, args.seeds) for st, t in targets.items()},
     }
     return save_benchmark("precision", "precision", args, argv, exclude=("parts_dir", "worker"), summary=summary)
 

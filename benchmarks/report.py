@@ -433,11 +433,15 @@ def render_precision(p: Dict) -> List[str]:
             ],
         ),
         "",
-        "Target test accuracy on each proxy's top-least-confidence half: "
-        + ", ".join(f"{k} {v:.3f}" for k, v in s["target_accuracy"].items())
-        + "; differences "
-        + ", ".join(f"{k} {v * 100:+.1f} pts" for k, v in s["target_difference"].items())
-        + ".",
+        table(
+            ["target on the half kept by", *next(iter(s["target_accuracy"].values())), "bf16 - fp32 (pts)", "fp32 seed - seed (pts)"],
+            [
+                [f"{st} least_confidence", *[f"{v:.3f}" for v in acc.values()],
+                 ", ".join(f"{v * 100:+.1f}" for k, v in s["target_difference"][st].items() if k.startswith("bf16")),
+                 ", ".join(f"{v * 100:+.1f}" for k, v in s["target_difference"][st].items() if k.startswith("fp32"))]
+                for st, acc in s["target_accuracy"].items()
+            ],
+        ),
     ]
     return out
 

@@ -140,6 +140,8 @@ def test_precision_quick_compares_bf16_with_fp32(tmp_path):
         assert all(-1.0 <= a["spearman"] <= 1.0 and -1.0 <= a["kendall"] <= 1.0 for a in methods.values())
     records = [json.loads(p.read_text()) for p in (tmp_path / "precision_parts").rglob("proxy-*.json")]
     assert sorted(r["precision"] for r in records) == ["bf16", "bf16", "no", "no"]  # each proxy ran as asked
+    assert set(s["target_accuracy"]) == {"top", "coverage"} and set(s["target_accuracy"]["top"]) == set(s["proxy_accuracy"])
+    assert set(s["selection_overlap"]["coverage"]) == {"bf16 vs fp32, seed 0", "bf16 vs fp32, seed 1", "fp32 seed 0 vs 1"}
     assert "bf16 speedup, median of pairs" in "\n".join(report.RENDERERS.get("precision")(payload))
 
 
