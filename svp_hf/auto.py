@@ -316,6 +316,45 @@ def plan_check(
     return plan
 
 
+def budget_plan(
+    *,
+    budget: float,
+    n_rows: int,
+    fraction: float,
+    check_epochs: int,
+    proxy_seconds: Optional[float],
+    proxy_epochs: Optional[int],
+    scoring_seconds: float,
+    target_rate: Optional[TrainingRate] = None,
+    target_epochs: Optional[int] = None,
+    probe_seconds: float = 0.0,
+    holdout: float = DEFAULT_AUTO_HOLDOUT,
+    seeds: int = DEFAULT_AUTO_SEEDS,
+    coverage_beta: Optional[float] = None,
+    num_classes: int = 1,
+) -> CheckPlan:
+    """The check's plan from what a job measured, in one call: the reference (the target's full-data training at
+    `target_rate`, else the proxy's own training, :func:`budget_reference`), what selection spent before the check
+    (with a target: the proxy's training, its scoring and the probe of the target; without: the scoring, the proxy's
+    training being the reference itself) and each candidate's cost at the proxy's measured rate (`proxy_seconds` for
+    `n_rows` x `proxy_epochs`, scoring as its evaluation rate)."""
+    reference_seconds, reference, _ = budget_reference(
+        n_rows=n_rows, target_rate=target_rate, target_epochs=target_epochs, proxy_seconds=proxy_seconds
+    )
+    if proxy_seconds is None or not proxy_epochs:
+        raise SVPConfigError("auto's check is priced from the proxy's measured training: train the proxy in this run")
+    spent = float(scoring_seconds) + (float(proxy_seconds) + float(probe_seconds) if reference == "target" else 0.0)
+    rate = TrainingRate.measured(
+        proxy_seconds, n_rows, proxy_epochs, evaluate_seconds=scoring_seconds, evaluated_rows=n_rows,
+        source=f"the proxy: {float(proxy_seconds):.1f} s for {int(n_rows)} rows x {int(proxy_epochs)} epochs",
+    )
+    return plan_check(
+        budget=budget, reference_seconds=reference_seconds, reference=reference, spent_seconds=spent, rate=rate,
+        n_rows=n_rows, fraction=fraction, epochs=check_epochs, holdout=holdout, seeds=seeds, coverage_beta=coverage_beta,
+        num_classes=num_classes,
+    )
+
+
 def fallback_decision(plan: CheckPlan, proxy_barely_beats_chance: Optional[bool] = None) -> AutoDecision:
     """The decision when the check does not fit its budget: :data:`FALLBACK`, trained nothing, says why."""
     why = f"{plan.reason}; chose {FALLBACK} without training a candidate (the fallback rule: {FALLBACK_RULE})"
@@ -547,6 +586,7 @@ __all__ = [
     "check_selection_budget",
     "budget_reference",
     "plan_check",
+    "budget_plan",
     "check_cost",
     "shrink_order",
     "keep_order",

@@ -292,3 +292,23 @@ def test_a_budget_exactly_the_smallest_check_fits_it():
     p = plan_check(budget=1.0, reference_seconds=seconds, reference="target", spent_seconds=0.0, rate=rate, n_rows=1500,
                    fraction=0.3, epochs=6, num_classes=10)
     assert p.fits and p.subset_rows == 101 and p.planned_seconds <= seconds
+
+
+def test_budget_plan_takes_what_the_job_measured():
+    from svp_hf.auto import budget_plan
+
+    target = TrainingRate(train=0.01)  # the target: 0.01 s per row-epoch, 1,000 rows x 10 epochs = 100 s on all rows
+    p = budget_plan(budget=0.2, n_rows=1000, fraction=0.5, check_epochs=10, proxy_seconds=5.0, proxy_epochs=5,
+                    scoring_seconds=1.0, target_rate=target, target_epochs=10, probe_seconds=2.0)
+    assert (p.reference, p.reference_seconds) == ("target", pytest.approx(100.0))
+    assert p.spent_seconds == pytest.approx(8.0) and p.available_seconds == pytest.approx(12.0)
+    assert p.seconds_per_row_epoch == pytest.approx(0.001)  # the proxy: 5 s for 1,000 rows x 5 epochs
+    # candidates: 450 rows x 10 epochs x 0.001 + 100 slice rows x 0.001 (scoring's rate) = 4.6 s; 10 of them do not fit
+    assert p.fits and p.shrunk[0] == "seeds 2 -> 1" and p.planned_seconds <= 12.0
+    alone = budget_plan(budget=0.2, n_rows=1000, fraction=0.5, check_epochs=5, proxy_seconds=5.0, proxy_epochs=5,
+                        scoring_seconds=1.0)
+    assert (alone.reference, alone.reference_seconds, alone.spent_seconds) == ("proxy", 5.0, 1.0)
+    assert not alone.fits  # 0 s left: scoring alone took the proxy-relative budget
+    with pytest.raises(SVPConfigError, match="selection_budget cannot be checked"):
+        budget_plan(budget=0.2, n_rows=1000, fraction=0.5, check_epochs=5, proxy_seconds=None, proxy_epochs=None,
+                    scoring_seconds=1.0)
