@@ -462,7 +462,9 @@ def render_budget_check(p: Dict) -> List[str]:
         f"the unbudgeted one's: {_pts(d['budgeted_minus_unbudgeted']['difference'])} pts.",
         f"- The smallest honest check, run in {m['cells']} cells: the same choice in {m['same_choice']}; its margin over "
         f"random minus the unbudgeted one's {_pts(m['smallest_minus_unbudgeted']['difference'])} pts; "
-        f"{fmt_ms(m['seconds_smallest'], 1)} s against {fmt_ms(m['seconds_unbudgeted'], 1)} s.",
+        f"{fmt_ms(m['seconds_smallest'], 1)} s against {fmt_ms(m['seconds_unbudgeted'], 1)} s; it took "
+        f"{fmt_ms(m['spent_over_planned'], 2)} times its planned seconds (each candidate's fixed costs are not in the "
+        "plan; a budgeted run stops when the next candidate would pass its budget).",
     ]
 
 

@@ -154,6 +154,7 @@ def test_budget_check_quick_compares_the_budgeted_check(tmp_path):
     for cell in payload["runs"]:
         assert cell["decision"]["budget"]["seeds"] == 1 and len(cell["decision"]["budget"]["candidates"]) == 2
         assert cell["unbudgeted_choice"] is not None and cell["smallest_check_seconds"] > 0
+        assert cell["decision"]["budget"]["stopped"] is None and len(cell["decision"]["candidates"]) == 2  # both trained
     for cell in payload["recorded"]:
         assert cell["fits"] or cell["budgeted_choice"] == "random"
     assert "The smallest honest check, run in 2 cells" in "\n".join(report.RENDERERS.get("budget_check")(payload))
