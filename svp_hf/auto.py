@@ -24,7 +24,10 @@ the prune rate, then ``top``: at least ``random`` against ``coverage`` at the sh
 then the rows the candidates select from (a class-stratified share of them, never below
 :data:`MIN_POOL_SHARE`). Epochs are never shrunk: a check that trains for fewer epochs than the target favours easy
 subsets. When even that smallest check does not fit, no candidate is trained: the decision says so (logged at
-WARNING) and applies :data:`FALLBACK_RULE`, which costs nothing.
+WARNING) and applies :data:`FALLBACK_RULE`, which costs nothing. The plan prices training alone; each candidate's
+fixed costs (building the model, preparing its rows, evaluating) are not in it, so a budgeted check trains its
+candidates most-kept first (``random``, then ``coverage``, ...) and stops, with a WARNING, when at the seconds they
+took the next one would end past the budget (:func:`over_plan`); it decides among those it trained.
 
 :data:`DEFAULT_SELECTION_BUDGET` (0.1): SVP's CIFAR-10 core-set spent about 0.11 of the full-data training on
 selection. At kept fraction ``f`` a run that spends its whole budget ``b`` is at best ``1 / (f + b)`` times faster than
