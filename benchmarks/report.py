@@ -351,6 +351,123 @@ def render_prune_sweep(p: Dict) -> List[str]:
     return out
 
 
+def _x(stats: Dict) -> str:
+    return "–" if stats.get("mean") is None else f"{stats['mean']:.2f}x ± {stats['std']:.2f}"
+
+
+def _holds(flag) -> str:
+    return "–" if flag is None else ("holds" if flag else "**does not hold**")
+
+
+@RENDERERS.register("sst2_end_to_end")
+def render_sst2_end_to_end(p: Dict) -> List[str]:
+    """SVP's headline on SST-2 with MiniLM: accuracy per arm and fraction, the end-to-end accounts, the default's row."""
+    c, s = p["config"], p["summary"]
+    arms = s["arms"]
+    fractions = sorted({f for arm, cells in arms.items() if arm != "full" for f in cells}, key=float)
+    full = arms.get("full", {}).get("1")
+    out = [
+        f"A {c['proxy']} proxy ({c['proxy_epochs']} epochs) selects a seeded {c['train_size']}-row subsample of "
+        f"`{Path(c['dataset']).name}` for {c['target']} (max {c['max_length']} tokens) fine-tuned {c['target_epochs']} "
+        f"epochs on the kept rows (AdamW, learning rate {c['target_learning_rate']:g}, linear schedule, batch "
+        f"{c['target_batch_size']}; the same epochs for every arm), evaluated on {c['test_size'] or 'all'} test rows; "
+        f"`top` and `coverage` rank by {c['method']}; `default` is the library's defaults. Every arm is one run of the "
+        "core-set job; its account takes its own stage times against the same seed's full-data arm, measured.",
+        "",
+        f"Full data: {fmt_ms(full['accuracy']) if full else '–'} test accuracy, target training "
+        f"{fmt_ms(full['target_seconds'], 1) if full else '–'} s.",
+        "",
+    ]
+    rows = []
+    for arm in [a for a in arms if a != "full"]:
+        cells = arms[arm]
+        rows.append([arm, *[fmt_ms(cells[f]["accuracy"]) if f in cells else "–" for f in fractions]])
+        if arm != "random":
+            rows.append(["  vs random (pts)", *[_pts(cells[f]["vs_random"]) if f in cells else "–" for f in fractions]])
+        rows.append(["  speedup over full data", *[_x(cells[f]["speedup"]) if f in cells else "–" for f in fractions]])
+        rows.append(["  selection / full data", *[fmt_ms(cells[f]["selection_share"]) if f in cells else "–" for f in fractions]])
+    out.append(table(["arm", *[f"kept {f}" for f in fractions]], rows))
+    head = s.get("headline")
+    out.append("")
+    if head is None:
+        out.append("The default's arms have not run yet: no headline.")
+    else:
+        out.append(
+            f"**Headline** (the default at {head['fraction']} kept): {_x(head['speedup'])} faster end to end than full "
+            f"data (at least 1.4x: {_holds(head['fast_enough'])}); accuracy {_pts(head['vs_full'])} pts against full "
+            f"data and {_pts(head['vs_random'])} pts against random (at or above random within noise: "
+            f"{_holds(head['at_or_above_random'])})."
+        )
+        default = arms.get("default", {})
+        out += ["", "The default chose (per seed): " + "; ".join(
+            f"{f}: {', '.join(default[f]['chosen'])}" for f in fractions if f in default
+        ) + "."]
+    return out
+
+
+@RENDERERS.register("precision")
+def render_precision(p: Dict) -> List[str]:
+    """bf16 against fp32 ResNet-20 proxies: speed, rank agreement against seeds, the target on each selection."""
+    c, s = p["config"], p["summary"]
+    cpu = s["cpu"]
+    out = [
+        f"CPU: capability {cpu['capability']}, AVX512-BF16 {cpu['is_avx512_bf16_supported']}, AMX tiles "
+        f"{cpu['is_amx_tile_supported']}. ResNet-20, batch {c['batch_size']}, {c['threads']} thread(s); proxies trained "
+        f"{c['proxy_epochs']} epochs on a seeded {c['train_size']}-row subsample of `{Path(c['dataset']).name}`.",
+        "",
+        table(
+            ["", "fp32 s", "bf16 s", "bf16 speedup, median of pairs [quartiles]", "best of each"],
+            [
+                [name, f"{v['fp32_seconds']:.3f}", f"{v['bf16_seconds']:.3f}",
+                 f"{v['speedup_median_of_pairs']:.2f}x [{v['speedup_quartiles'][0]:.2f}-{v['speedup_quartiles'][2]:.2f}]",
+                 f"{v['speedup_best_of']:.2f}x"]
+                for name, v in s["speed"].items()
+            ],
+        ),
+        "",
+        table(
+            ["pair", *[f"{m} Spearman / Kendall / top-half overlap" for m in next(iter(s["rank_agreement"].values()))]],
+            [
+                [pair, *[f"{a['spearman']:.3f} / {a['kendall']:.3f} / {a['top_k_overlap']:.3f}" for a in methods.values()]]
+                for pair, methods in s["rank_agreement"].items()
+            ],
+        ),
+        "",
+        table(
+            ["target on the half kept by", *next(iter(s["target_accuracy"].values())), "bf16 - fp32 (pts)", "fp32 seed - seed (pts)"],
+            [
+                [f"{st} least_confidence", *[f"{v:.3f}" for v in acc.values()],
+                 ", ".join(f"{v * 100:+.1f}" for k, v in s["target_difference"][st].items() if k.startswith("bf16")),
+                 ", ".join(f"{v * 100:+.1f}" for k, v in s["target_difference"][st].items() if k.startswith("fp32"))]
+                for st, acc in s["target_accuracy"].items()
+            ],
+        ),
+    ]
+    return out
+
+
+@RENDERERS.register("budget_check")
+def render_budget_check(p: Dict) -> List[str]:
+    """The budgeted ``auto`` against the unbudgeted one on the prune sweep's suites."""
+    s = p["summary"]
+    d, m = s["default_budget"], s["smallest_check"]
+    supported = ", ".join(f"{f}: {', '.join(v) or 'none'}" for f, v in s["supported_strategies"].items())
+    return [
+        f"On the sweep `{p['sweep_command']}`:",
+        "",
+        f"- Strategies beating random by more than their spread over seeds on every suite, per kept fraction: {supported}.",
+        f"- The default budget on the {d['cells']} recorded cells: the proxy alone cost {fmt_ms(d['proxy_share'], 2)} of "
+        f"the full-data target (the unbudgeted check {fmt_ms(d['check_share_unbudgeted'], 2)}); the check fell back in "
+        f"{d['fell_back']} and chose as the unbudgeted check did in {d['same_choice']}; its margin over random minus "
+        f"the unbudgeted one's: {_pts(d['budgeted_minus_unbudgeted']['difference'])} pts.",
+        f"- The smallest honest check, run in {m['cells']} cells: the same choice in {m['same_choice']}; its margin over "
+        f"random minus the unbudgeted one's {_pts(m['smallest_minus_unbudgeted']['difference'])} pts; "
+        f"{fmt_ms(m['seconds_smallest'], 1)} s against {fmt_ms(m['seconds_unbudgeted'], 1)} s; it took "
+        f"{fmt_ms(m['spent_over_planned'], 2)} times its planned seconds (each candidate's fixed costs are not in the "
+        "plan; a budgeted run stops when the next candidate would pass its budget).",
+    ]
+
+
 TITLES = {
     "coreset_cifar10": "1. Core-set selection on CIFAR-10",
     "active_amazon": "2. Active learning on Amazon Review Polarity",

@@ -128,3 +128,187 @@ def test_cli_auto_records_its_decision_and_evidence(tmp_path):
     )
     assert kept == expected.tolist()
     assert (out / "checkpoints" / "auto.json").is_file()
+
+
+# --- the budget: selection_budget, plan_check, the fallback ------------------------------------------------------------
+
+from svp_hf.auto import (  # noqa: E402
+    FALLBACK_RULE,
+    MIN_POOL_SHARE,
+    TrainingRate,
+    budget_reference,
+    check_selection_budget,
+    plan_check,
+    probe_training_rate,
+)
+
+# 1,000 rows, 10% held out: candidates select half of 900; each trains 450 rows x 10 epochs at 1 ms per row-epoch
+# (4.5 s). Five candidates at 0.5 (random, top, bottom, coverage at 0 and 0.1) x 2 seeds: 45 s unshrunk.
+RATE = TrainingRate(train=0.001)
+
+
+def plan(available: float, **kwargs):
+    return plan_check(
+        budget=0.1, reference_seconds=1000.0, reference="target", spent_seconds=100.0 - available, rate=RATE,
+        n_rows=1000, fraction=0.5, epochs=10, num_classes=2, **kwargs,
+    )
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -0.1, 1.5, float("nan"), True, "0.1", None])
+def test_a_budget_outside_zero_one_is_refused(bad):
+    with pytest.raises(SVPConfigError, match="selection_budget must be"):
+        check_selection_budget(bad)
+
+
+def test_a_budget_of_one_is_allowed():
+    assert check_selection_budget(1) == 1.0 and check_selection_budget(0.1) == 0.1
+
+
+def test_the_whole_check_fits_a_generous_budget():
+    p = plan(90.0)
+    assert p.fits and p.shrunk == [] and p.seeds == 2 and len(p.candidates) == 5
+    assert (p.slice_rows, p.fit_rows, p.pool_rows, p.subset_rows) == (100, 900, 900, 450)
+    assert p.planned_seconds == pytest.approx(45.0) and p.available_seconds == pytest.approx(90.0)
+
+
+def test_the_check_shrinks_seeds_then_candidates_then_rows():
+    p = plan(30.0)
+    assert p.fits and p.shrunk == ["seeds 2 -> 1"] and p.planned_seconds == pytest.approx(22.5)
+    p = plan(12.0)
+    assert p.fits and p.seeds == 1 and [c.name for c in p.candidates] == ["random", "coverage (beta 0)"]
+    assert p.shrunk[1:] == ["candidate bottom dropped", "candidate coverage (beta 0.1) dropped", "candidate top dropped"]
+    assert p.planned_seconds == pytest.approx(9.0)
+    p = plan(5.0)  # 2.5 s per candidate: at most 250 kept rows, half of 501 (rounded to even) of the 900 rows
+    assert p.fits and p.shrunk[-1] == "rows 900 -> 501 (a class-stratified 56%)"
+    assert (p.pool_rows, p.subset_rows) == (501, 250) and p.planned_seconds <= 5.0
+
+
+def test_a_check_that_cannot_fit_says_why():
+    p = plan(1.0)  # 0.5 s per candidate: 100 rows, below a quarter of 900
+    assert not p.fits and p.pool_rows == int(np.ceil(MIN_POOL_SHARE * 900))
+    assert p.reason.startswith("the smallest honest check (random and coverage (beta 0), one seed, 225 of 900 rows")
+    assert "does not fit the 1.0 s left of the budget (0.1 x 1000.0 s of the target's full-data training, less 99.0 s" in p.reason
+    spent = plan(-50.0)  # the proxy and scoring spent more than the budget
+    assert not spent.fits and "does not fit the 0.0 s left" in spent.reason
+
+
+def test_the_recipe_coverage_share_is_the_one_kept():
+    p = plan(12.0, coverage_beta=0.2)
+    assert [c.name for c in p.candidates] == ["random", "coverage (beta 0.2)"]
+
+
+def test_auto_under_a_tight_budget_falls_back_without_training(monkeypatch, caplog):
+    from svp_hf import auto
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a candidate was trained")
+
+    monkeypatch.setattr(auto, "train_model", no_training)
+    rng = np.random.default_rng(0)
+    scores, labels = rng.random(1000), rng.integers(0, 2, 1000)
+    tight = plan(1.0)
+    with caplog.at_level("WARNING", logger="svp_hf.auto"):
+        decision = choose_strategy(
+            None, scores, labels, descending=True, fraction=0.5, train_candidate=no_training, plan=tight,
+            proxy_barely_beats_chance=True,
+        )
+    assert decision.strategy == "random" and decision.coverage_beta is None and decision.candidates == []
+    assert decision.fallback.startswith(tight.reason) and FALLBACK_RULE in decision.fallback
+    assert decision.fallback.endswith("this run's proxy barely beats chance besides")
+    assert decision.budget["fits"] is False and decision.budget["check_seconds"] >= 0.0
+    assert any(r.levelname == "WARNING" and "without training a candidate" in r.message for r in caplog.records)
+    assert decision.as_dict()["chosen"] == "random"
+
+
+def test_a_shrunk_check_trains_what_it_planned():
+    rng = np.random.default_rng(0)
+    scores, labels = rng.random(1000), rng.integers(0, 2, 1000)
+    calls = []
+
+    def flat(rows, slice_rows, seed):
+        calls.append((len(rows), len(slice_rows), seed))
+        return 0.6
+
+    shrunk = plan(5.0)
+    decision = choose_strategy(None, scores, labels, descending=True, fraction=0.5, train_candidate=flat, plan=shrunk, seed=4)
+    assert calls == [(250, 100, 4), (250, 100, 4)]  # random and coverage, one seed, half of a 501-row pool
+    assert decision.fit_rows == 501 and decision.subset_rows == 250 and decision.seeds == [4]
+    assert decision.budget["shrunk"] == shrunk.shrunk and decision.budget["planned_seconds"] == pytest.approx(shrunk.planned_seconds)
+    assert decision.budget["candidates"] == ["random", "coverage (beta 0)"] and decision.fallback is None
+
+
+def test_the_budget_is_a_share_of_the_target_or_else_the_proxy():
+    rate = TrainingRate.measured(12.0, 100, 2, prepare_seconds=2.0, source="probe")
+    assert (rate.train, rate.prepare) == pytest.approx((0.05, 0.02))
+    seconds, kind, how = budget_reference(n_rows=1000, target_rate=rate, target_epochs=3, proxy_seconds=5.0)
+    assert seconds == pytest.approx(0.05 * 1000 * 3 + 0.02 * 1000) and kind == "target" and "1000 rows x 3 epochs" in how
+    assert budget_reference(n_rows=1000, proxy_seconds=5.0)[:2] == (5.0, "proxy")
+    with pytest.raises(SVPConfigError, match="selection_budget cannot be checked: the run trains no target"):
+        budget_reference(n_rows=1000, proxy_seconds=None)
+
+
+def test_a_probe_measures_the_training_rate(tiny_digits):
+    from svp_hf.models import create_model, resolve_family
+    from svp_hf.proxy import prepare_inputs
+    from svp_hf.training import TrainingConfig, make_accelerator
+
+    train, _ = tiny_digits
+    family, info = prepare_inputs(train, "resnet20", {})
+    config = TrainingConfig(epochs=50, batch_size=32, learning_rate=0.05)
+    rate, seconds = probe_training_rate(lambda: create_model("resnet20", info), resolve_family("resnet20"), train, info, config, make_accelerator())
+    assert rate.train > 0 and seconds >= rate.train * 64
+    assert rate.source.startswith("probe:") and "for 64 rows x 1 epoch after a warm-up batch" in rate.source
+
+
+def test_a_check_slower_than_planned_stops_within_its_budget(monkeypatch):
+    from types import SimpleNamespace
+
+    from svp_hf import auto
+
+    clock = [0.0]  # a fake clock: each candidate takes 10 s where the plan expected 4.5 s
+    monkeypatch.setattr(auto, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    rng = np.random.default_rng(0)
+    scores, labels = rng.random(1000), rng.integers(0, 2, 1000)
+    trained = []
+
+    def slow(rows, slice_rows, seed):
+        clock[0] += 10.0
+        trained.append(len(rows))
+        return 0.6
+
+    budget = plan(30.0)  # one seed, five candidates, 22.5 s planned
+    decision = choose_strategy(None, scores, labels, descending=True, fraction=0.5, train_candidate=slow, plan=budget)
+    assert len(trained) == 3 and decision.seconds == 30.0  # a fourth would end at 40 s, past the 30 s left
+    assert [c["name"] for c in decision.candidates] == ["random", "coverage (beta 0)", "top"]
+    assert decision.budget["stopped"].startswith("stopped after 3 of 5 candidates: they took 10.0 s each against 4.5 s planned")
+    assert decision.budget["check_seconds"] == 30.0 and decision.strategy == "random"
+
+
+def test_a_budget_exactly_the_smallest_check_fits_it():
+    from svp_hf.auto import check_cost
+
+    rate = TrainingRate(train=0.030310006060333385, evaluate=1e-4)  # a rate whose arithmetic does not round evenly
+    seconds = check_cost(rate, 2, 1, 101, 6, 150)  # random and coverage, one seed, half of 338 (a quarter of 1,350) at 0.3
+    p = plan_check(budget=1.0, reference_seconds=seconds, reference="target", spent_seconds=0.0, rate=rate, n_rows=1500,
+                   fraction=0.3, epochs=6, num_classes=10)
+    assert p.fits and p.subset_rows == 101 and p.planned_seconds <= seconds
+
+
+def test_budget_plan_takes_what_the_job_measured():
+    from svp_hf.auto import budget_plan
+
+    target = TrainingRate(train=0.01)  # the target: 0.01 s per row-epoch, 1,000 rows x 10 epochs = 100 s on all rows
+    p = budget_plan(budget=0.2, n_rows=1000, fraction=0.5, check_epochs=10, proxy_seconds=5.0, proxy_epochs=5,
+                    scoring_seconds=1.0, target_rate=target, target_epochs=10, probe_seconds=2.0)
+    assert (p.reference, p.reference_seconds) == ("target", pytest.approx(100.0))
+    assert p.spent_seconds == pytest.approx(8.0) and p.available_seconds == pytest.approx(12.0)
+    assert p.seconds_per_row_epoch == pytest.approx(0.001)  # the proxy: 5 s for 1,000 rows x 5 epochs
+    # candidates: 450 rows x 10 epochs x 0.001 + 100 slice rows x 0.001 (scoring's rate) = 4.6 s; 10 of them do not fit
+    assert p.fits and p.shrunk[0] == "seeds 2 -> 1" and p.planned_seconds <= 12.0
+    alone = budget_plan(budget=0.2, n_rows=1000, fraction=0.5, check_epochs=5, proxy_seconds=5.0, proxy_epochs=5,
+                        scoring_seconds=1.0)
+    assert (alone.reference, alone.reference_seconds, alone.spent_seconds) == ("proxy", 5.0, 1.0)
+    assert not alone.fits  # 0 s left: scoring alone took the proxy-relative budget
+    with pytest.raises(SVPConfigError, match="selection_budget cannot be checked"):
+        budget_plan(budget=0.2, n_rows=1000, fraction=0.5, check_epochs=5, proxy_seconds=None, proxy_epochs=None,
+                    scoring_seconds=1.0)

