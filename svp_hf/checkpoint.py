@@ -26,6 +26,7 @@ import os
 import random
 import re
 import shutil
+import uuid
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
@@ -500,7 +501,7 @@ class ShardStore:
             return
         os.makedirs(self.path, exist_ok=True)
         final = os.path.join(self.path, f"shard_{shard:05d}.npz")
-        tmp = final + ".tmp.npz"
+        tmp = f"{final}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp.npz"  # never another writer's temporary file
         np.savez(tmp, **arrays)
         os.replace(tmp, final)
 

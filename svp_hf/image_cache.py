@@ -36,6 +36,8 @@ from .errors import SVPRuntimeError
 
 MAX_MEMORY = 4 << 30  # bytes of decoded images held in memory; larger arrays are memory-mapped from disk
 DECODE_BATCH = 1024
+# Raster formats PIL decodes itself; EPS and other formats PIL hands to outside programs (Ghostscript) are refused.
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "ICO", "TGA")
 
 
 def configure(max_memory: Optional[int] = None) -> None:
@@ -137,7 +139,7 @@ def decode_one(data: Optional[bytes], path: Optional[str], mode: str, size: Opti
     """One image as a ``uint8`` array (height x width x channels) in PIL `mode`, resized to `size` when given."""
     from PIL import Image as PILImage
 
-    image = PILImage.open(io.BytesIO(data) if data is not None else path)
+    image = PILImage.open(io.BytesIO(data) if data is not None else path, formats=IMAGE_FORMATS)
     image = image.convert(mode)
     if size is not None and (image.height, image.width) != tuple(size):
         image = image.resize((size[1], size[0]), PILImage.BILINEAR)
@@ -162,7 +164,7 @@ def image_modes(dataset: Dataset, column: str, rows: np.ndarray) -> Dict[str, in
     modes: Dict[str, int] = {}
     for b, p in zip(data, paths):
         try:
-            with PILImage.open(io.BytesIO(b) if b is not None else p) as image:
+            with PILImage.open(io.BytesIO(b) if b is not None else p, formats=IMAGE_FORMATS) as image:
                 modes[image.mode] = modes.get(image.mode, 0) + 1
         except Exception:  # PIL raises UnidentifiedImageError, OSError, ValueError, ...; None has no image
             continue
@@ -279,8 +281,8 @@ def _read_disk_cache(cache: str, shape) -> Optional[DecodedImages]:
     if not _disk_cache_present(cache):
         return None
     try:
-        pixels = np.load(cache + ".npy", mmap_mode="r")
-        bad = np.load(cache + ".bad.npy")
+        pixels = np.load(cache + ".npy", mmap_mode="r", allow_pickle=False)
+        bad = np.load(cache + ".bad.npy", allow_pickle=False)
     except (OSError, ValueError):  # unreadable: decoded apart, the file left as it is
         return None
     if pixels.shape != shape or pixels.dtype != np.uint8:
@@ -305,7 +307,7 @@ def _write_disk_cache(column, rows, mode, size, channels, shape, cache: str) -> 
                 os.unlink(leftover)
     if int(np.prod(shape)) <= MAX_MEMORY:
         return DecodedImages(np.array(pixels), bad, False, False)  # small enough: held in memory
-    return DecodedImages(np.load(cache + ".npy", mmap_mode="r"), bad, True, False)
+    return DecodedImages(np.load(cache + ".npy", mmap_mode="r", allow_pickle=False), bad, True, False)
 
 
 def check_decodable(decoded: DecodedImages, column: str, what: str = "the dataset") -> None:

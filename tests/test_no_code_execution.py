@@ -306,3 +306,19 @@ def test_an_image_cache_that_is_a_pickle_never_runs(tmp_path, marker):
     finally:
         image_cache.clear()
     np.testing.assert_array_equal(np.asarray(again.pixels), arrays)  # or decoded again
+
+
+def test_images_in_formats_pil_hands_to_outside_programs_are_refused():
+    """EPS is rendered by Ghostscript, an outside program: the decoder only opens raster formats PIL reads itself."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    from svp_hf.image_cache import decode_one
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), "red").save(buffer, format="PNG")
+    assert decode_one(buffer.getvalue(), None, "RGB", None).shape == (4, 4, 3)
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 4 4\nshowpage\n"
+    with pytest.raises(UnidentifiedImageError):
+        decode_one(eps, None, "RGB", None)
