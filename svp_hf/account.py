@@ -204,8 +204,29 @@ def end_to_end(
     return proxy_account(proxy_seconds, stages, selection_budget=selection_budget)
 
 
+def run_account(
+    timings: Mapping[str, float],
+    *,
+    n_total: int,
+    n_kept: int,
+    target_epochs: Optional[int] = None,
+    selection_budget: Optional[float] = None,
+) -> Optional[Dict[str, Any]]:
+    """What a job or the Python API records as ``end_to_end``: :func:`end_to_end`'s account as a dict with its
+    ``summary`` line, or ``None`` when the run has no reference to measure selection against (a proxy loaded from a
+    checkpoint and no target)."""
+    try:
+        account = end_to_end(
+            timings, n_total=n_total, n_kept=n_kept, target_epochs=target_epochs, selection_budget=selection_budget
+        )
+    except ValueError:
+        return None
+    return {**account.to_dict(), "summary": account.summary_line()}
+
+
 __all__ = [
     "EndToEnd",
+    "run_account",
     "SELECTION_STAGES",
     "TARGET_STAGE",
     "RELATIVE_TO_TARGET",

@@ -14,6 +14,7 @@ import pandas as pd
 from accelerate import Accelerator
 from datasets import Dataset, IterableDataset
 
+from .account import run_account
 from .active_learning import (
     ActiveResult,
     build_selectors,
@@ -160,7 +161,8 @@ def score(
 
     With `eval_dataset`, the proxy is evaluated on it. With ``return_metrics=True`` the result is ``(scores,
     metrics)``: ``metrics["proxy_accuracy"]`` (on `eval_dataset`; ``None`` without it), ``chance_accuracy``,
-    ``barely_beats_chance``, ``proxy_history`` (loss and accuracy per epoch), ``timings``. A proxy that barely beats
+    ``barely_beats_chance``, ``proxy_history`` (loss and accuracy per epoch), ``timings`` and ``end_to_end`` (scoring's
+    cost against the proxy's own training; ``None`` with a ``proxy_checkpoint``). A proxy that barely beats
     chance, or whose forgetting scores are mostly infinite, is warned about (``UserWarning``).
 
     The result is a ``datasets.Dataset`` with ``svp_index`` (row in `dataset`), ``label`` and one float column per
@@ -180,7 +182,11 @@ def score(
         check_same_columns(eval_dataset, info)
     accelerator = accelerator or make_accelerator()
     run = run_scoring(dataset, args, family=family, info=info, accelerator=accelerator, eval_dataset=eval_dataset)
-    return (run.scores, run.metrics()) if return_metrics else run.scores
+    if not return_metrics:
+        return run.scores
+    metrics = run.metrics()
+    metrics["end_to_end"] = run_account(metrics["timings"], n_total=len(run.scores), n_kept=len(run.scores))
+    return run.scores, metrics
 
 
 def choose(
@@ -276,7 +282,8 @@ def prune(
 
     With `eval_dataset` the proxy is evaluated on it; ``return_metrics=True`` returns ``(pruned, metrics)`` with the
     metrics of :func:`score` plus ``selected_strategy``, ``coverage_beta``, ``auto`` (the decision, when ``auto``),
-    ``n_total`` and ``n_selected``."""
+    ``n_total``, ``n_selected`` and ``end_to_end`` (what selection cost: scoring and the strategy check against
+    the proxy's own training, as no target is trained here; see :mod:`svp_hf.account`)."""
     _map_style(dataset, "prune (which trains on the dataset and subsets it)")
     n_to_keep(fraction, len(dataset))
     get_method(method)
@@ -307,6 +314,9 @@ def prune(
         run.metrics(), selected_strategy=strategy, coverage_beta=coverage_beta,
         auto=decision.as_dict() if decision is not None else None, n_total=len(dataset), n_selected=len(pruned),
     )
+    if decision is not None:
+        metrics["timings"]["auto"] = decision.seconds
+    metrics["end_to_end"] = run_account(metrics["timings"], n_total=len(dataset), n_kept=len(pruned))
     return pruned, metrics
 
 

@@ -19,6 +19,7 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 from accelerate.utils import set_seed
 
+from .account import run_account
 from .auto import AutoDecision, check_auto
 from .config import RECIPE_DATACLASSES, DataArguments, RunArguments, SelectionArguments
 from .correlation import compare_scores
@@ -159,6 +160,9 @@ def _run(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments, ru
                 desc="evaluate target", num_workers=config.num_workers,
             )
 
+    account = run_account(
+        timings, n_total=len(train), n_kept=len(pruned), target_epochs=run_args.target_epochs if run_args.target else None
+    )
     names = info.class_names
     metrics = {
         **run_provenance("coreset", job.command, data_args, train, evaluation, family.modality),
@@ -188,6 +192,7 @@ def _run(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments, ru
         "selected_per_class": per_class_counts(labels_of(pruned, info), names),
         "total_per_class": per_class_counts(labels_of(train, info), names),
         "timings": timings,
+        "end_to_end": account,
         "num_processes": accelerator.num_processes,
         "device": job.device.record(accelerator, run.proxy, sel_args.dataloader_num_workers),
         "skipped_undecodable": skipped,
@@ -199,7 +204,7 @@ def _run(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments, ru
     log.update({f"seconds/{k}": v for k, v in timings.items()})
     headline = f"kept {len(pruned)} of {len(train)} rows by {sel_args.method}, strategy {sel_args.strategy}" + (
         f" (chose {strategy})" if sel_args.strategy == AUTO else ""
-    ) + _accuracies(run.proxy_accuracy, target_accuracy, run_args.target)
+    ) + _accuracies(run.proxy_accuracy, target_accuracy, run_args.target) + (f"; {account['summary']}" if account else "")
     return job.finish(
         splits=splits, scores=run.scores, target_scores=target_scores, metrics=metrics, log=log, headline=headline,
         recipe=recipe_record(data_args, sel_args, run_args, keys=KEYS),

@@ -233,6 +233,10 @@ def test_score_returns_the_proxy_accuracy_and_warns_near_chance(tiny_digits):
                                              eval_dataset=test, return_metrics=True, **kwargs)
     assert len(pruned) == 100 and prune_metrics["n_selected"] == 100 and prune_metrics["selected_strategy"] == "top"
     assert prune_metrics["proxy_accuracy"] == pytest.approx(metrics["proxy_accuracy"])
+    for m in (metrics, prune_metrics):  # no target: the account is relative to the proxy's own training
+        assert m["end_to_end"]["relative_to"] == "proxy" and m["end_to_end"]["target_seconds"] is None
+        assert m["end_to_end"]["full_data_seconds"] == pytest.approx(m["timings"]["proxy_training"])
+        assert m["end_to_end"]["selection_seconds"] == pytest.approx(sum(v for k, v in m["timings"].items() if k != "proxy_training"))
     assert isinstance(svp_hf.score(train, proxy="resnet20", methods=["random"], **kwargs), type(scores))  # default: scores only
 
 

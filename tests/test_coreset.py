@@ -28,6 +28,11 @@ def run_cli(tmp_path, *extra, name="out"):
     return out, metrics
 
 
+def metrics_headline(out):
+    """The end-of-run account is in the dataset card too (the card renders the report's sections)."""
+    return (out / "dataset" / "README.md").read_text()
+
+
 def test_quickstart_cli_writes_everything(tmp_path):
     out, metrics = run_cli(tmp_path, "--target", "resnet20")
     assert sorted(os.listdir(out)) == ["dataset", "metrics.json", "recipe.yaml", "report.md", "scores.parquet"]
@@ -37,6 +42,13 @@ def test_quickstart_cli_writes_everything(tmp_path):
     assert set(written["timings"]) == {"proxy_training", "scoring", "selection", "target_training", "total"}
     assert 0.0 <= written["target_accuracy"] <= 1.0 and 0.0 <= written["proxy_accuracy"] <= 1.0
     assert sum(written["selected_per_class"].values()) == 150
+    account, t = written["end_to_end"], written["timings"]
+    assert account["relative_to"] == "target" and account["full_data_estimated"] is True
+    assert account["selection_seconds"] == pytest.approx(t["proxy_training"] + t["scoring"] + t["selection"])
+    assert account["target_seconds"] == pytest.approx(t["target_training"])
+    assert account["full_data_seconds"] == pytest.approx(t["target_training"] * 300 / 150)
+    assert account["speedup"] == pytest.approx(account["full_data_seconds"] / (account["selection_seconds"] + t["target_training"]))
+    assert account["summary"] in (out / "report.md").read_text() and account["summary"] in metrics_headline(out)
 
     loaded = datasets.load_dataset(str(out / "dataset"))
     assert set(loaded) == {"train", "test"}
@@ -57,6 +69,7 @@ def test_cli_is_deterministic_and_overrides_win(tmp_path):
     _, a = run_cli(tmp_path, "--method", "entropy", "--fraction", "0.2", "--target", "", name="a")
     _, b = run_cli(tmp_path, "--method", "entropy", "--fraction", "0.2", "--target", "", name="b")
     assert a["n_selected"] == 60 and a["target_accuracy"] is None and "target_training" not in a["timings"]
+    assert a["end_to_end"]["relative_to"] == "proxy" and a["end_to_end"]["full_data_seconds"] == a["timings"]["proxy_training"]
     ia = datasets.load_dataset(str(tmp_path / "a" / "dataset"))["train"]["svp_index"]
     ib = datasets.load_dataset(str(tmp_path / "b" / "dataset"))["train"]["svp_index"]
     assert ia == ib
