@@ -34,6 +34,7 @@ from .config import (
     RunArguments,
     SelectionArguments,
     check_schedule,
+    check_seed,
 )
 from .data import check_same_columns, find_label_column, inspect_dataset, keep_previous_columns
 from .errors import SVPConfigError
@@ -75,14 +76,12 @@ LABELLING_KEYS = ("labels_from", "class_names", "allow_pending", "finish")
 TARGET_KEYS = tuple(f.name for f in fields(RunArguments) if f.name.startswith("target_"))
 
 
-SEED_MAX = 2**32 - 1  # numpy's and torch's seeds: 0 to 2**32 - 1
-
-
 def _check_seed(seed: Any) -> int:
-    """`seed` as an int, or an :class:`SVPConfigError` when it is not an integer numpy and torch can seed with."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= SEED_MAX:
-        raise SVPConfigError(f"seed must be an integer from 0 to {SEED_MAX}, got {seed!r}")
-    return int(seed)
+    """`seed` as an int, or an :class:`SVPConfigError` when it is not an integer numpy and torch can seed with (the
+    range is :func:`svp_hf.config.check_seed`'s, as for a recipe)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise SVPConfigError(f"seed must be an integer, got {seed!r}")
+    return check_seed(int(seed))
 
 
 def _selection_arguments(**kwargs) -> SelectionArguments:

@@ -282,7 +282,7 @@ def test_seeds_out_of_range_are_refused_before_training(tiny_digits, scored, mon
         lambda: svp_hf.prune(train, proxy="resnet20", seed=seed),
         lambda: svp_hf.score(train, proxy="resnet20", seed=seed),
     ):
-        with pytest.raises(SVPConfigError, match="seed must be an integer"):
+        with pytest.raises(SVPConfigError, match="seed must be"):
             call()
     assert len(svp_hf.select(train, scored, method="random", fraction=0.5, seed=2**32 - 1)) == 100
 
