@@ -215,12 +215,11 @@ def run_account(
     """What a job or the Python API records as ``end_to_end``: :func:`end_to_end`'s account as a dict with its
     ``summary`` line, or ``None`` when the run has no reference to measure selection against (a proxy loaded from a
     checkpoint and no target)."""
-    try:
-        account = end_to_end(
-            timings, n_total=n_total, n_kept=n_kept, target_epochs=target_epochs, selection_budget=selection_budget
-        )
-    except ValueError:
+    if timings.get(TARGET_STAGE) is None and timings.get("proxy_training") is None:
         return None
+    account = end_to_end(
+        timings, n_total=n_total, n_kept=n_kept, target_epochs=target_epochs, selection_budget=selection_budget
+    )
     return {**account.to_dict(), "summary": account.summary_line()}
 
 

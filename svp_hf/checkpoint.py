@@ -118,12 +118,18 @@ def save_state_file(path: str, state: Any) -> None:
     """Write `state` (dicts, lists and tuples of numbers, strings, tensors and numpy arrays: optimizer and scheduler
     state dicts, random generators' states, training histories) to `path` as one safetensors file, through a
     temporary file. Read it back with :func:`load_state_file`; no pickle is involved either way."""
-    from safetensors.torch import save_file
-
     tensors: Dict[str, torch.Tensor] = {}
     tree = _encode(state, tensors)
+    _save_safetensors(path, tensors, {_STATE_KEY: json.dumps(tree)})
+
+
+def _save_safetensors(path: str, tensors: Dict[str, torch.Tensor], metadata: Dict[str, str]) -> None:
+    """`tensors` and `metadata` as a safetensors file at `path`, written under a temporary name of this process and
+    moved into place when complete."""
+    from safetensors.torch import save_file
+
     tmp = f"{path}.tmp-{os.getpid()}"
-    save_file(tensors, tmp, metadata={_STATE_KEY: json.dumps(tree)})
+    save_file(tensors, tmp, metadata=metadata)
     os.replace(tmp, path)
 
 
@@ -191,8 +197,6 @@ def set_random_states(states: Any, path: str, fix: str) -> None:
 def save_weights_file(model: torch.nn.Module, path: str) -> None:
     """`model`'s weights as a safetensors file at `path` (through a temporary file); a tensor shared by several names
     (tied weights) is stored once, under its first name."""
-    from safetensors.torch import save_file
-
     tensors, seen = {}, set()
     for name, tensor in model.state_dict().items():
         key = (tensor.device, tensor.data_ptr(), tensor.dtype, tuple(tensor.shape))
@@ -200,9 +204,7 @@ def save_weights_file(model: torch.nn.Module, path: str) -> None:
             continue
         seen.add(key)
         tensors[name] = tensor.detach().to("cpu", copy=True).contiguous()
-    tmp = f"{path}.tmp-{os.getpid()}"
-    save_file(tensors, tmp, metadata={"format": "pt"})
-    os.replace(tmp, path)
+    _save_safetensors(path, tensors, {"format": "pt"})
 
 
 # ``torch.load(weights_only=True)`` cannot run code from torch 2.6 on (earlier, CVE-2025-32434 could).

@@ -93,3 +93,13 @@ def test_to_dict_is_json_for_metrics():
     assert written["speedup"] == pytest.approx(account.speedup) and written["selection_budget"] is None
     assert set(written) == {f for f in EndToEnd.__dataclass_fields__}
     assert written["within_budget"] is None and written["verdict"].startswith("Pruning did not pay")
+
+
+def test_run_account_is_none_only_without_a_reference():
+    from svp_hf.account import run_account
+
+    assert run_account({"scoring": 2.0, "selection": 0.1}, n_total=10, n_kept=5) is None  # a given proxy, no target
+    recorded = run_account({"proxy_training": 10.0, "scoring": 2.0}, n_total=10, n_kept=5)
+    assert recorded["relative_to"] == "proxy" and recorded["summary"].startswith("selection spent 2.0 s")
+    with pytest.raises(ValueError, match="scoring must be a non-negative number"):  # bad timings are not hidden
+        run_account({"proxy_training": 10.0, "scoring": -1.0}, n_total=10, n_kept=5)
