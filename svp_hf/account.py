@@ -25,12 +25,30 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Mapping, Optional
 
+from .errors import SVPConfigError
+
 # The ``timings`` keys (as svp_hf.coreset records them) that make up selection, and the target's.
 SELECTION_STAGES = ("proxy_training", "scoring", "auto", "selection")
 TARGET_STAGE = "target_training"
 
+# The share of the full-data training that selection may spend by default (SVP's CIFAR-10 core-set spent about 0.11;
+# see benchmarks/results/budget_check.json for the check's cost at this budget).
+DEFAULT_SELECTION_BUDGET = 0.1
+
 RELATIVE_TO_TARGET = "target"
 RELATIVE_TO_PROXY = "proxy"
+
+
+def check_selection_budget(budget) -> float:
+    """`budget` as a float in (0, 1], else a clear :class:`SVPConfigError`."""
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)):
+        raise SVPConfigError(f"selection_budget must be a number in (0, 1], got {budget!r}")
+    budget = float(budget)
+    if not 0.0 < budget <= 1.0:
+        raise SVPConfigError(
+            f"selection_budget must be in (0, 1] (the share of the full-data training that selection may spend), got {budget:g}"
+        )
+    return budget
 
 
 @dataclass(frozen=True)
@@ -225,6 +243,8 @@ def run_account(
 
 __all__ = [
     "EndToEnd",
+    "DEFAULT_SELECTION_BUDGET",
+    "check_selection_budget",
     "run_account",
     "SELECTION_STAGES",
     "TARGET_STAGE",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import fields
-from typing import Any, Dict, Optional, Sequence, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,7 @@ from .active_learning import (
     run_active_learning,
     session_settings,
 )
-from .auto import AutoDecision, check_auto
+from .auto import AutoDecision
 from .config import (
     ActiveArguments,
     DataArguments,
@@ -36,7 +36,7 @@ from .config import (
     check_schedule,
     check_seed,
 )
-from .data import check_same_columns, find_label_column, inspect_dataset, keep_previous_columns
+from .data import check_same_columns, find_label_column, inspect_dataset
 from .errors import SVPConfigError
 from .labelling import (
     LabellingState,
@@ -48,20 +48,13 @@ from .labelling import (
     tell,
 )
 from .log import get_logger
-from .methods import get_method, resolve_methods
+from .methods import resolve_methods
 from .models import check_model
 from .output import check_output_dir
 from .preflight import check_recipe
-from .proxy import (
-    labels_of,
-    prepare_inputs,
-    run_auto,
-    run_scoring,
-    score_positions,
-    selected_indices,
-    subset_with_scores,
-)
-from .selection import n_to_keep
+from .orchestrator import Pruner
+from .proxy import score_positions, selected_indices, subset_with_scores
+from .roles import stage_settings
 from .strategies import AUTO, DEFAULT_STRATEGY, check_strategy
 from .training import make_accelerator
 
@@ -146,6 +139,16 @@ def _split_kwargs(kwargs: Dict[str, Any]):
     return columns, selection
 
 
+def _pruner(kwargs: Dict[str, Any], accelerator: Optional[Accelerator], **selection) -> Tuple[Pruner, Dict[str, Any]]:
+    """The API's keywords as a :class:`~svp_hf.orchestrator.Pruner` (the recipe's selection keys, checked) and the
+    dataset's column keywords."""
+    columns, extra = _split_kwargs(kwargs)
+    args = _selection_arguments(**selection, **extra)
+    check_recipe(args)
+    proxy, _, scoring, selection_settings = stage_settings(args)
+    return Pruner(proxy, scoring, selection_settings, accelerator=accelerator), columns
+
+
 def score(
     dataset: Union[Dataset, IterableDataset],
     proxy: str = "resnet20",
@@ -158,34 +161,44 @@ def score(
 ):
     """Train `proxy` on `dataset` once and return every method's per-example scores.
 
-    With `eval_dataset`, the proxy is evaluated on it. With ``return_metrics=True`` the result is ``(scores,
-    metrics)``: ``metrics["proxy_accuracy"]`` (on `eval_dataset`; ``None`` without it), ``chance_accuracy``,
-    ``barely_beats_chance``, ``proxy_history`` (loss and accuracy per epoch), ``timings`` and ``end_to_end`` (scoring's
-    cost against the proxy's own training; ``None`` with a ``proxy_checkpoint``). A proxy that barely beats
-    chance, or whose forgetting scores are mostly infinite, is warned about (``UserWarning``).
+    Args:
+        dataset: The rows to score (a ``datasets.Dataset``, or a streaming ``IterableDataset`` with a
+            ``proxy_checkpoint``).
+        proxy: The proxy model (a timm name, ``fasttext``, a transformers folder or Hub id, ``config:MODEL_TYPE``).
+        methods: One method or several (see :func:`svp_hf.list_methods`); each gets a score column.
+        eval_dataset: Evaluate the proxy on these rows.
+        accelerator: Where to run (default: a new ``Accelerator``).
+        return_metrics: Also return the proxy's quality, history, timings and end-to-end account.
+        **kwargs: The recipe's keys: ``proxy_epochs``, ``batch_size``, ``learning_rate``, ``optimizer``,
+            ``lr_schedule``, ``seed``, ``image_column``, ``text_column`` (one column or several, joined),
+            ``label_column``, ``proxy_checkpoint`` (score with a trained proxy), ``kcenter_pool_size``, ...
 
-    The result is a ``datasets.Dataset`` with ``svp_index`` (row in `dataset`), ``label`` and one float column per
-    method. Keyword arguments are the recipe's: ``proxy_epochs``, ``batch_size``, ``learning_rate``, ``optimizer``,
-    ``lr_schedule``, ``seed``, ``image_column``, ``text_column`` (one column or several, joined), ``label_column``,
-    ``proxy_checkpoint`` (score with a trained proxy; needed for a streaming ``IterableDataset``),
-    ``kcenter_pool_size``, ``kcenter_max_memory``, ...
+    Returns:
+        A ``datasets.Dataset`` with ``svp_index`` (row in `dataset`), ``label`` and one float column per method; with
+        ``return_metrics=True``, ``(scores, metrics)``: ``metrics["proxy_accuracy"]`` (``None`` without
+        `eval_dataset`), ``chance_accuracy``, ``barely_beats_chance``, ``proxy_history``, ``timings`` and
+        ``end_to_end`` (scoring's cost against the proxy's own training; ``None`` with a ``proxy_checkpoint``). A
+        proxy that barely beats chance, or whose forgetting scores are mostly infinite, is warned about.
     """
     methods = [methods] if isinstance(methods, str) else list(methods)
     resolve_methods(methods)
-    dataset = keep_previous_columns(dataset)
-    columns, selection = _split_kwargs(kwargs)
-    args = _selection_arguments(proxy=proxy, method=methods[0], score_methods=methods[1:] or None, **selection)
-    check_recipe(args)
-    family, info = prepare_inputs(dataset, proxy, columns, trust_remote_code=bool(args.trust_remote_code))
-    if eval_dataset is not None:
-        check_same_columns(eval_dataset, info)
-    accelerator = accelerator or make_accelerator()
-    run = run_scoring(dataset, args, family=family, info=info, accelerator=accelerator, eval_dataset=eval_dataset)
+    pruner, columns = _pruner(kwargs, accelerator, proxy=proxy, method=methods[0], score_methods=methods[1:] or None)
+    run = pruner.prepare(dataset, eval_dataset, columns=columns, selecting=False).score()
     if not return_metrics:
         return run.scores
     metrics = run.metrics()
     metrics["end_to_end"] = run_account(metrics["timings"], n_total=len(run.scores), n_kept=len(run.scores))
     return run.scores, metrics
+
+
+def _given_scores(dataset: Any, scores: Any, label_column: Optional[str], what: str) -> Dataset:
+    """`scores` as a table, checked to belong to `dataset` (a map-style dataset): same rows, same labels."""
+    _map_style(dataset, what)
+    scores = _as_scores(scores)
+    if len(scores) != len(dataset):
+        raise SVPConfigError(f"scores have {len(scores)} rows but the dataset has {len(dataset)}; score this dataset")
+    _check_scores_labels(dataset, scores, label_column)
+    return scores
 
 
 def choose(
@@ -198,21 +211,28 @@ def choose(
     accelerator: Optional[Accelerator] = None,
     **kwargs,
 ) -> AutoDecision:
-    """Run ``strategy: auto``'s check for `dataset` and its `scores`: the decision (``.strategy``,
-    ``.coverage_beta``) and its evidence (``.candidates``: each one's held-out accuracies). Keyword arguments are the
-    recipe's (``proxy_epochs``, ``auto_epochs``, ``auto_seeds``, ``auto_holdout``, ``seed``, ``image_column``, ...)."""
-    _map_style(dataset, "choose")
-    scores = _as_scores(scores)
-    columns, selection = _split_kwargs(kwargs)
-    if len(scores) != len(dataset):
-        raise SVPConfigError(f"scores have {len(scores)} rows but the dataset has {len(dataset)}; score this dataset")
-    _check_scores_labels(dataset, scores, columns.get("label_column"))
-    dataset = keep_previous_columns(dataset)
-    args = _selection_arguments(proxy=proxy, method=method, fraction=fraction, **{**selection, "strategy": AUTO})
-    check_recipe(args)
-    family, info = prepare_inputs(dataset, proxy, columns, trust_remote_code=bool(args.trust_remote_code))
-    check_auto(len(dataset), labels_of(dataset, info), fraction, args.auto_holdout)
-    return run_auto(dataset, scores, args, family=family, info=info, accelerator=accelerator or make_accelerator())
+    """Run ``strategy: auto``'s check for `dataset` and its `scores`.
+
+    Args:
+        dataset: The scored rows.
+        scores: :func:`score`'s table for `dataset` (or a pandas DataFrame with its columns).
+        method: The method whose scores the candidates select by.
+        fraction: Share of the rows kept.
+        proxy: The model each candidate trains.
+        accelerator: Where to run (default: a new ``Accelerator``).
+        **kwargs: The recipe's keys (``proxy_epochs``, ``auto_epochs``, ``auto_seeds``, ``auto_holdout``, ``seed``,
+            ``image_column``, ...). ``selection_budget`` sizes the check to that share of the proxy's full-data
+            training (estimated from a probe); without it the check runs whole, as asked.
+
+    Returns:
+        The :class:`~svp_hf.auto.AutoDecision`: ``.strategy``, ``.coverage_beta`` and the evidence
+        (``.candidates``: each one's held-out accuracies, ``.margin_over_random``, ``.spread``).
+    """
+    scores = _given_scores(dataset, scores, kwargs.get("label_column"), "choose")
+    kwargs.setdefault("selection_budget", None)
+    pruner, columns = _pruner(kwargs, accelerator, proxy=proxy, method=method, fraction=fraction, strategy=AUTO)
+    pruner.prepare(dataset, columns=columns).set_scores(scores)
+    return pruner.choose_strategy()
 
 
 def select(
@@ -230,21 +250,30 @@ def select(
     accelerator: Optional[Accelerator] = None,
     **kwargs,
 ) -> Dataset:
-    """Keep `fraction` of `dataset` by `method`'s scores with `strategy`, without training again (``auto`` excepted:
-    it retrains `proxy` on candidate subsets, with the recipe's keyword arguments; see :func:`choose`).
+    """Keep `fraction` of `dataset` by `method`'s scores with `strategy`, without training again (``auto``
+    excepted: it retrains `proxy` on candidate subsets, with the recipe's keyword arguments; see :func:`choose`).
 
-    `scores` is the table :func:`score` (or :func:`svp_hf.output.load_scores`) returned for `dataset`, or a pandas
-    DataFrame with its columns; its labels are checked against the dataset's (`label_column`, found as
-    :func:`score` finds it when not given). Returns the kept rows in their original order with all original columns,
-    plus ``svp_score`` (the method's score) and ``svp_index`` (the row's index in `dataset`).
+    Args:
+        dataset: The scored rows.
+        scores: :func:`score`'s table for `dataset` (or :func:`svp_hf.output.load_scores`'s, or a pandas DataFrame
+            with its columns); its labels are checked against the dataset's `label_column` (found as :func:`score`
+            finds it when not given).
+        method: The method whose scores rank the rows.
+        fraction: Share of the rows kept, in (0, 1].
+        strategy: ``top``, ``bottom``, ``coverage``, ``random`` or ``auto``.
+        class_balanced: Keep the same share of every class.
+        seed: Seed of random selection and tie-breaking.
+        coverage_beta: Share of hardest rows ``coverage`` drops first (default: follows the prune rate).
+        proxy: The model ``auto``'s candidates train (needed for ``auto`` only).
+        label_column: The dataset's label column.
+        accelerator: Where ``auto`` runs.
+
+    Returns:
+        The kept rows in their original order with all original columns, plus ``svp_score`` (the method's score) and
+        ``svp_index`` (the row's index in `dataset`).
     """
-    _map_style(dataset, "select")
-    scores = _as_scores(scores)
+    scores = _given_scores(dataset, scores, label_column, "select")
     seed = _check_seed(seed)
-    if len(scores) != len(dataset):
-        raise SVPConfigError(f"scores have {len(scores)} rows but the dataset has {len(dataset)}; score this dataset")
-    _check_scores_labels(dataset, scores, label_column)
-    dataset = keep_previous_columns(dataset)
     check_strategy(strategy)
     if strategy == AUTO:
         if not proxy:
@@ -276,47 +305,31 @@ def prune(
     return_metrics: bool = False,
     **kwargs,
 ):
-    """Train `proxy`, score `dataset` with `method` and keep `fraction` of it with `strategy` (``auto`` by default:
-    random unless a strategy over the scores proves better on a held-out slice; see :mod:`svp_hf.auto`).
+    """Train `proxy`, score `dataset` with `method` and keep `fraction` of it with `strategy`.
 
-    With `eval_dataset` the proxy is evaluated on it; ``return_metrics=True`` returns ``(pruned, metrics)`` with the
-    metrics of :func:`score` plus ``selected_strategy``, ``coverage_beta``, ``auto`` (the decision, when ``auto``),
-    ``n_total``, ``n_selected`` and ``end_to_end`` (what selection cost: scoring and the strategy check against
-    the proxy's own training, as no target is trained here; see :mod:`svp_hf.account`)."""
+    Args:
+        dataset: The rows to prune (a ``datasets.Dataset``).
+        proxy: The proxy model.
+        fraction: Share of the rows kept, in (0, 1].
+        method: The method whose scores rank the rows.
+        strategy: ``auto`` (default: random unless a strategy over the scores proves better on a held-out slice,
+            with a check sized to ``selection_budget``, 0.1 of the proxy's own training here since no target is
+            trained; see :mod:`svp_hf.auto`), ``coverage``, ``top``, ``bottom`` or ``random``.
+        eval_dataset: Evaluate the proxy on these rows.
+        accelerator: Where to run (default: a new ``Accelerator``).
+        return_metrics: Also return the run's record.
+        **kwargs: The recipe's keys, as for :func:`score` (``selection_budget``, ``auto_seeds``, ... included).
+
+    Returns:
+        The kept rows with ``svp_score`` and ``svp_index``; with ``return_metrics=True``, ``(pruned, metrics)``: the
+        metrics of :func:`score` plus ``selected_strategy``, ``coverage_beta``, ``auto`` (the decision),
+        ``n_total``, ``n_selected`` and ``end_to_end`` (what selection cost against the proxy's own training; see
+        :mod:`svp_hf.account`). When ``auto`` keeps a random subset, one WARNING line says so and why.
+    """
     _map_style(dataset, "prune (which trains on the dataset and subsets it)")
-    n_to_keep(fraction, len(dataset))
-    get_method(method)
-    dataset = keep_previous_columns(dataset)
-    columns, selection = _split_kwargs(kwargs)
-    args = _selection_arguments(proxy=proxy, method=method, fraction=fraction, strategy=strategy, **selection)
-    check_recipe(args)
-    family, info = prepare_inputs(dataset, proxy, columns, trust_remote_code=bool(args.trust_remote_code))
-    if strategy == AUTO:
-        check_auto(len(dataset), labels_of(dataset, info), fraction, args.auto_holdout)
-    if eval_dataset is not None:
-        check_same_columns(eval_dataset, info)
-    accelerator = accelerator or make_accelerator()
-    run = run_scoring(dataset, args, family=family, info=info, accelerator=accelerator, eval_dataset=eval_dataset)
-    scores = run.scores
-    coverage_beta, decision = args.coverage_beta, None
-    if strategy == AUTO:
-        decision = run_auto(dataset, scores, args, family=family, info=info, accelerator=accelerator)
-        strategy, coverage_beta = decision.strategy, decision.coverage_beta
-    keep = selected_indices(
-        scores, method, fraction, strategy=strategy, class_balanced=args.class_balanced, seed=args.seed,
-        coverage_beta=coverage_beta,
-    )
-    pruned = subset_with_scores(dataset, scores, method, keep)
-    if not return_metrics:
-        return pruned
-    metrics = dict(
-        run.metrics(), selected_strategy=strategy, coverage_beta=coverage_beta,
-        auto=decision.as_dict() if decision is not None else None, n_total=len(dataset), n_selected=len(pruned),
-    )
-    if decision is not None:
-        metrics["timings"]["auto"] = decision.seconds
-    metrics["end_to_end"] = run_account(metrics["timings"], n_total=len(dataset), n_kept=len(pruned))
-    return pruned, metrics
+    pruner, columns = _pruner(kwargs, accelerator, proxy=proxy, method=method, fraction=fraction, strategy=strategy)
+    result = pruner.prepare(dataset, eval_dataset, columns=columns).prune()
+    return (result.selected, result.to_metrics()) if return_metrics else result.selected
 
 
 def active_learn(

@@ -44,11 +44,12 @@ import dataclasses
 import logging
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from accelerate.utils import set_seed
 
+from .account import DEFAULT_SELECTION_BUDGET, check_selection_budget
 from .config import check_coverage_beta
 from .data import INDEX_COLUMN, add_index
 from .errors import SVPConfigError
@@ -63,7 +64,6 @@ AUTO_MIN_SLICE = 20
 DEFAULT_AUTO_HOLDOUT = 0.1
 DEFAULT_AUTO_SEEDS = 2
 
-DEFAULT_SELECTION_BUDGET = 0.1
 # The budgeted check selects from no fewer than this share of the rows it would use unbudgeted: below it, subsets are
 # so much smaller than the real selection's that which strategy wins may change with the scale.
 MIN_POOL_SHARE = 0.25
@@ -113,18 +113,6 @@ class AutoDecision:
 
     def as_dict(self) -> Dict[str, Any]:
         return {**asdict(self), "chosen": self.chosen}
-
-
-def check_selection_budget(budget) -> float:
-    """`budget` as a float in (0, 1], else a clear :class:`SVPConfigError`."""
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)):
-        raise SVPConfigError(f"selection_budget must be a number in (0, 1], got {budget!r}")
-    budget = float(budget)
-    if not 0.0 < budget <= 1.0:
-        raise SVPConfigError(
-            f"selection_budget must be in (0, 1] (the share of the full-data training that selection may spend), got {budget:g}"
-        )
-    return budget
 
 
 @dataclass(frozen=True)
@@ -467,6 +455,7 @@ def choose_strategy(
     coverage_beta: Optional[float] = None,
     plan: Optional[CheckPlan] = None,
     proxy_barely_beats_chance: Optional[bool] = None,
+    agree: Optional[Callable[[Any], Any]] = None,
 ) -> AutoDecision:
     """Run the check on `dataset` (a ``datasets.Dataset``) with the method's `scores` and `labels`.
 
@@ -475,7 +464,8 @@ def choose_strategy(
 
     With a `plan` (:func:`plan_check`) the check runs its seeds and candidates on its share of the rows, and the
     decision records the plan and the seconds spent; a plan that does not fit trains nothing and returns the fallback
-    (:func:`fallback_decision`)."""
+    (:func:`fallback_decision`). `agree(value)` returns the main process's `value` in a multi-process run: whether
+    to stop early is decided from measured seconds, which differ between processes."""
     start = time.perf_counter()
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels)
@@ -500,6 +490,7 @@ def choose_strategy(
     for i, candidate in enumerate(candidates):
         if plan is not None and i > 0:
             stopped = over_plan(plan, time.perf_counter() - start, i, len(candidates))
+            stopped = agree(stopped) if agree is not None else stopped
             if stopped:
                 logger.warning(f"auto: {stopped}")
                 break

@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterable, Optional
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from .record import RunRecord, is_active
 from .report import ReportFigure, render_report
 
 TEMPLATE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", "datasetcard.md")
@@ -75,12 +76,13 @@ def source_metadata(
     max_train_samples: Optional[int] = None,
     eval_dataset=None,
     eval_split: Optional[str] = None,
+    num_rows: Optional[int] = None,
 ) -> Dict[str, Any]:
     """Where the training split came from, for ``metrics["source"]`` and the card: id, config, revision or the
     ``datasets`` fingerprint of the split as scored, split names and rows, and license and task categories."""
     card = source_card_data(dataset_name)
     card_dict = card.to_dict() if card is not None else {}
-    license_ = (dataset.info.license or None) if dataset.info is not None else None
+    license_ = (dataset.info.license or None) if getattr(dataset, "info", None) is not None else None
     task_categories = card_dict.get("task_categories") or (
         [TASK_CATEGORY_BY_MODALITY[modality]] if modality in TASK_CATEGORY_BY_MODALITY else None
     )
@@ -91,7 +93,7 @@ def source_metadata(
         "revision": revision,
         "fingerprint": getattr(dataset, "_fingerprint", None),
         "split": split,
-        "num_rows": len(dataset),
+        "num_rows": len(dataset) if num_rows is None else int(num_rows),
         "max_train_samples": max_train_samples,
         "eval_split": eval_split,
         "eval_num_rows": len(eval_dataset) if eval_dataset is not None else None,
@@ -101,7 +103,7 @@ def source_metadata(
     }
 
 
-def card_data(metrics: Dict[str, Any]) -> DatasetCardData:
+def card_data(metrics: RunRecord) -> DatasetCardData:
     source = metrics.get("source") or {}
     rows = sum((metrics.get("splits") or {}).values()) or metrics.get("n_selected") or 0
     method = metrics.get("method")
@@ -116,23 +118,19 @@ def card_data(metrics: Dict[str, Any]) -> DatasetCardData:
     )
 
 
-def _source_name(metrics: Dict[str, Any]) -> str:
+def _source_name(metrics: RunRecord) -> str:
     name = (metrics.get("source") or {}).get("dataset") or metrics.get("dataset_name")
     return os.path.basename(os.path.normpath(name)) if name and os.path.exists(name) else (name or "a dataset")
 
 
-def _is_active(metrics: Dict[str, Any]) -> bool:
-    return metrics.get("job") == "active"
-
-
-def _n_labelled(metrics: Dict[str, Any]) -> Optional[int]:
+def _n_labelled(metrics: RunRecord) -> Optional[int]:
     """The final labelled-set size of an active-learning run (its last budget)."""
     budgets = metrics.get("budgets") or []
     return int(budgets[-1]) if budgets else None
 
 
-def _pretty_name(metrics: Dict[str, Any]) -> str:
-    if _is_active(metrics):
+def _pretty_name(metrics: RunRecord) -> str:
+    if is_active(metrics):
         return _active_pretty_name(metrics)
     fraction, method = metrics.get("fraction"), metrics.get("method")
     kept = f" ({fraction:.0%} kept by {method})" if fraction is not None and method else ""
@@ -140,14 +138,14 @@ def _pretty_name(metrics: Dict[str, Any]) -> str:
     return f"{'Dataset' if name == 'a dataset' else name} pruned with Selection via Proxy{kept}"
 
 
-def _active_pretty_name(metrics: Dict[str, Any]) -> str:
+def _active_pretty_name(metrics: RunRecord) -> str:
     n, method = _n_labelled(metrics), metrics.get("method")
     labelled = f" ({n} rows by {method})" if n is not None and method else ""
     name = _source_name(metrics)
     return f"{'Dataset' if name == 'a dataset' else name} labelled by active learning via proxy{labelled}"
 
 
-def _selecting(metrics: Dict[str, Any]) -> str:
+def _selecting(metrics: RunRecord) -> str:
     """Which model selected: "a `resnet20` proxy", "the `resnet56` target", or the proxy with the target as baseline."""
     proxy, target = f"a `{metrics.get('proxy')}` proxy", f"the `{metrics.get('target')}` target"
     return {
@@ -157,7 +155,7 @@ def _selecting(metrics: Dict[str, Any]) -> str:
     }.get(metrics.get("selector"), f"{proxy} selecting")
 
 
-def _active_outcome(metrics: Dict[str, Any]) -> str:
+def _active_outcome(metrics: RunRecord) -> str:
     """The target's accuracy on the first loop's labelled set and the selection speedup, as a sentence tail."""
     accuracy = metrics.get("target_accuracy") or {}
     first = next(iter(accuracy), None)
@@ -169,7 +167,7 @@ def _active_outcome(metrics: Dict[str, Any]) -> str:
     return text + "."
 
 
-def _active_summary(metrics: Dict[str, Any]) -> str:
+def _active_summary(metrics: RunRecord) -> str:
     split = (metrics.get("source") or {}).get("split") or metrics.get("train_split")
     initial = f" from {metrics['initial_size']} random rows" if metrics.get("initial_size") is not None else ""
     return (
@@ -180,12 +178,19 @@ def _active_summary(metrics: Dict[str, Any]) -> str:
     )
 
 
-def _strategy_text(metrics: Dict[str, Any]) -> str:
+def _strategy_text(metrics: RunRecord) -> str:
     strategy, chosen = metrics.get("strategy"), metrics.get("selected_strategy")
     if not strategy:
         return ""
     if metrics.get("auto"):
         auto = metrics["auto"]
+        if auto.get("fallback"):
+            budget = (auto.get("budget") or {}).get("budget")
+            return (
+                f" with strategy `auto`, which kept `{auto['chosen']}` without training a candidate: its check did not fit "
+                f"the selection budget ({budget:g} of the full-data training; see report.md)"
+                if budget is not None else f" with strategy `auto`, which kept `{auto['chosen']}` by its fallback rule"
+            )
         return (
             f" with strategy `auto`, which chose `{auto['chosen']}` after retraining the proxy on every candidate subset "
             f"(best margin over random on a held-out slice: {auto['margin_over_random']:+.4f}, spread "
@@ -194,15 +199,15 @@ def _strategy_text(metrics: Dict[str, Any]) -> str:
     return f" with strategy `{chosen or strategy}`"
 
 
-def sampled_rows(metrics: Dict[str, Any]) -> bool:
+def sampled_rows(metrics: RunRecord) -> bool:
     """Whether the run read a sample of its training split (``max_train_samples`` smaller than the split) rather than
     the whole split: the split as read has exactly ``max_train_samples`` rows then."""
     cap = (metrics.get("source") or {}).get("max_train_samples")
     return cap is not None and metrics.get("n_total") is not None and int(metrics["n_total"]) >= int(cap)
 
 
-def _summary(metrics: Dict[str, Any]) -> str:
-    if _is_active(metrics) and metrics.get("n_pool") is not None and _n_labelled(metrics) is not None:
+def _summary(metrics: RunRecord) -> str:
+    if is_active(metrics) and metrics.get("n_pool") is not None and _n_labelled(metrics) is not None:
         return _active_summary(metrics)
     if metrics.get("n_selected") is None or metrics.get("n_total") is None:
         return "A dataset pruned with svp_hf (Selection via Proxy, Coleman et al., ICLR 2020)."
@@ -223,7 +228,7 @@ def _summary(metrics: Dict[str, Any]) -> str:
     )
 
 
-def _labelled_text(metrics: Dict[str, Any]) -> str:
+def _labelled_text(metrics: RunRecord) -> str:
     """Which split of an active-learning run holds which loop's labelled set (the first loop's is the training
     split's name, the others ``<train_split>_<role>_selected``, as :func:`svp_hf.active.output_splits` names them)."""
     train_split = (metrics.get("source") or {}).get("split") or metrics.get("train_split") or "train"
@@ -238,7 +243,7 @@ def _labelled_text(metrics: Dict[str, Any]) -> str:
 
 
 def dataset_card(
-    metrics: Dict[str, Any],
+    metrics: RunRecord,
     figures: Iterable[ReportFigure] = (),
     *,
     repo_id: Optional[str] = None,

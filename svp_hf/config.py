@@ -28,6 +28,7 @@ import yaml
 from datasets.utils.py_utils import convert_file_size_to_int
 from transformers import HfArgumentParser
 
+from .account import DEFAULT_SELECTION_BUDGET, check_selection_budget
 from .errors import SVPConfigError
 from .recipe_files import bundled_recipes, resolve_recipe
 
@@ -440,6 +441,13 @@ class SelectionArguments(ProxyTrainingArguments):
         "the check should train as long as the model the subset is for, or it favours easy subsets.",
         default=None,
     )
+    selection_budget: Optional[float] = _help(
+        "Share of the full-data target training (without a target: of the proxy's own training) that selection may "
+        "spend, in (0, 1]: auto sizes its check to what is left of it after the proxy and scoring (fewer seeds, "
+        "candidates, then rows) and, when even its smallest honest check cannot fit, chooses random without training "
+        "a candidate. null: no budget (the full check).",
+        default=DEFAULT_SELECTION_BUDGET,
+    )
     class_balanced: bool = _help("Keep the same share of every class.", default=False)
     seed: int = _help("Seed for data order, initialisation, random selection and tie-breaking.", default=0)
     trust_remote_code: bool = _help("Let transformers models and tokenizers run code from their repositories.", default=False)
@@ -470,6 +478,8 @@ class SelectionArguments(ProxyTrainingArguments):
         coerce_fields(self)
         self.fraction = check_fraction(self.fraction)
         self.coverage_beta = check_coverage_beta(self.coverage_beta, self.fraction if self.strategy == "coverage" else None)
+        if self.selection_budget is not None:
+            self.selection_budget = check_selection_budget(self.selection_budget)
         if not 0.0 < self.auto_holdout <= 0.5:
             raise SVPConfigError(f"auto_holdout must be in (0, 0.5], got {self.auto_holdout}")
         _check_training_values(self)
@@ -689,6 +699,17 @@ def _flag_names(argv: Sequence[str]) -> List[str]:
     return [a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--") and len(a) > 2]
 
 
+def _nullable(kind):
+    """`kind` (int or float) that also reads ``none``/``null`` as ``None`` (the dataclass then checks whether the key
+    may be null)."""
+
+    def parse(text: str):
+        return None if str(text).strip().lower() in ("none", "null") else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its errors
+    return parse
+
+
 class RecipeParser(HfArgumentParser):
     """``HfArgumentParser`` for ``[RECIPE.yaml] [--key value ...]``: exact key names only (no abbreviations, which
     would let a mistyped ``--hub_tok SECRET`` through), and a usage line that shows the recipe."""
@@ -707,6 +728,9 @@ class RecipeParser(HfArgumentParser):
             "recipe", nargs="?", metavar="RECIPE.yaml",
             help="A YAML recipe whose keys are the flags below (recipes/*.yaml); flags given after it override it.",
         )
+        for action in self._actions:  # `--key none` (or null) on the command line is YAML's null, as in a recipe
+            if action.type in (int, float):
+                action.type = _nullable(action.type)
         if keys is not None:  # --help lists the keys the job reads, and only those
             for action in self._actions:
                 if action.dest not in keys and action.dest not in ("help", "recipe"):

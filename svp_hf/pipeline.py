@@ -36,7 +36,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import datasets
-import numpy as np
 import yaml
 
 from . import image_cache
@@ -79,6 +78,7 @@ from .hub import check_hub_target, known_tokens, offline_if_unreachable, push_to
 from .labelling import LabellingState
 from .log import get_logger
 from .models import check_model
+from .orchestrator import per_class_counts
 from .output import METRICS_FILE, OutputLock, check_output_dir, write_files, write_json, write_run
 from .roles import device_settings
 from .training import make_accelerator
@@ -360,11 +360,6 @@ def with_null_scores(evaluation):
     return evaluation.add_column(INDEX_COLUMN, list(range(len(evaluation))), feature=datasets.Value("int64"))
 
 
-def per_class_counts(labels: np.ndarray, names) -> Dict[str, int]:
-    values, counts = np.unique(labels, return_counts=True)
-    return {(names[v] if names else str(v)): int(c) for v, c in zip(values.tolist(), counts.tolist())}
-
-
 # --- one run ----------------------------------------------------------------------------------------------------------
 
 
@@ -377,8 +372,11 @@ def run_settings(*instances, num_processes: int) -> Dict[str, Any]:
     return {k: v for k, v in settings.items() if k not in UNRECORDED_SETTINGS}
 
 
-def run_provenance(job: str, command: Optional[str], data_args: DataArguments, train, evaluation, modality: str) -> Dict[str, Any]:
-    """The head of a run's metrics: what made it (svp_hf version, command, job) and the data it read."""
+def run_provenance(
+    job: str, command: Optional[str], data_args: DataArguments, train, evaluation, modality: str, *, num_rows: Optional[int] = None
+) -> Dict[str, Any]:
+    """The head of a run's metrics: what made it (svp_hf version, command, job) and the data it read (`num_rows`: the
+    training split's rows, for a stream, which has no length)."""
     return {
         "svp_hf_version": __version__,
         "command": command,
@@ -393,6 +391,7 @@ def run_provenance(job: str, command: Optional[str], data_args: DataArguments, t
             max_train_samples=data_args.max_train_samples,
             eval_dataset=evaluation,
             eval_split=data_args.eval_split,
+            num_rows=num_rows,
         ),
         "dataset_name": data_args.dataset_name,
         "train_split": data_args.train_split,

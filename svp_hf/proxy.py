@@ -4,6 +4,7 @@ scores into the kept subset. The jobs (:mod:`svp_hf.coreset`, :mod:`svp_hf.activ
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -16,7 +17,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from datasets import ClassLabel, Dataset, Features, IterableDataset, Value
 
-from .auto import AutoDecision, choose_strategy, proxy_trainer
+from .auto import AutoDecision, CheckPlan, choose_strategy, proxy_trainer
 from .checkpoint import (
     load_model_weights,
     load_training_state,
@@ -37,10 +38,11 @@ from .device import DeviceSettings
 from .errors import SVPConfigError, SVPRuntimeError
 from .methods import get_method, list_methods, resolve_methods, training_signals
 from .models import ModelFamily, check_model, create_model, resolve_family
-from .roles import training_config
+from .roles import model_settings, scoring_settings, selection_settings
 from .scoring import iter_shards, score_examples
 from .selection import n_to_keep
 from .signals import restore_signals
+from .stages import ModelSettings, ScoringSettings, SelectionSettings
 from .strategies import apply_strategy, check_strategy
 from .training import TrainResult, evaluate_accuracy, train_model
 
@@ -187,20 +189,20 @@ def prepare_inputs(
     return family, info
 
 
-def load_proxy(args: SelectionArguments, info: DataInfo, n: Optional[int], *, signals: Sequence[str] = ()) -> TrainResult:
-    """The proxy saved at ``args.proxy_checkpoint``, with its training history and the training `signals` it recorded."""
-    weights, _ = resolve_model_checkpoint(args.proxy_checkpoint)
-    state, recorded = checkpoint_signals(args.proxy_checkpoint, signals, n)
-    model = load_model_weights(create_model(args.proxy, info, pretrained=False), weights)
+def load_proxy(proxy: ModelSettings, info: DataInfo, n: Optional[int], *, signals: Sequence[str] = ()) -> TrainResult:
+    """The proxy saved at ``proxy.checkpoint``, with its training history and the training `signals` it recorded."""
+    weights, _ = resolve_model_checkpoint(proxy.checkpoint)
+    state, recorded = checkpoint_signals(proxy.checkpoint, signals, n)
+    model = load_model_weights(create_model(proxy.name, info, pretrained=False), weights)
     return TrainResult(model, list(state.get("history", [])), recorded)
 
 
-def check_proxy_checkpoint(args: SelectionArguments, info: DataInfo, signals: Sequence[str], n: Optional[int]) -> Dict[str, Any]:
-    """Pre-flight for ``args.proxy_checkpoint``: its weights fit the proxy's architecture and it recorded every
-    training signal in `signals` (for `n` rows); returns its training state (history, signals)."""
-    weights, _ = resolve_model_checkpoint(args.proxy_checkpoint)
-    load_model_weights(create_model(args.proxy, info, pretrained=False, trust_remote_code=bool(args.trust_remote_code)), weights)
-    state, _ = checkpoint_signals(args.proxy_checkpoint, signals, n)
+def check_proxy_checkpoint(proxy: ModelSettings, info: DataInfo, signals: Sequence[str], n: Optional[int]) -> Dict[str, Any]:
+    """Pre-flight for ``proxy.checkpoint``: its weights fit the proxy's architecture and it recorded every training
+    signal in `signals` (for `n` rows); returns its training state (history, signals)."""
+    weights, _ = resolve_model_checkpoint(proxy.checkpoint)
+    load_model_weights(create_model(proxy.name, info, pretrained=False, trust_remote_code=proxy.trust_remote_code), weights)
+    state, _ = checkpoint_signals(proxy.checkpoint, signals, n)
     return state
 
 
@@ -235,6 +237,76 @@ def labels_of(dataset: Dataset, info: DataInfo) -> np.ndarray:
     return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
+def train_and_score(
+    dataset: Union[Dataset, IterableDataset],
+    proxy: ModelSettings,
+    scoring: ScoringSettings,
+    *,
+    family: ModelFamily,
+    info: DataInfo,
+    accelerator: Accelerator,
+    eval_dataset: Optional[Dataset] = None,
+    checkpoint_dir: Optional[str] = None,
+) -> ScoringRun:
+    """Train `proxy` on `dataset` (or load ``proxy.checkpoint``) and score it with every one of ``scoring.methods``;
+    evaluate the proxy on `eval_dataset` if given.
+
+    With `checkpoint_dir`, the proxy is checkpointed every epoch under ``checkpoint_dir/proxy`` and finished score
+    shards are kept under ``checkpoint_dir/scores``; calling again with the same settings resumes after them.
+    """
+    chosen = resolve_methods(scoring.methods)
+    dataset = keep_previous_columns(dataset)  # row identity is positional: an incoming svp_index is data, not ids
+    streaming = isinstance(dataset, IterableDataset)
+    if streaming and not proxy.checkpoint:
+        raise SVPConfigError("a streaming dataset can be scored, not trained on: give a trained proxy as proxy_checkpoint")
+    set_seed(int(scoring.seed))
+    timings: Dict[str, float] = {}
+    if not proxy.checkpoint:
+        dataset = add_index(dataset)
+    trained = obtain_proxy(dataset, proxy, family, info, accelerator, signals=training_signals(chosen),
+                           checkpoint_dir=checkpoint_dir, timings=timings)
+    start = time.perf_counter()
+    result = score_examples(
+        trained.model, family, dataset, info, chosen, accelerator, batch_size=scoring.batch_size, seed=scoring.seed,
+        signals=trained.signals, kcenter_chunk_size=scoring.kcenter_chunk_size, kcenter_pool_size=scoring.kcenter_pool_size,
+        kcenter_max_memory=scoring.kcenter_max_memory, shard_size=scoring.shard_size,
+        shard_dir=os.path.join(checkpoint_dir, "scores") if checkpoint_dir else None, num_workers=scoring.num_workers,
+    )
+    timings["scoring"] = time.perf_counter() - start
+    check_finite_scores(result.scores, f"proxy {proxy.name!r}")
+    proxy_accuracy = None
+    if eval_dataset is not None:
+        proxy_accuracy = evaluate_accuracy(
+            trained.model, family, eval_dataset, info, accelerator, batch_size=scoring.batch_size, desc="evaluate proxy",
+            num_workers=scoring.num_workers,
+        )
+    run = ScoringRun(
+        scores_dataset(dataset, info, result.scores, labels=result.labels), info, trained.model, family, trained.history,
+        proxy_accuracy, timings, model_name=proxy.name,
+    )
+    if accelerator.is_main_process:
+        eval_labels = labels_of(eval_dataset, info) if eval_dataset is not None else None
+        run.quality = proxy_quality(run, result.labels, eval_labels)
+    return run
+
+
+def obtain_proxy(
+    dataset, proxy: ModelSettings, family: ModelFamily, info: DataInfo, accelerator: Accelerator, *,
+    signals: Sequence[str], checkpoint_dir: Optional[str], timings: Dict[str, float],
+) -> TrainResult:
+    """The proxy loaded from ``proxy.checkpoint``, or trained on `dataset` (its seconds in ``timings["proxy_training"]``)."""
+    if proxy.checkpoint:
+        n = None if isinstance(dataset, IterableDataset) else len(dataset)
+        return load_proxy(proxy, info, n, signals=signals)
+    model = create_model(proxy.name, info, pretrained=proxy.pretrained, trust_remote_code=proxy.trust_remote_code)
+    trained = train_model(
+        model, family, dataset, info, proxy.training, accelerator, signals=signals, desc=f"proxy {proxy.name}",
+        checkpoint_dir=os.path.join(checkpoint_dir, "proxy") if checkpoint_dir else None,
+    )
+    timings["proxy_training"] = trained.seconds
+    return trained
+
+
 def run_scoring(
     dataset: Union[Dataset, IterableDataset],
     args: SelectionArguments,
@@ -247,76 +319,12 @@ def run_scoring(
     checkpoint_dir: Optional[str] = None,
     device: Optional[DeviceSettings] = None,
 ) -> ScoringRun:
-    """Train the proxy on `dataset` (or load ``args.proxy_checkpoint``) and score it with every method; evaluate the
-    proxy on `eval_dataset` if given.
-
-    With `checkpoint_dir`, the proxy is checkpointed every epoch under ``checkpoint_dir/proxy`` and finished score
-    shards are kept under ``checkpoint_dir/scores``; calling again with the same settings resumes after them.
-    """
-    chosen = resolve_methods(methods or args.methods)
-    signals = training_signals(chosen)
-    dataset = keep_previous_columns(dataset)  # row identity is positional: an incoming svp_index is data, not ids
-    streaming = isinstance(dataset, IterableDataset)
-    if streaming and not args.proxy_checkpoint:
-        raise SVPConfigError("a streaming dataset can be scored, not trained on: give a trained proxy as proxy_checkpoint")
-    set_seed(int(args.seed))
-    timings: Dict[str, float] = {}
-    if args.proxy_checkpoint:
-        proxy = load_proxy(args, info, None if streaming else len(dataset), signals=signals)
-    else:
-        dataset = add_index(dataset)
-        proxy = train_model(
-            create_model(args.proxy, info, pretrained=bool(args.pretrained), trust_remote_code=bool(args.trust_remote_code)),
-            family,
-            dataset,
-            info,
-            training_config("proxy", args, device=device),
-            accelerator,
-            signals=signals,
-            desc=f"proxy {args.proxy}",
-            checkpoint_dir=os.path.join(checkpoint_dir, "proxy") if checkpoint_dir else None,
-        )
-        timings["proxy_training"] = proxy.seconds
-    start = time.perf_counter()
-    result = score_examples(
-        proxy.model,
-        family,
-        dataset,
-        info,
-        chosen,
-        accelerator,
-        batch_size=int(args.batch_size),
-        seed=int(args.seed),
-        signals=proxy.signals,
-        kcenter_chunk_size=int(args.kcenter_chunk_size),
-        kcenter_pool_size=args.kcenter_pool_size,
-        kcenter_max_memory=args.kcenter_max_memory,
-        shard_size=int(args.scoring_shard_size),
-        shard_dir=os.path.join(checkpoint_dir, "scores") if checkpoint_dir else None,
-        num_workers=args.dataloader_num_workers,
+    """:func:`train_and_score` with the proxy and scoring settings of a recipe's `args` (`methods` default to the
+    recipe's; `device` sets the proxy's channels_last and pinned memory)."""
+    return train_and_score(
+        dataset, model_settings("proxy", args, device=device), scoring_settings(args, methods), family=family, info=info,
+        accelerator=accelerator, eval_dataset=eval_dataset, checkpoint_dir=checkpoint_dir,
     )
-    timings["scoring"] = time.perf_counter() - start
-    check_finite_scores(result.scores, f"proxy {args.proxy!r}")
-    proxy_accuracy = None
-    if eval_dataset is not None:
-        proxy_accuracy = evaluate_accuracy(
-            proxy.model, family, eval_dataset, info, accelerator, batch_size=int(args.batch_size), desc="evaluate proxy",
-            num_workers=args.dataloader_num_workers,
-        )
-    run = ScoringRun(
-        scores_dataset(dataset, info, result.scores, labels=result.labels),
-        info,
-        proxy.model,
-        family,
-        proxy.history,
-        proxy_accuracy,
-        timings,
-        model_name=args.proxy,
-    )
-    if accelerator.is_main_process:
-        eval_labels = labels_of(eval_dataset, info) if eval_dataset is not None else None
-        run.quality = proxy_quality(run, result.labels, eval_labels)
-    return run
 
 
 def scores_dataset(
@@ -367,31 +375,58 @@ def selected_indices(
     return score_positions(scores)[positions]
 
 
-def run_auto(
-    dataset: Dataset, scores: Dataset, args: SelectionArguments, *, family: ModelFamily, info: DataInfo, accelerator: Accelerator
+def auto_check(
+    dataset: Dataset,
+    scores: Dataset,
+    selection: SelectionSettings,
+    proxy: ModelSettings,
+    *,
+    family: ModelFamily,
+    info: DataInfo,
+    accelerator: Accelerator,
+    epochs: Optional[int] = None,
+    eval_batch_size: int = 256,
+    plan: Optional[CheckPlan] = None,
+    proxy_barely_beats_chance: Optional[bool] = None,
+    agree=None,
 ) -> AutoDecision:
-    """``strategy: auto`` for `dataset` and its `scores` with the recipe's proxy and training settings (see
+    """``strategy: auto``'s check for `dataset` and its `scores`: fresh `proxy` models (trained for `epochs`, default
+    ``selection.auto.epochs`` or the proxy's) on each candidate subset, sized to `plan` when budgeted (see
     :mod:`svp_hf.auto`)."""
-    spec = get_method(args.method)
+    spec = get_method(selection.method)
     dataset = keep_previous_columns(dataset)
-    values = method_values(scores, args.method)
+    values = method_values(scores, selection.method)
     if len(values) != len(dataset):
         raise SVPConfigError(f"scores have {len(values)} rows but the dataset has {len(dataset)}; score this dataset")
     by_index = np.empty(len(values))
     by_index[score_positions(scores)] = values
-    labels = labels_of(dataset, info)
-    config = training_config("proxy", args, epochs=args.auto_epochs or args.proxy_epochs)
+    epochs = int(epochs or selection.auto.epochs or proxy.epochs)
+    config = dataclasses.replace(proxy.training, epochs=epochs)
     trainer = proxy_trainer(
-        dataset, model_name=args.proxy, family=family, info=info, config=config, accelerator=accelerator,
-        pretrained=bool(args.pretrained), trust_remote_code=bool(args.trust_remote_code), eval_batch_size=int(args.batch_size),
+        dataset, model_name=proxy.name, family=family, info=info, config=config, accelerator=accelerator,
+        pretrained=proxy.pretrained, trust_remote_code=proxy.trust_remote_code, eval_batch_size=int(eval_batch_size),
     )
     decision = choose_strategy(
-        dataset, by_index, labels, descending=spec.descending, fraction=args.fraction, train_candidate=trainer,
-        seed=int(args.seed), class_balanced=bool(args.class_balanced), holdout=float(args.auto_holdout),
-        seeds=int(args.auto_seeds), coverage_beta=args.coverage_beta,
+        dataset, by_index, labels_of(dataset, info), descending=spec.descending, fraction=selection.fraction,
+        train_candidate=trainer, seed=selection.seed, class_balanced=selection.class_balanced,
+        holdout=selection.auto.holdout, seeds=selection.auto.seeds, coverage_beta=selection.coverage_beta, plan=plan,
+        proxy_barely_beats_chance=proxy_barely_beats_chance, agree=agree,
     )
     decision.epochs = config.epochs
     return decision
+
+
+def run_auto(
+    dataset: Dataset, scores: Dataset, args: SelectionArguments, *, family: ModelFamily, info: DataInfo, accelerator: Accelerator
+) -> AutoDecision:
+    """:func:`auto_check` with a recipe's `args`, unbudgeted (the check as written in :mod:`svp_hf.auto`; the
+    orchestrator budgets it)."""
+    selection = selection_settings(args)
+    return auto_check(
+        dataset, scores, dataclasses.replace(selection, auto=dataclasses.replace(selection.auto, budget=None)),
+        model_settings("proxy", args, device=DeviceSettings()), family=family, info=info, accelerator=accelerator,
+        epochs=args.auto_epochs or args.proxy_epochs, eval_batch_size=int(args.batch_size),
+    )
 
 
 def subset_with_scores(dataset: Dataset, scores: Dataset, method: str, keep: np.ndarray) -> Dataset:
@@ -416,6 +451,9 @@ __all__ = [
     "check_proxy_checkpoint",
     "labels_of",
     "run_scoring",
+    "train_and_score",
+    "obtain_proxy",
+    "auto_check",
     "scores_dataset",
     "method_values",
     "selected_indices",

@@ -17,6 +17,7 @@ import yaml
 
 from .data import INDEX_COLUMN
 from .methods import get_method
+from .record import RunRecord, is_active
 from .registry import Registry
 
 TEMPLATES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates")
@@ -26,7 +27,7 @@ TEMPLATES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templa
 class ReportInputs:
     """What a report is drawn from: the run's metrics and, when available, the score tables."""
 
-    metrics: Dict[str, Any]
+    metrics: RunRecord
     scores: Optional[Any] = None  # a score Dataset: svp_index, label, one column per method
     target_scores: Optional[Any] = None  # the same, scored by the target trained on the full split
 
@@ -55,11 +56,6 @@ class ReportFigure:
     filename: str
     title: str
     caption: str
-
-
-def is_active(metrics: Dict[str, Any]) -> bool:
-    """Whether `metrics` describe an active-learning run (:mod:`svp_hf.active`) rather than a core-set one."""
-    return metrics.get("job") == "active"
 
 
 PlotFn = Callable[[ReportInputs, str], Optional[str]]
@@ -129,7 +125,7 @@ def plot_score_histograms(inputs: ReportInputs, path: str) -> Optional[str]:
     return f"Distribution of every scored method's per-example scores over the training rows{cut}."
 
 
-def selection_cutoff(metrics: Dict[str, Any], method: str, values: np.ndarray):
+def selection_cutoff(metrics: RunRecord, method: str, values: np.ndarray):
     """``(threshold, keeps_above)`` between the kept and dropped rows of `method`'s scores `values`, when the selection
     was a single cut over them (the selection method, strategy ``top`` or ``bottom``, not class-balanced, some rows
     dropped); else ``None``. The threshold is the score of the last row kept."""
@@ -154,7 +150,7 @@ def selection_cutoff(metrics: Dict[str, Any], method: str, values: np.ndarray):
 _BAR_COLORS = ("tab:gray", "tab:blue", "tab:orange", "tab:green")
 
 
-def class_series(metrics: Dict[str, Any]) -> Dict[str, Dict[str, int]]:
+def class_series(metrics: RunRecord) -> Dict[str, Dict[str, int]]:
     """Rows per class to compare, by series: original and kept (core-set), or the pool and each loop's labelled set
     (active learning); empty when the per-class counts were not recorded."""
     total = metrics.get("total_per_class") or {}
@@ -221,7 +217,7 @@ def _by_index(scores) -> Dict[str, np.ndarray]:
     return {c: np.asarray(scores[c], dtype=np.float64)[order] for c in scores.column_names if c not in (INDEX_COLUMN, "label")}
 
 
-def learning_curves(metrics: Dict[str, Any]) -> Dict[str, List[Dict[str, float]]]:
+def learning_curves(metrics: RunRecord) -> Dict[str, List[Dict[str, float]]]:
     """Per-epoch training histories to plot, by curve name: the proxy's (a core-set run has none without it) and
     the target's; for active learning, the target's on each loop's labelled set."""
     if is_active(metrics):
@@ -258,7 +254,7 @@ def plot_learning_curves(inputs: ReportInputs, path: str) -> Optional[str]:
     return "Training loss and accuracy per epoch of the proxy (and of the target, when one was trained)."
 
 
-def _loop_label(metrics: Dict[str, Any], role: str) -> str:
+def _loop_label(metrics: RunRecord, role: str) -> str:
     model = (metrics.get("selector_models") or {}).get(role) or metrics.get(role)
     return f"{role} selecting" + (f" ({model})" if model else "")
 
@@ -349,7 +345,7 @@ def _seconds(value) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def selector_loops(metrics: Dict[str, Any]) -> List[Dict[str, Any]]:
+def selector_loops(metrics: RunRecord) -> List[Dict[str, Any]]:
     """An active-learning run's loops for the report, in the order they ran: role, selecting model, rounds (each with
     its cumulative selection seconds), final labelled size, and the target trained on the loop's labelled set."""
     loops = []
@@ -370,7 +366,7 @@ def selector_loops(metrics: Dict[str, Any]) -> List[Dict[str, Any]]:
     return loops
 
 
-def _class_rows(metrics: Dict[str, Any]) -> List[Dict[str, Any]]:
+def _class_rows(metrics: RunRecord) -> List[Dict[str, Any]]:
     """Per class: its rows in the training split and, for a core-set run, the kept rows; for active learning, the
     rows each loop labelled (in loop order)."""
     total = metrics.get("total_per_class") or {}
@@ -381,7 +377,7 @@ def _class_rows(metrics: Dict[str, Any]) -> List[Dict[str, Any]]:
     return [{"name": name, "total": t, "kept": kept.get(name, 0)} for name, t in total.items()]
 
 
-def render_report(metrics: Dict[str, Any], figures: List[ReportFigure], image_dir: str, heading_level: int = 2) -> str:
+def render_report(metrics: RunRecord, figures: List[ReportFigure], image_dir: str, heading_level: int = 2) -> str:
     """The report's Markdown (provenance, selection or the active-learning schedule and rounds, models, results,
     scores, classes, timings, figures, command)."""
     import jinja2

@@ -5,10 +5,11 @@ target with the plain keys as their defaults)."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from .config import RunArguments, SelectionArguments, role_settings
 from .device import DeviceSettings
+from .stages import AutoSettings, ModelSettings, ScoringSettings, SelectionSettings
 from .training import TrainingConfig
 
 
@@ -52,6 +53,56 @@ def pretrained(role: str, args: SelectionArguments, run_args: Optional[RunArgume
     return bool(role_settings(role, args, run_args)["pretrained"])
 
 
+def model_settings(
+    role: str, args: SelectionArguments, run_args: Optional[RunArguments] = None, *, device: Optional[DeviceSettings] = None
+) -> ModelSettings:
+    """`role`'s :class:`~svp_hf.stages.ModelSettings` from the recipe (the proxy's ``proxy_checkpoint`` included)."""
+    settings = role_settings(role, args, run_args)
+    return ModelSettings(
+        name=settings["model"],
+        training=training_config(role, args, run_args, device=device),
+        pretrained=bool(settings["pretrained"]),
+        trust_remote_code=bool(args.trust_remote_code),
+        checkpoint=args.proxy_checkpoint if role == "proxy" else None,
+    )
+
+
+def scoring_settings(args: SelectionArguments, methods: Optional[Sequence[str]] = None) -> ScoringSettings:
+    """The recipe's :class:`~svp_hf.stages.ScoringSettings` (`methods` default to the recipe's)."""
+    return ScoringSettings(
+        methods=tuple(methods or args.methods),
+        batch_size=int(args.batch_size),
+        seed=int(args.seed),
+        kcenter_chunk_size=int(args.kcenter_chunk_size),
+        kcenter_pool_size=args.kcenter_pool_size,
+        kcenter_max_memory=args.kcenter_max_memory,
+        shard_size=int(args.scoring_shard_size),
+        num_workers=args.dataloader_num_workers,
+    )
+
+
+def selection_settings(args: SelectionArguments) -> SelectionSettings:
+    """The recipe's :class:`~svp_hf.stages.SelectionSettings`."""
+    return SelectionSettings(
+        method=args.method,
+        fraction=float(args.fraction),
+        strategy=args.strategy,
+        class_balanced=bool(args.class_balanced),
+        seed=int(args.seed),
+        coverage_beta=args.coverage_beta,
+        auto=AutoSettings(
+            holdout=float(args.auto_holdout), seeds=int(args.auto_seeds), epochs=args.auto_epochs, budget=args.selection_budget
+        ),
+    )
+
+
+def stage_settings(args: SelectionArguments, run_args: Optional[RunArguments] = None, *, device: Optional[DeviceSettings] = None):
+    """Everything the stages read from a recipe: ``(proxy, target, scoring, selection)`` (``target`` is ``None``
+    when the recipe trains none)."""
+    target = model_settings("target", args, run_args, device=device) if run_args is not None and run_args.target else None
+    return model_settings("proxy", args, run_args, device=device), target, scoring_settings(args), selection_settings(args)
+
+
 def target_args(args: SelectionArguments, run_args: RunArguments) -> SelectionArguments:
     """The recipe with the target in the proxy's place and the target's training settings as the plain keys: how the
     target is scored by ``score_with_target``. The target is always trained: a ``proxy_checkpoint`` holds the proxy,
@@ -82,4 +133,5 @@ def training_metrics(args: SelectionArguments, run_args: Optional[RunArguments])
     }
 
 
-__all__ = ["device_settings", "training_config", "pretrained", "target_args", "training_record", "training_metrics"]
+__all__ = [
+    "model_settings", "scoring_settings", "selection_settings", "stage_settings", "device_settings", "training_config", "pretrained", "target_args", "training_record", "training_metrics"]

@@ -141,7 +141,9 @@ def test_bad_publishing_keys_fail_before_training(tmp_path, capsys, args, messag
 
 def test_cli_push_checks_the_hub_before_training(tmp_path, capsys, hub, no_saved_token, monkeypatch):
     trained = []
-    monkeypatch.setattr(coreset, "run_scoring", lambda *a, **k: trained.append(1))
+    from svp_hf import orchestrator
+
+    monkeypatch.setattr(orchestrator, "train_and_score", lambda *a, **k: trained.append(1))
     with pytest.raises(SystemExit) as err:
         coreset.main([QUICKSTART, "--output_dir", str(tmp_path / "out"), "--push_to_hub", "true", "--hub_dataset_id", "alice/x"])
     assert err.value.code == 2 and "no Hugging Face token" in capsys.readouterr().err

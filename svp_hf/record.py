@@ -1,0 +1,96 @@
+"""The record of a run: the typed contract between the jobs (and the Python API), which write it as
+``metrics.json``, and what reads it back (:mod:`svp_hf.report`, :mod:`svp_hf.card`, :mod:`svp_hf.output`).
+
+A :class:`RunRecord` is a ``TypedDict``: at run time the plain JSON object ``metrics.json`` holds (so a run's record
+reads back from disk unchanged, and ``json.load`` gives one), to a type checker the keys and their types. Every key is
+optional (``total=False``): a core-set run, a streamed one and an active-learning run each fill their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, TypedDict, Union
+
+ACTIVE_JOB = "active"
+CORESET_JOB = "coreset"
+
+
+class RunRecord(TypedDict, total=False):
+    # What made the run, and the data it read (svp_hf.pipeline.run_provenance).
+    svp_hf_version: str
+    command: Optional[str]
+    job: str
+    recipe_file: str
+    recipe: Dict[str, Any]
+    source: Dict[str, Any]
+    dataset_name: Optional[str]
+    train_split: str
+    eval_split: Optional[str]
+    streaming: bool
+    # Selection (svp_hf.orchestrator.PruneResult.to_metrics).
+    n_total: int
+    n_selected: int
+    method: str
+    scored_methods: List[str]
+    fraction: float
+    strategy: str
+    selected_strategy: str
+    coverage_beta: Optional[float]
+    auto: Optional[Dict[str, Any]]
+    selection_budget: Optional[float]
+    class_balanced: bool
+    seed: int
+    scores_source: Optional[Dict[str, Any]]
+    score_statistics: Dict[str, Dict[str, float]]
+    selected_per_class: Dict[str, int]
+    total_per_class: Dict[str, int]
+    # The proxy and its quality.
+    proxy: str
+    proxy_epochs: Optional[int]
+    proxy_checkpoint: Optional[str]
+    proxy_training: Dict[str, Any]
+    proxy_accuracy: Optional[float]
+    proxy_history: List[Dict[str, float]]
+    chance_accuracy: Optional[float]
+    accuracy_judged: Optional[float]
+    barely_beats_chance: Optional[bool]
+    forgetting_infinite: int
+    num_classes: int
+    # The target (per selector role in an active-learning run).
+    target: Optional[str]
+    target_epochs: Optional[int]
+    target_training: Optional[Dict[str, Any]]
+    target_accuracy: Union[None, float, Dict[str, Optional[float]]]
+    target_history: Union[None, List[Dict[str, float]], Dict[str, Any]]
+    rank_agreement: Optional[Dict[str, float]]
+    # Cost: stage seconds and the end-to-end account (svp_hf.account).
+    timings: Dict[str, float]
+    end_to_end: Optional[Dict[str, Any]]
+    num_processes: int
+    device: Optional[Dict[str, Any]]
+    skipped_undecodable: Dict[str, List[int]]
+    # Active learning (svp_hf.active).
+    n_pool: int
+    initial_size: int
+    budgets: List[int]
+    selector: str
+    warm_start: bool
+    initial_class_balanced: bool
+    selection_seconds: Dict[str, float]
+    target_training_seconds: Dict[str, Optional[float]]
+    speedup: Optional[float]
+    labelled_per_class: Dict[str, Dict[str, int]]
+    selector_models: Dict[str, str]
+    rounds: Dict[str, List[Dict[str, Any]]]
+    labelling: Dict[str, Any]
+    # Written with the result (svp_hf.output, svp_hf.pipeline).
+    splits: Dict[str, int]
+    report_figures: List[Dict[str, Any]]
+    hub_url: Optional[str]
+
+
+def is_active(record: RunRecord) -> bool:
+    """Whether `record` is an active-learning run's (:mod:`svp_hf.active`) rather than a core-set one's."""
+    return record.get("job") == ACTIVE_JOB
+
+
+__all__ = ["RunRecord", "is_active", "ACTIVE_JOB", "CORESET_JOB"]

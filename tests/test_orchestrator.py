@@ -1,0 +1,137 @@
+"""svp_hf.orchestrator: the one selection pipeline every front end drives (Pruner's stages, the typed result, auto's
+budget and the end-to-end account)."""
+
+import logging
+
+import numpy as np
+import pytest
+
+import svp_hf
+from svp_hf.errors import SVPConfigError
+from svp_hf.orchestrator import Pruner, train_target
+from svp_hf.stages import AutoSettings, ModelSettings, ScoringSettings, SelectionSettings
+from svp_hf.training import TrainingConfig
+
+from .conftest import separable
+
+FAST = dict(proxy_epochs=2, batch_size=32, learning_rate=1.0, seed=0)
+
+
+def fasttext(epochs=2, name="fasttext"):
+    return ModelSettings(name, TrainingConfig(epochs=epochs, batch_size=32, learning_rate=1.0, lr_schedule="halving", weight_decay=0.0))
+
+
+@pytest.fixture(scope="module")
+def texts():
+    return separable(300, 0), separable(80, 1)
+
+
+def test_the_stages_one_by_one_equal_prune(texts):
+    train, test = texts
+    pruned, metrics = svp_hf.prune(train, proxy="fasttext", fraction=0.4, method="entropy", strategy="top",
+                                   eval_dataset=test, return_metrics=True, **FAST)
+    settings = svp_hf.roles.stage_settings(svp_hf.config.SelectionArguments(
+        proxy="fasttext", method="entropy", fraction=0.4, strategy="top", **FAST))
+    proxy, target, scoring, selection = settings
+    assert target is None and isinstance(scoring, ScoringSettings) and selection.auto.budget == 0.1
+    pruner = Pruner(proxy, scoring, selection).prepare(train, test)
+    run = pruner.score()
+    assert pruner.choose_strategy() is None  # top needs no check
+    result = pruner.select()
+    assert result.selected["svp_index"] == pruned["svp_index"]
+    np.testing.assert_array_equal(result.scores["entropy"], svp_hf.score(train, proxy="fasttext", methods="entropy", **FAST)["entropy"])
+    assert run.proxy_accuracy == metrics["proxy_accuracy"]
+    record = result.to_metrics()
+    assert record["n_selected"] == len(pruned) == 120 and record["selected_strategy"] == "top"
+    assert sum(record["selected_per_class"].values()) == 120 and sum(record["total_per_class"].values()) == 300
+    assert record["end_to_end"]["relative_to"] == "proxy" and record["selection_budget"] == 0.1
+    assert set(metrics) >= {"end_to_end", "auto", "timings", "proxy_history", "barely_beats_chance", "n_total"}
+
+
+def test_stages_out_of_order_say_which_comes_first(texts):
+    pruner = Pruner(fasttext(), ScoringSettings(("entropy",)), SelectionSettings("entropy", strategy="top"))
+    with pytest.raises(RuntimeError, match=r"prepare\(\) first"):
+        pruner.score()
+    pruner.prepare(texts[0])
+    with pytest.raises(RuntimeError, match=r"score\(\) first"):
+        pruner.select()
+
+
+def test_default_auto_without_target_falls_back_within_budget_trains_no_candidate_and_warns(texts, monkeypatch, caplog):
+    import svp_hf.auto
+
+    def no_candidate(*args, **kwargs):
+        raise AssertionError("a candidate was trained although the check cannot fit its budget")
+
+    monkeypatch.setattr(svp_hf.auto, "proxy_trainer", lambda *a, **k: no_candidate)
+    train, _ = texts
+    with caplog.at_level(logging.WARNING):
+        pruned, metrics = svp_hf.prune(train, proxy="fasttext", fraction=0.5, method="entropy", return_metrics=True, **FAST)
+    auto = metrics["auto"]
+    assert metrics["strategy"] == "auto" and metrics["selected_strategy"] == "random" and auto["candidates"] == []
+    assert "does not fit" in auto["fallback"] and auto["budget"]["reference"] == "proxy" and not auto["budget"]["fits"]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "svp_hf.orchestrator"]
+    assert len(warned) == 1 and "kept a random subset, not one ranked by entropy" in warned[0]
+    account = metrics["end_to_end"]
+    assert account["selection_budget"] == 0.1 and account["relative_to"] == "proxy"
+    assert metrics["timings"]["auto"] == auto["seconds"] and len(pruned) == 150
+
+
+def test_auto_with_a_target_prices_its_check_from_a_probe_of_the_target(texts):
+    train, test = texts
+    selection = SelectionSettings("entropy", fraction=0.5, strategy="auto", auto=AutoSettings(seeds=1, budget=1.0))
+    pruner = Pruner(fasttext(), ScoringSettings(("entropy",)), selection, target=fasttext(epochs=3, name="fasttext,dim=32"))
+    pruner.prepare(train, test)
+    pruner.score()
+    decision = pruner.choose_strategy()
+    budget = decision.budget
+    assert budget["reference"] == "target" and budget["probe_seconds"] > 0 and budget["budget"] == 1.0
+    assert pruner.check_epochs() == 3 and decision.epochs == 3
+    assert pruner.timings["auto"] == decision.seconds >= budget["probe_seconds"]
+    result = pruner.select()
+    target = train_target(result, pruner.target, info=pruner.info, accelerator=pruner.accelerator, evaluation=test)
+    record = result.to_metrics()
+    assert record["target"] == "fasttext,dim=32" and record["target_accuracy"] == target.accuracy
+    assert record["timings"]["target_training"] == target.seconds
+    account = record["end_to_end"]
+    assert account["relative_to"] == "target" and account["full_data_estimated"]
+    stages = account["stages"]
+    assert stages["auto"] == pytest.approx(decision.seconds) and set(stages) >= {"proxy_training", "scoring", "auto", "selection"}
+
+
+def test_choose_runs_the_whole_check_unless_given_a_budget(texts):
+    train, _ = texts
+    scores = svp_hf.score(train, proxy="fasttext", methods="entropy", **FAST)
+    decision = svp_hf.choose(train, scores, "entropy", 0.5, proxy="fasttext", auto_seeds=1, **{k: v for k, v in FAST.items() if k != "seed"})
+    assert decision.budget is None and decision.candidates and decision.fallback is None
+    tight = svp_hf.choose(train, scores, "entropy", 0.5, proxy="fasttext", auto_seeds=1, selection_budget=0.01, proxy_epochs=2)
+    assert tight.fallback and tight.strategy == "random" and tight.budget["reference"] == "proxy"
+
+
+@pytest.mark.parametrize("bad", [0, -0.1, 1.5, float("nan"), "lots"])
+def test_a_bad_selection_budget_is_refused_before_training(texts, bad):
+    with pytest.raises(SVPConfigError, match="selection_budget must be"):
+        svp_hf.prune(texts[0], proxy="fasttext", selection_budget=bad, **FAST)
+
+
+def test_selection_budget_is_a_recipe_key_and_null_means_none():
+    from svp_hf.config import parse_args
+
+    assert parse_args([])[1].selection_budget == 0.1
+    assert parse_args(["--selection_budget", "null"])[1].selection_budget is None
+    assert parse_args(["--selection_budget", "0.25"])[1].selection_budget == 0.25
+    with pytest.raises(SVPConfigError, match=r"selection_budget must be in \(0, 1\]"):
+        parse_args(["--selection_budget", "2"])
+
+
+def test_report_and_card_state_the_budget_and_the_fallback(texts):
+    from svp_hf.card import dataset_card
+    from svp_hf.report import render_report
+
+    _, metrics = svp_hf.prune(texts[0], proxy="fasttext", fraction=0.5, method="entropy", return_metrics=True, **FAST)
+    record = {**metrics, "job": "coreset", "method": "entropy", "strategy": "auto", "fraction": 0.5}
+    report = render_report(record, [], "images")
+    assert "did not fit the selection budget, so no candidate was trained" in report
+    assert "Budget: selection may spend 0.1 of the proxy's full-data training" in report
+    card = str(dataset_card(record))
+    assert "without training a candidate: its check did not fit the selection budget (0.1 of the full-data training" in card
