@@ -8,7 +8,7 @@ import datasets
 import pytest
 import yaml
 
-from svp_hf import active, coreset, pipeline
+from svp_hf import active, coreset, orchestrator, pipeline
 from svp_hf.errors import SVPConfigError, SVPRuntimeError
 
 from .conftest import REPO
@@ -149,7 +149,7 @@ def test_a_runtime_failure_exits_3_and_a_bad_recipe_2(tmp_path, capsys, monkeypa
     def diverged(*args, **kwargs):
         raise SVPRuntimeError("the proxy's scores are NaN for 200 rows")
 
-    monkeypatch.setattr(coreset, "run_scoring", diverged)
+    monkeypatch.setattr(orchestrator, "train_and_score", diverged)
     with pytest.raises(SystemExit) as err:
         coreset.main([RECIPE, "--output_dir", str(tmp_path / "out"), *FAST])
     assert err.value.code == 3 and "run failed: the proxy's scores are NaN" in capsys.readouterr().err
@@ -392,7 +392,7 @@ def test_an_error_after_the_checkpoints_are_set_up_removes_them_when_nothing_was
     def refuses(*args, **kwargs):
         raise SVPConfigError("found late")
 
-    monkeypatch.setattr(coreset, "run_scoring", refuses)
+    monkeypatch.setattr(orchestrator, "train_and_score", refuses)
     out = tmp_path / "out"
     with pytest.raises(SystemExit):
         coreset.main([RECIPE, "--output_dir", str(out), *FAST])
