@@ -45,7 +45,7 @@ from .config import (
     check_schedule,
     check_simulation_keys,
 )
-from .data import INDEX_COLUMN, SCORE_COLUMN, check_same_columns
+from .data import INDEX_COLUMN, SCORE_COLUMN
 from .errors import SVPConfigError
 from .hub import push_to_hub
 from .labelling import (
@@ -57,7 +57,6 @@ from .labelling import (
     tell,
 )
 from .log import get_logger
-from .models import check_model
 from .pipeline import (
     Job,
     JobRun,
@@ -73,7 +72,7 @@ from .pipeline import (
 )
 from .pipeline import main as job_main
 from .pool import UNLABELLED
-from .preflight import check_recipe
+from .preflight import check_models_against_data, check_recipe
 from .proxy import labels_of, scores_dataset
 from .roles import training_metrics
 
@@ -264,28 +263,7 @@ def run_labelling(
     set and write ``dataset/``) with `finish` or once every budget is asked for and labelled."""
     accelerator, command, output_dir = job.accelerator, job.command, run_args.output_dir
     selector = labelling_selector(sel_args, run_args, active)
-    started = LabellingState.exists(output_dir)
-    # A session's own output_dir holds its state (and, once finished, its result): only a new session must find it free.
-    job.check_output((data_args.train_split, data_args.eval_split), overwrite=True if started else None)
-    repo_id = job.repo_id
-    if evaluation is not None and has_missing_labels(evaluation, data_args.label_column, None):
-        raise SVPConfigError(f"the evaluation split {data_args.eval_split!r} has missing labels: it must be fully labelled")
-    columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
-    train, info, state = open_session(
-        train, output_dir, selector.family.modality, columns=columns, class_names=active.class_names,
-        settings=session_settings(sel_args, run_args, active),
-    )
-    for name in filter(None, (sel_args.proxy, run_args.target)):
-        check_model(name, info, trust_remote_code=bool(sel_args.trust_remote_code))
-    if evaluation is not None:
-        check_same_columns(evaluation, info)
-    if not started:
-        check_session_dir(output_dir, labelling=True)
-        resolve_initial_size_cli(active, state)
-        start_checks(state, active)
-        if accelerator.is_main_process:
-            state.save(output_dir)
-    accelerator.wait_for_everyone()
+    train, info, state = _open_labelling(data_args, sel_args, run_args, active, train, evaluation, selector, job=job)
     report: Dict[str, Any] = {"job": "active", "mode": "labelling", "output_dir": output_dir}
     if active.labels_from:
         summary = on_main(accelerator, lambda: tell(output_dir, active.labels_from, token=run_args.hub_token))
@@ -314,9 +292,42 @@ def run_labelling(
         return {**report, "pending": int(len(pending)), "round": None}
     resolve_initial_size_cli(active, state)
     round_, rows, paths = labelling_round(train, info, state, output_dir, sel_args, run_args, active, accelerator, evaluation)
-    if repo_id is not None and accelerator.is_main_process:
-        batch_repo = f"{repo_id}-to-label-round-{round_}"
+    if job.repo_id is not None and accelerator.is_main_process:
+        batch_repo = f"{job.repo_id}-to-label-round-{round_}"
         paths["hub"] = push_to_hub(rows, batch_repo, private=True, token=run_args.hub_token, overwrite=True)
+    _say_to_label(accelerator, round_, rows, paths, state, info, continue_command(command, output_dir, paths["csv"]))
+    return {**report, "round": round_, "n_to_label": len(rows), "to_label": paths}
+
+
+def _open_labelling(data_args, sel_args, run_args, active, train, evaluation, selector, *, job: JobRun):
+    """A labelling session's pre-flight and state: the output (a started session's own folder is its to replace),
+    the splits' labels and columns, the models against them, and the state, created on first use."""
+    output_dir = run_args.output_dir
+    started = LabellingState.exists(output_dir)
+    # A session's own output_dir holds its state (and, once finished, its result): only a new session must find it free.
+    job.check_output((data_args.train_split, data_args.eval_split), overwrite=True if started else None)
+    if evaluation is not None and has_missing_labels(evaluation, data_args.label_column, None):
+        raise SVPConfigError(f"the evaluation split {data_args.eval_split!r} has missing labels: it must be fully labelled")
+    columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
+    train, info, state = open_session(
+        train, output_dir, selector.family.modality, columns=columns, class_names=active.class_names,
+        settings=session_settings(sel_args, run_args, active),
+    )
+    check_models_against_data(
+        info, (sel_args.proxy, run_args.target), trust_remote_code=bool(sel_args.trust_remote_code), evaluation=evaluation
+    )
+    if not started:
+        check_session_dir(output_dir, labelling=True)
+        resolve_initial_size_cli(active, state)
+        start_checks(state, active)
+        if job.accelerator.is_main_process:
+            state.save(output_dir)
+    job.accelerator.wait_for_everyone()
+    return train, info, state
+
+
+def _say_to_label(accelerator, round_: int, rows, paths, state: LabellingState, info, command: str) -> None:
+    """Where a round's batch to label is, and how to continue once it is labelled."""
     names = ", ".join(info.class_names[:20]) + (", ..." if len(info.class_names) > 20 else "")
     say(
         accelerator,
@@ -325,9 +336,8 @@ def run_labelling(
         f"  {paths['folder']}  (datasets.load_dataset reads it)\n"
         + (f"  {paths['hub']}  (private Hub dataset)\n" if paths.get("hub") else "")
         + f"Fill in the `{state.label_column}` column (a class name or id; classes: {names}), in one go or in parts, "
-        f"then continue with:\n  {continue_command(command, output_dir, paths['csv'])}",
+        f"then continue with:\n  {command}",
     )
-    return {**report, "round": round_, "n_to_label": len(rows), "to_label": paths}
 
 
 def start_checks(state: LabellingState, active: ActiveArguments) -> None:

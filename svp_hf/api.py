@@ -49,11 +49,11 @@ from .labelling import (
 )
 from .log import get_logger
 from .methods import resolve_methods
-from .models import check_model
-from .output import check_output_dir
-from .preflight import check_recipe
 from .orchestrator import Pruner
+from .output import check_output_dir
+from .preflight import check_models_against_data, check_recipe
 from .proxy import score_positions, selected_indices, subset_with_scores
+from .record import describe_selection, scores_source
 from .roles import stage_settings
 from .strategies import AUTO, DEFAULT_STRATEGY, check_strategy
 from .training import make_accelerator
@@ -275,6 +275,7 @@ def select(
     scores = _given_scores(dataset, scores, label_column, "select")
     seed = _check_seed(seed)
     check_strategy(strategy)
+    requested = strategy
     if strategy == AUTO:
         if not proxy:
             raise SVPConfigError(
@@ -290,7 +291,10 @@ def select(
     keep = selected_indices(
         scores, method, fraction, strategy=strategy, class_balanced=class_balanced, seed=seed, coverage_beta=coverage_beta
     )
-    return subset_with_scores(dataset, scores, method, keep)
+    record = {"method": method, "fraction": fraction, "strategy": requested, "selected_strategy": strategy,
+              "coverage_beta": coverage_beta, "n_total": len(dataset), "n_selected": len(keep),
+              "scores_source": scores_source(scores)}
+    return describe_selection(subset_with_scores(dataset, scores, method, keep), record)
 
 
 def prune(
@@ -329,7 +333,10 @@ def prune(
     _map_style(dataset, "prune (which trains on the dataset and subsets it)")
     pruner, columns = _pruner(kwargs, accelerator, proxy=proxy, method=method, fraction=fraction, strategy=strategy)
     result = pruner.prepare(dataset, eval_dataset, columns=columns).prune()
-    return (result.selected, result.to_metrics()) if return_metrics else result.selected
+    metrics = result.to_metrics()
+    keys = ("method", "fraction", "strategy", "selected_strategy", "coverage_beta", "proxy", "n_total", "n_selected")
+    pruned = describe_selection(result.selected, {k: metrics[k] for k in keys})
+    return (pruned, metrics) if return_metrics else pruned
 
 
 def active_learn(
@@ -436,10 +443,9 @@ def ask(
         labelled=labelled, settings=session_settings(args, run_args, active),
     )
     resolve_initial_size(active, state, initial_size)
-    for model in filter(None, (args.proxy, run_args.target)):
-        check_model(model, info, trust_remote_code=bool(args.trust_remote_code))
-    if eval_dataset is not None:
-        check_same_columns(eval_dataset, info)
+    check_models_against_data(
+        info, (args.proxy, run_args.target), trust_remote_code=bool(args.trust_remote_code), evaluation=eval_dataset
+    )
     if not LabellingState.exists(output_dir):
         check_output_dir(output_dir, overwrite=False)
         check_session_dir(output_dir, labelling=True)

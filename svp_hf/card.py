@@ -222,10 +222,22 @@ def _summary(metrics: RunRecord) -> str:
     else:
         rows, trained_on = f"{metrics['n_selected']} of the {metrics['n_total']} rows of the `{split}` split", "the whole split"
     return (
-        f"{rows} of `{_source_name(metrics)}`, kept by `{metrics.get('method')}` scores of a `{metrics.get('proxy')}` proxy "
-        f"trained on {trained_on}{_strategy_text(metrics)} (Selection via Proxy, Coleman et al., ICLR 2020)"
+        f"{rows} of `{_source_name(metrics)}`, kept by `{metrics.get('method')}` scores {_scored_by(metrics, trained_on)}"
+        f"{_strategy_text(metrics)} (Selection via Proxy, Coleman et al., ICLR 2020)"
         + (f"; a `{target}` target trained on the kept rows reached accuracy {metrics['target_accuracy']:.4f}." if target and metrics.get("target_accuracy") is not None else ".")
     )
+
+
+def _scored_by(metrics: RunRecord, trained_on: str) -> str:
+    """Where the scores came from: svp_hf's proxy, or the user's own training run (``svp_hf.DynamicsRecorder``)."""
+    source = metrics.get("scores_source")
+    if source:
+        shown = source.get("presentations") or {}
+        seen = f", {shown['total']} presentations of {source.get('rows')} rows over {source.get('steps')} steps" if shown else ""
+        return f"recorded from the user's own training run (`svp_hf.{source.get('recorder', 'DynamicsRecorder')}`{seen})"
+    if metrics.get("proxy"):
+        return f"of a `{metrics['proxy']}` proxy trained on {trained_on}"
+    return "(computed before; svp_hf.select)"
 
 
 def _labelled_text(metrics: RunRecord) -> str:

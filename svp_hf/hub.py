@@ -32,6 +32,7 @@ from .output import (
     check_complete,
     write_dataset_folder,
 )
+from .record import selection_record
 from .version import __version__
 
 REPO_TYPE = "dataset"
@@ -170,10 +171,12 @@ def dataset_folder(
     if isinstance(result, (Dataset, DatasetDict)):
         splits = dict(result) if isinstance(result, DatasetDict) else {"train": result}
         with tempfile.TemporaryDirectory(prefix="svp-hub-") as tmp:
+            first = next(iter(splits.values()))
             metrics = {
                 "svp_hf_version": __version__,
                 "splits": {k: len(v) for k, v in splits.items()},
-                "n_selected": len(next(iter(splits.values()))),
+                "n_selected": len(first),
+                **(selection_record(first) or {}),
             }
             card = str(dataset_card(metrics, repo_id=repo_id, has_scores=False))
             write_dataset_folder(tmp, splits, card, max_shard_size=max_shard_size)

@@ -64,7 +64,6 @@ from .data import (
     INDEX_COLUMN,
     SCORE_COLUMN,
     check_images,
-    check_same_columns,
     get_split,
     hold_out,
     inspect_dataset,
@@ -77,9 +76,16 @@ from .errors import EXIT_CONFIG, EXIT_RUNTIME, SVPConfigError, SVPRuntimeError
 from .hub import check_hub_target, known_tokens, offline_if_unreachable, push_to_hub
 from .labelling import LabellingState
 from .log import get_logger
-from .models import check_model
 from .orchestrator import per_class_counts
-from .output import METRICS_FILE, OutputLock, check_output_dir, write_files, write_json, write_run
+from .output import (
+    METRICS_FILE,
+    OutputLock,
+    check_output_dir,
+    write_files,
+    write_json,
+    write_run,
+)
+from .preflight import check_models_against_data
 from .roles import device_settings
 from .training import make_accelerator
 from .version import __version__
@@ -290,10 +296,7 @@ def inspect_splits(train, evaluation, data_args: DataArguments, modality: str, m
     columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
     info = inspect_dataset(train, modality, **columns, **extra)
     use_hub_or_cache(models)
-    for name in filter(None, models):
-        check_model(name, info, trust_remote_code=trust_remote_code)
-    if evaluation is not None:
-        check_same_columns(evaluation, info)
+    check_models_against_data(info, models, trust_remote_code=trust_remote_code, evaluation=evaluation)
     return info
 
 

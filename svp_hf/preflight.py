@@ -7,12 +7,13 @@ registries, which live with the code they name.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Iterable, Optional
 
 from .config import ActiveArguments, RunArguments, SelectionArguments, role_settings
+from .data import DataInfo, check_same_columns
 from .errors import SVPConfigError
 from .methods import resolve_methods
-from .models import resolve_family
+from .models import check_model, resolve_family
 from .scoring import check_kcenter_memory
 from .strategies import check_strategy
 from .training import LR_SCHEDULES, OPTIMIZERS
@@ -64,4 +65,16 @@ def check_recipe(
     check_optimizers(args, run_args)
 
 
-__all__ = ["check_optimizer", "check_training", "check_optimizers", "check_recipe"]
+def check_models_against_data(
+    info: DataInfo, models: Iterable[Optional[str]], *, trust_remote_code: bool = False, evaluation=None
+) -> None:
+    """Every one of `models` (``None`` skipped) against the data `info` describes: its weights, tokenizer and label
+    range are reachable and fit; and the evaluation split, when given, has the training split's columns. The one
+    model-against-data check every front end runs before anything is trained."""
+    for name in dict.fromkeys(filter(None, models)):
+        check_model(name, info, trust_remote_code=trust_remote_code)
+    if evaluation is not None:
+        check_same_columns(evaluation, info)
+
+
+__all__ = ["check_models_against_data", "check_optimizer", "check_training", "check_optimizers", "check_recipe"]

@@ -37,7 +37,8 @@ from .data import (
 from .device import DeviceSettings
 from .errors import SVPConfigError, SVPRuntimeError
 from .methods import get_method, list_methods, resolve_methods, training_signals
-from .models import ModelFamily, check_model, create_model, resolve_family
+from .models import ModelFamily, create_model, resolve_family
+from .preflight import check_models_against_data
 from .roles import model_settings, scoring_settings, selection_settings
 from .scoring import iter_shards, score_examples
 from .selection import n_to_keep
@@ -183,7 +184,7 @@ def prepare_inputs(
             raise SVPConfigError("the dataset is empty: there is nothing to score or select")
         return family, inspect_dataset(head, family.modality, partial=True, **columns)
     info = inspect_dataset(dataset, family.modality, **columns)
-    check_model(model_name, info, trust_remote_code=trust_remote_code)
+    check_models_against_data(info, [model_name], trust_remote_code=trust_remote_code)
     if info.modality == "image" and small_images(info):
         check_images(dataset, info)  # the decode-once pass: an undecodable row stops here, before any training
     return family, info

@@ -8,10 +8,15 @@ optional (``total=False``): a core-set run, a streamed one and an active-learnin
 
 from __future__ import annotations
 
+import json
 from typing import Any, Dict, List, Optional, TypedDict, Union
 
 ACTIVE_JOB = "active"
 CORESET_JOB = "coreset"
+# The keys of the JSON a table's ``info.description`` holds: where a score table's scores came from
+# (``DynamicsRecorder.scores`` writes it), and how a subset returned by ``svp_hf.select``/``prune`` was selected.
+SCORES_METADATA_KEY = "svp_hf_scores"
+SELECTION_METADATA_KEY = "svp_hf_selection"
 
 
 class RunRecord(TypedDict, total=False):
@@ -93,4 +98,50 @@ def is_active(record: RunRecord) -> bool:
     return record.get("job") == ACTIVE_JOB
 
 
-__all__ = ["RunRecord", "is_active", "ACTIVE_JOB", "CORESET_JOB"]
+def _described(table: Any, key: str) -> Optional[Dict[str, Any]]:
+    try:
+        meta = json.loads(table.info.description or "")
+    except (ValueError, TypeError, AttributeError):
+        return None
+    found = meta.get(key) if isinstance(meta, dict) else None
+    return found if isinstance(found, dict) else None
+
+
+def scores_source(scores: Any) -> Optional[Dict[str, Any]]:
+    """What a score table says of where its scores came from: the metadata :meth:`svp_hf.DynamicsRecorder.scores`
+    writes (``{"source": "own_training_run", "methods": [...], "presentations": {...}, ...}``), or ``None`` for a table
+    without it (svp_hf's own proxy, or a table read back from parquet, which keeps no dataset description)."""
+    return _described(scores, SCORES_METADATA_KEY)
+
+
+def selection_record(dataset: Any) -> Optional[Dict[str, Any]]:
+    """How a subset returned by ``svp_hf.select`` or ``prune`` was selected (``method``, ``fraction``, ``n_total``,
+    ``strategy``, ``selected_strategy``, ``scores_source``...), or ``None``: what a card of the subset shows."""
+    return _described(dataset, SELECTION_METADATA_KEY)
+
+
+def describe_selection(dataset: Any, record: Dict[str, Any]) -> Any:
+    """`dataset` (a subset just selected) with `record` as its :func:`selection_record`, kept in its
+    ``info.description`` when that holds nothing else (a source's own description is never replaced)."""
+    description = dataset.info.description or ""
+    try:
+        meta = json.loads(description) if description else {}
+    except ValueError:
+        return dataset
+    if not isinstance(meta, dict):
+        return dataset
+    dataset.info.description = json.dumps({**meta, SELECTION_METADATA_KEY: record}, default=str)
+    return dataset
+
+
+__all__ = [
+    "RunRecord",
+    "is_active",
+    "ACTIVE_JOB",
+    "CORESET_JOB",
+    "SCORES_METADATA_KEY",
+    "SELECTION_METADATA_KEY",
+    "scores_source",
+    "selection_record",
+    "describe_selection",
+]

@@ -71,3 +71,31 @@ def test_the_card_states_the_rows_the_proxy_trained_on():
     assert "300 of the 600 rows of the `train` split" in whole and "proxy trained on the whole split" in whole
     capped_above = card_text(source={"split": "train", "max_train_samples": 5000, "num_rows": 600})  # the cap exceeded the split
     assert "proxy trained on the whole split" in capped_above
+
+
+def test_a_subset_selected_by_user_recorded_scores_says_so_on_its_card():
+    """Scores recorded from the user's own loop (DynamicsRecorder) -> svp_hf.select -> the card of the subset
+    pushed to the Hub says where the scores came from; svp_hf's own proxy is named as such."""
+    import torch
+    from datasets import ClassLabel, Dataset, Features, Value
+
+    import svp_hf
+    from svp_hf.hub import dataset_folder
+    from svp_hf.record import selection_record
+
+    ds = Dataset.from_dict({"x": list(range(40)), "label": [i % 2 for i in range(40)]},
+                           features=Features({"x": Value("int64"), "label": ClassLabel(names=["a", "b"])}))
+    recorder = svp_hf.DynamicsRecorder(ds)
+    labels = torch.tensor(ds["label"])
+    for step in range(3):
+        logits = torch.stack([torch.linspace(-1, 1, 40) * (step + 1), torch.linspace(1, -1, 40)], dim=1)
+        recorder.update(torch.arange(40), logits, labels)
+    kept = svp_hf.select(ds, recorder.scores(["aum"]), "aum", 0.5, strategy="coverage")
+    record = selection_record(kept)
+    assert record["scores_source"]["source"] == "own_training_run" and record["n_total"] == 40
+    assert record["strategy"] == record["selected_strategy"] == "coverage"
+    with dataset_folder(kept, "alice/kept") as folder:
+        card = open(f"{folder}/README.md", encoding="utf-8").read()
+    assert "20 of the 40 rows" in card
+    assert "kept by `aum` scores recorded from the user's own training run (`svp_hf.DynamicsRecorder`, 120 presentations of 40 rows over 3 steps)" in card
+    assert "with strategy `coverage`" in card
