@@ -82,7 +82,7 @@ class EndToEnd:
             )
         else:
             line = (
-                f"end to end {self.selection_seconds + self.target_seconds:.1f} s against {self.full_data_seconds:.1f} s "
+                f"end to end {self.selection_seconds + (self.target_seconds or 0.0):.1f} s against {self.full_data_seconds:.1f} s "
                 f"on full data{' (estimated)' if self.full_data_estimated else ''}: {self.speedup:.2f}x; selection "
                 f"{self.selection_share:.2f} of full data{_budget_words(self)}"
             )
@@ -160,7 +160,7 @@ def target_account(
             f"{int(n_kept)} of {int(n_total)} rows saved; training on all the data would have been {1 / speedup:.2f}x "
             "faster end to end."
         )
-    elif within is False:
+    elif within is False and selection_budget is not None:
         verdict = f"Selection spent {share:.2f} of the full-data training, over its budget of {float(selection_budget):g}."
     return EndToEnd(
         relative_to=RELATIVE_TO_TARGET, selection_seconds=spent, target_seconds=target_seconds, full_data_seconds=full,
@@ -182,7 +182,7 @@ def proxy_account(
     share = spent / proxy_seconds if proxy_seconds > 0 else float("inf")
     within = None if selection_budget is None else share <= float(selection_budget)
     verdict = None
-    if within is False:
+    if within is False and selection_budget is not None:
         verdict = (
             f"Selection spent {share:.2f} of the proxy's own training beyond it, over its budget of "
             f"{float(selection_budget):g}."

@@ -232,7 +232,9 @@ def choose(
     kwargs.setdefault("selection_budget", None)
     pruner, columns = _pruner(kwargs, accelerator, proxy=proxy, method=method, fraction=fraction, strategy=AUTO)
     pruner.prepare(dataset, columns=columns).set_scores(scores)
-    return pruner.choose_strategy()
+    decision = pruner.choose_strategy()
+    assert decision is not None  # the strategy is auto
+    return decision
 
 
 def select(
@@ -374,7 +376,9 @@ def active_learn(
             "the label column (use svp_hf.ask and svp_hf.tell)"
         )
     columns, selection = _split_kwargs(kwargs)
-    active = ActiveArguments(initial_size=initial_size, budgets=budgets, selector=selector, **active_kwargs)
+    active = ActiveArguments(
+        initial_size=initial_size, budgets=list(budgets) if budgets is not None else None, selector=selector, **active_kwargs
+    )
     args = _selection_arguments(proxy=proxy, method=method, **selection)
     run_args = RunArguments(target=target, **target_kwargs)
     _map_style(dataset, "active_learn")
@@ -403,7 +407,7 @@ def resolve_initial_size(active: ActiveArguments, state: LabellingState, given: 
     """`initial_size` left unset: 1000 (as :func:`active_learn`) when nothing is labelled, unused otherwise."""
     if given is None:
         active.initial_size = 1 if state.batches else 1000
-        check_schedule(None, active.initial_size, active.budgets)
+        check_schedule(None, active.initial_size, active.budgets or [])
 
 
 def ask(

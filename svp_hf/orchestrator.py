@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from accelerate import Accelerator
@@ -252,18 +252,27 @@ class Pruner:
             return
         if self.streaming:
             raise SVPConfigError("strategy 'auto' retrains the proxy on candidate subsets: it needs a map-style dataset, not a stream")
-        check_auto(len(self.dataset), labels_of(self.dataset, self.info), selection.fraction, selection.auto.holdout)
+        dataset, info, _ = self._data("prepare")
+        check_auto(len(dataset), labels_of(dataset, info), selection.fraction, selection.auto.holdout)
 
-    def _require(self, stage: str, *needed: str) -> None:
-        missing = [n for n in needed if getattr(self, n) is None]
-        if missing:
-            before = {"dataset": "prepare()", "run": "score()"}
-            raise RuntimeError(f"{stage}() needs {' and '.join(before[m] for m in missing)} first")
+    def _data(self, stage: str) -> Tuple[Dataset, DataInfo, ModelFamily]:
+        """The prepared dataset (map-style, for the stages that retrain), its info and the proxy's family."""
+        if self.dataset is None or self.info is None or self.family is None:
+            raise RuntimeError(f"{stage}() needs prepare() first")
+        if isinstance(self.dataset, IterableDataset):
+            raise SVPConfigError(f"{stage}() needs a map-style dataset, not a stream")
+        return self.dataset, self.info, self.family
+
+    def _scored(self, stage: str) -> ScoringRun:
+        if self.run is None:
+            raise RuntimeError(f"{stage}() needs score() first")
+        return self.run
 
     def score(self) -> ScoringRun:
         """Train the proxy (or load it) and score every row with every method; the proxy is evaluated on the
         evaluation data when given."""
-        self._require("score", "dataset")
+        if self.dataset is None or self.info is None or self.family is None:
+            raise RuntimeError("score() needs prepare() first")
         self.run = train_and_score(
             self.dataset, self.proxy, self.scoring, family=self.family, info=self.info, accelerator=self.accelerator,
             eval_dataset=self.eval_dataset, checkpoint_dir=self.checkpoint_dir,
@@ -273,14 +282,13 @@ class Pruner:
 
     def set_scores(self, scores: Dataset) -> ScoringRun:
         """Use `scores` computed before (``svp_hf.score``'s table for this dataset) instead of :meth:`score`."""
-        self._require("set_scores", "dataset")
-        self.run = ScoringRun(scores, self.info, None, self.family)
+        _, info, family = self._data("set_scores")
+        self.run = ScoringRun(scores, info, None, family)
         return self.run
 
     def choose_strategy(self) -> Optional[AutoDecision]:
         """``auto``'s check (``None`` for any other strategy), sized to the selection budget; its seconds (the
         target's probe included) are ``timings["auto"]``."""
-        self._require("choose_strategy", "dataset", "run")
         if self.selection.strategy != AUTO:
             return None
 
@@ -300,10 +308,12 @@ class Pruner:
         return int(auto.epochs or (self.target.epochs if self.target is not None else self.proxy.epochs))
 
     def _check(self) -> AutoDecision:
+        dataset, info, family = self._data("choose_strategy")
+        run = self._scored("choose_strategy")
         plan, probe_seconds = self._from_main(self.plan())
-        barely = (self.run.quality or {}).get("barely_beats_chance")
+        barely = (run.quality or {}).get("barely_beats_chance")
         decision = auto_check(
-            self.dataset, self.run.scores, self.selection, self.proxy, family=self.family, info=self.info,
+            dataset, run.scores, self.selection, self.proxy, family=family, info=info,
             accelerator=self.accelerator, epochs=self.check_epochs(), eval_batch_size=self.scoring.batch_size, plan=plan,
             proxy_barely_beats_chance=barely, agree=self._from_main,
         )
@@ -319,13 +329,14 @@ class Pruner:
             return value
         return broadcast_object_list([value], from_process=0)[0]
 
-    def plan(self) -> tuple:
+    def plan(self) -> Tuple[Optional[CheckPlan], float]:
         """``(plan, probe seconds)``: the check sized to the selection budget (``None`` without one). With a target,
         its full-data training is estimated from a probe of a few batches; a proxy loaded from a checkpoint is
         priced by a probe too."""
         budget = self.selection.auto.budget
         if budget is None:
             return None, 0.0
+        dataset, info, _ = self._data("plan")
         target_rate, probe_seconds = None, 0.0
         if self.target is not None:
             target_rate, probe_seconds = self._probe(self.target)
@@ -335,11 +346,11 @@ class Pruner:
             probe_seconds += seconds
             return self._probed_plan(budget, target_rate, proxy_rate, probe_seconds), probe_seconds
         plan = budget_plan(
-            budget=budget, n_rows=len(self.dataset), fraction=self.selection.fraction, check_epochs=self.check_epochs(),
+            budget=budget, n_rows=len(dataset), fraction=self.selection.fraction, check_epochs=self.check_epochs(),
             proxy_seconds=proxy_seconds, proxy_epochs=self.proxy.epochs, scoring_seconds=self.timings.get("scoring", 0.0),
             target_rate=target_rate, target_epochs=self.target.epochs if self.target is not None else None,
             probe_seconds=probe_seconds, holdout=self.selection.auto.holdout, seeds=self.selection.auto.seeds,
-            coverage_beta=self.selection.coverage_beta, num_classes=self.info.num_classes,
+            coverage_beta=self.selection.coverage_beta, num_classes=info.num_classes,
         )
         return plan, probe_seconds
 
@@ -349,8 +360,9 @@ class Pruner:
         """The plan when the proxy was not trained here: its candidates priced at its probed rate, the budget a share
         of the target's full-data training (probed) or, without a target, of the proxy's own full-data training
         estimated from its probe."""
-        n = len(self.dataset)
-        if target_rate is not None:
+        dataset, info, _ = self._data("plan")
+        n = len(dataset)
+        if target_rate is not None and self.target is not None:
             reference_seconds, reference, _ = budget_reference(n_rows=n, target_rate=target_rate, target_epochs=self.target.epochs)
         else:
             reference_seconds, reference = proxy_rate.training_seconds(n, self.proxy_epochs or self.proxy.epochs), "proxy"
@@ -360,23 +372,23 @@ class Pruner:
             budget=budget, reference_seconds=reference_seconds, reference=reference, spent_seconds=scoring + probe_seconds,
             rate=rate, n_rows=n, fraction=self.selection.fraction, epochs=self.check_epochs(),
             holdout=self.selection.auto.holdout, seeds=self.selection.auto.seeds,
-            coverage_beta=self.selection.coverage_beta, num_classes=self.info.num_classes,
+            coverage_beta=self.selection.coverage_beta, num_classes=info.num_classes,
         )
 
-    def _probe(self, model: ModelSettings):
-        family = resolve_family(model.name)
+    def _probe(self, model: ModelSettings) -> Tuple[TrainingRate, float]:
+        dataset, info, _ = self._data("plan")
 
         def make_model():
-            return create_model(model.name, self.info, pretrained=model.pretrained, trust_remote_code=model.trust_remote_code)
+            return create_model(model.name, info, pretrained=model.pretrained, trust_remote_code=model.trust_remote_code)
 
         return probe_training_rate(
-            make_model, family, self.dataset, self.info, model.training, self.accelerator, seed=self.selection.seed
+            make_model, resolve_family(model.name), dataset, info, model.training, self.accelerator, seed=self.selection.seed
         )
 
     def select(self) -> PruneResult:
         """Keep the rows the strategy (``auto``'s choice, when it ran) picks from the scores: the result, with the
         kept rows as a dataset (``None`` for a stream, which is never held locally)."""
-        self._require("select", "dataset", "run")
+        run = self._scored("select")
         if self.selection.strategy == AUTO and self.decision is None:
             self.choose_strategy()
         selection, decision = self.selection, self.decision
@@ -384,13 +396,15 @@ class Pruner:
         coverage_beta = decision.coverage_beta if decision is not None else selection.coverage_beta
         start = time.perf_counter()
         keep = selected_indices(
-            self.run.scores, selection.method, selection.fraction, strategy=strategy,
+            run.scores, selection.method, selection.fraction, strategy=strategy,
             class_balanced=selection.class_balanced, seed=selection.seed, coverage_beta=coverage_beta,
         )
-        selected = None if self.streaming else subset_with_scores(self.dataset, self.run.scores, selection.method, keep)
+        selected = None
+        if isinstance(self.dataset, Dataset):  # a stream is never held locally
+            selected = subset_with_scores(self.dataset, run.scores, selection.method, keep)
         self.timings["selection"] = time.perf_counter() - start
         return PruneResult(
-            run=self.run, keep=keep, selected=selected, selection=selection, proxy=self.proxy, strategy=strategy,
+            run=run, keep=keep, selected=selected, selection=selection, proxy=self.proxy, strategy=strategy,
             coverage_beta=coverage_beta, decision=decision, timings=dict(self.timings), proxy_epochs=self.proxy_epochs,
             scored_methods=list(self.scoring.methods),
         )
