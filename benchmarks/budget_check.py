@@ -1,4 +1,4 @@
-"""Is ``auto``'s budgeted check still honest? Three pieces of evidence on the prune sweep's two suites (benchmark 5).
+"""Benchmark 8: is ``auto``'s budgeted check still honest? Three pieces of evidence on the prune sweep's two suites (benchmark 5).
 
 1. **The fallback rule** (``svp_hf.auto.FALLBACK_RULE``), derived from the sweep's summary: at each kept fraction, the
    strategies whose paired margin over random exceeds its spread over seeds on every suite (none: random).
@@ -30,7 +30,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from benchmarks import prune_sweep
-from benchmarks.common import RESULTS_DIR, mean_spread, offline_env, save_benchmark
+from benchmarks.common import BENCHMARK_PRECISION, RESULTS_DIR, mean_spread, offline_env, save_benchmark
 
 DEFAULT_ARM = "auto_least_confidence"
 
@@ -240,7 +240,7 @@ def main(argv=None):
     recorded, run_cells = [], []
     from svp_hf.training import make_accelerator
 
-    accelerator = None if args.skip_run else make_accelerator()
+    accelerator = None if args.skip_run else make_accelerator(mixed_precision=BENCHMARK_PRECISION)
     for suite in args.only:
         settings = prune_sweep.suite_settings(sargs, suite)
         sweep_parts = prune_sweep.Parts(sweep_root, suite, settings)

@@ -32,7 +32,7 @@ from typing import Dict, List
 
 import numpy as np
 
-from benchmarks.common import DEFAULT_SHARED_DATA, RESULTS_DIR, mean_spread, offline_env, save_benchmark
+from benchmarks.common import BENCHMARK_PRECISION, DEFAULT_SHARED_DATA, RESULTS_DIR, mean_spread, offline_env, save_benchmark
 
 SWEEP_METHODS = ["el2n", "forgetting", "aum"]
 SUITES = ("image", "text")
@@ -281,7 +281,7 @@ def main(argv=None):
 
     out_dir = Path(args.out_dir) if args.out_dir else RESULTS_DIR
     parts_root = Path(args.parts_dir) if args.parts_dir else out_dir / "prune_sweep_parts"
-    accelerator = make_accelerator()
+    accelerator = make_accelerator(mixed_precision=BENCHMARK_PRECISION)
     suites, summary = {}, {}
     for suite in args.only:
         parts = Parts(parts_root, suite, suite_settings(args, suite))

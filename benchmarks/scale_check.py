@@ -40,6 +40,8 @@ def parse(argv=None):
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--port", type=int, default=29533)
+    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
+                   help="pinned for every run (accelerate launch would otherwise give its own 'no' to the launched one)")
     p.add_argument("--name", default="scale")
     p.add_argument("--out-dir", default=None)
     p.add_argument("--quick", action="store_true", help="tiny data (builtin:digits): about a minute")
@@ -56,7 +58,8 @@ def cli_args(args, output_dir: Path, *extra: str) -> List[str]:
         str(REPO / "recipes" / "quickstart.yaml"), "--dataset_name", args.dataset, "--eval_split", "",
         "--max_train_samples", str(args.train_size), "--proxy", args.proxy, "--proxy_epochs", str(args.proxy_epochs),
         "--batch_size", str(args.batch_size), "--seed", str(args.seed), "--method", METHODS[0],
-        "--score_methods", *METHODS[1:], "--target", "", "--output_dir", str(output_dir), *extra,
+        "--score_methods", *METHODS[1:], "--target", "", "--mixed_precision", args.mixed_precision,
+        "--output_dir", str(output_dir), *extra,
     ]
 
 
@@ -107,7 +110,7 @@ def main(argv=None):
         python = [sys.executable, "-m", "svp_hf.coreset"]
         accelerate = [
             sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(args.processes),
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(args.port),
+            "--num_machines", "1", "--mixed_precision", args.mixed_precision, "--dynamo_backend", "no", "--main_process_port", str(args.port),
             "-m", "svp_hf.coreset",
         ]
         trained = work / "trained"

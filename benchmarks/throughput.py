@@ -33,7 +33,7 @@ import time
 from typing import Callable, Dict
 
 
-from benchmarks.common import DEFAULT_SHARED_DATA, REPO, offline_env, save_benchmark
+from benchmarks.common import BENCHMARK_PRECISION, DEFAULT_SHARED_DATA, REPO, offline_env, save_benchmark
 from svp_hf.registry import Registry
 
 # A case builds (model, family, dataset, info, raw_batches) for one model on one dataset.
@@ -422,7 +422,7 @@ def main(argv=None):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    accelerator = make_accelerator()
+    accelerator = make_accelerator(mixed_precision=BENCHMARK_PRECISION)
     results: Dict[str, object] = {}
     for name in args.cases or CASES.names():
         case = CASES.get(name)(args)

@@ -183,7 +183,7 @@ def test_cli_bad_input_exits_and_writes_nothing(tmp_path, capsys, args, message)
 @pytest.mark.slow
 def test_module_runs_under_python_and_accelerate_launch(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
-    common = [*FAST, "--selector", "proxy", "--target", "", "--method", "kcenter"]
+    common = [*FAST, "--selector", "proxy", "--target", "", "--method", "kcenter", "--mixed_precision", "no"]  # launch gives its own "no"
     subprocess.run([sys.executable, "-m", "svp_hf.active", RECIPE, "--output_dir", str(tmp_path / "py"), *common], check=True, env=env, cwd=tmp_path)
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "svp_hf.active"]
     subprocess.run([*launch, RECIPE, "--output_dir", str(tmp_path / "acc"), *common], check=True, env=env, cwd=tmp_path)

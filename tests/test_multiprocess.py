@@ -4,7 +4,8 @@ job, on a cold and a warm ``datasets`` cache, and two runs at once on one cache 
 
 Every core-set run scores with the same ``proxy_checkpoint``, so each must give exactly the scores of one process. The
 parquet rows are sorted by class and the image files named in row order, so that the ``imagefolder`` copy (read class
-folder by class folder) holds the same rows in the same order and scores the same too."""
+folder by class folder) holds the same rows in the same order and scores the same too. Every run is pinned to full
+precision: ``accelerate launch`` gives its own ``no`` to the launched runs, where a plain run would take the default."""
 
 import io
 import os
@@ -35,6 +36,7 @@ batch_size: 32
 learning_rate: 0.05
 method: least_confidence
 seed: 0
+mixed_precision: "no"
 """
 JOBS = {
     "svp_hf.coreset": 'score_methods: [entropy, margin, el2n, kcenter]\nfraction: 0.5\nstrategy: top\ntarget: ""\n',

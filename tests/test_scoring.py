@@ -126,11 +126,13 @@ def test_finished_shards_are_reused_not_rescored(setup, tmp_path, monkeypatch):
 def test_two_processes_score_a_given_proxy_exactly_like_one(tmp_path):
     accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
     two = (accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "29517", "-m")
+    # One precision for every run: accelerate launch gives its own ("no") to the launched one, a plain run the default.
+    fp32 = ["--mixed_precision", "no"]
     # One process trains the proxy (recording forgetting events) and keeps its checkpoint.
-    run(cli(tmp_path / "one", "--proxy_epochs", "1", "--keep_checkpoints", "true", "--target", ""))
+    run(cli(tmp_path / "one", "--proxy_epochs", "1", "--keep_checkpoints", "true", "--target", "", *fp32))
     proxy = str(tmp_path / "one" / "checkpoints" / "proxy")
     # 301 rows: neither the batch (32) nor 2 processes x 32 divide it, and neither does a shard of 100.
-    given = ["--proxy_checkpoint", proxy, "--scoring_shard_size", "100", "--kcenter_pool_size", "120"]
+    given = ["--proxy_checkpoint", proxy, "--scoring_shard_size", "100", "--kcenter_pool_size", "120", *fp32]
     run(cli(tmp_path / "single", *given))
     run(cli(tmp_path / "double", *given, launcher=two))
     single, double = outputs(tmp_path / "single"), outputs(tmp_path / "double")
