@@ -517,7 +517,8 @@ class RunArguments(TargetTrainingArguments):
     )
     mixed_precision: Optional[str] = _help(
         "no, fp16, bf16 or fp8 (fp8 needs transformer_engine or torchao and a GPU that has it; default: Accelerate's "
-        "config).", default=None,
+        "config, else bf16 on a GPU that supports it and on a CPU that runs bf16 natively (AVX512-BF16 or AMX), else "
+        "no; quote \"no\" in YAML).", default=None,
     )
     report_to: Optional[str] = _help("Accelerate trackers to log to (tensorboard, wandb, all).", default=None)
     score_with_target: bool = _help(

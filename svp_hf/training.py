@@ -195,7 +195,7 @@ def make_accelerator(**kwargs) -> Accelerator:
     has_device = accel_api.is_available() if accel_api is not None else torch.cuda.is_available()
     if launched and not has_device:
         kwargs.setdefault("cpu", True)
-    if kwargs.get("mixed_precision") is None:  # bf16 autocast on GPUs that support it (svp_hf.device)
+    if kwargs.get("mixed_precision") is None:  # bf16 autocast where the GPU or CPU runs it natively (svp_hf.device)
         kwargs["mixed_precision"] = default_mixed_precision()
     check_mixed_precision(kwargs["mixed_precision"])
     return Accelerator(**kwargs)
