@@ -5,9 +5,10 @@ A small, cheap proxy model ranks the training examples; the selected subset trai
 The names below are loaded on first use (PEP 562, as ``transformers`` does), so ``import svp_hf.config`` (parsing a
 recipe) does not import torch. The package is layered; each module imports only modules of its own or a lower layer:
 
-1. ``errors``, ``registry``, ``version``, ``recipe_files``, ``config``: names, values and recipe parsing (no torch);
-2. plug-ins and building blocks: ``log``, ``device``, ``prefetch``, ``augment``, ``image_cache``, ``packed``, ``signals``,
-   ``selection``, ``strategies``, ``methods``, ``pool``, ``models``,
+1. ``errors``, ``registry``, ``version``, ``recipe_files``, ``config``, ``files``, ``_compat``: names, values, recipe
+   parsing, atomic files and the one place other libraries' internals are read (no torch);
+2. plug-ins and building blocks: ``log``, ``progress``, ``device``, ``prefetch``, ``augment``, ``image_cache``,
+   ``packed``, ``signals``, ``selection``, ``strategies``, ``methods``, ``pool``, ``models``,
    ``data``, ``checkpoint``, ``training``, ``scoring``, ``correlation``, ``report``, ``card``, ``output``, ``hub``;
 3. stages: ``roles``, ``preflight``, ``proxy``, ``auto``, ``labelling``, ``active_learning``, ``recorder`` (training
    dynamics recorded from the user's own training loop);
@@ -59,6 +60,9 @@ _EXPORTS = {
     "resolve_family": "models",
     "push_to_hub": "hub",
     "load_scores": "output",
+    "disable_progress_bars": "progress",
+    "enable_progress_bars": "progress",
+    "are_progress_bars_disabled": "progress",
     "compare_scores": "correlation",
     "spearman": "correlation",
     "kendall": "correlation",

@@ -52,12 +52,13 @@ import numpy as np
 import torch
 from datasets import Dataset, IterableDataset
 
+from ._compat import keep_trainer_column
 from .data import DataInfo, find_label_column
 from .errors import SVPConfigError
 from .methods import METHODS, SelectionMethod, resolve_methods
 from .proxy import check_finite_scores, labels_of, scores_dataset
 from .scoring import probabilities
-from .signals import SIGNALS, TrainingSignal, make_signals, observe_all, update_all
+from .signals import SIGNALS, TrainingSignal, make_signals, observe_steps, update_all
 from .training import STEPS_PER_RECORD
 from .version import __version__
 
@@ -233,11 +234,8 @@ class DynamicsRecorder:
 
     def _observe_steps(self, last: Optional[bool]) -> None:
         """The signals' per-example values of the steps held, on the device (gathered with several processes)."""
-        parts = list(zip(*self._steps))
+        _, labels, index, values = observe_steps(self._signals, self._steps)  # as svp_hf's own training loop
         self._steps.clear()
-        logits, labels, index = (torch.cat(p) if len(p) > 1 else p[0] for p in parts)
-        with torch.no_grad():
-            values = observe_all(self._signals, logits, labels)
         payload = self._gather((index, labels, values), last)
         self._pending.append(payload)
         self._pending_rows += len(payload[0])
@@ -489,9 +487,7 @@ class DynamicsRecorder:
             )
         trainer.train_dataset = self._indexed(trainer.train_dataset)
         # Keep the index column among the columns the Trainer passes to the model (it drops any other).
-        trainer._set_signature_columns_if_needed()
-        if TRAINER_INDEX_COLUMN not in trainer._signature_columns:
-            trainer._signature_columns.append(TRAINER_INDEX_COLUMN)
+        keep_trainer_column(trainer, TRAINER_INDEX_COLUMN)
         if self.accelerator is None:
             self.accelerator = trainer.accelerator
         elif self._num_processes != trainer.accelerator.num_processes:
