@@ -5,14 +5,18 @@ A small, cheap proxy model ranks the training examples; the selected subset trai
 The names below are loaded on first use (PEP 562, as ``transformers`` does), so ``import svp_hf.config`` (parsing a
 recipe) does not import torch. The package is layered; each module imports only modules of its own or a lower layer:
 
-1. ``errors``, ``registry``, ``version``, ``recipe_files``, ``config``: names, values and recipe parsing (no torch);
-2. plug-ins and building blocks: ``log``, ``device``, ``prefetch``, ``augment``, ``image_cache``, ``packed``, ``signals``,
-   ``selection``, ``strategies``, ``methods``, ``pool``, ``models``,
-   ``data``, ``checkpoint``, ``training``, ``scoring``, ``correlation``, ``report``, ``card``, ``output``, ``hub``;
-3. stages: ``roles``, ``preflight``, ``proxy``, ``auto``, ``labelling``, ``active_learning``, ``recorder`` (training
-   dynamics recorded from the user's own training loop);
-4. the job pipeline and the jobs: ``pipeline``, ``coreset``, ``active``;
-5. front ends that nothing inside imports: ``api`` (the Python API), ``cli`` and this package.
+0. ``errors``, ``registry``, ``version``, ``recipe_files``, ``config``, ``account``, ``record``, ``files``, ``_compat``:
+   names, values, recipe parsing, the end-to-end account, the typed run record, atomic files and the one place other
+   libraries' internals are read (no torch);
+1. plug-ins and building blocks: ``log``, ``progress``, ``device``, ``precision``, ``prefetch``, ``augment``,
+   ``image_cache``, ``packed``, ``signals``, ``selection``, ``strategies``, ``methods``, ``pool``, ``models``, ``data``,
+   ``checkpoint``, ``training``, ``scoring``, ``correlation``, ``report``, ``card``, ``output``, ``hub``, ``metrics``,
+   ``stages`` (the typed settings of the stages);
+2. stages: ``roles`` (recipe -> typed settings), ``preflight``, ``proxy``, ``auto``, ``orchestrator`` (``Pruner``, the
+   one selection pipeline every front end drives), ``labelling``, ``active_learning``, ``recorder`` (training dynamics
+   recorded from the user's own training loop);
+3. the job pipeline and the jobs: ``pipeline``, ``coreset``, ``active``;
+4. front ends that nothing inside imports: ``api`` (the Python API), ``cli``, ``__main__`` and this package.
 
 ``import svp_hf`` also puts SVP's CIFAR ResNets (``resnet20``, ``resnet56``, ``resnet110``, ``resnet164``) in timm's
 model registry without importing torch or timm itself: if timm is already imported they are registered at once,
@@ -48,6 +52,12 @@ _EXPORTS = {
     "SVPConfigError": "errors",
     "SVPRuntimeError": "errors",
     "DynamicsRecorder": "recorder",
+    "Pruner": "orchestrator",
+    "PruneResult": "orchestrator",
+    "ModelSettings": "stages",
+    "ScoringSettings": "stages",
+    "SelectionSettings": "stages",
+    "AutoSettings": "stages",
     "METHODS": "methods",
     "get_method": "methods",
     "list_methods": "methods",
@@ -59,6 +69,9 @@ _EXPORTS = {
     "resolve_family": "models",
     "push_to_hub": "hub",
     "load_scores": "output",
+    "disable_progress_bars": "progress",
+    "enable_progress_bars": "progress",
+    "are_progress_bars_disabled": "progress",
     "compare_scores": "correlation",
     "spearman": "correlation",
     "kendall": "correlation",

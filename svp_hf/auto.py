@@ -54,6 +54,7 @@ from .config import check_coverage_beta
 from .data import INDEX_COLUMN, add_index
 from .errors import SVPConfigError
 from .models import create_model
+from .progress import progress_bar, quiet_datasets
 from .selection import class_quotas, n_to_keep
 from .strategies import apply_strategy, default_coverage_beta
 from .training import evaluate_accuracy, train_model
@@ -487,6 +488,7 @@ def choose_strategy(
     n_keep = n_to_keep(fraction, len(fit))
     accuracies: Dict[Candidate, List[float]] = {}
     run_seeds = [int(seed) + k for k in range(int(seeds))]
+    bar = progress_bar(total=len(candidates) * len(run_seeds), desc="auto: checking strategies", unit="candidate")
     for i, candidate in enumerate(candidates):
         if plan is not None and i > 0:
             stopped = over_plan(plan, time.perf_counter() - start, i, len(candidates))
@@ -501,7 +503,9 @@ def choose_strategy(
                 class_balanced=class_balanced, seed=s, coverage_beta=candidate.coverage_beta,
             )
             accuracies[candidate].append(float(train_candidate(fit[keep], held, s)))
+            bar.update(1)
         logger.info(f"auto: {candidate.name}: slice accuracy {np.mean(accuracies[candidate]):.4f}")
+    bar.close()
     decision = decide(accuracies, len(held))
     decision.fit_rows, decision.subset_rows, decision.seeds = len(fit), n_keep, run_seeds
     decision.seconds = time.perf_counter() - start
@@ -528,13 +532,15 @@ def proxy_trainer(dataset, *, model_name: str, family, info, config, accelerator
     def train_candidate(rows: np.ndarray, slice_rows: np.ndarray, seed: int) -> float:
         set_seed(int(seed))
         model = create_model(model_name, info, pretrained=pretrained, trust_remote_code=trust_remote_code)
+        with quiet_datasets():
+            subset, held_out = add_index(base.select(rows)), base.select(slice_rows)
         result = train_model(
-            model, family, add_index(base.select(rows)), info, dataclasses.replace(config, seed=int(seed)), accelerator,
-            desc=f"auto candidate ({len(rows)} rows)",
+            model, family, subset, info, dataclasses.replace(config, seed=int(seed)), accelerator,
+            desc=f"auto candidate ({len(rows)} rows)", progress=False,
         )
         return evaluate_accuracy(
-            result.model, family, base.select(slice_rows), info, accelerator, batch_size=eval_batch_size,
-            desc="auto slice", num_workers=config.num_workers,
+            result.model, family, held_out, info, accelerator, batch_size=eval_batch_size,
+            desc="auto slice", num_workers=config.num_workers, progress=False,
         )
 
     return train_candidate
@@ -563,7 +569,9 @@ def probe_training_rate(
     model = make_model()
     result = None
     for rows, desc in ((warm, "probe warm-up"), (measured, "probe")):
-        result = train_model(model, family, add_index(base.select(rows)), info, one_epoch, accelerator, desc=desc)
+        with quiet_datasets():
+            subset = add_index(base.select(rows))
+        result = train_model(model, family, subset, info, one_epoch, accelerator, desc=desc, progress=False)
         model = result.model
     rate = TrainingRate.measured(
         result.seconds, len(measured), 1, prepare_seconds=result.prepare_seconds,

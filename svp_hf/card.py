@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterable, Optional
 
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from ._compat import dataset_fingerprint, packaged_builder_names
 from .record import RunRecord, is_active
 from .report import ReportFigure, render_report
 
@@ -43,9 +44,7 @@ def size_category(n_rows: int) -> str:
 
 def _hub_id(dataset_name: Optional[str]) -> Optional[str]:
     """`dataset_name` if it names a Hub dataset (not a local path, a packaged builder or a built-in dataset)."""
-    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES
-
-    if not dataset_name or ":" in dataset_name or os.path.exists(dataset_name) or dataset_name in _PACKAGED_DATASETS_MODULES:
+    if not dataset_name or ":" in dataset_name or os.path.exists(dataset_name) or dataset_name in packaged_builder_names():
         return None
     return dataset_name
 
@@ -91,7 +90,7 @@ def source_metadata(
         "hub_id": _hub_id(dataset_name),
         "config": config_name,
         "revision": revision,
-        "fingerprint": getattr(dataset, "_fingerprint", None),
+        "fingerprint": dataset_fingerprint(dataset),
         "split": split,
         "num_rows": len(dataset) if num_rows is None else int(num_rows),
         "max_train_samples": max_train_samples,

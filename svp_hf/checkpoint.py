@@ -26,7 +26,6 @@ import os
 import random
 import re
 import shutil
-import uuid
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import numpy as np
@@ -34,8 +33,10 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 
+from ._compat import prepared
 from .device import unwrap
 from .errors import SVPConfigError
+from .files import atomic_path, atomic_write, atomic_write_json
 
 CHECKPOINTS_DIR = "checkpoints"
 MODEL_WEIGHTS = "model.safetensors"
@@ -125,12 +126,10 @@ def save_state_file(path: str, state: Any) -> None:
 
 def _save_safetensors(path: str, tensors: Dict[str, torch.Tensor], metadata: Dict[str, str]) -> None:
     """`tensors` and `metadata` as a safetensors file at `path`, written under a temporary name of this process and
-    moved into place when complete."""
+    moved into place when complete (:func:`svp_hf.files.atomic_write`)."""
     from safetensors.torch import save_file
 
-    tmp = f"{path}.tmp-{os.getpid()}"
-    save_file(tensors, tmp, metadata=metadata)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
 def load_state_file(path: str, fix: str) -> Any:
@@ -277,12 +276,12 @@ def save_training(accelerator: Accelerator, folder: str, training_state: Dict[st
     (optimizers, schedulers, gradient scaler, step counter: what resuming needs too); every process writes its
     random generators' states."""
     if accelerator.is_main_process:
-        for i, model in enumerate(accelerator._models):
+        for i, model in enumerate(prepared(accelerator, "models")):
             save_weights_file(unwrap(accelerator, model), os.path.join(folder, _weights_name(i)))
         save_state_file(os.path.join(folder, TRAINING_STATE), training_state)
         optimization = {
-            "optimizers": [o.state_dict() for o in accelerator._optimizers],
-            "schedulers": [s.state_dict() for s in accelerator._schedulers],
+            "optimizers": [o.state_dict() for o in prepared(accelerator, "optimizers")],
+            "schedulers": [s.state_dict() for s in prepared(accelerator, "schedulers")],
             "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
             "step": int(accelerator.step),
         }
@@ -338,10 +337,10 @@ def load_epoch(accelerator: Accelerator, folder: str) -> Dict[str, Any]:
     state = load_training_state(folder)
     optimization = load_training_state(folder, name=OPTIMIZER_STATE)
     path = os.path.join(folder, OPTIMIZER_STATE)
-    for i, model in enumerate(accelerator._models):
+    for i, model in enumerate(prepared(accelerator, "models")):
         load_model_weights(unwrap(accelerator, model), os.path.join(folder, _weights_name(i)), what="checkpoint", fix=RESUME_FIX)
-    _restore(accelerator._optimizers, optimization.get("optimizers"), "optimizer states", path)
-    _restore(accelerator._schedulers, optimization.get("schedulers"), "scheduler states", path)
+    _restore(prepared(accelerator, "optimizers"), optimization.get("optimizers"), "optimizer states", path)
+    _restore(prepared(accelerator, "schedulers"), optimization.get("schedulers"), "scheduler states", path)
     if accelerator.scaler is not None:
         _restore([accelerator.scaler], [optimization.get("scaler")], "gradient scaler state", path)
     step = optimization.get("step")
@@ -503,9 +502,8 @@ class ShardStore:
             return
         os.makedirs(self.path, exist_ok=True)
         final = os.path.join(self.path, f"shard_{shard:05d}.npz")
-        tmp = f"{final}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp.npz"  # never another writer's temporary file
-        np.savez(tmp, **arrays)
-        os.replace(tmp, final)
+        with atomic_path(final, suffix=".npz") as tmp:  # never another writer's temporary file
+            np.savez(tmp, **arrays)
 
     @staticmethod
     def read(path: str) -> Dict[str, np.ndarray]:
@@ -550,11 +548,8 @@ def check_run_settings(accelerator: Accelerator, root: str, settings: Dict[str, 
         return
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        path = os.path.join(root, RUN_SETTINGS)
         os.makedirs(root, exist_ok=True)
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            json.dump(json.loads(json.dumps(settings, default=str)), f, indent=2)
-        os.replace(path + ".tmp", path)
+        atomic_write_json(os.path.join(root, RUN_SETTINGS), json.loads(json.dumps(settings, default=str)))
     accelerator.wait_for_everyone()
 
 

@@ -6,6 +6,7 @@ modality of the model family that will read the data, so a new modality plugs in
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -16,11 +17,13 @@ import pyarrow.compute as pc
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Value
 
+from ._compat import has_indices_mapping
 from .augment import BatchAugment
 from .device import auto_num_workers, holds_arrays
 from .errors import SVPConfigError, SVPRuntimeError
 from .image_cache import DecodedImages, check_decodable, decode_images, decode_one, image_modes, is_gray
 from .log import get_logger
+from .progress import are_progress_bars_disabled, quiet_datasets
 from .registry import Registry
 
 logger = get_logger(__name__)
@@ -65,6 +68,7 @@ BUILTIN_DATASETS: Registry[Callable[[], DatasetDict]] = Registry("built-in datas
 
 
 @BUILTIN_DATASETS.register("builtin:digits")
+@quiet_datasets()
 def digits_dataset(seed: int = 0) -> DatasetDict:
     """scikit-learn's 1,797 8x8 handwritten digits as an image dataset (train 80% / test 20%, stratified)."""
     from PIL import Image as PILImage
@@ -96,6 +100,7 @@ _REVIEW_ITEMS = "blender headphones novel charger kettle jacket backpack lamp ke
 
 
 @BUILTIN_DATASETS.register("builtin:reviews")
+@quiet_datasets()
 def reviews_dataset(seed: int = 0, n: int = 1200) -> DatasetDict:
     """A small synthetic product-review set in Amazon Review Polarity's schema (label, title, content), made from a
     seeded template grammar so that text pipelines run offline: train 80% / test 20%, stratified.
@@ -265,6 +270,7 @@ def _split_hint(data: DatasetDict) -> str:
     )
 
 
+@quiet_datasets()
 def hold_out(dataset: Dataset, percentage: float, seed: int, label_column: Optional[str] = None):
     """Split `percentage` % of `dataset` off as an evaluation split (stratified when the label is a ClassLabel), the
     convention of the Hugging Face examples' ``validation_split_percentage`` when a dataset has no evaluation split."""
@@ -283,6 +289,7 @@ def hold_out(dataset: Dataset, percentage: float, seed: int, label_column: Optio
 PREVIOUS_SUFFIX = "_previous"
 
 
+@quiet_datasets()
 def keep_previous_columns(dataset):
     """`dataset` with any incoming ``svp_index``/``svp_score`` column (e.g. a dataset svp_hf wrote before) renamed to
     ``svp_index_previous``/``svp_score_previous`` (``..._previous_2`` and so on when that name is taken): kept as
@@ -303,13 +310,14 @@ def keep_previous_columns(dataset):
 
 def column_values(dataset: Dataset, column: str) -> np.ndarray:
     """A column of the rows `dataset` shows as numpy, read straight from Arrow (no formatted copy of the dataset)."""
-    if dataset._indices is None:
+    if not has_indices_mapping(dataset):
         values = dataset.data.column(column)
     else:
         values = dataset.with_format("arrow")[column]
     return np.asarray(values.to_numpy())
 
 
+@quiet_datasets()
 def add_index(dataset: Dataset) -> Dataset:
     """Add the `svp_index` column (each row's position in `dataset`) unless it is already there (inside the pipeline,
     a subset keeps its rows' indices in the dataset it came from; an incoming column was renamed away first by
@@ -553,13 +561,16 @@ def text_dataset(dataset: Dataset, info: DataInfo, encode: Callable[[List[str]],
         return out
 
     dataset = add_index(dataset)
-    return dataset.map(
-        _encode,
-        batched=True,
-        remove_columns=[c for c in dataset.column_names if c != INDEX_COLUMN],
-        desc=desc,
-        num_proc=map_processes(len(dataset)),
-    )
+    # Tokenising a large dataset takes a while: its bar stays, unless svp_hf's bars are off.
+    large = len(dataset) >= PARALLEL_MAP_MIN_ROWS and not are_progress_bars_disabled()
+    with contextlib.nullcontext() if large else quiet_datasets():
+        return dataset.map(
+            _encode,
+            batched=True,
+            remove_columns=[c for c in dataset.column_names if c != INDEX_COLUMN],
+            desc=desc,
+            num_proc=map_processes(len(dataset)),
+        )
 
 
 def inspect_dataset(dataset: Dataset, modality: str, *, partial: bool = False, **columns) -> DataInfo:
@@ -685,6 +696,7 @@ def decoded_images(dataset: Dataset, info: DataInfo):
     return decode_images(dataset, info.input_columns[0], mode, tuple(info.extra["image_size"]))
 
 
+@quiet_datasets()
 def undecodable_rows(dataset: Dataset, info: DataInfo) -> List[int]:
     """Rows of `dataset` whose image cannot be decoded: the decode-once pass itself for small images (its result is
     kept for training and scoring), a decoding check of every row for larger ones."""
@@ -705,6 +717,7 @@ def undecodable_rows(dataset: Dataset, info: DataInfo) -> List[int]:
     return bad
 
 
+@quiet_datasets()
 def check_images(dataset: Dataset, info: DataInfo, *, skip: bool = False, what: str = "the dataset"):
     """`dataset` with every image checked to decode (the decode-once pass for small images, a decoding pass for
     larger ones): an ``SVPRuntimeError`` naming the rows and column that cannot be decoded, or, with `skip`,
@@ -736,6 +749,7 @@ def image_transform(model: torch.nn.Module, info: DataInfo, train: bool, augment
     return T.Compose(steps)
 
 
+@quiet_datasets()
 def image_dataset(dataset: Dataset, model: torch.nn.Module, info: DataInfo, train: bool, augment: bool = True):
     """`dataset` as model inputs. CIFAR-sized images: the decode-once cache with pad-and-crop, flip and normalisation
     applied to whole batches on the device (:class:`CachedImages`); an image that cannot be decoded is an

@@ -22,7 +22,6 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-import uuid
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -32,7 +31,9 @@ import pyarrow.compute as pc
 from datasets import Dataset
 from filelock import FileLock
 
+from ._compat import dataset_fingerprint, has_indices_mapping, indices_mapping
 from .errors import SVPRuntimeError
+from .files import atomic_path
 
 MAX_MEMORY = 4 << 30  # bytes of decoded images held in memory; larger arrays are memory-mapped from disk
 DECODE_BATCH = 1024
@@ -158,8 +159,9 @@ def image_modes(dataset: Dataset, column: str, rows: np.ndarray) -> Dict[str, in
     from PIL import Image as PILImage
 
     rows = np.asarray(rows, dtype=np.int64)
-    if dataset._indices is not None:
-        rows = dataset._indices.column(0).to_numpy()[rows]
+    mapping = indices_mapping(dataset)
+    if mapping is not None:
+        rows = mapping[rows]
     data, paths = _image_bytes(dataset.data.column(column).take(pa.array(rows, type=pa.int64())).combine_chunks())
     modes: Dict[str, int] = {}
     for b, p in zip(data, paths):
@@ -192,13 +194,14 @@ def _disk_cache_path(dataset: Dataset, column: str, mode: str, size) -> Optional
     """Where a file-backed dataset's decoded images live across runs: next to its Arrow cache files, named by its
     fingerprint (None for in-memory datasets and row selections)."""
     files = getattr(dataset, "cache_files", None) or []
-    if not files or dataset._indices is not None:
+    fingerprint = dataset_fingerprint(dataset)
+    if not files or fingerprint is None or has_indices_mapping(dataset):
         return None
     folder = os.path.dirname(files[0]["filename"])
     if not os.access(folder, os.W_OK):
         return None
     # "v2": files written before the cache took a lock (two processes could interleave their writes) are not read.
-    return os.path.join(folder, f"svp_images-v2-{dataset._fingerprint}-{column}-{mode}-{size[0]}x{size[1]}")
+    return os.path.join(folder, f"svp_images-v2-{fingerprint}-{column}-{mode}-{size[0]}x{size[1]}")
 
 
 def decode_images(dataset: Dataset, column: str, mode: str, size: Tuple[int, int]) -> DecodedImages:
@@ -206,7 +209,7 @@ def decode_images(dataset: Dataset, column: str, mode: str, size: Tuple[int, int
     channels = 1 if mode == "L" else 3
     size = tuple(size)
     table_column = dataset.data.column(column)
-    indices = dataset._indices.column(0).to_numpy() if dataset._indices is not None else None
+    indices = indices_mapping(dataset)
     hit = _lookup(table_column, mode, size)
     if hit is None and indices is not None and len(indices) < len(table_column) // 2:
         # A small subset of an undecoded table: decode only its rows (not remembered).
@@ -292,19 +295,15 @@ def _read_disk_cache(cache: str, shape) -> Optional[DecodedImages]:
 
 def _write_disk_cache(column, rows, mode, size, channels, shape, cache: str) -> DecodedImages:
     """Decode into files named for this process alone, then publish them under the cache's names (the caller holds
-    the cache's lock). Held in memory when small enough, memory-mapped from the published file otherwise."""
-    own = f"{cache}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        pixels = np.lib.format.open_memmap(own + ".npy", mode="w+", dtype=np.uint8, shape=shape)
-        bad = _decode_column(column, rows, mode, size, channels, pixels)
-        pixels.flush()
-        np.save(own + ".bad.npy", np.asarray(bad, dtype=np.int64))
-        os.replace(own + ".npy", cache + ".npy")
-        os.replace(own + ".bad.npy", cache + ".bad.npy")  # last: the cache is complete
-    finally:
-        for leftover in (own + ".npy", own + ".bad.npy"):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
+    the cache's lock): the pixels first, the undecodable rows last (the cache is then complete); both temporary files
+    are removed if anything fails (:func:`svp_hf.files.atomic_path`). Held in memory when small enough,
+    memory-mapped from the published file otherwise."""
+    with atomic_path(cache + ".bad.npy", suffix=".npy") as bad_tmp:  # published last
+        with atomic_path(cache + ".npy", suffix=".npy") as pixels_tmp:
+            pixels = np.lib.format.open_memmap(pixels_tmp, mode="w+", dtype=np.uint8, shape=shape)
+            bad = _decode_column(column, rows, mode, size, channels, pixels)
+            pixels.flush()
+            np.save(bad_tmp, np.asarray(bad, dtype=np.int64))
     if int(np.prod(shape)) <= MAX_MEMORY:
         return DecodedImages(np.array(pixels), bad, False, False)  # small enough: held in memory
     return DecodedImages(np.load(cache + ".npy", mmap_mode="r", allow_pickle=False), bad, True, False)

@@ -36,8 +36,10 @@ from .checkpoint import CHECKPOINTS_DIR as RUN_CHECKPOINTS_DIR
 from .checkpoint import MODEL_WEIGHTS, check_not_pickled, read_json
 from .data import _BUILDER_BY_EXTENSION, INDEX_COLUMN, SCORE_COLUMN
 from .errors import SVPConfigError
+from .files import atomic_write_json as write_json_file
 from .output import write_dataset_folder
 from .pool import LabelPool
+from .progress import quiet_datasets
 
 STATE_DIR = "labelling"
 STATE_FILE = "state.json"
@@ -53,21 +55,10 @@ LabelsSource = Union[str, os.PathLike, Dataset, Mapping[int, Any]]
 
 
 def atomic_write_json(path: str, obj: Any) -> None:
-    """Write `obj` as JSON to `path` through a temporary file in the same folder and ``os.replace``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    """Write `obj` as JSON to `path` (its folder made if need be) through a temporary file of this process in the
+    same folder, synced to disk, and ``os.replace`` (:func:`svp_hf.files.atomic_write_json`)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_json_file(path, obj, indent=1, fsync=True)
 
 
 def replace_path(tmp: str, dest: str) -> None:
@@ -101,6 +92,7 @@ def _label_column_name(dataset: Dataset, label_column: Optional[str]) -> Optiona
     return (classes + named + [None])[0]
 
 
+@quiet_datasets()
 def labelling_dataset(
     dataset: Dataset,
     label_column: Optional[str] = None,
@@ -144,6 +136,7 @@ def labelling_dataset(
     return dataset, column
 
 
+@quiet_datasets()
 def _as_class_label(dataset: Dataset, column: str, names: List[str]) -> Dataset:
     """`dataset` with `column` a ClassLabel of `names` (added all-null when absent), in the same column order."""
     target = ClassLabel(names=names)
@@ -441,6 +434,7 @@ def check_session_settings(state: LabellingState, settings: Dict[str, Any], outp
     state.settings.update(settings)
 
 
+@quiet_datasets()
 def filled_dataset(dataset: Dataset, state: LabellingState) -> Dataset:
     """`dataset` with the session's labels in its label column: what the selector trains on. Rows not labelled yet
     get class 0 as a placeholder: they are only scored, and active-learning methods never read their labels."""
@@ -451,12 +445,14 @@ def filled_dataset(dataset: Dataset, state: LabellingState) -> Dataset:
     return dataset.remove_columns(column).add_column(column, labels, feature=feature).select_columns(order)
 
 
+@quiet_datasets()
 def pool_dataset(dataset: Dataset) -> Dataset:
     """`dataset` with `svp_index` set to each row's pool index (replacing any earlier one)."""
     dataset = dataset.remove_columns([c for c in (INDEX_COLUMN, SCORE_COLUMN, ROUND_COLUMN) if c in dataset.column_names])
     return dataset.add_column(INDEX_COLUMN, np.arange(len(dataset), dtype=np.int64))
 
 
+@quiet_datasets()
 def labelled_dataset(dataset: Dataset, pool: LabelPool) -> Dataset:
     """The labelled rows in pool order, with `svp_index`, the round each was labelled in and its selection score."""
     indices = pool.labelled
@@ -475,6 +471,7 @@ def labelled_rows(dataset: Dataset, state: LabellingState) -> Dataset:
 # --- returned labels ------------------------------------------------------------------------------------------------
 
 
+@quiet_datasets()
 def _read_source(source: LabelsSource, token: Optional[str] = None) -> Tuple[str, Dataset]:
     """A return of labels as a Dataset, and a name for it (messages and the merge record)."""
     import datasets
@@ -512,6 +509,7 @@ def _read_source(source: LabelsSource, token: Optional[str] = None) -> Tuple[str
     return path, loaded
 
 
+@quiet_datasets()
 def _mapping_labels(source: Mapping) -> Dataset:
     """A return given as ``{svp_index: label}`` as a Dataset: integer keys (or their decimal strings, as JSON writes
     them), labels all class names or all class ids (``None`` for not answered yet)."""
@@ -664,6 +662,7 @@ def tell(
 # --- the batch to label -----------------------------------------------------------------------------------------------
 
 
+@quiet_datasets()
 def batch_rows(dataset: Dataset, ids: Sequence[int], round_: int, scores: Optional[Sequence[float]]) -> Dataset:
     """Rows `ids` of the pool `dataset` with their original columns (the label null), `svp_index`, `svp_round` and
     `svp_score`: a batch to label."""
@@ -685,6 +684,7 @@ def _batch_card(rows: Dataset, round_: int, state: LabellingState) -> str:
     )
 
 
+@quiet_datasets()
 def write_batch(output_dir: str, rows: Dataset, round_: int, state: LabellingState) -> Dict[str, str]:
     """Write a batch to label as ``to_label/round_<k>/`` (a dataset folder: ``datasets.load_dataset`` reads it) and
     ``to_label/round_<k>.csv`` (images saved as PNG files under ``to_label/round_<k>_images/``, the CSV holding their

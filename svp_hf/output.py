@@ -41,9 +41,12 @@ import numpy as np
 from datasets import Dataset
 from filelock import FileLock, Timeout
 
+from ._compat import embed_table_storage_fn
 from .card import dataset_card
 from .config import DEFAULT_MAX_SHARD_SIZE, SPLIT_NAME, check_split_name, parse_size
 from .errors import SVPConfigError
+from .files import atomic_write
+from .progress import quiet_datasets
 from .report import ReportInputs, render_report, write_plots
 
 RESULT_NAMES = (
@@ -172,12 +175,13 @@ def _has_files(dataset: Dataset) -> bool:
 
 def _embed(dataset: Dataset) -> Dataset:
     """Embed image/audio bytes referenced by path, so the parquet files stand alone (in memory: call it per shard)."""
-    from datasets.table import embed_table_storage
-
     if not _has_files(dataset):
         return dataset
     fmt = dataset.format
-    embedded = dataset.with_format("arrow").map(embed_table_storage, batched=True, keep_in_memory=True, desc="embedding files")
+    with quiet_datasets():
+        embedded = dataset.with_format("arrow").map(
+            embed_table_storage_fn(), batched=True, keep_in_memory=True, desc="embedding files"
+        )
     return embedded.with_format(**fmt)
 
 
@@ -196,7 +200,8 @@ def _nbytes(dataset: Dataset, sample_size: int = 256) -> float:
         return 0.0
     if _has_files(dataset):
         rows = np.unique(np.linspace(0, len(dataset) - 1, num=min(len(dataset), sample_size)).round().astype(np.int64))
-        sample = _embed(dataset.select(rows))
+        with quiet_datasets():
+            sample = _embed(dataset.select(rows))
         return sample.data.nbytes / len(sample) * len(dataset)
     return dataset.data.nbytes * len(dataset) / len(dataset.data)
 
@@ -209,8 +214,9 @@ def write_split(folder: str, split: str, dataset: Dataset, max_shard_size=DEFAUL
     num_shards = max(1, min(len(dataset), math.ceil(_nbytes(dataset) / parse_size(max_shard_size))))
     names = [f"{split}-{i:05d}-of-{num_shards:05d}.parquet" for i in range(num_shards)]
     for i, name in enumerate(names):
-        shard = dataset.shard(num_shards=num_shards, index=i, contiguous=True) if num_shards > 1 else dataset
-        _embed(shard).to_parquet(check_inside(folder, os.path.join(folder, name)))
+        with quiet_datasets():
+            shard = dataset.shard(num_shards=num_shards, index=i, contiguous=True) if num_shards > 1 else dataset
+            _embed(shard).to_parquet(check_inside(folder, os.path.join(folder, name)))
     return names
 
 
@@ -234,7 +240,8 @@ def write_dataset_folder(
     for which, table in (scores or {}).items():
         if table is not None:
             os.makedirs(os.path.dirname(os.path.join(path, DATASET_SCORES[which])), exist_ok=True)
-            table.to_parquet(os.path.join(path, DATASET_SCORES[which]))
+            with quiet_datasets():
+                table.to_parquet(os.path.join(path, DATASET_SCORES[which]))
     with open(os.path.join(path, "README.md"), "w", encoding="utf-8") as f:
         f.write(card if card is not None else default_card(splits))
 
@@ -251,10 +258,20 @@ def _jsonable(obj):
     return obj
 
 
-def write_json(path: str, obj: Any) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(_jsonable(obj), f, indent=2, sort_keys=False)
-        f.write("\n")
+def write_json(path: str, obj: Any, *, atomic: bool = False) -> None:
+    """`obj` as the JSON file `path` (numpy values as Python's, non-finite floats as ``null``/``"inf"``/``"-inf"``);
+    with `atomic`, under a temporary name of this process first, moved into place when complete
+    (:func:`svp_hf.files.atomic_write`: for a file written outside a result's temporary folder)."""
+
+    def write(target: str) -> None:
+        with open(target, "w", encoding="utf-8") as f:
+            json.dump(_jsonable(obj), f, indent=2, sort_keys=False)
+            f.write("\n")
+
+    if atomic:
+        atomic_write(path, write)
+    else:
+        write(path)
 
 
 def write_run(
@@ -293,9 +310,10 @@ def write_run(
         write_dataset_folder(
             dataset_dir, splits, card, scores={"proxy": scores, "target": target_scores}, max_shard_size=max_shard_size
         )
-        scores.to_parquet(os.path.join(tmp, SCORES_FILE))
-        if target_scores is not None:
-            target_scores.to_parquet(os.path.join(tmp, TARGET_SCORES_FILE))
+        with quiet_datasets():
+            scores.to_parquet(os.path.join(tmp, SCORES_FILE))
+            if target_scores is not None:
+                target_scores.to_parquet(os.path.join(tmp, TARGET_SCORES_FILE))
         with open(os.path.join(tmp, REPORT_FILE), "w", encoding="utf-8") as f:
             f.write("# svp_hf report\n\n" + render_report(metrics, figures, image_dir=f"{DATASET_DIR}/{PLOTS_DIR}"))
         for name, obj in (extra_files or {}).items():
@@ -308,7 +326,8 @@ def write_run(
 
 def _write_file(path: str, obj: Any) -> None:
     if isinstance(obj, Dataset):
-        obj.to_parquet(path)
+        with quiet_datasets():
+            obj.to_parquet(path)
     elif isinstance(obj, str):  # already formatted (e.g. YAML)
         with open(path, "w", encoding="utf-8") as f:
             f.write(obj)
@@ -442,7 +461,8 @@ def check_complete(output_dir: str) -> Dict[str, Any]:
 
 
 def _read_scores(path: str) -> Dataset:
-    return Dataset.from_parquet(path)
+    with quiet_datasets():
+        return Dataset.from_parquet(path)
 
 
 def load_scores(source: str, *, which: str = "proxy", revision: Optional[str] = None, token: Optional[str] = None) -> Dataset:

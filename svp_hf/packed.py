@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from ._compat import dataset_fingerprint
 from .data import INDEX_COLUMN
 
 
@@ -148,7 +149,7 @@ def packed_text(dataset, key: tuple, build) -> PackedText:
     """The packed form of `dataset` for one tokenisation (`key`: the tokenizer's settings), built with `build()` once
     per dataset fingerprint in this process: training, evaluation and repeated scoring of the same dataset reuse it
     (and ``datasets.map`` caches the tokenisation itself on disk for file-backed data)."""
-    fingerprint = getattr(dataset, "_fingerprint", None)
+    fingerprint = dataset_fingerprint(dataset)
     if fingerprint is None:
         return build()
     full_key = (fingerprint,) + tuple(key)

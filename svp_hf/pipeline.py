@@ -565,8 +565,7 @@ class JobRun:
         result = compute()
         if self.accelerator.is_main_process:
             os.makedirs(self.checkpoints, exist_ok=True)
-            write_json(path + ".tmp", result)
-            os.replace(path + ".tmp", path)
+            write_json(path, result, atomic=True)
         self.accelerator.wait_for_everyone()
         return result
 

@@ -5,7 +5,8 @@ bf16 autocast pays on a CPU only where the instructions exist: AVX512-BF16 (Coop
 fp32. torch (2.14) reports both through private helpers, ``torch.cpu._is_avx512_bf16_supported()`` and
 ``torch.cpu._is_amx_tile_supported()`` (the CPUID bits, read by ATen's cpuinfo); ``torch.backends.cpu.get_cpu_capability()``
 names only the vector width ATen dispatches to (``"AVX512"``), not bf16, and ``torch.ops.mkldnn._is_mkldnn_bf16_supported()``
-is also true where oneDNN merely emulates bf16 on AVX512. Helpers that a torch build lacks count as "not supported".
+is also true where oneDNN merely emulates bf16 on AVX512. Helpers that a torch build lacks count as "not supported"
+(both are read through :func:`svp_hf._compat.torch_cpu_feature`).
 
 Measured on a 2-core AVX512-BF16/AMX CPU (``benchmarks/precision.py``): a bf16-autocast ResNet-20 training step is
 2.0x faster than fp32 at batch 128 on one thread (median of paired passes, quartiles 1.96-2.05), its forward 1.9x; bf16
@@ -19,18 +20,18 @@ from typing import Any, Dict
 
 import torch
 
+from ._compat import BF16_CPU_HELPERS, torch_cpu_feature
+
 # The torch.cpu helpers that report native bf16 (each: CPUID bits read by ATen's cpuinfo).
-BF16_CPU_FEATURES = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+BF16_CPU_FEATURES = BF16_CPU_HELPERS
 
 
 def cpu_features() -> Dict[str, Any]:
     """What this CPU and torch build report: the dispatch capability and each bf16 feature (None when this torch
     has no helper for it)."""
-    cpu = getattr(torch, "cpu", None)
     out: Dict[str, Any] = {"capability": torch.backends.cpu.get_cpu_capability()}
     for name in BF16_CPU_FEATURES:
-        helper = getattr(cpu, name, None)
-        out[name.strip("_")] = bool(helper()) if callable(helper) else None
+        out[name.strip("_")] = torch_cpu_feature(name)
     return out
 
 

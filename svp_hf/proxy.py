@@ -39,6 +39,7 @@ from .errors import SVPConfigError, SVPRuntimeError
 from .methods import get_method, list_methods, resolve_methods, training_signals
 from .models import ModelFamily, create_model, resolve_family
 from .preflight import check_models_against_data
+from .progress import quiet_datasets
 from .roles import model_settings, scoring_settings, selection_settings
 from .scoring import iter_shards, score_examples
 from .selection import n_to_keep
@@ -439,9 +440,10 @@ def subset_with_scores(dataset: Dataset, scores: Dataset, method: str, keep: np.
     dataset = keep_previous_columns(dataset)
     by_index = np.empty(len(scores), dtype=np.float64)
     by_index[score_positions(scores)] = np.asarray(scores[method], dtype=np.float64)
-    pruned = dataset.select(keep)
-    pruned = pruned.add_column(SCORE_COLUMN, by_index[keep].tolist(), feature=Value("float64"))
-    return pruned.add_column(INDEX_COLUMN, keep.tolist(), feature=Value("int64"))
+    with quiet_datasets():
+        pruned = dataset.select(keep)
+        pruned = pruned.add_column(SCORE_COLUMN, by_index[keep].tolist(), feature=Value("float64"))
+        return pruned.add_column(INDEX_COLUMN, keep.tolist(), feature=Value("int64"))
 
 
 __all__ = [

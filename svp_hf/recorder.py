@@ -52,12 +52,14 @@ import numpy as np
 import torch
 from datasets import Dataset, IterableDataset
 
+from ._compat import keep_trainer_column
 from .data import DataInfo, find_label_column
 from .errors import SVPConfigError
 from .methods import METHODS, SelectionMethod, resolve_methods
 from .proxy import check_finite_scores, labels_of, scores_dataset
+from .record import SCORES_METADATA_KEY, scores_source
 from .scoring import probabilities
-from .signals import SIGNALS, TrainingSignal, make_signals, observe_all, update_all
+from .signals import SIGNALS, TrainingSignal, make_signals, observe_steps, update_all
 from .training import STEPS_PER_RECORD
 from .version import __version__
 
@@ -66,7 +68,7 @@ TRAINING_METHODS = ("forgetting", "aum", "confidence", "variability")
 # What the score table's metadata says the scores came from (see scores_source).
 SOURCE = "own_training_run"
 # The key of the score table's metadata (``Dataset.info.description``, JSON) that scores_source reads.
-METADATA_KEY = "svp_hf_scores"
+METADATA_KEY = SCORES_METADATA_KEY
 # The column attach() adds to a Trainer's training rows: each row's position, carried through the batches.
 TRAINER_INDEX_COLUMN = "svp_recorder_index"
 
@@ -233,11 +235,8 @@ class DynamicsRecorder:
 
     def _observe_steps(self, last: Optional[bool]) -> None:
         """The signals' per-example values of the steps held, on the device (gathered with several processes)."""
-        parts = list(zip(*self._steps))
+        _, labels, index, values = observe_steps(self._signals, self._steps)  # as svp_hf's own training loop
         self._steps.clear()
-        logits, labels, index = (torch.cat(p) if len(p) > 1 else p[0] for p in parts)
-        with torch.no_grad():
-            values = observe_all(self._signals, logits, labels)
         payload = self._gather((index, labels, values), last)
         self._pending.append(payload)
         self._pending_rows += len(payload[0])
@@ -489,9 +488,7 @@ class DynamicsRecorder:
             )
         trainer.train_dataset = self._indexed(trainer.train_dataset)
         # Keep the index column among the columns the Trainer passes to the model (it drops any other).
-        trainer._set_signature_columns_if_needed()
-        if TRAINER_INDEX_COLUMN not in trainer._signature_columns:
-            trainer._signature_columns.append(TRAINER_INDEX_COLUMN)
+        keep_trainer_column(trainer, TRAINER_INDEX_COLUMN)
         if self.accelerator is None:
             self.accelerator = trainer.accelerator
         elif self._num_processes != trainer.accelerator.num_processes:
@@ -574,18 +571,6 @@ class _RecordingComputeLoss:
         else:
             recorder._update_final(index, outputs["logits"], labels, last=state.end_of_dataloader)
         return (loss, outputs) if return_outputs else loss
-
-
-def scores_source(scores: Dataset) -> Optional[Dict[str, Any]]:
-    """What a score table says of where its scores came from: the metadata :meth:`DynamicsRecorder.scores` writes
-    (``{"source": "own_training_run", "methods": [...], "presentations": {...}, ...}``), or ``None`` for a table
-    without it (svp_hf's own proxy, or a table read back from parquet, which keeps no dataset description)."""
-    try:
-        meta = json.loads(scores.info.description or "")
-    except (ValueError, TypeError, AttributeError):
-        return None
-    found = meta.get(METADATA_KEY) if isinstance(meta, dict) else None
-    return found if isinstance(found, dict) else None
 
 
 __all__ = ["DynamicsRecorder", "IndexedRows", "TRAINING_METHODS", "TRAINER_INDEX_COLUMN", "SOURCE", "scores_source"]

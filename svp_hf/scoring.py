@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from datasets import Dataset, Image, IterableDataset
-from tqdm.auto import tqdm
 
 from .checkpoint import ShardStore, on_main
 from .config import parse_size
@@ -40,6 +39,7 @@ from .device import resolve_num_workers, resolve_pin_memory, to_device
 from .errors import SVPConfigError
 from .log import get_logger
 from .methods import SelectionMethod
+from .progress import progress_bar, quiet_datasets
 from .signals import TrainingSignal
 
 logger = get_logger(__name__)
@@ -112,20 +112,23 @@ def iter_shards(dataset, shard_size: int, skip: int = 0) -> Iterator[Tuple[int, 
         # Keep images encoded while a shard's rows are buffered: they are decoded batch by batch, as in a Dataset.
         images = [c for c, f in (dataset.features or {}).items() if isinstance(f, Image) and f.decode]
         stream = dataset
-        for column in images:
-            stream = stream.cast_column(column, Image(decode=False))
-        rows = iter(stream.skip(skip * shard_size) if skip else stream)
+        with quiet_datasets():
+            for column in images:
+                stream = stream.cast_column(column, Image(decode=False))
+            rows = iter(stream.skip(skip * shard_size) if skip else stream)
         shard = skip
         while True:
-            chunk = list(islice(rows, shard_size))
+            chunk = list(islice(rows, shard_size))  # the user's stream: its own bars, if any, are left alone
             if not chunk:
                 return
-            ds = Dataset.from_list(chunk, features=stream.features)
-            for column in images:
-                ds = ds.cast_column(column, Image())
-            start = shard * shard_size
-            ds = keep_previous_columns(ds)  # a stream's own svp_index is data, never row ids
-            yield shard, ds.add_column(INDEX_COLUMN, np.arange(start, start + len(ds), dtype=np.int64))
+            with quiet_datasets():  # not around the yield: the caller's own datasets calls keep their bars
+                ds = Dataset.from_list(chunk, features=stream.features)
+                for column in images:
+                    ds = ds.cast_column(column, Image())
+                start = shard * shard_size
+                ds = keep_previous_columns(ds)  # a stream's own svp_index is data, never row ids
+                ds = ds.add_column(INDEX_COLUMN, np.arange(start, start + len(ds), dtype=np.int64))
+            yield shard, ds
             shard += 1
     else:
         dataset = add_index(dataset)
@@ -133,7 +136,9 @@ def iter_shards(dataset, shard_size: int, skip: int = 0) -> Iterator[Tuple[int, 
             yield 0, dataset  # one shard: the dataset itself (no new Arrow view to build)
             return
         for shard in range(skip, math.ceil(len(dataset) / shard_size)):
-            yield shard, dataset.select(range(shard * shard_size, min(len(dataset), (shard + 1) * shard_size)))
+            with quiet_datasets():
+                rows = dataset.select(range(shard * shard_size, min(len(dataset), (shard + 1) * shard_size)))
+            yield shard, rows
 
 
 def _pool_keys(seed: int, shard: int, n: int) -> np.ndarray:
@@ -322,7 +327,8 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, need_embeddings, accelerator, batch_size, num_workers, desc):
+def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, need_embeddings, accelerator, batch_size, num_workers, desc,
+                 progress=True):
     """Scores (and embeddings) of one shard's rows, in row order, on every process.
 
     Nothing is copied to the host and nothing is gathered inside the loop: each process keeps its batches' results on
@@ -338,7 +344,7 @@ def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, n
     plan = batch_plan(n, batch_size, accelerator.process_index, accelerator.num_processes)
     groups = scoring_groups(eval_ds, collate, batch_size, plan, accelerator, num_workers=num_workers, pin_memory=pin_memory)
     # A bar only on a terminal: writing one into a log costs more than scoring a fastText batch.
-    bar = tqdm(total=sum(len(g) for g in plan), desc=desc, leave=False, disable=None if accelerator.is_local_main_process else True)
+    bar = progress_bar(total=sum(len(g) for g in plan), desc=desc, leave=False, main_process=accelerator.is_local_main_process, enabled=progress)
     logits_part, index_part, labels_part = [], [], []  # batches not scored yet
 
     def score_part():
@@ -418,6 +424,7 @@ def score_examples(
     shard_dir: Optional[str] = None,
     num_workers: Optional[int] = None,
     desc: str = "scoring",
+    progress: bool = True,
 ) -> ScoreResult:
     """Every method's scores and the labels of `dataset` (a ``Dataset`` or a streaming ``IterableDataset``).
 
@@ -425,7 +432,8 @@ def score_examples(
     `shard_dir`, finished shards are saved there and skipped when scoring again. Methods that read a training signal
     take it from `signals` (what :func:`~svp_hf.training.train_model` recorded). k-centers runs on a seeded random
     candidate pool of at most `kcenter_pool_size` rows, capped by `kcenter_max_memory` (``"4GB"``); rows outside the
-    pool score ``-inf`` (kept last, in seeded random order).
+    pool score ``-inf`` (kept last, in seeded random order). `progress` false draws no progress bars (see
+    :mod:`svp_hf.progress` for svp_hf's switch).
     """
     signals = signals or {}
     missing = [m.name for m in methods if m.needs == "training" and m.signal not in signals]
@@ -461,7 +469,8 @@ def score_examples(
         logger.info(f"{desc}: {skip} finished shard(s) found in {shard_dir}, resuming after them", main_process_only=True)
     for shard, rows in iter_shards(dataset, shard_size, skip):
         labels, values, embeddings = _score_shard(
-            model, family, rows, info, batch_methods, need_embeddings, accelerator, batch_size, num_workers, f"{desc} shard {shard}"
+            model, family, rows, info, batch_methods, need_embeddings, accelerator, batch_size, num_workers, f"{desc} shard {shard}",
+            progress,
         )
         start = shard * shard_size
         part = {INDEX_COLUMN: np.arange(start, start + len(labels), dtype=np.int64), "labels": labels}
@@ -499,7 +508,8 @@ def _by_position(dataset: Dataset) -> Dataset:
     if INDEX_COLUMN in dataset.column_names:
         if np.array_equal(column_values(dataset, INDEX_COLUMN), np.arange(len(dataset))):
             return dataset  # already by position
-        dataset = dataset.remove_columns(INDEX_COLUMN)
+        with quiet_datasets():
+            dataset = dataset.remove_columns(INDEX_COLUMN)
     return add_index(dataset)
 
 
@@ -529,12 +539,14 @@ def stream_outputs(
     batch_size: int = 256,
     num_workers: Optional[int] = None,
     desc: str = "scoring",
+    progress: bool = True,
 ) -> Tuple[Dict[str, np.ndarray], Optional[np.ndarray]]:
     """One pass of `model` over `dataset`: the scores of the per-batch `batch_methods` and, if asked, the penultimate
     embeddings, both in the order of `dataset`'s rows (e.g. for active learning's batch acquisitions)."""
     model = model.to(accelerator.device).eval()
     _, values, embeddings = _score_shard(
-        model, family, _by_position(dataset), info, batch_methods, need_embeddings, accelerator, batch_size, num_workers, desc
+        model, family, _by_position(dataset), info, batch_methods, need_embeddings, accelerator, batch_size, num_workers, desc,
+        progress,
     )
     return {m.name: values[i] for i, m in enumerate(batch_methods)}, embeddings
 

@@ -19,7 +19,7 @@ the assigned class: dataset cartography's confidence and variability, Swayamdipt
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Type
+from typing import Dict, Iterable, Optional, Sequence, Tuple, Type
 
 import numpy as np
 import torch
@@ -150,10 +150,6 @@ class CorrectnessSignal(TrainingSignal):
         return scores
 
 
-# The name svp_hf used before training signals were general.
-ForgettingTracker = CorrectnessSignal
-
-
 def _unique_runs(indices: np.ndarray, values: np.ndarray):
     """Split an update into runs with no repeated index, keeping order."""
     # Row ids are small non-negative integers: counting them is linear, where np.unique sorts (about 1 ms per
@@ -180,6 +176,23 @@ def observe_all(signals: Dict[str, TrainingSignal], logits: torch.Tensor, labels
     """Every signal's per-example values for a batch, one column each (on the logits' device)."""
     logits = logits.detach()
     return torch.stack([type(s).observe(logits, labels).float() for s in signals.values()], dim=1)
+
+
+def observe_steps(
+    signals: Dict[str, TrainingSignal], steps: Sequence[tuple]
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """Several training steps at once, on the device: `steps` holds each step's ``(logits, labels, index, ...)``
+    (anything after the rows' indices is left alone); returns the logits, labels and indices of all of them, each
+    concatenated in step order, and every signal's per-example values for them (:func:`observe_all`, one column per
+    signal; ``None`` without signals). svp_hf's training loop and :class:`~svp_hf.recorder.DynamicsRecorder` both
+    record their steps through it, so that they record the same values; nothing is copied to the host."""
+    parts = list(zip(*steps))[:3]
+    logits, labels, index = (torch.cat(p) if len(p) > 1 else p[0] for p in parts)
+    values = None
+    if signals:
+        with torch.no_grad():
+            values = observe_all(signals, logits, labels)
+    return logits, labels, index, values
 
 
 def update_all(signals: Dict[str, TrainingSignal], indices: np.ndarray, values: np.ndarray) -> None:
@@ -214,9 +227,9 @@ __all__ = [
     "MarginSignal",
     "TrueProbabilitySignal",
     "CorrectnessSignal",
-    "ForgettingTracker",
     "make_signals",
     "observe_all",
+    "observe_steps",
     "update_all",
     "signals_state",
     "restore_signals",

@@ -15,8 +15,8 @@ from accelerate import Accelerator
 from accelerate.optimizer import AcceleratedOptimizer
 from accelerate.utils import DistributedType
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
-from tqdm.auto import tqdm
 
+from ._compat import forget_prepared, random_sampler_draws_one_permutation
 from .augment import epoch_generator
 from .checkpoint import latest_epoch, load_epoch, save_epoch
 from .data import INDEX_COLUMN, DataInfo, batch_collate, on_device
@@ -32,16 +32,9 @@ from .device import (
 from .errors import SVPConfigError
 from .log import get_logger
 from .prefetch import prefetch, use_prefetch
+from .progress import progress_bar
 from .registry import Registry
-from .signals import (
-    ForgettingTracker,
-    TrainingSignal,
-    make_signals,
-    observe_all,
-    restore_signals,
-    signals_state,
-    update_all,
-)
+from .signals import TrainingSignal, make_signals, observe_steps, restore_signals, signals_state, update_all
 
 logger = get_logger(__name__)
 
@@ -122,11 +115,6 @@ class TrainResult:
     prepare_seconds: float = 0.0  # of `seconds`: turning the dataset into batches (decode-once, tokenising) and setup
     loop_seconds: float = 0.0  # of `seconds`: the epochs themselves
 
-    @property
-    def forgetting(self) -> Optional[ForgettingTracker]:
-        """The forgetting events recorded in training (the ``correctness`` signal), if recorded."""
-        return self.signals.get("correctness")
-
 
 OPTIMIZERS: Registry = Registry("optimizer")
 
@@ -205,9 +193,7 @@ def release(accelerator: Accelerator, *, collect: bool = False) -> None:
     """Forget what `accelerator` prepared (as ``free_memory`` does), so it cannot end up in the next training's
     checkpoints. Python's garbage collection (0.5 s and more with a large heap) runs only with `collect` and a GPU,
     where freeing device memory matters; the device cache is emptied there too."""
-    for name in ("_models", "_optimizers", "_schedulers", "_dataloaders"):
-        getattr(accelerator, name).clear()
-    accelerator.step = 0
+    forget_prepared(accelerator)
     if accelerator.device.type == "cuda":
         if collect:
             import gc
@@ -224,7 +210,7 @@ class SlicedBatchSampler(BatchSampler):
 
     def __iter__(self):
         sampler, size = self.sampler, self.batch_size
-        if type(sampler) is RandomSampler and not sampler.replacement and sampler._num_samples is None and sampler.generator is not None:
+        if type(sampler) is RandomSampler and random_sampler_draws_one_permutation(sampler):
             # RandomSampler's own draw: one permutation of the rows from its generator
             rows = torch.randperm(len(sampler.data_source), generator=sampler.generator).tolist()
         elif type(sampler) is SequentialSampler:
@@ -265,18 +251,19 @@ def train_model(
     accelerator: Accelerator,
     *,
     signals: Sequence[str] = (),
-    track_forgetting: bool = False,
     desc: str = "train",
     checkpoint_dir: Optional[str] = None,
+    progress: bool = True,
 ) -> TrainResult:
     """Train `model` on `dataset` (a ``datasets.Dataset`` with `svp_index`) with the configured optimizer (SGD with
     momentum by default) and learning-rate schedule.
 
-    Every training signal named in `signals` (``track_forgetting`` adds ``correctness``) is fed on every presentation
-    of an example and returned in the result. With `checkpoint_dir`, the whole training state (model, optimizer,
+    Every training signal named in `signals` (e.g. ``["correctness"]`` for forgetting events) is fed on every
+    presentation of an example and returned in the result. With `checkpoint_dir`, the whole training state (model, optimizer,
     scheduler, RNG states, epoch, history and training signals) is saved there after every epoch, and training resumes from the newest checkpoint found
     there: a resumed run ends with exactly the model an uninterrupted one trains. The data order of every epoch is a
-    function of ``(seed, epoch)`` alone.
+    function of ``(seed, epoch)`` alone. `progress` false draws no progress bars (a caller running many short
+    trainings draws one of its own; see :mod:`svp_hf.progress` for svp_hf's switch).
     """
     start = time.perf_counter()
     release(accelerator)  # what a previous training prepared must not end up in this one's checkpoints
@@ -295,7 +282,7 @@ def train_model(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step / total_steps))
     # The loader's batches are moved by the loop itself (to_device: nothing to do on the CPU).
     model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler, device_placement=[True, True, False, True])
-    recorded = make_signals([*signals, *(["correctness"] if track_forgetting else [])], len(dataset))
+    recorded = make_signals(signals, len(dataset))
     history: List[Dict[str, float]] = []
     done, folder = latest_epoch(checkpoint_dir)
     if folder is not None:
@@ -309,7 +296,8 @@ def train_model(
         augment_stream = epoch_generator(accelerator.device, config.seed, epoch, accelerator.process_index)
         model.train()
         record = _train_epoch(model, family, train_ds, loader, optimizer, scheduler, accelerator, recorded, augment_stream,
-                              non_blocking=pin_memory, ahead=ahead, desc=f"{desc} epoch {epoch + 1}/{config.epochs}")
+                              non_blocking=pin_memory, ahead=ahead, desc=f"{desc} epoch {epoch + 1}/{config.epochs}",
+                              progress=progress)
         record = {"epoch": epoch + 1, **record}
         history.append(record)
         logger.info(f"{desc} epoch {epoch + 1}: loss {record['loss']:.4f}, train accuracy {record['accuracy']:.4f}")
@@ -365,7 +353,8 @@ def backward(accelerator: Accelerator, loss: torch.Tensor) -> None:
 STEPS_PER_RECORD = 16
 
 
-def _train_epoch(model, family, train_ds, loader, optimizer, scheduler, accelerator, recorded, augment_stream, *, non_blocking=False, ahead=False, desc):
+def _train_epoch(model, family, train_ds, loader, optimizer, scheduler, accelerator, recorded, augment_stream, *, non_blocking=False, ahead=False, desc,
+                 progress=True):
     """One epoch with no host synchronisation inside the step: each step's loss, hits and the signals' per-example
     values stay on the device, and are reduced and copied to the host once, after the epoch; the signals are then
     updated in presentation order, exactly as per-step updates would.
@@ -381,17 +370,18 @@ def _train_epoch(model, family, train_ds, loader, optimizer, scheduler, accelera
 
     def record():
         losses = torch.cat([loss.expand(labels.shape[0]) for _, labels, _, loss in pending])  # one per example
-        logits, labels, index = (torch.cat(parts) for parts in list(zip(*pending))[:3])
+        logits, labels, index, values = observe_steps(recorded, pending)
         hits = logits.argmax(dim=-1) == labels
         payload = (hits, losses)
         if recorded:
-            payload += (index, observe_all(recorded, logits, labels))
+            payload += (index, values)
         records.append(gather(payload))
         pending.clear()
 
     batches = prefetch(loader) if ahead else loader  # the next batch gathered while this one trains
     # A bar only on a terminal (``disable=None``): writing one into a log costs more than a fastText step.
-    for batch in tqdm(batches, total=len(loader), desc=desc, disable=None if accelerator.is_local_main_process else True):
+    bar = progress_bar(batches, total=len(loader), desc=desc, main_process=accelerator.is_local_main_process, enabled=progress)
+    for batch in bar:
         batch = on_device(train_ds, to_device(batch, device, non_blocking), augment_stream)
         labels = batch["labels"]
         logits = family.logits(model, batch)
@@ -416,9 +406,10 @@ def _train_epoch(model, family, train_ds, loader, optimizer, scheduler, accelera
 @torch.no_grad()
 def evaluate_accuracy(
     model: torch.nn.Module, family, dataset, info: DataInfo, accelerator: Accelerator, *, batch_size: int = 256,
-    desc: str = "evaluate", num_workers: Optional[int] = None,
+    desc: str = "evaluate", num_workers: Optional[int] = None, progress: bool = True,
 ) -> float:
-    """Top-1 accuracy of `model` on `dataset`, every example counted exactly once across processes."""
+    """Top-1 accuracy of `model` on `dataset`, every example counted exactly once across processes (with a progress
+    bar unless `progress` is false)."""
     eval_ds = family.dataset(dataset, model, info, train=False)
     loader = accelerator.prepare(
         make_loader(eval_ds, batch_collate(eval_ds, family.make_collate(model)), batch_size, shuffle=False,
@@ -428,7 +419,8 @@ def evaluate_accuracy(
     model = model.to(accelerator.device).eval()
     correct = torch.zeros((), dtype=torch.int64, device=accelerator.device)
     total = 0
-    for batch in tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process):
+    bar = progress_bar(loader, desc=desc, main_process=accelerator.is_local_main_process, enabled=progress, terminal_only=False)
+    for batch in bar:
         batch = on_device(eval_ds, batch)
         with accelerator.autocast():
             logits = family.logits(model, batch)
@@ -441,7 +433,6 @@ def evaluate_accuracy(
 __all__ = [
     "LR_SCHEDULES",
     "TrainingConfig",
-    "ForgettingTracker",
     "TrainResult",
     "parameter_groups",
     "make_accelerator",

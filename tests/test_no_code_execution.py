@@ -81,7 +81,7 @@ def trained(tiny_digits, tmp_path_factory):
     folder = tmp_path_factory.mktemp("trained") / "proxy"
     config = TrainingConfig(epochs=1, batch_size=32, learning_rate=0.05, lr_schedule="constant", seed=0)
     torch.manual_seed(0)
-    train_model(create_model("resnet20", info), family, train, info, config, Accelerator(), track_forgetting=True,
+    train_model(create_model("resnet20", info), family, train, info, config, Accelerator(), signals=["correctness"],
                 checkpoint_dir=str(folder))
     return train, family, info, folder
 

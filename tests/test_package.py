@@ -12,8 +12,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "svp_hf"
 
 # Each module may import modules of its own layer or a lower one (see svp_hf/__init__.py).
 LAYERS = {
-    0: {"errors", "registry", "config", "version", "recipe_files", "account", "record"},
-    1: {"log", "signals", "selection", "strategies", "methods", "pool", "models", "data", "checkpoint", "training",
+    0: {"errors", "registry", "config", "version", "recipe_files", "account", "record", "files", "_compat"},
+    1: {"log", "progress", "signals", "selection", "strategies", "methods", "pool", "models", "data", "checkpoint", "training",
         "device", "precision", "prefetch", "augment", "image_cache", "packed",
         "scoring", "correlation", "report", "card", "output", "hub", "metrics", "stages"},
     2: {"roles", "preflight", "proxy", "auto", "labelling", "active_learning", "recorder", "orchestrator"},

@@ -8,13 +8,13 @@ import torch
 from svp_hf.methods import get_method, register_method, training_signals
 from svp_hf.signals import (
     SIGNALS,
+    CorrectnessSignal,
     make_signals,
     observe_all,
     restore_signals,
     signals_state,
     update_all,
 )
-from svp_hf.training import ForgettingTracker
 
 # Three presentations of two examples (labels 0 and 2) over three classes.
 HISTORY = [
@@ -126,11 +126,11 @@ def test_a_proxy_checkpoint_without_the_signal_is_refused_before_training(tiny_d
     assert "epoch 1" not in captured and not (out / "dataset").exists()
 
 
-# --- forgetting events counted by the ForgettingTracker ---------------------------------------------------------------
+# --- forgetting events counted by the correctness signal -------------------------------------------------------------
 
 
 def test_forgetting_counts_from_known_history():
-    tracker = ForgettingTracker(4)
+    tracker = CorrectnessSignal(4)
     history = [  # rows: presentations; columns: examples
         [1, 0, 1, 0],
         [0, 0, 1, 1],
@@ -143,11 +143,11 @@ def test_forgetting_counts_from_known_history():
 
 
 def test_forgetting_repeated_index_in_one_update_counts_twice():
-    tracker = ForgettingTracker(2)
+    tracker = CorrectnessSignal(2)
     tracker.update(np.array([0, 0, 1]), np.array([True, False, True]))
     assert tracker.events.tolist() == [1, 0]
     assert tracker.presentations.tolist() == [2, 1]
     state = tracker.state_dict()
-    other = ForgettingTracker(2)
+    other = CorrectnessSignal(2)
     other.load_state_dict(state)
     np.testing.assert_array_equal(other.scores(), tracker.scores())

@@ -28,7 +28,7 @@ def test_training_resumes_from_its_last_epoch_checkpoint(setup, tmp_path):
         torch.manual_seed(0)
         model = create_model("resnet20", info)
         cfg = TrainingConfig(**{**vars(config), "epochs": epochs})
-        return train_model(model, family, train, info, cfg, Accelerator(), track_forgetting=True, checkpoint_dir=str(folder))
+        return train_model(model, family, train, info, cfg, Accelerator(), signals=["correctness"], checkpoint_dir=str(folder))
 
     straight = run(2, tmp_path / "straight")
     assert sorted(p.name for p in (tmp_path / "straight").iterdir()) == ["epoch_0002"]  # only the newest epoch is kept
@@ -38,8 +38,9 @@ def test_training_resumes_from_its_last_epoch_checkpoint(setup, tmp_path):
     assert resumed.history == straight.history
     for key, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
-    np.testing.assert_array_equal(straight.forgetting.scores(), resumed.forgetting.scores())
-    np.testing.assert_array_equal(straight.forgetting.presentations, np.full(len(train), 2))
+    straight_events, resumed_events = straight.signals["correctness"], resumed.signals["correctness"]
+    np.testing.assert_array_equal(straight_events.scores(), resumed_events.scores())
+    np.testing.assert_array_equal(straight_events.presentations, np.full(len(train), 2))
 
 
 def test_report_to_tensorboard_logs_losses_accuracy_and_timings(tmp_path):
