@@ -319,11 +319,16 @@ def scoring_groups(eval_ds, collate, batch_size: int, groups: List[List[Tuple[in
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
     """Softmax over the classes of a block of logits, in float32. With few classes, the softmax runs down the columns
-    of the transposed block (vectorised across rows: several times faster than along rows of 2 or 10 values)."""
-    logits = logits.float()
+    of the transposed block (vectorised across rows: several times faster than along rows of 2 or 10 values).
+
+    It is computed in float64 and rounded to float32: how many rows share a block (and how the CPU threads split
+    them) changes which values take a vectorised or a scalar path of ``exp``, whose results may differ in the last
+    float32 bit; the float64 results round to the same float32 value, so a row's probabilities do not depend on the
+    rows scored with it."""
+    logits = logits.double()
     if logits.shape[-1] < 64:
-        return torch.softmax(logits.T, dim=0).T
-    return torch.softmax(logits, dim=-1)
+        return torch.softmax(logits.T, dim=0).T.float()
+    return torch.softmax(logits, dim=-1).float()
 
 
 @torch.inference_mode()
