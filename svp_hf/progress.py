@@ -37,22 +37,26 @@ def _env_setting() -> Optional[bool]:
     return None
 
 
+def _switch(disabled: bool) -> None:
+    """Set svp_hf's progress bars off (`disabled`) or on, unless ``SVP_HF_DISABLE_PROGRESS_BARS`` says otherwise (it
+    has precedence, as ``HF_DATASETS_DISABLE_PROGRESS_BARS`` has in ``datasets``)."""
+    global _disabled
+    env = _env_setting()
+    if env is not None and env != disabled:
+        action = "disable" if disabled else "enable"
+        warnings.warn(f"Cannot {action} progress bars: environment variable {ENV_VAR}={int(env)} is set and has precedence.")
+        return
+    _disabled = disabled
+
+
 def disable_progress_bars() -> None:
     """Turn svp_hf's progress bars off (unless ``SVP_HF_DISABLE_PROGRESS_BARS=0`` is set, which has precedence)."""
-    global _disabled
-    if _env_setting() is False:
-        warnings.warn(f"Cannot disable progress bars: environment variable {ENV_VAR}=0 is set and has precedence.")
-        return
-    _disabled = True
+    _switch(True)
 
 
 def enable_progress_bars() -> None:
     """Turn svp_hf's progress bars back on (unless ``SVP_HF_DISABLE_PROGRESS_BARS=1`` is set, which has precedence)."""
-    global _disabled
-    if _env_setting() is True:
-        warnings.warn(f"Cannot enable progress bars: environment variable {ENV_VAR}=1 is set and has precedence.")
-        return
-    _disabled = False
+    _switch(False)
 
 
 def are_progress_bars_disabled() -> bool:
