@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from accelerate import Accelerator
-from accelerate.utils import broadcast_object_list, set_seed
+from accelerate.utils import broadcast_object_list
 from datasets import Dataset, IterableDataset
 
 from .account import run_account
@@ -43,6 +43,7 @@ from .proxy import (
     ScoringRun,
     auto_check,
     check_proxy_checkpoint,
+    fit_model,
     labels_of,
     prepare_inputs,
     selected_indices,
@@ -54,7 +55,7 @@ from .roles import training_record
 from .selection import n_to_keep
 from .stages import ModelSettings, ScoringSettings, SelectionSettings
 from .strategies import AUTO, check_strategy
-from .training import evaluate_accuracy, make_accelerator, train_model
+from .training import make_accelerator
 
 logger = get_logger(__name__)
 
@@ -464,19 +465,9 @@ def train_target(
 ) -> TargetOutcome:
     """Train `target` on the kept rows of `result` (evaluated on `evaluation` when given); recorded on the result,
     whose account is then relative to the target."""
-    family = resolve_family(target.name)
-    set_seed(int(seed))  # the target starts the same whatever scoring did (or skipped, when resumed)
-    model = create_model(target.name, info, pretrained=target.pretrained, trust_remote_code=target.trust_remote_code)
-    trained = train_model(
-        model, family, result.selected, info, target.training, accelerator, desc=f"target {target.name}",
-        checkpoint_dir=checkpoint_dir,
+    trained, accuracy = fit_model(
+        target, result.selected, info, accelerator, seed=seed, evaluation=evaluation, checkpoint_dir=checkpoint_dir
     )
-    accuracy = None
-    if evaluation is not None:
-        accuracy = evaluate_accuracy(
-            trained.model, family, evaluation, info, accelerator, batch_size=target.training.batch_size,
-            desc="evaluate target", num_workers=target.training.num_workers,
-        )
     result.target = TargetOutcome(target, trained.seconds, accuracy, trained.history)
     return result.target
 

@@ -10,7 +10,7 @@ import os
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from accelerate import Accelerator
@@ -309,6 +309,26 @@ def obtain_proxy(
     return trained
 
 
+def fit_model(
+    model: ModelSettings, dataset: Dataset, info: DataInfo, accelerator: Accelerator, *, seed: int,
+    evaluation: Optional[Dataset] = None, checkpoint_dir: Optional[str] = None, desc: Optional[str] = None,
+) -> Tuple[TrainResult, Optional[float]]:
+    """A fresh `model` trained on `dataset` from seed `seed` (checkpointed under `checkpoint_dir`), and its accuracy on
+    `evaluation` when given: how a target is trained on the rows selection kept."""
+    family = resolve_family(model.name)
+    set_seed(int(seed))  # the model starts the same whatever ran before (or was skipped, when resumed)
+    created = create_model(model.name, info, pretrained=model.pretrained, trust_remote_code=model.trust_remote_code)
+    desc = desc or f"target {model.name}"
+    trained = train_model(created, family, dataset, info, model.training, accelerator, desc=desc, checkpoint_dir=checkpoint_dir)
+    accuracy = None
+    if evaluation is not None:
+        accuracy = evaluate_accuracy(
+            trained.model, family, evaluation, info, accelerator, batch_size=model.training.batch_size,
+            desc=f"evaluate {desc}", num_workers=model.training.num_workers,
+        )
+    return trained, accuracy
+
+
 def run_scoring(
     dataset: Union[Dataset, IterableDataset],
     args: SelectionArguments,
@@ -455,6 +475,7 @@ __all__ = [
     "labels_of",
     "run_scoring",
     "train_and_score",
+    "fit_model",
     "obtain_proxy",
     "auto_check",
     "scores_dataset",
