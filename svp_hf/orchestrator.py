@@ -439,14 +439,19 @@ def report_decision(decision: AutoDecision, method: str) -> None:
             "budget (see metrics['auto']['fallback']; set selection_budget higher or to null, or choose a strategy)"
         )
         return
-    best = max(decision.candidates, key=lambda c: c["mean"], default=None)
-    why = (
-        f"best candidate {best['name']} beat random by {decision.margin_over_random:+.4f} against a spread of "
-        f"{decision.spread:.4f}" if best is not None else "no candidate was trained"
-    )
+    random = next((c for c in decision.candidates if c["strategy"] == "random"), None)
+    others = [c for c in decision.candidates if c["strategy"] != "random"]
+    best = max(others, key=lambda c: c["mean"], default=None)
+    if best is None or random is None:
+        why = "no candidate but random was trained"
+    else:
+        why = (
+            f"the best other candidate, {best['name']}, scored {best['mean'] - random['mean']:+.4f} against random on "
+            f"the held-out slice, with a spread of {decision.spread:.4f}"
+        )
     if decision.strategy == "random":
         logger.warning(
-            f"strategy auto kept a random subset, not one ranked by {method}: {why} (margin not above the spread); "
+            f"strategy auto kept a random subset, not one ranked by {method}: {why} (not above the spread); "
             "choose a strategy (coverage, top) to select by the scores anyway"
         )
     else:

@@ -135,3 +135,18 @@ def test_report_and_card_state_the_budget_and_the_fallback(texts):
     assert "Budget: selection may spend 0.1 of the proxy's full-data training" in report
     card = str(dataset_card(record))
     assert "without training a candidate: its check did not fit the selection budget (0.1 of the full-data training" in card
+
+
+def test_auto_says_in_one_warning_line_when_it_keeps_random_and_why(caplog):
+    from svp_hf.auto import AutoDecision
+    from svp_hf.orchestrator import report_decision
+
+    candidates = [{"name": "random", "strategy": "random", "mean": 0.50}, {"name": "top", "strategy": "top", "mean": 0.49},
+                  {"name": "coverage (beta 0)", "strategy": "coverage", "mean": 0.505}]
+    with caplog.at_level(logging.INFO, logger="svp_hf.orchestrator"):
+        report_decision(AutoDecision("random", None, candidates=candidates, spread=0.02, margin_over_random=0.005), "el2n")
+        report_decision(AutoDecision("coverage", 0.0, candidates=candidates, spread=0.001, margin_over_random=0.005), "el2n")
+    (warned,), (told,) = [[r.getMessage() for r in caplog.records if r.levelno == level] for level in (logging.WARNING, logging.INFO)]
+    assert warned.startswith("strategy auto kept a random subset, not one ranked by el2n: the best other candidate, "
+                             "coverage (beta 0), scored +0.0050 against random") and "spread of 0.0200" in warned
+    assert told.startswith("strategy auto chose coverage (beta 0) over el2n's scores")
