@@ -44,7 +44,6 @@ from .roles import stage_settings
 from .selection import n_to_keep
 from .strategies import AUTO
 
-
 KEYS = job_keys(RECIPE_DATACLASSES)
 
 

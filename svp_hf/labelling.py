@@ -647,7 +647,7 @@ def tell(
             continue
         returns.append((name, ids, values, digest))
     ids, values = check_returns(state, [(n, i, v) for n, i, v, _ in returns])
-    for name, r_ids, r_values, digest in returns:
+    for name, _ids, r_values, digest in returns:
         n = int((r_values >= 0).sum())
         if n:
             state.merged.append({"source": name, "sha256": digest, "n_labels": n, "merged_at": time.time()})

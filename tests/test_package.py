@@ -95,7 +95,7 @@ def test_modules_import_only_their_own_layer_or_lower():
     for name, path in modules().items():
         if top(name) == "__init__":
             continue  # the package's lazy exports (PEP 562) name the front ends by string
-        for target, line, _ in internal_imports(name, path):
+        for target, _line, _ in internal_imports(name, path):
             if layer_of(target) > layer_of(name):
                 upward.append(f"svp_hf.{name} (layer {layer_of(name)}) imports svp_hf.{target} (layer {layer_of(target)})")
     assert upward == []

@@ -9,9 +9,9 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 from svp_hf.data import reviews_dataset
+from svp_hf.models import create_model
 from svp_hf.prefetch import prefetch, use_prefetch
 from svp_hf.proxy import prepare_inputs
-from svp_hf.models import create_model
 from svp_hf.training import SlicedBatchSampler, TrainingConfig, make_loader, train_model
 
 

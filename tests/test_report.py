@@ -91,14 +91,14 @@ def test_score_histogram_marks_the_cut_off(tmp_path, figures):
     write_plots(str(tmp_path), ReportInputs(metrics(), scores))
     histogram_axes = figures[-1][1]
     entropy, margin = histogram_axes
-    lines = [l for l in entropy.get_lines() if isinstance(l, Line2D) and "cut-off" in l.get_label()]
+    lines = [line for line in entropy.get_lines() if isinstance(line, Line2D) and "cut-off" in line.get_label()]
     assert len(lines) == 1
     expected = np.sort(scores["entropy"])[::-1][149]  # entropy keeps the highest: the 150th highest is the last kept
     assert lines[0].get_xdata()[0] == pytest.approx(expected)
     assert "kept rows score ≥" in lines[0].get_label()
     kept = np.asarray(scores["entropy"]) >= lines[0].get_xdata()[0]
     assert kept.sum() == 150
-    assert not [l for l in margin.get_lines() if "cut-off" in l.get_label()]  # not the selection's method
+    assert not [line for line in margin.get_lines() if "cut-off" in line.get_label()]  # not the selection's method
 
 
 def test_selection_cutoff_direction_and_when_there_is_none():
