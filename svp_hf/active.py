@@ -74,7 +74,7 @@ from .pipeline import main as job_main
 from .pool import UNLABELLED
 from .preflight import check_models_against_data, check_recipe
 from .proxy import labels_of, scores_dataset
-from .roles import training_metrics
+from .roles import active_settings, selector_models, training_metrics
 
 logger = get_logger(__name__)
 
@@ -179,7 +179,8 @@ def run_active(
     with JobRun("active", run_args, command=command) as job:
         check_active_arguments(sel_args, run_args, active)
         check_recipe(sel_args, run_args, active)
-        family = next(iter(build_selectors(sel_args, run_args, active).values())).family
+        selectors = build_selectors(selector_models(sel_args, run_args, active))
+        family = next(iter(selectors.values())).family
         train, evaluation = load_splits(data_args, int(sel_args.seed))
         if active.labels_from or has_missing_labels(train, data_args.label_column, active.class_names):
             return run_labelling(data_args, sel_args, run_args, active, train, evaluation, job=job)
@@ -197,8 +198,8 @@ def run_active(
             tracker_config={**vars(data_args), **vars(sel_args), **vars(run_args), **vars(active)},
         )
         result = run_active_learning(
-            train, sel_args, run_args, active, info=info, accelerator=job.accelerator, eval_dataset=evaluation,
-            checkpoint_dir=job.checkpoints,
+            train, active_settings(sel_args, active), selectors, info=info, accelerator=job.accelerator,
+            eval_dataset=evaluation, checkpoint_dir=job.checkpoints,
         )
         metrics = active_metrics(
             result, train, evaluation, data_args, sel_args, run_args, active, command=job.command, modality=family.modality,
@@ -262,7 +263,8 @@ def run_labelling(
     ``output_dir/to_label/``), or wait for labels still out, or finish (train and evaluate the target on the labelled
     set and write ``dataset/``) with `finish` or once every budget is asked for and labelled."""
     accelerator, command, output_dir = job.accelerator, job.command, run_args.output_dir
-    selector = labelling_selector(sel_args, run_args, active)
+    settings = active_settings(sel_args, active)
+    selector = labelling_selector(build_selectors(selector_models(sel_args, run_args, active)), settings)
     train, info, state = _open_labelling(data_args, sel_args, run_args, active, train, evaluation, selector, job=job)
     report: Dict[str, Any] = {"job": "active", "mode": "labelling", "output_dir": output_dir}
     if active.labels_from:
@@ -291,7 +293,7 @@ def run_labelling(
         )
         return {**report, "pending": int(len(pending)), "round": None}
     resolve_initial_size_cli(active, state)
-    round_, rows, paths = labelling_round(train, info, state, output_dir, sel_args, run_args, active, accelerator, evaluation)
+    round_, rows, paths = labelling_round(train, info, state, output_dir, selector, settings, accelerator, evaluation)
     if job.repo_id is not None and accelerator.is_main_process:
         batch_repo = f"{job.repo_id}-to-label-round-{round_}"
         paths["hub"] = push_to_hub(rows, batch_repo, private=True, token=run_args.hub_token, overwrite=True)
@@ -319,7 +321,7 @@ def _open_labelling(data_args, sel_args, run_args, active, train, evaluation, se
     if not started:
         check_session_dir(output_dir, labelling=True)
         resolve_initial_size_cli(active, state)
-        start_checks(state, active)
+        start_checks(state, sel_args, active)
         if job.accelerator.is_main_process:
             state.save(output_dir)
     job.accelerator.wait_for_everyone()
@@ -340,10 +342,11 @@ def _say_to_label(accelerator, round_: int, rows, paths, state: LabellingState, 
     )
 
 
-def start_checks(state: LabellingState, active: ActiveArguments) -> None:
+def start_checks(state: LabellingState, sel_args: SelectionArguments, active: ActiveArguments) -> None:
     """:func:`check_new_session`, its error saying why the run is in the labelling mode when the data alone chose it."""
     try:
-        check_new_session(state, active)
+        settings = active_settings(sel_args, active)
+        check_new_session(state, settings, labels_from=active.labels_from, finish=active.finish)
     except SVPConfigError as err:
         missing = state.pool_size - state.n_labelled
         if active.labels_from or not state.n_labelled:
@@ -374,9 +377,9 @@ def finish_labelling(
     pool_ds = pool_dataset(filled_dataset(train, state))
     labelled = labelled_dataset(pool_ds, pool)
     run = SelectorRun(selector.role, selector.model, pool, labelled, state.rounds())
-    selectors = build_selectors(sel_args, run_args, active)
+    selectors = build_selectors(selector_models(sel_args, run_args, active))
     if "target" in selectors:
-        train_target(selectors["target"], [run], info, sel_args, accelerator, evaluation)
+        train_target(selectors["target"], [run], info, accelerator, seed=int(sel_args.seed), eval_dataset=evaluation)
     result = ActiveResult({run.role: run}, info, {"total": time.perf_counter() - start})
     rounds = pool.rounds()
     sizes = [int((rounds >= 0).sum() - (rounds > r).sum()) for r in sorted(set(rounds[rounds > 0].tolist()))]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from accelerate import Accelerator
@@ -61,26 +61,80 @@ from .models import ModelFamily, create_model, resolve_family
 from .pool import LabelPool, initial_indices
 from .preflight import check_recipe
 from .proxy import labels_of
-from .roles import pretrained, training_config
 from .scoring import compute_scores, stream_outputs
 from .selection import select_indices
+from .stages import ActiveSettings, ModelSettings
 from .training import TrainingConfig, evaluate_accuracy, train_model
 
 logger = get_logger(__name__)
 
 
-
-
-
-@dataclass
+@dataclass(frozen=True)
 class Selector:
-    """The model that selects in one loop, and how it is trained each round."""
+    """The model that selects in one loop (or the target, trained on the labelled sets), and how it is trained.
+
+    Args:
+        role: ``"proxy"`` or ``"target"``.
+        settings: Its model and training (see :func:`svp_hf.roles.selector_models`).
+        family: The family of its model (how its inputs are prepared and its outputs read).
+    """
 
     role: str
-    model: str
+    settings: ModelSettings
     family: ModelFamily
-    config: TrainingConfig
-    pretrained: bool = False
+
+    @classmethod
+    def of(cls, role: str, settings: ModelSettings) -> "Selector":
+        """`role`'s selector, its family resolved from the model's name."""
+        return cls(role, settings, resolve_family(settings.name))
+
+    @property
+    def model(self) -> str:
+        """The model's name."""
+        return self.settings.name
+
+    @property
+    def config(self) -> TrainingConfig:
+        """How it is trained each round."""
+        return self.settings.training
+
+    @property
+    def pretrained(self) -> bool:
+        return self.settings.pretrained
+
+    @property
+    def trust_remote_code(self) -> bool:
+        return self.settings.trust_remote_code
+
+    def create(self, info: DataInfo, *, pretrained: Optional[bool] = None):
+        """A new model (from pretrained weights when the settings say so, unless `pretrained` says otherwise)."""
+        pretrained = self.pretrained if pretrained is None else pretrained
+        return create_model(self.model, info, pretrained=pretrained, trust_remote_code=self.trust_remote_code)
+
+
+@dataclass(frozen=True)
+class Loop:
+    """What every round of one selection loop shares: who selects, the settings, the pool's data and where it runs.
+
+    Args:
+        selector: The model that selects.
+        settings: What the rounds read.
+        dataset: The pool (:func:`svp_hf.labelling.pool_dataset`): row ``i`` is pool index ``i``.
+        info: The pool's columns and classes.
+        accelerator: Where the selector trains and scores.
+        eval_dataset: Rows to evaluate the selector on each round (with ``eval_each_round``).
+    """
+
+    selector: Selector
+    settings: ActiveSettings
+    dataset: Dataset
+    info: DataInfo
+    accelerator: Accelerator
+    eval_dataset: Optional[Dataset] = None
+
+    @property
+    def method(self) -> SelectionMethod:
+        return active_method(self.settings.method)
 
 
 @dataclass
@@ -142,35 +196,15 @@ def active_method(name: str) -> SelectionMethod:
     return method
 
 
-def check_active_arguments(args: SelectionArguments, run_args: RunArguments, active: ActiveArguments) -> None:
-    if args.score_methods:
-        raise SVPConfigError("score_methods is a core-set key: active learning scores the pool with `method` only")
-    if args.class_balanced:
-        raise SVPConfigError(
-            "class_balanced would read the labels of the unlabelled pool; use initial_class_balanced to balance the "
-            "initial labelled set"
-        )
-    active_method(args.method)
-    if "target" in SELECTORS[active.selector] and not run_args.target:
-        raise SVPConfigError(f"selector {active.selector!r} needs a target model: set target")
-    check_recipe(args, run_args)
-
-
-def build_selectors(
-    args: SelectionArguments, run_args: RunArguments, active: ActiveArguments
-) -> Dict[str, Selector]:
-    """The model of every loop `active.selector` runs, plus the target (role ``"target"``) when one is set."""
-    roles = dict.fromkeys(SELECTORS[active.selector] + (("target",) if run_args.target else ()))
-    selectors = {}
-    for role in roles:
-        name = args.proxy if role == "proxy" else run_args.target
-        selectors[role] = Selector(
-            role, name, resolve_family(name), training_config(role, args, run_args), pretrained(role, args, run_args)
-        )
+def build_selectors(models: Mapping[str, ModelSettings]) -> Dict[str, Selector]:
+    """The :class:`Selector` of every role in `models` (:func:`svp_hf.roles.selector_models`), checked to read one
+    modality."""
+    selectors = {role: Selector.of(role, settings) for role, settings in models.items()}
     if len({s.family.modality for s in selectors.values()}) > 1:
+        proxy, target = selectors["proxy"], selectors["target"]
         raise SVPConfigError(
-            f"proxy {args.proxy!r} reads {selectors['proxy'].family.modality} data but target {run_args.target!r} "
-            f"reads {selectors['target'].family.modality}"
+            f"proxy {proxy.model!r} reads {proxy.family.modality} data but target {target.model!r} "
+            f"reads {target.family.modality}"
         )
     return selectors
 
@@ -178,34 +212,23 @@ def build_selectors(
 # --- one selection loop ---------------------------------------------------------------------------------------------
 
 
-def acquire(
-    method: SelectionMethod,
-    model,
-    selector: Selector,
-    dataset: Dataset,
-    pool: LabelPool,
-    n: int,
-    info: DataInfo,
-    accelerator: Accelerator,
-    *,
-    batch_size: int,
-    seed: int,
-    chunk_size: int,
-    desc: str,
-):
-    """The `n` pool indices `method` labels next, and their scores.
+def acquire(loop: Loop, model, pool: LabelPool, n: int, *, seed: int, desc: str):
+    """The `n` pool indices the loop's method labels next, and their scores.
 
     Methods with a batch acquisition (k-centers) pick from the whole pool's embeddings given the labelled set; the
     others score the unlabelled examples, streamed in batches, and take the top of the ranking.
     """
+    method, family, batch_size = loop.method, loop.selector.family, loop.selector.config.batch_size
+    chunk_size = loop.settings.kcenter_chunk_size
     if method.acquire is not None:
         _, embeddings = stream_outputs(
-            model, selector.family, dataset, info, accelerator, [], need_embeddings=True, batch_size=batch_size, desc=desc
+            model, family, loop.dataset, loop.info, loop.accelerator, [], need_embeddings=True, batch_size=batch_size,
+            desc=desc,
         )
         return method.acquire(embeddings, pool.labelled, n, seed=seed, chunk_size=chunk_size)
     unlabelled = pool.unlabelled
     scores = compute_scores(
-        model, selector.family, dataset.select(unlabelled), info, [method], accelerator,
+        model, family, loop.dataset.select(unlabelled), loop.info, [method], loop.accelerator,
         batch_size=batch_size, seed=seed, kcenter_chunk_size=chunk_size, desc=desc,
     )[method.name]
     positions = select_indices(scores, n, descending=method.descending, seed=seed)
@@ -213,47 +236,42 @@ def acquire(
 
 
 def selection_round(
-    selector: Selector,
-    method: SelectionMethod,
-    dataset: Dataset,
-    info: DataInfo,
+    loop: Loop,
     pool: LabelPool,
     round_: int,
     n: int,
-    args: SelectionArguments,
-    active: ActiveArguments,
-    accelerator: Accelerator,
     *,
     model=None,
     candidates: Optional[LabelPool] = None,
-    eval_dataset: Optional[Dataset] = None,
     name: Optional[str] = None,
 ):
-    """One round, shared by the simulated loop and the labelling mode: train the selector on `pool`'s labelled rows
-    (a fresh model unless `model` is given and ``warm_start``), then pick the `n` rows to label next among the rows
-    `candidates` (default `pool`) leaves unlabelled. Nothing is labelled here.
+    """One round, shared by the simulated loop and the labelling mode: train the loop's selector on `pool`'s labelled
+    rows (a fresh model unless `model` is given and ``warm_start``), then pick the `n` rows to label next among the
+    rows `candidates` (default `pool`) leaves unlabelled. Nothing is labelled here.
 
     Returns ``(model, picked, scores, record)``: the trained selector, the picked pool indices, their scores and the
     round's record (sizes, seconds, selector accuracy when ``eval_each_round``).
     """
-    labelled = pool.labelled
-    if model is None or not active.warm_start:
-        set_seed(int(args.seed))
-        model = create_model(selector.model, info, pretrained=selector.pretrained, trust_remote_code=bool(args.trust_remote_code))
+    selector, settings, labelled = loop.selector, loop.settings, pool.labelled
+    if model is None or not settings.warm_start:
+        set_seed(settings.seed)
+        model = selector.create(loop.info)
     name = name or f"{selector.role} {selector.model} round {round_}"
-    trained = train_model(model, selector.family, dataset.select(labelled), info, selector.config, accelerator, desc=name)
+    trained = train_model(
+        model, selector.family, loop.dataset.select(labelled), loop.info, selector.config, loop.accelerator, desc=name
+    )
     model = trained.model
     start = time.perf_counter()
     picked, scores = acquire(
-        method, model, selector, dataset, candidates if candidates is not None else pool, n, info, accelerator,
-        batch_size=selector.config.batch_size, seed=int(args.seed) + round_, chunk_size=int(args.kcenter_chunk_size),
+        loop, model, candidates if candidates is not None else pool, n, seed=settings.seed + round_,
         desc=f"{name}: scoring",
     )
     scoring_seconds = time.perf_counter() - start
     accuracy = None
-    if active.eval_each_round and eval_dataset is not None:
+    if settings.eval_each_round and loop.eval_dataset is not None:
         accuracy = evaluate_accuracy(
-            model, selector.family, eval_dataset, info, accelerator, batch_size=selector.config.batch_size, desc=f"{name}: evaluate"
+            model, selector.family, loop.eval_dataset, loop.info, loop.accelerator, batch_size=selector.config.batch_size,
+            desc=f"{name}: evaluate",
         )
     record = {
         "round": round_,
@@ -269,23 +287,14 @@ def selection_round(
 
 
 def selection_loop(
-    selector: Selector,
-    method: SelectionMethod,
-    dataset: Dataset,
-    info: DataInfo,
-    pool: LabelPool,
-    budgets: Sequence[int],
-    args: SelectionArguments,
-    active: ActiveArguments,
-    accelerator: Accelerator,
-    eval_dataset: Optional[Dataset] = None,
-    checkpoint_dir: Optional[str] = None,
+    loop: Loop, pool: LabelPool, budgets: Sequence[int], checkpoint_dir: Optional[str] = None
 ) -> List[Dict[str, Any]]:
-    """Grow `pool`'s labelled set to each size in `budgets`, `selector` choosing and the dataset's labels answering;
-    returns one record per round.
+    """Grow `pool`'s labelled set to each size in `budgets`, the loop's selector choosing and the dataset's labels
+    answering; returns one record per round.
 
     With `checkpoint_dir`, every finished round is saved there (:func:`svp_hf.checkpoint.save_round`) and a later call
     with the same settings continues after the last saved round, with the same result."""
+    selector, warm_start = loop.selector, loop.settings.warm_start
     rounds, model = [], None
     done, arrays, saved, weights = load_round(checkpoint_dir)
     if done:
@@ -293,8 +302,7 @@ def selection_loop(
         rounds = list(saved)
         if weights is not None:  # warm start: the selector as the saved round left it, and the generators too
             model = load_model_weights(
-                create_model(selector.model, info, pretrained=False, trust_remote_code=bool(args.trust_remote_code)),
-                weights, what="the active-learning checkpoint", fix=RESUME_FIX,
+                selector.create(loop.info, pretrained=False), weights, what="the active-learning checkpoint", fix=RESUME_FIX
             )
             restore_rng_state(weights)
         logger.info(f"{selector.role}: resuming after round {done} of {len(budgets)} ({pool.n_labelled} labelled)")
@@ -302,16 +310,14 @@ def selection_loop(
         if round_ <= done:
             continue
         name = f"{selector.role} {selector.model} round {round_}/{len(budgets)}"
-        model, picked, scores, record = selection_round(
-            selector, method, dataset, info, pool, round_, budget - pool.n_labelled, args, active, accelerator,
-            model=model, eval_dataset=eval_dataset, name=name,
-        )
+        n = budget - pool.n_labelled
+        model, picked, scores, record = selection_round(loop, pool, round_, n, model=model, name=name)
         pool.label(picked, round_, scores)
         rounds.append(record)
         if checkpoint_dir:
             save_round(
-                accelerator, checkpoint_dir, round_, {"rounds": pool.rounds(), "scores": pool.scores()}, rounds,
-                model=model if active.warm_start else None,
+                loop.accelerator, checkpoint_dir, round_, {"rounds": pool.rounds(), "scores": pool.scores()}, rounds,
+                model=model if warm_start else None,
             )
         logger.info(f"{name}: labelled {pool.n_labelled} (+{len(picked)}), selector accuracy {record['accuracy']}")
     return rounds
@@ -319,19 +325,20 @@ def selection_loop(
 
 def train_target(
     target: Selector,
-    runs,
+    runs: Iterable[SelectorRun],
     info: DataInfo,
-    args: SelectionArguments,
     accelerator: Accelerator,
+    *,
+    seed: int,
     eval_dataset: Optional[Dataset] = None,
     checkpoint_dir: Optional[str] = None,
 ) -> None:
-    """Train `target` from scratch on each run's labelled set and evaluate it on `eval_dataset` (when given); the
-    accuracy, seconds and history go into each :class:`SelectorRun`. With `checkpoint_dir`, each training is
-    checkpointed every epoch under ``checkpoint_dir/target/<role>``."""
+    """Train `target` from scratch (seeded with `seed`) on each run's labelled set and evaluate it on `eval_dataset`
+    (when given); the accuracy, seconds and history go into each :class:`SelectorRun`. With `checkpoint_dir`, each
+    training is checkpointed every epoch under ``checkpoint_dir/target/<role>``."""
     for run in runs:
-        set_seed(int(args.seed))
-        model = create_model(target.model, info, pretrained=target.pretrained, trust_remote_code=bool(args.trust_remote_code))
+        set_seed(int(seed))
+        model = target.create(info)
         desc = f"target {target.model} on the {run.role}-selected set"
         folder = os.path.join(checkpoint_dir, "target", run.role) if checkpoint_dir else None
         result = train_model(model, target.family, run.labelled, info, target.config, accelerator, desc=desc, checkpoint_dir=folder)
@@ -345,70 +352,68 @@ def train_target(
 
 def run_active_learning(
     dataset: Dataset,
-    args: SelectionArguments,
-    run_args: RunArguments,
-    active: ActiveArguments,
+    settings: ActiveSettings,
+    selectors: Mapping[str, Selector],
     *,
     info: DataInfo,
     accelerator: Accelerator,
     eval_dataset: Optional[Dataset] = None,
     checkpoint_dir: Optional[str] = None,
 ) -> ActiveResult:
-    """Run every loop `active.selector` asks for from one initial set, then train the target on each labelled set.
+    """Run every loop `settings.selector` asks for from one initial set, then train the target (the selector of role
+    ``"target"``, when `selectors` has one) on each labelled set.
 
-    `dataset` must have passed :func:`inspect_dataset`; every other check happens here before any training. With
-    `checkpoint_dir`, each loop's rounds and the target's epochs are checkpointed there, and a call with the same
-    settings resumes after them.
+    `dataset` must have passed :func:`inspect_dataset` and the recipe its checks (:func:`check_active_arguments`);
+    the schedule is checked against the pool here, before any training. With `checkpoint_dir`, each loop's rounds and
+    the target's epochs are checkpointed there, and a call with the same settings resumes after them.
     """
     start = time.perf_counter()
-    check_active_arguments(args, run_args, active)
-    method = active_method(args.method)
-    selectors = build_selectors(args, run_args, active)
-    if active.eval_each_round and eval_dataset is None:
+    if settings.eval_each_round and eval_dataset is None:
         raise SVPConfigError("eval_each_round needs an evaluation split (eval_split / eval_dataset)")
-    budgets = check_schedule(len(dataset), active.initial_size, active.budgets)
+    budgets = check_schedule(len(dataset), settings.initial_size, settings.budgets)
     dataset = pool_dataset(dataset)
     initial = LabelPool.from_initial(
-        len(dataset), active.initial_size, seed=int(args.seed), labels=labels_of(dataset, info),
-        class_balanced=bool(active.initial_class_balanced),
+        len(dataset), settings.initial_size, seed=settings.seed, labels=labels_of(dataset, info),
+        class_balanced=settings.initial_class_balanced,
     )
 
     runs: Dict[str, SelectorRun] = {}
-    for role in SELECTORS[active.selector]:
-        selector = selectors[role]
+    for role in settings.loops:
+        loop = Loop(selectors[role], settings, dataset, info, accelerator, eval_dataset)
         pool = initial.copy()
         folder = os.path.join(checkpoint_dir, "active", role) if checkpoint_dir else None
-        rounds = selection_loop(
-            selector, method, dataset, info, pool, budgets, args, active, accelerator, eval_dataset, checkpoint_dir=folder
-        )
-        runs[role] = SelectorRun(role, selector.model, pool, labelled_dataset(dataset, pool), rounds)
+        rounds = selection_loop(loop, pool, budgets, checkpoint_dir=folder)
+        runs[role] = SelectorRun(role, loop.selector.model, pool, labelled_dataset(dataset, pool), rounds)
 
     if "target" in selectors:
-        train_target(selectors["target"], runs.values(), info, args, accelerator, eval_dataset, checkpoint_dir=checkpoint_dir)
+        train_target(
+            selectors["target"], runs.values(), info, accelerator, seed=settings.seed, eval_dataset=eval_dataset,
+            checkpoint_dir=checkpoint_dir,
+        )
     return ActiveResult(runs, info, {"total": time.perf_counter() - start})
 
 
 # --- the labelling mode: one round of a session with real labellers -----------------------------------------------------
 
 
-def labelling_selector(args: SelectionArguments, run_args: RunArguments, active: ActiveArguments) -> Selector:
+def labelling_selector(selectors: Mapping[str, Selector], settings: ActiveSettings) -> Selector:
     """The model that selects in a labelling session: the proxy (also with ``selector: both``, which compares two
     loops and needs an oracle), or the target with ``selector: target``."""
-    return build_selectors(args, run_args, active)[SELECTORS[active.selector][0]]
+    return selectors[settings.loops[0]]
 
 
-def plan_round(state: LabellingState, active: ActiveArguments) -> Tuple[int, int]:
+def plan_round(state: LabellingState, settings: ActiveSettings) -> Tuple[int, int]:
     """The session's next round and how many rows it asks for: the `initial_size` seeded random rows when nothing is
     labelled yet (the simulated loop's initial set), else what `budgets` gives for the round (as in the simulation;
     rows asked earlier and not answered count as asked and are not asked again). Raises :class:`SVPConfigError`
     when no round can run, before anything is trained or written."""
-    round_, budgets = state.next_round, list(active.budgets)
+    round_, budgets = state.next_round, list(settings.budgets)
     if round_ == 0:
-        if active.initial_class_balanced:
+        if settings.initial_class_balanced:
             raise SVPConfigError("initial_class_balanced needs the labels of the pool; no row is labelled yet")
-        if active.initial_size >= state.pool_size:
-            raise SVPConfigError(f"initial_size ({active.initial_size}) must be smaller than the pool ({state.pool_size} rows)")
-        return round_, int(active.initial_size)
+        if settings.initial_size >= state.pool_size:
+            raise SVPConfigError(f"initial_size ({settings.initial_size}) must be smaller than the pool ({state.pool_size} rows)")
+        return round_, int(settings.initial_size)
     if round_ > len(budgets):
         raise SVPConfigError(
             f"every round of budgets {budgets} has been asked for: add a larger budget to ask for more rows, or "
@@ -429,16 +434,33 @@ def plan_round(state: LabellingState, active: ActiveArguments) -> Tuple[int, int
     return round_, n
 
 
-def check_new_session(state: LabellingState, active: ActiveArguments) -> None:
+def check_new_session(
+    state: LabellingState, settings: ActiveSettings, *, labels_from: Optional[Sequence[str]] = None, finish: bool = False
+) -> None:
     """Pre-flight of a new session's first step, so that a session that cannot start leaves nothing behind: there is
-    no batch to return labels for yet, and the first round must be able to run (see :func:`plan_round`)."""
-    if active.labels_from:
+    no batch to return labels for yet (`labels_from` must be empty), and, unless it is to `finish`, the first round
+    must be able to run (see :func:`plan_round`)."""
+    if labels_from:
         raise SVPConfigError(
             "labels_from: this labelling session is new and has asked for no rows yet, so there are no labels to "
             "return; run without labels_from to ask for the first batch"
         )
-    if not active.finish:
-        plan_round(state, active)
+    if not finish:
+        plan_round(state, settings)
+
+
+def warm_start_model(selector: Selector, settings: ActiveSettings, info: DataInfo, output_dir: str, round_: int):
+    """`selector` as the session's previous round left it (its generators restored too), or ``None`` without
+    ``warm_start`` or a previous round's checkpoint."""
+    previous = warm_start_weights(output_dir, round_ - 1) if settings.warm_start else None
+    if previous is None:
+        return None
+    set_seed(settings.seed)
+    model = selector.create(info, pretrained=False)
+    fix = f"remove {os.path.dirname(previous)!r} to train round {round_}'s selector from scratch"
+    model = load_model_weights(model, previous, what="the session's warm-start checkpoint", fix=fix)
+    restore_rng_state(previous, fix)  # as if the previous round had just ended in this process
+    return model
 
 
 def labelling_round(
@@ -446,42 +468,29 @@ def labelling_round(
     info: DataInfo,
     state: LabellingState,
     output_dir: str,
-    args: SelectionArguments,
-    run_args: RunArguments,
-    active: ActiveArguments,
+    selector: Selector,
+    settings: ActiveSettings,
     accelerator: Accelerator,
     eval_dataset: Optional[Dataset] = None,
 ) -> Tuple[int, Dataset, Dict[str, str]]:
     """Ask for the session's next batch (see :func:`plan_round`): the seeded random initial set, or one
-    :func:`selection_round` trained on the labelled rows. Writes the batch under ``output_dir/to_label/`` and then
-    the state; returns the round, its rows and paths.
+    :func:`selection_round` of `selector` trained on the labelled rows. Writes the batch under
+    ``output_dir/to_label/`` and then the state; returns the round, its rows and paths.
     """
-    round_, n = plan_round(state, active)
-    budgets = list(active.budgets)
+    round_, n = plan_round(state, settings)
+    budgets = list(settings.budgets)
     record, scores = None, None
     if round_ == 0:
-        picked = initial_indices(state.pool_size, n, seed=int(args.seed))
+        picked = initial_indices(state.pool_size, n, seed=settings.seed)
     else:
         pool = state.pool()
         candidates = state.pool(with_pending=True) if len(state.pending) else None
-        selector = labelling_selector(args, run_args, active)
-        method = active_method(args.method)
-        model = None
-        previous = warm_start_weights(output_dir, round_ - 1) if active.warm_start else None
-        if previous is not None:
-            set_seed(int(args.seed))
-            model = create_model(selector.model, info, pretrained=False, trust_remote_code=bool(args.trust_remote_code))
-            fix = f"remove {os.path.dirname(previous)!r} to train round {round_}'s selector from scratch"
-            model = load_model_weights(model, previous, what="the session's warm-start checkpoint", fix=fix)
-            restore_rng_state(previous, fix)  # as if the previous round had just ended in this process
-        pool_ds = pool_dataset(filled_dataset(dataset, state))
+        model = warm_start_model(selector, settings, info, output_dir, round_)
+        loop = Loop(selector, settings, pool_dataset(filled_dataset(dataset, state)), info, accelerator, eval_dataset)
         name = f"{selector.role} {selector.model} round {round_}/{len(budgets)}"
-        model, picked, scores, record = selection_round(
-            selector, method, pool_ds, info, pool, round_, n, args, active, accelerator,
-            model=model, candidates=candidates, eval_dataset=eval_dataset, name=name,
-        )
-        record["selector"], record["method"], record["budget"] = selector.model, args.method, budgets[round_ - 1]
-        if active.warm_start and accelerator.is_main_process:
+        model, picked, scores, record = selection_round(loop, pool, round_, n, model=model, candidates=candidates, name=name)
+        record["selector"], record["method"], record["budget"] = selector.model, settings.method, budgets[round_ - 1]
+        if settings.warm_start and accelerator.is_main_process:
             save_weights(unwrap(accelerator, model), checkpoint_path(output_dir, round_))
     rows = batch_rows(dataset, picked, round_, scores)
     paths = batch_paths(output_dir, round_)
@@ -541,9 +550,25 @@ def pending_rows(dataset: Dataset, state: LabellingState) -> Dataset:
     return concatenate_datasets(parts) if parts else batch_rows(dataset, [], state.next_round, None)
 
 
+# --- the recipe's check and record, at the front ends' boundary ---------------------------------------------------------
+# The front ends (svp_hf.active, the job; svp_hf.api) both run these on the recipe's dataclasses before translating
+# them (svp_hf.roles.active_settings, selector_models); nothing above reads a recipe.
 
 
-# --- Python API ------------------------------------------------------------------------------------------------------
+def check_active_arguments(args: SelectionArguments, run_args: RunArguments, active: ActiveArguments) -> None:
+    """Every check of an active-learning recipe that needs no data: keys of the core-set job it cannot honour, a
+    method that can rank unlabelled rows, a target for the selectors that need one, and the registry names."""
+    if args.score_methods:
+        raise SVPConfigError("score_methods is a core-set key: active learning scores the pool with `method` only")
+    if args.class_balanced:
+        raise SVPConfigError(
+            "class_balanced would read the labels of the unlabelled pool; use initial_class_balanced to balance the "
+            "initial labelled set"
+        )
+    active_method(args.method)
+    if "target" in SELECTORS[active.selector] and not run_args.target:
+        raise SVPConfigError(f"selector {active.selector!r} needs a target model: set target")
+    check_recipe(args, run_args)
 
 
 def session_settings(args: SelectionArguments, run_args: RunArguments, active: ActiveArguments) -> Dict[str, Any]:
@@ -574,6 +599,10 @@ __all__ = [
     "ROUND_COLUMN",
     "active_method",
     "check_active_arguments",
+    "session_settings",
     "build_selectors",
+    "Loop",
+    "selection_loop",
+    "train_target",
     "run_active_learning",
 ]

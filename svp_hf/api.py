@@ -54,7 +54,7 @@ from .output import check_output_dir
 from .preflight import check_models_against_data, check_recipe
 from .proxy import score_positions, selected_indices, subset_with_scores
 from .record import describe_selection, scores_source
-from .roles import stage_settings
+from .roles import active_settings, selector_models, stage_settings
 from .strategies import AUTO, DEFAULT_STRATEGY, check_strategy
 from .training import make_accelerator
 
@@ -383,12 +383,13 @@ def active_learn(
     run_args = RunArguments(target=target, **target_kwargs)
     _map_style(dataset, "active_learn")
     check_active_arguments(args, run_args, active)
-    family = next(iter(build_selectors(args, run_args, active).values())).family
-    info = inspect_dataset(dataset, family.modality, **columns)
+    selectors = build_selectors(selector_models(args, run_args, active))
+    info = inspect_dataset(dataset, next(iter(selectors.values())).family.modality, **columns)
     if eval_dataset is not None:
         check_same_columns(eval_dataset, info)
     return run_active_learning(
-        dataset, args, run_args, active, info=info, accelerator=accelerator or make_accelerator(), eval_dataset=eval_dataset
+        dataset, active_settings(args, active), selectors, info=info, accelerator=accelerator or make_accelerator(),
+        eval_dataset=eval_dataset,
     )
 
 
@@ -441,19 +442,21 @@ def ask(
     _map_style(dataset, "ask")
     output_dir = os.fspath(output_dir)
     columns, active, args, run_args = _labelling_arguments(proxy, method, budgets, initial_size, target, output_dir, kwargs)
-    selector = labelling_selector(args, run_args, active)
+    selectors = build_selectors(selector_models(args, run_args, active))
+    selector = labelling_selector(selectors, active_settings(args, active))
     pool, info, state = open_session(
         dataset, output_dir, selector.family.modality, columns=columns, class_names=class_names or active.class_names,
         labelled=labelled, settings=session_settings(args, run_args, active),
     )
     resolve_initial_size(active, state, initial_size)
+    settings = active_settings(args, active)  # initial_size resolved
     check_models_against_data(
         info, (args.proxy, run_args.target), trust_remote_code=bool(args.trust_remote_code), evaluation=eval_dataset
     )
     if not LabellingState.exists(output_dir):
         check_output_dir(output_dir, overwrite=False)
         check_session_dir(output_dir, labelling=True)
-        check_new_session(state, active)
+        check_new_session(state, settings, labels_from=active.labels_from, finish=active.finish)
         state.save(output_dir)
     if active.labels_from:
         tell(output_dir, active.labels_from)
@@ -466,7 +469,7 @@ def ask(
         logger.info(f"every budget of {active.budgets} is asked for and labelled", main_process_only=True)
         return batch_rows(pool, [], state.next_round, None)
     accelerator = accelerator or make_accelerator()
-    _, rows, paths = labelling_round(pool, info, state, output_dir, args, run_args, active, accelerator, eval_dataset)
+    _, rows, paths = labelling_round(pool, info, state, output_dir, selector, settings, accelerator, eval_dataset)
     logger.info(f"{len(rows)} rows to label in {paths['csv']}", main_process_only=True)
     return rows
 

@@ -1,15 +1,16 @@
-"""How each role's model is trained: the proxy's and the target's :class:`~svp_hf.training.TrainingConfig`, both read
-from the recipe through :func:`svp_hf.config.role_settings` (the plain keys for the proxy, ``target_*`` keys for the
-target with the plain keys as their defaults)."""
+"""The translation of a recipe's dataclasses into the stages' typed settings (:mod:`svp_hf.stages`), done by the front
+ends: how each role's model is trained (the proxy's and the target's :class:`~svp_hf.training.TrainingConfig`, both
+read through :func:`svp_hf.config.role_settings`: the plain keys for the proxy, ``target_*`` keys for the target with
+the plain keys as their defaults), the core-set stages' settings and active learning's."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Dict, Optional, Sequence
 
-from .config import RunArguments, SelectionArguments, role_settings
+from .config import SELECTORS, ActiveArguments, RunArguments, SelectionArguments, role_settings
 from .device import DeviceSettings
-from .stages import AutoSettings, ModelSettings, ScoringSettings, SelectionSettings
+from .stages import ActiveSettings, AutoSettings, ModelSettings, ScoringSettings, SelectionSettings
 from .training import TrainingConfig
 
 
@@ -103,6 +104,29 @@ def stage_settings(args: SelectionArguments, run_args: Optional[RunArguments] = 
     return model_settings("proxy", args, run_args, device=device), target, scoring_settings(args), selection_settings(args)
 
 
+def active_settings(args: SelectionArguments, active: ActiveArguments) -> ActiveSettings:
+    """The recipe's :class:`~svp_hf.stages.ActiveSettings`: what active learning's rounds and loops read."""
+    return ActiveSettings(
+        method=args.method,
+        budgets=tuple(int(b) for b in active.budgets or ()),
+        initial_size=int(active.initial_size),
+        selector=active.selector,
+        seed=int(args.seed),
+        warm_start=bool(active.warm_start),
+        eval_each_round=bool(active.eval_each_round),
+        initial_class_balanced=bool(active.initial_class_balanced),
+        kcenter_chunk_size=int(args.kcenter_chunk_size),
+    )
+
+
+def selector_models(args: SelectionArguments, run_args: RunArguments, active: ActiveArguments) -> Dict[str, ModelSettings]:
+    """The :class:`~svp_hf.stages.ModelSettings` of every role that selects in a loop `active.selector` runs, plus
+    the target's (role ``"target"``) when one is set, to be trained on the labelled sets. Active learning trains its
+    selectors every round: none loads a ``proxy_checkpoint``."""
+    roles = dict.fromkeys(SELECTORS[active.selector] + (("target",) if run_args.target else ()))
+    return {role: dataclasses.replace(model_settings(role, args, run_args), checkpoint=None) for role in roles}
+
+
 def target_args(args: SelectionArguments, run_args: RunArguments) -> SelectionArguments:
     """The recipe with the target in the proxy's place and the target's training settings as the plain keys: how the
     target is scored by ``score_with_target``. The target is always trained: a ``proxy_checkpoint`` holds the proxy,
@@ -134,4 +158,4 @@ def training_metrics(args: SelectionArguments, run_args: Optional[RunArguments])
 
 
 __all__ = [
-    "model_settings", "scoring_settings", "selection_settings", "stage_settings", "device_settings", "training_config", "pretrained", "target_args", "training_record", "training_metrics"]
+    "model_settings", "scoring_settings", "selection_settings", "stage_settings", "active_settings", "selector_models", "device_settings", "training_config", "pretrained", "target_args", "training_record", "training_metrics"]

@@ -6,6 +6,9 @@ A recipe's dataclasses (:mod:`svp_hf.config`) end at the front ends, which trans
 - :class:`ModelSettings`: one role's model (the proxy, or the target) and how it trains;
 - :class:`ScoringSettings`: which methods score the rows, and how scoring is batched and sharded;
 - :class:`SelectionSettings`: how the scores become the kept rows, with :class:`AutoSettings` for ``auto``'s check.
+
+Active learning's rounds and loops (:mod:`svp_hf.active_learning`) read :class:`ActiveSettings`, and each selector's
+model a :class:`ModelSettings` (:func:`svp_hf.roles.active_settings`, :func:`svp_hf.roles.selector_models`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 from .account import DEFAULT_SELECTION_BUDGET
+from .config import SELECTORS
 from .training import TrainingConfig
 
 
@@ -107,4 +111,38 @@ class SelectionSettings:
     auto: AutoSettings = field(default_factory=AutoSettings)
 
 
-__all__ = ["ModelSettings", "ScoringSettings", "AutoSettings", "SelectionSettings"]
+@dataclass(frozen=True)
+class ActiveSettings:
+    """What active learning's rounds and loops read (each selector's model and training is its own
+    :class:`ModelSettings`).
+
+    Args:
+        method: The method that ranks the unlabelled rows (one that needs neither their labels nor their training
+            history: see :func:`svp_hf.active_learning.active_method`).
+        budgets: The labelled-set sizes after each round, strictly increasing.
+        initial_size: Size of the seeded random initial labelled set (round 0).
+        selector: Who selects: ``proxy``, ``target``, or ``both`` loops side by side (see :attr:`loops`).
+        seed: Seed of the initial set, of each round's fresh selector, and (plus the round) of its acquisition.
+        warm_start: Continue training the previous round's selector instead of training it from scratch.
+        eval_each_round: Evaluate the selector on the evaluation rows every round.
+        initial_class_balanced: Draw the same number of initial rows from every class.
+        kcenter_chunk_size: Rows per distance block in k-centers.
+    """
+
+    method: str
+    budgets: Tuple[int, ...]
+    initial_size: int = 1000
+    selector: str = "proxy"
+    seed: int = 0
+    warm_start: bool = False
+    eval_each_round: bool = False
+    initial_class_balanced: bool = False
+    kcenter_chunk_size: int = 16384
+
+    @property
+    def loops(self) -> Tuple[str, ...]:
+        """The roles that select, each in its own loop, in order (the proxy's first)."""
+        return tuple(SELECTORS[self.selector])
+
+
+__all__ = ["ModelSettings", "ScoringSettings", "AutoSettings", "SelectionSettings", "ActiveSettings"]

@@ -185,15 +185,24 @@ def test_text_loop_with_both_selectors():
 def test_target_training_keys_reach_the_target_only():
     from svp_hf.active_learning import build_selectors
     from svp_hf.config import ActiveArguments, RunArguments, SelectionArguments
+    from svp_hf.roles import selector_models
 
     args = SelectionArguments(proxy="fasttext", learning_rate=2.0, lr_schedule="halving")
     run_args = RunArguments(
         target="config:bert-tiny", target_learning_rate=5e-5, target_lr_schedule="linear", target_optimizer="adamw"
     )
-    selectors = build_selectors(args, run_args, ActiveArguments(initial_size=10, budgets=[20], selector="both"))
+    selectors = build_selectors(selector_models(args, run_args, ActiveArguments(initial_size=10, budgets=[20], selector="both")))
     proxy, target = selectors["proxy"].config, selectors["target"].config
     assert (proxy.optimizer, proxy.lr_schedule, proxy.learning_rate) == ("sgd", "halving", 2.0)
     assert (target.optimizer, target.lr_schedule, target.learning_rate) == ("adamw", "linear", 5e-5)
+
+
+def test_a_text_proxy_and_an_image_target_cannot_select_together():
+    from svp_hf.active_learning import build_selectors
+    from svp_hf.stages import ModelSettings
+
+    with pytest.raises(SVPConfigError, match="proxy 'fasttext' reads text data but target 'resnet20' reads image"):
+        build_selectors({"proxy": ModelSettings("fasttext"), "target": ModelSettings("resnet20")})
 
 
 POOL_TINY = dict(proxy_epochs=1, batch_size=64, learning_rate=0.05, seed=0)

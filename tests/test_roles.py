@@ -1,8 +1,18 @@
 """svp_hf.roles: each role's training settings, read from the recipe through config.role_settings."""
 
-from svp_hf.config import RunArguments, SelectionArguments
+from svp_hf.config import ActiveArguments, RunArguments, SelectionArguments
 from svp_hf.device import DeviceSettings
-from svp_hf.roles import device_settings, pretrained, target_args, training_config, training_metrics
+from svp_hf.roles import (
+    active_settings,
+    device_settings,
+    model_settings,
+    pretrained,
+    selector_models,
+    target_args,
+    training_config,
+    training_metrics,
+)
+from svp_hf.stages import ActiveSettings
 
 
 def test_the_target_trains_with_its_own_keys_and_the_plain_ones_elsewhere():
@@ -31,3 +41,23 @@ def test_device_keys_reach_every_role_and_the_record_has_each_role():
     record = training_metrics(SelectionArguments(batch_size=32), RunArguments(target="resnet56", target_batch_size=8))
     assert record["proxy_training"]["batch_size"] == 32 and record["target_training"]["batch_size"] == 8
     assert training_metrics(SelectionArguments(), RunArguments())["target_training"] is None
+
+
+def test_active_learning_reads_typed_settings_translated_from_the_recipe(tmp_path):
+    sel = SelectionArguments(proxy="resnet20", method="entropy", seed=3, kcenter_chunk_size=99, proxy_checkpoint=str(tmp_path))
+    active = ActiveArguments(initial_size=10, budgets=[20, 30], selector="both", warm_start=True, initial_class_balanced=True)
+    settings = active_settings(sel, active)
+    assert settings == ActiveSettings(
+        method="entropy", budgets=(20, 30), initial_size=10, selector="both", seed=3, warm_start=True,
+        eval_each_round=False, initial_class_balanced=True, kcenter_chunk_size=99,
+    )
+    assert settings.loops == ("proxy", "target")
+    run = RunArguments(target="resnet56", target_epochs=7, target_pretrained=True)
+    models = selector_models(sel, run, active)
+    assert list(models) == ["proxy", "target"]
+    assert models["proxy"].checkpoint is None  # active learning trains its selectors every round
+    assert models["proxy"].training == model_settings("proxy", sel, run).training
+    assert (models["target"].name, models["target"].epochs, models["target"].pretrained) == ("resnet56", 7, True)
+    only_proxy = ActiveArguments(initial_size=10, budgets=[20])
+    assert list(selector_models(sel, RunArguments(), only_proxy)) == ["proxy"]
+    assert list(selector_models(sel, run, only_proxy)) == ["proxy", "target"]  # the target trains on the labelled set
