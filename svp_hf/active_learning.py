@@ -60,7 +60,7 @@ from .methods import SelectionMethod, get_method
 from .models import ModelFamily, create_model, resolve_family
 from .pool import LabelPool, initial_indices
 from .preflight import check_recipe
-from .proxy import labels_of
+from .proxy import fit_model, labels_of
 from .scoring import compute_scores, stream_outputs
 from .selection import select_indices
 from .stages import ActiveSettings, ModelSettings
@@ -337,17 +337,12 @@ def train_target(
     (when given); the accuracy, seconds and history go into each :class:`SelectorRun`. With `checkpoint_dir`, each
     training is checkpointed every epoch under ``checkpoint_dir/target/<role>``."""
     for run in runs:
-        set_seed(int(seed))
-        model = target.create(info)
-        desc = f"target {target.model} on the {run.role}-selected set"
         folder = os.path.join(checkpoint_dir, "target", run.role) if checkpoint_dir else None
-        result = train_model(model, target.family, run.labelled, info, target.config, accelerator, desc=desc, checkpoint_dir=folder)
+        result, run.target_accuracy = fit_model(
+            target.settings, run.labelled, info, accelerator, seed=seed, evaluation=eval_dataset, checkpoint_dir=folder,
+            desc=f"target {target.model} on the {run.role}-selected set",
+        )
         run.target_training_seconds, run.target_history = result.seconds, result.history
-        if eval_dataset is not None:
-            run.target_accuracy = evaluate_accuracy(
-                result.model, target.family, eval_dataset, info, accelerator,
-                batch_size=target.config.batch_size, desc=f"evaluate {desc}",
-            )
 
 
 def run_active_learning(
