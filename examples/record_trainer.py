@@ -32,7 +32,9 @@ import svp_hf
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default=None, help="a local model folder or Hub id (default: a tiny BERT from its config)")
+    parser.add_argument(
+        "--model", default=None, help="a local model folder or Hub id (default: a tiny BERT from its config)"
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
@@ -51,10 +53,16 @@ def word_tokenizer(texts) -> PreTrainedTokenizerFast:
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.train_from_iterator(texts, trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"]))
     tokenizer.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))]
+        single="[CLS] $A [SEP]",
+        special_tokens=[("[CLS]", tokenizer.token_to_id("[CLS]")), ("[SEP]", tokenizer.token_to_id("[SEP]"))],
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", model_max_length=128
+        tokenizer_object=tokenizer,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        model_max_length=128,
     )
 
 
@@ -72,22 +80,35 @@ def main(argv: Optional[Sequence[str]] = None):
     else:
         tokenizer = word_tokenizer(texts)
         config = BertConfig(
-            vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            max_position_embeddings=128, num_labels=num_labels,
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+            num_labels=num_labels,
         )
         model = AutoModelForSequenceClassification.from_config(config)
     tokenized = train.map(
         lambda batch: tokenizer([f"{t}. {c}" for t, c in zip(batch["title"], batch["content"])], truncation=True),
-        batched=True, remove_columns=["title", "content"],
+        batched=True,
+        remove_columns=["title", "content"],
     )
     with tempfile.TemporaryDirectory() as tmp:
         training_args = TrainingArguments(
-            output_dir=args.output_dir or tmp, num_train_epochs=args.epochs, per_device_train_batch_size=args.batch_size,
-            per_device_eval_batch_size=args.batch_size, learning_rate=args.learning_rate, seed=args.seed,
-            save_strategy="no", report_to="none", logging_strategy="no", disable_tqdm=True,
+            output_dir=args.output_dir or tmp,
+            num_train_epochs=args.epochs,
+            per_device_train_batch_size=args.batch_size,
+            per_device_eval_batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            seed=args.seed,
+            save_strategy="no",
+            report_to="none",
+            logging_strategy="no",
+            disable_tqdm=True,
         )
         trainer = Trainer(
-            model=model, args=training_args, train_dataset=tokenized, data_collator=DataCollatorWithPadding(tokenizer),
+            model=model, args=training_args, train_dataset=tokenized, data_collator=DataCollatorWithPadding(tokenizer)
         )
         recorder = svp_hf.DynamicsRecorder(train)  # svp_hf: `train` holds the rows of `tokenized`, in order
         recorder.attach(trainer)  # svp_hf

@@ -93,7 +93,6 @@ def __dir__():
     return sorted(set(globals()) | set(_EXPORTS))
 
 
-
 # --- SVP's CIFAR ResNets in timm's registry -------------------------------------------------------------------------
 
 _CIFAR_RESNETS = f"{__name__}.models.cifar_resnet"  # registers resnet20/56/110/164 with timm when imported
@@ -104,7 +103,9 @@ def _register_cifar_resnets() -> None:
     try:
         importlib.import_module(_CIFAR_RESNETS)
     except Exception as err:  # e.g. a timm too old for the module: timm itself must still import
-        warnings.warn(f"svp_hf could not register its CIFAR ResNets with timm ({type(err).__name__}: {err})", stacklevel=2)
+        warnings.warn(
+            f"svp_hf could not register its CIFAR ResNets with timm ({type(err).__name__}: {err})", stacklevel=2
+        )
 
 
 class _RegisterWithTimm:

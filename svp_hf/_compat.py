@@ -161,9 +161,35 @@ def packaged_builder_names() -> FrozenSet[str]:
 
 
 PACKAGED_BUILDERS = frozenset(
-    {"arrow", "audiofolder", "conll", "csv", "eval", "fasta", "fastq", "genbank", "harbor", "hdf5", "iceberg",
-     "imagefolder", "json", "lance", "meshfolder", "mmcif", "niftifolder", "pandas", "parquet", "pdb", "pdffolder",
-     "text", "tsfile", "videofolder", "vortex", "webdataset", "xml"}
+    {
+        "arrow",
+        "audiofolder",
+        "conll",
+        "csv",
+        "eval",
+        "fasta",
+        "fastq",
+        "genbank",
+        "harbor",
+        "hdf5",
+        "iceberg",
+        "imagefolder",
+        "json",
+        "lance",
+        "meshfolder",
+        "mmcif",
+        "niftifolder",
+        "pandas",
+        "parquet",
+        "pdb",
+        "pdffolder",
+        "text",
+        "tsfile",
+        "videofolder",
+        "vortex",
+        "webdataset",
+        "xml",
+    }
 )
 
 
@@ -212,9 +238,7 @@ def keep_trainer_column(trainer, column: str) -> None:
     if not callable(fill) or not hasattr(trainer, "_signature_columns"):
         if not getattr(trainer.args, "remove_unused_columns", True):
             return
-        err = _gone(
-            "transformers", "Trainer._signature_columns", "the columns a Trainer keeps for the model"
-        )
+        err = _gone("transformers", "Trainer._signature_columns", "the columns a Trainer keeps for the model")
         raise SVPRuntimeError(f"{err}; or set TrainingArguments(remove_unused_columns=False)") from None
     fill()
     if column not in trainer._signature_columns:

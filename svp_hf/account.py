@@ -113,7 +113,9 @@ def estimate_full_data_seconds(target_seconds: float, n_kept: int, n_total: int,
     target_seconds = _seconds("target_seconds", target_seconds)
     n_kept, n_total, epochs = int(n_kept), int(n_total), int(epochs)
     if n_kept < 1 or n_total < n_kept or epochs < 1:
-        raise ValueError(f"need 1 <= n_kept <= n_total and epochs >= 1, got n_kept={n_kept}, n_total={n_total}, epochs={epochs}")
+        raise ValueError(
+            f"need 1 <= n_kept <= n_total and epochs >= 1, got n_kept={n_kept}, n_total={n_total}, epochs={epochs}"
+        )
     per_row_epoch = target_seconds / (n_kept * epochs)
     seconds = per_row_epoch * n_total * epochs
     method = (
@@ -161,11 +163,22 @@ def target_account(
             "faster end to end."
         )
     elif within is False and selection_budget is not None:
-        verdict = f"Selection spent {share:.2f} of the full-data training, over its budget of {float(selection_budget):g}."
+        verdict = (
+            f"Selection spent {share:.2f} of the full-data training, over its budget of {float(selection_budget):g}."
+        )
     return EndToEnd(
-        relative_to=RELATIVE_TO_TARGET, selection_seconds=spent, target_seconds=target_seconds, full_data_seconds=full,
-        full_data_estimated=estimated, full_data_method=method, speedup=speedup, selection_share=share,
-        selection_budget=selection_budget, within_budget=within, stages=stages, verdict=verdict,
+        relative_to=RELATIVE_TO_TARGET,
+        selection_seconds=spent,
+        target_seconds=target_seconds,
+        full_data_seconds=full,
+        full_data_estimated=estimated,
+        full_data_method=method,
+        speedup=speedup,
+        selection_share=share,
+        selection_budget=selection_budget,
+        within_budget=within,
+        stages=stages,
+        verdict=verdict,
         note="selection (proxy training, scoring, auto's check, selection) and the target on the kept rows, against "
         "the target on every row",
     )
@@ -188,10 +201,18 @@ def proxy_account(
             f"{float(selection_budget):g}."
         )
     return EndToEnd(
-        relative_to=RELATIVE_TO_PROXY, selection_seconds=spent, target_seconds=None, full_data_seconds=proxy_seconds,
-        full_data_estimated=False, full_data_method="measured: the proxy's own training on every row", speedup=None,
-        selection_share=share, selection_budget=selection_budget, within_budget=within,
-        stages={"proxy_training": proxy_seconds, **stages}, verdict=verdict,
+        relative_to=RELATIVE_TO_PROXY,
+        selection_seconds=spent,
+        target_seconds=None,
+        full_data_seconds=proxy_seconds,
+        full_data_estimated=False,
+        full_data_method="measured: the proxy's own training on every row",
+        speedup=None,
+        selection_share=share,
+        selection_budget=selection_budget,
+        within_budget=within,
+        stages={"proxy_training": proxy_seconds, **stages},
+        verdict=verdict,
         note="no target was trained: relative to the proxy's own training; selection_seconds counts what selection "
         "spent beyond it (scoring, auto's check, selection)",
     )
@@ -213,8 +234,13 @@ def end_to_end(
     stages = selection_stages(timings)
     if timings.get(TARGET_STAGE) is not None:
         return target_account(
-            stages, timings[TARGET_STAGE], n_total=n_total, n_kept=n_kept, epochs=target_epochs,
-            full_data_seconds=full_data_seconds, selection_budget=selection_budget,
+            stages,
+            timings[TARGET_STAGE],
+            n_total=n_total,
+            n_kept=n_kept,
+            epochs=target_epochs,
+            full_data_seconds=full_data_seconds,
+            selection_budget=selection_budget,
         )
     if stages.get("proxy_training") is None:
         raise ValueError("no target was trained and the proxy's training was not timed: the account has no reference")

@@ -48,14 +48,7 @@ from .config import (
 from .data import INDEX_COLUMN, SCORE_COLUMN
 from .errors import SVPConfigError
 from .hub import push_to_hub
-from .labelling import (
-    LabellingState,
-    batch_paths,
-    check_session_dir,
-    filled_dataset,
-    has_missing_labels,
-    tell,
-)
+from .labelling import LabellingState, batch_paths, check_session_dir, filled_dataset, has_missing_labels, tell
 from .log import get_logger
 from .pipeline import (
     Job,
@@ -83,8 +76,18 @@ logger = get_logger(__name__)
 # every round (no proxy_checkpoint), scores the pool in memory (no shards, no k-centers candidate pool or memory
 # bound) and has no single proxy ranking to compare with the target's.
 UNREAD_KEYS = (
-    "score_methods", "fraction", "strategy", "coverage_beta", "auto_holdout", "auto_seeds", "auto_epochs",
-    "class_balanced", "proxy_checkpoint", "scoring_shard_size", "kcenter_pool_size", "kcenter_max_memory",
+    "score_methods",
+    "fraction",
+    "strategy",
+    "coverage_beta",
+    "auto_holdout",
+    "auto_seeds",
+    "auto_epochs",
+    "class_balanced",
+    "proxy_checkpoint",
+    "scoring_shard_size",
+    "kcenter_pool_size",
+    "kcenter_max_memory",
     "score_with_target",
 )
 KEYS = job_keys(ACTIVE_DATACLASSES, without=UNREAD_KEYS)
@@ -96,8 +99,12 @@ def pool_record(result: ActiveResult, dataset: Dataset, labels: Optional[np.ndar
     record = scores_dataset(dataset, result.info, {}, labels=labels)
     for role, run in result.runs.items():
         rounds, scores = run.pool.rounds(), run.pool.scores()
-        record = record.add_column(f"{role}_round", [None if r == UNLABELLED else int(r) for r in rounds], feature=Value("int64"))
-        record = record.add_column(f"{role}_score", [None if np.isnan(s) else float(s) for s in scores], feature=Value("float64"))
+        record = record.add_column(
+            f"{role}_round", [None if r == UNLABELLED else int(r) for r in rounds], feature=Value("int64")
+        )
+        record = record.add_column(
+            f"{role}_score", [None if np.isnan(s) else float(s) for s in scores], feature=Value("float64")
+        )
     return record
 
 
@@ -109,8 +116,11 @@ def output_splits(result: ActiveResult, train_split: str, evaluation: Optional[D
     for role in roles[1:]:
         splits[f"{train_split}_{role}_selected"] = result.runs[role].labelled
     if evaluation is not None:
-        evaluation = with_null_scores(evaluation.remove_columns(
-            [c for c in (ROUND_COLUMN, INDEX_COLUMN, SCORE_COLUMN) if c in evaluation.column_names]))  # as pool_dataset
+        evaluation = with_null_scores(
+            evaluation.remove_columns(
+                [c for c in (ROUND_COLUMN, INDEX_COLUMN, SCORE_COLUMN) if c in evaluation.column_names]
+            )
+        )  # as pool_dataset
         splits[eval_split] = evaluation.add_column(ROUND_COLUMN, [None] * len(evaluation), feature=Value("int64"))
     return splits
 
@@ -153,8 +163,12 @@ def active_metrics(
         "target_accuracy": {role: run.target_accuracy for role, run in result.runs.items()},
         "target_training_seconds": {role: run.target_training_seconds for role, run in result.runs.items()},
         "speedup": result.speedup,
-        "labelled_per_class": {role: per_class_counts(labels_of(run.labelled, result.info), names) for role, run in result.runs.items()},
-        "total_per_class": per_class_counts(labels_of(train, result.info) if total_labels is None else total_labels, names),
+        "labelled_per_class": {
+            role: per_class_counts(labels_of(run.labelled, result.info), names) for role, run in result.runs.items()
+        },
+        "total_per_class": per_class_counts(
+            labels_of(train, result.info) if total_labels is None else total_labels, names
+        ),
         "selector_models": {role: run.model for role, run in result.runs.items()},
         "rounds": {role: run.rounds for role, run in result.runs.items()},
         "target_history": {role: run.target_history for role, run in result.runs.items()},
@@ -188,7 +202,11 @@ def run_active(
         check_session_dir(run_args.output_dir, labelling=False)
         job.check_output((data_args.train_split, data_args.eval_split))
         info = inspect_splits(
-            train, evaluation, data_args, family.modality, (sel_args.proxy, run_args.target),
+            train,
+            evaluation,
+            data_args,
+            family.modality,
+            (sel_args.proxy, run_args.target),
             trust_remote_code=bool(sel_args.trust_remote_code),
         )
         check_batches(info, sel_args, run_args, job.accelerator.device)
@@ -198,19 +216,36 @@ def run_active(
             tracker_config={**vars(data_args), **vars(sel_args), **vars(run_args), **vars(active)},
         )
         result = run_active_learning(
-            train, active_settings(sel_args, active), selectors, info=info, accelerator=job.accelerator,
-            eval_dataset=evaluation, checkpoint_dir=job.checkpoints,
+            train,
+            active_settings(sel_args, active),
+            selectors,
+            info=info,
+            accelerator=job.accelerator,
+            eval_dataset=evaluation,
+            checkpoint_dir=job.checkpoints,
         )
         metrics = active_metrics(
-            result, train, evaluation, data_args, sel_args, run_args, active, command=job.command, modality=family.modality,
-            num_processes=job.accelerator.num_processes, start=job.start,
+            result,
+            train,
+            evaluation,
+            data_args,
+            sel_args,
+            run_args,
+            active,
+            command=job.command,
+            modality=family.modality,
+            num_processes=job.accelerator.num_processes,
+            start=job.start,
             device=job.device.record(job.accelerator, num_workers=sel_args.dataloader_num_workers),
         )
         accuracies = {role: a for role, a in metrics["target_accuracy"].items() if a is not None}
         headline = (
             f"labelled {active.budgets[-1]} of {len(train)} rows by {sel_args.method} ({active.selector} selecting)"
             + (f"; selection speedup {result.speedup:.2f}x" if result.speedup else "")
-            + "".join(f"; target {run_args.target} on the {role}-selected set: accuracy {a:.4f}" for role, a in accuracies.items())
+            + "".join(
+                f"; target {run_args.target} on the {role}-selected set: accuracy {a:.4f}"
+                for role, a in accuracies.items()
+            )
         )
         return job.finish(
             splits=output_splits(result, data_args.train_split, evaluation, data_args.eval_split),
@@ -271,16 +306,24 @@ def run_labelling(
         summary = on_main(accelerator, lambda: tell(output_dir, active.labels_from, token=run_args.hub_token))
         state = LabellingState.load(output_dir)
         report["merged"] = summary["merged"]
-        say(accelerator, f"merged {summary['merged']} label(s) into {output_dir}" + (
-            f" (already merged before: {', '.join(summary['already_merged'])})" if summary["already_merged"] else ""
-        ) + f"; {state.n_labelled} of {state.pool_size} rows are labelled.")
+        say(
+            accelerator,
+            f"merged {summary['merged']} label(s) into {output_dir}"
+            + (f" (already merged before: {', '.join(summary['already_merged'])})" if summary["already_merged"] else "")
+            + f"; {state.n_labelled} of {state.pool_size} rows are labelled.",
+        )
     budgets = list(active.budgets)
     pending = state.pending
     all_asked = bool(state.batches) and state.next_round > len(budgets)
     if active.finish or (all_asked and not len(pending)):
         if len(pending):
             say(accelerator, f"finishing with {len(pending)} asked row(s) still unlabelled (they are left out).")
-        return {**report, **finish_labelling(data_args, sel_args, run_args, active, train, evaluation, info, state, selector, job=job)}
+        return {
+            **report,
+            **finish_labelling(
+                data_args, sel_args, run_args, active, train, evaluation, info, state, selector, job=job
+            ),
+        }
     if len(pending) and (all_asked or not active.allow_pending):
         rounds = state.summary()["pending_rounds"]
         paths = batch_paths(output_dir, rounds[-1])
@@ -288,8 +331,11 @@ def run_labelling(
             accelerator,
             f"waiting for labels: {len(pending)} row(s) asked for in round(s) {rounds} are not labelled yet. Return "
             f"them with:\n  {continue_command(command, output_dir, paths['csv'])}\n"
-            + ("(set --allow_pending true to ask for the next batch anyway, or --finish true to stop here)" if not all_asked
-               else "(or --finish true to train the target on the labelled rows so far)"),
+            + (
+                "(set --allow_pending true to ask for the next batch anyway, or --finish true to stop here)"
+                if not all_asked
+                else "(or --finish true to train the target on the labelled rows so far)"
+            ),
         )
         return {**report, "pending": int(len(pending)), "round": None}
     resolve_initial_size_cli(active, state)
@@ -309,14 +355,23 @@ def _open_labelling(data_args, sel_args, run_args, active, train, evaluation, se
     # A session's own output_dir holds its state (and, once finished, its result): only a new session must find it free.
     job.check_output((data_args.train_split, data_args.eval_split), overwrite=True if started else None)
     if evaluation is not None and has_missing_labels(evaluation, data_args.label_column, None):
-        raise SVPConfigError(f"the evaluation split {data_args.eval_split!r} has missing labels: it must be fully labelled")
+        raise SVPConfigError(
+            f"the evaluation split {data_args.eval_split!r} has missing labels: it must be fully labelled"
+        )
     columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
     train, info, state = open_session(
-        train, output_dir, selector.family.modality, columns=columns, class_names=active.class_names,
+        train,
+        output_dir,
+        selector.family.modality,
+        columns=columns,
+        class_names=active.class_names,
         settings=session_settings(sel_args, run_args, active),
     )
     check_models_against_data(
-        info, (sel_args.proxy, run_args.target), trust_remote_code=bool(sel_args.trust_remote_code), evaluation=evaluation
+        info,
+        (sel_args.proxy, run_args.target),
+        trust_remote_code=bool(sel_args.trust_remote_code),
+        evaluation=evaluation,
     )
     if not started:
         check_session_dir(output_dir, labelling=True)
@@ -334,7 +389,9 @@ def _say_to_label(accelerator, round_: int, rows, paths, state: LabellingState, 
     say(
         accelerator,
         f"round {round_}: {len(rows)} row(s) to label ({state.n_labelled} labelled of {state.pool_size}).\n"
-        f"  {paths['csv']}  (a CSV for labelling tools" + (f"; images in {paths['images']}" if paths.get("images") else "") + ")\n"
+        f"  {paths['csv']}  (a CSV for labelling tools"
+        + (f"; images in {paths['images']}" if paths.get("images") else "")
+        + ")\n"
         f"  {paths['folder']}  (datasets.load_dataset reads it)\n"
         + (f"  {paths['hub']}  (private Hub dataset)\n" if paths.get("hub") else "")
         + f"Fill in the `{state.label_column}` column (a class name or id; classes: {names}), in one go or in parts, "
@@ -385,8 +442,18 @@ def finish_labelling(
     sizes = [int((rounds >= 0).sum() - (rounds > r).sum()) for r in sorted(set(rounds[rounds > 0].tolist()))]
     known = state.label_array()
     metrics = active_metrics(
-        result, pool_ds, evaluation, data_args, sel_args, run_args, active, command=job.command,
-        modality=info.modality, num_processes=accelerator.num_processes, start=start, total_labels=known[known >= 0],
+        result,
+        pool_ds,
+        evaluation,
+        data_args,
+        sel_args,
+        run_args,
+        active,
+        command=job.command,
+        modality=info.modality,
+        num_processes=accelerator.num_processes,
+        start=start,
+        total_labels=known[known >= 0],
         device=job.device.record(accelerator, num_workers=sel_args.dataloader_num_workers),
     )
     metrics.update(

@@ -20,22 +20,8 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from datasets import Dataset
 
-from .checkpoint import (
-    RESUME_FIX,
-    load_model_weights,
-    load_round,
-    restore_rng_state,
-    save_round,
-    save_weights,
-)
-from .config import (
-    SELECTORS,
-    ActiveArguments,
-    RunArguments,
-    SelectionArguments,
-    check_schedule,
-    role_settings,
-)
+from .checkpoint import RESUME_FIX, load_model_weights, load_round, restore_rng_state, save_round, save_weights
+from .config import SELECTORS, ActiveArguments, RunArguments, SelectionArguments, check_schedule, role_settings
 from .data import DataInfo, inspect_dataset
 from .device import unwrap
 from .errors import SVPConfigError
@@ -222,14 +208,29 @@ def acquire(loop: Loop, model, pool: LabelPool, n: int, *, seed: int, desc: str)
     chunk_size = loop.settings.kcenter_chunk_size
     if method.acquire is not None:
         _, embeddings = stream_outputs(
-            model, family, loop.dataset, loop.info, loop.accelerator, [], need_embeddings=True, batch_size=batch_size,
+            model,
+            family,
+            loop.dataset,
+            loop.info,
+            loop.accelerator,
+            [],
+            need_embeddings=True,
+            batch_size=batch_size,
             desc=desc,
         )
         return method.acquire(embeddings, pool.labelled, n, seed=seed, chunk_size=chunk_size)
     unlabelled = pool.unlabelled
     scores = compute_scores(
-        model, family, loop.dataset.select(unlabelled), loop.info, [method], loop.accelerator,
-        batch_size=batch_size, seed=seed, kcenter_chunk_size=chunk_size, desc=desc,
+        model,
+        family,
+        loop.dataset.select(unlabelled),
+        loop.info,
+        [method],
+        loop.accelerator,
+        batch_size=batch_size,
+        seed=seed,
+        kcenter_chunk_size=chunk_size,
+        desc=desc,
     )[method.name]
     positions = select_indices(scores, n, descending=method.descending, seed=seed)
     return unlabelled[positions], scores[positions]
@@ -263,14 +264,23 @@ def selection_round(
     model = trained.model
     start = time.perf_counter()
     picked, scores = acquire(
-        loop, model, candidates if candidates is not None else pool, n, seed=settings.seed + round_,
+        loop,
+        model,
+        candidates if candidates is not None else pool,
+        n,
+        seed=settings.seed + round_,
         desc=f"{name}: scoring",
     )
     scoring_seconds = time.perf_counter() - start
     accuracy = None
     if settings.eval_each_round and loop.eval_dataset is not None:
         accuracy = evaluate_accuracy(
-            model, selector.family, loop.eval_dataset, loop.info, loop.accelerator, batch_size=selector.config.batch_size,
+            model,
+            selector.family,
+            loop.eval_dataset,
+            loop.info,
+            loop.accelerator,
+            batch_size=selector.config.batch_size,
             desc=f"{name}: evaluate",
         )
     record = {
@@ -302,7 +312,10 @@ def selection_loop(
         rounds = list(saved)
         if weights is not None:  # warm start: the selector as the saved round left it, and the generators too
             model = load_model_weights(
-                selector.create(loop.info, pretrained=False), weights, what="the active-learning checkpoint", fix=RESUME_FIX
+                selector.create(loop.info, pretrained=False),
+                weights,
+                what="the active-learning checkpoint",
+                fix=RESUME_FIX,
             )
             restore_rng_state(weights)
         logger.info(f"{selector.role}: resuming after round {done} of {len(budgets)} ({pool.n_labelled} labelled)")
@@ -316,7 +329,11 @@ def selection_loop(
         rounds.append(record)
         if checkpoint_dir:
             save_round(
-                loop.accelerator, checkpoint_dir, round_, {"rounds": pool.rounds(), "scores": pool.scores()}, rounds,
+                loop.accelerator,
+                checkpoint_dir,
+                round_,
+                {"rounds": pool.rounds(), "scores": pool.scores()},
+                rounds,
                 model=model if warm_start else None,
             )
         logger.info(f"{name}: labelled {pool.n_labelled} (+{len(picked)}), selector accuracy {record['accuracy']}")
@@ -339,7 +356,13 @@ def train_target(
     for run in runs:
         folder = os.path.join(checkpoint_dir, "target", run.role) if checkpoint_dir else None
         result, run.target_accuracy = fit_model(
-            target.settings, run.labelled, info, accelerator, seed=seed, evaluation=eval_dataset, checkpoint_dir=folder,
+            target.settings,
+            run.labelled,
+            info,
+            accelerator,
+            seed=seed,
+            evaluation=eval_dataset,
+            checkpoint_dir=folder,
             desc=f"target {target.model} on the {run.role}-selected set",
         )
         run.target_training_seconds, run.target_history = result.seconds, result.history
@@ -368,7 +391,10 @@ def run_active_learning(
     budgets = check_schedule(len(dataset), settings.initial_size, settings.budgets)
     dataset = pool_dataset(dataset)
     initial = LabelPool.from_initial(
-        len(dataset), settings.initial_size, seed=settings.seed, labels=labels_of(dataset, info),
+        len(dataset),
+        settings.initial_size,
+        seed=settings.seed,
+        labels=labels_of(dataset, info),
         class_balanced=settings.initial_class_balanced,
     )
 
@@ -382,7 +408,12 @@ def run_active_learning(
 
     if "target" in selectors:
         train_target(
-            selectors["target"], runs.values(), info, accelerator, seed=settings.seed, eval_dataset=eval_dataset,
+            selectors["target"],
+            runs.values(),
+            info,
+            accelerator,
+            seed=settings.seed,
+            eval_dataset=eval_dataset,
             checkpoint_dir=checkpoint_dir,
         )
     return ActiveResult(runs, info, {"total": time.perf_counter() - start})
@@ -407,7 +438,9 @@ def plan_round(state: LabellingState, settings: ActiveSettings) -> Tuple[int, in
         if settings.initial_class_balanced:
             raise SVPConfigError("initial_class_balanced needs the labels of the pool; no row is labelled yet")
         if settings.initial_size >= state.pool_size:
-            raise SVPConfigError(f"initial_size ({settings.initial_size}) must be smaller than the pool ({state.pool_size} rows)")
+            raise SVPConfigError(
+                f"initial_size ({settings.initial_size}) must be smaller than the pool ({state.pool_size} rows)"
+            )
         return round_, int(settings.initial_size)
     if round_ > len(budgets):
         raise SVPConfigError(
@@ -430,7 +463,11 @@ def plan_round(state: LabellingState, settings: ActiveSettings) -> Tuple[int, in
 
 
 def check_new_session(
-    state: LabellingState, settings: ActiveSettings, *, labels_from: Optional[Sequence[str]] = None, finish: bool = False
+    state: LabellingState,
+    settings: ActiveSettings,
+    *,
+    labels_from: Optional[Sequence[str]] = None,
+    finish: bool = False,
 ) -> None:
     """Pre-flight of a new session's first step, so that a session that cannot start leaves nothing behind: there is
     no batch to return labels for yet (`labels_from` must be empty), and, unless it is to `finish`, the first round
@@ -483,7 +520,9 @@ def labelling_round(
         model = warm_start_model(selector, settings, info, output_dir, round_)
         loop = Loop(selector, settings, pool_dataset(filled_dataset(dataset, state)), info, accelerator, eval_dataset)
         name = f"{selector.role} {selector.model} round {round_}/{len(budgets)}"
-        model, picked, scores, record = selection_round(loop, pool, round_, n, model=model, candidates=candidates, name=name)
+        model, picked, scores, record = selection_round(
+            loop, pool, round_, n, model=model, candidates=candidates, name=name
+        )
         record["selector"], record["method"], record["budget"] = selector.model, settings.method, budgets[round_ - 1]
         if settings.warm_start and accelerator.is_main_process:
             save_weights(unwrap(accelerator, model), checkpoint_path(output_dir, round_))
@@ -541,7 +580,14 @@ def pending_rows(dataset: Dataset, state: LabellingState) -> Dataset:
         keep = [j for j, i in enumerate(batch["ids"]) if int(i) not in labelled]
         if keep and not batch.get("given"):
             scores = batch.get("scores")
-            parts.append(batch_rows(dataset, [batch["ids"][j] for j in keep], batch["round"], None if scores is None else [scores[j] if scores[j] is not None else np.nan for j in keep]))
+            parts.append(
+                batch_rows(
+                    dataset,
+                    [batch["ids"][j] for j in keep],
+                    batch["round"],
+                    None if scores is None else [scores[j] if scores[j] is not None else np.nan for j in keep],
+                )
+            )
     return concatenate_datasets(parts) if parts else batch_rows(dataset, [], state.next_round, None)
 
 
@@ -576,9 +622,13 @@ def session_settings(args: SelectionArguments, run_args: RunArguments, active: A
     prefix = "" if role == "proxy" else "target_"
     keys = {"model": role, "epochs": f"{role}_epochs"}
     return {
-        "selector": active.selector, "method": args.method, "seed": int(args.seed), "warm_start": bool(active.warm_start),
+        "selector": active.selector,
+        "method": args.method,
+        "seed": int(args.seed),
+        "warm_start": bool(active.warm_start),
         **{keys.get(k, prefix + k): v for k, v in training.items()},
-        "initial_size": active.initial_size, "budgets": list(active.budgets),
+        "initial_size": active.initial_size,
+        "budgets": list(active.budgets),
     }
 
 

@@ -28,14 +28,7 @@ from .active_learning import (
     session_settings,
 )
 from .auto import AutoDecision
-from .config import (
-    ActiveArguments,
-    DataArguments,
-    RunArguments,
-    SelectionArguments,
-    check_schedule,
-    check_seed,
-)
+from .config import ActiveArguments, DataArguments, RunArguments, SelectionArguments, check_schedule, check_seed
 from .data import check_same_columns, find_label_column, inspect_dataset
 from .errors import SVPConfigError
 from .labelling import (
@@ -104,7 +97,9 @@ def _as_scores(scores: Any) -> Dataset:
         try:
             return Dataset.from_pandas(scores, preserve_index=False)
         except Exception as err:  # columns arrow cannot type
-            raise SVPConfigError(f"scores: the DataFrame cannot be read as a score table ({type(err).__name__}: {err})") from None
+            raise SVPConfigError(
+                f"scores: the DataFrame cannot be read as a score table ({type(err).__name__}: {err})"
+            ) from None
     raise SVPConfigError(
         f"scores must be the table svp_hf.score (or load_scores) returns, a datasets.Dataset or a pandas DataFrame "
         f"with its columns, got {type(scores).__name__}"
@@ -119,7 +114,9 @@ def _check_scores_labels(dataset: Dataset, scores: Dataset, label_column: Option
     column, _, _ = find_label_column(dataset, label_column)
     ours = np.asarray(dataset.with_format("arrow")[column].to_numpy(zero_copy_only=False), dtype=np.int64)
     theirs = np.empty(len(scores), dtype=np.int64)
-    theirs[score_positions(scores)] = np.asarray(scores.with_format("arrow")["label"].to_numpy(zero_copy_only=False), dtype=np.int64)
+    theirs[score_positions(scores)] = np.asarray(
+        scores.with_format("arrow")["label"].to_numpy(zero_copy_only=False), dtype=np.int64
+    )
     differ = np.flatnonzero(ours != theirs)
     if len(differ):
         i = int(differ[0])
@@ -285,17 +282,41 @@ def select(
                 "or choose a strategy that needs no training (coverage, top, bottom, random)"
             )
         columns = {"label_column": label_column} if label_column else {}
-        decision = choose(dataset, scores, method, fraction, proxy=proxy, accelerator=accelerator,
-                          class_balanced=class_balanced, seed=seed, coverage_beta=coverage_beta, **columns, **kwargs)
+        decision = choose(
+            dataset,
+            scores,
+            method,
+            fraction,
+            proxy=proxy,
+            accelerator=accelerator,
+            class_balanced=class_balanced,
+            seed=seed,
+            coverage_beta=coverage_beta,
+            **columns,
+            **kwargs,
+        )
         strategy, coverage_beta = decision.strategy, decision.coverage_beta
     elif kwargs:
         raise SVPConfigError(f"unknown argument(s) {sorted(kwargs)}: only strategy='auto' takes training keywords")
     keep = selected_indices(
-        scores, method, fraction, strategy=strategy, class_balanced=class_balanced, seed=seed, coverage_beta=coverage_beta
+        scores,
+        method,
+        fraction,
+        strategy=strategy,
+        class_balanced=class_balanced,
+        seed=seed,
+        coverage_beta=coverage_beta,
     )
-    record = {"method": method, "fraction": fraction, "strategy": requested, "selected_strategy": strategy,
-              "coverage_beta": coverage_beta, "n_total": len(dataset), "n_selected": len(keep),
-              "scores_source": scores_source(scores)}
+    record = {
+        "method": method,
+        "fraction": fraction,
+        "strategy": requested,
+        "selected_strategy": strategy,
+        "coverage_beta": coverage_beta,
+        "n_total": len(dataset),
+        "n_selected": len(keep),
+        "scores_source": scores_source(scores),
+    }
     return describe_selection(subset_with_scores(dataset, scores, method, keep), record)
 
 
@@ -377,7 +398,10 @@ def active_learn(
         )
     columns, selection = _split_kwargs(kwargs)
     active = ActiveArguments(
-        initial_size=initial_size, budgets=list(budgets) if budgets is not None else None, selector=selector, **active_kwargs
+        initial_size=initial_size,
+        budgets=list(budgets) if budgets is not None else None,
+        selector=selector,
+        **active_kwargs,
     )
     args = _selection_arguments(proxy=proxy, method=method, **selection)
     run_args = RunArguments(target=target, **target_kwargs)
@@ -388,7 +412,11 @@ def active_learn(
     if eval_dataset is not None:
         check_same_columns(eval_dataset, info)
     return run_active_learning(
-        dataset, active_settings(args, active), selectors, info=info, accelerator=accelerator or make_accelerator(),
+        dataset,
+        active_settings(args, active),
+        selectors,
+        info=info,
+        accelerator=accelerator or make_accelerator(),
         eval_dataset=eval_dataset,
     )
 
@@ -441,12 +469,19 @@ def ask(
     """
     _map_style(dataset, "ask")
     output_dir = os.fspath(output_dir)
-    columns, active, args, run_args = _labelling_arguments(proxy, method, budgets, initial_size, target, output_dir, kwargs)
+    columns, active, args, run_args = _labelling_arguments(
+        proxy, method, budgets, initial_size, target, output_dir, kwargs
+    )
     selectors = build_selectors(selector_models(args, run_args, active))
     selector = labelling_selector(selectors, active_settings(args, active))
     pool, info, state = open_session(
-        dataset, output_dir, selector.family.modality, columns=columns, class_names=class_names or active.class_names,
-        labelled=labelled, settings=session_settings(args, run_args, active),
+        dataset,
+        output_dir,
+        selector.family.modality,
+        columns=columns,
+        class_names=class_names or active.class_names,
+        labelled=labelled,
+        settings=session_settings(args, run_args, active),
     )
     resolve_initial_size(active, state, initial_size)
     settings = active_settings(args, active)  # initial_size resolved
@@ -463,7 +498,9 @@ def ask(
         state = LabellingState.load(output_dir)
     if len(state.pending) and not active.allow_pending:
         rows = pending_rows(pool, state)
-        logger.info(f"{len(rows)} asked rows are not labelled yet: return them with svp_hf.tell", main_process_only=True)
+        logger.info(
+            f"{len(rows)} asked rows are not labelled yet: return them with svp_hf.tell", main_process_only=True
+        )
         return rows
     if state.batches and state.next_round > len(active.budgets):
         logger.info(f"every budget of {active.budgets} is asked for and labelled", main_process_only=True)
@@ -490,14 +527,4 @@ def labelled_set(
     return labelled_rows(pool, state)
 
 
-__all__ = [
-    "score",
-    "select",
-    "prune",
-    "choose",
-    "selected_indices",
-    "active_learn",
-    "ask",
-    "tell",
-    "labelled_set",
-]
+__all__ = ["score", "select", "prune", "choose", "selected_indices", "active_learn", "ask", "tell", "labelled_set"]

@@ -128,8 +128,15 @@ class TrainingRate:
 
     @classmethod
     def measured(
-        cls, seconds: float, rows: int, epochs: int, *, prepare_seconds: float = 0.0, evaluate_seconds: float = 0.0,
-        evaluated_rows: int = 0, source: str = "",
+        cls,
+        seconds: float,
+        rows: int,
+        epochs: int,
+        *,
+        prepare_seconds: float = 0.0,
+        evaluate_seconds: float = 0.0,
+        evaluated_rows: int = 0,
+        source: str = "",
     ) -> "TrainingRate":
         """From a training of `rows` rows for `epochs` epochs that took `seconds` (of which `prepare_seconds` preparing
         the data) and, optionally, `evaluate_seconds` to evaluate (or score) `evaluated_rows` rows."""
@@ -149,7 +156,10 @@ class TrainingRate:
 
 
 def budget_reference(
-    *, n_rows: int, target_rate: Optional[TrainingRate] = None, target_epochs: Optional[int] = None,
+    *,
+    n_rows: int,
+    target_rate: Optional[TrainingRate] = None,
+    target_epochs: Optional[int] = None,
     proxy_seconds: Optional[float] = None,
 ) -> Tuple[float, str, str]:
     """``(seconds, kind, how)``: what the budget is a share of. With a target, its training on all `n_rows` rows for
@@ -198,7 +208,9 @@ class CheckPlan:
         return out
 
 
-def check_cost(rate: TrainingRate, n_candidates: int, seeds: int, subset_rows: int, epochs: int, slice_rows: int) -> float:
+def check_cost(
+    rate: TrainingRate, n_candidates: int, seeds: int, subset_rows: int, epochs: int, slice_rows: int
+) -> float:
     """Seconds of a check: every candidate under every seed trains on `subset_rows` for `epochs` and is evaluated on
     the slice."""
     one = rate.training_seconds(subset_rows, epochs) + rate.evaluate * slice_rows
@@ -261,15 +273,27 @@ def plan_check(
     fit_rows = int(n_rows) - slice_rows
     candidates = candidates_for(fraction, coverage_beta)
     plan = CheckPlan(
-        budget=budget, reference=reference, reference_seconds=float(reference_seconds), spent_seconds=float(spent_seconds),
-        available_seconds=available, seconds_per_row_epoch=rate.train, candidates=list(candidates), seeds=int(seeds),
-        pool_rows=fit_rows, fit_rows=fit_rows, subset_rows=n_to_keep(fraction, fit_rows), slice_rows=slice_rows,
-        epochs=int(epochs), planned_seconds=0.0,
+        budget=budget,
+        reference=reference,
+        reference_seconds=float(reference_seconds),
+        spent_seconds=float(spent_seconds),
+        available_seconds=available,
+        seconds_per_row_epoch=rate.train,
+        candidates=list(candidates),
+        seeds=int(seeds),
+        pool_rows=fit_rows,
+        fit_rows=fit_rows,
+        subset_rows=n_to_keep(fraction, fit_rows),
+        slice_rows=slice_rows,
+        epochs=int(epochs),
+        planned_seconds=0.0,
     )
 
     def cost() -> float:
         plan.subset_rows = n_to_keep(fraction, plan.pool_rows)
-        plan.planned_seconds = check_cost(rate, len(plan.candidates), plan.seeds, plan.subset_rows, plan.epochs, slice_rows)
+        plan.planned_seconds = check_cost(
+            rate, len(plan.candidates), plan.seeds, plan.subset_rows, plan.epochs, slice_rows
+        )
         return plan.planned_seconds
 
     if cost() <= available:
@@ -337,12 +361,25 @@ def budget_plan(
         raise SVPConfigError("auto's check is priced from the proxy's measured training: train the proxy in this run")
     spent = float(scoring_seconds) + (float(proxy_seconds) + float(probe_seconds) if reference == "target" else 0.0)
     rate = TrainingRate.measured(
-        proxy_seconds, n_rows, proxy_epochs, evaluate_seconds=scoring_seconds, evaluated_rows=n_rows,
+        proxy_seconds,
+        n_rows,
+        proxy_epochs,
+        evaluate_seconds=scoring_seconds,
+        evaluated_rows=n_rows,
         source=f"the proxy: {float(proxy_seconds):.1f} s for {int(n_rows)} rows x {int(proxy_epochs)} epochs",
     )
     return plan_check(
-        budget=budget, reference_seconds=reference_seconds, reference=reference, spent_seconds=spent, rate=rate,
-        n_rows=n_rows, fraction=fraction, epochs=check_epochs, holdout=holdout, seeds=seeds, coverage_beta=coverage_beta,
+        budget=budget,
+        reference_seconds=reference_seconds,
+        reference=reference,
+        spent_seconds=spent,
+        rate=rate,
+        n_rows=n_rows,
+        fraction=fraction,
+        epochs=check_epochs,
+        holdout=holdout,
+        seeds=seeds,
+        coverage_beta=coverage_beta,
         num_classes=num_classes,
     )
 
@@ -383,7 +420,9 @@ def pool_sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     candidates select from when it cannot afford all of them."""
     labels = np.asarray(labels)
     rng = np.random.default_rng([seed, 2718])
-    picked = [rng.choice(np.flatnonzero(labels == c), size=q, replace=False) for c, q in class_quotas(labels, int(n)).items()]
+    picked = [
+        rng.choice(np.flatnonzero(labels == c), size=q, replace=False) for c, q in class_quotas(labels, int(n)).items()
+    ]
     return np.sort(np.concatenate(picked))
 
 
@@ -432,7 +471,14 @@ def decide(accuracies: Dict[Candidate, Sequence[float]], slice_rows: int) -> Aut
         strategy=chosen[0].strategy,
         coverage_beta=chosen[0].coverage_beta,
         candidates=[
-            {"name": c.name, "strategy": c.strategy, "coverage_beta": c.coverage_beta, "accuracies": v.tolist(), "mean": m, "std": s}
+            {
+                "name": c.name,
+                "strategy": c.strategy,
+                "coverage_beta": c.coverage_beta,
+                "accuracies": v.tolist(),
+                "mean": m,
+                "std": s,
+            }
             for c, m, s, v in table
         ],
         spread=spread,
@@ -482,7 +528,10 @@ def choose_strategy(
     candidates = candidates_for(fraction, coverage_beta)
     stopped = None
     if plan is not None:
-        seeds, candidates = plan.seeds, [c for c in keep_order(candidates, fraction, coverage_beta) if c in plan.candidates]
+        seeds, candidates = (
+            plan.seeds,
+            [c for c in keep_order(candidates, fraction, coverage_beta) if c in plan.candidates],
+        )
         if plan.pool_rows < len(fit):
             fit = fit[pool_sample(labels[fit], plan.pool_rows, seed)]
     n_keep = n_to_keep(fraction, len(fit))
@@ -499,8 +548,14 @@ def choose_strategy(
         accuracies[candidate] = []
         for s in run_seeds:
             keep = apply_strategy(
-                candidate.strategy, scores[fit], n_keep, descending=descending, labels=labels[fit],
-                class_balanced=class_balanced, seed=s, coverage_beta=candidate.coverage_beta,
+                candidate.strategy,
+                scores[fit],
+                n_keep,
+                descending=descending,
+                labels=labels[fit],
+                class_balanced=class_balanced,
+                seed=s,
+                coverage_beta=candidate.coverage_beta,
             )
             accuracies[candidate].append(float(train_candidate(fit[keep], held, s)))
             bar.update(1)
@@ -523,8 +578,18 @@ def choose_strategy(
     return decision
 
 
-def proxy_trainer(dataset, *, model_name: str, family, info, config, accelerator, pretrained=False, trust_remote_code=False,
-                  eval_batch_size: int = 256):
+def proxy_trainer(
+    dataset,
+    *,
+    model_name: str,
+    family,
+    info,
+    config,
+    accelerator,
+    pretrained=False,
+    trust_remote_code=False,
+    eval_batch_size: int = 256,
+):
     """The usual ``train_candidate`` for :func:`choose_strategy`: a fresh `model_name` trained with `config` (its epochs
     and seed overridden per candidate seed) on the candidate rows, evaluated on the slice."""
     base = dataset.remove_columns(INDEX_COLUMN) if INDEX_COLUMN in dataset.column_names else dataset
@@ -535,12 +600,25 @@ def proxy_trainer(dataset, *, model_name: str, family, info, config, accelerator
         with quiet_datasets():
             subset, held_out = add_index(base.select(rows)), base.select(slice_rows)
         result = train_model(
-            model, family, subset, info, dataclasses.replace(config, seed=int(seed)), accelerator,
-            desc=f"auto candidate ({len(rows)} rows)", progress=False,
+            model,
+            family,
+            subset,
+            info,
+            dataclasses.replace(config, seed=int(seed)),
+            accelerator,
+            desc=f"auto candidate ({len(rows)} rows)",
+            progress=False,
         )
         return evaluate_accuracy(
-            result.model, family, held_out, info, accelerator, batch_size=eval_batch_size,
-            desc="auto slice", num_workers=config.num_workers, progress=False,
+            result.model,
+            family,
+            held_out,
+            info,
+            accelerator,
+            batch_size=eval_batch_size,
+            desc="auto slice",
+            num_workers=config.num_workers,
+            progress=False,
         )
 
     return train_candidate
@@ -551,7 +629,7 @@ PROBE_BATCHES = 2
 
 
 def probe_training_rate(
-    make_model, family, dataset, info, config, accelerator, *, batches: int = PROBE_BATCHES, seed: int = 0,
+    make_model, family, dataset, info, config, accelerator, *, batches: int = PROBE_BATCHES, seed: int = 0
 ) -> Tuple[TrainingRate, float]:
     """A model's training rate measured on a few rows of `dataset`, so a budget can be taken of its full-data training
     before it trains (the target's, for :func:`budget_reference`): a fresh ``make_model()`` trains one epoch on one
@@ -563,7 +641,7 @@ def probe_training_rate(
     batch = int(config.batch_size)
     n = min(len(base), (int(batches) + 1) * batch)
     picked = np.random.default_rng([seed, 31337]).permutation(len(base))[:n]
-    warm, measured = np.sort(picked[: min(batch, n - 1)]), np.sort(picked[min(batch, n - 1):])
+    warm, measured = np.sort(picked[: min(batch, n - 1)]), np.sort(picked[min(batch, n - 1) :])
     one_epoch = dataclasses.replace(config, epochs=1, seed=int(seed))
     set_seed(int(seed))
     model = make_model()
@@ -574,7 +652,10 @@ def probe_training_rate(
         result = train_model(model, family, subset, info, one_epoch, accelerator, desc=desc, progress=False)
         model = result.model
     rate = TrainingRate.measured(
-        result.seconds, len(measured), 1, prepare_seconds=result.prepare_seconds,
+        result.seconds,
+        len(measured),
+        1,
+        prepare_seconds=result.prepare_seconds,
         source=f"probe: {result.seconds:.2f} s for {len(measured)} rows x 1 epoch after a warm-up batch",
     )
     return rate, time.perf_counter() - start

@@ -29,9 +29,20 @@ TAGS = ["svp-hf", "data-pruning"]
 # Tags a job adds after TAGS (a core-set run adds none).
 JOB_TAGS = {"active": ["active-learning"]}
 # Every svp_hf modality is a classification task; the Hub's task category for each, used when the source has none.
-TASK_CATEGORY_BY_MODALITY = {"image": "image-classification", "text": "text-classification", "audio": "audio-classification"}
-_SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
+TASK_CATEGORY_BY_MODALITY = {
+    "image": "image-classification",
+    "text": "text-classification",
+    "audio": "audio-classification",
+}
+_SIZE_CATEGORIES = [
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+    (100_000_000, "10M<n<100M"),
+    (1_000_000_000, "100M<n<1B"),
+]
 
 
 def size_category(n_rows: int) -> str:
@@ -44,7 +55,12 @@ def size_category(n_rows: int) -> str:
 
 def _hub_id(dataset_name: Optional[str]) -> Optional[str]:
     """`dataset_name` if it names a Hub dataset (not a local path, a packaged builder or a built-in dataset)."""
-    if not dataset_name or ":" in dataset_name or os.path.exists(dataset_name) or dataset_name in packaged_builder_names():
+    if (
+        not dataset_name
+        or ":" in dataset_name
+        or os.path.exists(dataset_name)
+        or dataset_name in packaged_builder_names()
+    ):
         return None
     return dataset_name
 
@@ -97,7 +113,9 @@ def source_metadata(
         "eval_split": eval_split,
         "eval_num_rows": len(eval_dataset) if eval_dataset is not None else None,
         "license": license_ or card_dict.get("license"),
-        "task_categories": task_categories if isinstance(task_categories, list) or task_categories is None else [task_categories],
+        "task_categories": task_categories
+        if isinstance(task_categories, list) or task_categories is None
+        else [task_categories],
         "modality": modality,
     }
 
@@ -188,7 +206,8 @@ def _strategy_text(metrics: RunRecord) -> str:
             return (
                 f" with strategy `auto`, which kept `{auto['chosen']}` without training a candidate: its check did not fit "
                 f"the selection budget ({budget:g} of the full-data training; see report.md)"
-                if budget is not None else f" with strategy `auto`, which kept `{auto['chosen']}` by its fallback rule"
+                if budget is not None
+                else f" with strategy `auto`, which kept `{auto['chosen']}` by its fallback rule"
             )
         return (
             f" with strategy `auto`, which chose `{auto['chosen']}` after retraining the proxy on every candidate subset "
@@ -219,11 +238,18 @@ def _summary(metrics: RunRecord) -> str:
         )
         trained_on = f"those {metrics['n_total']} rows"
     else:
-        rows, trained_on = f"{metrics['n_selected']} of the {metrics['n_total']} rows of the `{split}` split", "the whole split"
+        rows, trained_on = (
+            f"{metrics['n_selected']} of the {metrics['n_total']} rows of the `{split}` split",
+            "the whole split",
+        )
     return (
         f"{rows} of `{_source_name(metrics)}`, kept by `{metrics.get('method')}` scores {_scored_by(metrics, trained_on)}"
         f"{_strategy_text(metrics)} (Selection via Proxy, Coleman et al., ICLR 2020)"
-        + (f"; a `{target}` target trained on the kept rows reached accuracy {metrics['target_accuracy']:.4f}." if target and metrics.get("target_accuracy") is not None else ".")
+        + (
+            f"; a `{target}` target trained on the kept rows reached accuracy {metrics['target_accuracy']:.4f}."
+            if target and metrics.get("target_accuracy") is not None
+            else "."
+        )
     )
 
 
@@ -232,8 +258,14 @@ def _scored_by(metrics: RunRecord, trained_on: str) -> str:
     source = metrics.get("scores_source")
     if source:
         shown = source.get("presentations") or {}
-        seen = f", {shown['total']} presentations of {source.get('rows')} rows over {source.get('steps')} steps" if shown else ""
-        return f"recorded from the user's own training run (`svp_hf.{source.get('recorder', 'DynamicsRecorder')}`{seen})"
+        seen = (
+            f", {shown['total']} presentations of {source.get('rows')} rows over {source.get('steps')} steps"
+            if shown
+            else ""
+        )
+        return (
+            f"recorded from the user's own training run (`svp_hf.{source.get('recorder', 'DynamicsRecorder')}`{seen})"
+        )
     if metrics.get("proxy"):
         return f"of a `{metrics['proxy']}` proxy trained on {trained_on}"
     return "(computed before; svp_hf.select)"
@@ -254,11 +286,7 @@ def _labelled_text(metrics: RunRecord) -> str:
 
 
 def dataset_card(
-    metrics: RunRecord,
-    figures: Iterable[ReportFigure] = (),
-    *,
-    repo_id: Optional[str] = None,
-    has_scores: bool = True,
+    metrics: RunRecord, figures: Iterable[ReportFigure] = (), *, repo_id: Optional[str] = None, has_scores: bool = True
 ) -> DatasetCard:
     """The dataset card for a run described by `metrics` (as written to metrics.json), with the report's plots
     under ``plots/``. `repo_id` is the Hub id the card shows in its loading snippet."""

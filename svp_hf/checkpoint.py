@@ -103,11 +103,13 @@ def _decode(tree: Any, tensors: Dict[str, torch.Tensor]) -> Any:
     if isinstance(tree, list):
         return [_decode(t, tensors) for t in tree]
     if isinstance(tree, dict) and len(tree) == 1:
-        (kind, body), = tree.items()
+        ((kind, body),) = tree.items()
         if kind == "tuple" and isinstance(body, list):
             return tuple(_decode(t, tensors) for t in body)
-        if kind == "dict" and isinstance(body, list) and all(
-            isinstance(p, list) and len(p) == 2 and isinstance(p[0], (str, int)) for p in body
+        if (
+            kind == "dict"
+            and isinstance(body, list)
+            and all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], (str, int)) for p in body)
         ):
             return {k: _decode(v, tensors) for k, v in body}
         if kind in ("tensor", "ndarray") and isinstance(body, str) and body in tensors:
@@ -184,7 +186,9 @@ def set_random_states(states: Any, path: str, fix: str) -> None:
         np.random.set_state(states["numpy"])
         torch.set_rng_state(states["torch"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
-        raise SVPConfigError(f"{path!r} holds no random generators' states svp_hf can restore ({_reason(err)}); {fix}") from None
+        raise SVPConfigError(
+            f"{path!r} holds no random generators' states svp_hf can restore ({_reason(err)}); {fix}"
+        ) from None
     cuda = states.get("cuda")
     if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
@@ -227,13 +231,19 @@ def _read_weights(weights: str, what: str, fix: str) -> Dict[str, torch.Tensor]:
             state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as err:  # SafetensorError, UnpicklingError (refused globals), a file that is no archive, ...
         raise SVPConfigError(f"{what} {weights!r} cannot be read as model weights ({_reason(err)}); {fix}") from None
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
         raise SVPConfigError(f"{what} {weights!r} holds no model weights (a mapping of names to tensors); {fix}")
     return state
 
 
 def load_model_weights(
-    model: torch.nn.Module, weights: str, *, what: str = "proxy_checkpoint", fix: str = "point it at the proxy's weights"
+    model: torch.nn.Module,
+    weights: str,
+    *,
+    what: str = "proxy_checkpoint",
+    fix: str = "point it at the proxy's weights",
 ) -> torch.nn.Module:
     """Load the weights file `weights` into `model`; an :class:`SVPConfigError` naming the file (`what` says whose
     it is, `fix` what to do) when it cannot be read or does not fit. Names missing from the file because they share
@@ -247,7 +257,9 @@ def load_model_weights(
     loaded = {pointers[name] for name in state if name in pointers}
     missing = [name for name in missing if name not in pointers or pointers[name] not in loaded]
     if missing or unexpected:
-        shown = "; ".join(f"{what_} {names[:5]}" for what_, names in (("missing", missing), ("unexpected", unexpected)) if names)
+        shown = "; ".join(
+            f"{what_} {names[:5]}" for what_, names in (("missing", missing), ("unexpected", unexpected)) if names
+        )
         raise SVPConfigError(f"the weights in {weights!r} do not fit the model ({shown})")
     return model
 
@@ -327,7 +339,9 @@ def _restore(objects: list, states: Any, what: str, path: str) -> None:
         try:
             obj.load_state_dict(state)
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise SVPConfigError(f"{path!r}: its {what} do not fit this training ({_reason(err)}); {RESUME_FIX}") from None
+            raise SVPConfigError(
+                f"{path!r}: its {what} do not fit this training ({_reason(err)}); {RESUME_FIX}"
+            ) from None
 
 
 def load_epoch(accelerator: Accelerator, folder: str) -> Dict[str, Any]:
@@ -338,7 +352,9 @@ def load_epoch(accelerator: Accelerator, folder: str) -> Dict[str, Any]:
     optimization = load_training_state(folder, name=OPTIMIZER_STATE)
     path = os.path.join(folder, OPTIMIZER_STATE)
     for i, model in enumerate(prepared(accelerator, "models")):
-        load_model_weights(unwrap(accelerator, model), os.path.join(folder, _weights_name(i)), what="checkpoint", fix=RESUME_FIX)
+        load_model_weights(
+            unwrap(accelerator, model), os.path.join(folder, _weights_name(i)), what="checkpoint", fix=RESUME_FIX
+        )
     _restore(prepared(accelerator, "optimizers"), optimization.get("optimizers"), "optimizer states", path)
     _restore(prepared(accelerator, "schedulers"), optimization.get("schedulers"), "scheduler states", path)
     if accelerator.scaler is not None:
@@ -495,7 +511,11 @@ class ShardStore:
     def finished(self) -> Dict[int, str]:
         if not self.path or not os.path.isdir(self.path):
             return {}
-        return {int(m.group(1)): os.path.join(self.path, name) for name in os.listdir(self.path) if (m := _SHARD_FILE.match(name))}
+        return {
+            int(m.group(1)): os.path.join(self.path, name)
+            for name in os.listdir(self.path)
+            if (m := _SHARD_FILE.match(name))
+        }
 
     def write(self, shard: int, arrays: Dict[str, np.ndarray]) -> None:
         if not self.path:

@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     for name, (module, text) in JOBS.items():
         jobs.add_parser(name, help=f"{text} (python -m {module.__name__})", add_help=False)
     jobs.add_parser(
-        "launch", add_help=False,
+        "launch",
+        add_help=False,
         help=f"run a job in several processes or on GPUs: '{LAUNCH_USAGE}' (accelerate launch -m svp_hf.JOB, exit codes kept)",
     )
     jobs.add_parser("recipes", help="list the recipes shipped with svp_hf")
@@ -65,7 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def launched_job(name: Optional[str]) -> str:
     """The job a launch names (``coreset`` or ``svp_hf.coreset``); a clear error for anything else."""
-    job = (name or "")[len("svp_hf."):] if (name or "").startswith("svp_hf.") else name
+    job = (name or "")[len("svp_hf.") :] if (name or "").startswith("svp_hf.") else name
     if job not in JOBS:
         raise SVPConfigError(f"svp-hf launch runs a job ({', '.join(JOBS)}), got {name!r}; usage: {LAUNCH_USAGE}")
     return job
@@ -104,7 +105,11 @@ def launch(argv: Sequence[str]) -> int:
         job = launched_job(args.training_script)
         spec = JOBS[job][0].JOB
         instances = parse_args(
-            list(args.training_script_args), spec.dataclass_types, keys=spec.keys, prog=f"svp-hf launch {job}", job=spec.prog
+            list(args.training_script_args),
+            spec.dataclass_types,
+            keys=spec.keys,
+            prog=f"svp-hf launch {job}",
+            job=spec.prog,
         )
         check_output_apart(*instances)
     except SVPConfigError as err:

@@ -41,6 +41,7 @@ ROLES = ("proxy", "target")
 # The setting whose value must never be written anywhere (metrics, reports, cards, checkpoints, saved recipes).
 SECRET_KEYS = ("hub_token",)
 
+
 def _help(text: str, **kwargs) -> Any:
     return field(metadata={"help": text}, **kwargs)
 
@@ -277,7 +278,9 @@ TRAINING_SETTINGS: Tuple[Setting, ...] = (
         "(SVP's ImageNet one, with warm-up), linear (10 percent warm-up, then linear decay: transformers fine-tuning), "
         "cosine or constant.",
     ),
-    Setting("optimizer", str, "sgd", "Optimizer: sgd (with momentum, as in SVP) or adamw (for fine-tuning transformers)."),
+    Setting(
+        "optimizer", str, "sgd", "Optimizer: sgd (with momentum, as in SVP) or adamw (for fine-tuning transformers)."
+    ),
     Setting("augment", bool, True, "Augment training images (pad-and-crop plus flip, or timm's transforms)."),
     Setting("pretrained", bool, False, "Load pretrained weights for timm models (needs them locally or the Hub)."),
 )
@@ -323,7 +326,9 @@ class DataArguments:
         default=None,
     )
     dataset_config_name: Optional[str] = _help("The dataset's configuration name.", default=None)
-    data_files: Optional[str] = _help("Mapping split -> path(s) (a YAML mapping, or JSON on the command line).", default=None)
+    data_files: Optional[str] = _help(
+        "Mapping split -> path(s) (a YAML mapping, or JSON on the command line).", default=None
+    )
     train_split: str = _help("The split to score and prune.", default="train")
     eval_split: Optional[str] = _help(
         "The split to evaluate proxy and target on (left unpruned); empty for none. When it is the training split, "
@@ -351,11 +356,15 @@ class DataArguments:
             except json.JSONDecodeError as err:
                 raise SVPConfigError(f"data_files is not valid JSON: {err}") from None
         if self.data_files is not None and not isinstance(self.data_files, (str, list, dict)):
-            raise SVPConfigError(f"data_files must be a path, a list of paths or a mapping split -> path(s), got {_kind(self.data_files)}")
+            raise SVPConfigError(
+                f"data_files must be a path, a list of paths or a mapping split -> path(s), got {_kind(self.data_files)}"
+            )
         self.eval_split = _none_if_empty(self.eval_split)
         coerce_fields(self)
         if self.validation_split_percentage is not None and not 0 < self.validation_split_percentage < 100:
-            raise SVPConfigError(f"validation_split_percentage must be in (0, 100), got {self.validation_split_percentage}")
+            raise SVPConfigError(
+                f"validation_split_percentage must be in (0, 100), got {self.validation_split_percentage}"
+            )
         _at_least_one(self, ("max_train_samples", "max_eval_samples"))
         for key in ("train_split", "eval_split"):
             if getattr(self, key) is not None:
@@ -406,7 +415,11 @@ def check_seed(seed: int, auto_seeds: int = 1) -> int:
         raise SVPConfigError(f"auto_seeds is too large: {auto_seeds} (each seed trains every candidate again)")
     top = MAX_SEED - (auto_seeds - 1)
     if not 0 <= seed <= top:
-        why = f"; auto's {auto_seeds} seeds per candidate run from seed to seed+{auto_seeds - 1}" if auto_seeds > 1 else ""
+        why = (
+            f"; auto's {auto_seeds} seeds per candidate run from seed to seed+{auto_seeds - 1}"
+            if auto_seeds > 1
+            else ""
+        )
         raise SVPConfigError(f"seed must be in [0, {top}] (numpy takes seeds up to 2**32-1{why}), got {seed}")
     return seed
 
@@ -420,7 +433,9 @@ class SelectionArguments(ProxyTrainingArguments):
     )
     proxy_epochs: int = _help("Epochs of proxy training ('fewer epochs' makes a cheaper proxy).", default=10)
     method: str = _help("The selection method (see svp_hf.list_methods()).", default="least_confidence")
-    score_methods: Optional[List[str]] = _help("More methods to score alongside `method` (one column each in scores.parquet).", default=None)
+    score_methods: Optional[List[str]] = _help(
+        "More methods to score alongside `method` (one column each in scores.parquet).", default=None
+    )
     fraction: float = _help("Share of training rows kept, in (0, 1].", default=0.5)
     strategy: str = _help(
         "How scores become the kept subset: auto (default: retrain the proxy on each candidate subset, check a held-out "
@@ -434,7 +449,9 @@ class SelectionArguments(ProxyTrainingArguments):
         "pruned, 0.1 at 70-80, 0.3 at 90).",
         default=None,
     )
-    auto_holdout: float = _help("Share of training rows auto holds out (class-stratified) to compare strategies.", default=0.1)
+    auto_holdout: float = _help(
+        "Share of training rows auto holds out (class-stratified) to compare strategies.", default=0.1
+    )
     auto_seeds: int = _help("Seeds per candidate in auto's check (their spread decides what beats random).", default=2)
     auto_epochs: Optional[int] = _help(
         "Epochs of each auto candidate's proxy (default: target_epochs when a target is trained, else proxy_epochs): "
@@ -450,7 +467,9 @@ class SelectionArguments(ProxyTrainingArguments):
     )
     class_balanced: bool = _help("Keep the same share of every class.", default=False)
     seed: int = _help("Seed for data order, initialisation, random selection and tie-breaking.", default=0)
-    trust_remote_code: bool = _help("Let transformers models and tokenizers run code from their repositories.", default=False)
+    trust_remote_code: bool = _help(
+        "Let transformers models and tokenizers run code from their repositories.", default=False
+    )
     dataloader_num_workers: Optional[int] = _help(
         "DataLoader worker processes (default: sized to the machine for data decoded row by row, i.e. images larger "
         "than CIFAR's: its CPUs per process less one, at most 8; none for decode-once images and packed text, "
@@ -464,26 +483,41 @@ class SelectionArguments(ProxyTrainingArguments):
         default=None,
     )
     kcenter_max_memory: Optional[str] = _help(
-        "Memory bound for k-centers' embeddings and distances, e.g. '4GB'; the candidate pool shrinks to fit.", default=None
+        "Memory bound for k-centers' embeddings and distances, e.g. '4GB'; the candidate pool shrinks to fit.",
+        default=None,
     )
     proxy_checkpoint: Optional[str] = _help(
         "Score with this trained proxy instead of training one: a weights file, a folder holding model.safetensors, "
         "or a run's output_dir/checkpoints/proxy (whose training state also gives forgetting events).",
         default=None,
     )
-    scoring_shard_size: int = _help("Rows scored per shard; a killed run resumes after the last finished shard.", default=10000)
+    scoring_shard_size: int = _help(
+        "Rows scored per shard; a killed run resumes after the last finished shard.", default=10000
+    )
 
     def __post_init__(self):
         self.proxy_checkpoint = _none_if_empty(self.proxy_checkpoint)
         coerce_fields(self)
         self.fraction = check_fraction(self.fraction)
-        self.coverage_beta = check_coverage_beta(self.coverage_beta, self.fraction if self.strategy == "coverage" else None)
+        self.coverage_beta = check_coverage_beta(
+            self.coverage_beta, self.fraction if self.strategy == "coverage" else None
+        )
         if self.selection_budget is not None:
             self.selection_budget = check_selection_budget(self.selection_budget)
         if not 0.0 < self.auto_holdout <= 0.5:
             raise SVPConfigError(f"auto_holdout must be in (0, 0.5], got {self.auto_holdout}")
         _check_training_values(self)
-        _at_least_one(self, ("proxy_epochs", "kcenter_chunk_size", "scoring_shard_size", "kcenter_pool_size", "auto_seeds", "auto_epochs"))
+        _at_least_one(
+            self,
+            (
+                "proxy_epochs",
+                "kcenter_chunk_size",
+                "scoring_shard_size",
+                "kcenter_pool_size",
+                "auto_seeds",
+                "auto_epochs",
+            ),
+        )
         if self.dataloader_num_workers is not None and not 0 <= self.dataloader_num_workers <= MAX_WORKERS:
             raise SVPConfigError(
                 f"dataloader_num_workers must be in [0, {MAX_WORKERS}] (worker processes per process), got "
@@ -504,7 +538,9 @@ class SelectionArguments(ProxyTrainingArguments):
 
 @dataclass
 class RunArguments(TargetTrainingArguments):
-    target: Optional[str] = _help("The target model trained on the selected subset (empty: no target training).", default=None)
+    target: Optional[str] = _help(
+        "The target model trained on the selected subset (empty: no target training).", default=None
+    )
     target_epochs: int = _help("Epochs of target training.", default=10)
     output_dir: str = _help("Where dataset/, scores.parquet and metrics.json are written.", default="outputs/svp")
     overwrite_output_dir: bool = _help(
@@ -518,7 +554,8 @@ class RunArguments(TargetTrainingArguments):
     mixed_precision: Optional[str] = _help(
         "no, fp16, bf16 or fp8 (fp8 needs transformer_engine or torchao and a GPU that has it; default: Accelerate's "
         "config, else bf16 on a GPU that supports it and on a CPU that runs bf16 natively (AVX512-BF16 or AMX), else "
-        "no; quote \"no\" in YAML).", default=None,
+        'no; quote "no" in YAML).',
+        default=None,
     )
     report_to: Optional[str] = _help("Accelerate trackers to log to (tensorboard, wandb, all).", default=None)
     score_with_target: bool = _help(
@@ -526,12 +563,17 @@ class RunArguments(TargetTrainingArguments):
         "proxy's ranking agrees with the target's (Spearman, Kendall, top-k overlap). Costs one full target training.",
         default=False,
     )
-    push_to_hub: bool = _help("Upload output_dir/dataset (card, splits, scores, plots) to the Hub as hub_dataset_id.", default=False)
-    hub_dataset_id: Optional[str] = _help("The Hub dataset to push to: 'user/name' (or 'name' in your namespace).", default=None)
+    push_to_hub: bool = _help(
+        "Upload output_dir/dataset (card, splits, scores, plots) to the Hub as hub_dataset_id.", default=False
+    )
+    hub_dataset_id: Optional[str] = _help(
+        "The Hub dataset to push to: 'user/name' (or 'name' in your namespace).", default=None
+    )
     hub_private: bool = _help("Create the Hub dataset as private.", default=False)
     hub_overwrite: bool = _help("Replace the Hub dataset's contents if it already exists.", default=False)
     hub_token: Optional[str] = _help(
-        "Hub token (default: HF_TOKEN or the token saved by `hf auth login`); never written into any output.", default=None
+        "Hub token (default: HF_TOKEN or the token saved by `hf auth login`); never written into any output.",
+        default=None,
     )
     resume: bool = _help(
         "Continue the unfinished run found in output_dir/checkpoints (proxy and target epochs, scored shards, "
@@ -546,10 +588,15 @@ class RunArguments(TargetTrainingArguments):
     channels_last: Optional[bool] = _help(
         "Run convolutional models in channels-last memory layout (default: on a CUDA GPU, not on CPU).", default=None
     )
-    pin_memory: Optional[bool] = _help("Pin the data loaders' host memory (default: when batches go to a CUDA GPU).", default=None)
-    torch_compile: bool = _help("Compile the trained models with torch.compile (Accelerate's inductor backend).", default=False)
+    pin_memory: Optional[bool] = _help(
+        "Pin the data loaders' host memory (default: when batches go to a CUDA GPU).", default=None
+    )
+    torch_compile: bool = _help(
+        "Compile the trained models with torch.compile (Accelerate's inductor backend).", default=False
+    )
     image_cache_max_memory: str = _help(
-        "Largest decoded image cache held in memory (e.g. '4GB'); a larger one is memory-mapped from disk.", default="4GB"
+        "Largest decoded image cache held in memory (e.g. '4GB'); a larger one is memory-mapped from disk.",
+        default="4GB",
     )
     skip_undecodable: bool = _help(
         "Skip rows whose image cannot be decoded (listed in metrics.json) instead of stopping with an error naming them.",
@@ -574,7 +621,9 @@ class RunArguments(TargetTrainingArguments):
         _at_least_one(self, ("target_epochs",))
         _check_training_values(self, "target_")
         if self.mixed_precision not in (None,) + MIXED_PRECISION:
-            raise SVPConfigError(f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}")
+            raise SVPConfigError(
+                f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}"
+            )
         if not self.output_dir:
             raise SVPConfigError("output_dir must be set")
         parse_size(self.max_shard_size, "max_shard_size")
@@ -586,9 +635,15 @@ class ActiveArguments:
 
     initial_size: int = _help("Size of the seeded random initial labelled set (round 0).", default=1000)
     budgets: Optional[List[int]] = _help("Labelled-set sizes after each round, strictly increasing.", default=None)
-    selector: str = _help("Who selects: proxy, target (the baseline SVP compares against), or both side by side.", default="proxy")
-    warm_start: bool = _help("Continue training the previous round's selector instead of training it from scratch.", default=False)
-    eval_each_round: bool = _help("Evaluate the selector on the evaluation split every round (not counted as selection time).", default=False)
+    selector: str = _help(
+        "Who selects: proxy, target (the baseline SVP compares against), or both side by side.", default="proxy"
+    )
+    warm_start: bool = _help(
+        "Continue training the previous round's selector instead of training it from scratch.", default=False
+    )
+    eval_each_round: bool = _help(
+        "Evaluate the selector on the evaluation split every round (not counted as selection time).", default=False
+    )
     initial_class_balanced: bool = _help("Draw the same number of initial examples from every class.", default=False)
     labels_from: Optional[List[str]] = _help(
         "Labelling mode: returned labels to merge before the next round, from files datasets reads (CSV, JSON Lines, "
@@ -716,7 +771,11 @@ class RecipeParser(HfArgumentParser):
     would let a mistyped ``--hub_tok SECRET`` through), and a usage line that shows the recipe."""
 
     def __init__(
-        self, dataclass_types, prog: Optional[str] = None, description: Optional[str] = None, keys: Optional[Sequence[str]] = None
+        self,
+        dataclass_types,
+        prog: Optional[str] = None,
+        description: Optional[str] = None,
+        keys: Optional[Sequence[str]] = None,
     ):
         super().__init__(
             list(dataclass_types),
@@ -726,7 +785,9 @@ class RecipeParser(HfArgumentParser):
             allow_abbrev=False,
         )
         self.add_argument(
-            "recipe", nargs="?", metavar="RECIPE.yaml",
+            "recipe",
+            nargs="?",
+            metavar="RECIPE.yaml",
             help="A YAML recipe whose keys are the flags below (recipes/*.yaml); flags given after it override it.",
         )
         for action in self._actions:  # `--key none` (or null) on the command line is YAML's null, as in a recipe
@@ -773,7 +834,9 @@ def parse_args(
     extra = parsed[len(dataclass_types)] if len(parsed) > len(dataclass_types) else None  # the `recipe` positional
     strays = [a for a in remaining if not a.startswith("-")]
     if extra is not None and getattr(extra, "recipe", None) is not None:
-        strays.insert(0, extra.recipe)  # a value without a key that argparse took for the recipe: not the first argument
+        strays.insert(
+            0, extra.recipe
+        )  # a value without a key that argparse took for the recipe: not the first argument
     if strays:
         raise stray_values_error(argv, strays, job, first="the recipe" if recipe_path else None)
     leftover = [a.split("=", 1)[0] for a in remaining if a.startswith("-")]
@@ -836,11 +899,15 @@ def check_single_dash(argv: Sequence[str], keys: Sequence[str], job: str) -> Non
     for token in argv:
         if _SINGLE_DASH.match(token) and token != "-h" and not _is_number(token):
             name = token[1:].split("=", 1)[0].replace("-", "_")
-            fix = f"write --{name}" if name in keys else f"and {name!r} is not a key of {job} (its keys: {sorted(keys)})"
+            fix = (
+                f"write --{name}" if name in keys else f"and {name!r} is not a key of {job} (its keys: {sorted(keys)})"
+            )
             raise SVPConfigError(f"unknown argument '-{name}': keys take two dashes; {fix}")
 
 
-def stray_values_error(argv: Sequence[str], strays: Sequence[str], job: str, first: Optional[str] = None) -> SVPConfigError:
+def stray_values_error(
+    argv: Sequence[str], strays: Sequence[str], job: str, first: Optional[str] = None
+) -> SVPConfigError:
     """The error for values without a key among the flags `argv` (`first`: what came before them, if anything): it
     says how many and where, never what they are (one may be a secret, e.g. the token of ``--hub_token= hf_...``,
     with a space after ``=``)."""

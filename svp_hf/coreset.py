@@ -48,11 +48,7 @@ KEYS = job_keys(RECIPE_DATACLASSES)
 
 
 def run_coreset(
-    data_args: DataArguments,
-    sel_args: SelectionArguments,
-    run_args: RunArguments,
-    *,
-    command: Optional[str] = None,
+    data_args: DataArguments, sel_args: SelectionArguments, run_args: RunArguments, *, command: Optional[str] = None
 ) -> Dict[str, Any]:
     """The whole core-set job; returns the metrics it wrote."""
     with JobRun("coreset", run_args, command=command) as job:
@@ -64,16 +60,25 @@ def run_coreset(
 def _run(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments, run_args: RunArguments) -> Dict[str, Any]:
     set_seed(int(sel_args.seed))
     pruner, train, evaluation, skipped = _prepare(job, data_args, sel_args, run_args)
-    job.begin(run_settings(data_args, sel_args, run_args, num_processes=job.accelerator.num_processes),
-              tracker_config={**vars(data_args), **vars(sel_args), **vars(run_args)})
+    job.begin(
+        run_settings(data_args, sel_args, run_args, num_processes=job.accelerator.num_processes),
+        tracker_config={**vars(data_args), **vars(sel_args), **vars(run_args)},
+    )
     pruner.score()
     pruner.choose_strategy()
     result = pruner.select()
     assert result.n_selected == n_to_keep(sel_args.fraction, len(train))
     target_scores, rank_agreement = _score_with_target(pruner, train) if run_args.score_with_target else (None, None)
     if pruner.target is not None:
-        train_target(result, pruner.target, info=pruner.info, accelerator=job.accelerator, evaluation=evaluation,
-                     checkpoint_dir=os.path.join(job.checkpoints, "target"), seed=int(sel_args.seed))
+        train_target(
+            result,
+            pruner.target,
+            info=pruner.info,
+            accelerator=job.accelerator,
+            evaluation=evaluation,
+            checkpoint_dir=os.path.join(job.checkpoints, "target"),
+            seed=int(sel_args.seed),
+        )
     metrics = {
         **run_provenance("coreset", job.command, data_args, train, evaluation, pruner.info.modality),
         **result.to_metrics(),
@@ -88,8 +93,13 @@ def _run(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments, ru
     if evaluation is not None:
         splits[data_args.eval_split] = with_null_scores(evaluation)
     return job.finish(
-        splits=splits, scores=result.scores, target_scores=target_scores, metrics=metrics, log=_log(metrics),
-        headline=_headline(metrics), recipe=recipe_record(data_args, sel_args, run_args, keys=KEYS),
+        splits=splits,
+        scores=result.scores,
+        target_scores=target_scores,
+        metrics=metrics,
+        log=_log(metrics),
+        headline=_headline(metrics),
+        recipe=recipe_record(data_args, sel_args, run_args, keys=KEYS),
     )
 
 
@@ -102,12 +112,23 @@ def _prepare(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments
     check_modalities(proxy, target)
     modality = resolve_family(proxy.name).modality
     train, evaluation, info = load_inspected_splits(
-        data_args, modality, int(sel_args.seed), (proxy.name, run_args.target), trust_remote_code=proxy.trust_remote_code
+        data_args,
+        modality,
+        int(sel_args.seed),
+        (proxy.name, run_args.target),
+        trust_remote_code=proxy.trust_remote_code,
     )
     check_batches(info, sel_args, run_args, job.accelerator.device)
     train, evaluation, skipped = checked_images(train, evaluation, info, data_args, run_args.skip_undecodable)
-    pruner = Pruner(proxy, scoring, selection, target=target, accelerator=job.accelerator,
-                    checkpoint_dir=job.checkpoints, resumable=job.resumable)
+    pruner = Pruner(
+        proxy,
+        scoring,
+        selection,
+        target=target,
+        accelerator=job.accelerator,
+        checkpoint_dir=job.checkpoints,
+        resumable=job.resumable,
+    )
     return pruner.prepare(train, evaluation, info=info), train, evaluation, skipped
 
 
@@ -116,8 +137,9 @@ def _score_with_target(pruner: Pruner, train):
     and their rank agreement with the proxy's)."""
     target = dataclasses.replace(pruner.target, checkpoint=None)
     scoring = dataclasses.replace(pruner.scoring, batch_size=int(target.training.batch_size))
-    run = train_and_score(train, target, scoring, family=resolve_family(target.name), info=pruner.info,
-                          accelerator=pruner.accelerator)
+    run = train_and_score(
+        train, target, scoring, family=resolve_family(target.name), info=pruner.info, accelerator=pruner.accelerator
+    )
     pruner.timings["target_scoring"] = run.timings["proxy_training"] + run.timings["scoring"]
     selection = pruner.selection
     return run.scores, compare_scores(pruner.run.scores, run.scores, fraction=selection.fraction, seed=selection.seed)
@@ -125,8 +147,11 @@ def _score_with_target(pruner: Pruner, train):
 
 def _log(metrics: Dict[str, Any]) -> Dict[str, Any]:
     """What the trackers log at the end of a run."""
-    log = {"proxy/eval_accuracy": metrics["proxy_accuracy"], "target/eval_accuracy": metrics["target_accuracy"],
-           "n_selected": metrics["n_selected"]}
+    log = {
+        "proxy/eval_accuracy": metrics["proxy_accuracy"],
+        "target/eval_accuracy": metrics["target_accuracy"],
+        "n_selected": metrics["n_selected"],
+    }
     log.update({f"seconds/{k}": v for k, v in metrics["timings"].items()})
     return log
 
@@ -137,7 +162,8 @@ def _headline(metrics: Dict[str, Any]) -> str:
     account = metrics.get("end_to_end")
     return (
         f"kept {metrics['n_selected']} of {metrics['n_total']} rows by {metrics['method']}, strategy {metrics['strategy']}"
-        + chose + _accuracies(metrics["proxy_accuracy"], metrics.get("target_accuracy"), metrics.get("target"))
+        + chose
+        + _accuracies(metrics["proxy_accuracy"], metrics.get("target_accuracy"), metrics.get("target"))
         + (f"; {account['summary']}" if account else "")
     )
 
@@ -160,7 +186,9 @@ def check_streaming(sel_args: SelectionArguments, run_args: RunArguments) -> Non
         raise SVPConfigError("streaming: true needs " + "; ".join(problems))
 
 
-def _run_streaming(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments, run_args: RunArguments) -> Dict[str, Any]:
+def _run_streaming(
+    job: JobRun, data_args: DataArguments, sel_args: SelectionArguments, run_args: RunArguments
+) -> Dict[str, Any]:
     """``streaming: true``: read the training split with ``streaming=True``, score it with the given proxy one shard
     at a time (split across processes; resumable by shard), select, and write ``scores.parquet``, ``selected.parquet``
     (the kept rows' ``svp_index`` and score), ``metrics.json`` and ``recipe.yaml``; the data is never prepared
@@ -180,14 +208,17 @@ def _run_streaming(job: JobRun, data_args: DataArguments, sel_args: SelectionArg
     job.begin(run_settings(data_args, sel_args, run_args, num_processes=job.accelerator.num_processes))
     result = pruner.prune()
     metrics = {
-        **run_provenance("coreset", job.command, data_args, stream, None, pruner.info.modality, num_rows=result.n_total),
+        **run_provenance(
+            "coreset", job.command, data_args, stream, None, pruner.info.modality, num_rows=result.n_total
+        ),
         "streaming": True,
         **result.to_metrics(),
         "num_processes": job.accelerator.num_processes,
         "device": job.device.record(job.accelerator, num_workers=sel_args.dataloader_num_workers),
     }
     return job.finish_files(
-        {SELECTED_FILE: result.scores.select(result.keep), SCORES_FILE: result.scores}, metrics=metrics,
+        {SELECTED_FILE: result.scores.select(result.keep), SCORES_FILE: result.scores},
+        metrics=metrics,
         recipe=recipe_record(data_args, sel_args, run_args, keys=KEYS),
         headline=f"kept {result.n_selected} of {result.n_total} streamed rows by {sel_args.method}, strategy {sel_args.strategy}",
     )

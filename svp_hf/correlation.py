@@ -96,13 +96,7 @@ def kendall(a, b) -> float:
 
 
 def top_k_overlap(
-    a,
-    b,
-    *,
-    k: Optional[int] = None,
-    fraction: Optional[float] = None,
-    descending: bool = True,
-    seed: int = 0,
+    a, b, *, k: Optional[int] = None, fraction: Optional[float] = None, descending: bool = True, seed: int = 0
 ) -> float:
     """Share of the `k` examples ranked first by `a` that are also among the `k` ranked first by `b`.
 
@@ -135,12 +129,7 @@ def rank_agreement(a, b, *, fraction: float = 0.5, descending: bool = True, seed
 
 
 def compare_scores(
-    scores,
-    other_scores,
-    methods: Optional[Sequence[str]] = None,
-    *,
-    fraction: float = 0.5,
-    seed: int = 0,
+    scores, other_scores, methods: Optional[Sequence[str]] = None, *, fraction: float = 0.5, seed: int = 0
 ) -> Dict[str, Dict[str, float]]:
     """Rank agreement per method between two score tables of the same examples (e.g. proxy and target).
 

@@ -76,12 +76,9 @@ def digits_dataset(seed: int = 0) -> DatasetDict:
 
     digits = load_digits()
     pixels = np.clip(digits.images * 16.0, 0, 255).astype(np.uint8)
-    features = datasets.Features(
-        {"image": datasets.Image(), "label": ClassLabel(names=[str(i) for i in range(10)])}
-    )
+    features = datasets.Features({"image": datasets.Image(), "label": ClassLabel(names=[str(i) for i in range(10)])})
     ds = Dataset.from_dict(
-        {"image": [PILImage.fromarray(p, mode="L") for p in pixels], "label": digits.target.tolist()},
-        features=features,
+        {"image": [PILImage.fromarray(p, mode="L") for p in pixels], "label": digits.target.tolist()}, features=features
     )
     return ds.train_test_split(test_size=0.2, stratify_by_column="label", seed=seed)
 
@@ -145,10 +142,7 @@ def _infer_builder(data_files) -> str:
 
 
 def load_data(
-    dataset_name: Optional[str],
-    dataset_config_name: Optional[str] = None,
-    data_files=None,
-    streaming: bool = False,
+    dataset_name: Optional[str], dataset_config_name: Optional[str] = None, data_files=None, streaming: bool = False
 ) -> DatasetDict:
     """Load a dataset by Hub id, builder name (with `data_files`), local folder, or ``builtin:NAME``."""
     _check_source(dataset_name, data_files)
@@ -223,8 +217,12 @@ def _local_data_files(dataset_name: Optional[str], data_files) -> List[str]:
     if data_files:
         return [f for f in _file_list(data_files) if os.path.isfile(f)]
     if dataset_name and os.path.isdir(dataset_name):
-        return [os.path.join(root, name) for root, _, names in os.walk(dataset_name) for name in sorted(names)
-                if os.path.splitext(name)[1].lower() in _BUILDER_BY_EXTENSION or name.endswith(".tsv")]
+        return [
+            os.path.join(root, name)
+            for root, _, names in os.walk(dataset_name)
+            for name in sorted(names)
+            if os.path.splitext(name)[1].lower() in _BUILDER_BY_EXTENSION or name.endswith(".tsv")
+        ]
     return []
 
 
@@ -377,7 +375,9 @@ def find_label_column(
     if num_classes is None:
         num_classes = int(labels.max()) + 1 if len(labels) else 0
     elif len(labels) and labels.max() >= num_classes:
-        raise SVPConfigError(f"label column {label_column!r} has label {labels.max()} outside its {num_classes} classes")
+        raise SVPConfigError(
+            f"label column {label_column!r} has label {labels.max()} outside its {num_classes} classes"
+        )
     return label_column, num_classes, names
 
 
@@ -548,7 +548,9 @@ def map_processes(n_rows: int) -> Optional[int]:
     return processes if processes > 1 else None
 
 
-def text_dataset(dataset: Dataset, info: DataInfo, encode: Callable[[List[str]], Dict[str, list]], desc: str) -> Dataset:
+def text_dataset(
+    dataset: Dataset, info: DataInfo, encode: Callable[[List[str]], Dict[str, list]], desc: str
+) -> Dataset:
     """`dataset` encoded once with ``datasets.map(batched=True)`` (cached for file-backed data; spread over
     :func:`map_processes` processes for large datasets): `encode` maps a list of texts to model inputs; the result has
     those inputs, ``labels`` and `svp_index`."""
@@ -653,7 +655,11 @@ class CachedImages(torch.utils.data.Dataset):
     def __getitem__(self, row: int) -> dict:
         """One row, transformed as the batches are (for code that reads rows one by one)."""
         batch = self.device_transform(self.collate([row]))
-        return {"pixel_values": batch["pixel_values"][0], "labels": int(batch["labels"][0]), INDEX_COLUMN: int(batch[INDEX_COLUMN][0])}
+        return {
+            "pixel_values": batch["pixel_values"][0],
+            "labels": int(batch["labels"][0]),
+            INDEX_COLUMN: int(batch[INDEX_COLUMN][0]),
+        }
 
     def collate(self, rows: Sequence[int]) -> Dict[str, torch.Tensor]:
         rows = np.asarray(rows, dtype=np.int64)
@@ -669,7 +675,9 @@ class CachedImages(torch.utils.data.Dataset):
         memory-mapped one): views cost nothing to cut ahead of use."""
         return bool(self.pixels.flags.writeable)
 
-    def slices(self, start: int, stop: int, batch_size: int, inputs_only: bool = False) -> List[Dict[str, torch.Tensor]]:
+    def slices(
+        self, start: int, stop: int, batch_size: int, inputs_only: bool = False
+    ) -> List[Dict[str, torch.Tensor]]:
         """Rows ``start..stop-1`` in consecutive batches of `batch_size` rows (the last may be shorter), each as
         :meth:`collate` batches it, by slicing (no gather); with `inputs_only`, the pixels alone (the rows' labels and
         ids are :attr:`labels` and :attr:`index`)."""
@@ -679,7 +687,9 @@ class CachedImages(torch.utils.data.Dataset):
             pixels = self.pixels[s:e]  # a view: copied only when read-only (a memory-mapped cache)
             batch = {"pixels": torch.from_numpy(pixels if pixels.flags.writeable else np.array(pixels))}
             if not inputs_only:
-                batch.update({"labels": torch.from_numpy(self.labels[s:e]), INDEX_COLUMN: torch.from_numpy(self.index[s:e])})
+                batch.update(
+                    {"labels": torch.from_numpy(self.labels[s:e]), INDEX_COLUMN: torch.from_numpy(self.index[s:e])}
+                )
             batches.append(batch)
         return batches
 
@@ -744,7 +754,10 @@ def image_transform(model: torch.nn.Module, info: DataInfo, train: bool, augment
     mean, std = _normalisation(model, info.extra["in_chans"])
     steps = []
     if train and augment:
-        steps += [T.RandomCrop((height, width), padding=max(1, round(max(height, width) / 8))), T.RandomHorizontalFlip()]
+        steps += [
+            T.RandomCrop((height, width), padding=max(1, round(max(height, width) / 8))),
+            T.RandomHorizontalFlip(),
+        ]
     steps += [T.ToTensor(), T.Normalize(mean, std)]
     return T.Compose(steps)
 
@@ -758,13 +771,16 @@ def image_dataset(dataset: Dataset, model: torch.nn.Module, info: DataInfo, trai
     column, label = info.input_columns[0], info.label_column
     dataset = add_index(dataset)
     if small_images(info):
-
         decoded = decoded_images(dataset, info)
         check_decodable(decoded, column)
         height, width = info.extra["image_size"]
         mean, std = _normalisation(model, info.extra["in_chans"])
         augmenter = BatchAugment(
-            mean, std, padding=max(1, round(max(height, width) / 8)), flip=True, train=bool(train and augment),
+            mean,
+            std,
+            padding=max(1, round(max(height, width) / 8)),
+            flip=True,
+            train=bool(train and augment),
             channels_last=uses_channels_last(model),
         )
         table = dataset.with_format("arrow")
@@ -783,7 +799,6 @@ def image_dataset(dataset: Dataset, model: torch.nn.Module, info: DataInfo, trai
             try:
                 pixels.append(transform(raw.decode_example(item).convert(mode)))
             except Exception as err:  # PIL's UnidentifiedImageError, OSError, ...: name the row and column
-
                 raise SVPRuntimeError(
                     f"the image in column {column!r} of row {row} cannot be decoded ({type(err).__name__}: {err}); fix "
                     "or drop it, or set skip_undecodable: true to check every image first and skip those that fail"

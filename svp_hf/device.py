@@ -100,6 +100,7 @@ def check_mixed_precision(precision: str) -> str:
 
 # --- a batch's memory against the machine's --------------------------------------------------------------------------
 
+
 def available_memory(device: torch.device) -> int:
     """Bytes one process may use for a batch: the host's available RAM shared by the launch's processes on this
     machine, or, on a CUDA device, the smaller of that and the device's free memory."""
@@ -228,7 +229,9 @@ class DeviceSettings:
     pin_memory: Optional[bool] = None
     torch_compile: bool = False
 
-    def record(self, accelerator, model: Optional[torch.nn.Module] = None, num_workers: Optional[int] = None) -> Dict[str, Any]:
+    def record(
+        self, accelerator, model: Optional[torch.nn.Module] = None, num_workers: Optional[int] = None
+    ) -> Dict[str, Any]:
         """What a run used, for metrics.json (`num_workers`: the recipe's ``dataloader_num_workers``)."""
         device = accelerator.device
         out: Dict[str, Any] = {  # the same for every process count (num_processes is recorded next to it)
@@ -243,7 +246,9 @@ class DeviceSettings:
             # workers of a loader over data held in arrays, and over data decoded row by row
             "loader_workers": {
                 "arrays": 0 if num_workers is None else int(num_workers),
-                "decoded_rows": auto_num_workers(accelerator.num_processes) if num_workers is None else int(num_workers),
+                "decoded_rows": auto_num_workers(accelerator.num_processes)
+                if num_workers is None
+                else int(num_workers),
             },
             # training batches of data held in arrays built one step ahead in a thread (svp_hf.prefetch)
             "prefetch_thread": prefetches(num_workers, device, accelerator.num_processes),

@@ -24,14 +24,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from .card import dataset_card
 from .config import DEFAULT_MAX_SHARD_SIZE, parse_size
 from .errors import SVPConfigError
-from .output import (
-    DATASET_DIR,
-    PLOTS_DIR,
-    RESULT_NAMES,
-    TMP_PREFIX,
-    check_complete,
-    write_dataset_folder,
-)
+from .output import DATASET_DIR, PLOTS_DIR, RESULT_NAMES, TMP_PREFIX, check_complete, write_dataset_folder
 from .record import selection_record
 from .version import __version__
 
@@ -138,7 +131,9 @@ def check_hub_target(repo_id: str, *, token: Optional[str] = None, overwrite: bo
     try:
         user = api.whoami()
     except Exception as err:  # rejected token, offline mode, no network: say so before anything is uploaded
-        raise SVPConfigError(f"could not check the Hugging Face token with the Hub ({type(err).__name__}: {err})") from err
+        raise SVPConfigError(
+            f"could not check the Hugging Face token with the Hub ({type(err).__name__}: {err})"
+        ) from err
     name = user["name"]
     orgs = [org["name"] for org in user.get("orgs") or []]
     if "/" not in repo_id:
@@ -163,7 +158,9 @@ def check_hub_target(repo_id: str, *, token: Optional[str] = None, overwrite: bo
 
 @contextlib.contextmanager
 def dataset_folder(
-    result: Union[str, os.PathLike, Dataset, DatasetDict], repo_id: Optional[str] = None, max_shard_size=DEFAULT_MAX_SHARD_SIZE
+    result: Union[str, os.PathLike, Dataset, DatasetDict],
+    repo_id: Optional[str] = None,
+    max_shard_size=DEFAULT_MAX_SHARD_SIZE,
 ) -> Iterator[str]:
     """The folder to upload for `result`: an output_dir's ``dataset/`` (its card re-rendered with `repo_id`), a
     dataset folder as it is, or an in-memory (pruned) ``Dataset``/``DatasetDict`` written to a temporary folder in
@@ -210,8 +207,13 @@ def _is_output_dir(path: str) -> bool:
     if not os.path.isdir(os.path.join(path, DATASET_DIR)):
         return False
     names = os.listdir(path)
-    return any(n in RESULT_NAMES and n != DATASET_DIR for n in names) or any(n.startswith(TMP_PREFIX) for n in names) or (
-        os.path.isfile(os.path.join(path, DATASET_DIR, "README.md")) and not os.path.isdir(os.path.join(path, "data"))
+    return (
+        any(n in RESULT_NAMES and n != DATASET_DIR for n in names)
+        or any(n.startswith(TMP_PREFIX) for n in names)
+        or (
+            os.path.isfile(os.path.join(path, DATASET_DIR, "README.md"))
+            and not os.path.isdir(os.path.join(path, "data"))
+        )
     )
 
 
@@ -224,7 +226,9 @@ def _refresh_card(output_dir: str, repo_id: Optional[str]) -> None:
     with open(metrics_path, encoding="utf-8") as f:
         metrics = json.load(f)
     folder = os.path.join(output_dir, DATASET_DIR)
-    figures = [f for f in metrics.get("report_figures") or [] if os.path.isfile(os.path.join(folder, PLOTS_DIR, f["filename"]))]
+    figures = [
+        f for f in metrics.get("report_figures") or [] if os.path.isfile(os.path.join(folder, PLOTS_DIR, f["filename"]))
+    ]
     dataset_card(metrics, figures, repo_id=repo_id).save(os.path.join(folder, "README.md"))
 
 
@@ -265,6 +269,12 @@ def push_to_hub(
 
 
 __all__ = [
-    "push_to_hub", "check_hub_target", "check_repo_id", "dataset_folder", "names_on_hub", "offline_if_unreachable",
-    "unreachable_hub_reason", "known_tokens",
+    "push_to_hub",
+    "check_hub_target",
+    "check_repo_id",
+    "dataset_folder",
+    "names_on_hub",
+    "offline_if_unreachable",
+    "unreachable_hub_reason",
+    "known_tokens",
 ]

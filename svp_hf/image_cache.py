@@ -326,6 +326,13 @@ def clear() -> None:
 
 
 __all__ = [
-    "DecodedImages", "decode_images", "decode_one", "image_modes", "is_gray", "check_decodable", "configure", "clear",
+    "DecodedImages",
+    "decode_images",
+    "decode_one",
+    "image_modes",
+    "is_gray",
+    "check_decodable",
+    "configure",
+    "clear",
     "MAX_MEMORY",
 ]

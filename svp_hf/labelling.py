@@ -75,7 +75,9 @@ def replace_path(tmp: str, dest: str) -> None:
 # --- the dataset: which rows are labelled -----------------------------------------------------------------------------
 
 
-def has_missing_labels(dataset: Dataset, label_column: Optional[str], class_names: Optional[Sequence[str]] = None) -> bool:
+def has_missing_labels(
+    dataset: Dataset, label_column: Optional[str], class_names: Optional[Sequence[str]] = None
+) -> bool:
     """Whether `dataset`'s label column (named, else the first ClassLabel, else ``label``/``labels``) holds nulls, or
     is absent while `class_names` are given: the rows the labelling mode asks labels for."""
     column = _label_column_name(dataset, label_column)
@@ -105,9 +107,11 @@ def labelling_dataset(
     The classes are the column's ``ClassLabel`` names, else `class_names` (class names in a string column become
     ids; an absent or all-null column is added or replaced). `labelled`, a small labelled dataset with the same
     columns, is put before `dataset`'s rows (so its rows are ``svp_index`` 0 to ``len(labelled) - 1``)."""
-    column = _label_column_name(dataset, label_column) or (
-        _label_column_name(labelled, label_column) if labelled is not None else None
-    ) or "label"
+    column = (
+        _label_column_name(dataset, label_column)
+        or (_label_column_name(labelled, label_column) if labelled is not None else None)
+        or "label"
+    )
     names = list(class_names) if class_names else None
     feature = dataset.features.get(column)
     if names is None and isinstance(feature, ClassLabel):
@@ -275,7 +279,9 @@ class LabellingState:
                 merged=list(data.get("merged") or []),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
-            raise SVPConfigError(f"{path} is not a labelling session's state ({type(err).__name__}: {err}); {fix}") from None
+            raise SVPConfigError(
+                f"{path} is not a labelling session's state ({type(err).__name__}: {err}); {fix}"
+            ) from None
 
     def save(self, output_dir: str) -> None:
         atomic_write_json(
@@ -318,7 +324,9 @@ class LabellingState:
         pool = LabelPool(self.pool_size)
         for batch in self.batches:
             ids = np.asarray(batch["ids"], dtype=np.int64)
-            scores = np.array([np.nan if s is None else s for s in batch.get("scores") or [None] * len(ids)], dtype=np.float64)
+            scores = np.array(
+                [np.nan if s is None else s for s in batch.get("scores") or [None] * len(ids)], dtype=np.float64
+            )
             keep = np.ones(len(ids), dtype=bool) if with_pending else np.isin(ids, list(self.labels))
             if keep.any():
                 pool.label(ids[keep], batch["round"], scores[keep])
@@ -366,7 +374,9 @@ def check_session_dir(output_dir: str, *, labelling: bool) -> None:
         )
 
 
-def start_session(dataset: Dataset, label_column: str, class_names: Sequence[str], settings: Dict[str, Any]) -> LabellingState:
+def start_session(
+    dataset: Dataset, label_column: str, class_names: Sequence[str], settings: Dict[str, Any]
+) -> LabellingState:
     """A new session over `dataset` (a :func:`labelling_dataset`): its non-null labels are the given round 0."""
     labels = _label_ids(dataset.with_format("arrow")[label_column], class_names, f"label column {label_column!r}")
     given = np.flatnonzero(labels >= 0)
@@ -377,7 +387,9 @@ def start_session(dataset: Dataset, label_column: str, class_names: Sequence[str
     return state
 
 
-def check_session_dataset(state: LabellingState, dataset: Dataset, label_column: str, class_names: Sequence[str]) -> None:
+def check_session_dataset(
+    state: LabellingState, dataset: Dataset, label_column: str, class_names: Sequence[str]
+) -> None:
     """A clear error when `dataset` is not the pool the session in `state` started on."""
     if len(dataset) != state.pool_size:
         raise SVPConfigError(
@@ -385,7 +397,9 @@ def check_session_dataset(state: LabellingState, dataset: Dataset, label_column:
             f"{len(dataset)}: continue with the same data (and max_train_samples), or choose another output_dir"
         )
     if list(class_names) != state.class_names:
-        raise SVPConfigError(f"the session's classes are {state.class_names}, but the training split's are {list(class_names)}")
+        raise SVPConfigError(
+            f"the session's classes are {state.class_names}, but the training split's are {list(class_names)}"
+        )
     if label_column != state.label_column:
         raise SVPConfigError(f"the session's label column is {state.label_column!r}, not {label_column!r}")
     labels = _label_ids(dataset.with_format("arrow")[label_column], class_names, f"label column {label_column!r}")
@@ -448,7 +462,9 @@ def filled_dataset(dataset: Dataset, state: LabellingState) -> Dataset:
 @quiet_datasets()
 def pool_dataset(dataset: Dataset) -> Dataset:
     """`dataset` with `svp_index` set to each row's pool index (replacing any earlier one)."""
-    dataset = dataset.remove_columns([c for c in (INDEX_COLUMN, SCORE_COLUMN, ROUND_COLUMN) if c in dataset.column_names])
+    dataset = dataset.remove_columns(
+        [c for c in (INDEX_COLUMN, SCORE_COLUMN, ROUND_COLUMN) if c in dataset.column_names]
+    )
     return dataset.add_column(INDEX_COLUMN, np.arange(len(dataset), dtype=np.int64))
 
 
@@ -483,17 +499,23 @@ def _read_source(source: LabelsSource, token: Optional[str] = None) -> Tuple[str
     if isinstance(source, Mapping):
         return "a mapping", _mapping_labels(source)
     if not isinstance(source, (str, os.PathLike)):
-        raise SVPConfigError(f"labels must be a Dataset, a mapping, a file, a folder or a Hub dataset id, got {type(source).__name__}")
+        raise SVPConfigError(
+            f"labels must be a Dataset, a mapping, a file, a folder or a Hub dataset id, got {type(source).__name__}"
+        )
     path = os.fspath(source)
     try:
         if os.path.isfile(path):
             ext = os.path.splitext(path)[1].lower()
             builder = _BUILDER_BY_EXTENSION.get(ext)
             if builder is None:
-                raise SVPConfigError(f"cannot read labels from {path!r}: use a .csv, .json, .jsonl, .parquet or .arrow file")
+                raise SVPConfigError(
+                    f"cannot read labels from {path!r}: use a .csv, .json, .jsonl, .parquet or .arrow file"
+                )
             return path, datasets.load_dataset(builder, data_files=path, split="train")
         if os.path.isdir(path):
-            if os.path.isfile(os.path.join(path, "dataset_info.json")) or os.path.isfile(os.path.join(path, "dataset_dict.json")):
+            if os.path.isfile(os.path.join(path, "dataset_info.json")) or os.path.isfile(
+                os.path.join(path, "dataset_dict.json")
+            ):
                 loaded = datasets.load_from_disk(path)
             else:
                 loaded = datasets.load_dataset(path)
@@ -531,10 +553,14 @@ def _mapping_labels(source: Mapping) -> Dataset:
             f"labels from a mapping: labels must be all class names or all class ids, got {sorted(k.__name__ for k in kinds)}"
         )
     label = Value("string") if kinds <= {str} else Value("float64")
-    return Dataset.from_dict({INDEX_COLUMN: ids, "label": values}, features=Features({INDEX_COLUMN: Value("int64"), "label": label}))
+    return Dataset.from_dict(
+        {INDEX_COLUMN: ids, "label": values}, features=Features({INDEX_COLUMN: Value("int64"), "label": label})
+    )
 
 
-def read_labels(source: LabelsSource, state: LabellingState, token: Optional[str] = None) -> Tuple[str, np.ndarray, np.ndarray]:
+def read_labels(
+    source: LabelsSource, state: LabellingState, token: Optional[str] = None
+) -> Tuple[str, np.ndarray, np.ndarray]:
     """The `svp_index` and class id (-1: not answered) of every row of a return of labels."""
     name, data = _read_source(source, token)
     column = state.label_column if state.label_column in data.column_names else "label"
@@ -573,7 +599,9 @@ def _examples(ids) -> str:
     return ", ".join(str(i) for i in ids[:5]) + (", ..." if len(ids) > 5 else "")
 
 
-def check_returns(state: LabellingState, returns: List[Tuple[str, np.ndarray, np.ndarray]]) -> Tuple[np.ndarray, np.ndarray]:
+def check_returns(
+    state: LabellingState, returns: List[Tuple[str, np.ndarray, np.ndarray]]
+) -> Tuple[np.ndarray, np.ndarray]:
     """Check returns of labels against the session; the answered ids and labels to merge. Raises
     :class:`SVPConfigError` naming the first problem found: ids never asked for, an id returned twice (or with
     conflicting labels), labels out of range, rows labelled already (a batch answered twice)."""
@@ -592,7 +620,7 @@ def check_returns(state: LabellingState, returns: List[Tuple[str, np.ndarray, np
     answered = all_labels >= 0
     ids, labels = all_ids[answered], all_labels[answered]
     bad = (labels >= len(state.class_names)) | (labels < 0)
-    negative = (all_labels < -1)
+    negative = all_labels < -1
     if bad.any() or negative.any():
         shown = sorted({int(v) for v in np.concatenate([labels[bad], all_labels[negative]])})
         shown = ["negative" if v < -1 else v for v in shown]
@@ -604,7 +632,11 @@ def check_returns(state: LabellingState, returns: List[Tuple[str, np.ndarray, np
     repeated = values[counts > 1]
     if len(repeated):
         conflicting = [int(i) for i in repeated if len(set(labels[ids == i].tolist())) > 1]
-        what = f"with conflicting labels ({len(conflicting)} of them, e.g. {_examples(conflicting)})" if conflicting else "more than once"
+        what = (
+            f"with conflicting labels ({len(conflicting)} of them, e.g. {_examples(conflicting)})"
+            if conflicting
+            else "more than once"
+        )
         raise SVPConfigError(
             f"labels from {names}: {len(repeated)} svp_index value(s) are returned {what} (e.g. {_examples(repeated)}); "
             "return each row once. Nothing was merged."

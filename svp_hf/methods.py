@@ -194,4 +194,12 @@ def random(n: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).random(n)
 
 
-__all__ = ["SelectionMethod", "METHODS", "register_method", "get_method", "list_methods", "resolve_methods", "training_signals"]
+__all__ = [
+    "SelectionMethod",
+    "METHODS",
+    "register_method",
+    "get_method",
+    "list_methods",
+    "resolve_methods",
+    "training_signals",
+]

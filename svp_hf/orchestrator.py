@@ -115,7 +115,9 @@ class PruneResult:
         if self.target is not None:
             timings["target_training"] = self.target.seconds
         return run_account(
-            timings, n_total=self.n_total, n_kept=self.n_selected,
+            timings,
+            n_total=self.n_total,
+            n_kept=self.n_selected,
             target_epochs=self.target.settings.epochs if self.target is not None else None,
             selection_budget=self.selection.auto.budget,
         )
@@ -149,7 +151,9 @@ class PruneResult:
             "num_classes": self.run.info.num_classes,
             "target": target.settings.name if target else None,
             "target_epochs": target.settings.epochs if target else None,
-            "target_training": training_record(target.settings.training, pretrained=target.settings.pretrained) if target else None,
+            "target_training": training_record(target.settings.training, pretrained=target.settings.pretrained)
+            if target
+            else None,
             "target_accuracy": target.accuracy if target else None,
             "target_history": target.history if target else None,
             "score_statistics": score_statistics(self.run.scores),
@@ -231,7 +235,9 @@ class Pruner:
                 n_to_keep(self.selection.fraction, len(dataset))
         dataset = keep_previous_columns(dataset)  # row identity is positional: an incoming svp_index is data
         if info is None:
-            self.family, info = prepare_inputs(dataset, self.proxy.name, columns or {}, trust_remote_code=self.proxy.trust_remote_code)
+            self.family, info = prepare_inputs(
+                dataset, self.proxy.name, columns or {}, trust_remote_code=self.proxy.trust_remote_code
+            )
             if eval_dataset is not None:
                 check_same_columns(eval_dataset, info)
         else:
@@ -252,7 +258,9 @@ class Pruner:
         if selection.strategy != AUTO:
             return
         if self.streaming:
-            raise SVPConfigError("strategy 'auto' retrains the proxy on candidate subsets: it needs a map-style dataset, not a stream")
+            raise SVPConfigError(
+                "strategy 'auto' retrains the proxy on candidate subsets: it needs a map-style dataset, not a stream"
+            )
         dataset, info, _ = self._data("prepare")
         check_auto(len(dataset), labels_of(dataset, info), selection.fraction, selection.auto.holdout)
 
@@ -275,8 +283,14 @@ class Pruner:
         if self.dataset is None or self.info is None or self.family is None:
             raise RuntimeError("score() needs prepare() first")
         self.run = train_and_score(
-            self.dataset, self.proxy, self.scoring, family=self.family, info=self.info, accelerator=self.accelerator,
-            eval_dataset=self.eval_dataset, checkpoint_dir=self.checkpoint_dir,
+            self.dataset,
+            self.proxy,
+            self.scoring,
+            family=self.family,
+            info=self.info,
+            accelerator=self.accelerator,
+            eval_dataset=self.eval_dataset,
+            checkpoint_dir=self.checkpoint_dir,
         )
         self.timings.update(self.run.timings)
         return self.run
@@ -314,9 +328,18 @@ class Pruner:
         plan, probe_seconds = self._from_main(self.plan())
         barely = (run.quality or {}).get("barely_beats_chance")
         decision = auto_check(
-            dataset, run.scores, self.selection, self.proxy, family=family, info=info,
-            accelerator=self.accelerator, epochs=self.check_epochs(), eval_batch_size=self.scoring.batch_size, plan=plan,
-            proxy_barely_beats_chance=barely, agree=self._from_main,
+            dataset,
+            run.scores,
+            self.selection,
+            self.proxy,
+            family=family,
+            info=info,
+            accelerator=self.accelerator,
+            epochs=self.check_epochs(),
+            eval_batch_size=self.scoring.batch_size,
+            plan=plan,
+            proxy_barely_beats_chance=barely,
+            agree=self._from_main,
         )
         if probe_seconds:
             decision.seconds += probe_seconds
@@ -347,11 +370,20 @@ class Pruner:
             probe_seconds += seconds
             return self._probed_plan(budget, target_rate, proxy_rate, probe_seconds), probe_seconds
         plan = budget_plan(
-            budget=budget, n_rows=len(dataset), fraction=self.selection.fraction, check_epochs=self.check_epochs(),
-            proxy_seconds=proxy_seconds, proxy_epochs=self.proxy.epochs, scoring_seconds=self.timings.get("scoring", 0.0),
-            target_rate=target_rate, target_epochs=self.target.epochs if self.target is not None else None,
-            probe_seconds=probe_seconds, holdout=self.selection.auto.holdout, seeds=self.selection.auto.seeds,
-            coverage_beta=self.selection.coverage_beta, num_classes=info.num_classes,
+            budget=budget,
+            n_rows=len(dataset),
+            fraction=self.selection.fraction,
+            check_epochs=self.check_epochs(),
+            proxy_seconds=proxy_seconds,
+            proxy_epochs=self.proxy.epochs,
+            scoring_seconds=self.timings.get("scoring", 0.0),
+            target_rate=target_rate,
+            target_epochs=self.target.epochs if self.target is not None else None,
+            probe_seconds=probe_seconds,
+            holdout=self.selection.auto.holdout,
+            seeds=self.selection.auto.seeds,
+            coverage_beta=self.selection.coverage_beta,
+            num_classes=info.num_classes,
         )
         return plan, probe_seconds
 
@@ -364,26 +396,47 @@ class Pruner:
         dataset, info, _ = self._data("plan")
         n = len(dataset)
         if target_rate is not None and self.target is not None:
-            reference_seconds, reference, _ = budget_reference(n_rows=n, target_rate=target_rate, target_epochs=self.target.epochs)
+            reference_seconds, reference, _ = budget_reference(
+                n_rows=n, target_rate=target_rate, target_epochs=self.target.epochs
+            )
         else:
-            reference_seconds, reference = proxy_rate.training_seconds(n, self.proxy_epochs or self.proxy.epochs), "proxy"
+            reference_seconds, reference = (
+                proxy_rate.training_seconds(n, self.proxy_epochs or self.proxy.epochs),
+                "proxy",
+            )
         scoring = self.timings.get("scoring", 0.0)
         rate = dataclasses.replace(proxy_rate, evaluate=scoring / n if n and scoring else proxy_rate.evaluate)
         return plan_check(
-            budget=budget, reference_seconds=reference_seconds, reference=reference, spent_seconds=scoring + probe_seconds,
-            rate=rate, n_rows=n, fraction=self.selection.fraction, epochs=self.check_epochs(),
-            holdout=self.selection.auto.holdout, seeds=self.selection.auto.seeds,
-            coverage_beta=self.selection.coverage_beta, num_classes=info.num_classes,
+            budget=budget,
+            reference_seconds=reference_seconds,
+            reference=reference,
+            spent_seconds=scoring + probe_seconds,
+            rate=rate,
+            n_rows=n,
+            fraction=self.selection.fraction,
+            epochs=self.check_epochs(),
+            holdout=self.selection.auto.holdout,
+            seeds=self.selection.auto.seeds,
+            coverage_beta=self.selection.coverage_beta,
+            num_classes=info.num_classes,
         )
 
     def _probe(self, model: ModelSettings) -> Tuple[TrainingRate, float]:
         dataset, info, _ = self._data("plan")
 
         def make_model():
-            return create_model(model.name, info, pretrained=model.pretrained, trust_remote_code=model.trust_remote_code)
+            return create_model(
+                model.name, info, pretrained=model.pretrained, trust_remote_code=model.trust_remote_code
+            )
 
         return probe_training_rate(
-            make_model, resolve_family(model.name), dataset, info, model.training, self.accelerator, seed=self.selection.seed
+            make_model,
+            resolve_family(model.name),
+            dataset,
+            info,
+            model.training,
+            self.accelerator,
+            seed=self.selection.seed,
         )
 
     def select(self) -> PruneResult:
@@ -397,16 +450,29 @@ class Pruner:
         coverage_beta = decision.coverage_beta if decision is not None else selection.coverage_beta
         start = time.perf_counter()
         keep = selected_indices(
-            run.scores, selection.method, selection.fraction, strategy=strategy,
-            class_balanced=selection.class_balanced, seed=selection.seed, coverage_beta=coverage_beta,
+            run.scores,
+            selection.method,
+            selection.fraction,
+            strategy=strategy,
+            class_balanced=selection.class_balanced,
+            seed=selection.seed,
+            coverage_beta=coverage_beta,
         )
         selected = None
         if isinstance(self.dataset, Dataset):  # a stream is never held locally
             selected = subset_with_scores(self.dataset, run.scores, selection.method, keep)
         self.timings["selection"] = time.perf_counter() - start
         return PruneResult(
-            run=run, keep=keep, selected=selected, selection=selection, proxy=self.proxy, strategy=strategy,
-            coverage_beta=coverage_beta, decision=decision, timings=dict(self.timings), proxy_epochs=self.proxy_epochs,
+            run=run,
+            keep=keep,
+            selected=selected,
+            selection=selection,
+            proxy=self.proxy,
+            strategy=strategy,
+            coverage_beta=coverage_beta,
+            decision=decision,
+            timings=dict(self.timings),
+            proxy_epochs=self.proxy_epochs,
             scored_methods=list(self.scoring.methods),
         )
 
@@ -477,4 +543,12 @@ def train_target(
     return result.target
 
 
-__all__ = ["check_modalities", "Pruner", "PruneResult", "TargetOutcome", "train_target", "report_decision", "per_class_counts"]
+__all__ = [
+    "check_modalities",
+    "Pruner",
+    "PruneResult",
+    "TargetOutcome",
+    "train_target",
+    "report_decision",
+    "per_class_counts",
+]

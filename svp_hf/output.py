@@ -50,7 +50,13 @@ from .progress import quiet_datasets
 from .report import ReportInputs, render_report, write_plots
 
 RESULT_NAMES = (
-    "dataset", "scores.parquet", "target_scores.parquet", "selected.parquet", "report.md", "rounds.json", "recipe.yaml",
+    "dataset",
+    "scores.parquet",
+    "target_scores.parquet",
+    "selected.parquet",
+    "report.md",
+    "rounds.json",
+    "recipe.yaml",
     "metrics.json",
 )
 # Result files the jobs pass to write_run as `extra_files` (the active-learning rounds, the recipe as run).
@@ -170,7 +176,9 @@ def check_output_dir(output_dir: str, overwrite: bool, splits=()) -> None:
 
 def _has_files(dataset: Dataset) -> bool:
     """Whether `dataset` has image/audio columns whose files may be referenced by path."""
-    return any(getattr(f, "decode", None) is not None and hasattr(f, "embed_storage") for f in dataset.features.values())
+    return any(
+        getattr(f, "decode", None) is not None and hasattr(f, "embed_storage") for f in dataset.features.values()
+    )
 
 
 def _embed(dataset: Dataset) -> Dataset:
@@ -295,7 +303,11 @@ def write_run(
     parse_size(max_shard_size)
     for name in extra_files or {}:
         stem, ext = os.path.splitext(name)
-        if (name in RESULT_NAMES and name not in EXTRA_NAMES) or not SPLIT_NAME.match(stem) or ext not in (".json", ".yaml"):
+        if (
+            (name in RESULT_NAMES and name not in EXTRA_NAMES)
+            or not SPLIT_NAME.match(stem)
+            or ext not in (".json", ".yaml")
+        ):
             raise SVPConfigError(f"extra file name {name!r} must be a plain new file name ending in .json or .yaml")
     os.makedirs(output_dir, exist_ok=True)
     remove_stale_tmp(output_dir)  # left by a run killed while writing
@@ -335,7 +347,9 @@ def _write_file(path: str, obj: Any) -> None:
         write_json(path, obj)
 
 
-def write_files(output_dir: str, files: Dict[str, Any], metrics: Dict[str, Any], *, overwrite: bool = False) -> Dict[str, Any]:
+def write_files(
+    output_dir: str, files: Dict[str, Any], metrics: Dict[str, Any], *, overwrite: bool = False
+) -> Dict[str, Any]:
     """Write `files` (name -> a ``Dataset`` written as parquet, text, or a JSON-able object) and metrics.json
     atomically into `output_dir`, replacing an earlier result there: the results of jobs that write no ``dataset/``
     (streamed scoring). Returns the metrics as written."""
@@ -465,7 +479,9 @@ def _read_scores(path: str) -> Dataset:
         return Dataset.from_parquet(path)
 
 
-def load_scores(source: str, *, which: str = "proxy", revision: Optional[str] = None, token: Optional[str] = None) -> Dataset:
+def load_scores(
+    source: str, *, which: str = "proxy", revision: Optional[str] = None, token: Optional[str] = None
+) -> Dataset:
     """Read a run's per-example scores back, to select again without retraining (:func:`svp_hf.select`).
 
     `source` is an ``output_dir``, a dataset folder written by svp_hf (``output_dir/dataset``), or the Hub id of a

@@ -27,7 +27,9 @@ def _flat(column: pa.ChunkedArray, dtype=np.int64):
     values, lengths = [], []
     for chunk in column.chunks:
         values.append(np.asarray(chunk.flatten().to_numpy(zero_copy_only=False), dtype=dtype))
-        lengths.append(np.asarray(pc.fill_null(pc.list_value_length(chunk), 0).to_numpy(zero_copy_only=False), dtype=np.int64))
+        lengths.append(
+            np.asarray(pc.fill_null(pc.list_value_length(chunk), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+        )
     flat = np.concatenate(values) if values else np.zeros(0, dtype=dtype)
     lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
     starts = np.zeros(len(lengths), dtype=np.int64)
@@ -42,8 +44,15 @@ class PackedText(torch.utils.data.Dataset):
     `dtype` is the ids' integer type in the arrays and the batches (and the bag offsets' too): ``int32`` halves the
     memory and the bytes a batch moves, for models that read such ids (``nn.EmbeddingBag`` does)."""
 
-    def __init__(self, dataset, columns: Sequence[str], layout: str, pad_values: Dict[str, int] = None, padding_side: str = "right",
-                 dtype=np.int64):
+    def __init__(
+        self,
+        dataset,
+        columns: Sequence[str],
+        layout: str,
+        pad_values: Dict[str, int] = None,
+        padding_side: str = "right",
+        dtype=np.int64,
+    ):
         if layout not in ("bags", "padded"):
             raise ValueError(f"unknown layout {layout!r}")
         table = dataset.with_format("arrow")[:]  # the rows this (possibly selected) view shows
@@ -94,7 +103,9 @@ class PackedText(torch.utils.data.Dataset):
         """Whether :meth:`slices` returns views of the arrays (bags) rather than padded copies."""
         return self.layout == "bags"
 
-    def slices(self, start: int, stop: int, batch_size: int, inputs_only: bool = False) -> List[Dict[str, torch.Tensor]]:
+    def slices(
+        self, start: int, stop: int, batch_size: int, inputs_only: bool = False
+    ) -> List[Dict[str, torch.Tensor]]:
         """Rows ``start..stop-1`` in consecutive batches of `batch_size` rows (the last may be shorter), each as
         :meth:`collate` batches it (with `inputs_only`, bags carry the model's inputs alone: the rows' labels and ids
         are :attr:`labels` and :attr:`index`). Bags are cut out of the flat arrays as views (no gather, a few calls
@@ -106,7 +117,9 @@ class PackedText(torch.utils.data.Dataset):
         first, last = cuts[0], self.ends[stop - 1]
         offsets = (starts - np.repeat(cuts, batch_size)[: len(starts)]).astype(self.dtype)
         # tensor_split: one C++ call per column for all the batches (views)
-        pieces = [torch.from_numpy(self.flat[c][first:last]).tensor_split((cuts[1:] - first).tolist()) for c in self.columns]
+        pieces = [
+            torch.from_numpy(self.flat[c][first:last]).tensor_split((cuts[1:] - first).tolist()) for c in self.columns
+        ]
         bounds = list(range(batch_size, len(starts), batch_size))
         per_row = {"offsets": offsets}
         if not inputs_only:

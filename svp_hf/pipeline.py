@@ -77,14 +77,7 @@ from .hub import check_hub_target, known_tokens, offline_if_unreachable, push_to
 from .labelling import LabellingState
 from .log import get_logger
 from .orchestrator import per_class_counts
-from .output import (
-    METRICS_FILE,
-    OutputLock,
-    check_output_dir,
-    write_files,
-    write_json,
-    write_run,
-)
+from .output import METRICS_FILE, OutputLock, check_output_dir, write_files, write_json, write_run
 from .preflight import check_models_against_data
 from .roles import device_settings
 from .training import make_accelerator
@@ -96,8 +89,19 @@ RECIPE_FILE = "recipe.yaml"
 # Settings that change where and how a result is written or published, never what is computed: a resumed run may
 # change them, and none of them (the Hub token least of all) is written into the checkpoints.
 UNRECORDED_SETTINGS = (
-    "output_dir", "overwrite_output_dir", "resume", "report_to", "keep_checkpoints", "max_shard_size",
-    "push_to_hub", "hub_dataset_id", "hub_private", "hub_overwrite", "pin_memory", "image_cache_max_memory", *SECRET_KEYS,
+    "output_dir",
+    "overwrite_output_dir",
+    "resume",
+    "report_to",
+    "keep_checkpoints",
+    "max_shard_size",
+    "push_to_hub",
+    "hub_dataset_id",
+    "hub_private",
+    "hub_overwrite",
+    "pin_memory",
+    "image_cache_max_memory",
+    *SECRET_KEYS,
 )
 
 
@@ -260,7 +264,11 @@ def load_splits(data_args: DataArguments, seed: int):
     train = get_split(data, data_args.train_split, "training")
     evaluation = None
     eval_split = data_args.eval_split
-    if eval_split and data_args.validation_split_percentage and (eval_split not in data or eval_split == data_args.train_split):
+    if (
+        eval_split
+        and data_args.validation_split_percentage
+        and (eval_split not in data or eval_split == data_args.train_split)
+    ):
         logger.info(
             f"holding out {data_args.validation_split_percentage}% of split {data_args.train_split!r} as the "
             f"evaluation split {eval_split!r}"
@@ -289,7 +297,9 @@ def check_columns(data_args: DataArguments, modality: str) -> None:
             )
 
 
-def inspect_splits(train, evaluation, data_args: DataArguments, modality: str, models=(), *, trust_remote_code=False, **extra):
+def inspect_splits(
+    train, evaluation, data_args: DataArguments, modality: str, models=(), *, trust_remote_code=False, **extra
+):
     """The training split's columns inspected for `modality` (checked to be in the evaluation split too); each of
     `models` is checked against them before anything is trained."""
     check_columns(data_args, modality)
@@ -376,7 +386,14 @@ def run_settings(*instances, num_processes: int) -> Dict[str, Any]:
 
 
 def run_provenance(
-    job: str, command: Optional[str], data_args: DataArguments, train, evaluation, modality: str, *, num_rows: Optional[int] = None
+    job: str,
+    command: Optional[str],
+    data_args: DataArguments,
+    train,
+    evaluation,
+    modality: str,
+    *,
+    num_rows: Optional[int] = None,
 ) -> Dict[str, Any]:
     """The head of a run's metrics: what made it (svp_hf version, command, job) and the data it read (`num_rows`: the
     training split's rows, for a stream, which has no length)."""
@@ -437,7 +454,9 @@ def check_device(accelerator) -> None:
 
 def _scalar_config(settings: Dict[str, Any]) -> Dict[str, Any]:
     # Trackers take scalars only (TensorBoard's hparams): lists, mappings and None are logged as text.
-    return {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in settings.items() if k not in SECRET_KEYS}
+    return {
+        k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in settings.items() if k not in SECRET_KEYS
+    }
 
 
 def run_kind(output_dir: str) -> Optional[Tuple[str, str]]:
@@ -569,7 +588,9 @@ class JobRun:
         self.accelerator.wait_for_everyone()
         return result
 
-    def finish_files(self, files: Dict[str, Any], *, metrics: Dict[str, Any], recipe: Dict[str, Any], headline: str) -> Dict[str, Any]:
+    def finish_files(
+        self, files: Dict[str, Any], *, metrics: Dict[str, Any], recipe: Dict[str, Any], headline: str
+    ) -> Dict[str, Any]:
         """:meth:`finish` for a job whose result is files only (no ``dataset/``, card or report: streamed scoring)."""
         accelerator, run_args = self.accelerator, self.run_args
         metrics.setdefault("timings", {})["total"] = time.perf_counter() - self.start
@@ -577,7 +598,10 @@ class JobRun:
         metrics = redact_values({**metrics, "recipe": recipe}, self.secrets)
         if accelerator.is_main_process:
             metrics = write_files(
-                self.output_dir, {**files, RECIPE_FILE: format_recipe(recipe)}, metrics, overwrite=run_args.overwrite_output_dir
+                self.output_dir,
+                {**files, RECIPE_FILE: format_recipe(recipe)},
+                metrics,
+                overwrite=run_args.overwrite_output_dir,
             )
             lines = summary(self.job, headline, self.output_dir, names=[*files, "metrics.json"])
             print(redact(lines, self.secrets), flush=True)
@@ -629,10 +653,15 @@ class JobRun:
             )
             if self.repo_id is not None:
                 metrics["hub_url"] = push_to_hub(
-                    self.output_dir, self.repo_id, private=run_args.hub_private, token=run_args.hub_token,
+                    self.output_dir,
+                    self.repo_id,
+                    private=run_args.hub_private,
+                    token=run_args.hub_token,
                     overwrite=run_args.hub_overwrite,
                 )
-            print(redact(summary(self.job, headline, self.output_dir, metrics.get("hub_url")), self.secrets), flush=True)
+            print(
+                redact(summary(self.job, headline, self.output_dir, metrics.get("hub_url")), self.secrets), flush=True
+            )
         self._close(run_args.keep_checkpoints if keep_checkpoints is None else keep_checkpoints)
         return metrics
 
@@ -646,7 +675,9 @@ SUMMARY_LINES = (
 )
 
 
-def summary(job: str, headline: str, output_dir: str, hub_url: Optional[str] = None, names: Optional[Sequence[str]] = None) -> str:
+def summary(
+    job: str, headline: str, output_dir: str, hub_url: Optional[str] = None, names: Optional[Sequence[str]] = None
+) -> str:
     """The end-of-run summary: what the run did, then where each part of the result (`names`) is."""
     names = ("dataset", "report.md", "metrics.json") if names is None else names
     lines = [f"svp_hf {job}: {headline}"]

@@ -33,12 +33,7 @@ def _balanced_quotas(counts: np.ndarray, size: int, rng: np.random.Generator) ->
 
 
 def initial_indices(
-    pool_size: int,
-    size: int,
-    *,
-    seed: int = 0,
-    labels: Optional[Sequence[int]] = None,
-    class_balanced: bool = False,
+    pool_size: int, size: int, *, seed: int = 0, labels: Optional[Sequence[int]] = None, class_balanced: bool = False
 ) -> np.ndarray:
     """A seeded random initial labelled set of `size` pool indices, sorted.
 

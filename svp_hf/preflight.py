@@ -39,7 +39,9 @@ def check_training(role: str, args: SelectionArguments, run_args: Optional[RunAr
             f"unknown {prefix}lr_schedule {settings['lr_schedule']!r}; available: {', '.join(LR_SCHEDULES.names())}"
         )
     if settings["optimizer"] not in OPTIMIZERS:
-        raise SVPConfigError(f"unknown {prefix}optimizer {settings['optimizer']!r}; available: {', '.join(OPTIMIZERS.names())}")
+        raise SVPConfigError(
+            f"unknown {prefix}optimizer {settings['optimizer']!r}; available: {', '.join(OPTIMIZERS.names())}"
+        )
     if role == "target" or not args.proxy_checkpoint:
         check_optimizer(settings["optimizer"], settings["model"])
 

@@ -44,7 +44,10 @@ def _switch(disabled: bool) -> None:
     env = _env_setting()
     if env is not None and env != disabled:
         action = "disable" if disabled else "enable"
-        warnings.warn(f"Cannot {action} progress bars: environment variable {ENV_VAR}={int(env)} is set and has precedence.", stacklevel=3)
+        warnings.warn(
+            f"Cannot {action} progress bars: environment variable {ENV_VAR}={int(env)} is set and has precedence.",
+            stacklevel=3,
+        )
         return
     _disabled = disabled
 

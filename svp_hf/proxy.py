@@ -18,11 +18,7 @@ from accelerate.utils import set_seed
 from datasets import ClassLabel, Dataset, Features, IterableDataset, Value
 
 from .auto import AutoDecision, CheckPlan, choose_strategy, proxy_trainer
-from .checkpoint import (
-    load_model_weights,
-    load_training_state,
-    resolve_model_checkpoint,
-)
+from .checkpoint import load_model_weights, load_training_state, resolve_model_checkpoint
 from .config import SelectionArguments, check_coverage_beta
 from .data import (
     INDEX_COLUMN,
@@ -170,7 +166,11 @@ STREAM_INSPECTION_ROWS = 1000
 
 
 def prepare_inputs(
-    dataset: Union[Dataset, IterableDataset], model_name: str, columns: Dict[str, Any], *, trust_remote_code: bool = False
+    dataset: Union[Dataset, IterableDataset],
+    model_name: str,
+    columns: Dict[str, Any],
+    *,
+    trust_remote_code: bool = False,
 ):
     """Resolve the model family, inspect the dataset for it and check the model against it (its weights, tokenizer
     and label range are reachable and fit); every check that needs no training.
@@ -199,11 +199,15 @@ def load_proxy(proxy: ModelSettings, info: DataInfo, n: Optional[int], *, signal
     return TrainResult(model, list(state.get("history", [])), recorded)
 
 
-def check_proxy_checkpoint(proxy: ModelSettings, info: DataInfo, signals: Sequence[str], n: Optional[int]) -> Dict[str, Any]:
+def check_proxy_checkpoint(
+    proxy: ModelSettings, info: DataInfo, signals: Sequence[str], n: Optional[int]
+) -> Dict[str, Any]:
     """Pre-flight for ``proxy.checkpoint``: its weights fit the proxy's architecture and it recorded every training
     signal in `signals` (for `n` rows); returns its training state (history, signals)."""
     weights, _ = resolve_model_checkpoint(proxy.checkpoint)
-    load_model_weights(create_model(proxy.name, info, pretrained=False, trust_remote_code=proxy.trust_remote_code), weights)
+    load_model_weights(
+        create_model(proxy.name, info, pretrained=False, trust_remote_code=proxy.trust_remote_code), weights
+    )
     state, _ = checkpoint_signals(proxy.checkpoint, signals, n)
     return state
 
@@ -260,31 +264,64 @@ def train_and_score(
     dataset = keep_previous_columns(dataset)  # row identity is positional: an incoming svp_index is data, not ids
     streaming = isinstance(dataset, IterableDataset)
     if streaming and not proxy.checkpoint:
-        raise SVPConfigError("a streaming dataset can be scored, not trained on: give a trained proxy as proxy_checkpoint")
+        raise SVPConfigError(
+            "a streaming dataset can be scored, not trained on: give a trained proxy as proxy_checkpoint"
+        )
     set_seed(int(scoring.seed))
     timings: Dict[str, float] = {}
     if not proxy.checkpoint:
         dataset = add_index(dataset)
-    trained = obtain_proxy(dataset, proxy, family, info, accelerator, signals=training_signals(chosen),
-                           checkpoint_dir=checkpoint_dir, timings=timings)
+    trained = obtain_proxy(
+        dataset,
+        proxy,
+        family,
+        info,
+        accelerator,
+        signals=training_signals(chosen),
+        checkpoint_dir=checkpoint_dir,
+        timings=timings,
+    )
     start = time.perf_counter()
     result = score_examples(
-        trained.model, family, dataset, info, chosen, accelerator, batch_size=scoring.batch_size, seed=scoring.seed,
-        signals=trained.signals, kcenter_chunk_size=scoring.kcenter_chunk_size, kcenter_pool_size=scoring.kcenter_pool_size,
-        kcenter_max_memory=scoring.kcenter_max_memory, shard_size=scoring.shard_size,
-        shard_dir=os.path.join(checkpoint_dir, "scores") if checkpoint_dir else None, num_workers=scoring.num_workers,
+        trained.model,
+        family,
+        dataset,
+        info,
+        chosen,
+        accelerator,
+        batch_size=scoring.batch_size,
+        seed=scoring.seed,
+        signals=trained.signals,
+        kcenter_chunk_size=scoring.kcenter_chunk_size,
+        kcenter_pool_size=scoring.kcenter_pool_size,
+        kcenter_max_memory=scoring.kcenter_max_memory,
+        shard_size=scoring.shard_size,
+        shard_dir=os.path.join(checkpoint_dir, "scores") if checkpoint_dir else None,
+        num_workers=scoring.num_workers,
     )
     timings["scoring"] = time.perf_counter() - start
     check_finite_scores(result.scores, f"proxy {proxy.name!r}")
     proxy_accuracy = None
     if eval_dataset is not None:
         proxy_accuracy = evaluate_accuracy(
-            trained.model, family, eval_dataset, info, accelerator, batch_size=scoring.batch_size, desc="evaluate proxy",
+            trained.model,
+            family,
+            eval_dataset,
+            info,
+            accelerator,
+            batch_size=scoring.batch_size,
+            desc="evaluate proxy",
             num_workers=scoring.num_workers,
         )
     run = ScoringRun(
-        scores_dataset(dataset, info, result.scores, labels=result.labels), info, trained.model, family, trained.history,
-        proxy_accuracy, timings, model_name=proxy.name,
+        scores_dataset(dataset, info, result.scores, labels=result.labels),
+        info,
+        trained.model,
+        family,
+        trained.history,
+        proxy_accuracy,
+        timings,
+        model_name=proxy.name,
     )
     if accelerator.is_main_process:
         eval_labels = labels_of(eval_dataset, info) if eval_dataset is not None else None
@@ -293,8 +330,15 @@ def train_and_score(
 
 
 def obtain_proxy(
-    dataset, proxy: ModelSettings, family: ModelFamily, info: DataInfo, accelerator: Accelerator, *,
-    signals: Sequence[str], checkpoint_dir: Optional[str], timings: Dict[str, float],
+    dataset,
+    proxy: ModelSettings,
+    family: ModelFamily,
+    info: DataInfo,
+    accelerator: Accelerator,
+    *,
+    signals: Sequence[str],
+    checkpoint_dir: Optional[str],
+    timings: Dict[str, float],
 ) -> TrainResult:
     """The proxy loaded from ``proxy.checkpoint``, or trained on `dataset` (its seconds in ``timings["proxy_training"]``)."""
     if proxy.checkpoint:
@@ -302,7 +346,14 @@ def obtain_proxy(
         return load_proxy(proxy, info, n, signals=signals)
     model = create_model(proxy.name, info, pretrained=proxy.pretrained, trust_remote_code=proxy.trust_remote_code)
     trained = train_model(
-        model, family, dataset, info, proxy.training, accelerator, signals=signals, desc=f"proxy {proxy.name}",
+        model,
+        family,
+        dataset,
+        info,
+        proxy.training,
+        accelerator,
+        signals=signals,
+        desc=f"proxy {proxy.name}",
         checkpoint_dir=os.path.join(checkpoint_dir, "proxy") if checkpoint_dir else None,
     )
     timings["proxy_training"] = trained.seconds
@@ -310,8 +361,15 @@ def obtain_proxy(
 
 
 def fit_model(
-    model: ModelSettings, dataset: Dataset, info: DataInfo, accelerator: Accelerator, *, seed: int,
-    evaluation: Optional[Dataset] = None, checkpoint_dir: Optional[str] = None, desc: Optional[str] = None,
+    model: ModelSettings,
+    dataset: Dataset,
+    info: DataInfo,
+    accelerator: Accelerator,
+    *,
+    seed: int,
+    evaluation: Optional[Dataset] = None,
+    checkpoint_dir: Optional[str] = None,
+    desc: Optional[str] = None,
 ) -> Tuple[TrainResult, Optional[float]]:
     """A fresh `model` trained on `dataset` from seed `seed` (checkpointed under `checkpoint_dir`), and its accuracy on
     `evaluation` when given: how a target is trained on the rows selection kept."""
@@ -319,12 +377,20 @@ def fit_model(
     set_seed(int(seed))  # the model starts the same whatever ran before (or was skipped, when resumed)
     created = create_model(model.name, info, pretrained=model.pretrained, trust_remote_code=model.trust_remote_code)
     desc = desc or f"target {model.name}"
-    trained = train_model(created, family, dataset, info, model.training, accelerator, desc=desc, checkpoint_dir=checkpoint_dir)
+    trained = train_model(
+        created, family, dataset, info, model.training, accelerator, desc=desc, checkpoint_dir=checkpoint_dir
+    )
     accuracy = None
     if evaluation is not None:
         accuracy = evaluate_accuracy(
-            trained.model, family, evaluation, info, accelerator, batch_size=model.training.batch_size,
-            desc=f"evaluate {desc}", num_workers=model.training.num_workers,
+            trained.model,
+            family,
+            evaluation,
+            info,
+            accelerator,
+            batch_size=model.training.batch_size,
+            desc=f"evaluate {desc}",
+            num_workers=model.training.num_workers,
         )
     return trained, accuracy
 
@@ -344,13 +410,23 @@ def run_scoring(
     """:func:`train_and_score` with the proxy and scoring settings of a recipe's `args` (`methods` default to the
     recipe's; `device` sets the proxy's channels_last and pinned memory)."""
     return train_and_score(
-        dataset, model_settings("proxy", args, device=device), scoring_settings(args, methods), family=family, info=info,
-        accelerator=accelerator, eval_dataset=eval_dataset, checkpoint_dir=checkpoint_dir,
+        dataset,
+        model_settings("proxy", args, device=device),
+        scoring_settings(args, methods),
+        family=family,
+        info=info,
+        accelerator=accelerator,
+        eval_dataset=eval_dataset,
+        checkpoint_dir=checkpoint_dir,
     )
 
 
 def scores_dataset(
-    dataset: Union[Dataset, IterableDataset], info: DataInfo, scores: Dict[str, np.ndarray], *, labels: Optional[np.ndarray] = None
+    dataset: Union[Dataset, IterableDataset],
+    info: DataInfo,
+    scores: Dict[str, np.ndarray],
+    *,
+    labels: Optional[np.ndarray] = None,
 ) -> Dataset:
     """`svp_index`, label and one float column per method, as a Dataset (`labels` default to the dataset's)."""
     label_feature = dataset.features[info.label_column] if dataset.features else None
@@ -391,7 +467,13 @@ def selected_indices(
         check_coverage_beta(coverage_beta, fraction)
     labels = np.asarray(scores["label"]) if class_balanced or strategy == "coverage" else None
     positions = apply_strategy(
-        strategy, values, n_keep, descending=spec.descending, labels=labels, class_balanced=class_balanced, seed=seed,
+        strategy,
+        values,
+        n_keep,
+        descending=spec.descending,
+        labels=labels,
+        class_balanced=class_balanced,
+        seed=seed,
         coverage_beta=coverage_beta,
     )
     return score_positions(scores)[positions]
@@ -425,29 +507,58 @@ def auto_check(
     epochs = int(epochs or selection.auto.epochs or proxy.epochs)
     config = dataclasses.replace(proxy.training, epochs=epochs)
     trainer = proxy_trainer(
-        dataset, model_name=proxy.name, family=family, info=info, config=config, accelerator=accelerator,
-        pretrained=proxy.pretrained, trust_remote_code=proxy.trust_remote_code, eval_batch_size=int(eval_batch_size),
+        dataset,
+        model_name=proxy.name,
+        family=family,
+        info=info,
+        config=config,
+        accelerator=accelerator,
+        pretrained=proxy.pretrained,
+        trust_remote_code=proxy.trust_remote_code,
+        eval_batch_size=int(eval_batch_size),
     )
     decision = choose_strategy(
-        dataset, by_index, labels_of(dataset, info), descending=spec.descending, fraction=selection.fraction,
-        train_candidate=trainer, seed=selection.seed, class_balanced=selection.class_balanced,
-        holdout=selection.auto.holdout, seeds=selection.auto.seeds, coverage_beta=selection.coverage_beta, plan=plan,
-        proxy_barely_beats_chance=proxy_barely_beats_chance, agree=agree,
+        dataset,
+        by_index,
+        labels_of(dataset, info),
+        descending=spec.descending,
+        fraction=selection.fraction,
+        train_candidate=trainer,
+        seed=selection.seed,
+        class_balanced=selection.class_balanced,
+        holdout=selection.auto.holdout,
+        seeds=selection.auto.seeds,
+        coverage_beta=selection.coverage_beta,
+        plan=plan,
+        proxy_barely_beats_chance=proxy_barely_beats_chance,
+        agree=agree,
     )
     decision.epochs = config.epochs
     return decision
 
 
 def run_auto(
-    dataset: Dataset, scores: Dataset, args: SelectionArguments, *, family: ModelFamily, info: DataInfo, accelerator: Accelerator
+    dataset: Dataset,
+    scores: Dataset,
+    args: SelectionArguments,
+    *,
+    family: ModelFamily,
+    info: DataInfo,
+    accelerator: Accelerator,
 ) -> AutoDecision:
     """:func:`auto_check` with a recipe's `args`, unbudgeted (the check as written in :mod:`svp_hf.auto`; the
     orchestrator budgets it)."""
     selection = selection_settings(args)
     return auto_check(
-        dataset, scores, dataclasses.replace(selection, auto=dataclasses.replace(selection.auto, budget=None)),
-        model_settings("proxy", args, device=DeviceSettings()), family=family, info=info, accelerator=accelerator,
-        epochs=args.auto_epochs or args.proxy_epochs, eval_batch_size=int(args.batch_size),
+        dataset,
+        scores,
+        dataclasses.replace(selection, auto=dataclasses.replace(selection.auto, budget=None)),
+        model_settings("proxy", args, device=DeviceSettings()),
+        family=family,
+        info=info,
+        accelerator=accelerator,
+        epochs=args.auto_epochs or args.proxy_epochs,
+        eval_batch_size=int(args.batch_size),
     )
 
 

@@ -106,7 +106,11 @@ class DynamicsRecorder:
         label_column, num_classes, class_names = find_label_column(dataset, label_column)
         self.dataset = dataset
         self.info = DataInfo(
-            modality="recorded", input_columns=[], label_column=label_column, num_classes=num_classes, class_names=class_names
+            modality="recorded",
+            input_columns=[],
+            label_column=label_column,
+            num_classes=num_classes,
+            class_names=class_names,
         )
         self._labels = labels_of(dataset, self.info)
         self._max_label = int(self._labels.max())
@@ -205,7 +209,9 @@ class DynamicsRecorder:
     def _checked(self, indices, logits, labels, what: str) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The step's tensors, checked for shape and kind (no value is read: that would wait for the device)."""
         if not isinstance(logits, torch.Tensor):
-            raise SVPConfigError(f"{what}: logits must be a torch.Tensor of shape (batch, num_classes), got {type(logits).__name__}")
+            raise SVPConfigError(
+                f"{what}: logits must be a torch.Tensor of shape (batch, num_classes), got {type(logits).__name__}"
+            )
         if logits.ndim != 2 or not logits.is_floating_point():
             raise SVPConfigError(
                 f"{what}: logits must be a floating-point tensor of shape (batch, num_classes), got {logits.dtype} of "
@@ -403,7 +409,10 @@ class DynamicsRecorder:
         }
         if training:
             shown = self.presentations
-            meta.update(steps=self.steps, presentations={"min": int(shown.min()), "max": int(shown.max()), "total": int(shown.sum())})
+            meta.update(
+                steps=self.steps,
+                presentations={"min": int(shown.min()), "max": int(shown.max()), "total": int(shown.sum())},
+            )
         if final:
             meta["final_pass_steps"] = self.final_steps
         return meta
@@ -546,16 +555,24 @@ class _RecordingComputeLoss:
         self.label_name = label_name
 
     def __call__(self, model, inputs, return_outputs=False, num_items_in_batch=None, **kwargs):
-        index = inputs.pop(TRAINER_INDEX_COLUMN, None) if isinstance(inputs, MutableMapping) else None  # a BatchEncoding too
+        index = (
+            inputs.pop(TRAINER_INDEX_COLUMN, None) if isinstance(inputs, MutableMapping) else None
+        )  # a BatchEncoding too
         if index is None:
             if model.training:
                 raise SVPConfigError(
                     f"the training batch has no {TRAINER_INDEX_COLUMN!r} column: the data collator dropped it (it must "
                     "pass integer columns through, as DataCollatorWithPadding does)"
                 )
-            return self.compute_loss(model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch, **kwargs)
-        labels = inputs.get(self.label_name)  # before compute_loss, which may pop it (label smoothing, compute_loss_func)
-        loss, outputs = self.compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch, **kwargs)
+            return self.compute_loss(
+                model, inputs, return_outputs=return_outputs, num_items_in_batch=num_items_in_batch, **kwargs
+            )
+        labels = inputs.get(
+            self.label_name
+        )  # before compute_loss, which may pop it (label smoothing, compute_loss_func)
+        loss, outputs = self.compute_loss(
+            model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch, **kwargs
+        )
         if labels is None:
             raise SVPConfigError(f"the batch has no {self.label_name!r} labels for the recorder")
         if not isinstance(outputs, Mapping) or "logits" not in outputs:

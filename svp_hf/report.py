@@ -110,18 +110,27 @@ def plot_score_histograms(inputs: ReportInputs, path: str) -> Optional[str]:
         cut = selection_cutoff(inputs.metrics, column, values) if not inputs.active else None
         if cut is not None:
             threshold, keeps_above = cut
-            ax.axvline(threshold, color="tab:red", linestyle="--", linewidth=1.2,
-                       label=f"cut-off {threshold:.4g}: kept rows score {'≥' if keeps_above else '≤'} it")
-            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False)  # below the axis label
+            ax.axvline(
+                threshold,
+                color="tab:red",
+                linestyle="--",
+                linewidth=1.2,
+                label=f"cut-off {threshold:.4g}: kept rows score {'≥' if keeps_above else '≤'} it",
+            )
+            ax.legend(
+                fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), frameon=False
+            )  # below the axis label
     fig.savefig(path, dpi=100)
     if inputs.active:
         return (
             f"Distribution of the `{inputs.metrics.get('method')}` scores of the rows each loop labelled, each scored by "
             "that round's selector (the random initial set has none)."
         )
-    cut = "; the dashed line marks the selection's cut-off between kept and dropped rows" if any(
-        selection_cutoff(inputs.metrics, c, np.asarray(inputs.scores[c], dtype=np.float64)) for c in columns
-    ) else ""
+    cut = (
+        "; the dashed line marks the selection's cut-off between kept and dropped rows"
+        if any(selection_cutoff(inputs.metrics, c, np.asarray(inputs.scores[c], dtype=np.float64)) for c in columns)
+        else ""
+    )
     return f"Distribution of every scored method's per-example scores over the training rows{cut}."
 
 
@@ -132,7 +141,12 @@ def selection_cutoff(metrics: RunRecord, method: str, values: np.ndarray):
 
     strategy = metrics.get("selected_strategy") or metrics.get("strategy")
     n_keep = metrics.get("n_selected")
-    if method != metrics.get("method") or strategy not in ("top", "bottom") or metrics.get("class_balanced") or n_keep is None:
+    if (
+        method != metrics.get("method")
+        or strategy not in ("top", "bottom")
+        or metrics.get("class_balanced")
+        or n_keep is None
+    ):
         return None
     values = np.asarray(values, dtype=np.float64)
     if not 0 < int(n_keep) < len(values):
@@ -172,11 +186,21 @@ def plot_class_counts(inputs: ReportInputs, path: str) -> Optional[str]:
     width = 0.8 / len(series)
     fig, (ax,) = _figure(width=max(4.0, 0.225 * len(series) * len(names) + 2))
     for i, ((label, counts), color) in enumerate(zip(series.items(), _BAR_COLORS)):
-        ax.bar(x + (i - (len(series) - 1) / 2) * width, [counts.get(n, 0) for n in names], width=width, label=label, color=color)
-    ax.set_xticks(x, names, rotation=45 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center", fontsize=8)
+        ax.bar(
+            x + (i - (len(series) - 1) / 2) * width,
+            [counts.get(n, 0) for n in names],
+            width=width,
+            label=label,
+            color=color,
+        )
+    ax.set_xticks(
+        x, names, rotation=45 if len(names) > 6 else 0, ha="right" if len(names) > 6 else "center", fontsize=8
+    )
     ax.set_xlabel("class")
     ax.set_ylabel("rows")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # beside the bars, never on them
+    ax.legend(
+        fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0
+    )  # beside the bars, never on them
     if inputs.active:
         ax.set_title("rows per class: pool vs labelled", fontsize=9)
         fig.savefig(path, dpi=100)
@@ -203,7 +227,8 @@ def plot_proxy_vs_target(inputs: ReportInputs, path: str) -> Optional[str]:
         hidden = int((~both).sum())
         ax.set_title(
             f"{method}: Spearman {stats['spearman']:.3f}, Kendall {stats['kendall']:.3f}\n"
-            f"top-{stats['k']} overlap {stats['top_k_overlap']:.3f}" + (f" ({hidden} infinite not shown)" if hidden else ""),
+            f"top-{stats['k']} overlap {stats['top_k_overlap']:.3f}"
+            + (f" ({hidden} infinite not shown)" if hidden else ""),
             fontsize=8,
         )
         ax.set_xlabel("target score")
@@ -214,7 +239,11 @@ def plot_proxy_vs_target(inputs: ReportInputs, path: str) -> Optional[str]:
 
 def _by_index(scores) -> Dict[str, np.ndarray]:
     order = np.argsort(np.asarray(scores[INDEX_COLUMN], dtype=np.int64))
-    return {c: np.asarray(scores[c], dtype=np.float64)[order] for c in scores.column_names if c not in (INDEX_COLUMN, "label")}
+    return {
+        c: np.asarray(scores[c], dtype=np.float64)[order]
+        for c in scores.column_names
+        if c not in (INDEX_COLUMN, "label")
+    }
 
 
 def learning_curves(metrics: RunRecord) -> Dict[str, List[Dict[str, float]]]:
@@ -396,7 +425,9 @@ def render_report(metrics: RunRecord, figures: List[ReportFigure], image_dir: st
         fmt=_fmt,
         seconds=_seconds,
         training=_training,
-        recipe_yaml=yaml.safe_dump(metrics["recipe"], sort_keys=False, allow_unicode=True) if metrics.get("recipe") else None,
+        recipe_yaml=yaml.safe_dump(metrics["recipe"], sort_keys=False, allow_unicode=True)
+        if metrics.get("recipe")
+        else None,
     )
 
 

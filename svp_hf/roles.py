@@ -18,7 +18,9 @@ def device_settings(run_args: Optional[RunArguments]) -> DeviceSettings:
     """The recipe's device keys (``None``: the device's default)."""
     if run_args is None:
         return DeviceSettings()
-    return DeviceSettings(channels_last=run_args.channels_last, pin_memory=run_args.pin_memory, torch_compile=run_args.torch_compile)
+    return DeviceSettings(
+        channels_last=run_args.channels_last, pin_memory=run_args.pin_memory, torch_compile=run_args.torch_compile
+    )
 
 
 def training_config(
@@ -55,7 +57,11 @@ def pretrained(role: str, args: SelectionArguments, run_args: Optional[RunArgume
 
 
 def model_settings(
-    role: str, args: SelectionArguments, run_args: Optional[RunArguments] = None, *, device: Optional[DeviceSettings] = None
+    role: str,
+    args: SelectionArguments,
+    run_args: Optional[RunArguments] = None,
+    *,
+    device: Optional[DeviceSettings] = None,
 ) -> ModelSettings:
     """`role`'s :class:`~svp_hf.stages.ModelSettings` from the recipe (the proxy's ``proxy_checkpoint`` included)."""
     settings = role_settings(role, args, run_args)
@@ -92,16 +98,28 @@ def selection_settings(args: SelectionArguments) -> SelectionSettings:
         seed=int(args.seed),
         coverage_beta=args.coverage_beta,
         auto=AutoSettings(
-            holdout=float(args.auto_holdout), seeds=int(args.auto_seeds), epochs=args.auto_epochs, budget=args.selection_budget
+            holdout=float(args.auto_holdout),
+            seeds=int(args.auto_seeds),
+            epochs=args.auto_epochs,
+            budget=args.selection_budget,
         ),
     )
 
 
-def stage_settings(args: SelectionArguments, run_args: Optional[RunArguments] = None, *, device: Optional[DeviceSettings] = None):
+def stage_settings(
+    args: SelectionArguments, run_args: Optional[RunArguments] = None, *, device: Optional[DeviceSettings] = None
+):
     """Everything the stages read from a recipe: ``(proxy, target, scoring, selection)`` (``target`` is ``None``
     when the recipe trains none)."""
-    target = model_settings("target", args, run_args, device=device) if run_args is not None and run_args.target else None
-    return model_settings("proxy", args, run_args, device=device), target, scoring_settings(args), selection_settings(args)
+    target = (
+        model_settings("target", args, run_args, device=device) if run_args is not None and run_args.target else None
+    )
+    return (
+        model_settings("proxy", args, run_args, device=device),
+        target,
+        scoring_settings(args),
+        selection_settings(args),
+    )
 
 
 def active_settings(args: SelectionArguments, active: ActiveArguments) -> ActiveSettings:
@@ -119,7 +137,9 @@ def active_settings(args: SelectionArguments, active: ActiveArguments) -> Active
     )
 
 
-def selector_models(args: SelectionArguments, run_args: RunArguments, active: ActiveArguments) -> Dict[str, ModelSettings]:
+def selector_models(
+    args: SelectionArguments, run_args: RunArguments, active: ActiveArguments
+) -> Dict[str, ModelSettings]:
     """The :class:`~svp_hf.stages.ModelSettings` of every role that selects in a loop `active.selector` runs, plus
     the target's (role ``"target"``) when one is set, to be trained on the labelled sets. Active learning trains its
     selectors every round: none loads a ``proxy_checkpoint``."""
@@ -138,7 +158,9 @@ def target_args(args: SelectionArguments, run_args: RunArguments) -> SelectionAr
 
 def training_record(config: TrainingConfig, *, pretrained: bool = False) -> Dict[str, Any]:
     """What a report records of how a model was trained."""
-    record = {k: getattr(config, k) for k in ("optimizer", "learning_rate", "lr_schedule", "weight_decay", "batch_size")}
+    record = {
+        k: getattr(config, k) for k in ("optimizer", "learning_rate", "lr_schedule", "weight_decay", "batch_size")
+    }
     if config.optimizer == "sgd":
         record["momentum"] = config.momentum
     if pretrained:
@@ -153,9 +175,23 @@ def training_metrics(args: SelectionArguments, run_args: Optional[RunArguments])
         "proxy_training": training_record(training_config("proxy", args), pretrained=pretrained("proxy", args)),
         "target_training": training_record(
             training_config("target", args, run_args), pretrained=pretrained("target", args, run_args)
-        ) if has_target else None,
+        )
+        if has_target
+        else None,
     }
 
 
 __all__ = [
-    "model_settings", "scoring_settings", "selection_settings", "stage_settings", "active_settings", "selector_models", "device_settings", "training_config", "pretrained", "target_args", "training_record", "training_metrics"]
+    "model_settings",
+    "scoring_settings",
+    "selection_settings",
+    "stage_settings",
+    "active_settings",
+    "selector_models",
+    "device_settings",
+    "training_config",
+    "pretrained",
+    "target_args",
+    "training_record",
+    "training_metrics",
+]

@@ -194,7 +194,9 @@ CUT_GROUPS = 8
 SCORE_LOGITS = 1 << 20
 
 
-def batch_plan(n: int, batch_size: int, process_index: int = 0, num_processes: int = 1, group: int = GROUP_BATCHES) -> List[List[Tuple[int, int]]]:
+def batch_plan(
+    n: int, batch_size: int, process_index: int = 0, num_processes: int = 1, group: int = GROUP_BATCHES
+) -> List[List[Tuple[int, int]]]:
     """The groups of ``(start, stop)`` batches one process scores: consecutive rows in batches of `batch_size`,
     `group` consecutive batches to a group, the groups dealt round-robin to the processes (group ``k`` to process
     ``k % num_processes``), as Accelerate shards an ordered loader. A batch's rows and a group's batches are the same
@@ -271,7 +273,9 @@ def _cut(eval_ds, collate, groups: List[List[Tuple[int, int]]], batch_size: int,
     cut = [batch for start, stop in spans for batch in eval_ds.slices(start, stop, batch_size, inputs_only=True)]
     out, taken = [], 0
     for group, mine in zip(groups, full):
-        short = [(collate(_padded_rows(start, stop, batch_size, n)), stop - start) for start, stop in group[len(mine):]]
+        short = [
+            (collate(_padded_rows(start, stop, batch_size, n)), stop - start) for start, stop in group[len(mine) :]
+        ]
         labels, index = [], []
         if mine:
             first, last = mine[0][0], mine[-1][1]
@@ -286,8 +290,16 @@ def _cut(eval_ds, collate, groups: List[List[Tuple[int, int]]], batch_size: int,
     return out
 
 
-def scoring_groups(eval_ds, collate, batch_size: int, groups: List[List[Tuple[int, int]]], accelerator, *, num_workers: Optional[int] = None,
-                   pin_memory: bool = False) -> Iterator[ScoringGroup]:
+def scoring_groups(
+    eval_ds,
+    collate,
+    batch_size: int,
+    groups: List[List[Tuple[int, int]]],
+    accelerator,
+    *,
+    num_workers: Optional[int] = None,
+    pin_memory: bool = False,
+) -> Iterator[ScoringGroup]:
     """This process's `groups` of :func:`batch_plan`, one :class:`ScoringGroup` at a time, every batch `batch_size`
     rows (padded as :func:`_padded_rows` says).
 
@@ -303,7 +315,9 @@ def scoring_groups(eval_ds, collate, batch_size: int, groups: List[List[Tuple[in
             chunk = groups[first : first + ahead]
             for group, (batches, rows) in zip(chunk, _cut(eval_ds, collate, chunk, batch_size, n)):
                 lazily = batches if device.type == "cpu" else (to_device(b, device, non_blocking) for b in batches)
-                yield ScoringGroup(lazily, [stop - start for start, stop in group], rows=to_device(rows, device, non_blocking))
+                yield ScoringGroup(
+                    lazily, [stop - start for start, stop in group], rows=to_device(rows, device, non_blocking)
+                )
         return
     loader = torch.utils.data.DataLoader(
         eval_ds,
@@ -314,7 +328,9 @@ def scoring_groups(eval_ds, collate, batch_size: int, groups: List[List[Tuple[in
     )
     batches = iter(loader)
     for group in groups:
-        yield ScoringGroup((to_device(next(batches), device, non_blocking) for _ in group), [stop - start for start, stop in group])
+        yield ScoringGroup(
+            (to_device(next(batches), device, non_blocking) for _ in group), [stop - start for start, stop in group]
+        )
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -332,8 +348,19 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, need_embeddings, accelerator, batch_size, num_workers, desc,
-                 progress=True):
+def _score_shard(
+    model,
+    family,
+    shard: Dataset,
+    info: DataInfo,
+    batch_methods,
+    need_embeddings,
+    accelerator,
+    batch_size,
+    num_workers,
+    desc,
+    progress=True,
+):
     """Scores (and embeddings) of one shard's rows, in row order, on every process.
 
     Nothing is copied to the host and nothing is gathered inside the loop: each process keeps its batches' results on
@@ -347,9 +374,17 @@ def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, n
     # Autocast only under mixed precision: entering even a disabled autocast costs as much as a cheap model's batch.
     autocast = accelerator.autocast if accelerator.mixed_precision != "no" else contextlib.nullcontext
     plan = batch_plan(n, batch_size, accelerator.process_index, accelerator.num_processes)
-    groups = scoring_groups(eval_ds, collate, batch_size, plan, accelerator, num_workers=num_workers, pin_memory=pin_memory)
+    groups = scoring_groups(
+        eval_ds, collate, batch_size, plan, accelerator, num_workers=num_workers, pin_memory=pin_memory
+    )
     # A bar only on a terminal: writing one into a log costs more than scoring a fastText batch.
-    bar = progress_bar(total=sum(len(g) for g in plan), desc=desc, leave=False, main_process=accelerator.is_local_main_process, enabled=progress)
+    bar = progress_bar(
+        total=sum(len(g) for g in plan),
+        desc=desc,
+        leave=False,
+        main_process=accelerator.is_local_main_process,
+        enabled=progress,
+    )
     logits_part, index_part, labels_part = [], [], []  # batches not scored yet
 
     def score_part():
@@ -395,7 +430,11 @@ def _score_shard(model, family, shard: Dataset, info: DataInfo, batch_methods, n
         columns = [c[real_rows] for c in columns]
     rows = columns[0] - start
     if len(rows) == n and np.array_equal(rows, np.arange(n)):  # one process: every row once, in order
-        return columns[1], np.ascontiguousarray(columns[2].T, dtype=np.float64), (columns[3] if need_embeddings else None)
+        return (
+            columns[1],
+            np.ascontiguousarray(columns[2].T, dtype=np.float64),
+            (columns[3] if need_embeddings else None),
+        )
     values = np.full((len(batch_methods), n), np.nan)
     labels = np.zeros(n, dtype=np.int64)
     seen = np.zeros(n, dtype=bool)
@@ -464,17 +503,30 @@ def score_examples(
         nonlocal pool
         if "embeddings" in part:
             if pool is None:
-                pool = _Pool(kcenter_pool_rows(part["embeddings"].shape[1], kcenter_pool_size, kcenter_max_memory, n_known))
+                pool = _Pool(
+                    kcenter_pool_rows(part["embeddings"].shape[1], kcenter_pool_size, kcenter_max_memory, n_known)
+                )
             pool.add(part["pool_index"], part["pool_keys"], part["embeddings"])
         parts.append({k: v for k, v in part.items() if k not in ("embeddings", "pool_index", "pool_keys")})
 
     for shard in range(skip):
         collect(ShardStore.read(finished[shard]))
     if skip:
-        logger.info(f"{desc}: {skip} finished shard(s) found in {shard_dir}, resuming after them", main_process_only=True)
+        logger.info(
+            f"{desc}: {skip} finished shard(s) found in {shard_dir}, resuming after them", main_process_only=True
+        )
     for shard, rows in iter_shards(dataset, shard_size, skip):
         labels, values, embeddings = _score_shard(
-            model, family, rows, info, batch_methods, need_embeddings, accelerator, batch_size, num_workers, f"{desc} shard {shard}",
+            model,
+            family,
+            rows,
+            info,
+            batch_methods,
+            need_embeddings,
+            accelerator,
+            batch_size,
+            num_workers,
+            f"{desc} shard {shard}",
             progress,
         )
         start = shard * shard_size
@@ -485,7 +537,9 @@ def score_examples(
                 pool = _Pool(kcenter_pool_rows(embeddings.shape[1], kcenter_pool_size, kcenter_max_memory, n_known))
             keys = _pool_keys(seed, shard, len(labels))
             candidate = keys < pool.cutoff
-            part.update(pool_index=part[INDEX_COLUMN][candidate], pool_keys=keys[candidate], embeddings=embeddings[candidate])
+            part.update(
+                pool_index=part[INDEX_COLUMN][candidate], pool_keys=keys[candidate], embeddings=embeddings[candidate]
+            )
         if accelerator.is_main_process:
             store.write(shard, part)
         collect(part)
@@ -550,10 +604,28 @@ def stream_outputs(
     embeddings, both in the order of `dataset`'s rows (e.g. for active learning's batch acquisitions)."""
     model = model.to(accelerator.device).eval()
     _, values, embeddings = _score_shard(
-        model, family, _by_position(dataset), info, batch_methods, need_embeddings, accelerator, batch_size, num_workers, desc,
+        model,
+        family,
+        _by_position(dataset),
+        info,
+        batch_methods,
+        need_embeddings,
+        accelerator,
+        batch_size,
+        num_workers,
+        desc,
         progress,
     )
     return {m.name: values[i] for i, m in enumerate(batch_methods)}, embeddings
 
 
-__all__ = ["check_kcenter_memory", "KCENTER_MIN_POOL", "compute_scores", "stream_outputs", "score_examples", "ScoreResult", "iter_shards", "kcenter_pool_rows"]
+__all__ = [
+    "check_kcenter_memory",
+    "KCENTER_MIN_POOL",
+    "compute_scores",
+    "stream_outputs",
+    "score_examples",
+    "ScoreResult",
+    "iter_shards",
+    "kcenter_pool_rows",
+]

@@ -56,7 +56,9 @@ class TrainingSignal:
 
     def mean(self, total: np.ndarray) -> np.ndarray:
         """`total` / presentations (0 for an example never presented)."""
-        return np.divide(total, self.presentations, out=np.zeros(len(total), dtype=np.float64), where=self.presentations > 0)
+        return np.divide(
+            total, self.presentations, out=np.zeros(len(total), dtype=np.float64), where=self.presentations > 0
+        )
 
 
 def register_signal(cls: Type[TrainingSignal]) -> Type[TrainingSignal]:

@@ -96,7 +96,9 @@ def apply_strategy(
 @STRATEGIES.register("top")
 def top(scores, n_keep, *, descending=True, labels=None, class_balanced=False, seed=0, coverage_beta=None):
     """The best-ranked rows in the method's order (SVP's setting)."""
-    return select_indices(scores, n_keep, descending=descending, labels=labels, class_balanced=class_balanced, seed=seed)
+    return select_indices(
+        scores, n_keep, descending=descending, labels=labels, class_balanced=class_balanced, seed=seed
+    )
 
 
 @STRATEGIES.register("random")
@@ -109,7 +111,9 @@ def random(scores, n_keep, *, descending=True, labels=None, class_balanced=False
 @STRATEGIES.register("bottom")
 def bottom(scores, n_keep, *, descending=True, labels=None, class_balanced=False, seed=0, coverage_beta=None):
     """The other end of the method's ranking (the easiest rows)."""
-    return select_indices(scores, n_keep, descending=not descending, labels=labels, class_balanced=class_balanced, seed=seed)
+    return select_indices(
+        scores, n_keep, descending=not descending, labels=labels, class_balanced=class_balanced, seed=seed
+    )
 
 
 def allocate(budget: int, sizes: Sequence[int]) -> np.ndarray:
@@ -152,7 +156,13 @@ def split_hardest(scores: np.ndarray, beta: float, *, descending: bool, seed: in
 
 
 def coverage_sample(
-    scores: np.ndarray, n_keep: int, *, descending: bool, beta: float, rng: np.random.Generator, tiebreak_seed: int,
+    scores: np.ndarray,
+    n_keep: int,
+    *,
+    descending: bool,
+    beta: float,
+    rng: np.random.Generator,
+    tiebreak_seed: int,
     strata: int = DEFAULT_STRATA,
 ) -> np.ndarray:
     """CCS on one group of rows: drop the hardest ``floor(beta * n)`` (the top of the method's ranking), stratify the
@@ -189,13 +199,19 @@ def coverage(scores, n_keep, *, descending=True, labels=None, class_balanced=Fal
     for c, quota in quotas.items():  # classes in ascending order: the random stream is the same on every call
         rows = np.flatnonzero(labels == c)
         if quota:
-            kept.append(rows[coverage_sample(scores[rows], quota, descending=descending, beta=beta, rng=rng, tiebreak_seed=seed)])
+            kept.append(
+                rows[
+                    coverage_sample(scores[rows], quota, descending=descending, beta=beta, rng=rng, tiebreak_seed=seed)
+                ]
+            )
     keep = np.sort(np.concatenate(kept)) if kept else np.zeros(0, dtype=np.int64)
     assert len(keep) == n_keep, "coverage kept the wrong number of rows; this is a bug in svp_hf"
     return keep
 
 
-def hardest_dropped(scores: np.ndarray, labels: Optional[Sequence[int]], beta: float, *, descending: bool, seed: int = 0) -> np.ndarray:
+def hardest_dropped(
+    scores: np.ndarray, labels: Optional[Sequence[int]], beta: float, *, descending: bool, seed: int = 0
+) -> np.ndarray:
     """The rows ``coverage`` drops before sampling: the hardest ``floor(beta * n_c)`` of each class (sorted indices)."""
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.zeros(len(scores), dtype=np.int64) if labels is None else np.asarray(labels)

@@ -58,6 +58,8 @@ def halving_schedule(progress: float) -> float:
     """SVP's Amazon Review schedule scaled to any length: five equal segments, the rate halving at each (1x to 1/16x;
     with learning_rate 0.01 and 15 epochs: 3 epochs each at 0.01, 0.005, 0.0025, 0.00125, 0.000625)."""
     return 0.5 ** min(int(progress * 5), 4)
+
+
 @LR_SCHEDULES.register("imagenet")
 def imagenet_schedule(progress: float) -> float:
     """SVP's ImageNet schedule scaled to any length: linear warm-up to 1x over 5/90, 0.1x from 30/90, 0.01x from
@@ -121,7 +123,9 @@ OPTIMIZERS: Registry = Registry("optimizer")
 
 def sparse_parameters(model: torch.nn.Module) -> set:
     """ids of the weights of sparse embeddings (``sparse=True``, as fastText's)."""
-    return {id(m.weight) for m in model.modules() if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and m.sparse}
+    return {
+        id(m.weight) for m in model.modules() if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag)) and m.sparse
+    }
 
 
 def parameter_groups(model: torch.nn.Module, learning_rate: float, momentum: float, weight_decay: float) -> List[Dict]:
@@ -224,7 +228,14 @@ class SlicedBatchSampler(BatchSampler):
 
 
 def make_loader(
-    dataset, collate_fn, batch_size: int, *, shuffle: bool, seed: int = 0, num_workers: int = 0, pin_memory: bool = False
+    dataset,
+    collate_fn,
+    batch_size: int,
+    *,
+    shuffle: bool,
+    seed: int = 0,
+    num_workers: int = 0,
+    pin_memory: bool = False,
 ):
     """A DataLoader over a model-ready dataset, batched by `collate_fn` (see :func:`svp_hf.data.batch_collate`); its
     `num_workers` workers live as long as the loader (every epoch reuses them). Shuffled, it draws the batches
@@ -271,8 +282,13 @@ def train_model(
     pin_memory = resolve_pin_memory(accelerator.device, config.pin_memory)
     train_ds = family.dataset(dataset, model, info, train=True, augment=config.augment)
     loader = make_loader(
-        train_ds, batch_collate(train_ds, family.make_collate(model)), config.batch_size, shuffle=True, seed=config.seed,
-        num_workers=resolve_num_workers(train_ds, config.num_workers, accelerator.num_processes), pin_memory=pin_memory,
+        train_ds,
+        batch_collate(train_ds, family.make_collate(model)),
+        config.batch_size,
+        shuffle=True,
+        seed=config.seed,
+        num_workers=resolve_num_workers(train_ds, config.num_workers, accelerator.num_processes),
+        pin_memory=pin_memory,
     )
     order = loader.generator
     ahead = use_prefetch(train_ds, config.num_workers, accelerator.device, accelerator.num_processes)
@@ -281,7 +297,9 @@ def train_model(
     optimizer = OPTIMIZERS.get(config.optimizer)(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: schedule(step / total_steps))
     # The loader's batches are moved by the loop itself (to_device: nothing to do on the CPU).
-    model, optimizer, loader, scheduler = accelerator.prepare(model, optimizer, loader, scheduler, device_placement=[True, True, False, True])
+    model, optimizer, loader, scheduler = accelerator.prepare(
+        model, optimizer, loader, scheduler, device_placement=[True, True, False, True]
+    )
     recorded = make_signals(signals, len(dataset))
     history: List[Dict[str, float]] = []
     done, folder = latest_epoch(checkpoint_dir)
@@ -295,9 +313,21 @@ def train_model(
         order.manual_seed(config.seed + epoch)
         augment_stream = epoch_generator(accelerator.device, config.seed, epoch, accelerator.process_index)
         model.train()
-        record = _train_epoch(model, family, train_ds, loader, optimizer, scheduler, accelerator, recorded, augment_stream,
-                              non_blocking=pin_memory, ahead=ahead, desc=f"{desc} epoch {epoch + 1}/{config.epochs}",
-                              progress=progress)
+        record = _train_epoch(
+            model,
+            family,
+            train_ds,
+            loader,
+            optimizer,
+            scheduler,
+            accelerator,
+            recorded,
+            augment_stream,
+            non_blocking=pin_memory,
+            ahead=ahead,
+            desc=f"{desc} epoch {epoch + 1}/{config.epochs}",
+            progress=progress,
+        )
         record = {"epoch": epoch + 1, **record}
         history.append(record)
         logger.info(f"{desc} epoch {epoch + 1}: loss {record['loss']:.4f}, train accuracy {record['accuracy']:.4f}")
@@ -353,8 +383,22 @@ def backward(accelerator: Accelerator, loss: torch.Tensor) -> None:
 STEPS_PER_RECORD = 16
 
 
-def _train_epoch(model, family, train_ds, loader, optimizer, scheduler, accelerator, recorded, augment_stream, *, non_blocking=False, ahead=False, desc,
-                 progress=True):
+def _train_epoch(
+    model,
+    family,
+    train_ds,
+    loader,
+    optimizer,
+    scheduler,
+    accelerator,
+    recorded,
+    augment_stream,
+    *,
+    non_blocking=False,
+    ahead=False,
+    desc,
+    progress=True,
+):
     """One epoch with no host synchronisation inside the step: each step's loss, hits and the signals' per-example
     values stay on the device, and are reduced and copied to the host once, after the epoch; the signals are then
     updated in presentation order, exactly as per-step updates would.
@@ -380,7 +424,9 @@ def _train_epoch(model, family, train_ds, loader, optimizer, scheduler, accelera
 
     batches = prefetch(loader) if ahead else loader  # the next batch gathered while this one trains
     # A bar only on a terminal (``disable=None``): writing one into a log costs more than a fastText step.
-    bar = progress_bar(batches, total=len(loader), desc=desc, main_process=accelerator.is_local_main_process, enabled=progress)
+    bar = progress_bar(
+        batches, total=len(loader), desc=desc, main_process=accelerator.is_local_main_process, enabled=progress
+    )
     for batch in bar:
         batch = on_device(train_ds, to_device(batch, device, non_blocking), augment_stream)
         labels = batch["labels"]
@@ -400,26 +446,44 @@ def _train_epoch(model, family, train_ds, loader, optimizer, scheduler, accelera
     if recorded:
         update_all(recorded, observed[0].cpu().numpy(), observed[1].cpu().numpy())
     seen = hits.shape[0]
-    return {"loss": float(losses.double().sum()) / seen, "accuracy": int(hits.sum()) / seen}  # the epoch's only synchronisation
+    return {
+        "loss": float(losses.double().sum()) / seen,
+        "accuracy": int(hits.sum()) / seen,
+    }  # the epoch's only synchronisation
 
 
 @torch.no_grad()
 def evaluate_accuracy(
-    model: torch.nn.Module, family, dataset, info: DataInfo, accelerator: Accelerator, *, batch_size: int = 256,
-    desc: str = "evaluate", num_workers: Optional[int] = None, progress: bool = True,
+    model: torch.nn.Module,
+    family,
+    dataset,
+    info: DataInfo,
+    accelerator: Accelerator,
+    *,
+    batch_size: int = 256,
+    desc: str = "evaluate",
+    num_workers: Optional[int] = None,
+    progress: bool = True,
 ) -> float:
     """Top-1 accuracy of `model` on `dataset`, every example counted exactly once across processes (with a progress
     bar unless `progress` is false)."""
     eval_ds = family.dataset(dataset, model, info, train=False)
     loader = accelerator.prepare(
-        make_loader(eval_ds, batch_collate(eval_ds, family.make_collate(model)), batch_size, shuffle=False,
-                    num_workers=resolve_num_workers(eval_ds, num_workers, accelerator.num_processes),
-                    pin_memory=resolve_pin_memory(accelerator.device, None))
+        make_loader(
+            eval_ds,
+            batch_collate(eval_ds, family.make_collate(model)),
+            batch_size,
+            shuffle=False,
+            num_workers=resolve_num_workers(eval_ds, num_workers, accelerator.num_processes),
+            pin_memory=resolve_pin_memory(accelerator.device, None),
+        )
     )
     model = model.to(accelerator.device).eval()
     correct = torch.zeros((), dtype=torch.int64, device=accelerator.device)
     total = 0
-    bar = progress_bar(loader, desc=desc, main_process=accelerator.is_local_main_process, enabled=progress, terminal_only=False)
+    bar = progress_bar(
+        loader, desc=desc, main_process=accelerator.is_local_main_process, enabled=progress, terminal_only=False
+    )
     for batch in bar:
         batch = on_device(eval_ds, batch)
         with accelerator.autocast():

@@ -69,7 +69,8 @@ def separable(n: int, seed: int):
     labels = rng.integers(2, size=n)
     texts = [" ".join(rng.choice(vocab[y], size=int(rng.integers(3, 9)))) for y in labels]
     return Dataset.from_dict(
-        {"text": texts, "label": labels.tolist()}, features=Features({"text": Value("string"), "label": ClassLabel(names=["red", "blue"])})
+        {"text": texts, "label": labels.tolist()},
+        features=Features({"text": Value("string"), "label": ClassLabel(names=["red", "blue"])}),
     )
 
 
@@ -93,11 +94,29 @@ def setup(tiny_digits):
 # --- one published run (svp_hf.card, svp_hf.output, svp_hf.report, svp_hf.hub) ------------------------------------------
 
 PUBLISH_TINY = [
-    "--strategy", "top",
-    "--proxy_epochs", "1", "--target", "resnet20", "--target_epochs", "1", "--target_learning_rate", "0.03",
-    "--max_train_samples", "120",
-    "--max_eval_samples", "60", "--batch_size", "32", "--method", "entropy",
-    "--score_methods", "forgetting", "random", "--fraction", "0.25",
+    "--strategy",
+    "top",
+    "--proxy_epochs",
+    "1",
+    "--target",
+    "resnet20",
+    "--target_epochs",
+    "1",
+    "--target_learning_rate",
+    "0.03",
+    "--max_train_samples",
+    "120",
+    "--max_eval_samples",
+    "60",
+    "--batch_size",
+    "32",
+    "--method",
+    "entropy",
+    "--score_methods",
+    "forgetting",
+    "random",
+    "--fraction",
+    "0.25",
 ]
 QUICKSTART = str(REPO / "recipes" / "quickstart.yaml")
 
@@ -117,13 +136,31 @@ def run(tmp_path_factory):
 # --- the core-set CLI in subprocesses: killed and resumed runs, several processes ----------------------------------------
 
 SUBPROCESS_TINY = [
-    "--strategy", "top", "--max_train_samples", "301", "--max_eval_samples", "50", "--batch_size", "32", "--target", "resnet20",
-    "--target_epochs", "1",
+    "--strategy",
+    "top",
+    "--max_train_samples",
+    "301",
+    "--max_eval_samples",
+    "50",
+    "--batch_size",
+    "32",
+    "--target",
+    "resnet20",
+    "--target_epochs",
+    "1",
 ]
 
 
 def cli(output_dir, *extra, launcher=(sys.executable, "-m")):
-    return [*launcher, "svp_hf.coreset", str(REPO / "recipes" / "quickstart.yaml"), "--output_dir", str(output_dir), *SUBPROCESS_TINY, *extra]
+    return [
+        *launcher,
+        "svp_hf.coreset",
+        str(REPO / "recipes" / "quickstart.yaml"),
+        "--output_dir",
+        str(output_dir),
+        *SUBPROCESS_TINY,
+        *extra,
+    ]
 
 
 def run_command(cmd):

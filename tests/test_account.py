@@ -16,7 +16,14 @@ from svp_hf.account import (
 
 # The quickstart as issue 23 measured it: proxy 150 s, scoring 10 s, auto's check 1,752 s, the target 452 s on the
 # kept half (718 of 1,437 rows), 10 epochs.
-QUICKSTART = {"proxy_training": 150.0, "scoring": 10.0, "auto": 1752.0, "selection": 0.5, "target_training": 452.0, "total": 2400.0}
+QUICKSTART = {
+    "proxy_training": 150.0,
+    "scoring": 10.0,
+    "auto": 1752.0,
+    "selection": 0.5,
+    "target_training": 452.0,
+    "total": 2400.0,
+}
 
 
 def test_a_run_whose_check_cost_more_than_it_saved():
@@ -31,7 +38,9 @@ def test_a_run_whose_check_cost_more_than_it_saved():
     assert account.selection_share == pytest.approx(1912.5 / full)
     assert account.within_budget is False
     assert account.verdict.startswith("Pruning did not pay: selection took 1912.5 s, more than the")
-    assert "0.06295 s per row-epoch" in account.full_data_method and "x 1437 rows x 10 epochs" in account.full_data_method
+    assert (
+        "0.06295 s per row-epoch" in account.full_data_method and "x 1437 rows x 10 epochs" in account.full_data_method
+    )
     assert account.summary_line().endswith(account.verdict)
 
 
@@ -39,7 +48,9 @@ def test_a_run_that_pays_for_itself():
     # SVP's CIFAR-10 headline: 26 min of selection, the target 117 min on half, 229 min on all of it (measured).
     timings = {"proxy_training": 24 * 60.0, "scoring": 2 * 60.0, "target_training": 117 * 60.0}
     account = end_to_end(timings, n_total=50000, n_kept=25000, full_data_seconds=229 * 60.0, selection_budget=0.15)
-    assert not account.full_data_estimated and account.full_data_method == "measured: the target trained on all 50000 rows"
+    assert (
+        not account.full_data_estimated and account.full_data_method == "measured: the target trained on all 50000 rows"
+    )
     assert account.speedup == pytest.approx(229 / 143)
     assert account.selection_share == pytest.approx(26 / 229)
     assert account.within_budget is True and account.verdict is None
@@ -49,7 +60,9 @@ def test_a_run_that_pays_for_itself():
 
 
 def test_over_budget_but_still_faster_says_so():
-    account = target_account({"proxy_training": 30.0}, 50.0, n_total=100, n_kept=50, full_data_seconds=100.0, selection_budget=0.1)
+    account = target_account(
+        {"proxy_training": 30.0}, 50.0, n_total=100, n_kept=50, full_data_seconds=100.0, selection_budget=0.1
+    )
     assert account.speedup == pytest.approx(1.25) and account.within_budget is False
     assert account.verdict == "Selection spent 0.30 of the full-data training, over its budget of 0.1."
 
@@ -71,7 +84,9 @@ def test_without_a_target_the_account_is_relative_to_the_proxy():
 def test_the_estimate_scales_the_measured_rate_to_every_row():
     seconds, method = estimate_full_data_seconds(30.0, n_kept=300, n_total=1000, epochs=3)
     assert seconds == pytest.approx(100.0)
-    assert method.startswith("estimated: the target's measured 0.03333 s per row-epoch (30.0 s for 300 rows x 3 epochs)")
+    assert method.startswith(
+        "estimated: the target's measured 0.03333 s per row-epoch (30.0 s for 300 rows x 3 epochs)"
+    )
     with pytest.raises(ValueError, match="n_kept <= n_total"):
         estimate_full_data_seconds(30.0, n_kept=300, n_total=100, epochs=3)
 

@@ -14,8 +14,21 @@ from .conftest import REPO, shared_data
 
 RECIPE = str(REPO / "recipes" / "active_quickstart.yaml")
 FAST = [
-    "--proxy_epochs", "1", "--target_epochs", "1", "--max_train_samples", "200", "--max_eval_samples", "60",
-    "--initial_size", "20", "--budgets", "50", "90", "--target", "resnet20",
+    "--proxy_epochs",
+    "1",
+    "--target_epochs",
+    "1",
+    "--max_train_samples",
+    "200",
+    "--max_eval_samples",
+    "60",
+    "--initial_size",
+    "20",
+    "--budgets",
+    "50",
+    "90",
+    "--target",
+    "resnet20",
 ]
 
 
@@ -31,7 +44,14 @@ def both_run(tmp_path_factory):
 
 def test_both_selectors_write_everything(both_run):
     out, metrics = both_run
-    assert sorted(os.listdir(out)) == ["dataset", "metrics.json", "recipe.yaml", "report.md", "rounds.json", "scores.parquet"]
+    assert sorted(os.listdir(out)) == [
+        "dataset",
+        "metrics.json",
+        "recipe.yaml",
+        "report.md",
+        "rounds.json",
+        "scores.parquet",
+    ]
     written = json.loads((out / "metrics.json").read_text())
     assert written["selector"] == "both" and written["n_pool"] == 200 and written["budgets"] == [50, 90]
     seconds = written["selection_seconds"]
@@ -95,13 +115,29 @@ def test_active_report_has_the_schedule_rounds_results_and_speedup(both_run):
     out, metrics = both_run
     report = (out / "report.md").read_text()
     for needle in [
-        "## Source", "`train`: 200 rows", "`test`: 60 rows", "## Active learning", "| method | `least_confidence` |",
-        "| selector | `both`", "| initial labelled set | 20 random rows |",
-        "| budgets (labelled rows after each round) | 50, 90 |", "| seed | 0 |", "## Models",
-        "| proxy | `resnet20` | 1 | sgd (momentum 0.9), lr 0.1,", "| target | `resnet20` | 1 | sgd (momentum 0.9), lr 0.1,", "## Rounds", "### proxy selecting (`resnet20`)",
-        "### target selecting (`resnet20`)", "| selector accuracy |", "## Results", "## Labelled rows per class",
-        "| class | pool | labelled (proxy selecting) | labelled (target selecting) |", "## Timings", "## Reproduce",
-        metrics["command"], f"**{metrics['speedup']:.2f}x**",
+        "## Source",
+        "`train`: 200 rows",
+        "`test`: 60 rows",
+        "## Active learning",
+        "| method | `least_confidence` |",
+        "| selector | `both`",
+        "| initial labelled set | 20 random rows |",
+        "| budgets (labelled rows after each round) | 50, 90 |",
+        "| seed | 0 |",
+        "## Models",
+        "| proxy | `resnet20` | 1 | sgd (momentum 0.9), lr 0.1,",
+        "| target | `resnet20` | 1 | sgd (momentum 0.9), lr 0.1,",
+        "## Rounds",
+        "### proxy selecting (`resnet20`)",
+        "### target selecting (`resnet20`)",
+        "| selector accuracy |",
+        "## Results",
+        "## Labelled rows per class",
+        "| class | pool | labelled (proxy selecting) | labelled (target selecting) |",
+        "## Timings",
+        "## Reproduce",
+        metrics["command"],
+        f"**{metrics['speedup']:.2f}x**",
     ]:
         assert needle in report, needle
     for role in ("proxy", "target"):
@@ -122,7 +158,10 @@ def test_active_report_has_the_schedule_rounds_results_and_speedup(both_run):
     for absent in ["split pruned", "fraction kept", "{'", "| - |", ": - rows", "`-`"]:
         assert absent not in report, absent
     counts = metrics["labelled_per_class"]
-    assert f"| 0 | {metrics['total_per_class']['0']} | {counts['proxy'].get('0', 0)} | {counts['target'].get('0', 0)} |" in report
+    assert (
+        f"| 0 | {metrics['total_per_class']['0']} | {counts['proxy'].get('0', 0)} | {counts['target'].get('0', 0)} |"
+        in report
+    )
 
 
 def test_active_card_round_trips_with_the_active_learning_tag(both_run):
@@ -137,7 +176,10 @@ def test_active_card_round_trips_with_the_active_learning_tag(both_run):
     assert data["task_categories"] == ["image-classification"] and data["size_categories"] == ["n<1K"]
     assert "active learning" in data["pretty_name"] and "pruned" not in data["pretty_name"]
     text = card.text
-    assert "Labelled 90 of the 200 rows of the `train` split of `builtin:digits` from 20 random rows by `least_confidence`" in text
+    assert (
+        "Labelled 90 of the 200 rows of the `train` split of `builtin:digits` from 20 random rows by `least_confidence`"
+        in text
+    )
     assert "`train_target_selected` those labelled with the target selecting" in text
     assert "svp_hf.select(" not in text  # the core-set reselection snippet does not apply
     report = (out / "report.md").read_text()
@@ -183,9 +225,38 @@ def test_cli_bad_input_exits_and_writes_nothing(tmp_path, capsys, args, message)
 @pytest.mark.slow
 def test_module_runs_under_python_and_accelerate_launch(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
-    common = [*FAST, "--selector", "proxy", "--target", "", "--method", "kcenter", "--mixed_precision", "no"]  # launch gives its own "no"
-    subprocess.run([sys.executable, "-m", "svp_hf.active", RECIPE, "--output_dir", str(tmp_path / "py"), *common], check=True, env=env, cwd=tmp_path)
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "svp_hf.active"]
+    common = [
+        *FAST,
+        "--selector",
+        "proxy",
+        "--target",
+        "",
+        "--method",
+        "kcenter",
+        "--mixed_precision",
+        "no",
+    ]  # launch gives its own "no"
+    subprocess.run(
+        [sys.executable, "-m", "svp_hf.active", RECIPE, "--output_dir", str(tmp_path / "py"), *common],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "svp_hf.active",
+    ]
     subprocess.run([*launch, RECIPE, "--output_dir", str(tmp_path / "acc"), *common], check=True, env=env, cwd=tmp_path)
     a = datasets.load_dataset(str(tmp_path / "py" / "dataset"))["train"]
     b = datasets.load_dataset(str(tmp_path / "acc" / "dataset"))["train"]
@@ -196,27 +267,71 @@ def test_module_runs_under_python_and_accelerate_launch(tmp_path):
 def test_cifar10_recipe_on_the_shared_sample(tmp_path):
     data = shared_data("cifar10")
     out = tmp_path / "out"
-    metrics = active.main([
-        str(REPO / "recipes" / "active_cifar10.yaml"), "--dataset_name", str(data), "--output_dir", str(out),
-        "--max_train_samples", "600", "--max_eval_samples", "200", "--initial_size", "100", "--budgets", "200", "300",
-        "--proxy_epochs", "1", "--target", "resnet56", "--target_epochs", "1", "--batch_size", "100",
-    ])
+    metrics = active.main(
+        [
+            str(REPO / "recipes" / "active_cifar10.yaml"),
+            "--dataset_name",
+            str(data),
+            "--output_dir",
+            str(out),
+            "--max_train_samples",
+            "600",
+            "--max_eval_samples",
+            "200",
+            "--initial_size",
+            "100",
+            "--budgets",
+            "200",
+            "300",
+            "--proxy_epochs",
+            "1",
+            "--target",
+            "resnet56",
+            "--target_epochs",
+            "1",
+            "--batch_size",
+            "100",
+        ]
+    )
     assert metrics["n_pool"] == 600 and metrics["selector"] == "both"
     assert set(metrics["selection_seconds"]) == {"proxy", "target"} and metrics["speedup"] > 0
     loaded = datasets.load_dataset(str(out / "dataset"))
     assert len(loaded["train"]) == len(loaded["train_target_selected"]) == 300 and len(loaded["test"]) == 200
-    assert loaded["train"].features["img"].decode and np.bincount(loaded["train"]["svp_round"]).tolist() == [100, 100, 100]
+    assert loaded["train"].features["img"].decode and np.bincount(loaded["train"]["svp_round"]).tolist() == [
+        100,
+        100,
+        100,
+    ]
 
 
 @pytest.mark.slow
 def test_amazon_polarity_recipe_with_a_fasttext_proxy(tmp_path):
     data = shared_data("amazon_polarity")
     out = tmp_path / "out"
-    metrics = active.main([
-        str(REPO / "recipes" / "active_amazon_polarity.yaml"), "--dataset_name", str(data), "--output_dir", str(out),
-        "--max_train_samples", "800", "--max_eval_samples", "200", "--initial_size", "100", "--budgets", "200", "300",
-        "--proxy_epochs", "1", "--selector", "proxy", "--target", "",
-    ])
+    metrics = active.main(
+        [
+            str(REPO / "recipes" / "active_amazon_polarity.yaml"),
+            "--dataset_name",
+            str(data),
+            "--output_dir",
+            str(out),
+            "--max_train_samples",
+            "800",
+            "--max_eval_samples",
+            "200",
+            "--initial_size",
+            "100",
+            "--budgets",
+            "200",
+            "300",
+            "--proxy_epochs",
+            "1",
+            "--selector",
+            "proxy",
+            "--target",
+            "",
+        ]
+    )
     assert metrics["n_pool"] == 800
     loaded = datasets.load_dataset(str(out / "dataset"))
     assert len(loaded["train"]) == 300 and "content" in loaded["train"].column_names

@@ -106,8 +106,14 @@ def test_warm_start_keeps_the_model_and_kcenter_starts_from_the_labelled_set(tin
 
     monkeypatch.setattr(al, "create_model", counting_create)
     result = svp_hf.active_learn(
-        train, initial_size=20, budgets=[40, 60, 80], method="kcenter", warm_start=True, eval_dataset=test,
-        eval_each_round=True, **TINY,
+        train,
+        initial_size=20,
+        budgets=[40, 60, 80],
+        method="kcenter",
+        warm_start=True,
+        eval_dataset=test,
+        eval_each_round=True,
+        **TINY,
     )
     assert created == ["resnet20"]  # one model, trained on in every round
     run = result.runs["proxy"]
@@ -152,8 +158,14 @@ def test_same_model_in_both_loops_selects_the_same_examples(tiny_digits):
     """Selection is deterministic: with the target equal to the proxy, both loops label the same examples."""
     train, test = tiny_digits
     result = svp_hf.active_learn(
-        train, proxy="resnet20", target="resnet20", initial_size=20, budgets=[50], selector="both",
-        eval_dataset=test, **TINY,
+        train,
+        proxy="resnet20",
+        target="resnet20",
+        initial_size=20,
+        budgets=[50],
+        selector="both",
+        eval_dataset=test,
+        **TINY,
     )
     proxy, target = result.runs["proxy"], result.runs["target"]
     np.testing.assert_array_equal(proxy.pool.rounds(), target.pool.rounds())
@@ -167,9 +179,20 @@ def test_text_loop_with_both_selectors():
     train = data["train"].shuffle(seed=0).select(range(240))
     test = data["test"].select(range(80))
     result = svp_hf.active_learn(
-        train, proxy="fasttext,dim=16", target="config:bert-tiny,max_length=48", initial_size=40, budgets=[80, 120],
-        selector="both", eval_dataset=test, text_column=["title", "content"], proxy_epochs=2, target_epochs=1,
-        batch_size=32, learning_rate=2.0, target_learning_rate=0.05, seed=0,
+        train,
+        proxy="fasttext,dim=16",
+        target="config:bert-tiny,max_length=48",
+        initial_size=40,
+        budgets=[80, 120],
+        selector="both",
+        eval_dataset=test,
+        text_column=["title", "content"],
+        proxy_epochs=2,
+        target_epochs=1,
+        batch_size=32,
+        learning_rate=2.0,
+        target_learning_rate=0.05,
+        seed=0,
     )
     proxy, target = result.runs["proxy"], result.runs["target"]
     for run in (proxy, target):
@@ -191,7 +214,9 @@ def test_target_training_keys_reach_the_target_only():
     run_args = RunArguments(
         target="config:bert-tiny", target_learning_rate=5e-5, target_lr_schedule="linear", target_optimizer="adamw"
     )
-    selectors = build_selectors(selector_models(args, run_args, ActiveArguments(initial_size=10, budgets=[20], selector="both")))
+    selectors = build_selectors(
+        selector_models(args, run_args, ActiveArguments(initial_size=10, budgets=[20], selector="both"))
+    )
     proxy, target = selectors["proxy"].config, selectors["target"].config
     assert (proxy.optimizer, proxy.lr_schedule, proxy.learning_rate) == ("sgd", "halving", 2.0)
     assert (target.optimizer, target.lr_schedule, target.learning_rate) == ("adamw", "linear", 5e-5)

@@ -1,4 +1,3 @@
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +15,17 @@ def scored(tiny_digits):
 
 def test_score_returns_every_method_keyed_by_index(scored, tiny_digits):
     train, _ = tiny_digits
-    assert scored.column_names == ["svp_index", "label", "least_confidence", "entropy", "margin", "forgetting", "el2n", "kcenter", "random"]
+    assert scored.column_names == [
+        "svp_index",
+        "label",
+        "least_confidence",
+        "entropy",
+        "margin",
+        "forgetting",
+        "el2n",
+        "kcenter",
+        "random",
+    ]
     assert scored["svp_index"] == list(range(len(train)))
     assert scored["label"] == train["label"]
     assert scored.features["label"] == train.features["label"]
@@ -89,8 +98,14 @@ def test_prune_with_a_stock_timm_model_and_named_columns(tiny_digits, tiny_kwarg
     train, _ = tiny_digits
     renamed = train.rename_columns({"image": "pixels", "label": "digit"})
     pruned = svp_hf.prune(
-        renamed, proxy="resnet18", fraction=0.5, method="el2n", image_column="pixels", label_column="digit",
-        class_balanced=True, **tiny_kwargs
+        renamed,
+        proxy="resnet18",
+        fraction=0.5,
+        method="el2n",
+        image_column="pixels",
+        label_column="digit",
+        class_balanced=True,
+        **tiny_kwargs,
     )
     assert len(pruned) == 100 and "pixels" in pruned.column_names
 
@@ -116,7 +131,10 @@ def test_unknown_names_fail_before_training(tiny_digits, monkeypatch):
 
     monkeypatch.setattr(svp_hf.proxy, "train_model", lambda *a, **k: pytest.fail("trained before checking"))
     train, _ = tiny_digits
-    for kwargs, match in [(dict(strategy="best"), "unknown strategy 'best'"), (dict(lr_schedule="warp"), "lr_schedule 'warp'")]:
+    for kwargs, match in [
+        (dict(strategy="best"), "unknown strategy 'best'"),
+        (dict(lr_schedule="warp"), "lr_schedule 'warp'"),
+    ]:
         with pytest.raises(SVPConfigError, match=match):
             svp_hf.prune(train, proxy="resnet20", fraction=0.5, **kwargs)
 
@@ -142,7 +160,13 @@ def test_prune_with_fasttext_end_to_end(tiny_reviews):
     check_pruned(a, train, n=60)
     assert a["svp_index"] == b["svp_index"]
     np.testing.assert_allclose(a["svp_score"], b["svp_score"], rtol=1e-5)
-    scores = svp_hf.score(train, proxy="fasttext", methods=["least_confidence", "kcenter", "forgetting", "random"], eval_dataset=test, **kwargs)
+    scores = svp_hf.score(
+        train,
+        proxy="fasttext",
+        methods=["least_confidence", "kcenter", "forgetting", "random"],
+        eval_dataset=test,
+        **kwargs,
+    )
     assert scores.column_names == ["svp_index", "label", "least_confidence", "kcenter", "forgetting", "random"]
     assert np.isinf(np.asarray(scores["kcenter"])).sum() == 1
     lc = np.asarray(scores["least_confidence"])
@@ -166,6 +190,8 @@ def test_prune_with_a_tiny_transformer_end_to_end(tiny_reviews):
     check_pruned(pruned, small, n=16)
     pruned = svp_hf.prune(small, proxy=name, fraction=0.5, method="least_confidence", **kwargs)
     check_pruned(pruned, small, n=32)
+
+
 # --- row identity is positional: an incoming svp_index is data, never row ids ---------------------------------------
 
 
@@ -193,7 +219,9 @@ def test_pruning_an_svp_output_again(tiny_digits, tiny_kwargs):
     assert second["svp_index"] == sorted(second["svp_index"]) and max(second["svp_index"]) < len(first)
     assert second["svp_index_previous"] == [first["svp_index"][i] for i in second["svp_index"]]
     assert second["svp_score_previous"] == [first["svp_score"][i] for i in second["svp_index"]]
-    third = svp_hf.select(second, svp_hf.score(second, proxy="resnet20", methods=["random"], **tiny_kwargs), "random", 0.5)
+    third = svp_hf.select(
+        second, svp_hf.score(second, proxy="resnet20", methods=["random"], **tiny_kwargs), "random", 0.5
+    )
     assert {"svp_index_previous", "svp_index_previous_2"} <= set(third.column_names)
 
 
@@ -208,7 +236,9 @@ def test_a_diverged_proxy_is_a_runtime_failure_naming_method_and_rows(tiny_digit
     train, _ = tiny_digits
     kwargs = dict(proxy_epochs=1, batch_size=64, learning_rate=1e30, seed=0, strategy="top")
     with pytest.raises(svp_hf.SVPRuntimeError, match=r"'entropy' for 200 of 200 rows"):
-        svp_hf.score(train, proxy="resnet20", methods=["entropy"], **{k: v for k, v in kwargs.items() if k != "strategy"})
+        svp_hf.score(
+            train, proxy="resnet20", methods=["entropy"], **{k: v for k, v in kwargs.items() if k != "strategy"}
+        )
     with pytest.raises(svp_hf.SVPRuntimeError, match="diverged"):
         svp_hf.prune(train, proxy="resnet20", fraction=0.5, method="least_confidence", **kwargs)
 
@@ -219,9 +249,12 @@ def test_a_diverged_proxy_is_a_runtime_failure_naming_method_and_rows(tiny_digit
 def test_score_returns_the_proxy_accuracy_and_warns_near_chance(tiny_digits):
     train, test = tiny_digits
     kwargs = dict(proxy_epochs=1, batch_size=64, learning_rate=1e-9, seed=0)  # an untrained proxy: chance level
-    with pytest.warns(UserWarning, match=r"the proxy 'resnet20' barely beats chance: accuracy [0-9.]+ on 100 evaluation rows") as caught:
-        scores, metrics = svp_hf.score(train, proxy="resnet20", methods=["entropy", "forgetting"], eval_dataset=test,
-                                       return_metrics=True, **kwargs)
+    with pytest.warns(
+        UserWarning, match=r"the proxy 'resnet20' barely beats chance: accuracy [0-9.]+ on 100 evaluation rows"
+    ) as caught:
+        scores, metrics = svp_hf.score(
+            train, proxy="resnet20", methods=["entropy", "forgetting"], eval_dataset=test, return_metrics=True, **kwargs
+        )
     assert any("forgetting scores are infinite" in str(w.message) for w in caught)
     assert scores.column_names == ["svp_index", "label", "entropy", "forgetting"]
     assert 0.0 <= metrics["proxy_accuracy"] <= 1.0 and metrics["barely_beats_chance"] is True
@@ -229,21 +262,35 @@ def test_score_returns_the_proxy_accuracy_and_warns_near_chance(tiny_digits):
     assert metrics["chance_accuracy"] == pytest.approx(max(0.1, majority))
     assert metrics["num_classes"] == 10 and len(metrics["proxy_history"]) == 1 and metrics["forgetting_infinite"] > 100
     with pytest.warns(UserWarning, match="barely beats chance"):
-        pruned, prune_metrics = svp_hf.prune(train, proxy="resnet20", fraction=0.5, method="entropy", strategy="top",
-                                             eval_dataset=test, return_metrics=True, **kwargs)
+        pruned, prune_metrics = svp_hf.prune(
+            train,
+            proxy="resnet20",
+            fraction=0.5,
+            method="entropy",
+            strategy="top",
+            eval_dataset=test,
+            return_metrics=True,
+            **kwargs,
+        )
     assert len(pruned) == 100 and prune_metrics["n_selected"] == 100 and prune_metrics["selected_strategy"] == "top"
     assert prune_metrics["proxy_accuracy"] == pytest.approx(metrics["proxy_accuracy"])
     for m in (metrics, prune_metrics):  # no target: the account is relative to the proxy's own training
         assert m["end_to_end"]["relative_to"] == "proxy" and m["end_to_end"]["target_seconds"] is None
         assert m["end_to_end"]["full_data_seconds"] == pytest.approx(m["timings"]["proxy_training"])
-        assert m["end_to_end"]["selection_seconds"] == pytest.approx(sum(v for k, v in m["timings"].items() if k != "proxy_training"))
-    assert isinstance(svp_hf.score(train, proxy="resnet20", methods=["random"], **kwargs), type(scores))  # default: scores only
+        assert m["end_to_end"]["selection_seconds"] == pytest.approx(
+            sum(v for k, v in m["timings"].items() if k != "proxy_training")
+        )
+    assert isinstance(
+        svp_hf.score(train, proxy="resnet20", methods=["random"], **kwargs), type(scores)
+    )  # default: scores only
 
 
 def test_barely_beats_chance():
     from svp_hf.proxy import barely_beats_chance, chance_accuracy
 
-    assert chance_accuracy(np.array([0, 0, 0, 1]), 2) == 0.75 and chance_accuracy(np.array([0, 1, 2]), 10) == pytest.approx(1 / 3)
+    assert chance_accuracy(np.array([0, 0, 0, 1]), 2) == 0.75 and chance_accuracy(
+        np.array([0, 1, 2]), 10
+    ) == pytest.approx(1 / 3)
     assert barely_beats_chance(0.575, 0.5, 10_000)  # the README's near-chance text proxy
     assert barely_beats_chance(0.14, 0.1, 50)  # within the binomial noise of 50 rows
     assert not barely_beats_chance(0.85, 0.5, 1000) and not barely_beats_chance(0.45, 0.1, 10_000)
@@ -255,7 +302,10 @@ def test_barely_beats_chance():
 def test_select_checks_the_scores_belong_to_the_dataset(scored, tiny_digits, digits):
     train, _ = tiny_digits
     other = digits["train"].select(range(200, 400))  # as many rows, other labels
-    with pytest.raises(SVPConfigError, match=r"scores do not belong to this dataset: their labels differ from its label column 'label' at \d+ of 200 rows"):
+    with pytest.raises(
+        SVPConfigError,
+        match=r"scores do not belong to this dataset: their labels differ from its label column 'label' at \d+ of 200 rows",
+    ):
         svp_hf.select(other, scored, method="entropy", fraction=0.5)
     assert len(svp_hf.select(train, scored, method="entropy", fraction=0.5)) == 100
 

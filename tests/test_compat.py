@@ -97,7 +97,9 @@ def test_a_random_sampler_keeps_num_samples_privately():
     assert list(sampler) == torch.randperm(10, generator=torch.Generator().manual_seed(0)).tolist()
     given = RandomSampler(rows, num_samples=10, generator=torch.Generator())
     assert not _compat.random_sampler_draws_one_permutation(given)  # a second (empty) draw: iterated as torch does
-    assert not _compat.random_sampler_draws_one_permutation(RandomSampler(rows, replacement=True, generator=torch.Generator()))
+    assert not _compat.random_sampler_draws_one_permutation(
+        RandomSampler(rows, replacement=True, generator=torch.Generator())
+    )
     assert not _compat.random_sampler_draws_one_permutation(RandomSampler(rows))  # no generator of its own
     del sampler._num_samples  # a torch without it: iterated as torch does
     assert not _compat.random_sampler_draws_one_permutation(sampler)
@@ -173,7 +175,9 @@ def test_datasets_embeds_files_referenced_by_path(images_by_path):
     try:
         from datasets.table import embed_table_storage
     except ImportError:  # pragma: no cover - the failure this test exists for
-        pytest.fail(f"{installed('datasets')}: datasets.table.embed_table_storage is gone (svp_hf.output embeds images with it)")
+        pytest.fail(
+            f"{installed('datasets')}: datasets.table.embed_table_storage is gone (svp_hf.output embeds images with it)"
+        )
     assert _compat.embed_table_storage_fn() is embed_table_storage
     table = images_by_path.data.table
     assert table.column("image").to_pylist()[0]["bytes"] is None  # a path only, before
@@ -195,15 +199,24 @@ def tiny_trainer(tmp_path):
     from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
 
     config = BertConfig(
-        vocab_size=20, hidden_size=8, num_hidden_layers=1, num_attention_heads=1, intermediate_size=8,
-        max_position_embeddings=8, num_labels=2,
+        vocab_size=20,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        intermediate_size=8,
+        max_position_embeddings=8,
+        num_labels=2,
     )
     torch.manual_seed(0)
     rows = Dataset.from_dict(
         {"input_ids": [[1, 2, 3, 4]] * 6, "labels": [0, 1] * 3, "text": ["a"] * 6, "svp_recorder_index": list(range(6))}
     )
     args = TrainingArguments(
-        output_dir=str(tmp_path), per_device_train_batch_size=3, report_to="none", save_strategy="no", use_cpu=True,
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=3,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
         disable_tqdm=True,
     )
     return Trainer(model=BertForSequenceClassification(config), args=args, train_dataset=rows)

@@ -105,7 +105,13 @@ def test_strategy_keys_parse_and_default_to_auto(tmp_path):
     _, sel, _ = parse_args([write(tmp_path, "strategy: coverage\ncoverage_beta: 0.1\nfraction: 0.3\n")])
     assert (sel.strategy, sel.coverage_beta, sel.fraction) == ("coverage", 0.1, 0.3)
     _, sel, _ = parse_args([])
-    assert (sel.strategy, sel.coverage_beta, sel.auto_holdout, sel.auto_seeds, sel.auto_epochs) == ("auto", None, 0.1, 2, None)
+    assert (sel.strategy, sel.coverage_beta, sel.auto_holdout, sel.auto_seeds, sel.auto_epochs) == (
+        "auto",
+        None,
+        0.1,
+        2,
+        None,
+    )
     with pytest.raises(SVPConfigError, match="auto_seeds must be at least 1"):
         parse_args(["--auto_seeds", "0"])
 
@@ -133,7 +139,9 @@ def test_recipe_values_of_the_wrong_type_are_refused(tmp_path, line, match):
 
 
 def test_recipe_values_are_converted_once_to_their_type(tmp_path):
-    path = write(tmp_path, "weight_decay: 5e-4\nbatch_size: 64.0\naugment: 'no'\ntrain_split: 2020\ntext_column: title content\n")
+    path = write(
+        tmp_path, "weight_decay: 5e-4\nbatch_size: 64.0\naugment: 'no'\ntrain_split: 2020\ntext_column: title content\n"
+    )
     data, sel, _ = parse_args([path])
     assert sel.weight_decay == 5e-4 and sel.batch_size == 64 and isinstance(sel.batch_size, int)
     assert sel.augment is False and data.train_split == "2020" and data.text_column == ["title", "content"]
@@ -182,7 +190,9 @@ def test_active_recipes_parse():
     for recipe in recipes:
         *_, run_args, act = parse_args([str(recipe)], dataclass_types=ACTIVE_DATACLASSES)
         assert act.budgets and act.budgets[0] > act.initial_size
-    data, sel, run, act = parse_args([str(REPO / "recipes" / "active_cifar10.yaml")], dataclass_types=ACTIVE_DATACLASSES)
+    data, sel, run, act = parse_args(
+        [str(REPO / "recipes" / "active_cifar10.yaml")], dataclass_types=ACTIVE_DATACLASSES
+    )
     assert (act.initial_size, act.budgets) == (1000, [5000, 10000, 15000, 20000, 25000])  # the paper's schedule
     assert (sel.proxy, run.target, sel.method, act.selector) == ("resnet20", "resnet164", "least_confidence", "both")
 
@@ -212,8 +222,15 @@ def test_bad_active_arguments(kwargs, match):
 # --- every numeric key: non-finite, negative, zero and too large values ---------------------------------------------
 
 # Numeric keys for which 0 is a valid value; for every other one it is refused (a count, size, rate or share).
-ZERO_ALLOWED = {"momentum", "weight_decay", "coverage_beta", "seed", "dataloader_num_workers",
-                "target_momentum", "target_weight_decay"}
+ZERO_ALLOWED = {
+    "momentum",
+    "weight_decay",
+    "coverage_beta",
+    "seed",
+    "dataloader_num_workers",
+    "target_momentum",
+    "target_weight_decay",
+}
 ACTIVE_BASE = ["--budgets", "2000", "3000"]
 
 
@@ -235,7 +252,14 @@ def numeric_keys():
 
 def test_the_sweep_finds_every_numeric_key():
     names = {name for name, _ in numeric_keys()}
-    assert {"learning_rate", "target_weight_decay", "seed", "budgets", "validation_split_percentage", "fraction"} <= names
+    assert {
+        "learning_rate",
+        "target_weight_decay",
+        "seed",
+        "budgets",
+        "validation_split_percentage",
+        "fraction",
+    } <= names
     assert len(names) >= 25
 
 
@@ -253,8 +277,17 @@ def test_every_numeric_key_refuses_nan_infinity_negative_and_too_large_values(ke
         parse_args([f"--{key}=0", *ACTIVE_BASE], dataclass_types=ACTIVE_DATACLASSES)
 
 
-@pytest.mark.parametrize("line", ["learning_rate: .inf", "weight_decay: .nan", "target_learning_rate: -.inf",
-                                  "fraction: .nan", "seed: 4294967296", "batch_size: 100000000000000000000"])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "learning_rate: .inf",
+        "weight_decay: .nan",
+        "target_learning_rate: -.inf",
+        "fraction: .nan",
+        "seed: 4294967296",
+        "batch_size: 100000000000000000000",
+    ],
+)
 def test_non_finite_and_out_of_range_values_in_a_recipe_are_refused(tmp_path, line):
     with pytest.raises(SVPConfigError, match=line.split(":")[0]):
         parse_args([write(tmp_path, line + "\n")])
@@ -300,7 +333,14 @@ def test_secrets_are_redacted_by_value_at_any_depth():
     from svp_hf.config import redact_values
 
     Pair = namedtuple("Pair", "a b")
-    record = {"command": "run --hub_token=hf_XYZ12345", "hf_XYZ12345": [1, ("x hf_XYZ12345", 2.0)], "p": Pair("hf_XYZ12345", 3)}
+    record = {
+        "command": "run --hub_token=hf_XYZ12345",
+        "hf_XYZ12345": [1, ("x hf_XYZ12345", 2.0)],
+        "p": Pair("hf_XYZ12345", 3),
+    }
     assert redact_values(record, ["hf_XYZ12345"]) == {
-        "command": "run --hub_token=***", "***": [1, ("x ***", 2.0)], "p": Pair("***", 3)}
+        "command": "run --hub_token=***",
+        "***": [1, ("x ***", 2.0)],
+        "p": Pair("***", 3),
+    }
     assert redact_values(record, [None, ""]) is record

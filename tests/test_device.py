@@ -61,7 +61,10 @@ def test_the_record_names_every_setting_used():
     assert record["cpu"] == {**cpu_features(), "bf16_native": cpu_supports_bf16()}  # what the CPU default follows
     assert record["channels_last"] is False and record["pin_memory"] is False
     assert record["loader_workers"] == {"arrays": 0, "decoded_rows": auto_num_workers()}
-    assert DeviceSettings().record(Accelerator(cpu=True), num_workers=2)["loader_workers"] == {"arrays": 2, "decoded_rows": 2}
+    assert DeviceSettings().record(Accelerator(cpu=True), num_workers=2)["loader_workers"] == {
+        "arrays": 2,
+        "decoded_rows": 2,
+    }
     assert record["prefetch_thread"] == (torch.get_num_threads() < available_cpus())
     assert DeviceSettings().record(Accelerator(cpu=True), num_workers=0)["prefetch_thread"] is False
 
@@ -84,8 +87,23 @@ def test_a_compiled_proxy_trains_scores_and_saves_plain_weights(tmp_path):
     from .conftest import cli, run_command
 
     out = tmp_path / "compiled"
-    run_command(cli(out, "--max_train_samples", "64", "--max_eval_samples", "32", "--proxy_epochs", "1", "--target", "",
-                    "--torch_compile", "true", "--keep_checkpoints", "true"))
+    run_command(
+        cli(
+            out,
+            "--max_train_samples",
+            "64",
+            "--max_eval_samples",
+            "32",
+            "--proxy_epochs",
+            "1",
+            "--target",
+            "",
+            "--torch_compile",
+            "true",
+            "--keep_checkpoints",
+            "true",
+        )
+    )
     import json
 
     metrics = json.loads((out / "metrics.json").read_text())

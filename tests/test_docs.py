@@ -119,9 +119,21 @@ def test_every_recipe_key_is_documented_in_the_recipes_guide():
 def test_the_documentation_site_builds_with_no_broken_link_or_anchor(tmp_path):
     pytest.importorskip("mkdocs")
     site = tmp_path / "site"
-    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(REPO / "mkdocs.yml"), "-d", str(site)]
+    command = [
+        sys.executable,
+        "-m",
+        "mkdocs",
+        "build",
+        "--strict",
+        "--config-file",
+        str(REPO / "mkdocs.yml"),
+        "-d",
+        str(site),
+    ]
     built = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     assert (site / "index.html").is_file()
-    missing = [page for page in mkdocs_nav() if page != "index.md" and not (site / Path(page).stem / "index.html").is_file()]
+    missing = [
+        page for page in mkdocs_nav() if page != "index.md" and not (site / Path(page).stem / "index.html").is_file()
+    ]
     assert missing == []

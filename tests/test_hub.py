@@ -58,15 +58,24 @@ def test_push_uploads_the_output_folder(run, hub):
     assert repo["private"] is True
     uploaded = repo["files"]
     assert uploaded == local_files(out / "dataset")  # the upload is exactly the local folder
-    assert {"README.md", "data/train-00000-of-00001.parquet", "data/test-00000-of-00001.parquet",
-            "scores/proxy.parquet", "scores/target.parquet", "plots/score_histogram.png"} <= set(uploaded)
+    assert {
+        "README.md",
+        "data/train-00000-of-00001.parquet",
+        "data/test-00000-of-00001.parquet",
+        "scores/proxy.parquet",
+        "scores/target.parquet",
+        "plots/score_histogram.png",
+    } <= set(uploaded)
     assert b'load_dataset("alice/cifar-pruned")' in uploaded["README.md"]
     assert [c[0] for c in hub.calls] == ["whoami", "repo_exists", "create_repo", "upload_folder"]
 
 
 def test_push_refuses_an_existing_repo_unless_asked_and_overwrite_replaces_it(run, hub):
     out, _, _ = run
-    hub.repos["svp-lab/pruned"] = {"private": False, "files": {"data/train-00000-of-00002.parquet": b"old", "notes.txt": b"x"}}
+    hub.repos["svp-lab/pruned"] = {
+        "private": False,
+        "files": {"data/train-00000-of-00002.parquet": b"old", "notes.txt": b"x"},
+    }
     with pytest.raises(SVPConfigError, match="'svp-lab/pruned' already exists; set hub_overwrite"):
         svp_hf.push_to_hub(out, "svp-lab/pruned")
     assert "create_repo" not in [c[0] for c in hub.calls] and "upload_folder" not in [c[0] for c in hub.calls]
@@ -77,7 +86,11 @@ def test_push_refuses_an_existing_repo_unless_asked_and_overwrite_replaces_it(ru
 @pytest.mark.parametrize(
     "repo_id, token, message",
     [
-        ("bob/pruned", "hf_valid", "namespace 'bob' is neither yours ('alice') nor one of your organizations ('svp-lab')"),
+        (
+            "bob/pruned",
+            "hf_valid",
+            "namespace 'bob' is neither yours ('alice') nor one of your organizations ('svp-lab')",
+        ),
         ("alice/pruned", "hf_revoked", "could not check the Hugging Face token"),
         ("alice/bad..name", "hf_valid", "invalid Hub dataset id"),
     ],
@@ -115,7 +128,9 @@ def test_push_a_pruned_dataset_in_shards(hub, tiny_digits):
     pruned = train.select(range(1, 200, 2))  # through an indices mapping, as a pruned dataset comes
     svp_hf.push_to_hub(pruned, "alice/sharded", max_shard_size="8KB")
     shards = sorted(f for f in hub.repos["alice/sharded"]["files"] if f.startswith("data/"))
-    assert len(shards) > 1 and shards == [f"data/train-{i:05d}-of-{len(shards):05d}.parquet" for i in range(len(shards))]
+    assert len(shards) > 1 and shards == [
+        f"data/train-{i:05d}-of-{len(shards):05d}.parquet" for i in range(len(shards))
+    ]
     with pytest.raises(SVPConfigError, match="max_shard_size must be a positive size such as '500MB', got 'big'"):
         svp_hf.push_to_hub(pruned, "alice/other", max_shard_size="big")
     assert "alice/other" not in hub.repos
@@ -145,15 +160,29 @@ def test_cli_push_checks_the_hub_before_training(tmp_path, capsys, hub, no_saved
 
     monkeypatch.setattr(orchestrator, "train_and_score", lambda *a, **k: trained.append(1))
     with pytest.raises(SystemExit) as err:
-        coreset.main([QUICKSTART, "--output_dir", str(tmp_path / "out"), "--push_to_hub", "true", "--hub_dataset_id", "alice/x"])
+        coreset.main(
+            [QUICKSTART, "--output_dir", str(tmp_path / "out"), "--push_to_hub", "true", "--hub_dataset_id", "alice/x"]
+        )
     assert err.value.code == 2 and "no Hugging Face token" in capsys.readouterr().err
     assert trained == [] and not (tmp_path / "out").exists()
 
 
 def test_cli_pushes_after_writing_and_hides_the_token(tmp_path, hub, no_saved_token):
     out = tmp_path / "out"
-    args = ["--push_to_hub", "true", "--hub_dataset_id", "svp-lab/digits-entropy-25", "--hub_private", "true",
-            "--hub_token", hub.token, "--target", "", "--score_methods", "random"]
+    args = [
+        "--push_to_hub",
+        "true",
+        "--hub_dataset_id",
+        "svp-lab/digits-entropy-25",
+        "--hub_private",
+        "true",
+        "--hub_token",
+        hub.token,
+        "--target",
+        "",
+        "--score_methods",
+        "random",
+    ]
     metrics = coreset.main([QUICKSTART, "--output_dir", str(out), *TINY, *args])
     assert metrics["hub_url"] == "https://huggingface.co/datasets/svp-lab/digits-entropy-25"
     repo = hub.repos["svp-lab/digits-entropy-25"]
@@ -166,8 +195,15 @@ def test_cli_pushes_after_writing_and_hides_the_token(tmp_path, hub, no_saved_to
 def result(tmp_path):
     out = tmp_path / "out"
     train = datasets.Dataset.from_dict({"x": list(range(8)), "label": [0, 1] * 4})
-    scores = datasets.Dataset.from_dict({"svp_index": list(range(8)), "label": [0, 1] * 4, "entropy": np.linspace(0, 1, 8)})
-    write_run(str(out), splits={"train": train.select(range(4))}, scores=scores, metrics={"method": "entropy", "fraction": 0.5})
+    scores = datasets.Dataset.from_dict(
+        {"svp_index": list(range(8)), "label": [0, 1] * 4, "entropy": np.linspace(0, 1, 8)}
+    )
+    write_run(
+        str(out),
+        splits={"train": train.select(range(4))},
+        scores=scores,
+        metrics={"method": "entropy", "fraction": 0.5},
+    )
     return out
 
 
@@ -205,8 +241,18 @@ def test_a_malformed_dataset_id_is_refused_before_any_network_call(hub, repo_id)
 def test_names_that_would_be_fetched_from_the_hub(tmp_path):
     (tmp_path / "folder").mkdir()
     local = str(tmp_path / "folder")
-    names = ["fancyzhx/amazon_polarity", "config:owner/model,max_length=64", "hf://datasets/a/b/x.parquet", local,
-             "builtin:digits", "parquet", "resnet20", "fasttext,dim=16", "config:bert-tiny", None]
+    names = [
+        "fancyzhx/amazon_polarity",
+        "config:owner/model,max_length=64",
+        "hf://datasets/a/b/x.parquet",
+        local,
+        "builtin:digits",
+        "parquet",
+        "resnet20",
+        "fasttext,dim=16",
+        "config:bert-tiny",
+        None,
+    ]
     assert svp_hf.hub.names_on_hub(names) == names[:3]
 
 

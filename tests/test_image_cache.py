@@ -63,8 +63,9 @@ def test_a_file_backed_dataset_is_decoded_once_across_runs(images, tmp_path, cou
     ds.to_parquet(str(tmp_path / "train.parquet"))
 
     def load():
-        return datasets.load_dataset("parquet", data_files=str(tmp_path / "train.parquet"), split="train",
-                                     cache_dir=str(tmp_path / "cache"))
+        return datasets.load_dataset(
+            "parquet", data_files=str(tmp_path / "train.parquet"), split="train", cache_dir=str(tmp_path / "cache")
+        )
 
     first = image_cache.decode_images(load(), "img", "RGB", (6, 5))
     assert not first.from_disk_cache and len(count_decodes) == 50
@@ -91,9 +92,11 @@ def test_images_of_another_size_are_resized_and_grayscale_keeps_one_channel(imag
 
 def test_rows_that_cannot_be_decoded_are_found_and_named(images):
     ds, _ = images
-    broken = ds.cast_column("img", datasets.Image(decode=False)).map(
-        lambda row, i: {"img": {"bytes": b"garbage", "path": None}} if i in (4, 9) else row, with_indices=True
-    ).cast_column("img", datasets.Image())
+    broken = (
+        ds.cast_column("img", datasets.Image(decode=False))
+        .map(lambda row, i: {"img": {"bytes": b"garbage", "path": None}} if i in (4, 9) else row, with_indices=True)
+        .cast_column("img", datasets.Image())
+    )
     decoded = image_cache.decode_images(broken, "img", "RGB", (6, 5))
     assert decoded.bad_rows == [4, 9]
     assert not decoded.pixels[4].any()
@@ -134,7 +137,9 @@ def test_processes_decoding_one_file_backed_dataset_at_once_write_its_cache_once
     context = multiprocessing.get_context("spawn")
     start, results = context.Barrier(3), context.Queue()
     procs = [
-        context.Process(target=_decode_in_another_process, args=(str(tmp_path / "train.parquet"), cache_dir, start, results))
+        context.Process(
+            target=_decode_in_another_process, args=(str(tmp_path / "train.parquet"), cache_dir, start, results)
+        )
         for _ in range(3)
     ]
     for proc in procs:

@@ -158,7 +158,9 @@ def test_a_batch_answered_twice_is_refused(asked):
     svp_hf.tell(out, answer(rows, truth))
     before = state_bytes(out)
     other = answer(rows.select(range(3)), (truth + 1) % 10)  # a second answer to rows labelled already
-    with pytest.raises(SVPConfigError, match=r"3 row\(s\) are labelled already .*round\(s\) \[0\]\): a batch answered twice"):
+    with pytest.raises(
+        SVPConfigError, match=r"3 row\(s\) are labelled already .*round\(s\) \[0\]\): a batch answered twice"
+    ):
         svp_hf.tell(out, other)
     assert state_bytes(out) == before
 
@@ -175,7 +177,9 @@ def test_returns_from_files_folders_and_hub_ids(asked, tmp_path, monkeypatch):
         return datasets.DatasetDict({"train": parts[3]}) if path == "alice/labels" else real(path, *args, **kwargs)
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
-    summary = svp_hf.tell(out, [str(tmp_path / "a.parquet"), str(tmp_path / "b.jsonl"), str(tmp_path / "c"), "alice/labels"])
+    summary = svp_hf.tell(
+        out, [str(tmp_path / "a.parquet"), str(tmp_path / "b.jsonl"), str(tmp_path / "c"), "alice/labels"]
+    )
     assert summary["merged"] == 20 and summary["pending"] == 0
     assert LabellingState.load(str(out)).labels == {int(i): int(truth[i]) for i in rows["svp_index"]}
 
@@ -235,7 +239,9 @@ def test_simulated_loop_still_refuses_missing_labels(digits):
     with pytest.raises(SVPConfigError, match=r"missing labels \(10 of 50 rows\).*labelling mode"):
         svp_hf.active_learn(train, initial_size=10, budgets=[20], **TINY)
     with pytest.raises(SVPConfigError, match="labels_from: keys of the labelling mode"):
-        svp_hf.active_learn(digits["train"].select(range(50)), initial_size=10, budgets=[20], labels_from=["x.csv"], **TINY)
+        svp_hf.active_learn(
+            digits["train"].select(range(50)), initial_size=10, budgets=[20], labels_from=["x.csv"], **TINY
+        )
 
 
 # --- the CLI: a session end to end, a kill between rounds, another machine -----------------------------------------------
@@ -253,8 +259,24 @@ def parquet_data(digits, tmp_path_factory):
 
 def cli_args(data, out, *extra):
     return [
-        "--dataset_name", str(data), "--output_dir", str(out), "--proxy_epochs", "1", "--batch_size", "64",
-        "--initial_size", "10", "--budgets", "40", "60", "--target", "resnet20", "--target_epochs", "1", *extra,
+        "--dataset_name",
+        str(data),
+        "--output_dir",
+        str(out),
+        "--proxy_epochs",
+        "1",
+        "--batch_size",
+        "64",
+        "--initial_size",
+        "10",
+        "--budgets",
+        "40",
+        "60",
+        "--target",
+        "resnet20",
+        "--target_epochs",
+        "1",
+        *extra,
     ]
 
 
@@ -282,15 +304,26 @@ def test_cli_session_two_rounds_end_to_end(parquet_data, tmp_path, capsys):
     part = active.main(cli_args(data, out, "--labels_from", fill(csv, truth, tmp_path / "r1a.csv", rows=slice(0, 10))))
     assert part == {**part, "merged": 10, "pending": 10, "round": None}
     assert "waiting for labels: 10 row(s) asked for in round(s) [1]" in capsys.readouterr().out
-    second = active.main(cli_args(data, out, "--labels_from", fill(csv, truth, tmp_path / "r1b.csv", rows=slice(10, 20))))
+    second = active.main(
+        cli_args(data, out, "--labels_from", fill(csv, truth, tmp_path / "r1b.csv", rows=slice(10, 20)))
+    )
     assert second["round"] == 2 and second["n_to_label"] == 20
 
-    done = active.main(cli_args(data, out, "--labels_from", fill(out / "to_label" / "round_2.csv", truth, tmp_path / "r2.csv")))
+    done = active.main(
+        cli_args(data, out, "--labels_from", fill(out / "to_label" / "round_2.csv", truth, tmp_path / "r2.csv"))
+    )
     assert "finished: 60 labelled row(s)" in capsys.readouterr().out
     assert done["mode"] == "labelling" and done["budgets"] == [40, 60] and done["initial_size"] == 20
     assert 0.0 <= done["target_accuracy"]["proxy"] <= 1.0
     assert sorted(os.listdir(out)) == [
-        "dataset", "labelling", "metrics.json", "recipe.yaml", "report.md", "rounds.json", "scores.parquet", "to_label",
+        "dataset",
+        "labelling",
+        "metrics.json",
+        "recipe.yaml",
+        "report.md",
+        "rounds.json",
+        "scores.parquet",
+        "to_label",
     ]
     loaded = datasets.load_dataset(str(out / "dataset"))
     labelled = loaded["train"]
@@ -415,7 +448,10 @@ def test_a_session_refuses_changed_settings_and_records_added_budgets(asked, poo
     svp_hf.tell(out, answer(rows, truth))
     before = state_bytes(out)
     for change, match in [
-        (dict(proxy_epochs=2), r"proxy_epochs is 2, but the labelling session in '.*' \(labelling/state.json\) runs with proxy_epochs 1: set proxy_epochs back to 1"),
+        (
+            dict(proxy_epochs=2),
+            r"proxy_epochs is 2, but the labelling session in '.*' \(labelling/state.json\) runs with proxy_epochs 1: set proxy_epochs back to 1",
+        ),
         (dict(method="entropy"), "method is 'entropy', but .* runs with method 'least_confidence'"),
         (dict(seed=1), "seed is 1, but .* runs with seed 0"),
         (dict(learning_rate=0.5), "learning_rate is 0.5, but .* runs with learning_rate 0.1"),
@@ -425,7 +461,10 @@ def test_a_session_refuses_changed_settings_and_records_added_budgets(asked, poo
         assert state_bytes(out) == before and not (out / "to_label" / "round_1").exists()
     first = svp_hf.ask(unlabelled, out, initial_size=20, budgets=[40, 60], **TINY)
     svp_hf.tell(out, answer(first, truth))
-    with pytest.raises(SVPConfigError, match=r"budgets is \[50, 60\], but .* has asked for round\(s\) 1 to 1 with budgets \[40\]: keep \[40\] first"):
+    with pytest.raises(
+        SVPConfigError,
+        match=r"budgets is \[50, 60\], but .* has asked for round\(s\) 1 to 1 with budgets \[40\]: keep \[40\] first",
+    ):
         svp_hf.ask(unlabelled, out, budgets=[50, 60], **TINY)
     second = svp_hf.ask(unlabelled, out, budgets=[40, 70, 90], **TINY)  # a larger round 2, and a round 3 added
     state = LabellingState.load(str(out))
@@ -454,7 +493,9 @@ def test_a_session_that_cannot_start_leaves_nothing_behind(digits, parquet_data,
 
     unlabelled = without_labels(train)
     with pytest.raises(SVPConfigError, match="this labelling session is new and has asked for no rows yet"):
-        svp_hf.ask(unlabelled, tmp_path / "api", initial_size=20, budgets=[40], labels_from=[str(tmp_path / "x.csv")], **TINY)
+        svp_hf.ask(
+            unlabelled, tmp_path / "api", initial_size=20, budgets=[40], labels_from=[str(tmp_path / "x.csv")], **TINY
+        )
     assert not (tmp_path / "api" / "labelling").exists()
 
 

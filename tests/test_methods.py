@@ -11,7 +11,15 @@ LABELS = torch.tensor([0, 1, 2, 0])
 
 
 def test_registry_lists_every_method():
-    assert set(svp_hf.list_methods()) >= {"least_confidence", "entropy", "margin", "forgetting", "el2n", "kcenter", "random"}
+    assert set(svp_hf.list_methods()) >= {
+        "least_confidence",
+        "entropy",
+        "margin",
+        "forgetting",
+        "el2n",
+        "kcenter",
+        "random",
+    }
 
 
 def test_least_confidence():

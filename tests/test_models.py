@@ -22,7 +22,9 @@ from .conftest import separable
 TEXT = "The blender was GREAT, but the lid broke!"
 
 
-@pytest.mark.parametrize("name, blocks, width", [("resnet20", 3, 64), ("resnet56", 9, 64), ("resnet110", 18, 64), ("resnet164", 18, 256)])
+@pytest.mark.parametrize(
+    "name, blocks, width", [("resnet20", 3, 64), ("resnet56", 9, 64), ("resnet110", 18, 64), ("resnet164", 18, 256)]
+)
 def test_cifar_resnets_in_timm_registry(name, blocks, width):
     assert timm.is_model(name)
     model = timm.create_model(name, num_classes=10)
@@ -60,12 +62,13 @@ def test_larger_images_go_through_timms_transforms(tiny_digits):
 
     train, _ = tiny_digits
     big = train.select(range(24)).map(
-        lambda row: {"image": row["image"].convert("RGB").resize((80, 80), PILImage.NEAREST)},
-        features=train.features,
+        lambda row: {"image": row["image"].convert("RGB").resize((80, 80), PILImage.NEAREST)}, features=train.features
     )
     info = inspect_dataset(big, "image")
     assert info.extra["in_chans"] == 3 and info.extra["image_size"] == (80, 80)
-    pruned = svp_hf.prune(big, proxy="resnet18", fraction=0.5, method="entropy", proxy_epochs=1, batch_size=12, strategy="top")
+    pruned = svp_hf.prune(
+        big, proxy="resnet18", fraction=0.5, method="entropy", proxy_epochs=1, batch_size=12, strategy="top"
+    )
     assert len(pruned) == 12
     from svp_hf.data import image_transform
 
@@ -91,7 +94,9 @@ def test_hashing_is_deterministic_and_counts_ngrams():
 
 
 def test_hashing_does_not_depend_on_the_python_hash_seed():
-    code = "from svp_hf.models.fasttext import NgramHasher; print(NgramHasher(ngrams=2, buckets=1 << 21).ids(%r))" % TEXT
+    code = (
+        "from svp_hf.models.fasttext import NgramHasher; print(NgramHasher(ngrams=2, buckets=1 << 21).ids(%r))" % TEXT
+    )
     outputs = set()
     for seed in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=seed)
@@ -122,7 +127,9 @@ def test_fasttext_options():
         create_model("fasttext,size=3", info)
     with pytest.raises(SVPConfigError, match="positive integer"):
         create_model("fasttext,dim=0", info)
-    with pytest.raises(SVPConfigError, match="buckets must be at most 2147483648"):  # ids are int32: refused before allocating
+    with pytest.raises(
+        SVPConfigError, match="buckets must be at most 2147483648"
+    ):  # ids are int32: refused before allocating
         create_model(f"fasttext,buckets={2**31 + 1}", info)
     with pytest.raises(SVPConfigError, match="not key=value"):
         create_model("fasttext,dim", info)
@@ -156,10 +163,17 @@ def test_transformers_from_config(tiny_reviews):
     assert model.svp_max_length == 32 and len(model.svp_tokenizer) == model.config.vocab_size == 261
     encoded = model.svp_tokenizer(["hé"], truncation=True, max_length=32)["input_ids"][0]
     assert len(encoded) == 2 + len("hé".encode())  # [CLS], the bytes, [SEP]
-    custom = create_model("config:bert,num_hidden_layers=1,hidden_size=32,num_attention_heads=2,intermediate_size=64", info)
+    custom = create_model(
+        "config:bert,num_hidden_layers=1,hidden_size=32,num_attention_heads=2,intermediate_size=64", info
+    )
     assert (custom.config.num_hidden_layers, custom.config.hidden_size) == (1, 32)
     family = resolve_family("config:bert-tiny")
-    batch = family.make_collate(model)([{**r, "svp_index": i} for i, r in enumerate(family.dataset(tiny_reviews[0].select(range(3)), model, info, train=False))])
+    batch = family.make_collate(model)(
+        [
+            {**r, "svp_index": i}
+            for i, r in enumerate(family.dataset(tiny_reviews[0].select(range(3)), model, info, train=False))
+        ]
+    )
     assert batch["input_ids"].shape[0] == 3 and batch["input_ids"].shape[1] <= 32
     logits, pooled = family.logits_and_embeddings(model.eval(), batch)
     assert logits.shape == (3, 2) and pooled.shape == (3, 128)
@@ -167,7 +181,9 @@ def test_transformers_from_config(tiny_reviews):
 
 def test_transformers_bad_input(tiny_reviews, tmp_path):
     train, _ = tiny_reviews
-    with pytest.raises(SVPConfigError, match="could not load the tokenizer 'nobody/no-such-model' for model 'nobody/no-such-model'"):
+    with pytest.raises(
+        SVPConfigError, match="could not load the tokenizer 'nobody/no-such-model' for model 'nobody/no-such-model'"
+    ):
         svp_hf.prune(train, proxy="nobody/no-such-model")
     with pytest.raises(SVPConfigError, match="could not load the tokenizer"):
         svp_hf.prune(train, proxy=f"config:bert-tiny,tokenizer={tmp_path}")
@@ -180,9 +196,16 @@ def test_transformers_bad_input(tiny_reviews, tmp_path):
     two_labels.save_pretrained(tmp_path / "clf")
     two_labels.svp_tokenizer.save_pretrained(tmp_path / "clf")
     three = train.cast_column("label", Value("int64")).map(lambda r, i: {"label": i % 3}, with_indices=True)
-    with pytest.raises(SVPConfigError, match="2 labels.*label column 'label' has labels up to 2.*outside the classifier's range"):
+    with pytest.raises(
+        SVPConfigError, match="2 labels.*label column 'label' has labels up to 2.*outside the classifier's range"
+    ):
         svp_hf.prune(three, proxy=str(tmp_path / "clf"))
     pruned = svp_hf.prune(
-        train.select(range(32)), proxy=str(tmp_path / "clf"), fraction=0.5, proxy_epochs=1, batch_size=16, strategy="top"
+        train.select(range(32)),
+        proxy=str(tmp_path / "clf"),
+        fraction=0.5,
+        proxy_epochs=1,
+        batch_size=16,
+        strategy="top",
     )
     assert len(pruned) == 16  # the same folder loads (weights and tokenizer) on 2-class data

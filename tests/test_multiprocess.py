@@ -55,7 +55,9 @@ def _split(folder, name: str, n: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     labels = np.sort(rng.integers(CLASSES, size=n))
     pixels = rng.integers(0, 256, size=(n, SIDE, SIDE, 3), dtype=np.uint8)
-    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=[f"c{k}" for k in range(CLASSES)])})
+    features = datasets.Features(
+        {"image": datasets.Image(), "label": datasets.ClassLabel(names=[f"c{k}" for k in range(CLASSES)])}
+    )
     rows = {"image": [{"bytes": _png(p), "path": None} for p in pixels], "label": labels.tolist()}
     datasets.Dataset.from_dict(rows, features=features).to_parquet(str(folder / f"{name}.parquet"))
     for row, (p, label) in enumerate(zip(pixels, labels)):
@@ -71,7 +73,10 @@ def data(tmp_path_factory):
     _split(folder, "train", TRAIN_ROWS, 0)
     _split(folder, "test", TEST_ROWS, 1)
     parquet = {"train": str(folder / "train.parquet"), "test": str(folder / "test.parquet")}
-    sources = {"parquet": f"dataset_name: parquet\ndata_files: {parquet}\n", "imagefolder": f"dataset_name: {folder / 'images'}\n"}
+    sources = {
+        "parquet": f"dataset_name: parquet\ndata_files: {parquet}\n",
+        "imagefolder": f"dataset_name: {folder / 'images'}\n",
+    }
     recipes = {}
     for source, lines in sources.items():
         for job, keys in JOBS.items():
@@ -96,12 +101,23 @@ def command(recipes, source, out, cache, *extra, job="svp_hf.coreset", port=None
     if port is not None:
         accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
         launcher = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(port), "-m"]
-    return ["env", f"HF_DATASETS_CACHE={cache}", *launcher, job, str(recipes[source, job]), "--output_dir", str(out), *extra]
+    return [
+        "env",
+        f"HF_DATASETS_CACHE={cache}",
+        *launcher,
+        job,
+        str(recipes[source, job]),
+        "--output_dir",
+        str(out),
+        *extra,
+    ]
 
 
 def run_at_once(*commands):
     """Start every command, then wait for all; each must succeed."""
-    procs = [subprocess.Popen(c, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for c in commands]
+    procs = [
+        subprocess.Popen(c, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for c in commands
+    ]
     errors = [p.communicate(timeout=600)[1] for p in procs]
     for proc, err in zip(procs, errors):
         assert proc.returncode == 0, err[-3000:]
@@ -154,8 +170,14 @@ def test_two_runs_of_two_processes_at_once_on_a_cold_cache_score_like_one_proces
     _, recipes = data
     checkpoint, single = proxy
     ports = _free_ports(2)
-    run_at_once(*(command(recipes, "parquet", tmp_path / f"user{k}", shared_cache, "--proxy_checkpoint", checkpoint, port=ports[k])
-                  for k in range(2)))
+    run_at_once(
+        *(
+            command(
+                recipes, "parquet", tmp_path / f"user{k}", shared_cache, "--proxy_checkpoint", checkpoint, port=ports[k]
+            )
+            for k in range(2)
+        )
+    )
     for k in range(2):
         assert_scores_like_one_process(tmp_path / f"user{k}", single)
     written = [name for name in image_cache_files(shared_cache) if name.endswith(".npy")]
@@ -168,7 +190,17 @@ def test_a_warm_cache_is_read_not_written_again(data, proxy, shared_cache, tmp_p
     if not image_cache_files(shared_cache):  # run alone: warm the cache first
         run(command(recipes, "parquet", tmp_path / "cold", shared_cache, "--proxy_checkpoint", checkpoint))
     before = image_cache_files(shared_cache)
-    run(command(recipes, "parquet", tmp_path / "warm", shared_cache, "--proxy_checkpoint", checkpoint, port=_free_ports(1)[0]))
+    run(
+        command(
+            recipes,
+            "parquet",
+            tmp_path / "warm",
+            shared_cache,
+            "--proxy_checkpoint",
+            checkpoint,
+            port=_free_ports(1)[0],
+        )
+    )
     assert_scores_like_one_process(tmp_path / "warm", single)
     assert image_cache_files(shared_cache) == before
 
@@ -176,7 +208,17 @@ def test_a_warm_cache_is_read_not_written_again(data, proxy, shared_cache, tmp_p
 def test_two_processes_score_an_imagefolder_like_one_process_on_the_parquet_files(data, proxy, tmp_path):
     _, recipes = data
     checkpoint, single = proxy
-    run(command(recipes, "imagefolder", tmp_path / "out", tmp_path / "cache", "--proxy_checkpoint", checkpoint, port=_free_ports(1)[0]))
+    run(
+        command(
+            recipes,
+            "imagefolder",
+            tmp_path / "out",
+            tmp_path / "cache",
+            "--proxy_checkpoint",
+            checkpoint,
+            port=_free_ports(1)[0],
+        )
+    )
     assert_scores_like_one_process(tmp_path / "out", single)
 
 
@@ -185,7 +227,9 @@ def test_two_processes_score_streams_of_parquet_files_and_of_an_imagefolder_like
     checkpoint, single = proxy
     given = ["--proxy_checkpoint", checkpoint, "--streaming", "true", "--scoring_shard_size", "100"]
     sources, ports = ("parquet", "imagefolder"), _free_ports(2)
-    run_at_once(*(command(recipes, s, tmp_path / s, tmp_path / f"cache-{s}", *given, port=p) for s, p in zip(sources, ports)))
+    run_at_once(
+        *(command(recipes, s, tmp_path / s, tmp_path / f"cache-{s}", *given, port=p) for s, p in zip(sources, ports))
+    )
     for source in sources:
         assert_scores_like_one_process(tmp_path / source, single, streamed=True)
 
@@ -194,7 +238,9 @@ def test_two_processes_run_the_active_job_on_parquet_files_and_on_an_imagefolder
     # parquet: on the cache the core-set runs warmed (when run with them); imagefolder: on a cold cache.
     _, recipes = data
     caches, ports = {"parquet": shared_cache, "imagefolder": tmp_path / "cache"}, _free_ports(2)
-    run_at_once(*(command(recipes, s, tmp_path / s, c, job="svp_hf.active", port=p) for (s, c), p in zip(caches.items(), ports)))
+    run_at_once(
+        *(command(recipes, s, tmp_path / s, c, job="svp_hf.active", port=p) for (s, c), p in zip(caches.items(), ports))
+    )
     for source in caches:
         metrics, _, splits = outputs(tmp_path / source)
         assert metrics["num_processes"] == 2

@@ -81,8 +81,16 @@ def trained(tiny_digits, tmp_path_factory):
     folder = tmp_path_factory.mktemp("trained") / "proxy"
     config = TrainingConfig(epochs=1, batch_size=32, learning_rate=0.05, lr_schedule="constant", seed=0)
     torch.manual_seed(0)
-    train_model(create_model("resnet20", info), family, train, info, config, Accelerator(), signals=["correctness"],
-                checkpoint_dir=str(folder))
+    train_model(
+        create_model("resnet20", info),
+        family,
+        train,
+        info,
+        config,
+        Accelerator(),
+        signals=["correctness"],
+        checkpoint_dir=str(folder),
+    )
     return train, family, info, folder
 
 
@@ -94,8 +102,13 @@ def copy_checkpoint(trained, tmp_path):
 
 @pytest.mark.parametrize(
     "name",
-    ["model.safetensors", "training_state.safetensors", "optimizer_state.safetensors", "random_states_0.safetensors",
-     "training_state.pt"],
+    [
+        "model.safetensors",
+        "training_state.safetensors",
+        "optimizer_state.safetensors",
+        "random_states_0.safetensors",
+        "training_state.pt",
+    ],
 )
 def test_a_resumed_training_refuses_a_pickle_in_its_checkpoint(trained, tmp_path, marker, name):
     from svp_hf.models import create_model
@@ -106,7 +119,9 @@ def test_a_resumed_training_refuses_a_pickle_in_its_checkpoint(trained, tmp_path
     torch_payload(epoch / name, marker)  # training_state.pt: where an earlier version kept its (pickled) state
     config = TrainingConfig(epochs=2, batch_size=32, learning_rate=0.05, lr_schedule="constant", seed=0)
     with pytest.raises(SVPConfigError, match=rf"{name}.*--resume false"):
-        train_model(create_model("resnet20", info), family, train, info, config, Accelerator(), checkpoint_dir=str(folder))
+        train_model(
+            create_model("resnet20", info), family, train, info, config, Accelerator(), checkpoint_dir=str(folder)
+        )
 
 
 def test_a_run_refuses_checkpoints_of_an_earlier_version_before_reading_them(trained, tmp_path, marker):
@@ -144,7 +159,9 @@ def test_weights_in_torch_format_are_refused_where_weights_only_is_not_safe(trai
     train, _, _, _ = trained
     torch.save({"w": torch.zeros(1)}, str(tmp_path / "model.pt"))
     monkeypatch.setattr(checkpoint, "SAFE_TORCH_LOAD", False)  # torch before 2.6
-    with pytest.raises(SVPConfigError, match=r"model.pt' is in torch's pickle-based format.*convert it to .safetensors"):
+    with pytest.raises(
+        SVPConfigError, match=r"model.pt' is in torch's pickle-based format.*convert it to .safetensors"
+    ):
         svp_hf.score(train, methods=["entropy"], proxy_checkpoint=str(tmp_path / "model.pt"), batch_size=32)
 
 
@@ -181,7 +198,13 @@ def saved_round(tmp_path, model=None):
 
 
 @pytest.mark.parametrize(
-    "name, plant", [("pool.npz", raw_payload), ("pool.npz", npz_payload), ("rounds.json", raw_payload), ("rng_state.pt", torch_payload)]
+    "name, plant",
+    [
+        ("pool.npz", raw_payload),
+        ("pool.npz", npz_payload),
+        ("rounds.json", raw_payload),
+        ("rng_state.pt", torch_payload),
+    ],
 )
 def test_an_active_learning_round_with_a_pickle_is_refused(tmp_path, marker, name, plant):
     folder = saved_round(tmp_path)
@@ -207,17 +230,29 @@ def test_state_files_round_trip_exactly_and_refuse_anything_else(tmp_path):
     import random
 
     state = {
-        "python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-        "optimizer": {"state": {0: {"momentum_buffer": torch.randn(3, 2)}}, "param_groups": [{"betas": (0.9, 0.999), "lr": 0.1, "params": [0]}]},
-        "history": [{"epoch": 1, "loss": float("nan")}], "signals": {"margin": {"total": np.arange(4.0), "seen": np.ones(4, dtype=bool)}},
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "optimizer": {
+            "state": {0: {"momentum_buffer": torch.randn(3, 2)}},
+            "param_groups": [{"betas": (0.9, 0.999), "lr": 0.1, "params": [0]}],
+        },
+        "history": [{"epoch": 1, "loss": float("nan")}],
+        "signals": {"margin": {"total": np.arange(4.0), "seen": np.ones(4, dtype=bool)}},
     }
     path = str(tmp_path / "state.safetensors")
     checkpoint.save_state_file(path, state)
     back = checkpoint.load_state_file(path, "fix it")
     assert back["python"] == state["python"] and isinstance(back["python"], tuple)
-    assert back["numpy"][0] == "MT19937" and np.array_equal(back["numpy"][1], state["numpy"][1]) and back["numpy"][2:] == state["numpy"][2:]
+    assert (
+        back["numpy"][0] == "MT19937"
+        and np.array_equal(back["numpy"][1], state["numpy"][1])
+        and back["numpy"][2:] == state["numpy"][2:]
+    )
     assert torch.equal(back["torch"], state["torch"])
-    assert torch.equal(back["optimizer"]["state"][0]["momentum_buffer"], state["optimizer"]["state"][0]["momentum_buffer"])
+    assert torch.equal(
+        back["optimizer"]["state"][0]["momentum_buffer"], state["optimizer"]["state"][0]["momentum_buffer"]
+    )
     assert back["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.999) and np.isnan(back["history"][0]["loss"])
     assert back["signals"]["margin"]["seen"].dtype == bool
     from safetensors.torch import save_file
@@ -287,11 +322,15 @@ def test_an_image_cache_that_is_a_pickle_never_runs(tmp_path, marker):
         PILImage.fromarray(a).save(buffer, format="PNG")
         pngs.append({"bytes": buffer.getvalue(), "path": None})
     features = datasets.Features({"img": datasets.Image(), "label": datasets.Value("int64")})
-    datasets.Dataset.from_dict({"img": pngs, "label": list(range(12))}, features=features).to_parquet(str(tmp_path / "t.parquet"))
+    datasets.Dataset.from_dict({"img": pngs, "label": list(range(12))}, features=features).to_parquet(
+        str(tmp_path / "t.parquet")
+    )
 
     def decode():
         image_cache.clear()  # a new process: nothing in memory, the disk cache read back
-        loaded = datasets.load_dataset("parquet", data_files=str(tmp_path / "t.parquet"), split="train", cache_dir=str(tmp_path / "cache"))
+        loaded = datasets.load_dataset(
+            "parquet", data_files=str(tmp_path / "t.parquet"), split="train", cache_dir=str(tmp_path / "cache")
+        )
         return image_cache.decode_images(loaded, "img", "RGB", (6, 5))
 
     decode()

@@ -18,7 +18,9 @@ FAST = dict(proxy_epochs=2, batch_size=32, learning_rate=1.0, seed=0)
 
 
 def fasttext(epochs=2, name="fasttext"):
-    return ModelSettings(name, TrainingConfig(epochs=epochs, batch_size=32, learning_rate=1.0, lr_schedule="halving", weight_decay=0.0))
+    return ModelSettings(
+        name, TrainingConfig(epochs=epochs, batch_size=32, learning_rate=1.0, lr_schedule="halving", weight_decay=0.0)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +30,19 @@ def texts():
 
 def test_the_stages_one_by_one_equal_prune(texts):
     train, test = texts
-    pruned, metrics = svp_hf.prune(train, proxy="fasttext", fraction=0.4, method="entropy", strategy="top",
-                                   eval_dataset=test, return_metrics=True, **FAST)
-    settings = svp_hf.roles.stage_settings(svp_hf.config.SelectionArguments(
-        proxy="fasttext", method="entropy", fraction=0.4, strategy="top", **FAST))
+    pruned, metrics = svp_hf.prune(
+        train,
+        proxy="fasttext",
+        fraction=0.4,
+        method="entropy",
+        strategy="top",
+        eval_dataset=test,
+        return_metrics=True,
+        **FAST,
+    )
+    settings = svp_hf.roles.stage_settings(
+        svp_hf.config.SelectionArguments(proxy="fasttext", method="entropy", fraction=0.4, strategy="top", **FAST)
+    )
     proxy, target, scoring, selection = settings
     assert target is None and isinstance(scoring, ScoringSettings) and selection.auto.budget == 0.1
     pruner = Pruner(proxy, scoring, selection).prepare(train, test)
@@ -39,7 +50,9 @@ def test_the_stages_one_by_one_equal_prune(texts):
     assert pruner.choose_strategy() is None  # top needs no check
     result = pruner.select()
     assert result.selected["svp_index"] == pruned["svp_index"]
-    np.testing.assert_array_equal(result.scores["entropy"], svp_hf.score(train, proxy="fasttext", methods="entropy", **FAST)["entropy"])
+    np.testing.assert_array_equal(
+        result.scores["entropy"], svp_hf.score(train, proxy="fasttext", methods="entropy", **FAST)["entropy"]
+    )
     assert run.proxy_accuracy == metrics["proxy_accuracy"]
     record = result.to_metrics()
     assert record["n_selected"] == len(pruned) == 120 and record["selected_strategy"] == "top"
@@ -66,11 +79,15 @@ def test_default_auto_without_target_falls_back_within_budget_trains_no_candidat
     monkeypatch.setattr(svp_hf.auto, "proxy_trainer", lambda *a, **k: no_candidate)
     train, _ = texts
     with caplog.at_level(logging.WARNING):
-        pruned, metrics = svp_hf.prune(train, proxy="fasttext", fraction=0.5, method="entropy", return_metrics=True, **FAST)
+        pruned, metrics = svp_hf.prune(
+            train, proxy="fasttext", fraction=0.5, method="entropy", return_metrics=True, **FAST
+        )
     auto = metrics["auto"]
     assert metrics["strategy"] == "auto" and metrics["selected_strategy"] == "random" and auto["candidates"] == []
     assert "does not fit" in auto["fallback"] and auto["budget"]["reference"] == "proxy" and not auto["budget"]["fits"]
-    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "svp_hf.orchestrator"]
+    warned = [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "svp_hf.orchestrator"
+    ]
     assert len(warned) == 1 and "kept a random subset, not one ranked by entropy" in warned[0]
     account = metrics["end_to_end"]
     assert account["selection_budget"] == 0.1 and account["relative_to"] == "proxy"
@@ -80,7 +97,9 @@ def test_default_auto_without_target_falls_back_within_budget_trains_no_candidat
 def test_auto_with_a_target_prices_its_check_from_a_probe_of_the_target(texts):
     train, test = texts
     selection = SelectionSettings("entropy", fraction=0.5, strategy="auto", auto=AutoSettings(seeds=1, budget=1.0))
-    pruner = Pruner(fasttext(), ScoringSettings(("entropy",)), selection, target=fasttext(epochs=3, name="fasttext,dim=32"))
+    pruner = Pruner(
+        fasttext(), ScoringSettings(("entropy",)), selection, target=fasttext(epochs=3, name="fasttext,dim=32")
+    )
     pruner.prepare(train, test)
     pruner.score()
     decision = pruner.choose_strategy()
@@ -96,15 +115,24 @@ def test_auto_with_a_target_prices_its_check_from_a_probe_of_the_target(texts):
     account = record["end_to_end"]
     assert account["relative_to"] == "target" and account["full_data_estimated"]
     stages = account["stages"]
-    assert stages["auto"] == pytest.approx(decision.seconds) and set(stages) >= {"proxy_training", "scoring", "auto", "selection"}
+    assert stages["auto"] == pytest.approx(decision.seconds) and set(stages) >= {
+        "proxy_training",
+        "scoring",
+        "auto",
+        "selection",
+    }
 
 
 def test_choose_runs_the_whole_check_unless_given_a_budget(texts):
     train, _ = texts
     scores = svp_hf.score(train, proxy="fasttext", methods="entropy", **FAST)
-    decision = svp_hf.choose(train, scores, "entropy", 0.5, proxy="fasttext", auto_seeds=1, **{k: v for k, v in FAST.items() if k != "seed"})
+    decision = svp_hf.choose(
+        train, scores, "entropy", 0.5, proxy="fasttext", auto_seeds=1, **{k: v for k, v in FAST.items() if k != "seed"}
+    )
     assert decision.budget is None and decision.candidates and decision.fallback is None
-    tight = svp_hf.choose(train, scores, "entropy", 0.5, proxy="fasttext", auto_seeds=1, selection_budget=0.01, proxy_epochs=2)
+    tight = svp_hf.choose(
+        train, scores, "entropy", 0.5, proxy="fasttext", auto_seeds=1, selection_budget=0.01, proxy_epochs=2
+    )
     assert tight.fallback and tight.strategy == "random" and tight.budget["reference"] == "proxy"
 
 
@@ -134,19 +162,36 @@ def test_report_and_card_state_the_budget_and_the_fallback(texts):
     assert "did not fit the selection budget, so no candidate was trained" in report
     assert "Budget: selection may spend 0.1 of the proxy's full-data training" in report
     card = str(dataset_card(record))
-    assert "without training a candidate: its check did not fit the selection budget (0.1 of the full-data training" in card
+    assert (
+        "without training a candidate: its check did not fit the selection budget (0.1 of the full-data training"
+        in card
+    )
 
 
 def test_auto_says_in_one_warning_line_when_it_keeps_random_and_why(caplog):
     from svp_hf.auto import AutoDecision
     from svp_hf.orchestrator import report_decision
 
-    candidates = [{"name": "random", "strategy": "random", "mean": 0.50}, {"name": "top", "strategy": "top", "mean": 0.49},
-                  {"name": "coverage (beta 0)", "strategy": "coverage", "mean": 0.505}]
+    candidates = [
+        {"name": "random", "strategy": "random", "mean": 0.50},
+        {"name": "top", "strategy": "top", "mean": 0.49},
+        {"name": "coverage (beta 0)", "strategy": "coverage", "mean": 0.505},
+    ]
     with caplog.at_level(logging.INFO, logger="svp_hf.orchestrator"):
-        report_decision(AutoDecision("random", None, candidates=candidates, spread=0.02, margin_over_random=0.005), "el2n")
-        report_decision(AutoDecision("coverage", 0.0, candidates=candidates, spread=0.001, margin_over_random=0.005), "el2n")
-    (warned,), (told,) = [[r.getMessage() for r in caplog.records if r.levelno == level] for level in (logging.WARNING, logging.INFO)]
-    assert warned.startswith("strategy auto kept a random subset, not one ranked by el2n: the best other candidate, "
-                             "coverage (beta 0), scored +0.0050 against random") and "spread of 0.0200" in warned
+        report_decision(
+            AutoDecision("random", None, candidates=candidates, spread=0.02, margin_over_random=0.005), "el2n"
+        )
+        report_decision(
+            AutoDecision("coverage", 0.0, candidates=candidates, spread=0.001, margin_over_random=0.005), "el2n"
+        )
+    (warned,), (told,) = [
+        [r.getMessage() for r in caplog.records if r.levelno == level] for level in (logging.WARNING, logging.INFO)
+    ]
+    assert (
+        warned.startswith(
+            "strategy auto kept a random subset, not one ranked by el2n: the best other candidate, "
+            "coverage (beta 0), scored +0.0050 against random"
+        )
+        and "spread of 0.0200" in warned
+    )
     assert told.startswith("strategy auto chose coverage (beta 0) over el2n's scores")

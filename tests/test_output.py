@@ -12,12 +12,7 @@ import svp_hf
 from svp_hf import SVPConfigError, coreset, pipeline
 from svp_hf import output as output_mod
 from svp_hf.config import parse_args
-from svp_hf.output import (
-    check_complete,
-    check_output_dir,
-    write_dataset_folder,
-    write_run,
-)
+from svp_hf.output import check_complete, check_output_dir, write_dataset_folder, write_run
 
 from .conftest import REPO
 
@@ -115,7 +110,16 @@ def test_without_target_scores_there_is_no_scatter_and_overwrite_replaces_everyt
     )
     metrics = {"method": "entropy", "fraction": 0.5, "total_per_class": {"a": 3}, "selected_per_class": {"a": 1}}
     out = tmp_path / "out"
-    write_run(str(out), splits={"train": train, "test": test}, scores=scores, target_scores=scores, metrics={**metrics, "rank_agreement": {"entropy": {"spearman": 1.0, "kendall": 1.0, "top_k_overlap": 1.0, "k": 100}}})
+    write_run(
+        str(out),
+        splits={"train": train, "test": test},
+        scores=scores,
+        target_scores=scores,
+        metrics={
+            **metrics,
+            "rank_agreement": {"entropy": {"spearman": 1.0, "kendall": 1.0, "top_k_overlap": 1.0, "k": 100}},
+        },
+    )
     assert (out / "target_scores.parquet").exists() and (out / "dataset" / "plots" / "proxy_vs_target.png").exists()
     rescored = scores.map(lambda r: {"entropy": 1 - r["entropy"]})
     write_run(str(out), splits={"train": train.select(range(10))}, scores=rescored, metrics=metrics, overwrite=True)
@@ -146,7 +150,9 @@ def test_images_referenced_by_path_are_embedded_and_counted_in_the_shard_size(tm
     for i in range(12):  # noise compresses badly: each PNG is about 3 KB
         paths.append(str(tmp_path / f"{i}.png"))
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(paths[-1])
-    images = datasets.Dataset.from_dict({"image": paths, "label": list(range(12))}).cast_column("image", datasets.Image())
+    images = datasets.Dataset.from_dict({"image": paths, "label": list(range(12))}).cast_column(
+        "image", datasets.Image()
+    )
     total = sum(os.path.getsize(p) for p in paths)
     folder = tmp_path / "folder"
     write_dataset_folder(str(folder), {"train": images}, max_shard_size=total // 3)
@@ -162,8 +168,15 @@ QUICKSTART = str(REPO / "recipes" / "quickstart.yaml")
 
 def tiny_result():
     train = datasets.Dataset.from_dict({"x": list(range(8)), "label": [0, 1] * 4})
-    scores = datasets.Dataset.from_dict({"svp_index": list(range(8)), "label": [0, 1] * 4, "entropy": np.linspace(0, 1, 8)})
-    metrics = {"method": "entropy", "fraction": 0.5, "total_per_class": {"0": 4, "1": 4}, "selected_per_class": {"0": 2, "1": 2}}
+    scores = datasets.Dataset.from_dict(
+        {"svp_index": list(range(8)), "label": [0, 1] * 4, "entropy": np.linspace(0, 1, 8)}
+    )
+    metrics = {
+        "method": "entropy",
+        "fraction": 0.5,
+        "total_per_class": {"0": 4, "1": 4},
+        "selected_per_class": {"0": 2, "1": 2},
+    }
     return {"train": train.select(range(4))}, scores, metrics
 
 
@@ -174,8 +187,21 @@ def test_a_split_name_cannot_escape_output_dir(tmp_path):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     out = tmp_path / "out"
-    argv = [QUICKSTART, "--output_dir", str(out), "--eval_split", str(outside / "pwned"), "--validation_split_percentage", "10",
-            "--proxy_epochs", "1", "--max_train_samples", "100", "--strategy", "top"]
+    argv = [
+        QUICKSTART,
+        "--output_dir",
+        str(out),
+        "--eval_split",
+        str(outside / "pwned"),
+        "--validation_split_percentage",
+        "10",
+        "--proxy_epochs",
+        "1",
+        "--max_train_samples",
+        "100",
+        "--strategy",
+        "top",
+    ]
     with pytest.raises(SystemExit) as exit_info:
         coreset.main(argv)
     assert exit_info.value.code == 2
@@ -295,14 +321,18 @@ def test_a_result_with_a_damaged_file_is_not_complete(tmp_path, damage):
     written = write_run(str(out), splits=splits, scores=scores, metrics=metrics)
     shard = out / "dataset" / "data" / "train-00000-of-00001.parquet"
     assert written["result_file_digests"][str(shard.relative_to(out))] == {
-        "bytes": shard.stat().st_size, "sha256": hashlib.sha256(shard.read_bytes()).hexdigest()}
+        "bytes": shard.stat().st_size,
+        "sha256": hashlib.sha256(shard.read_bytes()).hexdigest(),
+    }
     data = bytearray(shard.read_bytes())
     if damage == "truncated":
-        del data[len(data) // 2:]
+        del data[len(data) // 2 :]
     else:
         data[len(data) // 2] ^= 0xFF  # same size, other content
     shard.write_bytes(bytes(data))
-    with pytest.raises(SVPConfigError, match=r"damaged svp_hf result: the content of \['dataset/data/train-00000-of-00001"):
+    with pytest.raises(
+        SVPConfigError, match=r"damaged svp_hf result: the content of \['dataset/data/train-00000-of-00001"
+    ):
         check_complete(str(out))
     write_run(str(out), splits=splits, scores=scores, metrics=metrics, overwrite=True)  # the rerun repairs it
     assert check_complete(str(out))["splits"] == written["splits"]

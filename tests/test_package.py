@@ -13,9 +13,33 @@ PACKAGE = Path(__file__).resolve().parents[1] / "svp_hf"
 # Each module may import modules of its own layer or a lower one (see svp_hf/__init__.py).
 LAYERS = {
     0: {"errors", "registry", "config", "version", "recipe_files", "account", "record", "files", "_compat"},
-    1: {"log", "progress", "signals", "selection", "strategies", "methods", "pool", "models", "data", "checkpoint", "training",
-        "device", "precision", "prefetch", "augment", "image_cache", "packed",
-        "scoring", "correlation", "report", "card", "output", "hub", "metrics", "stages"},
+    1: {
+        "log",
+        "progress",
+        "signals",
+        "selection",
+        "strategies",
+        "methods",
+        "pool",
+        "models",
+        "data",
+        "checkpoint",
+        "training",
+        "device",
+        "precision",
+        "prefetch",
+        "augment",
+        "image_cache",
+        "packed",
+        "scoring",
+        "correlation",
+        "report",
+        "card",
+        "output",
+        "hub",
+        "metrics",
+        "stages",
+    },
     2: {"roles", "preflight", "proxy", "auto", "labelling", "active_learning", "recorder", "orchestrator"},
     3: {"pipeline", "coreset", "active"},
     4: {"api", "cli", "__main__", "__init__"},
@@ -56,7 +80,7 @@ def internal_imports(name: str, path: Path):
                 target = ".".join([*base, *(node.module.split(".") if node.module else [])])
                 targets = [target] if node.module else [".".join([*base, a.name]) for a in node.names]
             elif node.module and node.module.split(".")[0] == "svp_hf":
-                targets = [node.module[len("svp_hf."):] if node.module != "svp_hf" else "__init__"]
+                targets = [node.module[len("svp_hf.") :] if node.module != "svp_hf" else "__init__"]
             else:
                 continue
             for target in targets:
@@ -64,7 +88,7 @@ def internal_imports(name: str, path: Path):
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == "svp_hf":
-                    found.append((alias.name[len("svp_hf."):] or "__init__", node.lineno, id(node) in module_level))
+                    found.append((alias.name[len("svp_hf.") :] or "__init__", node.lineno, id(node) in module_level))
     return found
 
 
@@ -97,7 +121,9 @@ def test_modules_import_only_their_own_layer_or_lower():
             continue  # the package's lazy exports (PEP 562) name the front ends by string
         for target, _line, _ in internal_imports(name, path):
             if layer_of(target) > layer_of(name):
-                upward.append(f"svp_hf.{name} (layer {layer_of(name)}) imports svp_hf.{target} (layer {layer_of(target)})")
+                upward.append(
+                    f"svp_hf.{name} (layer {layer_of(name)}) imports svp_hf.{target} (layer {layer_of(target)})"
+                )
     assert upward == []
 
 
@@ -114,7 +140,9 @@ def test_nothing_inside_imports_the_front_ends():
 def test_the_import_graph_has_no_cycle():
     graph = {}
     for name, path in modules().items():
-        graph.setdefault(top(name), set()).update(top(t) for t, _, _ in internal_imports(name, path) if top(t) != top(name))
+        graph.setdefault(top(name), set()).update(
+            top(t) for t, _, _ in internal_imports(name, path) if top(t) != top(name)
+        )
     graph.pop("__init__", None)
     state = {}
 
@@ -138,7 +166,9 @@ def test_parsing_a_recipe_does_not_import_torch():
         "parse_args(['recipes/quickstart.yaml', '--proxy_epochs', '2']); "
         "print('torch' in sys.modules)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent, check=True
+    )
     assert result.stdout.strip() == "False"
 
 
@@ -153,7 +183,9 @@ def test_the_package_exports_load_on_first_use():
 
 def run_python(code: str) -> str:
     """`code` in a fresh interpreter (nothing imported yet); its stdout."""
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=PACKAGE.parent, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout.strip()
 

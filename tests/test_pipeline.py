@@ -15,10 +15,39 @@ from .conftest import REPO
 
 RECIPE = str(REPO / "recipes" / "quickstart.yaml")
 ACTIVE_RECIPE = str(REPO / "recipes" / "active_quickstart.yaml")
-FAST = ["--strategy", "top", "--proxy_epochs", "1", "--target", "", "--max_train_samples", "200", "--max_eval_samples", "60",
-        "--score_methods", "entropy"]
-ACTIVE_FAST = ["--proxy_epochs", "1", "--target_epochs", "1", "--max_train_samples", "200", "--max_eval_samples", "60",
-               "--initial_size", "20", "--budgets", "50", "90", "--target", "resnet20", "--selector", "proxy"]
+FAST = [
+    "--strategy",
+    "top",
+    "--proxy_epochs",
+    "1",
+    "--target",
+    "",
+    "--max_train_samples",
+    "200",
+    "--max_eval_samples",
+    "60",
+    "--score_methods",
+    "entropy",
+]
+ACTIVE_FAST = [
+    "--proxy_epochs",
+    "1",
+    "--target_epochs",
+    "1",
+    "--max_train_samples",
+    "200",
+    "--max_eval_samples",
+    "60",
+    "--initial_size",
+    "20",
+    "--budgets",
+    "50",
+    "90",
+    "--target",
+    "resnet20",
+    "--selector",
+    "proxy",
+]
 SECRET = "hf_SeCrEtToKeN1234567890"
 
 
@@ -51,12 +80,18 @@ def test_the_hub_token_is_never_written_in_any_spelling(tmp_path, spelling):
 @pytest.mark.parametrize(
     "spelling, says",
     [
-        (["--hub_token=", SECRET], "1 value(s) without a key on the command line of svp_hf.coreset, the first right after "
-                                   "'--hub_token=' (no space after '=')"),
+        (
+            ["--hub_token=", SECRET],
+            "1 value(s) without a key on the command line of svp_hf.coreset, the first right after "
+            "'--hub_token=' (no space after '=')",
+        ),
         (["-hub_token", SECRET], "unknown argument '-hub_token': keys take two dashes; write --hub_token"),
         ([f"-hub_token={SECRET}"], "unknown argument '-hub_token': keys take two dashes; write --hub_token"),
         ([f"-hub-token={SECRET}"], "unknown argument '-hub_token': keys take two dashes; write --hub_token"),
-        (["--seed", "1", SECRET], "1 value(s) without a key on the command line of svp_hf.coreset, the first after another value"),
+        (
+            ["--seed", "1", SECRET],
+            "1 value(s) without a key on the command line of svp_hf.coreset, the first after another value",
+        ),
         (["--hub_token", SECRET, SECRET], "1 value(s) without a key"),
     ],
 )
@@ -239,7 +274,9 @@ def test_fp8_without_its_packages_is_refused_before_anything_runs(tmp_path, caps
 
     if is_fp8_available():
         pytest.skip("fp8 is available here")
-    line = refused(coreset.main, [RECIPE, "--output_dir", str(tmp_path / "out"), *FAST, "--mixed_precision", "fp8"], capsys)
+    line = refused(
+        coreset.main, [RECIPE, "--output_dir", str(tmp_path / "out"), *FAST, "--mixed_precision", "fp8"], capsys
+    )
     assert "mixed_precision 'fp8' needs transformer_engine or torchao" in line
     assert not (tmp_path / "out").exists()
 
@@ -256,8 +293,11 @@ def test_a_batch_larger_than_the_memory_is_refused_before_training(tmp_path, cap
     assert f"batch_size 5000 needs at least 1.7 MiB for one batch ({per_row} bytes per row" in line
     assert f"use a batch_size of at most {2**20 // per_row}" in line
     assert not out.exists()
-    line = refused(main, [*argv, "--output_dir", str(out), "--batch_size", "32", "--target", "resnet20",
-                          "--target_batch_size", "4000"], capsys)
+    line = refused(
+        main,
+        [*argv, "--output_dir", str(out), "--batch_size", "32", "--target", "resnet20", "--target_batch_size", "4000"],
+        capsys,
+    )
     assert line.startswith(f"svp_hf.{job}: error: target_batch_size 4000 needs at least")
 
 
@@ -270,7 +310,12 @@ def test_an_output_dir_overlapping_the_data_is_refused(tmp_path, capsys, where, 
     test.to_parquet(str(data / "test.parquet"))
     capsys.readouterr()
     out = {"the data folder": data, "inside it": data / "out", "above it": tmp_path}[where]
-    files = ["--dataset_name", "parquet", "--data_files", json.dumps({"train": str(data / "train.parquet"), "test": str(data / "*.parquet")})]
+    files = [
+        "--dataset_name",
+        "parquet",
+        "--data_files",
+        json.dumps({"train": str(data / "train.parquet"), "test": str(data / "*.parquet")}),
+    ]
     line = refused(coreset.main, [RECIPE, *FAST, *files, "--output_dir", str(out)], capsys)
     how = {"the data folder": "holds", "inside it": "lies inside", "above it": "holds"}[where]  # (the glob's folder)
     assert f"output_dir {str(out)!r} {how} the data read from" in line
@@ -286,9 +331,16 @@ def test_an_output_dir_overlapping_the_data_is_refused(tmp_path, capsys, where, 
     "main, argv, says",
     [
         (coreset.main, [RECIPE, *FAST, "--text_column", "words"], "text_column is set, but the models read image"),
-        (coreset.main, [str(REPO / "recipes" / "quickstart_text.yaml"), *FAST, "--proxy", "fasttext", "--image_column", "img"],
-         "image_column is set, but the models read text"),
-        (active.main, [ACTIVE_RECIPE, *ACTIVE_FAST, "--finish", "true"], "finish: labelling-session key(s), but the training split"),
+        (
+            coreset.main,
+            [str(REPO / "recipes" / "quickstart_text.yaml"), *FAST, "--proxy", "fasttext", "--image_column", "img"],
+            "image_column is set, but the models read text",
+        ),
+        (
+            active.main,
+            [ACTIVE_RECIPE, *ACTIVE_FAST, "--finish", "true"],
+            "finish: labelling-session key(s), but the training split",
+        ),
         (active.main, [ACTIVE_RECIPE, *ACTIVE_FAST, "--class_names", "a,b"], "class_names: labelling-session key(s)"),
     ],
 )
@@ -335,8 +387,15 @@ def test_a_locked_output_dir_refuses_a_second_run_until_its_holder_is_gone(tmp_p
     out = tmp_path / "out"
     out.mkdir()
     holder = subprocess.Popen(  # another run, working in out
-        [sys.executable, "-c", "import sys, time, filelock; held = filelock.FileLock(sys.argv[1], timeout=0); held.acquire(); "
-         "print('held', flush=True); time.sleep(600)", str(out / ".svp-lock")], stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time, filelock; held = filelock.FileLock(sys.argv[1], timeout=0); held.acquire(); "
+            "print('held', flush=True); time.sleep(600)",
+            str(out / ".svp-lock"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -378,7 +437,16 @@ def test_a_failed_preflight_leaves_nothing_that_blocks_the_fixed_rerun(tmp_path)
     first = tmp_path / "first"
     coreset.main([RECIPE, "--output_dir", str(first), *FAST, "--keep_checkpoints", "true"])
     out = tmp_path / "out"
-    wrong = [RECIPE, "--output_dir", str(out), *FAST, "--proxy", "resnet56", "--proxy_checkpoint", str(first / "checkpoints" / "proxy")]
+    wrong = [
+        RECIPE,
+        "--output_dir",
+        str(out),
+        *FAST,
+        "--proxy",
+        "resnet56",
+        "--proxy_checkpoint",
+        str(first / "checkpoints" / "proxy"),
+    ]
     with pytest.raises(SystemExit) as err:
         coreset.main(wrong)
     assert err.value.code == 2
@@ -456,7 +524,9 @@ def test_active_runs_resume_after_the_last_finished_round(tmp_path, monkeypatch)
     resumed = active.main([ACTIVE_RECIPE, "--output_dir", str(out), *ACTIVE_FAST])
     assert len(calls) == 1  # only round 2 ran again
     sizes = ("round", "train_size", "labelled_size", "n_selected")
-    assert [{k: r[k] for k in sizes} for r in resumed["rounds"]["proxy"]] == [{k: r[k] for k in sizes} for r in reference["rounds"]["proxy"]]
+    assert [{k: r[k] for k in sizes} for r in resumed["rounds"]["proxy"]] == [
+        {k: r[k] for k in sizes} for r in reference["rounds"]["proxy"]
+    ]
     a = datasets.load_dataset(str(tmp_path / "ref" / "dataset"))["train"]
     b = datasets.load_dataset(str(out / "dataset"))["train"]
     assert a["svp_index"] == b["svp_index"] and a["svp_round"] == b["svp_round"]
@@ -473,8 +543,20 @@ def test_active_runs_publish_through_the_same_pipeline(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "push_to_hub", fake_push)
     monkeypatch.setattr(pipeline, "check_hub_target", lambda repo_id, **kwargs: ("me", repo_id))
     out = tmp_path / "out"
-    metrics = active.main([ACTIVE_RECIPE, "--output_dir", str(out), *ACTIVE_FAST, "--push_to_hub", "true",
-                           "--hub_dataset_id", "me/active-digits", "--hub_token", SECRET])
+    metrics = active.main(
+        [
+            ACTIVE_RECIPE,
+            "--output_dir",
+            str(out),
+            *ACTIVE_FAST,
+            "--push_to_hub",
+            "true",
+            "--hub_dataset_id",
+            "me/active-digits",
+            "--hub_token",
+            SECRET,
+        ]
+    )
     assert pushed and pushed[0][0] == str(out) and pushed[0][1] == "me/active-digits"
     assert metrics["hub_url"].endswith("me/active-digits")
     assert files_containing(out, SECRET) == []
@@ -489,7 +571,9 @@ def test_device_settings_a_cpu_cannot_honour_warn():
     with pytest.warns(UserWarning, match="'fp16' has no effect on a CPU"):
         pipeline.check_device(SimpleNamespace(**cpu, mixed_precision="fp16"))
     with pytest.warns(UserWarning, match="processes on a CPU-only machine"):
-        pipeline.check_device(SimpleNamespace(**{**cpu, "num_processes": 4 * (os.cpu_count() or 1)}, mixed_precision="no"))
+        pipeline.check_device(
+            SimpleNamespace(**{**cpu, "num_processes": 4 * (os.cpu_count() or 1)}, mixed_precision="no")
+        )
 
 
 @pytest.mark.parametrize("flag", ["--help", "-h"])

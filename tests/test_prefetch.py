@@ -70,21 +70,32 @@ def test_prefetch_is_used_only_where_a_cpu_is_free_for_it(monkeypatch):
 @pytest.mark.parametrize("n,batch_size,drop_last", [(37, 8, False), (37, 8, True), (32, 8, False), (5, 8, False)])
 def test_sliced_batch_sampler_draws_the_batches_of_a_shuffled_dataloader(n, batch_size, drop_last):
     data = list(range(n))
-    expected = DataLoader(data, batch_size=batch_size, shuffle=True, drop_last=drop_last, generator=torch.Generator(), collate_fn=list)
+    expected = DataLoader(
+        data, batch_size=batch_size, shuffle=True, drop_last=drop_last, generator=torch.Generator(), collate_fn=list
+    )
     sampler = torch.utils.data.RandomSampler(data, generator=torch.Generator())
-    sliced = DataLoader(data, batch_sampler=SlicedBatchSampler(sampler, batch_size, drop_last), generator=sampler.generator, collate_fn=list)
+    sliced = DataLoader(
+        data,
+        batch_sampler=SlicedBatchSampler(sampler, batch_size, drop_last),
+        generator=sampler.generator,
+        collate_fn=list,
+    )
     for epoch in range(3):
         expected.generator.manual_seed(epoch)
         sliced.generator.manual_seed(epoch)
         assert list(sliced) == list(expected)
     ordered = SlicedBatchSampler(torch.utils.data.SequentialSampler(data), batch_size, drop_last)
-    assert list(ordered) == list(torch.utils.data.BatchSampler(torch.utils.data.SequentialSampler(data), batch_size, drop_last))
+    assert list(ordered) == list(
+        torch.utils.data.BatchSampler(torch.utils.data.SequentialSampler(data), batch_size, drop_last)
+    )
 
 
 def test_make_loader_shuffles_as_before():
     data = list(range(50))
     loader = make_loader(data, list, 16, shuffle=True, seed=3)
-    reference = DataLoader(data, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(3), collate_fn=list)
+    reference = DataLoader(
+        data, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(3), collate_fn=list
+    )
     assert list(loader) == list(reference)
 
 
@@ -99,7 +110,9 @@ def test_training_with_the_next_batch_built_ahead_trains_the_same_model(monkeypa
         torch.manual_seed(0)
         model = create_model("fasttext,buckets=4096", info)
         config = TrainingConfig(epochs=2, batch_size=32, learning_rate=0.1, lr_schedule="step")
-        results.append(train_model(model, family, dataset, info, config, Accelerator(cpu=True), signals=["correctness", "margin"]))
+        results.append(
+            train_model(model, family, dataset, info, config, Accelerator(cpu=True), signals=["correctness", "margin"])
+        )
     plain, ahead = results
     assert plain.history == ahead.history
     assert all(torch.equal(a, b) for a, b in zip(plain.model.state_dict().values(), ahead.model.state_dict().values()))

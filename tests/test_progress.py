@@ -111,9 +111,13 @@ def train_and_score(train, family, info, **kwargs):
     torch.manual_seed(0)
     accelerator = Accelerator(cpu=True)
     config = TrainingConfig(epochs=1, batch_size=32, learning_rate=0.05, lr_schedule="constant", seed=0)
-    result = train_model(create_model("resnet20", info), family, train, info, config, accelerator, desc="proxy", **kwargs)
+    result = train_model(
+        create_model("resnet20", info), family, train, info, config, accelerator, desc="proxy", **kwargs
+    )
     evaluate_accuracy(result.model, family, train, info, accelerator, desc="checking", **kwargs)
-    return score_examples(result.model, family, train, info, resolve_methods(["el2n"]), accelerator, desc="ranking", **kwargs)
+    return score_examples(
+        result.model, family, train, info, resolve_methods(["el2n"]), accelerator, desc="ranking", **kwargs
+    )
 
 
 def test_training_evaluation_and_scoring_bars_follow_the_switch_and_progress(tiny_setup, terminal):

@@ -29,7 +29,11 @@ def toy(n=N_ROWS, classes=N_CLASSES):
     """Rows with a scalar feature `x` (what the toy logits are computed from), a label and an unused column."""
     rng = np.random.default_rng(0)
     return Dataset.from_dict(
-        {"x": rng.normal(size=n).astype(np.float32).tolist(), "label": rng.integers(classes, size=n).tolist(), "note": ["r"] * n},
+        {
+            "x": rng.normal(size=n).astype(np.float32).tolist(),
+            "label": rng.integers(classes, size=n).tolist(),
+            "note": ["r"] * n,
+        },
         features=Features({"x": Value("float32"), "label": ClassLabel(num_classes=classes), "note": Value("string")}),
     )
 
@@ -110,8 +114,17 @@ def test_a_user_loop_records_the_scores_svp_hf_score_records_for_the_same_run(ti
     train = tiny_digits[0].select(range(120))  # 3 batches of 32 and one of 24 per epoch
     epochs, batch_size, lr = 2, 32, 0.05
     reference = svp_hf.score(
-        train, "resnet20", METHODS, proxy_epochs=epochs, batch_size=batch_size, learning_rate=lr, lr_schedule="constant",
-        augment=False, seed=0, momentum=0.9, weight_decay=5e-4,
+        train,
+        "resnet20",
+        METHODS,
+        proxy_epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=lr,
+        lr_schedule="constant",
+        augment=False,
+        seed=0,
+        momentum=0.9,
+        weight_decay=5e-4,
     )
 
     # The user's loop: their optimizer, loader, forward, loss and steps.
@@ -120,7 +133,9 @@ def test_a_user_loop_records_the_scores_svp_hf_score_records_for_the_same_run(ti
     model = timm.create_model("resnet20", num_classes=info.num_classes, in_chans=info.extra["in_chans"])
     inputs = family.dataset(train, model, info, train=True, augment=False)
     order = torch.Generator()
-    loader = torch.utils.data.DataLoader(inputs, batch_size=batch_size, shuffle=True, generator=order, collate_fn=inputs.collate)
+    loader = torch.utils.data.DataLoader(
+        inputs, batch_size=batch_size, shuffle=True, generator=order, collate_fn=inputs.collate
+    )
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     accelerator = Accelerator()
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
@@ -149,7 +164,7 @@ def test_a_user_loop_records_the_scores_svp_hf_score_records_for_the_same_run(ti
     assert np.isfinite(recorded["forgetting"]).sum() > 0
     # The trained model's pass: svp_hf pads its last batch to a full one and takes the softmax of many batches at
     # once, vectorised across rows, so a few rows may differ in the last float32 bit.
-    for method in METHODS[len(TRAINING):]:
+    for method in METHODS[len(TRAINING) :]:
         np.testing.assert_allclose(recorded[method], reference[method], rtol=1e-6, atol=1e-6, err_msg=method)
 
 
@@ -201,7 +216,9 @@ def test_indices_out_of_range_and_labels_unlike_the_datasets_are_caught_on_the_h
         recorder.flush()
     wrong = (labels[:4] + 1) % N_CLASSES
     recorder.update(torch.arange(4), torch.zeros(4, N_CLASSES), wrong)
-    with pytest.raises(SVPConfigError, match=r"4 of 4 labels given to update differ from the dataset's 'label' column \(row 0"):
+    with pytest.raises(
+        SVPConfigError, match=r"4 of 4 labels given to update differ from the dataset's 'label' column \(row 0"
+    ):
         recorder.scores()
     assert recorder.presentations.sum() == 0  # faulty records are dropped, not folded in
     recorder.update_final(torch.arange(4), torch.zeros(4, N_CLASSES), wrong)
@@ -241,7 +258,9 @@ def test_nan_logits_are_a_runtime_error_naming_the_run():
     logits = torch.zeros(len(ds), N_CLASSES)
     logits[3] = float("nan")
     recorder.update(torch.arange(len(ds)), logits, torch.tensor(ds["label"]))
-    with pytest.raises(SVPRuntimeError, match="the recorded training run produced NaN scores \\('aum' for 1 of 37 rows"):
+    with pytest.raises(
+        SVPRuntimeError, match="the recorded training run produced NaN scores \\('aum' for 1 of 37 rows"
+    ):
         recorder.scores("aum")
 
 
@@ -356,9 +375,17 @@ def trainer_run(output_dir, epochs=2, rows=None, **arguments):
 
     ds = toy()
     args = TrainingArguments(
-        output_dir=str(output_dir), num_train_epochs=epochs, per_device_train_batch_size=5, per_device_eval_batch_size=5,
-        gradient_accumulation_steps=2, learning_rate=0.0, save_strategy="no", report_to="none", logging_strategy="no",
-        disable_tqdm=True, **arguments,
+        output_dir=str(output_dir),
+        num_train_epochs=epochs,
+        per_device_train_batch_size=5,
+        per_device_eval_batch_size=5,
+        gradient_accumulation_steps=2,
+        learning_rate=0.0,
+        save_strategy="no",
+        report_to="none",
+        logging_strategy="no",
+        disable_tqdm=True,
+        **arguments,
     )
     trainer = Trainer(model=RowModel(), args=args, train_dataset=ds if rows is None else rows(ds))
     recorder = DynamicsRecorder(ds)
@@ -449,10 +476,13 @@ def load_example(name):
     return module
 
 
-@pytest.mark.parametrize("name, argv", [
-    ("record_accelerate", ["--epochs", "2", "--max-rows", "96", "--batch-size", "32", "--cpu"]),
-    ("record_trainer", ["--epochs", "2", "--max-rows", "96", "--batch-size", "32"]),
-])
+@pytest.mark.parametrize(
+    "name, argv",
+    [
+        ("record_accelerate", ["--epochs", "2", "--max-rows", "96", "--batch-size", "32", "--cpu"]),
+        ("record_trainer", ["--epochs", "2", "--max-rows", "96", "--batch-size", "32"]),
+    ],
+)
 def test_the_examples_run_and_their_scores_select(name, argv, tmp_path):
     import svp_hf
     from svp_hf.recorder import scores_source
@@ -486,7 +516,9 @@ def accelerate_loop(out):
     for epoch in range(3):
         for (rows,) in loader:
             recorder.update(rows, toy_logits(x[rows], epoch), labels[rows])
-    for (rows,) in accelerator.prepare(torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.arange(len(ds))), batch_size=8)):
+    for (rows,) in accelerator.prepare(
+        torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.arange(len(ds))), batch_size=8)
+    ):
         recorder.update_final(rows, toy_logits(x[rows], 3), labels[rows])
     write_result(accelerator.is_main_process, out, recorder, METHODS)
 
@@ -511,7 +543,16 @@ def launch(kind, out, processes):
         cmd = [sys.executable, *script]
     else:
         accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
-        cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", str(processes), "--main_process_port", "29533", *script]
+        cmd = [
+            accelerate,
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(processes),
+            "--main_process_port",
+            "29533",
+            *script,
+        ]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(Path(out).read_text())
@@ -527,8 +568,10 @@ def test_two_processes_record_exactly_what_one_records(tmp_path):
         assert one[method] == two[method], method
     # The trained model's pass is scored batch by batch with svp_hf's softmax, vectorised across a batch's rows: the
     # last batch (5 rows in one process, padded to 8 in two) may round a row's last float32 bit differently.
-    for method in METHODS[len(TRAINING):]:
-        np.testing.assert_allclose([float(v) for v in one[method]], [float(v) for v in two[method]], rtol=1e-6, err_msg=method)
+    for method in METHODS[len(TRAINING) :]:
+        np.testing.assert_allclose(
+            [float(v) for v in one[method]], [float(v) for v in two[method]], rtol=1e-6, err_msg=method
+        )
 
 
 @pytest.mark.slow

@@ -19,7 +19,9 @@ def test_rounds_plot_skips_runs_without_rounds(tmp_path):
     from svp_hf.report import ReportInputs, plot_rounds
 
     assert plot_rounds(ReportInputs({"job": "coreset", "method": "entropy"}), str(tmp_path / "r.png")) is None
-    rounds = {"proxy": [{"round": 1, "train_size": 10, "labelled_size": 20, "selection_seconds": 1.0, "accuracy": None}]}
+    rounds = {
+        "proxy": [{"round": 1, "train_size": 10, "labelled_size": 20, "selection_seconds": 1.0, "accuracy": None}]
+    }
     caption = plot_rounds(ReportInputs({"job": "active", "rounds": rounds}), str(tmp_path / "r.png"))
     assert caption and "selector accuracy" not in caption and (tmp_path / "r.png").stat().st_size > 0
 
@@ -64,20 +66,31 @@ def figures(monkeypatch):
 def scores_table(n=500):
     rng = np.random.default_rng(0)
     return datasets.Dataset.from_dict(
-        {"svp_index": list(range(n)), "label": rng.integers(0, 10, n).tolist(), "entropy": rng.random(n).tolist(),
-         "margin": rng.random(n).tolist()}
+        {
+            "svp_index": list(range(n)),
+            "label": rng.integers(0, 10, n).tolist(),
+            "entropy": rng.random(n).tolist(),
+            "margin": rng.random(n).tolist(),
+        }
     )
 
 
 def metrics(**extra):
     full = {n: 100 for n in NAMES}  # every bar as tall as the axes: no corner is free for a legend inside them
-    return {"method": "entropy", "n_selected": 150, "strategy": "top", "selected_strategy": "top",
-            "total_per_class": full, "selected_per_class": dict(full), **extra}
+    return {
+        "method": "entropy",
+        "n_selected": 150,
+        "strategy": "top",
+        "selected_strategy": "top",
+        "total_per_class": full,
+        "selected_per_class": dict(full),
+        **extra,
+    }
 
 
 def test_class_counts_legend_beside_the_bars_and_an_x_label(tmp_path, figures):
     write_plots(str(tmp_path), ReportInputs(metrics()))
-    (fig, (ax,)), = figures
+    ((fig, (ax,)),) = figures
     renderer = FigureCanvasAgg(fig).get_renderer()
     fig.draw(renderer)
     legend = ax.get_legend().get_window_extent(renderer)
@@ -104,7 +117,10 @@ def test_score_histogram_marks_the_cut_off(tmp_path, figures):
 def test_selection_cutoff_direction_and_when_there_is_none():
     values = np.arange(10, dtype=float)
     assert selection_cutoff(metrics(n_selected=3), "entropy", values) == (7.0, True)
-    assert selection_cutoff(metrics(n_selected=3, method="margin"), "margin", values) == (2.0, False)  # margin keeps lowest
+    assert selection_cutoff(metrics(n_selected=3, method="margin"), "margin", values) == (
+        2.0,
+        False,
+    )  # margin keeps lowest
     assert selection_cutoff(metrics(n_selected=3, selected_strategy="bottom"), "entropy", values) == (2.0, False)
     assert selection_cutoff(metrics(n_selected=3, selected_strategy="random"), "entropy", values) is None
     assert selection_cutoff(metrics(n_selected=3, class_balanced=True), "entropy", values) is None

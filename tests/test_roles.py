@@ -17,10 +17,18 @@ from svp_hf.stages import ActiveSettings
 
 def test_the_target_trains_with_its_own_keys_and_the_plain_ones_elsewhere():
     sel = SelectionArguments(proxy_epochs=3, batch_size=32, learning_rate=0.2, augment=False, seed=5)
-    run = RunArguments(target="resnet56", target_epochs=7, target_batch_size=16, target_optimizer="adamw", target_pretrained=True)
+    run = RunArguments(
+        target="resnet56", target_epochs=7, target_batch_size=16, target_optimizer="adamw", target_pretrained=True
+    )
     proxy, target = training_config("proxy", sel), training_config("target", sel, run)
     assert (proxy.epochs, proxy.batch_size, proxy.learning_rate, proxy.augment, proxy.seed) == (3, 32, 0.2, False, 5)
-    assert (target.epochs, target.batch_size, target.optimizer, target.learning_rate, target.augment) == (7, 16, "adamw", 0.2, False)
+    assert (target.epochs, target.batch_size, target.optimizer, target.learning_rate, target.augment) == (
+        7,
+        16,
+        "adamw",
+        0.2,
+        False,
+    )
     assert training_config("proxy", sel, epochs=9).epochs == 9  # auto's check trains for another length
     assert pretrained("target", sel, run) and not pretrained("proxy", sel, run)
 
@@ -44,12 +52,23 @@ def test_device_keys_reach_every_role_and_the_record_has_each_role():
 
 
 def test_active_learning_reads_typed_settings_translated_from_the_recipe(tmp_path):
-    sel = SelectionArguments(proxy="resnet20", method="entropy", seed=3, kcenter_chunk_size=99, proxy_checkpoint=str(tmp_path))
-    active = ActiveArguments(initial_size=10, budgets=[20, 30], selector="both", warm_start=True, initial_class_balanced=True)
+    sel = SelectionArguments(
+        proxy="resnet20", method="entropy", seed=3, kcenter_chunk_size=99, proxy_checkpoint=str(tmp_path)
+    )
+    active = ActiveArguments(
+        initial_size=10, budgets=[20, 30], selector="both", warm_start=True, initial_class_balanced=True
+    )
     settings = active_settings(sel, active)
     assert settings == ActiveSettings(
-        method="entropy", budgets=(20, 30), initial_size=10, selector="both", seed=3, warm_start=True,
-        eval_each_round=False, initial_class_balanced=True, kcenter_chunk_size=99,
+        method="entropy",
+        budgets=(20, 30),
+        initial_size=10,
+        selector="both",
+        seed=3,
+        warm_start=True,
+        eval_each_round=False,
+        initial_class_balanced=True,
+        kcenter_chunk_size=99,
     )
     assert settings.loops == ("proxy", "target")
     run = RunArguments(target="resnet56", target_epochs=7, target_pretrained=True)

@@ -15,12 +15,7 @@ import svp_hf.proxy
 from svp_hf import SVPConfigError, scoring
 from svp_hf.config import SelectionArguments
 from svp_hf.methods import resolve_methods
-from svp_hf.scoring import (
-    KCENTER_MIN_POOL,
-    compute_scores,
-    kcenter_pool_rows,
-    score_examples,
-)
+from svp_hf.scoring import KCENTER_MIN_POOL, compute_scores, kcenter_pool_rows, score_examples
 
 from .conftest import cli, outputs
 from .conftest import run_command as run
@@ -31,7 +26,9 @@ METHODS = ["least_confidence", "margin", "el2n", "kcenter", "random"]
 def scores_of(setup, dataset=None, methods=METHODS, **kwargs):
     train, family, info, model = setup
     kwargs.setdefault("batch_size", 32)
-    return compute_scores(model, family, train if dataset is None else dataset, info, resolve_methods(methods), Accelerator(), **kwargs)
+    return compute_scores(
+        model, family, train if dataset is None else dataset, info, resolve_methods(methods), Accelerator(), **kwargs
+    )
 
 
 def assert_same(a, b):
@@ -62,7 +59,9 @@ def test_streaming_input_gives_the_same_scores_as_in_memory(setup, tmp_path):
 
     train = setup[0]
     train.to_parquet(str(tmp_path / "train.parquet"))
-    stream = datasets.load_dataset("parquet", data_files={"train": str(tmp_path / "train.parquet")}, streaming=True)["train"]
+    stream = datasets.load_dataset("parquet", data_files={"train": str(tmp_path / "train.parquet")}, streaming=True)[
+        "train"
+    ]
     assert isinstance(stream, datasets.IterableDataset)
     in_memory = scores_of(setup)
     result = score_examples(
@@ -156,7 +155,10 @@ def test_a_kcenter_memory_bound_too_small_for_a_pool_is_refused_before_training(
     train, _ = tiny_digits
     trained = []
     monkeypatch.setattr(svp_hf.proxy, "train_model", lambda *a, **k: trained.append(1))
-    with pytest.raises(SVPConfigError, match=rf"useful k-centers pool of {KCENTER_MIN_POOL} candidates: that needs at least 33000 bytes"):
+    with pytest.raises(
+        SVPConfigError,
+        match=rf"useful k-centers pool of {KCENTER_MIN_POOL} candidates: that needs at least 33000 bytes",
+    ):
         svp_hf.score(train, proxy="resnet20", methods=["entropy", "kcenter"], kcenter_max_memory="1KB", proxy_epochs=1)
     with pytest.raises(SVPConfigError, match="useful k-centers pool"):
         svp_hf.prune(train, proxy="resnet20", method="kcenter", kcenter_max_memory=1024, proxy_epochs=1)
@@ -167,7 +169,9 @@ def test_a_kcenter_memory_bound_too_small_for_a_pool_is_refused_before_training(
 
 def test_a_pool_capped_below_the_minimum_warns_with_the_memory_it_needs():
     dim = 64
-    with pytest.warns(UserWarning, match=rf"holds only 30 k-centers candidate\(s\).*close to random.*>= {1000 * (4 * dim + 29)} bytes"):
+    with pytest.warns(
+        UserWarning, match=rf"holds only 30 k-centers candidate\(s\).*close to random.*>= {1000 * (4 * dim + 29)} bytes"
+    ):
         assert kcenter_pool_rows(dim, None, 30 * (4 * dim + 29), n_rows=5000) == 30
     with pytest.warns(UserWarning, match=rf">= {200 * (4 * dim + 29)} bytes"):  # a small dataset needs all its rows
         kcenter_pool_rows(dim, None, 30 * (4 * dim + 29), n_rows=200)
@@ -257,7 +261,10 @@ def _scoring_case(kind):
     if kind in ("fasttext", "config:bert-tiny,max_length=32"):
         data, name = add_index(reviews_dataset(n=400)["train"].select(range(301))), kind
     else:
-        data, name = add_index(_images(301 if kind == "small images" else 45, 16 if kind == "small images" else 72)), "resnet20"
+        data, name = (
+            add_index(_images(301 if kind == "small images" else 45, 16 if kind == "small images" else 72)),
+            "resnet20",
+        )
     family, info = prepare_inputs(data, name, {})
     model = create_model(name, info)
     ready = family.dataset(data, model, info, train=False)

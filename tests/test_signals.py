@@ -53,7 +53,9 @@ def test_forgetting_is_one_more_signal():
     # example 0: right, wrong, right -> one forgetting event; example 1: wrong, right, wrong -> one
     np.testing.assert_array_equal(get_method("forgetting").scorer(signals["correctness"]), [1.0, 1.0])
     assert training_signals([get_method(m) for m in ("forgetting", "aum", "confidence", "variability", "el2n")]) == [
-        "correctness", "margin", "true_probability",
+        "correctness",
+        "margin",
+        "true_probability",
     ]
 
 
@@ -90,7 +92,16 @@ def test_train_model_records_every_signal_and_resumes_them(tiny_digits, tmp_path
     def run(epochs, folder):
         torch.manual_seed(0)
         cfg = TrainingConfig(epochs=epochs, batch_size=32, learning_rate=0.05, lr_schedule="constant", seed=0)
-        return train_model(create_model("resnet20", info), family, train, info, cfg, Accelerator(), signals=names, checkpoint_dir=str(folder))
+        return train_model(
+            create_model("resnet20", info),
+            family,
+            train,
+            info,
+            cfg,
+            Accelerator(),
+            signals=names,
+            checkpoint_dir=str(folder),
+        )
 
     straight = run(2, tmp_path / "straight")
     run(1, tmp_path / "resumed")
@@ -116,10 +127,21 @@ def test_a_proxy_checkpoint_without_the_signal_is_refused_before_training(tiny_d
     save_file(create_model("resnet20", info).state_dict(), str(tmp_path / "model.safetensors"))
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as err:
-        coreset.main([
-            str(REPO / "recipes" / "quickstart.yaml"), "--output_dir", str(out), "--proxy_checkpoint", str(tmp_path),
-            "--method", "aum", "--score_methods", "entropy", "--max_train_samples", "200",
-        ])
+        coreset.main(
+            [
+                str(REPO / "recipes" / "quickstart.yaml"),
+                "--output_dir",
+                str(out),
+                "--proxy_checkpoint",
+                str(tmp_path),
+                "--method",
+                "aum",
+                "--score_methods",
+                "entropy",
+                "--max_train_samples",
+                "200",
+            ]
+        )
     assert err.value.code == 2
     captured = capsys.readouterr().err
     assert "did not record the training signal(s) ['margin']" in captured and "aum" in captured

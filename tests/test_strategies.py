@@ -67,7 +67,9 @@ def test_coverage_drops_exactly_the_hardest_share_per_class():
         hardest = np.r_[35:50, 85:100] if descending else np.r_[0:15, 50:65]
         assert dropped.tolist() == hardest.tolist()
         for seed in range(5):
-            keep = apply_strategy("coverage", scores, 60, descending=descending, labels=labels, coverage_beta=0.3, seed=seed)
+            keep = apply_strategy(
+                "coverage", scores, 60, descending=descending, labels=labels, coverage_beta=0.3, seed=seed
+            )
             assert not set(keep.tolist()) & set(dropped.tolist())
             assert np.bincount(labels[keep]).tolist() == [30, 30]
 
@@ -91,9 +93,10 @@ def test_strategies_are_pure_functions_of_their_inputs():
         a = apply_strategy(name, scores, 90, labels=labels, seed=5)
         b = apply_strategy(name, scores.copy(), 90, labels=labels.copy(), seed=5)
         assert a.tolist() == b.tolist(), name
-    assert apply_strategy("coverage", scores, 90, labels=labels, seed=5).tolist() != apply_strategy(
-        "coverage", scores, 90, labels=labels, seed=6
-    ).tolist()
+    assert (
+        apply_strategy("coverage", scores, 90, labels=labels, seed=5).tolist()
+        != apply_strategy("coverage", scores, 90, labels=labels, seed=6).tolist()
+    )
 
 
 def test_top_bottom_and_random():
@@ -107,7 +110,8 @@ def test_top_bottom_and_random():
 
 
 @pytest.mark.parametrize(
-    "fraction, beta", [(1.0, 0.0), (0.5, 0.0), (0.4, 0.05), (0.3, 0.1), (0.2, 0.1), (0.15, 0.2), (0.1, 0.3), (0.05, 0.3)]
+    "fraction, beta",
+    [(1.0, 0.0), (0.5, 0.0), (0.4, 0.05), (0.3, 0.1), (0.2, 0.1), (0.15, 0.2), (0.1, 0.3), (0.05, 0.3)],
 )
 def test_default_beta_follows_the_prune_rate(fraction, beta):
     assert default_coverage_beta(fraction) == pytest.approx(beta)
@@ -130,7 +134,9 @@ def test_select_and_selected_indices_take_a_strategy(tiny_digits):
 
     train, _ = tiny_digits
     rng = np.random.default_rng(0)
-    scores = Dataset.from_dict({"svp_index": list(range(len(train))), "label": train["label"], "el2n": rng.random(len(train)).tolist()})
+    scores = Dataset.from_dict(
+        {"svp_index": list(range(len(train))), "label": train["label"], "el2n": rng.random(len(train)).tolist()}
+    )
     for strategy in ("top", "bottom", "random", "coverage"):
         keep = svp_hf.selected_indices(scores, "el2n", 0.3, strategy=strategy, seed=1)
         pruned = svp_hf.select(train, scores, "el2n", 0.3, strategy=strategy, seed=1)

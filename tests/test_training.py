@@ -9,13 +9,7 @@ from svp_hf.data import add_index, inspect_dataset
 from svp_hf.errors import SVPConfigError
 from svp_hf.models import create_model, resolve_family
 from svp_hf.proxy import prepare_inputs
-from svp_hf.training import (
-    LR_SCHEDULES,
-    TrainingConfig,
-    evaluate_accuracy,
-    parameter_groups,
-    train_model,
-)
+from svp_hf.training import LR_SCHEDULES, TrainingConfig, evaluate_accuracy, parameter_groups, train_model
 
 from .conftest import separable
 
@@ -28,7 +22,9 @@ def test_training_resumes_from_its_last_epoch_checkpoint(setup, tmp_path):
         torch.manual_seed(0)
         model = create_model("resnet20", info)
         cfg = TrainingConfig(**{**vars(config), "epochs": epochs})
-        return train_model(model, family, train, info, cfg, Accelerator(), signals=["correctness"], checkpoint_dir=str(folder))
+        return train_model(
+            model, family, train, info, cfg, Accelerator(), signals=["correctness"], checkpoint_dir=str(folder)
+        )
 
     straight = run(2, tmp_path / "straight")
     assert sorted(p.name for p in (tmp_path / "straight").iterdir()) == ["epoch_0002"]  # only the newest epoch is kept
@@ -53,9 +49,25 @@ def test_report_to_tensorboard_logs_losses_accuracy_and_timings(tmp_path):
 
     out = tmp_path / "out"
     coreset.main(
-        [str(REPO / "recipes" / "quickstart.yaml"), "--output_dir", str(out), "--report_to", "tensorboard", "--proxy_epochs", "2",
-         "--max_train_samples", "100", "--max_eval_samples", "50", "--target", "", "--score_methods", "entropy",
-         "--strategy", "top"]
+        [
+            str(REPO / "recipes" / "quickstart.yaml"),
+            "--output_dir",
+            str(out),
+            "--report_to",
+            "tensorboard",
+            "--proxy_epochs",
+            "2",
+            "--max_train_samples",
+            "100",
+            "--max_eval_samples",
+            "50",
+            "--target",
+            "",
+            "--score_methods",
+            "entropy",
+            "--strategy",
+            "top",
+        ]
     )
     events = [str(p.parent) for p in out.rglob("events.out.tfevents.*")]
     assert events
@@ -64,7 +76,13 @@ def test_report_to_tensorboard_logs_losses_accuracy_and_timings(tmp_path):
         acc = EventAccumulator(folder)
         acc.Reload()
         tags |= set(acc.Tags()["scalars"])
-    assert {"proxy resnet20/loss", "proxy resnet20/accuracy", "proxy/eval_accuracy", "seconds/scoring", "seconds/total"} <= tags
+    assert {
+        "proxy resnet20/loss",
+        "proxy resnet20/accuracy",
+        "proxy/eval_accuracy",
+        "seconds/scoring",
+        "seconds/total",
+    } <= tags
 
 
 def test_imagenet_schedule_warms_up_then_steps_down():
@@ -107,7 +125,15 @@ def test_adamw_fine_tunes_a_transformers_model_and_refuses_sparse_embeddings():
     torch.manual_seed(0)
     model = create_model(name, info)
     accelerator = Accelerator()
-    config = TrainingConfig(epochs=4, batch_size=16, learning_rate=3e-3, weight_decay=0.01, lr_schedule="linear", optimizer="adamw", augment=False)
+    config = TrainingConfig(
+        epochs=4,
+        batch_size=16,
+        learning_rate=3e-3,
+        weight_decay=0.01,
+        lr_schedule="linear",
+        optimizer="adamw",
+        augment=False,
+    )
     trained = train_model(model, family, add_index(train), info, config, accelerator)
     assert trained.history[-1]["loss"] < trained.history[0]["loss"]
     assert evaluate_accuracy(trained.model, family, test, info, accelerator) >= 0.9
@@ -182,7 +208,9 @@ def test_the_direct_optimizer_step_equals_accelerates_own():
     weights = []
     for direct in (True, False):
         torch.manual_seed(0)
-        net = torch.nn.ModuleDict({"bag": torch.nn.EmbeddingBag(50, 4, mode="mean", sparse=True), "head": torch.nn.Linear(4, 2)})
+        net = torch.nn.ModuleDict(
+            {"bag": torch.nn.EmbeddingBag(50, 4, mode="mean", sparse=True), "head": torch.nn.Linear(4, 2)}
+        )
         accelerator = Accelerator(cpu=True)
         optimizer = OPTIMIZERS.get("sgd")(net, TrainingConfig(learning_rate=0.1, momentum=0.9, weight_decay=5e-4))
         net, optimizer = accelerator.prepare(net, optimizer)
@@ -212,7 +240,17 @@ def test_recording_steps_in_groups_equals_recording_each_step(tiny_digits, monke
         monkeypatch.setattr(training, "STEPS_PER_RECORD", group)
         model, family, info, config = _train(dataset, "resnet20", 16)
         config.epochs = 2
-        results.append(train_model(model, family, dataset, info, config, Accelerator(cpu=True), signals=["correctness", "margin", "true_probability"]))
+        results.append(
+            train_model(
+                model,
+                family,
+                dataset,
+                info,
+                config,
+                Accelerator(cpu=True),
+                signals=["correctness", "margin", "true_probability"],
+            )
+        )
     for other in results[1:]:
         assert other.history == results[0].history
         for name in ("correctness", "margin", "true_probability"):

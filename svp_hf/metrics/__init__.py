@@ -1,9 +1,9 @@
 """``evaluate`` modules shipped inside svp_hf, loaded by path (Hub metric scripts are out of reach offline).
 
-    >>> import evaluate, svp_hf.metrics
-    >>> agreement = evaluate.load(svp_hf.metrics.metric_path("rank_agreement"))
-    >>> agreement.compute(predictions=[0.1, 0.4, 0.3], references=[1, 3, 2], k=1)
-    {'spearman': 1.0, 'kendall': 1.0, 'top_k_overlap': 1.0}
+>>> import evaluate, svp_hf.metrics
+>>> agreement = evaluate.load(svp_hf.metrics.metric_path("rank_agreement"))
+>>> agreement.compute(predictions=[0.1, 0.4, 0.3], references=[1, 3, 2], k=1)
+{'spearman': 1.0, 'kendall': 1.0, 'top_k_overlap': 1.0}
 """
 
 from __future__ import annotations

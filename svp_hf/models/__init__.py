@@ -38,7 +38,9 @@ class ModelFamily:
     logits: Callable[[torch.nn.Module, Dict[str, torch.Tensor]], torch.Tensor]
     logits_and_embeddings: Callable[[torch.nn.Module, Dict[str, torch.Tensor]], Tuple[torch.Tensor, torch.Tensor]]
     priority: int = 100  # lower is tried first
-    collate_for: Optional[Callable[[torch.nn.Module], Callable]] = None  # model -> collate (e.g. its tokenizer's padding)
+    collate_for: Optional[Callable[[torch.nn.Module], Callable]] = (
+        None  # model -> collate (e.g. its tokenizer's padding)
+    )
     check: Optional[Callable[..., None]] = None  # (name, info, *, trust_remote_code): cheap checks before any training
     sparse_gradients: bool = False  # its models train sparse embeddings: only optimizers that take them can train it
 
@@ -83,7 +85,9 @@ def check_model(name: str, info: DataInfo, *, trust_remote_code: bool = False) -
     the classifier's range, modality), so that a bad target fails before the proxy is trained."""
     family = resolve_family(name)
     if family.modality != info.modality:
-        raise SVPConfigError(f"model {name!r} reads {family.modality} data, but the dataset was inspected as {info.modality}")
+        raise SVPConfigError(
+            f"model {name!r} reads {family.modality} data, but the dataset was inspected as {info.modality}"
+        )
     if family.check is not None:
         family.check(name, info, trust_remote_code=trust_remote_code)
     return family

@@ -36,8 +36,18 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 # The compact BERTs of Turc et al. (2019), "Well-Read Students Learn Better": layers L, hidden size H, H/64 heads.
 PRESETS: Dict[str, Tuple[str, Dict[str, int]]] = {
-    name: ("bert", dict(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=hidden // 64, intermediate_size=4 * hidden))
-    for name, layers, hidden in (("bert-tiny", 2, 128), ("bert-mini", 4, 256), ("bert-small", 4, 512), ("bert-medium", 8, 512))
+    name: (
+        "bert",
+        dict(
+            num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=hidden // 64, intermediate_size=4 * hidden
+        ),
+    )
+    for name, layers, hidden in (
+        ("bert-tiny", 2, 128),
+        ("bert-mini", 4, 256),
+        ("bert-small", 4, 512),
+        ("bert-medium", 8, 512),
+    )
 }
 BYTE_SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -67,7 +77,7 @@ def parse_spec(name: str) -> TransformersSpec:
     if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 2):
         raise SVPConfigError(f"max_length in {name!r} must be an integer of at least 2, got {max_length!r}")
     from_config = base.startswith(CONFIG_PREFIX)
-    source = base[len(CONFIG_PREFIX):].strip() if from_config else base
+    source = base[len(CONFIG_PREFIX) :].strip() if from_config else base
     if not source:
         raise SVPConfigError(f"model {name!r} names no model type, folder or Hub id after {CONFIG_PREFIX!r}")
     if from_config and source in PRESETS:
@@ -98,7 +108,9 @@ def byte_tokenizer(max_length: int = DEFAULT_MAX_LENGTH):
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {token: i for i, token in enumerate(list(BYTE_SPECIAL_TOKENS) + sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    vocab = {
+        token: i for i, token in enumerate(list(BYTE_SPECIAL_TOKENS) + sorted(pre_tokenizers.ByteLevel.alphabet()))
+    }
     tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False), pre_tokenizers.Split("", "isolated")]
@@ -109,7 +121,12 @@ def byte_tokenizer(max_length: int = DEFAULT_MAX_LENGTH):
     )
     pad, unk, cls_t, sep_t, mask = BYTE_SPECIAL_TOKENS
     return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer, pad_token=pad, unk_token=unk, cls_token=cls_t, sep_token=sep_t, mask_token=mask,
+        tokenizer_object=tokenizer,
+        pad_token=pad,
+        unk_token=unk,
+        cls_token=cls_t,
+        sep_token=sep_t,
+        mask_token=mask,
         model_max_length=max_length,
     )
 
@@ -176,7 +193,9 @@ def _max_length(spec: TransformersSpec, tokenizer, config) -> int:
     limits = [DEFAULT_MAX_LENGTH if spec.max_length is None else spec.max_length]
     limits += [v for v in (tokenizer.model_max_length, getattr(config, "max_position_embeddings", None)) if v]
     if spec.max_length is not None and spec.max_length > min(limits):
-        raise SVPConfigError(f"max_length={spec.max_length} in {spec.name!r} exceeds the model's limit of {min(limits)} tokens")
+        raise SVPConfigError(
+            f"max_length={spec.max_length} in {spec.name!r} exceeds the model's limit of {min(limits)} tokens"
+        )
     return int(min(limits))
 
 
@@ -234,11 +253,22 @@ def transformers_dataset(dataset, model, info: DataInfo, train: bool, augment: b
     def build():
         encoded = text_dataset(dataset, info, Tokenize(tokenizer, model.svp_max_length), desc="tokenizing")
         columns = [c for c in tokenizer.model_input_names if c in encoded.column_names]
-        pads = {"input_ids": tokenizer.pad_token_id, "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0), "attention_mask": 0}
+        pads = {
+            "input_ids": tokenizer.pad_token_id,
+            "token_type_ids": getattr(tokenizer, "pad_token_type_id", 0),
+            "attention_mask": 0,
+        }
         return PackedText(encoded, columns, layout="padded", pad_values=pads, padding_side=tokenizer.padding_side)
 
-    key = ("transformers", tokenizer.name_or_path, len(tokenizer), model.svp_max_length, tokenizer.padding_side,
-           tuple(info.input_columns), info.label_column)
+    key = (
+        "transformers",
+        tokenizer.name_or_path,
+        len(tokenizer),
+        model.svp_max_length,
+        tokenizer.padding_side,
+        tuple(info.input_columns),
+        info.label_column,
+    )
     return packed_text(dataset, key, build)
 
 
