@@ -55,11 +55,14 @@ def parse(argv=None):
 
 
 def supported_strategies(summary: Dict[str, Dict]) -> Dict[str, List[str]]:
-    """Per kept fraction, the sweep arms (other than random and the default) whose paired margin over random is
-    above its spread over at least two seeds (mean - std > 0) on every suite."""
+    """Per kept fraction, the sweep arms (other than random and the defaults, budgeted or not) whose paired margin
+    over random is above its spread over at least two seeds (mean - std > 0) on every suite."""
     suites = list(summary.values())
     fractions = suites[0]["fractions"]
-    arms = [a for a in suites[0]["arms"] if a not in ("full data", "random") and not a.endswith("(default)")]
+    arms = [
+        a for a in suites[0]["arms"]
+        if a not in ("random", *prune_sweep.NOT_STRATEGY_ARMS) and not a.endswith("(default)")  # "(default)": older sweeps
+    ]
     out = {}
     for f in fractions:
         out[f] = [
