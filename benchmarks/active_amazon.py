@@ -29,7 +29,11 @@ def default_target() -> str:
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default=str(DEFAULT_SHARED_DATA / "amazon_polarity"), help="local folder, Hub id or builtin:reviews")
+    p.add_argument(
+        "--dataset",
+        default=str(DEFAULT_SHARED_DATA / "amazon_polarity"),
+        help="local folder, Hub id or builtin:reviews",
+    )
     p.add_argument("--pool-size", type=int, default=2000, help="seeded subset of the training split used as the pool")
     p.add_argument("--test-size", type=int, default=1000)
     p.add_argument("--initial-size", type=int, default=200)
@@ -53,7 +57,9 @@ def parse(argv=None):
     if args.target is None:
         args.target = default_target()
     if args.quick:
-        args.dataset = "builtin:reviews" if args.dataset == str(DEFAULT_SHARED_DATA / "amazon_polarity") else args.dataset
+        args.dataset = (
+            "builtin:reviews" if args.dataset == str(DEFAULT_SHARED_DATA / "amazon_polarity") else args.dataset
+        )
         args.pool_size, args.test_size, args.initial_size, args.budgets = 160, 80, 40, [80, 120]
         args.proxy_epochs, args.target_epochs, args.seeds, args.max_length = 2, 1, args.seeds[:1], 48
         if args.target == default_target():
@@ -63,8 +69,8 @@ def parse(argv=None):
 
 def run_seed(args, seed: int, accelerator) -> Dict[str, object]:
     import svp_hf
-    from svp_hf.pipeline import subsample
     from svp_hf.data import get_split, load_data
+    from svp_hf.pipeline import subsample
 
     data = load_data(args.dataset)
     pool = subsample(get_split(data, "train", "training"), args.pool_size, seed)
@@ -95,7 +101,10 @@ def run_seed(args, seed: int, accelerator) -> Dict[str, object]:
         "rounds": {role: run.rounds for role, run in loops.items()},
         "selection_seconds": {role: run.selection_seconds for role, run in loops.items()},
         "speedup": both.speedup,
-        "target_accuracy": {**{role: run.target_accuracy for role, run in loops.items()}, "random": random.runs["proxy"].target_accuracy},
+        "target_accuracy": {
+            **{role: run.target_accuracy for role, run in loops.items()},
+            "random": random.runs["proxy"].target_accuracy,
+        },
         "same_initial_set": bool(
             (both.runs["proxy"].pool.rounds() == 0).tolist() == (random.runs["proxy"].pool.rounds() == 0).tolist()
         ),
@@ -108,14 +117,19 @@ def aggregate(runs: List[Dict[str, object]]) -> Dict[str, object]:
         role: [
             {
                 "labelled_size": runs[0]["rounds"][role][i]["labelled_size"],
-                **{k: mean_spread([r["rounds"][role][i][k] for r in runs]) for k in ("training_seconds", "scoring_seconds", "selection_seconds")},
+                **{
+                    k: mean_spread([r["rounds"][role][i][k] for r in runs])
+                    for k in ("training_seconds", "scoring_seconds", "selection_seconds")
+                },
             }
             for i in range(len(runs[0]["rounds"][role]))
         ]
         for role in roles
     }
     round_speedup = [
-        mean_spread([r["rounds"]["target"][i]["selection_seconds"] / r["rounds"]["proxy"][i]["selection_seconds"] for r in runs])
+        mean_spread(
+            [r["rounds"]["target"][i]["selection_seconds"] / r["rounds"]["proxy"][i]["selection_seconds"] for r in runs]
+        )
         for i in range(len(runs[0]["rounds"]["proxy"]))
     ]
     return {
@@ -123,7 +137,9 @@ def aggregate(runs: List[Dict[str, object]]) -> Dict[str, object]:
         "round_speedup": round_speedup,
         "selection_seconds": {role: mean_spread([r["selection_seconds"][role] for r in runs]) for role in roles},
         "speedup": mean_spread([r["speedup"] for r in runs]),
-        "target_accuracy": {arm: mean_spread([r["target_accuracy"][arm] for r in runs]) for arm in runs[0]["target_accuracy"]},
+        "target_accuracy": {
+            arm: mean_spread([r["target_accuracy"][arm] for r in runs]) for arm in runs[0]["target_accuracy"]
+        },
     }
 
 

@@ -55,17 +55,24 @@ def parse(argv=None):
 
 
 def supported_strategies(summary: Dict[str, Dict]) -> Dict[str, List[str]]:
-    """Per kept fraction, the sweep arms (other than random and the default) whose paired margin over random is
-    above its spread over at least two seeds (mean - std > 0) on every suite."""
+    """Per kept fraction, the sweep arms (other than random and the defaults, budgeted or not) whose paired margin
+    over random is above its spread over at least two seeds (mean - std > 0) on every suite."""
     suites = list(summary.values())
     fractions = suites[0]["fractions"]
-    arms = [a for a in suites[0]["arms"] if a not in ("full data", "random") and not a.endswith("(default)")]
+    arms = [
+        a
+        for a in suites[0]["arms"]
+        if a not in ("random", *prune_sweep.NOT_STRATEGY_ARMS)
+        and not a.endswith("(default)")  # "(default)": older sweeps
+    ]
     out = {}
     for f in fractions:
         out[f] = [
-            arm for arm in arms
+            arm
+            for arm in arms
             if all(
-                arm in s["arms"] and f in s["arms"][arm]
+                arm in s["arms"]
+                and f in s["arms"][arm]
                 and s["arms"][arm][f]["margin_over_random"]["n"] >= 2
                 and s["arms"][arm][f]["margin_over_random"]["mean"] - s["arms"][arm][f]["margin_over_random"]["std"] > 0
                 for s in suites
@@ -100,16 +107,25 @@ def default_budget_cell(parts: prune_sweep.Parts, args, suite: str, seed: int, f
         return None
     n, epochs = full["n_train"], getattr(args, f"{suite}_target_epochs")
     plan = plan_check(
-        budget=DEFAULT_SELECTION_BUDGET, reference_seconds=full["train_seconds"], reference="target",
-        spent_seconds=proxy["seconds"], rate=proxy_rate(proxy["seconds"], n, getattr(args, f"{suite}_proxy_epochs")),
-        n_rows=n, fraction=fraction, epochs=epochs,
+        budget=DEFAULT_SELECTION_BUDGET,
+        reference_seconds=full["train_seconds"],
+        reference="target",
+        spent_seconds=proxy["seconds"],
+        rate=proxy_rate(proxy["seconds"], n, getattr(args, f"{suite}_proxy_epochs")),
+        n_rows=n,
+        fraction=fraction,
+        epochs=epochs,
     )
     unbudgeted = auto["auto"]["chosen"]
     return {
-        "suite": suite, "seed": seed, "fraction": fraction,
+        "suite": suite,
+        "seed": seed,
+        "fraction": fraction,
         "proxy_share": proxy["seconds"] / full["train_seconds"],
         "check_share_unbudgeted": auto["auto_seconds"] / full["train_seconds"],
-        "fits": plan.fits, "planned_seconds": plan.planned_seconds, "shrunk": plan.shrunk,
+        "fits": plan.fits,
+        "planned_seconds": plan.planned_seconds,
+        "shrunk": plan.shrunk,
         "budgeted_choice": "random" if not plan.fits else None,  # a plan that fits must be run (evidence 3)
         "unbudgeted_choice": unbudgeted,
         "budgeted_accuracy": random["accuracy"] if not plan.fits else None,
@@ -132,18 +148,36 @@ def smallest_plan(n_rows: int, fraction: float, epochs: int, rate, num_classes: 
     kept = len(candidates_for(fraction)) - len(shrink_order(candidates_for(fraction), fraction, None))
     seconds = check_cost(rate, kept, 1, n_to_keep(fraction, pool), epochs, n_rows - fit)
     plan = plan_check(
-        budget=1.0, reference_seconds=seconds * (1 + 1e-9), reference="target", spent_seconds=0.0, rate=rate,
-        n_rows=n_rows, fraction=fraction, epochs=epochs, num_classes=num_classes,
+        budget=1.0,
+        reference_seconds=seconds * (1 + 1e-9),
+        reference="target",
+        spent_seconds=0.0,
+        rate=rate,
+        n_rows=n_rows,
+        fraction=fraction,
+        epochs=epochs,
+        num_classes=num_classes,
     )
-    assert plan.fits and plan.seeds == 1 and len(plan.candidates) == kept and plan.subset_rows == n_to_keep(fraction, pool), plan
+    assert (
+        plan.fits and plan.seeds == 1 and len(plan.candidates) == kept and plan.subset_rows == n_to_keep(fraction, pool)
+    ), plan
     return plan
 
 
-def run_suite_seed(args, sargs, suite: str, seed: int, fractions: List[float], sweep_parts: prune_sweep.Parts,
-                   parts: prune_sweep.Parts, accelerator) -> List[Dict]:
+def run_suite_seed(
+    args,
+    sargs,
+    suite: str,
+    seed: int,
+    fractions: List[float],
+    sweep_parts: prune_sweep.Parts,
+    parts: prune_sweep.Parts,
+    accelerator,
+) -> List[Dict]:
     """Evidence 3 for one suite and seed: the proxy trained once (least_confidence scores), then every fraction."""
-    import svp_hf
     from accelerate.utils import set_seed
+
+    import svp_hf
     from svp_hf.auto import choose_strategy, proxy_trainer
     from svp_hf.config import SelectionArguments
     from svp_hf.methods import get_method
@@ -159,53 +193,98 @@ def run_suite_seed(args, sargs, suite: str, seed: int, fractions: List[float], s
     proxy_name, target_name = getattr(sargs, f"{suite}_proxy"), getattr(sargs, f"{suite}_target")
     family, info = prepare_inputs(train, proxy_name, {})
     method = SelectionArguments.__dataclass_fields__["method"].default
-    common = dict(batch_size=sargs.batch_size, learning_rate=getattr(sargs, f"{suite}_learning_rate"), seed=seed, lr_schedule="step")
+    common = dict(
+        batch_size=sargs.batch_size,
+        learning_rate=getattr(sargs, f"{suite}_learning_rate"),
+        seed=seed,
+        lr_schedule="step",
+    )
     proxy_epochs, target_epochs = getattr(sargs, f"{suite}_proxy_epochs"), getattr(sargs, f"{suite}_target_epochs")
-    proxy_args = SelectionArguments(proxy=proxy_name, proxy_epochs=proxy_epochs, method=method, score_methods=[], **common)
+    proxy_args = SelectionArguments(
+        proxy=proxy_name, proxy_epochs=proxy_epochs, method=method, score_methods=[], **common
+    )
     run = run_scoring(train, proxy_args, family=family, info=info, accelerator=accelerator)
     proxy_seconds = run.timings["proxy_training"] + run.timings["scoring"]
     values = np.empty(len(train))
     values[score_positions(run.scores)] = method_values(run.scores, method)
     labels = labels_of(train, info)
     check_config = training_config("proxy", proxy_args, epochs=target_epochs)
-    trainer = proxy_trainer(train, model_name=proxy_name, family=family, info=info, config=check_config,
-                            accelerator=accelerator, eval_batch_size=sargs.batch_size)
+    trainer = proxy_trainer(
+        train,
+        model_name=proxy_name,
+        family=family,
+        info=info,
+        config=check_config,
+        accelerator=accelerator,
+        eval_batch_size=sargs.batch_size,
+    )
     target_args = SelectionArguments(proxy=target_name, proxy_epochs=target_epochs, **common)
     target_family = svp_hf.resolve_family(target_name)
 
     def target_accuracy(keep: np.ndarray) -> float:
         set_seed(seed)
-        result = train_model(create_model(target_name, info), target_family, train.select(keep), info,
-                             training_config("proxy", target_args), accelerator, desc=f"target on {len(keep)}")
+        result = train_model(
+            create_model(target_name, info),
+            target_family,
+            train.select(keep),
+            info,
+            training_config("proxy", target_args),
+            accelerator,
+            desc=f"target on {len(keep)}",
+        )
         return evaluate_accuracy(result.model, target_family, test, info, accelerator, batch_size=256, desc="evaluate")
 
     out = []
     for fraction, name in zip(fractions, names):
         cell = parts.load(name)
         if cell is None:
-            plan = smallest_plan(len(train), fraction, target_epochs, proxy_rate(proxy_seconds, len(train), proxy_epochs),
-                                 info.num_classes)
+            plan = smallest_plan(
+                len(train),
+                fraction,
+                target_epochs,
+                proxy_rate(proxy_seconds, len(train), proxy_epochs),
+                info.num_classes,
+            )
             # The question here is what the smallest check chooses, not whether it keeps to time: with no seconds to
             # spare, its stop rule would end it after random whenever a candidate takes longer than planned.
             plan.available_seconds = math.inf
             start = time.perf_counter()
-            decision = choose_strategy(train, values, labels, descending=get_method(method).descending, fraction=fraction,
-                                       train_candidate=trainer, seed=seed, plan=plan)
+            decision = choose_strategy(
+                train,
+                values,
+                labels,
+                descending=get_method(method).descending,
+                fraction=fraction,
+                train_candidate=trainer,
+                seed=seed,
+                plan=plan,
+            )
             check_seconds = time.perf_counter() - start
             margin = 0.0
             if decision.strategy != "random":  # the same seed's target on random's subset and on the choice, here
-                picks = {s: svp_hf.selected_indices(run.scores, method, fraction, strategy=s, seed=seed, coverage_beta=b)
-                         for s, b in (("random", None), (decision.strategy, decision.coverage_beta))}
+                picks = {
+                    s: svp_hf.selected_indices(run.scores, method, fraction, strategy=s, seed=seed, coverage_beta=b)
+                    for s, b in (("random", None), (decision.strategy, decision.coverage_beta))
+                }
                 margin = target_accuracy(picks[decision.strategy]) - target_accuracy(picks["random"])
             recorded = sweep_parts.load(prune_sweep.part_name(seed, fraction, DEFAULT_ARM))
             recorded_random = sweep_parts.load(prune_sweep.part_name(seed, fraction, "random"))
             cell = {
-                "suite": suite, "seed": seed, "fraction": fraction, "n_train": len(train),
-                "smallest_choice": decision.chosen, "smallest_margin_over_random": margin,
-                "smallest_check_seconds": check_seconds, "planned_seconds": plan.planned_seconds,
-                "proxy_seconds": proxy_seconds, "shrunk": plan.shrunk, "decision": decision.as_dict(),
+                "suite": suite,
+                "seed": seed,
+                "fraction": fraction,
+                "n_train": len(train),
+                "smallest_choice": decision.chosen,
+                "smallest_margin_over_random": margin,
+                "smallest_check_seconds": check_seconds,
+                "planned_seconds": plan.planned_seconds,
+                "proxy_seconds": proxy_seconds,
+                "shrunk": plan.shrunk,
+                "decision": decision.as_dict(),
                 "unbudgeted_choice": recorded["auto"]["chosen"] if recorded else None,
-                "unbudgeted_margin_over_random": recorded["accuracy"] - recorded_random["accuracy"] if recorded else None,
+                "unbudgeted_margin_over_random": recorded["accuracy"] - recorded_random["accuracy"]
+                if recorded
+                else None,
                 "unbudgeted_check_seconds": recorded["auto_seconds"] if recorded else None,
             }
             parts.save(name, cell)
@@ -251,7 +330,9 @@ def main(argv=None):
             for seed in seeds:
                 run_cells += run_suite_seed(args, sargs, suite, seed, fractions, sweep_parts, parts, accelerator)
     for c in recorded:
-        c["budgeted_margin_over_random"] = None if c["budgeted_accuracy"] is None else c["budgeted_accuracy"] - c["random_accuracy"]
+        c["budgeted_margin_over_random"] = (
+            None if c["budgeted_accuracy"] is None else c["budgeted_accuracy"] - c["random_accuracy"]
+        )
         c["unbudgeted_margin_over_random"] = c["unbudgeted_accuracy"] - c["random_accuracy"]
     summary = {
         "supported_strategies": supported_strategies(sweep["summary"]),
@@ -259,21 +340,36 @@ def main(argv=None):
             "cells": len(recorded),
             "fell_back": sum(not c["fits"] for c in recorded),
             "same_choice": sum(c["budgeted_choice"] == c["unbudgeted_choice"] for c in recorded),
-            "budgeted_minus_unbudgeted": compare(recorded, "budgeted_margin_over_random", "unbudgeted_margin_over_random"),
+            "budgeted_minus_unbudgeted": compare(
+                recorded, "budgeted_margin_over_random", "unbudgeted_margin_over_random"
+            ),
             "proxy_share": mean_spread([c["proxy_share"] for c in recorded]),
             "check_share_unbudgeted": mean_spread([c["check_share_unbudgeted"] for c in recorded]),
         },
         "smallest_check": {
             "cells": len(run_cells),
             "same_choice": sum(c["smallest_choice"] == c["unbudgeted_choice"] for c in run_cells),
-            "smallest_minus_unbudgeted": compare(run_cells, "smallest_margin_over_random", "unbudgeted_margin_over_random"),
+            "smallest_minus_unbudgeted": compare(
+                run_cells, "smallest_margin_over_random", "unbudgeted_margin_over_random"
+            ),
             "seconds_smallest": mean_spread([c["smallest_check_seconds"] for c in run_cells]),
-            "seconds_unbudgeted": mean_spread([c["unbudgeted_check_seconds"] for c in run_cells if c["unbudgeted_check_seconds"]]),
+            "seconds_unbudgeted": mean_spread(
+                [c["unbudgeted_check_seconds"] for c in run_cells if c["unbudgeted_check_seconds"]]
+            ),
             "spent_over_planned": mean_spread([c["smallest_check_seconds"] / c["planned_seconds"] for c in run_cells]),
         },
     }
-    return save_benchmark("budget_check", "budget_check", args, argv, exclude=("parts_dir", "skip_run"),
-                          sweep_command=sweep["command"], recorded=recorded, runs=run_cells, summary=summary)
+    return save_benchmark(
+        "budget_check",
+        "budget_check",
+        args,
+        argv,
+        exclude=("parts_dir", "skip_run"),
+        sweep_command=sweep["command"],
+        recorded=recorded,
+        runs=run_cells,
+        summary=summary,
+    )
 
 
 if __name__ == "__main__":

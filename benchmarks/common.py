@@ -56,7 +56,11 @@ def mean_spread(values: Sequence[float]) -> Dict[str, Optional[float]]:
     values = [v for v in values if v is not None]
     if not values:
         return {"mean": None, "std": None, "n": 0}
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0, "n": len(values)}
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
 
 
 def write_result(name: str, payload: Dict[str, object], out_dir: Path = RESULTS_DIR) -> Path:

@@ -19,7 +19,6 @@ from typing import Dict, List
 
 import numpy as np
 
-
 from benchmarks.common import DEFAULT_SHARED_DATA, mean_spread, offline_env, run_over_seeds
 
 PROXY_METHODS = ["least_confidence", "entropy", "forgetting", "el2n", "kcenter"]
@@ -27,7 +26,11 @@ PROXY_METHODS = ["least_confidence", "entropy", "forgetting", "el2n", "kcenter"]
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default=str(DEFAULT_SHARED_DATA / "cifar10"), help="dataset_name: local folder, Hub id or builtin:digits")
+    p.add_argument(
+        "--dataset",
+        default=str(DEFAULT_SHARED_DATA / "cifar10"),
+        help="dataset_name: local folder, Hub id or builtin:digits",
+    )
     p.add_argument("--train-size", type=int, default=4000, help="seeded subset of the training split")
     p.add_argument("--test-size", type=int, default=2000, help="seeded subset of the test split")
     p.add_argument("--proxy", default="resnet20")
@@ -56,12 +59,12 @@ def overlap(a: np.ndarray, b: np.ndarray) -> float:
 
 def run_seed(args, seed: int, accelerator) -> Dict[str, object]:
     import svp_hf
-    from svp_hf.proxy import prepare_inputs, run_scoring
-    from svp_hf.roles import training_config
-    from svp_hf.pipeline import subsample
     from svp_hf.config import SelectionArguments
     from svp_hf.data import get_split, load_data
     from svp_hf.models import create_model
+    from svp_hf.pipeline import subsample
+    from svp_hf.proxy import prepare_inputs, run_scoring
+    from svp_hf.roles import training_config
     from svp_hf.training import evaluate_accuracy, train_model
 
     data = load_data(args.dataset)
@@ -69,7 +72,13 @@ def run_seed(args, seed: int, accelerator) -> Dict[str, object]:
     test = subsample(get_split(data, "test", "evaluation"), args.test_size, seed)
     family, info = prepare_inputs(train, args.proxy, {})
     common = dict(batch_size=args.batch_size, learning_rate=args.learning_rate, seed=seed, lr_schedule="step")
-    proxy_args = SelectionArguments(proxy=args.proxy, proxy_epochs=args.proxy_epochs, method=PROXY_METHODS[0], score_methods=PROXY_METHODS[1:] + ["random"], **common)
+    proxy_args = SelectionArguments(
+        proxy=args.proxy,
+        proxy_epochs=args.proxy_epochs,
+        method=PROXY_METHODS[0],
+        score_methods=PROXY_METHODS[1:] + ["random"],
+        **common,
+    )
     target_args = replace(proxy_args, proxy=args.target, proxy_epochs=args.target_epochs)
 
     proxy = run_scoring(train, proxy_args, family=family, info=info, accelerator=accelerator, eval_dataset=test)
@@ -81,12 +90,19 @@ def run_seed(args, seed: int, accelerator) -> Dict[str, object]:
     def train_target_on(indices: np.ndarray) -> Dict[str, float]:
         model = create_model(args.target, info)
         config = training_config("proxy", target_args, epochs=args.target_epochs)
-        result = train_model(model, family, train.select(indices), info, config, accelerator, desc=f"target on {len(indices)}")
+        result = train_model(
+            model, family, train.select(indices), info, config, accelerator, desc=f"target on {len(indices)}"
+        )
         acc = evaluate_accuracy(result.model, family, test, info, accelerator, desc="evaluate")
         return {"accuracy": acc, "train_seconds": result.seconds}
 
     arms: Dict[str, Dict[str, float]] = {
-        "full data": {"accuracy": target.proxy_accuracy, "selection_seconds": 0.0, "end_to_end_seconds": target_training_full, "n_train": len(train)}
+        "full data": {
+            "accuracy": target.proxy_accuracy,
+            "selection_seconds": 0.0,
+            "end_to_end_seconds": target_training_full,
+            "n_train": len(train),
+        }
     }
     for method in ["random"] + PROXY_METHODS:
         t0 = time.perf_counter()
@@ -94,12 +110,19 @@ def run_seed(args, seed: int, accelerator) -> Dict[str, object]:
         select_s = time.perf_counter() - t0 + (0.0 if method == "random" else proxy_selection)
         res = train_target_on(keep)
         label = "random" if method == "random" else f"proxy {method}"
-        arms[label] = {"accuracy": res["accuracy"], "selection_seconds": select_s, "end_to_end_seconds": select_s + res["train_seconds"], "n_train": len(keep)}
+        arms[label] = {
+            "accuracy": res["accuracy"],
+            "selection_seconds": select_s,
+            "end_to_end_seconds": select_s + res["train_seconds"],
+            "n_train": len(keep),
+        }
     keep = svp_hf.selected_indices(target.scores, args.target_method, args.fraction, seed=seed)
     res = train_target_on(keep)
     arms[f"target {args.target_method}"] = {
-        "accuracy": res["accuracy"], "selection_seconds": target_selection,
-        "end_to_end_seconds": target_selection + res["train_seconds"], "n_train": len(keep),
+        "accuracy": res["accuracy"],
+        "selection_seconds": target_selection,
+        "end_to_end_seconds": target_selection + res["train_seconds"],
+        "n_train": len(keep),
     }
 
     agreement = {}
@@ -129,19 +152,28 @@ def aggregate(runs: List[Dict[str, object]]) -> Dict[str, object]:
     arms = {}
     for name in runs[0]["arms"]:
         rows = [r["arms"][name] for r in runs]
-        arms[name] = {k: mean_spread([row[k] for row in rows]) for k in ("accuracy", "selection_seconds", "end_to_end_seconds")}
+        arms[name] = {
+            k: mean_spread([row[k] for row in rows]) for k in ("accuracy", "selection_seconds", "end_to_end_seconds")
+        }
     agreement = {
-        m: {k: mean_spread([r["agreement"][m][k] for r in runs]) for k in ("spearman", "top_overlap")} for m in runs[0]["agreement"]
+        m: {k: mean_spread([r["agreement"][m][k] for r in runs]) for k in ("spearman", "top_overlap")}
+        for m in runs[0]["agreement"]
     }
     full = [r["arms"]["full data"]["end_to_end_seconds"] for r in runs]
     ratios = {
         "selection_target_over_proxy": mean_spread([r["selection_speedup"] for r in runs]),
         "end_to_end_full_over_proxy_subset": {
             name: mean_spread([f / r["arms"][name]["end_to_end_seconds"] for f, r in zip(full, runs)])
-            for name in runs[0]["arms"] if name.startswith("proxy ")
+            for name in runs[0]["arms"]
+            if name.startswith("proxy ")
         },
     }
-    return {"arms": arms, "agreement": agreement, "ratios": ratios, "proxy_accuracy": mean_spread([r["proxy_accuracy"] for r in runs])}
+    return {
+        "arms": arms,
+        "agreement": agreement,
+        "ratios": ratios,
+        "proxy_accuracy": mean_spread([r["proxy_accuracy"] for r in runs]),
+    }
 
 
 def main(argv=None):

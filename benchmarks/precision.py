@@ -86,7 +86,9 @@ def speed(args) -> Dict[str, object]:
     x = torch.randn(args.batch_size, 3, 32, 32)
     y = torch.randint(0, 10, (args.batch_size,))
     models = {p: timm.create_model("resnet20", num_classes=10) for p in PRECISIONS}
-    optimizers = {p: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4) for p, m in models.items()}
+    optimizers = {
+        p: torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4) for p, m in models.items()
+    }
 
     def autocast(precision):
         return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -157,13 +159,23 @@ def worker(args) -> None:
     train, test = load(args)
     accelerator = make_accelerator(mixed_precision=precision)
     scores, metrics = svp_hf.score(
-        train, proxy="resnet20", methods=list(METHODS), eval_dataset=test, accelerator=accelerator, return_metrics=True,
-        proxy_epochs=args.proxy_epochs, batch_size=args.batch_size, learning_rate=args.learning_rate, seed=seed,
+        train,
+        proxy="resnet20",
+        methods=list(METHODS),
+        eval_dataset=test,
+        accelerator=accelerator,
+        return_metrics=True,
+        proxy_epochs=args.proxy_epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=seed,
         image_column=image_column(train),
     )
     scores.to_parquet(str(out.with_suffix(".parquet")))
     record = {
-        "precision": str(accelerator.mixed_precision), "seed": seed, "proxy_accuracy": metrics["proxy_accuracy"],
+        "precision": str(accelerator.mixed_precision),
+        "seed": seed,
+        "proxy_accuracy": metrics["proxy_accuracy"],
         "timings": metrics["timings"],
     }
     tmp = out.with_suffix(".tmp")
@@ -174,10 +186,31 @@ def worker(args) -> None:
 def run_proxy(args, parts: Path, precision: str, seed: int) -> Dict[str, object]:
     out = parts / f"proxy-{precision}-seed{seed}.json"
     if not out.is_file():
-        argv = [sys.executable, "-m", "benchmarks.precision", "--worker", precision, str(seed), str(out),
-                "--dataset", args.dataset, "--train-size", str(args.train_size), "--test-size", str(args.test_size),
-                "--data-seed", str(args.data_seed), "--proxy-epochs", str(args.proxy_epochs),
-                "--batch-size", str(args.batch_size), "--learning-rate", str(args.learning_rate), "--threads", str(args.threads)]
+        argv = [
+            sys.executable,
+            "-m",
+            "benchmarks.precision",
+            "--worker",
+            precision,
+            str(seed),
+            str(out),
+            "--dataset",
+            args.dataset,
+            "--train-size",
+            str(args.train_size),
+            "--test-size",
+            str(args.test_size),
+            "--data-seed",
+            str(args.data_seed),
+            "--proxy-epochs",
+            str(args.proxy_epochs),
+            "--batch-size",
+            str(args.batch_size),
+            "--learning-rate",
+            str(args.learning_rate),
+            "--threads",
+            str(args.threads),
+        ]
         print(f"precision: proxy {precision} seed {seed}", flush=True)
         subprocess.run(argv, cwd=REPO, check=True)
     return json.loads(out.read_text())
@@ -212,15 +245,27 @@ def run_target(args, parts: Path, strategy: str, name: str, train, test, info, a
     print(f"precision: target on proxy {name}'s {strategy} selection", flush=True)
     scores = Dataset.from_parquet(str(parts / f"proxy-{name}.parquet"))
     keep = svp_hf.selected_indices(scores, "least_confidence", args.fraction, strategy=strategy)
-    config = training_config("proxy", SelectionArguments(
-        proxy="resnet20", proxy_epochs=args.target_epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        seed=0, lr_schedule="step",
-    ))
+    config = training_config(
+        "proxy",
+        SelectionArguments(
+            proxy="resnet20",
+            proxy_epochs=args.target_epochs,
+            batch_size=args.batch_size,
+            learning_rate=args.learning_rate,
+            seed=0,
+            lr_schedule="step",
+        ),
+    )
     set_seed(0)
     family = svp_hf.resolve_family("resnet20")
-    result = train_model(create_model("resnet20", info), family, train.select(keep), info, config, accelerator, desc="target")
+    result = train_model(
+        create_model("resnet20", info), family, train.select(keep), info, config, accelerator, desc="target"
+    )
     record = {
-        "proxy": name, "strategy": strategy, "n_train": int(len(keep)), "kept": sorted(int(i) for i in keep),
+        "proxy": name,
+        "strategy": strategy,
+        "n_train": int(len(keep)),
+        "kept": sorted(int(i) for i in keep),
         "accuracy": evaluate_accuracy(result.model, family, test, info, accelerator, batch_size=256, desc="evaluate"),
         "train_seconds": result.seconds,
     }
@@ -231,19 +276,25 @@ def run_target(args, parts: Path, strategy: str, name: str, train, test, info, a
 def target_differences(targets: Dict[str, Dict], seeds: List[int]) -> Dict[str, float]:
     """The target's accuracy after each bf16 proxy less after the fp32 proxy of its seed, and between the fp32 seeds."""
     s0, s1 = seeds[:2]
-    out = {f"bf16 - fp32, seed {s}": targets[f"bf16-seed{s}"]["accuracy"] - targets[f"no-seed{s}"]["accuracy"] for s in seeds}
+    out = {
+        f"bf16 - fp32, seed {s}": targets[f"bf16-seed{s}"]["accuracy"] - targets[f"no-seed{s}"]["accuracy"]
+        for s in seeds
+    }
     out[f"fp32 seed {s1} - seed {s0}"] = targets[f"no-seed{s1}"]["accuracy"] - targets[f"no-seed{s0}"]["accuracy"]
     return out
 
 
 def selection_overlaps(targets: Dict[str, Dict], seeds: List[int]) -> Dict[str, float]:
     """The share of kept rows two selections share: bf16 against fp32 per seed, and the two fp32 seeds."""
+
     def shared(a: str, b: str) -> float:
         return len(set(targets[a]["kept"]) & set(targets[b]["kept"])) / targets[a]["n_train"]
 
     s0, s1 = seeds[:2]
-    return {**{f"bf16 vs fp32, seed {s}": shared(f"no-seed{s}", f"bf16-seed{s}") for s in seeds},
-            f"fp32 seed {s0} vs {s1}": shared(f"no-seed{s0}", f"no-seed{s1}")}
+    return {
+        **{f"bf16 vs fp32, seed {s}": shared(f"no-seed{s}", f"bf16-seed{s}") for s in seeds},
+        f"fp32 seed {s0} vs {s1}": shared(f"no-seed{s0}", f"no-seed{s1}"),
+    }
 
 
 def main(argv=None):
@@ -266,9 +317,7 @@ def main(argv=None):
     measured = speed(args)
     proxies = {f"{p}-seed{s}": run_proxy(args, parts, p, s) for s in args.seeds for p in PRECISIONS}
     s0, s1 = args.seeds[:2]
-    pairs = {
-        f"bf16 vs fp32, seed {s}": agreement(parts, f"no-seed{s}", f"bf16-seed{s}") for s in args.seeds
-    }
+    pairs = {f"bf16 vs fp32, seed {s}": agreement(parts, f"no-seed{s}", f"bf16-seed{s}") for s in args.seeds}
     pairs[f"fp32 seed {s0} vs {s1}"] = agreement(parts, f"no-seed{s0}", f"no-seed{s1}")
     pairs[f"bf16 seed {s0} vs {s1}"] = agreement(parts, f"bf16-seed{s0}", f"bf16-seed{s1}")
 

@@ -1,6 +1,6 @@
 """Regenerate benchmarks/RESULTS.md from the JSON files the benchmarks wrote (never edited by hand).
 
-    python -m benchmarks.report [--results-dir benchmarks/results] [--output benchmarks/RESULTS.md]
+python -m benchmarks.report [--results-dir benchmarks/results] [--output benchmarks/RESULTS.md]
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ def render_coreset(p: Dict) -> List[str]:
         "",
         "Ratios measured in the same run: selection time target / proxy "
         f"**{fmt_ms(s['ratios']['selection_target_over_proxy'], 2)}x**; end-to-end time full data / proxy subset: "
-        + ", ".join(f"{k[len('proxy '):]} {fmt_ms(v, 2)}x" for k, v in s["ratios"]["end_to_end_full_over_proxy_subset"].items())
+        + ", ".join(
+            f"{k[len('proxy ') :]} {fmt_ms(v, 2)}x" for k, v in s["ratios"]["end_to_end_full_over_proxy_subset"].items()
+        )
         + ".",
         "",
         "Proxy against target scores (the target trained on all the data):",
@@ -72,7 +74,11 @@ def _verdict(arm: Dict, full: Dict, random: Dict, name: str) -> str:
     if name in ("full data", "random") or arm["accuracy"]["mean"] is None:
         return "–"
     acc, sd = arm["accuracy"]["mean"], max(arm["accuracy"]["std"] or 0.0, random["accuracy"]["std"] or 0.0)
-    vs_random = "beats random" if acc > random["accuracy"]["mean"] + sd else ("loses to random" if acc < random["accuracy"]["mean"] - sd else "ties random")
+    vs_random = (
+        "beats random"
+        if acc > random["accuracy"]["mean"] + sd
+        else ("loses to random" if acc < random["accuracy"]["mean"] - sd else "ties random")
+    )
     gap = full["accuracy"]["mean"] - acc
     return f"{vs_random}; {gap * 100:.1f} pts below full data" if gap > sd else f"{vs_random}; matches full data"
 
@@ -106,13 +112,19 @@ def render_throughput(p: Dict) -> List[str]:
     skipped = [f"{k} (skipped: {v['skipped']})" for k, v in p["throughput"].items() if "skipped" in v]
     efficiency = [
         [
-            k, v["description"], v.get("train_examples", "–"), v.get("train_epochs", "–"),
+            k,
+            v["description"],
+            v.get("train_examples", "–"),
+            v.get("train_epochs", "–"),
             f"{v['raw_train_per_s']:.0f}" if "raw_train_per_s" in v else "–",
             f"{v['loop_train_per_s']:.0f}" if "loop_train_per_s" in v else "–",
             f"{v['training_over_raw']:.3f}" if "training_over_raw" in v else "–",
             _paired_cell(v, "raw_train_passes", "loop_train_passes", "training_over_raw_paired", 0.95),
             f"{v['batching_share']:.3f}" if "batching_share" in v else "–",
-            v["examples"], f"{v['raw_forward_per_s']:.0f}", f"{v['scoring_per_s']:.0f}", f"{v['scoring_over_raw']:.3f}",
+            v["examples"],
+            f"{v['raw_forward_per_s']:.0f}",
+            f"{v['scoring_per_s']:.0f}",
+            f"{v['scoring_over_raw']:.3f}",
             _paired_cell(v, "raw_forward_passes", "scoring_passes", "scoring_over_raw_paired", 0.95),
             f"{v.get('train_repeats', c.get('train_repeats', '–'))} / {v.get('repeats', c['repeats'])}",
         ]
@@ -121,7 +133,7 @@ def render_throughput(p: Dict) -> List[str]:
     out = [
         f"Batch size {c['batch_size']}; raw and svp_hf passes alternate (the last column: training / scoring passes). "
         "Rates are each side's best pass; a target is judged on the median over the passes of svp_hf's rate over the "
-        "raw rate measured just before it (\"median of pairs\", with the interquartile range of those ratios): on a "
+        'raw rate measured just before it ("median of pairs", with the interquartile range of those ratios): on a '
         "shared virtual machine whose passes of the same work differ by 10-40%, one lucky raw pass moves the "
         "best-of-each ratio by several points, while each pair shares the machine's state of the moment. The "
         f"best-of-each ratio is shown beside it. Torch threads: {c.get('threads') or p['machine']['torch_threads']}. "
@@ -141,10 +153,23 @@ def render_throughput(p: Dict) -> List[str]:
         "training rows fit in one batch (MiniLM) is timed on a single step per pass.",
         "",
         table(
-            ["case", "model and data", "train rows", "epochs", "raw train ex/s", "svp_hf train ex/s",
-             "training / raw (best of each)", "training / raw (median of pairs [IQR]; judged)", "batching / raw step",
-             "scored rows", "raw forward ex/s", "svp_hf scoring ex/s", "scoring / raw (best of each)",
-             "scoring / raw (median of pairs [IQR]; judged)", "passes"],
+            [
+                "case",
+                "model and data",
+                "train rows",
+                "epochs",
+                "raw train ex/s",
+                "svp_hf train ex/s",
+                "training / raw (best of each)",
+                "training / raw (median of pairs [IQR]; judged)",
+                "batching / raw step",
+                "scored rows",
+                "raw forward ex/s",
+                "svp_hf scoring ex/s",
+                "scoring / raw (best of each)",
+                "scoring / raw (median of pairs [IQR]; judged)",
+                "passes",
+            ],
             efficiency,
         ),
     ]
@@ -153,7 +178,11 @@ def render_throughput(p: Dict) -> List[str]:
     sel = p.get("selection")
     if sel:
         proxy, target = sel["proxy"], sel["target"]
-        judged = sel["measured_speedup_paired"] / sel["flop_ratio"] if "measured_speedup_paired" in sel else sel["speedup_over_flop_ratio"]
+        judged = (
+            sel["measured_speedup_paired"] / sel["flop_ratio"]
+            if "measured_speedup_paired" in sel
+            else sel["speedup_over_flop_ratio"]
+        )
         verdict = "met" if judged >= 0.9 else "missed"
         out += [
             "",
@@ -166,26 +195,53 @@ def render_throughput(p: Dict) -> List[str]:
             table(
                 ["model", "role", "epochs", "forward MFLOPs / example", "selection FLOPs", "selection s"],
                 [
-                    [proxy["model"], "proxy", proxy["epochs"], f"{proxy['forward_flops_per_example'] / 1e6:.1f}", f"{proxy['selection_flops']:.3g}", f"{proxy['seconds']:.1f}"],
-                    [target["model"], "target", target["epochs"], f"{target['forward_flops_per_example'] / 1e6:.1f}", f"{target['selection_flops']:.3g}", f"{target['seconds']:.1f}"],
+                    [
+                        proxy["model"],
+                        "proxy",
+                        proxy["epochs"],
+                        f"{proxy['forward_flops_per_example'] / 1e6:.1f}",
+                        f"{proxy['selection_flops']:.3g}",
+                        f"{proxy['seconds']:.1f}",
+                    ],
+                    [
+                        target["model"],
+                        "target",
+                        target["epochs"],
+                        f"{target['forward_flops_per_example'] / 1e6:.1f}",
+                        f"{target['selection_flops']:.3g}",
+                        f"{target['seconds']:.1f}",
+                    ],
                 ],
             ),
             "",
-            (f"Selection speedup target / proxy, median of the pairs' ratios, **{sel['measured_speedup_paired']:.2f}x** "
-             f"against a FLOP ratio of **{sel['flop_ratio']:.2f}x**: {judged:.3f} of it (target 0.9: {verdict}); best "
-             f"of each: {sel['measured_speedup']:.2f}x ({sel['speedup_over_flop_ratio']:.3f})."
-             if "measured_speedup_paired" in sel else
-             f"Selection speedup target / proxy measured **{sel['measured_speedup']:.2f}x** against a FLOP ratio of "
-             f"**{sel['flop_ratio']:.2f}x**: {judged:.3f} of it (target 0.9: {verdict})."),
+            (
+                f"Selection speedup target / proxy, median of the pairs' ratios, **{sel['measured_speedup_paired']:.2f}x** "
+                f"against a FLOP ratio of **{sel['flop_ratio']:.2f}x**: {judged:.3f} of it (target 0.9: {verdict}); best "
+                f"of each: {sel['measured_speedup']:.2f}x ({sel['speedup_over_flop_ratio']:.3f})."
+                if "measured_speedup_paired" in sel
+                else f"Selection speedup target / proxy measured **{sel['measured_speedup']:.2f}x** against a FLOP ratio of "
+                f"**{sel['flop_ratio']:.2f}x**: {judged:.3f} of it (target 0.9: {verdict})."
+            ),
         ]
     m = p["machine"]
     if not m.get("cuda"):
-        out += ["", "No GPU was available for this run: the GPU figures (the same ratios on a GPU, and absolute seconds "
-                "for the ResNet-20 proxy on the 20,000 CIFAR-10 rows) are not measured yet."]
+        out += [
+            "",
+            "No GPU was available for this run: the GPU figures (the same ratios on a GPU, and absolute seconds "
+            "for the ResNet-20 proxy on the 20,000 CIFAR-10 rows) are not measured yet.",
+        ]
     mem = [
         [
-            k, v["n"], f"{v['before_mib']:.0f}", f"{v['peak_mib']:.0f}", f"{v['held_mib']:.1f}",
-            v["n_4x"], f"{v['before_mib_4x']:.0f}", f"{v['peak_mib_4x']:.0f}", f"{v['held_mib_4x']:.1f}", f"{v['growth']:.3f}",
+            k,
+            v["n"],
+            f"{v['before_mib']:.0f}",
+            f"{v['peak_mib']:.0f}",
+            f"{v['held_mib']:.1f}",
+            v["n_4x"],
+            f"{v['before_mib_4x']:.0f}",
+            f"{v['peak_mib_4x']:.0f}",
+            f"{v['held_mib_4x']:.1f}",
+            f"{v['growth']:.3f}",
         ]
         for k, v in p.get("memory", {}).items()
     ]
@@ -193,12 +249,23 @@ def render_throughput(p: Dict) -> List[str]:
         out += [
             "",
             "Resident memory of a fresh process that reads a dataset (memory-mapped or streamed), loads the model",
-            "(\"ready\", torch included), scores it with `svp_hf.score` (\"peak\": the highest while scoring, allocator",
-            "high-water and mapped pages included) and the anonymous memory scoring still holds once it returned (\"held\",",
+            '("ready", torch included), scores it with `svp_hf.score` ("peak": the highest while scoring, allocator',
+            'high-water and mapped pages included) and the anonymous memory scoring still holds once it returned ("held",',
             "freed heap handed back to the OS), and the same as the dataset grows 4x:",
             "",
             table(
-                ["input / method", "rows", "ready MiB", "peak MiB", "held MiB", "rows (4x)", "ready MiB (4x)", "peak MiB (4x)", "held MiB (4x)", "peak growth"],
+                [
+                    "input / method",
+                    "rows",
+                    "ready MiB",
+                    "peak MiB",
+                    "held MiB",
+                    "rows (4x)",
+                    "ready MiB (4x)",
+                    "peak MiB (4x)",
+                    "held MiB (4x)",
+                    "peak growth",
+                ],
                 mem,
             ),
         ]
@@ -217,10 +284,15 @@ def render_active(p: Dict) -> List[str]:
     seeds = ", ".join(str(r["seed"]) for r in p["runs"])
     rounds = []
     for i, (proxy, target) in enumerate(zip(s["per_round"]["proxy"], s["per_round"]["target"]), start=1):
-        rounds.append([
-            i, proxy["labelled_size"], fmt_ms(proxy["selection_seconds"], 1), fmt_ms(target["selection_seconds"], 1),
-            fmt_ms(s["round_speedup"][i - 1], 2),
-        ])
+        rounds.append(
+            [
+                i,
+                proxy["labelled_size"],
+                fmt_ms(proxy["selection_seconds"], 1),
+                fmt_ms(target["selection_seconds"], 1),
+                fmt_ms(s["round_speedup"][i - 1], 2),
+            ]
+        )
     acc = s["target_accuracy"]
     random = acc["random"]
 
@@ -229,7 +301,11 @@ def render_active(p: Dict) -> List[str]:
         if a["mean"] is None or random["mean"] is None:
             return "–"
         band = max(a["std"] or 0.0, random["std"] or 0.0)
-        return "beats random" if a["mean"] > random["mean"] + band else ("loses to random" if a["mean"] < random["mean"] - band else "ties random")
+        return (
+            "beats random"
+            if a["mean"] > random["mean"] + band
+            else ("loses to random" if a["mean"] < random["mean"] - band else "ties random")
+        )
 
     return [
         f"Pool of {c['pool_size']} `{Path(c['dataset']).name}` training reviews, {c['test_size']} test reviews; "
@@ -240,8 +316,7 @@ def render_active(p: Dict) -> List[str]:
         f"seeds {seeds}.",
         "",
         table(
-            ["round", "labelled after", "proxy selection s", "target selection s", "speedup (target / proxy)"],
-            rounds,
+            ["round", "labelled after", "proxy selection s", "target selection s", "speedup (target / proxy)"], rounds
         ),
         "",
         f"Total selection seconds: proxy {fmt_ms(s['selection_seconds']['proxy'], 1)}, target "
@@ -249,7 +324,11 @@ def render_active(p: Dict) -> List[str]:
         "",
         table(
             ["labelled set chosen by", "final target test accuracy (mean ± std)", "vs random"],
-            [["proxy", fmt_ms(acc["proxy"]), versus("proxy")], ["target", fmt_ms(acc["target"]), versus("target")], ["random", fmt_ms(random), "–"]],
+            [
+                ["proxy", fmt_ms(acc["proxy"]), versus("proxy")],
+                ["target", fmt_ms(acc["target"]), versus("target")],
+                ["random", fmt_ms(random), "–"],
+            ],
         ),
     ]
 
@@ -259,10 +338,14 @@ def render_scale(p: Dict) -> List[str]:
     c, n = p["config"], str(p["config"]["processes"])
     identical = [m for m, v in p["scores"].items() if v["identical"]]
     close = {m: v["max_abs_difference"] for m, v in p["scores"].items() if not v["identical"]}
-    verdict = "identical for every method" if not close else (
-        f"identical for {', '.join(identical)}; within "
-        + ", ".join(f"{m} {d:.1e}" for m, d in close.items())
-        + " (largest absolute difference)"
+    verdict = (
+        "identical for every method"
+        if not close
+        else (
+            f"identical for {', '.join(identical)}; within "
+            + ", ".join(f"{m} {d:.1e}" for m, d in close.items())
+            + " (largest absolute difference)"
+        )
     )
     return [
         f"{p['rows']} rows of `{Path(c['dataset']).name}`, proxy `{c['proxy']}` from one checkpoint, batch size "
@@ -271,8 +354,18 @@ def render_scale(p: Dict) -> List[str]:
         table(
             ["", "1 process", f"{n} processes", f"ratio 1 / {n}"],
             [
-                ["wall seconds (whole run, start-up included)", f"{p['wall_seconds']['1']:.1f}", f"{p['wall_seconds'][n]:.1f}", f"{p['wall_ratio_1_over_n']:.2f}"],
-                ["scoring stage seconds", f"{p['scoring_seconds']['1']:.2f}", f"{p['scoring_seconds'][n]:.2f}", f"{p['scoring_ratio_1_over_n']:.2f}"],
+                [
+                    "wall seconds (whole run, start-up included)",
+                    f"{p['wall_seconds']['1']:.1f}",
+                    f"{p['wall_seconds'][n]:.1f}",
+                    f"{p['wall_ratio_1_over_n']:.2f}",
+                ],
+                [
+                    "scoring stage seconds",
+                    f"{p['scoring_seconds']['1']:.2f}",
+                    f"{p['scoring_seconds'][n]:.2f}",
+                    f"{p['scoring_ratio_1_over_n']:.2f}",
+                ],
             ],
         ),
         "",
@@ -288,9 +381,150 @@ def _pts(stats: Dict) -> str:
 
 
 def _sweep_verdict(row: Dict) -> str:
-    """The default against random at one fraction: at or above random's mean holds, below does not."""
-    margin = row["margin_over_random"]["mean"]
-    return "holds" if margin >= 0 else f"**does not hold** ({margin * 100:+.1f} pts)"
+    """The default against random at one fraction: at or above random within the spread over seeds (the paired
+    margin's mean + std >= 0) holds, below it does not."""
+    margin = row["margin_over_random"]
+    if margin.get("mean") is None:
+        return "–"
+    if margin["mean"] + (margin["std"] or 0.0) >= 0:
+        return "holds"
+    return f"**does not hold** ({margin['mean'] * 100:+.1f} ± {margin['std'] * 100:.1f} pts)"
+
+
+def _account_cell(account: Dict) -> str:
+    """One cell of the sweep's account: selection + target seconds (means over seeds), the speedup over full data and
+    selection's share of it."""
+    if not account:
+        return "–"
+    return (
+        f"{account['selection_seconds']['mean']:.1f} + {account['target_seconds']['mean']:.1f} s: "
+        f"{account['speedup']['mean']:.2f}x, share {account['selection_share']['mean']:.2f}"
+    )
+
+
+def _yes_no(flag) -> str:
+    return "not measured yet" if flag is None else ("yes" if flag else "**no**")
+
+
+def _per_seed(row: Dict, key: str, form: str) -> str:
+    """` (per seed: a, b)` of the default's per-seed figures, when there are several."""
+    values = (row.get("per_seed") or {}).get(key) or []
+    return f" ({', '.join(form.format(v) for v in values)})" if len(values) > 1 else ""
+
+
+def _default_choice(row: Dict, i: int) -> str:
+    """What the budgeted default chose in seed `i`, and whether its check fell back (trained nothing) or stopped at
+    its budget after the candidates it trained."""
+    chosen = row["chosen"][i]
+    if row["fell_back"][i]:
+        return f"{chosen} (fallback)"
+    if (row.get("check_stopped") or [False] * (i + 1))[i]:
+        return f"{chosen} (check stopped after {row['candidates_trained'][i]} candidate(s))"
+    return chosen
+
+
+SWEEP_DEFAULT = "default (budgeted)"
+SWEEP_UNBUDGETED = "auto, unbudgeted (before)"
+
+
+def _sweep_default_lines(s: Dict, fractions: List[str], all_seeds: List[int]) -> List[str]:
+    """The budgeted default's account per fraction and the suite's verdicts (computed by the sweep's summary)."""
+    cells = s["arms"].get(SWEEP_DEFAULT, {})
+    if not cells:
+        return ["", f"The budgeted default (`{SWEEP_DEFAULT}`) has not run yet on this suite."]
+    budget = next(iter(cells.values()))["selection_budget"]
+    rows = []
+    for f in fractions:
+        if f not in cells:
+            rows.append([f, "not run", *["–"] * 11])
+            continue
+        c, a = cells[f], cells[f]["account"]
+        st = c["stages"]
+        rows.append(
+            [
+                f,
+                ", ".join(str(x) for x in c["seeds"]),
+                ", ".join(_default_choice(c, i) for i in range(len(c["chosen"]))),
+                f"{a['selection_seconds']['mean']:.1f} ({st['proxy training and scoring']['mean']:.1f} + "
+                f"{st['probe and check']['mean']:.1f} + {st['selection']['mean']:.2f})",
+                fmt_ms(a["target_seconds"], 1),
+                fmt_ms(a["full_data_seconds"], 1),
+                fmt_ms(c["probe_full_data_seconds"], 1),
+                _x(a["speedup"]) + _per_seed(c, "speedup", "{:.2f}x"),
+                fmt_ms(a["selection_share"], 2) + _per_seed(c, "selection_share", "{:.2f}"),
+                f"{sum(bool(w) for w in c['within_budget'])} of {len(c['within_budget'])}",
+                _pts(c["margin_over_random"]),
+                _pts(c["margin_over_recorded_random"]),
+                _sweep_verdict(c),
+            ]
+        )
+    checks = s.get("checks") or {}
+    n_cells = sum(v["cells"] for v in checks.get("per_fraction", {}).values())
+    n_within = sum(v["within_budget"] for v in checks.get("per_fraction", {}).values())
+    seeds = sorted({x for c in cells.values() for x in c["seeds"]})
+    partial = [f for f in fractions if f not in cells or len(cells[f]["seeds"]) < len(all_seeds)]
+    out = [
+        "",
+        f"The budgeted default (`{SWEEP_DEFAULT}`: strategy auto, selection_budget {budget:g}, the target's full-data "
+        "training estimated by its probe) with its account: selection seconds = its proxy's training and scoring + the "
+        "target's probe and the check + the selection; the target on the kept rows; the full-data target timed in the "
+        "same process just before (seconds are means over seeds).",
+        "",
+        table(
+            [
+                "kept",
+                "seeds",
+                "chose (per seed)",
+                "selection s (proxy + probe and check + selection)",
+                "target s (kept rows)",
+                "full data s (same run)",
+                "full data s (probe's estimate)",
+                "speedup over full data",
+                f"selection share (budget {budget:g})",
+                "within budget (seeds)",
+                "vs random, like for like (pts)",
+                "vs the random arm as recorded (pts)",
+                "at or above random",
+            ],
+            rows,
+        ),
+        "",
+        f"Within its budget in every cell: {_yes_no(checks.get('within_budget_every_cell'))} ({n_within} of {n_cells} "
+        f"cells); at or above random (within the spread over seeds) at every fraction: "
+        f"{_yes_no(checks.get('at_or_above_random_every_fraction'))}."
+        + (
+            f" Seeds run for the default: {', '.join(map(str, seeds))} of {', '.join(map(str, all_seeds))}"
+            + (
+                f" (fewer at kept {', '.join(partial)})."
+                if len(partial) < len(fractions)
+                else "; the others not run yet."
+            )
+            if partial
+            else ""
+        ),
+    ]
+    widest = max(cells.values(), key=lambda c: len(c["seeds"]))
+    seconds = (widest.get("per_seed") or {}).get("full_data_seconds") or []
+    recorded = (widest.get("per_seed") or {}).get("recorded_full_data_seconds") or []
+    if len(seconds) > 1 or recorded:
+        every = seconds + recorded
+        out += [
+            "",
+            f"The full-data target took {', '.join(f'{v:.1f}' for v in seconds)} s timed beside the default (seeds "
+            f"{', '.join(map(str, widest['seeds']))}) and {', '.join(f'{v:.1f}' for v in recorded)} s in the first run: "
+            f"the same training's wall-clock seconds on these shared cores differ up to {max(every) / min(every):.1f}x "
+            "between runs, and every ratio above carries that noise (the load averages are recorded in each part).",
+        ]
+    out += [
+        "",
+        "Like for like: where the default chose random (its fallback included) it kept random's own rows, the same "
+        "seeded draw, so it is compared with itself, those rows trained by the same code in the same run (0 pts); "
+        "elsewhere with the random arm. The random arm was trained in the sweep's first run, by the library as it "
+        "was then: the same rows trained again now differ from it by training alone; the full-data target trained "
+        f"again beside the default differs from the full-data arm by {_pts(widest['full_data_rerun_minus_recorded'])} "
+        f"pts (seeds {', '.join(map(str, widest['seeds']))}).",
+    ]
+    return out
 
 
 @RENDERERS.register("prune_sweep")
@@ -299,16 +533,29 @@ def render_prune_sweep(p: Dict) -> List[str]:
     out = [
         "Every subset trains the target for as many epochs as the full data (SVP's end-to-end protocol: fewer steps",
         "for smaller subsets; steps per arm below). Cells: target test accuracy, mean ± std over seeds, and under it the",
-        "paired difference from random in points (same seed, mean ± std). `auto` is the library's default strategy,",
-        "with the default method; where it chose random its subset is random's exactly. Seconds are measured inside",
-        "each seed's run (seeds may run as separate processes side by side), so read the auto / proxy ratio, whose two",
-        "figures come from the same process, rather than absolute seconds.",
+        "paired difference from random in points (same seed, mean ± std). `default (budgeted)` is the library's default",
+        "as a job with a target runs it (`Pruner`: strategy auto with the default method and `selection_budget`, the",
+        "check sized from the target's probe), on its own proxy; `auto, unbudgeted (before)` is the old default, the",
+        "full check on the sweep proxy's scores, shown for comparison and left out of the verdicts. Where auto chose",
+        "random its subset is random's exactly.",
+        "",
+        "The account per cell: selection seconds + the target's seconds on the kept rows, the speedup over the",
+        "full-data arm (full data / (selection + target)) and selection's share of the full-data training. `random`",
+        "needs no proxy: its selection is the seeded draw alone. `top` and `coverage` count the sweep proxy's training",
+        "and scoring (one proxy per seed scored every method) plus the selection, the unbudgeted auto that and its",
+        "check; those arms are set against the full-data arm of their own run. The budgeted default counts its own",
+        "proxy (per fraction, as a job of its own would), the probe, the check and the selection, against the full",
+        "data timed beside it. Seconds are wall-clock on shared cores: compare the figures of one run (one row) rather",
+        "than across runs. The arms other than the budgeted default are read from the parts of the sweep's first run;",
+        "the date above is this summary's.",
         "",
         f"![accuracy against fraction kept]({p.get('plot', 'prune_sweep.png')})",
     ]
+    verdicts = {}
     for suite, s in p["summary"].items():
         runs = p["runs"][suite]
-        seeds = ", ".join(str(r["seed"]) for r in runs)
+        all_seeds = [r["seed"] for r in runs]
+        seeds = ", ".join(str(x) for x in all_seeds)
         fractions = s["fractions"]
         prefix = suite + "_"
         out += [
@@ -326,27 +573,80 @@ def render_prune_sweep(p: Dict) -> List[str]:
         for arm, cells in s["arms"].items():
             if arm == "full data":
                 continue
-            rows.append([arm, *[fmt_ms(cells[f]["accuracy"]) if f in cells else "–" for f in fractions]])
+            arm_seeds = sorted({x for f in fractions if f in cells for x in cells[f].get("seeds", all_seeds)})
+            label = arm if arm_seeds == sorted(all_seeds) else f"{arm} (seeds {', '.join(map(str, arm_seeds))})"
+            rows.append([label, *[fmt_ms(cells[f]["accuracy"]) if f in cells else "–" for f in fractions]])
             if arm != "random":
-                rows.append(["  vs random (pts)", *[_pts(cells[f]["margin_over_random"]) if f in cells else "–" for f in fractions]])
+                rows.append(
+                    [
+                        "  vs random (pts)",
+                        *[
+                            _pts(cells[f].get("margin_over_recorded_random", cells[f]["margin_over_random"]))
+                            if f in cells
+                            else "–"
+                            for f in fractions
+                        ],
+                    ]
+                )
         out.append(table(["arm", *[f"kept {f}" for f in fractions]], rows))
-        out += ["", f"Full data: {fmt_ms(full['accuracy'])} ({full['steps']['mean']:.0f} steps).", ""]
-        steps = s["arms"]["random"]
-        out.append("Steps per arm (every arm at a fraction trains the same number): " + ", ".join(
-            f"{f}: {steps[f]['steps']['mean']:.0f}" for f in fractions
-        ) + ".")
-        default = next(a for a in s["arms"] if a.endswith("(default)"))
-        cells = s["arms"][default]
         out += [
             "",
+            f"Full data: {fmt_ms(full['accuracy'])} ({full['steps']['mean']:.0f} steps, "
+            f"{fmt_ms(full['train_seconds'], 1)} s).",
+            "",
+        ]
+        steps = s["arms"]["random"]
+        out.append(
+            "Steps per arm (every arm at a fraction trains the same number): "
+            + ", ".join(f"{f}: {steps[f]['steps']['mean']:.0f}" for f in fractions)
+            + "."
+        )
+        out += [
+            "",
+            "Account per cell (means over seeds): selection + target seconds: speedup over full data, selection's share "
+            "of it.",
+            "",
             table(
-                ["kept", "default at or above random", "auto chose (per seed)", "auto check s", "auto s / proxy s"],
+                ["arm", *[f"kept {f}" for f in fractions]],
                 [
-                    [f, _sweep_verdict(cells[f]), ", ".join(cells[f]["auto_chosen"]), fmt_ms(cells[f]["auto_seconds"], 1),
-                     f"{cells[f]['auto_seconds']['mean'] / s['proxy_seconds']['mean']:.1f}x"]
-                    for f in fractions if f in cells
+                    [arm, *[_account_cell(cells[f].get("account")) if f in cells else "–" for f in fractions]]
+                    for arm, cells in s["arms"].items()
+                    if arm != "full data"
                 ],
             ),
+        ]
+        out += _sweep_default_lines(s, fractions, all_seeds)
+        verdicts[suite] = s.get("checks") or {}
+        before = s["arms"].get(SWEEP_UNBUDGETED) or next(
+            (v for a, v in s["arms"].items() if a.endswith("(default)")), None
+        )
+        if before:
+            out += [
+                "",
+                f"`{SWEEP_UNBUDGETED}`, for comparison:",
+                "",
+                table(
+                    ["kept", "auto chose (per seed)", "auto check s", "auto s / proxy s"],
+                    [
+                        [
+                            f,
+                            ", ".join(before[f]["auto_chosen"]),
+                            fmt_ms(before[f]["auto_seconds"], 1),
+                            f"{before[f]['auto_seconds']['mean'] / s['proxy_seconds']['mean']:.1f}x",
+                        ]
+                        for f in fractions
+                        if f in before
+                    ],
+                ),
+            ]
+    if verdicts:
+        within = [v.get("within_budget_every_cell") for v in verdicts.values()]
+        above = [v.get("at_or_above_random_every_fraction") for v in verdicts.values()]
+        out += [
+            "",
+            "**What must hold** (issue 23), on every suite: the default's selection share within its budget in every "
+            f"cell: {_yes_no(None if None in within else all(within))}; the default at or above random (within the "
+            f"spread over seeds) at every fraction: {_yes_no(None if None in above else all(above))}.",
         ]
     return out
 
@@ -385,7 +685,12 @@ def render_sst2_end_to_end(p: Dict) -> List[str]:
         if arm != "random":
             rows.append(["  vs random (pts)", *[_pts(cells[f]["vs_random"]) if f in cells else "–" for f in fractions]])
         rows.append(["  speedup over full data", *[_x(cells[f]["speedup"]) if f in cells else "–" for f in fractions]])
-        rows.append(["  selection / full data", *[fmt_ms(cells[f]["selection_share"]) if f in cells else "–" for f in fractions]])
+        rows.append(
+            [
+                "  selection / full data",
+                *[fmt_ms(cells[f]["selection_share"]) if f in cells else "–" for f in fractions],
+            ]
+        )
     if "default" not in arms:  # its arms run separately (and last): say so rather than leave the row out
         rows.append(["default", *["not yet measured" for _ in fractions]])
     out.append(table(["arm", *[f"kept {f}" for f in fractions]], rows))
@@ -401,9 +706,12 @@ def render_sst2_end_to_end(p: Dict) -> List[str]:
             f"{_holds(head['at_or_above_random'])})."
         )
         default = arms.get("default", {})
-        out += ["", "The default chose (per seed): " + "; ".join(
-            f"{f}: {', '.join(default[f]['chosen'])}" for f in fractions if f in default
-        ) + "."]
+        out += [
+            "",
+            "The default chose (per seed): "
+            + "; ".join(f"{f}: {', '.join(default[f]['chosen'])}" for f in fractions if f in default)
+            + ".",
+        ]
     return out
 
 
@@ -420,9 +728,13 @@ def render_precision(p: Dict) -> List[str]:
         table(
             ["", "fp32 s", "bf16 s", "bf16 speedup, median of pairs [quartiles]", "best of each"],
             [
-                [name, f"{v['fp32_seconds']:.3f}", f"{v['bf16_seconds']:.3f}",
-                 f"{v['speedup_median_of_pairs']:.2f}x [{v['speedup_quartiles'][0]:.2f}-{v['speedup_quartiles'][2]:.2f}]",
-                 f"{v['speedup_best_of']:.2f}x"]
+                [
+                    name,
+                    f"{v['fp32_seconds']:.3f}",
+                    f"{v['bf16_seconds']:.3f}",
+                    f"{v['speedup_median_of_pairs']:.2f}x [{v['speedup_quartiles'][0]:.2f}-{v['speedup_quartiles'][2]:.2f}]",
+                    f"{v['speedup_best_of']:.2f}x",
+                ]
                 for name, v in s["speed"].items()
             ],
         ),
@@ -430,17 +742,28 @@ def render_precision(p: Dict) -> List[str]:
         table(
             ["pair", *[f"{m} Spearman / Kendall / top-half overlap" for m in next(iter(s["rank_agreement"].values()))]],
             [
-                [pair, *[f"{a['spearman']:.3f} / {a['kendall']:.3f} / {a['top_k_overlap']:.3f}" for a in methods.values()]]
+                [
+                    pair,
+                    *[f"{a['spearman']:.3f} / {a['kendall']:.3f} / {a['top_k_overlap']:.3f}" for a in methods.values()],
+                ]
                 for pair, methods in s["rank_agreement"].items()
             ],
         ),
         "",
         table(
-            ["target on the half kept by", *next(iter(s["target_accuracy"].values())), "bf16 - fp32 (pts)", "fp32 seed - seed (pts)"],
             [
-                [f"{st} least_confidence", *[f"{v:.3f}" for v in acc.values()],
-                 ", ".join(f"{v * 100:+.1f}" for k, v in s["target_difference"][st].items() if k.startswith("bf16")),
-                 ", ".join(f"{v * 100:+.1f}" for k, v in s["target_difference"][st].items() if k.startswith("fp32"))]
+                "target on the half kept by",
+                *next(iter(s["target_accuracy"].values())),
+                "bf16 - fp32 (pts)",
+                "fp32 seed - seed (pts)",
+            ],
+            [
+                [
+                    f"{st} least_confidence",
+                    *[f"{v:.3f}" for v in acc.values()],
+                    ", ".join(f"{v * 100:+.1f}" for k, v in s["target_difference"][st].items() if k.startswith("bf16")),
+                    ", ".join(f"{v * 100:+.1f}" for k, v in s["target_difference"][st].items() if k.startswith("fp32")),
+                ]
                 for st, acc in s["target_accuracy"].items()
             ],
         ),

@@ -58,7 +58,6 @@ def fresh_accelerate_state() -> None:
     GradientState._reset_state()
 
 
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true")

