@@ -568,6 +568,10 @@ def choose_strategy(
     if plan is not None:
         decision.epochs = plan.epochs
         decision.budget = {**plan.as_dict(), "check_seconds": decision.seconds, "stopped": stopped}
+        if len(accuracies) < 2:  # stopped after random alone: nothing was compared, so the fallback rule decided
+            decision.fallback = (
+                f"{stopped}; with random alone trained nothing was compared: {FALLBACK} kept by the fallback rule"
+            )
         logger.info(
             f"auto: budget {plan.budget:g} of the {plan.reference}'s {plan.reference_seconds:.1f} s: check planned "
             f"{plan.planned_seconds:.1f} s, spent {decision.seconds:.1f} s"

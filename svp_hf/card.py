@@ -203,11 +203,12 @@ def _strategy_text(metrics: RunRecord) -> str:
         auto = metrics["auto"]
         if auto.get("fallback"):
             budget = (auto.get("budget") or {}).get("budget")
+            if budget is None:
+                return f" with strategy `auto`, which kept `{auto['chosen']}` by its fallback rule"
+            how = "stopped at" if auto.get("candidates") else "did not fit"
             return (
-                f" with strategy `auto`, which kept `{auto['chosen']}` without training a candidate: its check did not fit "
-                f"the selection budget ({budget:g} of the full-data training; see report.md)"
-                if budget is not None
-                else f" with strategy `auto`, which kept `{auto['chosen']}` by its fallback rule"
+                f" with strategy `auto`, which kept `{auto['chosen']}` by its fallback rule: its check {how} the "
+                f"selection budget ({budget:g} of the full-data training; see report.md)"
             )
         return (
             f" with strategy `auto`, which chose `{auto['chosen']}` after retraining the proxy on every candidate subset "

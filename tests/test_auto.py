@@ -337,6 +337,38 @@ def test_a_check_slower_than_planned_stops_within_its_budget(monkeypatch):
     assert decision.budget["check_seconds"] == 30.0 and decision.strategy == "random"
 
 
+def test_a_check_stopped_after_random_alone_says_the_fallback_rule_decided(monkeypatch):
+    from types import SimpleNamespace
+
+    from svp_hf import auto
+
+    clock = [0.0]  # random takes 20 s of the 30 s left: the next candidate would end past the budget
+    monkeypatch.setattr(auto, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    rng = np.random.default_rng(0)
+    scores, labels = rng.random(1000), rng.integers(0, 2, 1000)
+
+    def slow(rows, slice_rows, seed):
+        clock[0] += 20.0
+        return 0.6
+
+    decision = choose_strategy(
+        None, scores, labels, descending=True, fraction=0.5, train_candidate=slow, plan=plan(30.0)
+    )
+    assert [c["name"] for c in decision.candidates] == ["random"] and decision.strategy == "random"
+    assert decision.fallback.startswith("stopped after 1 of 5 candidates")
+    assert "with random alone trained nothing was compared: random kept by the fallback rule" in decision.fallback
+    stopped_later = choose_strategy(
+        None,
+        scores,
+        labels,
+        descending=True,
+        fraction=0.5,
+        plan=plan(100.0),
+        train_candidate=lambda rows, slice_rows, seed: clock.__setitem__(0, clock[0] + 20.0) or 0.6,
+    )
+    assert len(stopped_later.candidates) > 1 and stopped_later.fallback is None
+
+
 def test_a_budget_exactly_the_smallest_check_fits_it():
     from svp_hf.auto import check_cost
 

@@ -159,11 +159,11 @@ def test_report_and_card_state_the_budget_and_the_fallback(texts):
     _, metrics = svp_hf.prune(texts[0], proxy="fasttext", fraction=0.5, method="entropy", return_metrics=True, **FAST)
     record = {**metrics, "job": "coreset", "method": "entropy", "strategy": "auto", "fraction": 0.5}
     report = render_report(record, [], "images")
-    assert "did not fit the selection budget, so no candidate was trained" in report
+    assert "The check did not fit the selection budget, so the fallback rule decided" in report
     assert "Budget: selection may spend 0.1 of the proxy's full-data training" in report
     card = str(dataset_card(record))
     assert (
-        "without training a candidate: its check did not fit the selection budget (0.1 of the full-data training"
+        "kept `random` by its fallback rule: its check did not fit the selection budget (0.1 of the full-data training"
         in card
     )
 
