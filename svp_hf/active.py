@@ -73,7 +73,7 @@ logger = get_logger(__name__)
 
 # Core-set keys an active-learning run has no use for: it keeps `budgets` rows (not a fraction) chosen by the selector
 # each round (no strategy, no auto check, no class balance over unknown labels), scores one method, retrains the proxy
-# every round (no proxy_checkpoint), scores the pool in memory (no shards, no k-centers candidate pool or memory
+# every round (no proxy_checkpoint), scores the pool in memory (no shards, no k-centers candidate set or memory
 # bound) and has no single proxy ranking to compare with the target's.
 UNREAD_KEYS = (
     "score_methods",

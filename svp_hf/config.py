@@ -479,11 +479,11 @@ class SelectionArguments(ProxyTrainingArguments):
     )
     kcenter_chunk_size: int = _help("Rows per distance block in k-centers (bounds its memory).", default=16384)
     kcenter_pool_size: Optional[int] = _help(
-        "Run k-centers on a seeded random candidate pool of this many rows (the rest score -inf); default: all rows.",
+        "Run k-centers on a seeded random candidate set of this many rows (the rest score -inf); default: all rows.",
         default=None,
     )
     kcenter_max_memory: Optional[str] = _help(
-        "Memory bound for k-centers' embeddings and distances, e.g. '4GB'; the candidate pool shrinks to fit.",
+        "Memory bound for k-centers' embeddings and distances, e.g. '4GB'; the candidate set shrinks to fit.",
         default=None,
     )
     proxy_checkpoint: Optional[str] = _help(

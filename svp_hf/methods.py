@@ -1,7 +1,7 @@
 """Selection methods: each is a named scorer plus the order in which its scores are kept.
 
 A method is registered once with :func:`register_method`. Its scorer turns what the proxy produced into one float per
-example; the generic, pure selector in :mod:`svp_hf.selection` then keeps the top of that ranking. What a scorer
+example; the generic, pure ranking in :mod:`svp_hf.selection` then keeps the top of it. What a scorer
 needs decides when it runs:
 
 - ``"logits"``: called on every scoring batch with the softmax probabilities and labels (streamed, never the whole

@@ -57,7 +57,7 @@ def check_recipe(
     args: SelectionArguments, run_args: Optional[RunArguments] = None, active: Optional[ActiveArguments] = None
 ) -> None:
     """Every registry name of a recipe: methods, strategy, models, schedules and optimizers of each role; and a
-    ``kcenter_max_memory`` too small for a useful k-centers candidate pool."""
+    ``kcenter_max_memory`` too small for a useful k-centers candidate set."""
     if any(method.needs == "embeddings" for method in resolve_methods(args.methods)):
         check_kcenter_memory(args.kcenter_max_memory)
     check_strategy(args.strategy)

@@ -5,7 +5,7 @@ sliced, a streaming ``IterableDataset`` is read one shard at a time, so neither 
 are ever in memory. Within a shard, the batches are split across processes and every example's scores are gathered
 by `svp_index` (``gather_for_metrics`` drops the padding of the last uneven batch), so each example is scored exactly
 once whatever the process count. Logit-based scorers keep one float per example and method; embeddings are kept only
-for k-centers, and only for its candidate pool. With a `shard_dir`, every finished shard is saved there and a rerun
+for k-centers, and only for its candidate set. With a `shard_dir`, every finished shard is saved there and a rerun
 skips it.
 """
 
@@ -45,7 +45,7 @@ from .signals import TrainingSignal
 logger = get_logger(__name__)
 
 DEFAULT_STREAM_SHARD_SIZE = 10000
-# Bytes per pool row that k-centers needs besides the embedding itself: running distance, flags and its result.
+# Bytes per candidate row that k-centers needs besides the embedding itself: running distance, flags and its result.
 _KCENTER_ROW_OVERHEAD = 4 + 1 + 8 + 8 + 8
 
 
@@ -58,7 +58,7 @@ class ScoreResult:
 
 
 # k-centers on fewer candidates than this (or than the dataset's rows, when fewer) is mostly random selection.
-KCENTER_MIN_POOL = 1000
+KCENTER_MIN_CANDIDATES = 1000
 
 
 def kcenter_row_bytes(dim: int) -> int:
@@ -67,37 +67,37 @@ def kcenter_row_bytes(dim: int) -> int:
 
 
 def check_kcenter_memory(max_memory: Union[int, str, None]) -> None:
-    """A clear error, before any training, for a `kcenter_max_memory` too small to hold :data:`KCENTER_MIN_POOL`
+    """A clear error, before any training, for a `kcenter_max_memory` too small to hold :data:`KCENTER_MIN_CANDIDATES`
     candidates even of 1-d embeddings: k-centers would be random selection in disguise."""
     if max_memory is None:
         return
-    minimum = KCENTER_MIN_POOL * kcenter_row_bytes(1)
+    minimum = KCENTER_MIN_CANDIDATES * kcenter_row_bytes(1)
     if parse_size(max_memory, "kcenter_max_memory") < minimum:
         raise SVPConfigError(
-            f"kcenter_max_memory={max_memory!r} cannot hold a useful k-centers pool of {KCENTER_MIN_POOL} candidates: "
+            f"kcenter_max_memory={max_memory!r} cannot hold a useful k-centers candidate set of {KCENTER_MIN_CANDIDATES} rows: "
             f"that needs at least {minimum} bytes even for 1-d embeddings (a D-d embedding takes 4*D+"
             f"{_KCENTER_ROW_OVERHEAD} bytes per candidate); raise it (e.g. '1GB') or leave it unset"
         )
 
 
-def kcenter_pool_rows(
-    dim: int, pool_size: Optional[int], max_memory: Union[int, str, None], n_rows: Optional[int] = None
+def kcenter_candidate_rows(
+    dim: int, candidates: Optional[int], max_memory: Union[int, str, None], n_rows: Optional[int] = None
 ) -> Optional[int]:
-    """How many candidates k-centers may hold: `pool_size`, capped by what fits in `max_memory` (``"2GB"``, bytes).
+    """How many candidates k-centers may hold: `candidates`, capped by what fits in `max_memory` (``"2GB"``, bytes).
 
-    When `max_memory` caps the pool below :data:`KCENTER_MIN_POOL` rows (or below `n_rows`, the dataset's rows, when
-    fewer), a warning says that k-centers is then close to random and names the memory a useful pool needs."""
-    limits = [] if pool_size is None else [int(pool_size)]
+    When `max_memory` caps the candidate set below :data:`KCENTER_MIN_CANDIDATES` rows (or below `n_rows`, the dataset's rows, when
+    fewer), a warning says that k-centers is then close to random and names the memory a useful candidate set needs."""
+    limits = [] if candidates is None else [int(candidates)]
     if max_memory is not None:
         rows = parse_size(max_memory, "kcenter_max_memory") // kcenter_row_bytes(dim)
         if rows < 1:
             raise SVPConfigError(f"kcenter_max_memory={max_memory!r} cannot hold a single {dim}-d embedding")
-        wanted = KCENTER_MIN_POOL if n_rows is None else min(KCENTER_MIN_POOL, int(n_rows))
+        wanted = KCENTER_MIN_CANDIDATES if n_rows is None else min(KCENTER_MIN_CANDIDATES, int(n_rows))
         if rows < wanted:
             warnings.warn(
                 f"kcenter_max_memory={max_memory!r} holds only {rows} k-centers candidate(s) of {dim}-d embeddings "
                 f"({kcenter_row_bytes(dim)} bytes each); every other row scores -inf and is kept in random order, so "
-                f"k-centers is close to random selection. A pool of {wanted} rows needs kcenter_max_memory >= "
+                f"k-centers is close to random selection. A candidate set of {wanted} rows needs kcenter_max_memory >= "
                 f"{wanted * kcenter_row_bytes(dim)} bytes",
                 UserWarning,
                 stacklevel=2,
@@ -141,13 +141,13 @@ def iter_shards(dataset, shard_size: int, skip: int = 0) -> Iterator[Tuple[int, 
             yield shard, rows
 
 
-def _pool_keys(seed: int, shard: int, n: int) -> np.ndarray:
-    """Uniform keys of a shard's rows: the k-center pool is the rows with the smallest keys (a seeded uniform sample
+def _candidate_keys(seed: int, shard: int, n: int) -> np.ndarray:
+    """Uniform keys of a shard's rows: the k-centers candidate set is the rows with the smallest keys (a seeded uniform sample
     that does not depend on the process count or on knowing the dataset's length in advance)."""
     return np.random.default_rng([seed, shard]).random(n)
 
 
-class _Pool:
+class _Candidates:
     """The k-center candidates seen so far: every row, or the `capacity` rows with the smallest keys.
 
     Shards are appended and compacted only once twice the capacity has piled up, so building it costs O(n)."""
@@ -156,7 +156,7 @@ class _Pool:
         self.capacity = capacity
         self.parts: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.size = 0
-        self.cutoff = math.inf  # no row with a larger key can make the pool any more
+        self.cutoff = math.inf  # no row with a larger key can join the candidate set any more
 
     def add(self, index: np.ndarray, keys: np.ndarray, embeddings: np.ndarray) -> None:
         self.parts.append((index, keys, embeddings.astype(np.float32, copy=False)))
@@ -173,7 +173,7 @@ class _Pool:
         self.parts, self.size = [(index, keys, embeddings)], len(index)
 
     def final(self) -> Tuple[np.ndarray, np.ndarray]:
-        """The pool's svp_index values and embeddings."""
+        """The candidate set's svp_index values and embeddings."""
         if not self.parts:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
         self._compact()
@@ -475,8 +475,8 @@ def score_examples(
     `shard_size` rows are scored at a time (default: the whole of a ``Dataset``, 10,000 rows of a stream); with
     `shard_dir`, finished shards are saved there and skipped when scoring again. Methods that read a training signal
     take it from `signals` (what :func:`~svp_hf.training.train_model` recorded). k-centers runs on a seeded random
-    candidate pool of at most `kcenter_pool_size` rows, capped by `kcenter_max_memory` (``"4GB"``); rows outside the
-    pool score ``-inf`` (kept last, in seeded random order). `progress` false draws no progress bars (see
+    candidate set of at most `kcenter_pool_size` rows, capped by `kcenter_max_memory` (``"4GB"``); rows outside the
+    candidate set score ``-inf`` (kept last, in seeded random order). `progress` false draws no progress bars (see
     :mod:`svp_hf.progress` for svp_hf's switch).
     """
     signals = signals or {}
@@ -497,16 +497,16 @@ def score_examples(
     while skip in finished:
         skip += 1
     parts: List[Dict[str, np.ndarray]] = []
-    pool: Optional[_Pool] = None
+    candidates: Optional[_Candidates] = None
 
     def collect(part: Dict[str, np.ndarray]) -> None:
-        nonlocal pool
+        nonlocal candidates
         if "embeddings" in part:
-            if pool is None:
-                pool = _Pool(
-                    kcenter_pool_rows(part["embeddings"].shape[1], kcenter_pool_size, kcenter_max_memory, n_known)
+            if candidates is None:
+                candidates = _Candidates(
+                    kcenter_candidate_rows(part["embeddings"].shape[1], kcenter_pool_size, kcenter_max_memory, n_known)
                 )
-            pool.add(part["pool_index"], part["pool_keys"], part["embeddings"])
+            candidates.add(part["pool_index"], part["pool_keys"], part["embeddings"])
         parts.append({k: v for k, v in part.items() if k not in ("embeddings", "pool_index", "pool_keys")})
 
     for shard in range(skip):
@@ -533,10 +533,12 @@ def score_examples(
         part = {INDEX_COLUMN: np.arange(start, start + len(labels), dtype=np.int64), "labels": labels}
         part.update({m.name: values[i] for i, m in enumerate(batch_methods)})
         if embeddings is not None:
-            if pool is None:
-                pool = _Pool(kcenter_pool_rows(embeddings.shape[1], kcenter_pool_size, kcenter_max_memory, n_known))
-            keys = _pool_keys(seed, shard, len(labels))
-            candidate = keys < pool.cutoff
+            if candidates is None:
+                candidates = _Candidates(
+                    kcenter_candidate_rows(embeddings.shape[1], kcenter_pool_size, kcenter_max_memory, n_known)
+                )
+            keys = _candidate_keys(seed, shard, len(labels))
+            candidate = keys < candidates.cutoff
             part.update(
                 pool_index=part[INDEX_COLUMN][candidate], pool_keys=keys[candidate], embeddings=embeddings[candidate]
             )
@@ -551,7 +553,9 @@ def score_examples(
     for method in methods:
         if method.needs == "embeddings":
             values = np.full(n, -np.inf)
-            pool_index, pool_embeddings = pool.final() if pool is not None else (np.zeros(0, dtype=np.int64), None)
+            pool_index, pool_embeddings = (
+                candidates.final() if candidates is not None else (np.zeros(0, dtype=np.int64), None)
+            )
             if len(pool_index):
                 values[pool_index] = method.scorer(pool_embeddings, seed=seed, chunk_size=kcenter_chunk_size)
             scores[method.name] = values
@@ -621,11 +625,11 @@ def stream_outputs(
 
 __all__ = [
     "check_kcenter_memory",
-    "KCENTER_MIN_POOL",
+    "KCENTER_MIN_CANDIDATES",
     "compute_scores",
     "stream_outputs",
     "score_examples",
     "ScoreResult",
     "iter_shards",
-    "kcenter_pool_rows",
+    "kcenter_candidate_rows",
 ]

@@ -1,4 +1,4 @@
-"""Selectors: pure functions from scores (and labels) to the indices that are kept.
+"""Ranking: pure functions from scores (and labels) to the indices that are kept.
 
 Nothing here trains, loads or reads files; the same scores, fraction and seed always give the same indices.
 """

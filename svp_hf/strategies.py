@@ -57,7 +57,7 @@ def check_strategy(name: str) -> str:
 
 
 def get_strategy(name: str) -> Callable:
-    """The pure selector registered as `name` (``auto`` is resolved by :mod:`svp_hf.auto` into one of these)."""
+    """The pure strategy function registered as `name` (``auto`` is resolved by :mod:`svp_hf.auto` into one of these)."""
     check_strategy(name)
     if name == AUTO:
         raise SVPConfigError(

@@ -15,7 +15,7 @@ import svp_hf.proxy
 from svp_hf import SVPConfigError, scoring
 from svp_hf.config import SelectionArguments
 from svp_hf.methods import resolve_methods
-from svp_hf.scoring import KCENTER_MIN_POOL, compute_scores, kcenter_pool_rows, score_examples
+from svp_hf.scoring import KCENTER_MIN_CANDIDATES, compute_scores, kcenter_candidate_rows, score_examples
 
 from .conftest import cli, outputs
 from .conftest import run_command as run
@@ -98,12 +98,12 @@ def test_kcenter_candidate_pool_and_memory_bound(setup):
     np.testing.assert_allclose(pooled, again, rtol=1e-5)  # the pool does not depend on batching
 
     dim = 64  # resnet20's penultimate width
-    rows = kcenter_pool_rows(dim, None, 30 * (4 * dim + 29))
+    rows = kcenter_candidate_rows(dim, None, 30 * (4 * dim + 29))
     assert rows == 30
     bounded = scores_of(setup, methods=["kcenter"], kcenter_max_memory=30 * (4 * dim + 29))["kcenter"]
     assert (bounded > -np.inf).sum() == 30
     with pytest.raises(SVPConfigError, match="cannot hold"):
-        kcenter_pool_rows(dim, None, 10)
+        kcenter_candidate_rows(dim, None, 10)
     with pytest.raises(SVPConfigError, match="kcenter_max_memory"):
         SelectionArguments(kcenter_max_memory="lots")
 
@@ -157,10 +157,10 @@ def test_a_kcenter_memory_bound_too_small_for_a_pool_is_refused_before_training(
     monkeypatch.setattr(svp_hf.proxy, "train_model", lambda *a, **k: trained.append(1))
     with pytest.raises(
         SVPConfigError,
-        match=rf"useful k-centers pool of {KCENTER_MIN_POOL} candidates: that needs at least 33000 bytes",
+        match=rf"useful k-centers candidate set of {KCENTER_MIN_CANDIDATES} rows: that needs at least 33000 bytes",
     ):
         svp_hf.score(train, proxy="resnet20", methods=["entropy", "kcenter"], kcenter_max_memory="1KB", proxy_epochs=1)
-    with pytest.raises(SVPConfigError, match="useful k-centers pool"):
+    with pytest.raises(SVPConfigError, match="useful k-centers candidate set"):
         svp_hf.prune(train, proxy="resnet20", method="kcenter", kcenter_max_memory=1024, proxy_epochs=1)
     assert trained == []
     monkeypatch.undo()
@@ -172,14 +172,14 @@ def test_a_pool_capped_below_the_minimum_warns_with_the_memory_it_needs():
     with pytest.warns(
         UserWarning, match=rf"holds only 30 k-centers candidate\(s\).*close to random.*>= {1000 * (4 * dim + 29)} bytes"
     ):
-        assert kcenter_pool_rows(dim, None, 30 * (4 * dim + 29), n_rows=5000) == 30
+        assert kcenter_candidate_rows(dim, None, 30 * (4 * dim + 29), n_rows=5000) == 30
     with pytest.warns(UserWarning, match=rf">= {200 * (4 * dim + 29)} bytes"):  # a small dataset needs all its rows
-        kcenter_pool_rows(dim, None, 30 * (4 * dim + 29), n_rows=200)
+        kcenter_candidate_rows(dim, None, 30 * (4 * dim + 29), n_rows=200)
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert kcenter_pool_rows(dim, None, "1GB", n_rows=5000) > KCENTER_MIN_POOL
+        assert kcenter_candidate_rows(dim, None, "1GB", n_rows=5000) > KCENTER_MIN_CANDIDATES
 
 
 def test_a_stream_with_its_own_svp_index_is_read_by_position(tiny_digits):
