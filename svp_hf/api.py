@@ -382,11 +382,23 @@ def active_learn(
     unlabelled examples `method` ranks first, until the labelled set has each size in `budgets`. With a `target`, it
     is then trained on every final labelled set (and evaluated on `eval_dataset`).
 
-    Returns an :class:`ActiveResult`: ``result.labelled`` is the labelled rows with ``svp_index``, ``svp_round``
-    (0 = initial set) and ``svp_score``; ``result.runs[role].rounds`` the per-round records; ``result.speedup`` the
-    data-selection speedup when both loops ran. Keyword arguments are the recipe's (``proxy_epochs``,
-    ``target_epochs``, ``warm_start``, ``eval_each_round``, ``initial_class_balanced``, ``batch_size``, ``seed``,
-    ``image_column``, ``label_column``, ...).
+    Args:
+        dataset: The pool; its label column is the oracle.
+        proxy: The cheap model that selects (``selector="proxy"`` or ``"both"``).
+        target: The model trained on every final labelled set (needed for ``selector="target"`` or ``"both"``).
+        initial_size: Rows of the seeded random initial labelled set (round 0).
+        budgets: The labelled-set size after each round, increasing.
+        method: How the selector ranks the unlabelled rows (a method that needs no labels or training history).
+        selector: ``"proxy"``, ``"target"`` or ``"both"`` (both loops from the same initial set).
+        eval_dataset: Evaluate the target (and, with ``eval_each_round``, the selector each round) on these rows.
+        accelerator: Where to run (default: a new ``Accelerator``).
+        **kwargs: The recipe's keys (``proxy_epochs``, ``target_epochs``, ``warm_start``, ``eval_each_round``,
+            ``initial_class_balanced``, ``batch_size``, ``seed``, ``image_column``, ``label_column``, ...).
+
+    Returns:
+        An :class:`ActiveResult`: ``result.labelled`` is the labelled rows with ``svp_index``, ``svp_round`` (0 = initial
+        set) and ``svp_score``; ``result.runs[role].rounds`` the per-round records; ``result.speedup`` the data-selection
+        speedup when both loops ran.
     """
     active_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in ACTIVE_KEYS}
     target_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in TARGET_KEYS}
@@ -465,7 +477,24 @@ def ask(
     keyword arguments apply). The batch is also written to ``output_dir/to_label/round_<k>/`` and
     ``round_<k>.csv``. While asked rows are not labelled yet, no round runs and those rows are returned again
     (``allow_pending=True`` asks for a new batch anyway); once every budget is asked for and labelled, the batch is
-    empty. Returns the rows with their original columns, ``svp_index``, ``svp_round`` and ``svp_score``.
+    empty.
+
+    Args:
+        dataset: The pool (labels known so far, nulls to label), or unlabelled rows with `labelled` put before them.
+        output_dir: The session's folder (its state, the batches to label, and the result once finished).
+        proxy: The model trained on the labelled rows to rank the others.
+        budgets: The labelled-set size after each round.
+        method: How the proxy ranks the rows to label.
+        initial_size: Rows of round 0's seeded random batch (1000 when nothing is labelled and it is not given).
+        labelled: A small labelled dataset put before an unlabelled `dataset`.
+        class_names: The classes, when `dataset` has no label column.
+        target: A target for the session's settings (``selector="target"``).
+        eval_dataset: Evaluate the selector on these rows (``eval_each_round``).
+        accelerator: Where to run (default: a new ``Accelerator``).
+        **kwargs: The recipe's keys, as for :func:`active_learn` (``allow_pending``, ``labels_from``, ...).
+
+    Returns:
+        The rows to label, with their original columns, ``svp_index``, ``svp_round`` and ``svp_score``.
     """
     _map_style(dataset, "ask")
     output_dir = os.fspath(output_dir)
@@ -519,8 +548,18 @@ def labelled_set(
     class_names: Optional[Sequence[str]] = None,
     label_column: Optional[str] = None,
 ) -> Dataset:
-    """The labelled rows of a labelling session's pool `dataset` (as given to :func:`ask`), with the labels returned
-    so far, ``svp_index``, ``svp_round`` and ``svp_score``: the set to train a target on at any time."""
+    """The labelled rows of a labelling session: the set to train a target on at any time.
+
+    Args:
+        dataset: The session's pool, as given to :func:`ask`.
+        output_dir: The session's folder.
+        labelled: The labelled dataset given to :func:`ask` before an unlabelled pool, if any.
+        class_names: The classes, when the pool has no label column.
+        label_column: The pool's label column (found as :func:`ask` finds it when not given).
+
+    Returns:
+        The labelled rows with the labels returned so far, ``svp_index``, ``svp_round`` and ``svp_score``.
+    """
     pool, column = labelling_dataset(dataset, label_column, class_names, labelled=labelled)
     state = LabellingState.load(os.fspath(output_dir))
     check_session_dataset(state, pool, column, state.class_names)
