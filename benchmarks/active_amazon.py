@@ -70,7 +70,7 @@ def parse(argv=None):
 def run_seed(args, seed: int, accelerator) -> Dict[str, object]:
     import svp_hf
     from svp_hf.data import get_split, load_data
-    from svp_hf.pipeline import subsample
+    from svp_hf.jobs.pipeline import subsample
 
     data = load_data(args.dataset)
     pool = subsample(get_split(data, "train", "training"), args.pool_size, seed)

@@ -1,6 +1,6 @@
 """Benchmark 8: is ``auto``'s budgeted check still honest? Three pieces of evidence on the prune sweep's two suites (benchmark 5).
 
-1. **The fallback rule** (``svp_hf.auto.FALLBACK_RULE``), derived from the sweep's summary: at each kept fraction, the
+1. **The fallback rule** (``svp_hf.stages.auto.FALLBACK_RULE``), derived from the sweep's summary: at each kept fraction, the
    strategies whose paired margin over random exceeds its spread over seeds on every suite (none: random).
 2. **The default budget on the sweep's own runs** (no training): for every recorded cell, the check ``plan_check``
    sizes for ``DEFAULT_SELECTION_BUDGET`` from the proxy's measured seconds against the full-data target's, and what
@@ -91,14 +91,14 @@ def sweep_args(sweep: Dict):
 
 
 def proxy_rate(seconds: float, n_rows: int, epochs: int):
-    from svp_hf.auto import TrainingRate
+    from svp_hf.stages.auto import TrainingRate
 
     return TrainingRate.measured(seconds, n_rows, epochs, source=f"proxy training and scoring {seconds:.1f} s")
 
 
 def default_budget_cell(parts: prune_sweep.Parts, args, suite: str, seed: int, fraction: float) -> Optional[Dict]:
     """What the budgeted default would have done in one recorded cell (None when the cell is not on disk)."""
-    from svp_hf.auto import DEFAULT_SELECTION_BUDGET, plan_check
+    from svp_hf.stages.auto import DEFAULT_SELECTION_BUDGET, plan_check
 
     proxy, full = parts.load(f"seed{seed}-proxy.json"), parts.load(f"seed{seed}-full.json")
     auto = parts.load(prune_sweep.part_name(seed, fraction, DEFAULT_ARM))
@@ -140,8 +140,15 @@ def default_budget_cell(parts: prune_sweep.Parts, args, suite: str, seed: int, f
 def smallest_plan(n_rows: int, fraction: float, epochs: int, rate, num_classes: int):
     """plan_check given exactly the seconds of its smallest check (one seed, random and coverage, a quarter of the
     rows): the plan it returns is that check."""
-    from svp_hf.auto import DEFAULT_AUTO_HOLDOUT, MIN_POOL_SHARE, candidates_for, check_cost, plan_check, shrink_order
-    from svp_hf.selection import n_to_keep
+    from svp_hf.selection.ranking import n_to_keep
+    from svp_hf.stages.auto import (
+        DEFAULT_AUTO_HOLDOUT,
+        MIN_POOL_SHARE,
+        candidates_for,
+        check_cost,
+        plan_check,
+        shrink_order,
+    )
 
     fit = n_rows - int(round(DEFAULT_AUTO_HOLDOUT * n_rows))
     pool = max(int(math.ceil(MIN_POOL_SHARE * fit)), int(math.ceil(num_classes / fraction)))
@@ -178,13 +185,13 @@ def run_suite_seed(
     from accelerate.utils import set_seed
 
     import svp_hf
-    from svp_hf.auto import choose_strategy, proxy_trainer
     from svp_hf.config import SelectionArguments
-    from svp_hf.methods import get_method
+    from svp_hf.engine.training import evaluate_accuracy, train_model
     from svp_hf.models import create_model
-    from svp_hf.proxy import labels_of, method_values, prepare_inputs, run_scoring, score_positions
-    from svp_hf.roles import training_config
-    from svp_hf.training import evaluate_accuracy, train_model
+    from svp_hf.selection.methods import get_method
+    from svp_hf.stages.auto import choose_strategy, proxy_trainer
+    from svp_hf.stages.proxy import labels_of, method_values, prepare_inputs, run_scoring, score_positions
+    from svp_hf.stages.roles import training_config
 
     names = [f"seed{seed}-f{f:g}.json" for f in fractions]
     if all(parts.load(n) is not None for n in names):
@@ -317,7 +324,7 @@ def main(argv=None):
     parts_root = Path(args.parts_dir) if args.parts_dir else out_dir / "budget_check_parts"
 
     recorded, run_cells = [], []
-    from svp_hf.training import make_accelerator
+    from svp_hf.engine.training import make_accelerator
 
     accelerator = None if args.skip_run else make_accelerator(mixed_precision=BENCHMARK_PRECISION)
     for suite in args.only:

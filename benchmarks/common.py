@@ -91,7 +91,7 @@ def save_benchmark(
 def run_over_seeds(benchmark: str, args, argv, run_seed, aggregate) -> Dict[str, object]:
     """Run ``run_seed(args, seed, accelerator)`` for every seed in ``args.seeds``, one Accelerator for all, and save
     the runs with ``aggregate(runs)`` as their summary."""
-    from svp_hf.training import make_accelerator
+    from svp_hf.engine.training import make_accelerator
 
     accelerator = make_accelerator(mixed_precision=BENCHMARK_PRECISION)
     runs = [run_seed(args, seed, accelerator) for seed in args.seeds]

@@ -61,11 +61,11 @@ def run_seed(args, seed: int, accelerator) -> Dict[str, object]:
     import svp_hf
     from svp_hf.config import SelectionArguments
     from svp_hf.data import get_split, load_data
+    from svp_hf.engine.training import evaluate_accuracy, train_model
+    from svp_hf.jobs.pipeline import subsample
     from svp_hf.models import create_model
-    from svp_hf.pipeline import subsample
-    from svp_hf.proxy import prepare_inputs, run_scoring
-    from svp_hf.roles import training_config
-    from svp_hf.training import evaluate_accuracy, train_model
+    from svp_hf.stages.proxy import prepare_inputs, run_scoring
+    from svp_hf.stages.roles import training_config
 
     data = load_data(args.dataset)
     train = subsample(get_split(data, "train", "training"), args.train_size, seed)

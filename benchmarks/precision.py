@@ -135,7 +135,7 @@ def speed(args) -> Dict[str, object]:
 
 def load(args):
     from svp_hf.data import get_split, load_data
-    from svp_hf.pipeline import subsample
+    from svp_hf.jobs.pipeline import subsample
 
     data = load_data(args.dataset)
     train = subsample(get_split(data, "train", "training"), args.train_size, args.data_seed)
@@ -152,7 +152,7 @@ def worker(args) -> None:
     import torch
 
     import svp_hf
-    from svp_hf.training import make_accelerator
+    from svp_hf.engine.training import make_accelerator
 
     precision, seed, out = args.worker[0], int(args.worker[1]), Path(args.worker[2])
     torch.set_num_threads(args.threads)
@@ -219,7 +219,7 @@ def run_proxy(args, parts: Path, precision: str, seed: int) -> Dict[str, object]
 def agreement(parts: Path, a: str, b: str) -> Dict[str, Dict[str, float]]:
     from datasets import Dataset
 
-    from svp_hf.correlation import compare_scores
+    from svp_hf.selection.correlation import compare_scores
 
     one, two = (Dataset.from_parquet(str(parts / f"proxy-{name}.parquet")) for name in (a, b))
     return compare_scores(one, two, list(METHODS))
@@ -235,9 +235,9 @@ def run_target(args, parts: Path, strategy: str, name: str, train, test, info, a
 
     import svp_hf
     from svp_hf.config import SelectionArguments
+    from svp_hf.engine.training import evaluate_accuracy, train_model
     from svp_hf.models import create_model
-    from svp_hf.roles import training_config
-    from svp_hf.training import evaluate_accuracy, train_model
+    from svp_hf.stages.roles import training_config
 
     out = parts / f"target-{strategy}-{name}.json"
     if out.is_file():
@@ -312,7 +312,7 @@ def main(argv=None):
     parts.mkdir(parents=True, exist_ok=True)
     (parts / "settings.json").write_text(json.dumps(settings(args), indent=2) + "\n")
 
-    from svp_hf.precision import cpu_features, cpu_supports_bf16
+    from svp_hf.utils.precision import cpu_features, cpu_supports_bf16
 
     measured = speed(args)
     proxies = {f"{p}-seed{s}": run_proxy(args, parts, p, s) for s in args.seeds for p in PRECISIONS}
@@ -321,8 +321,8 @@ def main(argv=None):
     pairs[f"fp32 seed {s0} vs {s1}"] = agreement(parts, f"no-seed{s0}", f"no-seed{s1}")
     pairs[f"bf16 seed {s0} vs {s1}"] = agreement(parts, f"bf16-seed{s0}", f"bf16-seed{s1}")
 
-    from svp_hf.proxy import prepare_inputs
-    from svp_hf.training import make_accelerator
+    from svp_hf.engine.training import make_accelerator
+    from svp_hf.stages.proxy import prepare_inputs
 
     train, test = load(args)
     _, info = prepare_inputs(train, "resnet20", {"image_column": image_column(train)})

@@ -8,7 +8,7 @@ Arms: ``random``; ``top`` and ``coverage`` over each of el2n, forgetting and aum
 old default (``strategy: auto`` with its full, unbudgeted check on the sweep proxy's scores); and ``default
 (budgeted)``, the library's default as a job with a target runs it.
 
-``default (budgeted)`` goes through the library's one pipeline (:class:`svp_hf.orchestrator.Pruner`) with the
+``default (budgeted)`` goes through the library's one pipeline (:class:`svp_hf.stages.orchestrator.Pruner`) with the
 recipe's defaults: ``strategy: auto``, the default method and ``selection_budget`` (``DEFAULT_SELECTION_BUDGET``),
 and the target as the pruner's target, so that ``Pruner.plan`` estimates the target's full-data training from its
 probe and sizes the check to what is left of the budget after the proxy's training and scoring. Its proxy is its own
@@ -141,7 +141,7 @@ class Parts:
 
 def load_suite(args, suite: str, seed: int):
     from svp_hf.data import get_split, load_data
-    from svp_hf.pipeline import subsample
+    from svp_hf.jobs.pipeline import subsample
 
     data = load_data(getattr(args, f"{suite}_dataset"))
     test_split = "test" if suite == "image" else args.text_test_split
@@ -174,10 +174,10 @@ def run_seed(args, suite: str, seed: int, accelerator, parts: Parts) -> Dict[str
 
     import svp_hf
     from svp_hf.config import SelectionArguments
+    from svp_hf.engine.training import evaluate_accuracy, train_model
     from svp_hf.models import create_model
-    from svp_hf.proxy import prepare_inputs, run_auto, run_scoring
-    from svp_hf.roles import model_settings, training_config
-    from svp_hf.training import evaluate_accuracy, train_model
+    from svp_hf.stages.proxy import prepare_inputs, run_auto, run_scoring
+    from svp_hf.stages.roles import model_settings, training_config
 
     default_method = SelectionArguments.__dataclass_fields__["method"].default
     plan = arm_plan(args, default_method)
@@ -314,15 +314,15 @@ def run_default(
 ) -> Dict[str, Dict[str, object]]:
     """The budgeted default's cells of one seed (those on disk, the others run unless ``--finished-only``): the target
     on all rows timed first, then the default's own proxy (scoring the default method), then at each fraction a
-    :class:`~svp_hf.orchestrator.Pruner` with the recipe's defaults and the target, given that proxy's scores and its
+    :class:`~svp_hf.stages.orchestrator.Pruner` with the recipe's defaults and the target, given that proxy's scores and its
     measured seconds, plans and runs ``auto``'s budgeted check, selects, and the target trains on the kept rows."""
     from datasets import Dataset
 
     from svp_hf.account import selection_stages, target_account
     from svp_hf.config import SelectionArguments
-    from svp_hf.orchestrator import Pruner
-    from svp_hf.preflight import check_recipe
-    from svp_hf.roles import stage_settings
+    from svp_hf.stages.orchestrator import Pruner
+    from svp_hf.stages.preflight import check_recipe
+    from svp_hf.stages.roles import stage_settings
 
     names = {f"{f:g}": part_name(seed, f, DEFAULT_PART) for f in args.fractions}
     cells = {f: parts.load(n) for f, n in names.items()}
@@ -394,8 +394,8 @@ def run_default(
 
 def warm_up(target, train, info, accelerator) -> None:
     """An untimed forward pass of a fresh `target` over every training row."""
+    from svp_hf.engine.training import evaluate_accuracy
     from svp_hf.models import create_model, resolve_family
-    from svp_hf.training import evaluate_accuracy
 
     evaluate_accuracy(
         create_model(target.name, info),
@@ -581,7 +581,7 @@ def plot(summary: Dict[str, Dict[str, object]], path: Path) -> None:
 def main(argv=None):
     offline_env()
     args = parse(argv)
-    from svp_hf.training import make_accelerator
+    from svp_hf.engine.training import make_accelerator
 
     out_dir = Path(args.out_dir) if args.out_dir else RESULTS_DIR
     parts_root = Path(args.parts_dir) if args.parts_dir else out_dir / "prune_sweep_parts"

@@ -218,7 +218,7 @@ def run_arm(args, arm: str, seed: int, fraction: float, work: Path) -> Dict[str,
     """One run of the core-set job; what its metrics.json says about the arm."""
     import yaml
 
-    from svp_hf import coreset
+    from svp_hf.jobs import coreset
 
     folder = work / part_name(arm, seed, fraction)[: -len(".json")]
     folder.mkdir(parents=True, exist_ok=True)

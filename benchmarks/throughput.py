@@ -43,7 +43,7 @@ def _load(name: str, split: str, n: int, seed: int = 0):
     """`n` rows of `name`'s `split` (a seeded sample), its rows repeated when it has fewer: throughput does not depend
     on which rows, and a cheap model needs many to be timed."""
     from svp_hf.data import get_split, load_data
-    from svp_hf.pipeline import subsample
+    from svp_hf.jobs.pipeline import subsample
 
     data = get_split(load_data(name), split, split)
     if n is not None and n > len(data):
@@ -56,7 +56,7 @@ def image_case(args):
     """ResNet-20 (timm registry) on CIFAR-10 images."""
     from svp_hf.data import add_index
     from svp_hf.models import create_model
-    from svp_hf.proxy import prepare_inputs
+    from svp_hf.stages.proxy import prepare_inputs
 
     ds = add_index(_load(args.image_dataset, "train", args.n or SCALE["timm-cnn"]["score_n"]))
     family, info = prepare_inputs(ds, args.image_model, {})
@@ -67,7 +67,7 @@ def image_case(args):
 def _text_case(args, model_name: str, case: str):
     from svp_hf.data import add_index
     from svp_hf.models import create_model
-    from svp_hf.proxy import prepare_inputs
+    from svp_hf.stages.proxy import prepare_inputs
 
     ds = add_index(_load(args.text_dataset, "train", args.n or SCALE[case]["score_n"]))
     family, info = prepare_inputs(ds, model_name, {"text_column": ["title", "content"]})
@@ -95,7 +95,7 @@ def _batches(model, family, ds, info, batch_size: int):
     """Model-ready batches of `ds` built once by svp_hf's own data path (evaluation transform: decoded, normalised,
     tokenised, padded), kept in memory: what the raw loops below get for free."""
     from svp_hf.data import batch_collate, on_device
-    from svp_hf.training import make_loader
+    from svp_hf.engine.training import make_loader
 
     prepared = family.dataset(ds, model, info, train=False)
     loader = make_loader(prepared, batch_collate(prepared, family.make_collate(model)), batch_size, shuffle=False)
@@ -119,8 +119,8 @@ def raw_forward_throughput(model, family, ds, info, batch_size: int, repeats: in
 
 
 def pipeline_throughput(model, family, ds, info, batch_size: int, repeats: int, accelerator) -> float:
-    from svp_hf.methods import resolve_methods
-    from svp_hf.scoring import compute_scores
+    from svp_hf.engine.scoring import compute_scores
+    from svp_hf.selection.methods import resolve_methods
 
     methods = resolve_methods(["least_confidence"])
     best = 0.0
@@ -132,7 +132,7 @@ def pipeline_throughput(model, family, ds, info, batch_size: int, repeats: int, 
 
 
 def _training_config(epochs: int, batch_size: int, learning_rate: float):
-    from svp_hf.training import TrainingConfig
+    from svp_hf.engine.training import TrainingConfig
 
     return TrainingConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule="constant")
 
@@ -142,7 +142,7 @@ def raw_training_throughput(model, family, ds, info, batch_size: int, epochs: in
     memory: the model's own limit, with nothing else in the loop."""
     import torch.nn.functional as F
 
-    from svp_hf.training import OPTIMIZERS
+    from svp_hf.engine.training import OPTIMIZERS
 
     batches = _batches(model, family, ds, info, batch_size)
     config = _training_config(epochs, batch_size, learning_rate)
@@ -162,7 +162,7 @@ def raw_training_throughput(model, family, ds, info, batch_size: int, epochs: in
 def loop_training_throughput(model, family, ds, info, batch_size: int, epochs: int, learning_rate: float, accelerator):
     """Examples/s of svp_hf's training loop (``train_model``: shuffling, batching, augmentation, the step, the
     scheduler, loss, accuracy and the forgetting signal), its epochs alone, and with its one-time preparation."""
-    from svp_hf.training import train_model
+    from svp_hf.engine.training import train_model
 
     config = _training_config(epochs, batch_size, learning_rate)
     result = train_model(model, family, ds, info, config, accelerator, signals=["correctness"], desc="loop")
@@ -190,9 +190,9 @@ def batching_throughput(model, family, ds, info, batch_size: int, epochs: int) -
     device), with no step: what the loop does on top of the raw step."""
     import torch
 
-    from svp_hf.augment import epoch_generator
     from svp_hf.data import batch_collate, on_device
-    from svp_hf.training import make_loader
+    from svp_hf.data.augment import epoch_generator
+    from svp_hf.engine.training import make_loader
 
     train_ds = family.dataset(ds, model, info, train=True)
     loader = make_loader(train_ds, batch_collate(train_ds, family.make_collate(model)), batch_size, shuffle=True)
@@ -266,7 +266,7 @@ def selection_speedup(args, accelerator) -> Dict[str, object]:
     import svp_hf
     from svp_hf.data import add_index
     from svp_hf.models import create_model
-    from svp_hf.proxy import prepare_inputs
+    from svp_hf.stages.proxy import prepare_inputs
 
     ds = add_index(_load(args.image_dataset, "train", args.selection_n))
     _, info = prepare_inputs(ds, args.image_model, {})  # decodes once, for both
@@ -395,7 +395,7 @@ def _memory_child(
 
     import svp_hf
     from svp_hf.models import create_model
-    from svp_hf.proxy import prepare_inputs
+    from svp_hf.stages.proxy import prepare_inputs
 
     ds = datasets.load_dataset(
         "parquet", data_files={"train": data}, split="train", streaming=streaming, cache_dir=os.path.join(tmp, "cache")
@@ -454,7 +454,7 @@ def main(argv=None):
         args.selection_repeats = 1
     import torch
 
-    from svp_hf.training import make_accelerator
+    from svp_hf.engine.training import make_accelerator
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -3,20 +3,23 @@
 A small, cheap proxy model ranks the training examples; the selected subset trains the large target model.
 
 The names below are loaded on first use (PEP 562, as ``transformers`` does), so ``import svp_hf.config`` (parsing a
-recipe) does not import torch. The package is layered; each module imports only modules of its own or a lower layer:
+recipe) does not import torch. The package's folders are layered; each imports only its own layer or a lower one
+(docs/architecture.md says why this cut):
 
-0. ``errors``, ``registry``, ``version``, ``recipe_files``, ``config``, ``account``, ``record``, ``files``, ``_compat``:
-   names, values, recipe parsing, the end-to-end account, the typed run record, atomic files and the one place other
-   libraries' internals are read (no torch);
-1. plug-ins and building blocks: ``log``, ``progress``, ``device``, ``precision``, ``prefetch``, ``augment``,
-   ``image_cache``, ``packed``, ``signals``, ``selection``, ``strategies``, ``methods``, ``pool``, ``models``, ``data``,
-   ``checkpoint``, ``training``, ``scoring``, ``correlation``, ``report``, ``card``, ``output``, ``hub``, ``metrics``,
-   ``stages`` (the typed settings of the stages);
-2. stages: ``roles`` (recipe -> typed settings), ``preflight``, ``proxy``, ``auto``, ``orchestrator`` (``Pruner``, the
-   one selection pipeline every front end drives), ``labelling``, ``active_learning``, ``recorder`` (training dynamics
-   recorded from the user's own training loop);
-3. the job pipeline and the jobs: ``pipeline``, ``coreset``, ``active``;
-4. front ends that nothing inside imports: ``api`` (the Python API), ``cli``, ``__main__`` and this package.
+0. ``errors``, ``registry``, ``version``, ``files``, ``account``, ``record``, ``_compat`` and ``config/`` (recipes):
+   the shared vocabulary, no torch;
+1. ``utils/``: logging, progress bars, device settings, the CPU's precision features;
+2. ``data/``: loading, columns, images (and their decode-once cache), text, augmentation, prefetch;
+3. ``models/`` (model families) and ``selection/`` (signals, methods, ranking, strategies, correlation: pure functions
+   of scores);
+4. ``engine/`` (training, scoring, checkpoints) and ``publish/`` (output folder, report, card, Hub, templates,
+   ``evaluate`` modules);
+5. ``stages/``: typed settings, pre-flight, the proxy stage, ``auto``'s check, ``Pruner`` (the one orchestrator every
+   front end drives) and ``DynamicsRecorder``;
+6. ``active/``: active learning's pool, rounds and labelling session;
+7. ``jobs/``: the job frame, the core-set and active-learning jobs, the ``svp-hf`` command;
+8. front ends that nothing inside imports: ``api`` (the Python API), this package, and the entry points
+   ``__main__``, ``coreset`` and ``active/__main__`` (``python -m svp_hf[.coreset|.active]``).
 
 ``import svp_hf`` also puts SVP's CIFAR ResNets (``resnet20``, ``resnet56``, ``resnet110``, ``resnet164``) in timm's
 model registry without importing torch or timm itself: if timm is already imported they are registered at once,
@@ -43,39 +46,39 @@ _EXPORTS = {
     "ask": "api",
     "tell": "api",
     "labelled_set": "api",
-    "STRATEGIES": "strategies",
-    "list_strategies": "strategies",
-    "SIGNALS": "signals",
-    "register_signal": "signals",
-    "load_data": "data",
-    "BUILTIN_DATASETS": "data",
+    "STRATEGIES": "selection.strategies",
+    "list_strategies": "selection.strategies",
+    "SIGNALS": "selection.signals",
+    "register_signal": "selection.signals",
+    "load_data": "data.loading",
+    "BUILTIN_DATASETS": "data.builtin",
     "SVPConfigError": "errors",
     "SVPRuntimeError": "errors",
-    "DynamicsRecorder": "recorder",
-    "Pruner": "orchestrator",
-    "PruneResult": "orchestrator",
-    "ModelSettings": "stages",
-    "ScoringSettings": "stages",
-    "SelectionSettings": "stages",
-    "AutoSettings": "stages",
-    "METHODS": "methods",
-    "get_method": "methods",
-    "list_methods": "methods",
-    "register_method": "methods",
+    "DynamicsRecorder": "stages.recorder",
+    "Pruner": "stages.orchestrator",
+    "PruneResult": "stages.orchestrator",
+    "ModelSettings": "stages.settings",
+    "ScoringSettings": "stages.settings",
+    "SelectionSettings": "stages.settings",
+    "AutoSettings": "stages.settings",
+    "METHODS": "selection.methods",
+    "get_method": "selection.methods",
+    "list_methods": "selection.methods",
+    "register_method": "selection.methods",
     "FAMILIES": "models",
     "create_model": "models",
     "list_families": "models",
     "register_family": "models",
     "resolve_family": "models",
-    "push_to_hub": "hub",
-    "load_scores": "output",
-    "disable_progress_bars": "progress",
-    "enable_progress_bars": "progress",
-    "are_progress_bars_disabled": "progress",
-    "compare_scores": "correlation",
-    "spearman": "correlation",
-    "kendall": "correlation",
-    "top_k_overlap": "correlation",
+    "push_to_hub": "publish.hub",
+    "load_scores": "publish.output",
+    "disable_progress_bars": "utils.progress",
+    "enable_progress_bars": "utils.progress",
+    "are_progress_bars_disabled": "utils.progress",
+    "compare_scores": "selection.correlation",
+    "spearman": "selection.correlation",
+    "kendall": "selection.correlation",
+    "top_k_overlap": "selection.correlation",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -1,8 +1,8 @@
-"""``python -m svp_hf``: the ``svp-hf`` command (see :mod:`svp_hf.cli`)."""
+"""``python -m svp_hf``: the ``svp-hf`` command (see :mod:`svp_hf.jobs.cli`)."""
 
 import sys
 
-from .cli import main
+from .jobs.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,7 +15,16 @@ from accelerate import Accelerator
 from datasets import Dataset, IterableDataset
 
 from .account import run_account
-from .active_learning import (
+from .active.labelling import (
+    LabellingState,
+    batch_rows,
+    check_session_dataset,
+    check_session_dir,
+    labelled_rows,
+    labelling_dataset,
+    tell,
+)
+from .active.loop import (
     ActiveResult,
     build_selectors,
     check_active_arguments,
@@ -27,29 +36,21 @@ from .active_learning import (
     run_active_learning,
     session_settings,
 )
-from .auto import AutoDecision
-from .config import ActiveArguments, DataArguments, RunArguments, SelectionArguments, check_schedule, check_seed
-from .data import check_same_columns, find_label_column, inspect_dataset
+from .config.arguments import ActiveArguments, DataArguments, RunArguments, SelectionArguments
+from .config.checks import check_schedule, check_seed
+from .data.columns import check_same_columns, find_label_column, inspect_dataset
+from .engine.training import make_accelerator
 from .errors import SVPConfigError
-from .labelling import (
-    LabellingState,
-    batch_rows,
-    check_session_dataset,
-    check_session_dir,
-    labelled_rows,
-    labelling_dataset,
-    tell,
-)
-from .log import get_logger
-from .methods import resolve_methods
-from .orchestrator import Pruner
-from .output import check_output_dir
-from .preflight import check_models_against_data, check_recipe
-from .proxy import score_positions, selected_indices, subset_with_scores
+from .publish.output import check_output_dir
 from .record import describe_selection, scores_source
-from .roles import active_settings, selector_models, stage_settings
-from .strategies import AUTO, DEFAULT_STRATEGY, check_strategy
-from .training import make_accelerator
+from .selection.methods import resolve_methods
+from .selection.strategies import AUTO, DEFAULT_STRATEGY, check_strategy
+from .stages.auto import AutoDecision
+from .stages.orchestrator import Pruner
+from .stages.preflight import check_models_against_data, check_recipe
+from .stages.proxy import score_positions, selected_indices, subset_with_scores
+from .stages.roles import active_settings, selector_models, stage_settings
+from .utils.log import get_logger
 
 logger = get_logger(__name__)
 
@@ -64,7 +65,7 @@ TARGET_KEYS = tuple(f.name for f in fields(RunArguments) if f.name.startswith("t
 
 def _check_seed(seed: Any) -> int:
     """`seed` as an int, or an :class:`SVPConfigError` when it is not an integer numpy and torch can seed with (the
-    range is :func:`svp_hf.config.check_seed`'s, as for a recipe)."""
+    range is :func:`svp_hf.config.checks.check_seed`'s, as for a recipe)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise SVPConfigError(f"seed must be an integer, got {seed!r}")
     return check_seed(int(seed))
@@ -89,7 +90,7 @@ def _map_style(dataset: Any, what: str) -> None:
 
 
 def _as_scores(scores: Any) -> Dataset:
-    """A score table as a ``datasets.Dataset``: one from :func:`score` or :func:`svp_hf.output.load_scores`, or
+    """A score table as a ``datasets.Dataset``: one from :func:`score` or :func:`svp_hf.publish.output.load_scores`, or
     the same columns in a pandas DataFrame (e.g. ``pd.read_parquet("scores.parquet")``)."""
     if isinstance(scores, Dataset):
         return scores
@@ -137,7 +138,7 @@ def _split_kwargs(kwargs: Dict[str, Any]):
 
 
 def _pruner(kwargs: Dict[str, Any], accelerator: Optional[Accelerator], **selection) -> Tuple[Pruner, Dict[str, Any]]:
-    """The API's keywords as a :class:`~svp_hf.orchestrator.Pruner` (the recipe's selection keys, checked) and the
+    """The API's keywords as a :class:`~svp_hf.stages.orchestrator.Pruner` (the recipe's selection keys, checked) and the
     dataset's column keywords."""
     columns, extra = _split_kwargs(kwargs)
     args = _selection_arguments(**selection, **extra)
@@ -222,7 +223,7 @@ def choose(
             training (estimated from a probe); without it the check runs whole, as asked.
 
     Returns:
-        The :class:`~svp_hf.auto.AutoDecision`: ``.strategy``, ``.coverage_beta`` and the evidence
+        The :class:`~svp_hf.stages.auto.AutoDecision`: ``.strategy``, ``.coverage_beta`` and the evidence
         (``.candidates``: each one's held-out accuracies, ``.margin_over_random``, ``.spread``).
     """
     scores = _given_scores(dataset, scores, kwargs.get("label_column"), "choose")
@@ -254,7 +255,7 @@ def select(
 
     Args:
         dataset: The scored rows.
-        scores: :func:`score`'s table for `dataset` (or :func:`svp_hf.output.load_scores`'s, or a pandas DataFrame
+        scores: :func:`score`'s table for `dataset` (or :func:`svp_hf.publish.output.load_scores`'s, or a pandas DataFrame
             with its columns); its labels are checked against the dataset's `label_column` (found as :func:`score`
             finds it when not given).
         method: The method whose scores rank the rows.
@@ -341,7 +342,7 @@ def prune(
         method: The method whose scores rank the rows.
         strategy: ``auto`` (default: random unless a strategy over the scores proves better on a held-out slice,
             with a check sized to ``selection_budget``, 0.1 of the proxy's own training here since no target is
-            trained; see :mod:`svp_hf.auto`), ``coverage``, ``top``, ``bottom`` or ``random``.
+            trained; see :mod:`svp_hf.stages.auto`), ``coverage``, ``top``, ``bottom`` or ``random``.
         eval_dataset: Evaluate the proxy on these rows.
         accelerator: Where to run (default: a new ``Accelerator``).
         return_metrics: Also return the run's record.

@@ -1,5 +1,5 @@
 """The record of a run: the typed contract between the jobs (and the Python API), which write it as
-``metrics.json``, and what reads it back (:mod:`svp_hf.report`, :mod:`svp_hf.card`, :mod:`svp_hf.output`).
+``metrics.json``, and what reads it back (:mod:`svp_hf.publish.report`, :mod:`svp_hf.publish.card`, :mod:`svp_hf.publish.output`).
 
 A :class:`RunRecord` is a ``TypedDict``: at run time the plain JSON object ``metrics.json`` holds (so a run's record
 reads back from disk unchanged, and ``json.load`` gives one), to a type checker the keys and their types. Every key is
@@ -20,7 +20,7 @@ SELECTION_METADATA_KEY = "svp_hf_selection"
 
 
 class RunRecord(TypedDict, total=False):
-    # What made the run, and the data it read (svp_hf.pipeline.run_provenance).
+    # What made the run, and the data it read (svp_hf.jobs.pipeline.run_provenance).
     svp_hf_version: str
     command: Optional[str]
     job: str
@@ -31,7 +31,7 @@ class RunRecord(TypedDict, total=False):
     train_split: str
     eval_split: Optional[str]
     streaming: bool
-    # Selection (svp_hf.orchestrator.PruneResult.to_metrics).
+    # Selection (svp_hf.stages.orchestrator.PruneResult.to_metrics).
     n_total: int
     n_selected: int
     method: str
@@ -87,7 +87,7 @@ class RunRecord(TypedDict, total=False):
     selector_models: Dict[str, str]
     rounds: Dict[str, List[Dict[str, Any]]]
     labelling: Dict[str, Any]
-    # Written with the result (svp_hf.output, svp_hf.pipeline).
+    # Written with the result (svp_hf.publish.output, svp_hf.jobs.pipeline).
     splits: Dict[str, int]
     report_figures: List[Dict[str, Any]]
     hub_url: Optional[str]

@@ -44,7 +44,7 @@ def tiny_kwargs():
     return dict(proxy_epochs=1, batch_size=64, learning_rate=0.05, seed=0, strategy="top")
 
 
-# --- text data (svp_hf.data, svp_hf.models, svp_hf.training, ...) -----------------------------------------------------
+# --- text data (svp_hf.data, svp_hf.models, svp_hf.engine.training, ...) -----------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,7 @@ def separable(n: int, seed: int):
     )
 
 
-# --- a model to score with (svp_hf.scoring, svp_hf.training) ------------------------------------------------------------
+# --- a model to score with (svp_hf.engine.scoring, svp_hf.engine.training) ------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def setup(tiny_digits):
     import torch
 
     from svp_hf.models import create_model
-    from svp_hf.proxy import prepare_inputs
+    from svp_hf.stages.proxy import prepare_inputs
 
     train, _ = tiny_digits
     family, info = prepare_inputs(train, "resnet20", {})
@@ -91,7 +91,7 @@ def setup(tiny_digits):
     return train, family, info, model
 
 
-# --- one published run (svp_hf.card, svp_hf.output, svp_hf.report, svp_hf.hub) ------------------------------------------
+# --- one published run (svp_hf.publish.card, svp_hf.publish.output, svp_hf.publish.report, svp_hf.publish.hub) ------------------------------------------
 
 PUBLISH_TINY = [
     "--strategy",
@@ -125,7 +125,7 @@ QUICKSTART = str(REPO / "recipes" / "quickstart.yaml")
 def run(tmp_path_factory):
     """One tiny run with target scoring: the card, report, plots and score tables the publishing tests read
     (test_card, test_output, test_report, test_hub); session-scoped so that they share one run, as they did in one file."""
-    from svp_hf import coreset
+    from svp_hf.jobs import coreset
 
     out = tmp_path_factory.mktemp("publish") / "out"
     argv = [QUICKSTART, "--output_dir", str(out), *PUBLISH_TINY, "--score_with_target", "true"]
@@ -207,7 +207,7 @@ def assert_same_outputs(a, b, exact=True):
         pd.testing.assert_frame_equal(da[split], db[split])
 
 
-# --- the stubbed Hub (svp_hf.hub, svp_hf.labelling) -------------------------------------------------------------------
+# --- the stubbed Hub (svp_hf.publish.hub, svp_hf.active.labelling) -------------------------------------------------------------------
 
 
 class FakeHub:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from svp_hf import active
+from svp_hf.jobs import active
 
 from .conftest import REPO, shared_data
 

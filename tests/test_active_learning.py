@@ -1,13 +1,13 @@
-"""The active-learning loop (svp_hf.active_learning): bad input refused before training, the labelling rounds,
+"""The active-learning loop (svp_hf.active.loop): bad input refused before training, the labelling rounds,
 warm starts, scores of a selected subset, both selectors, text, and per-role training settings."""
 
 import numpy as np
 import pytest
 
 import svp_hf
-from svp_hf import active_learning as al
+from svp_hf.active import loop as al
 from svp_hf.errors import SVPConfigError
-from svp_hf.methods import METHODS, kcenter_acquire, register_method
+from svp_hf.selection.methods import METHODS, kcenter_acquire, register_method
 
 TINY = dict(proxy_epochs=1, target_epochs=1, batch_size=64, seed=0)
 
@@ -139,9 +139,9 @@ def test_scores_of_a_selected_subset_follow_its_rows(tiny_digits):
     """Scoring a pool subset keeps the pool's svp_index (no rewrite of the data) and returns scores in row order."""
     from accelerate import Accelerator
 
-    from svp_hf.methods import get_method
-    from svp_hf.proxy import prepare_inputs
-    from svp_hf.scoring import compute_scores
+    from svp_hf.engine.scoring import compute_scores
+    from svp_hf.selection.methods import get_method
+    from svp_hf.stages.proxy import prepare_inputs
 
     train, _ = tiny_digits
     family, info = prepare_inputs(train, "resnet20", {})
@@ -206,9 +206,9 @@ def test_text_loop_with_both_selectors():
 
 
 def test_target_training_keys_reach_the_target_only():
-    from svp_hf.active_learning import build_selectors
+    from svp_hf.active.loop import build_selectors
     from svp_hf.config import ActiveArguments, RunArguments, SelectionArguments
-    from svp_hf.roles import selector_models
+    from svp_hf.stages.roles import selector_models
 
     args = SelectionArguments(proxy="fasttext", learning_rate=2.0, lr_schedule="halving")
     run_args = RunArguments(
@@ -223,8 +223,8 @@ def test_target_training_keys_reach_the_target_only():
 
 
 def test_a_text_proxy_and_an_image_target_cannot_select_together():
-    from svp_hf.active_learning import build_selectors
-    from svp_hf.stages import ModelSettings
+    from svp_hf.active.loop import build_selectors
+    from svp_hf.stages.settings import ModelSettings
 
     with pytest.raises(SVPConfigError, match="proxy 'fasttext' reads text data but target 'resnet20' reads image"):
         build_selectors({"proxy": ModelSettings("fasttext"), "target": ModelSettings("resnet20")})

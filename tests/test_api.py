@@ -127,9 +127,9 @@ def test_prune_bad_input_fails_before_training(tiny_digits):
 
 
 def test_unknown_names_fail_before_training(tiny_digits, monkeypatch):
-    import svp_hf.proxy
+    import svp_hf.stages.proxy
 
-    monkeypatch.setattr(svp_hf.proxy, "train_model", lambda *a, **k: pytest.fail("trained before checking"))
+    monkeypatch.setattr(svp_hf.stages.proxy, "train_model", lambda *a, **k: pytest.fail("trained before checking"))
     train, _ = tiny_digits
     for kwargs, match in [
         (dict(strategy="best"), "unknown strategy 'best'"),
@@ -286,7 +286,7 @@ def test_score_returns_the_proxy_accuracy_and_warns_near_chance(tiny_digits):
 
 
 def test_barely_beats_chance():
-    from svp_hf.proxy import barely_beats_chance, chance_accuracy
+    from svp_hf.stages.proxy import barely_beats_chance, chance_accuracy
 
     assert chance_accuracy(np.array([0, 0, 0, 1]), 2) == 0.75 and chance_accuracy(
         np.array([0, 1, 2]), 10
@@ -323,9 +323,9 @@ def test_select_takes_scores_as_a_dataframe_and_refuses_other_types(scored, tiny
 
 @pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True])
 def test_seeds_out_of_range_are_refused_before_training(tiny_digits, scored, monkeypatch, seed):
-    import svp_hf.proxy
+    import svp_hf.stages.proxy
 
-    monkeypatch.setattr(svp_hf.proxy, "train_model", lambda *a, **k: pytest.fail("trained before checking"))
+    monkeypatch.setattr(svp_hf.stages.proxy, "train_model", lambda *a, **k: pytest.fail("trained before checking"))
     train, _ = tiny_digits
     for call in (
         lambda: svp_hf.select(train, scored, method="random", seed=seed),

@@ -5,7 +5,7 @@ import torch
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
-from svp_hf.augment import BatchAugment, epoch_generator, random_crop
+from svp_hf.data.augment import BatchAugment, epoch_generator, random_crop
 
 MEAN, STD = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
 

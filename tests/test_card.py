@@ -1,9 +1,9 @@
-"""The dataset card (svp_hf.card): metadata, round trip, license and task categories carried from the source."""
+"""The dataset card (svp_hf.publish.card): metadata, round trip, license and task categories carried from the source."""
 
 import datasets
 from huggingface_hub import DatasetCard
 
-from svp_hf.card import dataset_card
+from svp_hf.publish.card import dataset_card
 
 
 def test_card_has_the_metadata_and_round_trips(run):
@@ -15,7 +15,7 @@ def test_card_has_the_metadata_and_round_trips(run):
     assert metrics["job"] == "coreset"
     assert data["task_categories"] == ["image-classification"]
     assert data["size_categories"] == ["n<1K"]
-    assert "configs" not in data  # see svp_hf.card: splits come from the file names
+    assert "configs" not in data  # see svp_hf.publish.card: splits come from the file names
     # round trip: what DatasetCard.load read renders back to the same file
     assert str(DatasetCard(str(card))) == path.read_text()
     text = card.text
@@ -43,8 +43,8 @@ def test_card_has_the_metadata_and_round_trips(run):
 
 
 def test_license_and_task_categories_carry_over_from_the_source(tmp_path, tiny_digits):
-    from svp_hf.card import card_data, size_category, source_metadata
-    from svp_hf.output import write_dataset_folder
+    from svp_hf.publish.card import card_data, size_category, source_metadata
+    from svp_hf.publish.output import write_dataset_folder
 
     train, _ = tiny_digits
     folder = tmp_path / "source"
@@ -104,7 +104,7 @@ def test_a_subset_selected_by_user_recorded_scores_says_so_on_its_card():
     from datasets import ClassLabel, Dataset, Features, Value
 
     import svp_hf
-    from svp_hf.hub import dataset_folder
+    from svp_hf.publish.hub import dataset_folder
     from svp_hf.record import selection_record
 
     ds = Dataset.from_dict(

@@ -1,4 +1,4 @@
-"""Run settings kept with the checkpoints (svp_hf.checkpoint): no token inside, resuming with other settings refused."""
+"""Run settings kept with the checkpoints (svp_hf.engine.checkpoint): no token inside, resuming with other settings refused."""
 
 import json
 import os
@@ -14,7 +14,7 @@ from .conftest import run_command as run
 @pytest.mark.slow
 def test_the_hub_token_and_output_settings_stay_out_of_the_checkpoints():
     from svp_hf.config import parse_args
-    from svp_hf.pipeline import run_settings
+    from svp_hf.jobs.pipeline import run_settings
 
     base = [str(REPO / "recipes" / "quickstart.yaml")]
     publish = [

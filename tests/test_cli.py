@@ -1,4 +1,4 @@
-"""svp_hf.cli: the ``svp-hf`` command and ``python -m svp_hf``, running bundled recipes by name, and what the wheel
+"""svp_hf.jobs.cli: the ``svp-hf`` command and ``python -m svp_hf``, running bundled recipes by name, and what the wheel
 ships (recipes, LICENSE, py.typed, the command)."""
 
 import os
@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 import svp_hf
-from svp_hf.recipe_files import bundled_recipes
+from svp_hf.config.recipe_files import bundled_recipes
 
 from .conftest import REPO
 
@@ -119,11 +119,15 @@ def test_the_wheel_ships_recipes_license_typing_and_the_command(tmp_path):
         names = z.namelist()
         recipes = {os.path.basename(n) for n in names if n.startswith("svp_hf/recipes/")}
         assert recipes == {p.name for p in (REPO / "recipes").glob("*.yaml")}
-        assert "svp_hf/py.typed" in names and "svp_hf/templates/report.md" in names
+        assert (
+            "svp_hf/py.typed" in names
+            and "svp_hf/publish/templates/report.md" in names
+            and "svp_hf/publish/metrics/rank_agreement/rank_agreement.py" in names
+        )
         (license_name,) = [n for n in names if n.endswith("/LICENSE") and ".dist-info/" in n]
         assert z.read(license_name) == (REPO / "LICENSE").read_bytes()
         (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
-        assert "svp-hf = svp_hf.cli:main" in z.read(entry_points).decode()
+        assert "svp-hf = svp_hf.jobs.cli:main" in z.read(entry_points).decode()
         (metadata,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         assert "Apache-2.0" in z.read(metadata).decode()
 
@@ -193,7 +197,7 @@ def test_a_job_that_fails_under_launch_exits_with_its_own_code_and_line(tmp_path
 def test_a_launch_reports_the_first_failed_process():
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
-    from svp_hf.cli import failure_code, failure_line
+    from svp_hf.jobs.cli import failure_code, failure_line
 
     assert failure_code(subprocess.CalledProcessError(3, ["python"])) == 3
     killed = ProcessFailure(local_rank=1, pid=11, exitcode=-9, error_file="")

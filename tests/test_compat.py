@@ -108,7 +108,7 @@ def test_a_random_sampler_keeps_num_samples_privately():
 @pytest.mark.parametrize("name", _compat.BF16_CPU_HELPERS)
 def test_torch_reports_cpu_bf16_features(name):
     helper = getattr(torch.cpu, name, None)
-    assert callable(helper), f"{installed('torch')}: torch.cpu.{name} is gone (svp_hf.precision reads it)"
+    assert callable(helper), f"{installed('torch')}: torch.cpu.{name} is gone (svp_hf.utils.precision reads it)"
     assert _compat.torch_cpu_feature(name) is bool(helper())
     with pytest.raises(ValueError):
         _compat.torch_cpu_feature("is_avx512_supported")
@@ -176,7 +176,7 @@ def test_datasets_embeds_files_referenced_by_path(images_by_path):
         from datasets.table import embed_table_storage
     except ImportError:  # pragma: no cover - the failure this test exists for
         pytest.fail(
-            f"{installed('datasets')}: datasets.table.embed_table_storage is gone (svp_hf.output embeds images with it)"
+            f"{installed('datasets')}: datasets.table.embed_table_storage is gone (svp_hf.publish.output embeds images with it)"
         )
     assert _compat.embed_table_storage_fn() is embed_table_storage
     table = images_by_path.data.table

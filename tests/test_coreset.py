@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from svp_hf import coreset
-from svp_hf.checkpoint import ShardStore
 from svp_hf.config import parse_args
+from svp_hf.engine.checkpoint import ShardStore
 from svp_hf.errors import SVPRuntimeError
+from svp_hf.jobs import coreset
 
 from .conftest import REPO, assert_same_outputs, cli, kill_when, shared_data
 from .conftest import run_command as run

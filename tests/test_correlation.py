@@ -3,9 +3,9 @@ import pytest
 from datasets import Dataset
 
 from svp_hf import SVPConfigError, compare_scores, kendall, spearman, top_k_overlap
-from svp_hf.correlation import average_ranks, rank_agreement
-from svp_hf.metrics import list_metrics, load_metric, metric_path
-from svp_hf.selection import select_indices
+from svp_hf.publish.metrics import list_metrics, load_metric, metric_path
+from svp_hf.selection.correlation import average_ranks, rank_agreement
+from svp_hf.selection.ranking import select_indices
 
 stats = pytest.importorskip("scipy.stats")
 

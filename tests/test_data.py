@@ -10,7 +10,7 @@ from datasets import Dataset, Features, Value
 from PIL import Image as PILImage
 
 import svp_hf
-from svp_hf import SVPConfigError, pipeline
+from svp_hf import SVPConfigError
 from svp_hf.config import DataArguments
 from svp_hf.data import (
     CachedImages,
@@ -24,8 +24,9 @@ from svp_hf.data import (
     row_slicer,
 )
 from svp_hf.errors import SVPRuntimeError
+from svp_hf.jobs import pipeline
 from svp_hf.models import create_model
-from svp_hf.proxy import prepare_inputs
+from svp_hf.stages.proxy import prepare_inputs
 
 
 def test_digits_builtin(digits):
@@ -275,7 +276,7 @@ def test_a_large_undecodable_image_is_named_by_row_and_skipped_on_request():
 
 
 def test_large_text_is_tokenised_by_several_processes_into_the_same_ids(monkeypatch):
-    import svp_hf.data as data
+    import svp_hf.data.text as data
     from svp_hf.data import map_processes, reviews_dataset, text_dataset
 
     monkeypatch.setattr(data, "auto_num_workers", lambda *a: 7)

@@ -1,4 +1,4 @@
-"""svp_hf.device: the device defaults (mixed precision, loader workers, channels-last, pinned memory, compiled models)
+"""svp_hf.utils.device: the device defaults (mixed precision, loader workers, channels-last, pinned memory, compiled models)
 and what a run records of them."""
 
 import os
@@ -7,7 +7,7 @@ import pytest
 import torch
 from accelerate import Accelerator
 
-from svp_hf.device import (
+from svp_hf.utils.device import (
     MAX_AUTO_WORKERS,
     DeviceSettings,
     auto_num_workers,
@@ -30,13 +30,13 @@ class Rows:  # one decoded row by row
 
 def test_loader_workers_go_to_data_decoded_row_by_row_sized_to_the_machine(monkeypatch):
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    monkeypatch.setattr("svp_hf.device.available_cpus", lambda: 16)
+    monkeypatch.setattr("svp_hf.utils.device.available_cpus", lambda: 16)
     assert resolve_num_workers(Arrays(), None) == 0  # a batch is one gather: a worker's hand-over costs more
     assert resolve_num_workers(Rows(), None) == auto_num_workers() == MAX_AUTO_WORKERS
     assert auto_num_workers(num_processes=4) == 3  # 16 CPUs shared by 4 processes, one each for its own loop
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # what a launcher says of the processes on this machine wins
     assert auto_num_workers(num_processes=8) == 7
-    monkeypatch.setattr("svp_hf.device.available_cpus", lambda: 1)
+    monkeypatch.setattr("svp_hf.utils.device.available_cpus", lambda: 1)
     assert auto_num_workers() == 0
     assert resolve_num_workers(Arrays(), 3) == resolve_num_workers(Rows(), 3) == 3  # a recipe's setting is kept
     assert 1 <= available_cpus() <= (os.cpu_count() or 1)
@@ -52,7 +52,7 @@ def test_cpu_defaults_and_overrides():
 
 
 def test_the_record_names_every_setting_used():
-    from svp_hf.precision import cpu_features, cpu_supports_bf16
+    from svp_hf.utils.precision import cpu_features, cpu_supports_bf16
 
     accelerator = Accelerator(cpu=True)  # the process's precision: whichever an earlier test's Accelerator set
     record = DeviceSettings(torch_compile=True).record(accelerator, torch.nn.Conv2d(3, 4, 3), num_workers=None)
@@ -116,30 +116,34 @@ def test_a_compiled_proxy_trains_scores_and_saves_plain_weights(tmp_path):
 @pytest.fixture
 def fresh_default(monkeypatch):
     """default_mixed_precision as in a new process on a machine without an accelerator."""
-    monkeypatch.setattr("svp_hf.device.is_initialized", lambda: False)
+    monkeypatch.setattr("svp_hf.utils.device.is_initialized", lambda: False)
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr("svp_hf.device.has_accelerator", lambda: False)
+    monkeypatch.setattr("svp_hf.utils.device.has_accelerator", lambda: False)
     return monkeypatch
 
 
 def test_the_cpu_default_is_full_precision_even_where_the_cpu_runs_bf16(fresh_default):
-    from svp_hf.device import default_mixed_precision
+    from svp_hf.utils.device import default_mixed_precision
 
-    fresh_default.setattr("svp_hf.precision.cpu_supports_bf16", lambda: True)  # AVX512-BF16 or AMX: NaNs seen in bf16
+    fresh_default.setattr(
+        "svp_hf.utils.precision.cpu_supports_bf16", lambda: True
+    )  # AVX512-BF16 or AMX: NaNs seen in bf16
     assert default_mixed_precision() == "no"
-    fresh_default.setattr("svp_hf.precision.cpu_supports_bf16", lambda: False)
+    fresh_default.setattr("svp_hf.utils.precision.cpu_supports_bf16", lambda: False)
     assert default_mixed_precision() == "no"
-    fresh_default.setattr("svp_hf.precision.cpu_supports_bf16", lambda: True)
+    fresh_default.setattr("svp_hf.utils.precision.cpu_supports_bf16", lambda: True)
     fresh_default.setenv("ACCELERATE_MIXED_PRECISION", "no")  # Accelerate's own config wins
     assert default_mixed_precision() == "no"
 
 
 def test_the_default_on_accelerators_is_unchanged(fresh_default):
-    from svp_hf.device import default_mixed_precision
+    from svp_hf.utils.device import default_mixed_precision
 
-    fresh_default.setattr("svp_hf.precision.cpu_supports_bf16", lambda: True)  # the host CPU does not decide there
-    fresh_default.setattr("svp_hf.device.has_accelerator", lambda: True)
+    fresh_default.setattr(
+        "svp_hf.utils.precision.cpu_supports_bf16", lambda: True
+    )  # the host CPU does not decide there
+    fresh_default.setattr("svp_hf.utils.device.has_accelerator", lambda: True)
     assert default_mixed_precision() == "no"  # MPS, XPU, ...
     fresh_default.setattr(torch.cuda, "is_available", lambda: True)
     fresh_default.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
@@ -150,23 +154,25 @@ def test_the_default_on_accelerators_is_unchanged(fresh_default):
 
 def test_the_default_follows_a_precision_this_process_already_set(fresh_default):
     """Accelerate fixes the precision once per process: a default that differed would make the next Accelerator fail."""
-    from svp_hf.device import default_mixed_precision
+    from svp_hf.utils.device import default_mixed_precision
 
-    fresh_default.setattr("svp_hf.precision.cpu_supports_bf16", lambda: True)
-    fresh_default.setattr("svp_hf.device.is_initialized", lambda: True)
-    fresh_default.setattr("svp_hf.device.AcceleratorState", lambda: type("State", (), {"mixed_precision": "no"})())
+    fresh_default.setattr("svp_hf.utils.precision.cpu_supports_bf16", lambda: True)
+    fresh_default.setattr("svp_hf.utils.device.is_initialized", lambda: True)
+    fresh_default.setattr(
+        "svp_hf.utils.device.AcceleratorState", lambda: type("State", (), {"mixed_precision": "no"})()
+    )
     assert default_mixed_precision() == "no"
 
 
 def test_an_explicit_precision_is_kept_and_what_autocast_ran_in_is_recorded(monkeypatch):
     from types import SimpleNamespace
 
-    from svp_hf.device import effective_mixed_precision
-    from svp_hf.training import make_accelerator
+    from svp_hf.engine.training import make_accelerator
+    from svp_hf.utils.device import effective_mixed_precision
 
-    monkeypatch.setattr("svp_hf.training.default_mixed_precision", lambda: "bf16")  # imported by name
+    monkeypatch.setattr("svp_hf.engine.training.default_mixed_precision", lambda: "bf16")  # imported by name
     made = []
-    monkeypatch.setattr("svp_hf.training.Accelerator", lambda **kwargs: made.append(kwargs) or kwargs)
+    monkeypatch.setattr("svp_hf.engine.training.Accelerator", lambda **kwargs: made.append(kwargs) or kwargs)
     make_accelerator(mixed_precision="no")
     make_accelerator()
     assert [k["mixed_precision"] for k in made] == ["no", "bf16"]
@@ -178,8 +184,8 @@ def test_an_explicit_precision_is_kept_and_what_autocast_ran_in_is_recorded(monk
 def test_mixed_precision_the_machine_cannot_run_is_refused(monkeypatch):
     from accelerate.utils import is_fp8_available
 
-    from svp_hf.device import check_mixed_precision
     from svp_hf.errors import SVPConfigError
+    from svp_hf.utils.device import check_mixed_precision
 
     assert check_mixed_precision("no") == "no" and check_mixed_precision("bf16") == "bf16"
     with pytest.raises(SVPConfigError, match="mixed_precision 'fp64' .* is not one of no, fp16, bf16, fp8"):
@@ -187,15 +193,15 @@ def test_mixed_precision_the_machine_cannot_run_is_refused(monkeypatch):
     if not is_fp8_available():
         with pytest.raises(SVPConfigError, match="'fp8' needs transformer_engine or torchao"):
             check_mixed_precision("fp8")
-    monkeypatch.setattr("svp_hf.device.is_fp8_available", lambda: True)
+    monkeypatch.setattr("svp_hf.utils.device.is_fp8_available", lambda: True)
     if not torch.cuda.is_available():
         with pytest.raises(SVPConfigError, match="'fp8' needs an NVIDIA GPU of compute capability 8.9"):
             check_mixed_precision("fp8")
 
 
 def test_a_batch_is_checked_against_the_memory_of_one_process(monkeypatch):
-    from svp_hf.device import available_memory, check_batch_memory
     from svp_hf.errors import SVPConfigError
+    from svp_hf.utils.device import available_memory, check_batch_memory
 
     cpu = torch.device("cpu")
     alone = available_memory(cpu)

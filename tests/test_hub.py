@@ -1,4 +1,4 @@
-"""push_to_hub (svp_hf.hub) against a stubbed HfApi, and the publishing keys of the command line."""
+"""push_to_hub (svp_hf.publish.hub) against a stubbed HfApi, and the publishing keys of the command line."""
 
 import os
 import re
@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 import svp_hf
-import svp_hf.hub
-from svp_hf import SVPConfigError, coreset
+import svp_hf.publish.hub
+from svp_hf import SVPConfigError
 from svp_hf.data import load_data
-from svp_hf.hub import check_hub_target
-from svp_hf.output import write_run
+from svp_hf.jobs import coreset
+from svp_hf.publish.hub import check_hub_target
+from svp_hf.publish.output import write_run
 
 from .conftest import PUBLISH_TINY as TINY
 from .conftest import REPO, FakeHub
@@ -27,7 +28,7 @@ QUICKSTART = str(REPO / "recipes" / "quickstart.yaml")
 @pytest.fixture
 def hub(monkeypatch):
     fake = FakeHub()
-    monkeypatch.setattr(svp_hf.hub, "HfApi", fake.api)
+    monkeypatch.setattr(svp_hf.publish.hub, "HfApi", fake.api)
     monkeypatch.setenv("HF_TOKEN", fake.token)
     return fake
 
@@ -156,7 +157,7 @@ def test_bad_publishing_keys_fail_before_training(tmp_path, capsys, args, messag
 
 def test_cli_push_checks_the_hub_before_training(tmp_path, capsys, hub, no_saved_token, monkeypatch):
     trained = []
-    from svp_hf import orchestrator
+    from svp_hf.stages import orchestrator
 
     monkeypatch.setattr(orchestrator, "train_and_score", lambda *a, **k: trained.append(1))
     with pytest.raises(SystemExit) as err:
@@ -253,7 +254,7 @@ def test_names_that_would_be_fetched_from_the_hub(tmp_path):
         "config:bert-tiny",
         None,
     ]
-    assert svp_hf.hub.names_on_hub(names) == names[:3]
+    assert svp_hf.publish.hub.names_on_hub(names) == names[:3]
 
 
 @pytest.fixture
@@ -268,16 +269,18 @@ def online_but_unreachable(monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(svp_hf.hub, "get_session", NoNetwork)
-    svp_hf.hub.unreachable_hub_reason.cache_clear()
+    monkeypatch.setattr(svp_hf.publish.hub, "get_session", NoNetwork)
+    svp_hf.publish.hub.unreachable_hub_reason.cache_clear()
     yield
-    svp_hf.hub.unreachable_hub_reason.cache_clear()
+    svp_hf.publish.hub.unreachable_hub_reason.cache_clear()
 
 
 def test_an_unreachable_hub_switches_the_run_to_the_local_cache(online_but_unreachable):
-    assert svp_hf.hub.offline_if_unreachable(["builtin:digits", "resnet20"]) is None  # nothing from the Hub: no probe
+    assert (
+        svp_hf.publish.hub.offline_if_unreachable(["builtin:digits", "resnet20"]) is None
+    )  # nothing from the Hub: no probe
     assert not huggingface_hub.constants.HF_HUB_OFFLINE
-    reason = svp_hf.hub.offline_if_unreachable(["fancyzhx/amazon_polarity"])
+    reason = svp_hf.publish.hub.offline_if_unreachable(["fancyzhx/amazon_polarity"])
     assert "Name or service not known" in reason
     assert huggingface_hub.constants.HF_HUB_OFFLINE and datasets.config.HF_HUB_OFFLINE
     assert os.environ["HF_HUB_OFFLINE"] == "1"  # and the processes it starts

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from svp_hf import image_cache
+from svp_hf.data import image_cache
 from svp_hf.errors import SVPRuntimeError
 
 
@@ -111,7 +111,7 @@ def _decode_in_another_process(parquet, cache_dir, start, results):
     decoding, started with the others, reports what it read and whether it decoded."""
     import time
 
-    from svp_hf import image_cache
+    from svp_hf.data import image_cache
 
     original = image_cache.decode_one
 

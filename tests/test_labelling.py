@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 
 import svp_hf
-from svp_hf import active, labelling
+from svp_hf.active import labelling
+from svp_hf.active.labelling import LabellingState, state_path
 from svp_hf.errors import SVPConfigError
-from svp_hf.labelling import LabellingState, state_path
+from svp_hf.jobs import active
 
 TINY = dict(proxy_epochs=1, batch_size=64, seed=0)
 
@@ -94,7 +95,7 @@ def test_labelling_mode_picks_exactly_the_rows_the_simulation_picks(digits, pool
 
 def test_round_zero_is_the_simulation_initial_set_and_is_written_for_labellers(asked):
     out, rows, _ = asked
-    from svp_hf.pool import initial_indices
+    from svp_hf.active.pool import initial_indices
 
     assert rows["svp_index"] == initial_indices(120, 20, seed=0).tolist()
     assert rows.column_names == ["image", "label", "svp_index", "svp_round", "svp_score"]
@@ -199,7 +200,7 @@ def test_unreadable_returns_and_missing_sessions_say_so(asked, tmp_path, monkeyp
 
 
 def test_pools_from_class_names_or_a_small_labelled_dataset(digits):
-    from svp_hf.labelling import has_missing_labels, labelling_dataset
+    from svp_hf.active.labelling import has_missing_labels, labelling_dataset
 
     text = datasets.Dataset.from_dict({"text": ["good", "bad", "fine"], "label": ["pos", None, None]})
     assert has_missing_labels(text, None)
@@ -423,7 +424,7 @@ def test_cli_pushes_the_batch_to_a_private_hub_dataset(parquet_data, tmp_path, m
     from .conftest import FakeHub
 
     fake = FakeHub()
-    monkeypatch.setattr(svp_hf.hub, "HfApi", fake.api)
+    monkeypatch.setattr(svp_hf.publish.hub, "HfApi", fake.api)
     monkeypatch.setenv("HF_TOKEN", fake.token)
     data, _ = parquet_data
     unlabelled = tmp_path / "unlabelled"

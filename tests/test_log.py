@@ -1,8 +1,8 @@
-"""svp_hf.log: main-process logging, with the process named only when there is more than one."""
+"""svp_hf.utils.log: main-process logging, with the process named only when there is more than one."""
 
 import logging
 
-from svp_hf.log import get_logger
+from svp_hf.utils.log import get_logger
 
 
 def test_a_single_process_logs_without_a_rank_prefix(caplog):

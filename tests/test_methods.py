@@ -4,7 +4,7 @@ import torch
 
 import svp_hf
 from svp_hf.errors import SVPConfigError
-from svp_hf.methods import METHODS, get_method, register_method, resolve_methods
+from svp_hf.selection.methods import METHODS, get_method, register_method, resolve_methods
 
 PROBS = torch.tensor([[0.9, 0.05, 0.05], [0.4, 0.35, 0.25], [1 / 3, 1 / 3, 1 / 3], [0.0, 1.0, 0.0]])
 LABELS = torch.tensor([0, 1, 2, 0])

@@ -12,10 +12,10 @@ from datasets import Value
 
 import svp_hf
 from svp_hf.data import add_index, inspect_dataset
+from svp_hf.engine.training import TrainingConfig, evaluate_accuracy, train_model
 from svp_hf.errors import SVPConfigError
 from svp_hf.models import create_model, resolve_family
 from svp_hf.models.fasttext import NgramHasher
-from svp_hf.training import TrainingConfig, evaluate_accuracy, train_model
 
 from .conftest import separable
 

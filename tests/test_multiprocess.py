@@ -1,4 +1,4 @@
-"""Several processes on images read from files (svp_hf.image_cache, svp_hf.data): ``accelerate launch`` with two
+"""Several processes on images read from files (svp_hf.data.image_cache, svp_hf.data): ``accelerate launch`` with two
 processes on datasets loaded from parquet files, from an ``imagefolder`` and streamed, for the core-set and the active
 job, on a cold and a warm ``datasets`` cache, and two runs at once on one cache (two users on one machine).
 

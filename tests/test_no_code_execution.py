@@ -14,8 +14,8 @@ import torch
 from accelerate import Accelerator
 
 import svp_hf
-from svp_hf import checkpoint, image_cache
-from svp_hf.data import add_index
+from svp_hf.data import add_index, image_cache
+from svp_hf.engine import checkpoint
 from svp_hf.errors import SVPConfigError
 
 
@@ -72,9 +72,9 @@ def test_the_payloads_run_code_when_unpickled(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tiny_digits, tmp_path_factory):
     """A one-epoch training checkpoint of resnet20 on 64 digits (the epoch folder of a run's checkpoints)."""
+    from svp_hf.engine.training import TrainingConfig, train_model
     from svp_hf.models import create_model
-    from svp_hf.proxy import prepare_inputs
-    from svp_hf.training import TrainingConfig, train_model
+    from svp_hf.stages.proxy import prepare_inputs
 
     train = add_index(tiny_digits[0].select(range(64)))
     family, info = prepare_inputs(train, "resnet20", {})
@@ -111,8 +111,8 @@ def copy_checkpoint(trained, tmp_path):
     ],
 )
 def test_a_resumed_training_refuses_a_pickle_in_its_checkpoint(trained, tmp_path, marker, name):
+    from svp_hf.engine.training import TrainingConfig, train_model
     from svp_hf.models import create_model
-    from svp_hf.training import TrainingConfig, train_model
 
     train, family, info, _ = trained
     folder, epoch = copy_checkpoint(trained, tmp_path)
@@ -353,7 +353,7 @@ def test_images_in_formats_pil_hands_to_outside_programs_are_refused():
 
     from PIL import Image, UnidentifiedImageError
 
-    from svp_hf.image_cache import decode_one
+    from svp_hf.data.image_cache import decode_one
 
     buffer = io.BytesIO()
     Image.new("RGB", (4, 4), "red").save(buffer, format="PNG")

@@ -1,4 +1,4 @@
-"""svp_hf.orchestrator: the one selection pipeline every front end drives (Pruner's stages, the typed result, auto's
+"""svp_hf.stages.orchestrator: the one selection pipeline every front end drives (Pruner's stages, the typed result, auto's
 budget and the end-to-end account)."""
 
 import logging
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import svp_hf
+from svp_hf.engine.training import TrainingConfig
 from svp_hf.errors import SVPConfigError
-from svp_hf.orchestrator import Pruner, train_target
-from svp_hf.stages import AutoSettings, ModelSettings, ScoringSettings, SelectionSettings
-from svp_hf.training import TrainingConfig
+from svp_hf.stages.orchestrator import Pruner, train_target
+from svp_hf.stages.settings import AutoSettings, ModelSettings, ScoringSettings, SelectionSettings
 
 from .conftest import separable
 
@@ -40,8 +40,10 @@ def test_the_stages_one_by_one_equal_prune(texts):
         return_metrics=True,
         **FAST,
     )
-    settings = svp_hf.roles.stage_settings(
-        svp_hf.config.SelectionArguments(proxy="fasttext", method="entropy", fraction=0.4, strategy="top", **FAST)
+    settings = svp_hf.stages.roles.stage_settings(
+        svp_hf.config.arguments.SelectionArguments(
+            proxy="fasttext", method="entropy", fraction=0.4, strategy="top", **FAST
+        )
     )
     proxy, target, scoring, selection = settings
     assert target is None and isinstance(scoring, ScoringSettings) and selection.auto.budget == 0.1
@@ -71,12 +73,12 @@ def test_stages_out_of_order_say_which_comes_first(texts):
 
 
 def test_default_auto_without_target_falls_back_within_budget_trains_no_candidate_and_warns(texts, monkeypatch, caplog):
-    import svp_hf.auto
+    import svp_hf.stages.auto
 
     def no_candidate(*args, **kwargs):
         raise AssertionError("a candidate was trained although the check cannot fit its budget")
 
-    monkeypatch.setattr(svp_hf.auto, "proxy_trainer", lambda *a, **k: no_candidate)
+    monkeypatch.setattr(svp_hf.stages.auto, "proxy_trainer", lambda *a, **k: no_candidate)
     train, _ = texts
     with caplog.at_level(logging.WARNING):
         pruned, metrics = svp_hf.prune(
@@ -86,7 +88,9 @@ def test_default_auto_without_target_falls_back_within_budget_trains_no_candidat
     assert metrics["strategy"] == "auto" and metrics["selected_strategy"] == "random" and auto["candidates"] == []
     assert "does not fit" in auto["fallback"] and auto["budget"]["reference"] == "proxy" and not auto["budget"]["fits"]
     warned = [
-        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "svp_hf.orchestrator"
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and r.name == "svp_hf.stages.orchestrator"
     ]
     assert len(warned) == 1 and "kept a random subset, not one ranked by entropy" in warned[0]
     account = metrics["end_to_end"]
@@ -153,8 +157,8 @@ def test_selection_budget_is_a_recipe_key_and_null_means_none():
 
 
 def test_report_and_card_state_the_budget_and_the_fallback(texts):
-    from svp_hf.card import dataset_card
-    from svp_hf.report import render_report
+    from svp_hf.publish.card import dataset_card
+    from svp_hf.publish.report import render_report
 
     _, metrics = svp_hf.prune(texts[0], proxy="fasttext", fraction=0.5, method="entropy", return_metrics=True, **FAST)
     record = {**metrics, "job": "coreset", "method": "entropy", "strategy": "auto", "fraction": 0.5}
@@ -169,15 +173,15 @@ def test_report_and_card_state_the_budget_and_the_fallback(texts):
 
 
 def test_auto_says_in_one_warning_line_when_it_keeps_random_and_why(caplog):
-    from svp_hf.auto import AutoDecision
-    from svp_hf.orchestrator import report_decision
+    from svp_hf.stages.auto import AutoDecision
+    from svp_hf.stages.orchestrator import report_decision
 
     candidates = [
         {"name": "random", "strategy": "random", "mean": 0.50},
         {"name": "top", "strategy": "top", "mean": 0.49},
         {"name": "coverage (beta 0)", "strategy": "coverage", "mean": 0.505},
     ]
-    with caplog.at_level(logging.INFO, logger="svp_hf.orchestrator"):
+    with caplog.at_level(logging.INFO, logger="svp_hf.stages.orchestrator"):
         report_decision(
             AutoDecision("random", None, candidates=candidates, spread=0.02, margin_over_random=0.005), "el2n"
         )

@@ -1,4 +1,4 @@
-"""The output folder (svp_hf.output): the dataset folder, load_scores, shards, embedded images, atomic writes."""
+"""The output folder (svp_hf.publish.output): the dataset folder, load_scores, shards, embedded images, atomic writes."""
 
 import hashlib
 import json
@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 import svp_hf
-from svp_hf import SVPConfigError, coreset, pipeline
-from svp_hf import output as output_mod
+from svp_hf import SVPConfigError
 from svp_hf.config import parse_args
-from svp_hf.output import check_complete, check_output_dir, write_dataset_folder, write_run
+from svp_hf.jobs import coreset, pipeline
+from svp_hf.publish import output as output_mod
+from svp_hf.publish.output import check_complete, check_output_dir, write_dataset_folder, write_run
 
 from .conftest import REPO
 

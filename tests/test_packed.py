@@ -7,7 +7,7 @@ from svp_hf.data import add_index, reviews_dataset, text_dataset
 from svp_hf.models import create_model
 from svp_hf.models.fasttext import collate_bags
 from svp_hf.models.transformers_text import Tokenize
-from svp_hf.proxy import prepare_inputs
+from svp_hf.stages.proxy import prepare_inputs
 
 ROWS = [5, 3, 99, 0, 0, 42]
 

@@ -1,4 +1,4 @@
-"""svp_hf.pipeline: the steps every job shares (CLI parsing against the job's keys, exit codes, secrets, pre-flight
+"""svp_hf.jobs.pipeline: the steps every job shares (CLI parsing against the job's keys, exit codes, secrets, pre-flight
 state, checkpoints and resume, the recipe saved with the output, the summary)."""
 
 import json
@@ -8,8 +8,9 @@ import datasets
 import pytest
 import yaml
 
-from svp_hf import active, coreset, orchestrator, pipeline
 from svp_hf.errors import SVPConfigError, SVPRuntimeError
+from svp_hf.jobs import active, coreset, pipeline
+from svp_hf.stages import orchestrator
 
 from .conftest import REPO
 
@@ -283,7 +284,7 @@ def test_fp8_without_its_packages_is_refused_before_anything_runs(tmp_path, caps
 
 @pytest.mark.parametrize("job", ["coreset", "active"])
 def test_a_batch_larger_than_the_memory_is_refused_before_training(tmp_path, capsys, monkeypatch, job):
-    from svp_hf import device
+    from svp_hf.utils import device
 
     monkeypatch.setattr(device, "available_memory", lambda _: 2**20)  # 1 MiB for one process's batches
     main, argv = (coreset.main, [RECIPE, *FAST]) if job == "coreset" else (active.main, [ACTIVE_RECIPE, *ACTIVE_FAST])
@@ -361,7 +362,7 @@ def test_keys_a_run_would_ignore_are_refused(tmp_path, capsys, main, argv, says)
     ],
 )
 def test_one_output_dir_never_holds_two_kinds_of_run(tmp_path, capsys, record, job):
-    from svp_hf.labelling import state_path
+    from svp_hf.active.labelling import state_path
 
     out = tmp_path / "out"
     path = state_path(str(out)) if record == "labelling" else str(out / record)
@@ -502,7 +503,7 @@ def test_the_summary_names_every_output(tmp_path, capsys):
 def test_active_runs_resume_after_the_last_finished_round(tmp_path, monkeypatch):
     reference = active.main([ACTIVE_RECIPE, "--output_dir", str(tmp_path / "ref"), *ACTIVE_FAST])
 
-    from svp_hf import active_learning
+    from svp_hf.active import loop as active_learning
 
     real_round = active_learning.selection_round
     calls = []

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from svp_hf.active.pool import UNLABELLED, LabelPool, initial_indices
 from svp_hf.config import check_schedule
 from svp_hf.errors import SVPConfigError
-from svp_hf.pool import UNLABELLED, LabelPool, initial_indices
 
 
 def assert_partition(pool: LabelPool):

@@ -1,4 +1,4 @@
-"""svp_hf.precision: what the CPU reports about bf16, and (slow tier) that a bf16-autocast proxy, the default on a CPU
+"""svp_hf.utils.precision: what the CPU reports about bf16, and (slow tier) that a bf16-autocast proxy, the default on a CPU
 that runs bf16 natively, ranks a small fixed dataset and keeps the same rows as an fp32 one does, at least as closely
 as a second fp32 seed."""
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from svp_hf import precision
+from svp_hf.utils import precision
 
 from .conftest import REPO
 
@@ -19,7 +19,7 @@ SCORE = """
 import json, sys, torch
 import svp_hf
 from svp_hf.data import digits_dataset
-from svp_hf.training import make_accelerator
+from svp_hf.engine.training import make_accelerator
 torch.set_num_threads(1)
 train = digits_dataset()["train"].select(range(400))
 accelerator = make_accelerator(mixed_precision=None if sys.argv[1] == "default" else sys.argv[1])
@@ -71,7 +71,7 @@ def _scores(mixed_precision: str, seed: int):
 def proxies():
     """fp32 and bf16 proxies of seeds 0 and 1 on 400 digits rows (about 8 s each); seed 0's fp32 one is the default's
     on a CPU (full precision: bf16 there only when asked for)."""
-    from svp_hf.device import has_accelerator
+    from svp_hf.utils.device import has_accelerator
 
     default = _scores("default", 0)
     if not has_accelerator() and "ACCELERATE_MIXED_PRECISION" not in os.environ:
@@ -86,7 +86,7 @@ def proxies():
 
 @pytest.mark.slow
 def test_bf16_and_fp32_proxies_rank_alike(proxies):
-    from svp_hf.correlation import spearman
+    from svp_hf.selection.correlation import spearman
 
     fp32, bf16, other_seed = proxies["no", 0], proxies["bf16", 0], proxies["no", 1]
     assert fp32["svp_index"] == bf16["svp_index"] == other_seed["svp_index"]

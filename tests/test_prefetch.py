@@ -1,4 +1,4 @@
-"""Batches built one step ahead in a background thread (svp_hf.prefetch) and the sliced batch sampler: same batches,
+"""Batches built one step ahead in a background thread (svp_hf.data.prefetch) and the sliced batch sampler: same batches,
 same order, same trained model."""
 
 import threading
@@ -9,10 +9,10 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
 from svp_hf.data import reviews_dataset
+from svp_hf.data.prefetch import prefetch, use_prefetch
+from svp_hf.engine.training import SlicedBatchSampler, TrainingConfig, make_loader, train_model
 from svp_hf.models import create_model
-from svp_hf.prefetch import prefetch, use_prefetch
-from svp_hf.proxy import prepare_inputs
-from svp_hf.training import SlicedBatchSampler, TrainingConfig, make_loader, train_model
+from svp_hf.stages.proxy import prepare_inputs
 
 
 def test_prefetch_yields_every_item_in_order_and_raises_where_the_loader_did():
@@ -49,7 +49,7 @@ def test_leaving_a_prefetched_loop_early_stops_its_thread():
 
 
 def test_prefetch_is_used_only_where_a_cpu_is_free_for_it(monkeypatch):
-    import svp_hf.device as module
+    import svp_hf.utils.device as module
 
     class Arrays:
         def collate(self, rows):
@@ -100,7 +100,7 @@ def test_make_loader_shuffles_as_before():
 
 
 def test_training_with_the_next_batch_built_ahead_trains_the_same_model(monkeypatch):
-    import svp_hf.training as training
+    import svp_hf.engine.training as training
 
     dataset = reviews_dataset(n=300)["train"]
     family, info = prepare_inputs(dataset, "fasttext", {})

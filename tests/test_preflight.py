@@ -1,11 +1,11 @@
-"""svp_hf.preflight: names that refer to plug-in registries, checked before any data is loaded or model trained."""
+"""svp_hf.stages.preflight: names that refer to plug-in registries, checked before any data is loaded or model trained."""
 
 import pytest
 
 import svp_hf
 from svp_hf.config import RunArguments, SelectionArguments
 from svp_hf.errors import SVPConfigError
-from svp_hf.preflight import check_optimizer, check_recipe
+from svp_hf.stages.preflight import check_optimizer, check_recipe
 
 
 @pytest.mark.parametrize(
@@ -47,7 +47,7 @@ def test_optimizer_is_checked_against_the_model_before_training(tiny_reviews):
     with pytest.raises(SVPConfigError, match="unknown optimizer 'adam'; available: adamw, sgd"):
         svp_hf.score(train, "fasttext", ["entropy"], optimizer="adam")
     from svp_hf.config import RunArguments, SelectionArguments
-    from svp_hf.preflight import check_recipe
+    from svp_hf.stages.preflight import check_recipe
 
     with pytest.raises(SVPConfigError, match="unknown target_optimizer 'lion'"):
         check_recipe(SelectionArguments(proxy="fasttext"), RunArguments(target="fasttext", target_optimizer="lion"))

@@ -1,4 +1,4 @@
-"""svp_hf.progress: svp_hf's progress bars switched off and on (by code or SVP_HF_DISABLE_PROGRESS_BARS) and per
+"""svp_hf.utils.progress: svp_hf's progress bars switched off and on (by code or SVP_HF_DISABLE_PROGRESS_BARS) and per
 call (``progress=False``), drawn by the main process only, and datasets' own bars silenced around svp_hf's internal
 datasets operations, their state restored after."""
 
@@ -11,8 +11,8 @@ import torch
 from accelerate import Accelerator
 
 import svp_hf
-from svp_hf import progress
-from svp_hf.progress import progress_bar, quiet_datasets
+from svp_hf.utils import progress
+from svp_hf.utils.progress import progress_bar, quiet_datasets
 
 
 class Terminal(io.StringIO):
@@ -95,7 +95,7 @@ def test_the_environment_variable_has_precedence(monkeypatch, switch):
 @pytest.fixture(scope="module")
 def tiny_setup(tiny_digits):
     from svp_hf.data import add_index
-    from svp_hf.proxy import prepare_inputs
+    from svp_hf.stages.proxy import prepare_inputs
 
     train = add_index(tiny_digits[0].select(range(64)))
     family, info = prepare_inputs(train, "resnet20", {})
@@ -103,10 +103,10 @@ def tiny_setup(tiny_digits):
 
 
 def train_and_score(train, family, info, **kwargs):
-    from svp_hf.methods import resolve_methods
+    from svp_hf.engine.scoring import score_examples
+    from svp_hf.engine.training import TrainingConfig, evaluate_accuracy, train_model
     from svp_hf.models import create_model
-    from svp_hf.scoring import score_examples
-    from svp_hf.training import TrainingConfig, evaluate_accuracy, train_model
+    from svp_hf.selection.methods import resolve_methods
 
     torch.manual_seed(0)
     accelerator = Accelerator(cpu=True)

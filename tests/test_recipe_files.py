@@ -1,8 +1,8 @@
-"""svp_hf.recipe_files: the recipes shipped with svp_hf, and how a recipe argument finds its file."""
+"""svp_hf.config.recipe_files: the recipes shipped with svp_hf, and how a recipe argument finds its file."""
 
 import os
 
-from svp_hf.recipe_files import RECIPES_DIR, bundled_recipes, resolve_recipe
+from svp_hf.config.recipe_files import RECIPES_DIR, bundled_recipes, resolve_recipe
 
 from .conftest import REPO
 

@@ -1,4 +1,4 @@
-"""The recorder of a user's own training loop (svp_hf.recorder): the same scores as svp_hf's own training loop for
+"""The recorder of a user's own training loop (svp_hf.stages.recorder): the same scores as svp_hf's own training loop for
 the same run, a Trainer integration that finds each row under its shuffled sampler, clear errors for misuse, the
 examples, and (slow tier) the same records from two processes as from one.
 
@@ -49,8 +49,8 @@ def toy_logits(x: torch.Tensor, epoch: int = 0, classes: int = N_CLASSES) -> tor
 
 def test_recorder_accumulates_exactly_what_svp_hf_signals_accumulate():
     from svp_hf import DynamicsRecorder
-    from svp_hf.methods import get_method
-    from svp_hf.signals import SIGNALS, make_signals, observe_all, update_all
+    from svp_hf.selection.methods import get_method
+    from svp_hf.selection.signals import SIGNALS, make_signals, observe_all, update_all
 
     ds = toy()
     labels = torch.tensor(ds["label"])
@@ -73,7 +73,7 @@ def test_recorder_accumulates_exactly_what_svp_hf_signals_accumulate():
 
 def test_the_scores_table_is_svp_hf_scores_table_and_select_takes_it():
     import svp_hf
-    from svp_hf.recorder import SOURCE, scores_source
+    from svp_hf.stages.recorder import SOURCE, scores_source
 
     ds = toy()
     recorder = svp_hf.DynamicsRecorder(ds)
@@ -109,7 +109,7 @@ def test_a_user_loop_records_the_scores_svp_hf_score_records_for_the_same_run(ti
     from accelerate.utils import set_seed
 
     import svp_hf
-    from svp_hf.proxy import prepare_inputs
+    from svp_hf.stages.proxy import prepare_inputs
 
     train = tiny_digits[0].select(range(120))  # 3 batches of 32 and one of 24 per epoch
     epochs, batch_size, lr = 2, 32, 0.05
@@ -285,7 +285,7 @@ def test_records_reach_the_host_about_once_an_epoch_and_not_per_step(monkeypatch
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_updates_never_wait_for_the_gpu():
     from svp_hf import DynamicsRecorder
-    from svp_hf.signals import MarginSignal
+    from svp_hf.selection.signals import MarginSignal
 
     ds = toy(n=200)
     device = torch.device("cuda")
@@ -396,9 +396,9 @@ def trainer_run(output_dir, epochs=2, rows=None, **arguments):
 
 
 def expected_row_scores(ds):
-    from svp_hf.methods import get_method
-    from svp_hf.scoring import probabilities
-    from svp_hf.signals import MarginSignal, TrueProbabilitySignal
+    from svp_hf.engine.scoring import probabilities
+    from svp_hf.selection.methods import get_method
+    from svp_hf.selection.signals import MarginSignal, TrueProbabilitySignal
 
     logits, labels = toy_logits(torch.tensor(ds["x"])), torch.tensor(ds["label"])
     return {
@@ -449,12 +449,12 @@ def test_attach_refuses_what_it_cannot_record(tmp_path):
 
 def test_a_subset_selected_by_recorded_scores_is_pushed_to_the_hub(monkeypatch):
     import svp_hf
-    import svp_hf.hub
+    import svp_hf.publish.hub
 
     from .conftest import FakeHub
 
     hub = FakeHub()
-    monkeypatch.setattr(svp_hf.hub, "HfApi", hub.api)
+    monkeypatch.setattr(svp_hf.publish.hub, "HfApi", hub.api)
     monkeypatch.setenv("HF_TOKEN", hub.token)
     ds = toy()
     recorder = svp_hf.DynamicsRecorder(ds)
@@ -485,7 +485,7 @@ def load_example(name):
 )
 def test_the_examples_run_and_their_scores_select(name, argv, tmp_path):
     import svp_hf
-    from svp_hf.recorder import scores_source
+    from svp_hf.stages.recorder import scores_source
 
     scores, subset, recorder = load_example(name).main([*argv, "--output", str(tmp_path / "scores.parquet")])
     assert scores.num_rows == 96 and recorder.steps == 2 * 3

@@ -1,4 +1,4 @@
-"""The report and its plots (svp_hf.report)."""
+"""The report and its plots (svp_hf.publish.report)."""
 
 import os
 
@@ -9,14 +9,14 @@ from huggingface_hub import DatasetCard
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.lines import Line2D
 
-from svp_hf import report
-from svp_hf.report import ReportInputs, selection_cutoff, write_plots
+from svp_hf.publish import report
+from svp_hf.publish.report import ReportInputs, selection_cutoff, write_plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def test_rounds_plot_skips_runs_without_rounds(tmp_path):
-    from svp_hf.report import ReportInputs, plot_rounds
+    from svp_hf.publish.report import ReportInputs, plot_rounds
 
     assert plot_rounds(ReportInputs({"job": "coreset", "method": "entropy"}), str(tmp_path / "r.png")) is None
     rounds = {

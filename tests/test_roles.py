@@ -1,8 +1,7 @@
-"""svp_hf.roles: each role's training settings, read from the recipe through config.role_settings."""
+"""svp_hf.stages.roles: each role's training settings, read from the recipe through config.role_settings."""
 
 from svp_hf.config import ActiveArguments, RunArguments, SelectionArguments
-from svp_hf.device import DeviceSettings
-from svp_hf.roles import (
+from svp_hf.stages.roles import (
     active_settings,
     device_settings,
     model_settings,
@@ -12,7 +11,8 @@ from svp_hf.roles import (
     training_config,
     training_metrics,
 )
-from svp_hf.stages import ActiveSettings
+from svp_hf.stages.settings import ActiveSettings
+from svp_hf.utils.device import DeviceSettings
 
 
 def test_the_target_trains_with_its_own_keys_and_the_plain_ones_elsewhere():

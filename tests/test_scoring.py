@@ -1,4 +1,4 @@
-"""Scoring (svp_hf.scoring): sharded and streaming scoring, the k-center pool and memory bound, finished shards
+"""Scoring (svp_hf.engine.scoring): sharded and streaming scoring, the k-center pool and memory bound, finished shards
 reused, and two processes scoring like one."""
 
 import os
@@ -11,11 +11,12 @@ import pytest
 from accelerate import Accelerator
 
 import svp_hf
-import svp_hf.proxy
-from svp_hf import SVPConfigError, scoring
+import svp_hf.stages.proxy
+from svp_hf import SVPConfigError
 from svp_hf.config import SelectionArguments
-from svp_hf.methods import resolve_methods
-from svp_hf.scoring import KCENTER_MIN_CANDIDATES, compute_scores, kcenter_candidate_rows, score_examples
+from svp_hf.engine import scoring
+from svp_hf.engine.scoring import KCENTER_MIN_CANDIDATES, compute_scores, kcenter_candidate_rows, score_examples
+from svp_hf.selection.methods import resolve_methods
 
 from .conftest import cli, outputs
 from .conftest import run_command as run
@@ -154,7 +155,7 @@ def test_two_processes_score_a_given_proxy_exactly_like_one(tmp_path):
 def test_a_kcenter_memory_bound_too_small_for_a_pool_is_refused_before_training(tiny_digits, monkeypatch):
     train, _ = tiny_digits
     trained = []
-    monkeypatch.setattr(svp_hf.proxy, "train_model", lambda *a, **k: trained.append(1))
+    monkeypatch.setattr(svp_hf.stages.proxy, "train_model", lambda *a, **k: trained.append(1))
     with pytest.raises(
         SVPConfigError,
         match=rf"useful k-centers candidate set of {KCENTER_MIN_CANDIDATES} rows: that needs at least 33000 bytes",
@@ -183,7 +184,7 @@ def test_a_pool_capped_below_the_minimum_warns_with_the_memory_it_needs():
 
 
 def test_a_stream_with_its_own_svp_index_is_read_by_position(tiny_digits):
-    from svp_hf.scoring import iter_shards
+    from svp_hf.engine.scoring import iter_shards
 
     train, _ = tiny_digits
     stream = train.add_column("svp_index", list(range(len(train)))[::-1]).to_iterable_dataset()
@@ -195,7 +196,7 @@ def test_a_stream_with_its_own_svp_index_is_read_by_position(tiny_digits):
 
 @pytest.mark.parametrize("n, batch_size", [(301, 32), (100, 32), (5, 32), (2048, 16), (64, 32)])
 def test_the_batch_plan_scores_every_row_once_in_the_same_batches_for_any_process_count(n, batch_size):
-    from svp_hf.scoring import batch_plan
+    from svp_hf.engine.scoring import batch_plan
 
     one = [batch for group in batch_plan(n, batch_size) for batch in group]
     assert one == [(s, min(n, s + batch_size)) for s in range(0, n, batch_size)]
@@ -232,7 +233,7 @@ def test_images_decoded_row_by_row_score_the_same_with_loader_workers():
     import torch
 
     from svp_hf.models import create_model
-    from svp_hf.proxy import prepare_inputs
+    from svp_hf.stages.proxy import prepare_inputs
 
     from .test_data import _images
 
@@ -254,7 +255,7 @@ def _scoring_case(kind):
     transformers batches (packed, gathered), CIFAR-sized images (decode-once cache), larger images (a DataLoader)."""
     from svp_hf.data import add_index, batch_collate, reviews_dataset
     from svp_hf.models import create_model
-    from svp_hf.proxy import prepare_inputs
+    from svp_hf.stages.proxy import prepare_inputs
 
     from .test_data import _images
 
@@ -280,7 +281,7 @@ def test_scoring_groups_give_each_process_its_plan_batch_by_batch(kind, processe
     import torch
 
     from svp_hf.data import INDEX_COLUMN, on_device
-    from svp_hf.scoring import _padded_rows, batch_plan, scoring_groups
+    from svp_hf.engine.scoring import _padded_rows, batch_plan, scoring_groups
 
     ready, collate = _scoring_case(kind)
     assert getattr(ready, "slices_are_views", False) == (kind in ("fasttext", "small images"))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from svp_hf.errors import SVPConfigError
-from svp_hf.selection import greedy_k_center, n_to_keep, rank, select_indices
+from svp_hf.selection.ranking import greedy_k_center, n_to_keep, rank, select_indices
 
 
 def test_top_k_descending_and_ascending():

@@ -1,12 +1,12 @@
-"""Training signals and the methods that read them (svp_hf.signals): AUM and dataset cartography from a known
+"""Training signals and the methods that read them (svp_hf.selection.signals): AUM and dataset cartography from a known
 logit history, forgetting through the same mechanism, and signals saved and restored with checkpoints."""
 
 import numpy as np
 import pytest
 import torch
 
-from svp_hf.methods import get_method, register_method, training_signals
-from svp_hf.signals import (
+from svp_hf.selection.methods import get_method, register_method, training_signals
+from svp_hf.selection.signals import (
     SIGNALS,
     CorrectnessSignal,
     make_signals,
@@ -81,9 +81,9 @@ def test_train_model_records_every_signal_and_resumes_them(tiny_digits, tmp_path
     from accelerate import Accelerator
 
     from svp_hf.data import add_index
+    from svp_hf.engine.training import TrainingConfig, train_model
     from svp_hf.models import create_model
-    from svp_hf.proxy import prepare_inputs
-    from svp_hf.training import TrainingConfig, train_model
+    from svp_hf.stages.proxy import prepare_inputs
 
     train = add_index(tiny_digits[0].select(range(96)))
     family, info = prepare_inputs(train, "resnet20", {})
@@ -116,9 +116,9 @@ def test_train_model_records_every_signal_and_resumes_them(tiny_digits, tmp_path
 def test_a_proxy_checkpoint_without_the_signal_is_refused_before_training(tiny_digits, tmp_path, capsys):
     from safetensors.torch import save_file
 
-    from svp_hf import coreset
+    from svp_hf.jobs import coreset
     from svp_hf.models import create_model
-    from svp_hf.proxy import prepare_inputs
+    from svp_hf.stages.proxy import prepare_inputs
 
     from .conftest import REPO
 

@@ -1,4 +1,4 @@
-"""Strategies are pure functions of scores, labels, fraction and seed (svp_hf.strategies)."""
+"""Strategies are pure functions of scores, labels, fraction and seed (svp_hf.selection.strategies)."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import pytest
 import svp_hf
 from svp_hf.config import check_coverage_beta
 from svp_hf.errors import SVPConfigError
-from svp_hf.strategies import (
+from svp_hf.selection.strategies import (
     allocate,
     apply_strategy,
     default_coverage_beta,

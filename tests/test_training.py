@@ -1,4 +1,4 @@
-"""Training (svp_hf.training): resuming from the last epoch, optimizers and schedules, tensorboard logging."""
+"""Training (svp_hf.engine.training): resuming from the last epoch, optimizers and schedules, tensorboard logging."""
 
 import numpy as np
 import pytest
@@ -6,10 +6,10 @@ import torch
 from accelerate import Accelerator
 
 from svp_hf.data import add_index, inspect_dataset
+from svp_hf.engine.training import LR_SCHEDULES, TrainingConfig, evaluate_accuracy, parameter_groups, train_model
 from svp_hf.errors import SVPConfigError
 from svp_hf.models import create_model, resolve_family
-from svp_hf.proxy import prepare_inputs
-from svp_hf.training import LR_SCHEDULES, TrainingConfig, evaluate_accuracy, parameter_groups, train_model
+from svp_hf.stages.proxy import prepare_inputs
 
 from .conftest import separable
 
@@ -43,7 +43,7 @@ def test_report_to_tensorboard_logs_losses_accuracy_and_timings(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from svp_hf import coreset
+    from svp_hf.jobs import coreset
 
     from .conftest import REPO
 
@@ -86,7 +86,7 @@ def test_report_to_tensorboard_logs_losses_accuracy_and_timings(tmp_path):
 
 
 def test_imagenet_schedule_warms_up_then_steps_down():
-    from svp_hf.training import LR_SCHEDULES
+    from svp_hf.engine.training import LR_SCHEDULES
 
     schedule = LR_SCHEDULES.get("imagenet")
     warm = [schedule(e / 90) for e in range(5)]
@@ -203,7 +203,7 @@ def test_the_direct_optimizer_step_equals_accelerates_own():
     """svp_hf's step (the loss's backward and the wrapped optimizer's step called directly) trains exactly as
     Accelerate's wrappers do, sparse
     embeddings (plain SGD) and dense weights (momentum, weight decay) alike."""
-    from svp_hf.training import OPTIMIZERS, backward, optimizer_step
+    from svp_hf.engine.training import OPTIMIZERS, backward, optimizer_step
 
     weights = []
     for direct in (True, False):
@@ -232,7 +232,7 @@ def test_the_direct_optimizer_step_equals_accelerates_own():
 
 def test_recording_steps_in_groups_equals_recording_each_step(tiny_digits, monkeypatch):
     """Loss, accuracy and training signals computed once per group of steps equal those computed step by step."""
-    import svp_hf.training as training
+    import svp_hf.engine.training as training
 
     dataset = tiny_digits[0]
     results = []

@@ -19,7 +19,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 import yaml
 
-from ..data import DataInfo, collate_image_batch, image_dataset
+from ..data.columns import DataInfo
+from ..data.images import collate_image_batch, image_dataset
 from ..errors import SVPConfigError
 from ..registry import Registry
 from . import cifar_resnet  # noqa: F401  (registers resnet20/56/110/164 with timm)

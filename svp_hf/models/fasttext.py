@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import INDEX_COLUMN, DataInfo, text_dataset
+from ..data.columns import INDEX_COLUMN, DataInfo
+from ..data.packed import PackedText, packed_text
+from ..data.text import text_dataset
 from ..errors import SVPConfigError
-from ..packed import PackedText, packed_text
 from . import ModelFamily, parse_model_spec, register_family
 
 NAME = "fasttext"
@@ -139,7 +140,7 @@ def _check(name: str, info: DataInfo, *, trust_remote_code: bool = False) -> Non
 
 def fasttext_dataset(dataset, model: FastText, info: DataInfo, train: bool, augment: bool = True):
     """`dataset` as hashed n-gram ids (``input_ids``), ``labels`` and `svp_index`, computed once with `datasets.map`
-    and packed into flat arrays (:class:`~svp_hf.packed.PackedText`): a batch is one gather."""
+    and packed into flat arrays (:class:`~svp_hf.data.packed.PackedText`): a batch is one gather."""
 
     def build():
         encoded = text_dataset(dataset, info, model.hasher(), desc="hashing words and n-grams")

@@ -25,9 +25,10 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from ..data import DataInfo, text_dataset
+from ..data.columns import DataInfo
+from ..data.packed import PackedText, packed_text
+from ..data.text import text_dataset
 from ..errors import SVPConfigError
-from ..packed import PackedText, packed_text
 from . import ModelFamily, parse_model_spec, register_family
 
 CONFIG_PREFIX = "config:"
@@ -245,7 +246,7 @@ class Tokenize:
 
 def transformers_dataset(dataset, model, info: DataInfo, train: bool, augment: bool = True):
     """`dataset` tokenized once with `datasets.map` (cached for file-backed data) and packed into flat arrays
-    (:class:`~svp_hf.packed.PackedText`): a batch is one gather, padded to its longest row as
+    (:class:`~svp_hf.data.packed.PackedText`): a batch is one gather, padded to its longest row as
     ``DataCollatorWithPadding`` pads."""
 
     tokenizer = model.svp_tokenizer

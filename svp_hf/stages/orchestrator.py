@@ -1,0 +1,554 @@
+"""The selection pipeline, written once: a :class:`Pruner` built from typed stage settings (:mod:`svp_hf.stages.settings`)
+runs ``prepare`` -> ``score`` -> ``choose_strategy`` -> ``select`` on one dataset and returns a :class:`PruneResult`
+(the scores, the kept rows, the strategy decision, the proxy's quality, the stage timings and the end-to-end account)
+with one :meth:`PruneResult.to_metrics`.
+
+Every front end drives it: the Python API (``svp_hf.score``, ``select``, ``prune``, ``choose``), the core-set job
+(the job frame, this pipeline and :func:`train_target`) and its streaming path; nothing here reads a recipe.
+
+    pruner = Pruner(proxy, scoring, selection, target=target).prepare(train, evaluation)
+    pruner.score(); pruner.choose_strategy()
+    result = pruner.select()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from accelerate import Accelerator
+from accelerate.utils import broadcast_object_list
+from datasets import Dataset, IterableDataset
+
+from ..account import run_account
+from ..data.columns import DataInfo, check_same_columns, keep_previous_columns
+from ..engine.training import make_accelerator
+from ..errors import SVPConfigError
+from ..models import ModelFamily, create_model, resolve_family
+from ..publish.report import score_statistics
+from ..selection.methods import get_method, resolve_methods, training_signals
+from ..selection.ranking import n_to_keep
+from ..selection.strategies import AUTO, check_strategy
+from ..utils.log import get_logger
+from .auto import (
+    AutoDecision,
+    CheckPlan,
+    TrainingRate,
+    budget_plan,
+    budget_reference,
+    check_auto,
+    plan_check,
+    probe_training_rate,
+)
+from .proxy import (
+    ScoringRun,
+    auto_check,
+    check_proxy_checkpoint,
+    fit_model,
+    labels_of,
+    prepare_inputs,
+    selected_indices,
+    subset_with_scores,
+    train_and_score,
+)
+from .roles import training_record
+from .settings import ModelSettings, ScoringSettings, SelectionSettings
+
+logger = get_logger(__name__)
+
+Resumable = Callable[[str, Callable[[], Dict[str, Any]]], Dict[str, Any]]
+
+
+def per_class_counts(labels: np.ndarray, names: Optional[Sequence[str]]) -> Dict[str, int]:
+    """Rows per class, by class name when the classes have names."""
+    values, counts = np.unique(labels, return_counts=True)
+    return {(names[v] if names else str(v)): int(c) for v, c in zip(values.tolist(), counts.tolist())}
+
+
+@dataclass
+class TargetOutcome:
+    """The target trained on the kept rows: its seconds, accuracy (on the evaluation data) and history."""
+
+    settings: ModelSettings
+    seconds: float
+    accuracy: Optional[float] = None
+    history: List[Dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class PruneResult:
+    """What a :class:`Pruner` produced; :meth:`to_metrics` is its record in ``metrics.json`` (and what
+    ``prune(..., return_metrics=True)`` returns)."""
+
+    run: ScoringRun
+    keep: np.ndarray
+    selected: Optional[Dataset]
+    selection: SelectionSettings
+    proxy: ModelSettings
+    strategy: str
+    coverage_beta: Optional[float]
+    decision: Optional[AutoDecision]
+    timings: Dict[str, float]
+    proxy_epochs: Optional[int]
+    scored_methods: List[str] = field(default_factory=list)
+    target: Optional[TargetOutcome] = None
+
+    @property
+    def scores(self) -> Dataset:
+        return self.run.scores
+
+    @property
+    def n_total(self) -> int:
+        return len(self.run.scores)
+
+    @property
+    def n_selected(self) -> int:
+        return int(len(self.keep))
+
+    def account(self) -> Optional[Dict[str, Any]]:
+        """The end-to-end account (:func:`svp_hf.account.run_account`): relative to the target when one was trained
+        on the kept rows, else to the proxy's own training; ``None`` without either."""
+        timings = dict(self.timings)
+        if self.target is not None:
+            timings["target_training"] = self.target.seconds
+        return run_account(
+            timings,
+            n_total=self.n_total,
+            n_kept=self.n_selected,
+            target_epochs=self.target.settings.epochs if self.target is not None else None,
+            selection_budget=self.selection.auto.budget,
+        )
+
+    def to_metrics(self) -> Dict[str, Any]:
+        """The selection's record: what was scored and kept, how, the proxy's quality, timings and the account."""
+        labels = np.asarray(self.run.scores["label"], dtype=np.int64)
+        order = np.argsort(np.asarray(self.run.scores["svp_index"], dtype=np.int64))
+        names = self.run.info.class_names
+        selection, target = self.selection, self.target
+        return {
+            "n_total": self.n_total,
+            "n_selected": self.n_selected,
+            "method": selection.method,
+            "scored_methods": list(self.scored_methods),
+            "fraction": selection.fraction,
+            "strategy": selection.strategy,
+            "selected_strategy": self.strategy,
+            "coverage_beta": self.coverage_beta,
+            "auto": self.decision.as_dict() if self.decision is not None else None,
+            "selection_budget": selection.auto.budget,
+            "class_balanced": selection.class_balanced,
+            "seed": selection.seed,
+            "proxy": self.proxy.name,
+            "proxy_epochs": self.proxy_epochs,
+            "proxy_checkpoint": self.proxy.checkpoint,
+            "proxy_training": training_record(self.proxy.training, pretrained=self.proxy.pretrained),
+            "proxy_accuracy": self.run.proxy_accuracy,
+            "proxy_history": list(self.run.history),
+            **self.run.quality,
+            "num_classes": self.run.info.num_classes,
+            "target": target.settings.name if target else None,
+            "target_epochs": target.settings.epochs if target else None,
+            "target_training": training_record(target.settings.training, pretrained=target.settings.pretrained)
+            if target
+            else None,
+            "target_accuracy": target.accuracy if target else None,
+            "target_history": target.history if target else None,
+            "score_statistics": score_statistics(self.run.scores),
+            "selected_per_class": per_class_counts(labels[order][self.keep], names),
+            "total_per_class": per_class_counts(labels, names),
+            "timings": {**self.timings, **({"target_training": target.seconds} if target else {})},
+            "end_to_end": self.account(),
+        }
+
+
+class Pruner:
+    """Core-set selection via proxy on one dataset, stage by stage.
+
+    Args:
+        proxy: The proxy model and its training (or its ``checkpoint``).
+        scoring: Which methods score the rows, and how.
+        selection: How the scores become the kept rows (``auto``'s check and budget included).
+        target: The model the kept rows are for, when it is trained after selection: ``auto``'s check then trains
+            as long as it will, and its budget is a share of the target's full-data training (measured on a probe).
+        accelerator: Where everything runs (default: a new one).
+        checkpoint_dir: Checkpoint the proxy and the score shards here, so that a rerun resumes.
+        resumable: ``resumable(name, compute)`` returns a saved result or computes and saves it (a job's
+            :meth:`svp_hf.jobs.pipeline.JobRun.resumable`): ``auto``'s decision is not computed again on resume.
+    """
+
+    def __init__(
+        self,
+        proxy: ModelSettings,
+        scoring: ScoringSettings,
+        selection: SelectionSettings,
+        *,
+        target: Optional[ModelSettings] = None,
+        accelerator: Optional[Accelerator] = None,
+        checkpoint_dir: Optional[str] = None,
+        resumable: Optional[Resumable] = None,
+    ):
+        self.proxy, self.scoring, self.selection, self.target = proxy, scoring, selection, target
+        self._accelerator = accelerator
+        self.checkpoint_dir = checkpoint_dir
+        self._resumable = resumable
+        self.dataset: Union[Dataset, IterableDataset, None] = None
+        self.eval_dataset: Optional[Dataset] = None
+        self.info: Optional[DataInfo] = None
+        self.family: Optional[ModelFamily] = None
+        self.proxy_epochs: Optional[int] = proxy.epochs if not proxy.checkpoint else None
+        self.run: Optional[ScoringRun] = None
+        self.decision: Optional[AutoDecision] = None
+        self.timings: Dict[str, float] = {}
+
+    @property
+    def accelerator(self) -> Accelerator:
+        """The run's Accelerator (made on first use when none was given)."""
+        if self._accelerator is None:
+            self._accelerator = make_accelerator()
+        return self._accelerator
+
+    @property
+    def streaming(self) -> bool:
+        return isinstance(self.dataset, IterableDataset)
+
+    def prepare(
+        self,
+        dataset: Union[Dataset, IterableDataset],
+        eval_dataset: Optional[Dataset] = None,
+        *,
+        columns: Optional[Dict[str, Any]] = None,
+        info: Optional[DataInfo] = None,
+        selecting: bool = True,
+    ) -> "Pruner":
+        """Every check that needs no training, on `dataset` (and `eval_dataset`): the columns and the models against
+        them (unless the caller inspected them and passes their `info`: the columns to read are `columns`), the
+        fraction, method and strategy and ``auto``'s slice (unless `selecting` is false: scoring only), a
+        ``proxy_checkpoint``'s weights and signals. Returns the pruner."""
+        resolve_methods(self.scoring.methods)
+        if selecting:
+            get_method(self.selection.method)
+            check_strategy(self.selection.strategy)
+            if not isinstance(dataset, IterableDataset):
+                n_to_keep(self.selection.fraction, len(dataset))
+        dataset = keep_previous_columns(dataset)  # row identity is positional: an incoming svp_index is data
+        if info is None:
+            self.family, info = prepare_inputs(
+                dataset, self.proxy.name, columns or {}, trust_remote_code=self.proxy.trust_remote_code
+            )
+            if eval_dataset is not None:
+                check_same_columns(eval_dataset, info)
+        else:
+            self.family = resolve_family(self.proxy.name)
+        self.dataset, self.eval_dataset, self.info = dataset, eval_dataset, info
+        check_modalities(self.proxy, self.target)
+        if selecting:
+            self._check_auto()
+        if self.proxy.checkpoint:
+            signals = training_signals(resolve_methods(self.scoring.methods))
+            state = check_proxy_checkpoint(self.proxy, info, signals, None if self.streaming else len(dataset))
+            self.proxy_epochs = len(state.get("history", [])) or None  # what the checkpoint trained
+        return self
+
+    def _check_auto(self) -> None:
+        """``auto``'s own pre-flight: a map-style dataset large enough for its slice."""
+        selection = self.selection
+        if selection.strategy != AUTO:
+            return
+        if self.streaming:
+            raise SVPConfigError(
+                "strategy 'auto' retrains the proxy on candidate subsets: it needs a map-style dataset, not a stream"
+            )
+        dataset, info, _ = self._data("prepare")
+        check_auto(len(dataset), labels_of(dataset, info), selection.fraction, selection.auto.holdout)
+
+    def _data(self, stage: str) -> Tuple[Dataset, DataInfo, ModelFamily]:
+        """The prepared dataset (map-style, for the stages that retrain), its info and the proxy's family."""
+        if self.dataset is None or self.info is None or self.family is None:
+            raise RuntimeError(f"{stage}() needs prepare() first")
+        if isinstance(self.dataset, IterableDataset):
+            raise SVPConfigError(f"{stage}() needs a map-style dataset, not a stream")
+        return self.dataset, self.info, self.family
+
+    def _scored(self, stage: str) -> ScoringRun:
+        if self.run is None:
+            raise RuntimeError(f"{stage}() needs score() first")
+        return self.run
+
+    def score(self) -> ScoringRun:
+        """Train the proxy (or load it) and score every row with every method; the proxy is evaluated on the
+        evaluation data when given."""
+        if self.dataset is None or self.info is None or self.family is None:
+            raise RuntimeError("score() needs prepare() first")
+        self.run = train_and_score(
+            self.dataset,
+            self.proxy,
+            self.scoring,
+            family=self.family,
+            info=self.info,
+            accelerator=self.accelerator,
+            eval_dataset=self.eval_dataset,
+            checkpoint_dir=self.checkpoint_dir,
+        )
+        self.timings.update(self.run.timings)
+        return self.run
+
+    def set_scores(self, scores: Dataset) -> ScoringRun:
+        """Use `scores` computed before (``svp_hf.score``'s table for this dataset) instead of :meth:`score`."""
+        _, info, family = self._data("set_scores")
+        self.run = ScoringRun(scores, info, None, family)
+        return self.run
+
+    def choose_strategy(self) -> Optional[AutoDecision]:
+        """``auto``'s check (``None`` for any other strategy), sized to the selection budget; its seconds (the
+        target's probe included) are ``timings["auto"]``."""
+        if self.selection.strategy != AUTO:
+            return None
+
+        def compute() -> Dict[str, Any]:
+            return self._check().as_dict()
+
+        saved = dict(self._resumable("auto", compute) if self._resumable is not None else compute())
+        saved.pop("chosen", None)
+        self.decision = AutoDecision(**saved)
+        self.timings["auto"] = self.decision.seconds
+        report_decision(self.decision, self.selection.method)
+        return self.decision
+
+    def check_epochs(self) -> int:
+        """Epochs of each of ``auto``'s candidates: as long as the model the subset is for trains."""
+        auto = self.selection.auto
+        return int(auto.epochs or (self.target.epochs if self.target is not None else self.proxy.epochs))
+
+    def _check(self) -> AutoDecision:
+        dataset, info, family = self._data("choose_strategy")
+        run = self._scored("choose_strategy")
+        plan, probe_seconds = self._from_main(self.plan())
+        barely = (run.quality or {}).get("barely_beats_chance")
+        decision = auto_check(
+            dataset,
+            run.scores,
+            self.selection,
+            self.proxy,
+            family=family,
+            info=info,
+            accelerator=self.accelerator,
+            epochs=self.check_epochs(),
+            eval_batch_size=self.scoring.batch_size,
+            plan=plan,
+            proxy_barely_beats_chance=barely,
+            agree=self._from_main,
+        )
+        if probe_seconds:
+            decision.seconds += probe_seconds
+            decision.budget = {**(decision.budget or {}), "probe_seconds": probe_seconds}
+        return decision
+
+    def _from_main(self, value: Any) -> Any:
+        """`value` as the main process has it: what is decided from measured seconds (the budget's plan, when to
+        stop the check) must be the same in every process, or their collective operations would not match."""
+        if self.accelerator.num_processes == 1:
+            return value
+        return broadcast_object_list([value], from_process=0)[0]
+
+    def plan(self) -> Tuple[Optional[CheckPlan], float]:
+        """``(plan, probe seconds)``: the check sized to the selection budget (``None`` without one). With a target,
+        its full-data training is estimated from a probe of a few batches; a proxy loaded from a checkpoint is
+        priced by a probe too."""
+        budget = self.selection.auto.budget
+        if budget is None:
+            return None, 0.0
+        dataset, info, _ = self._data("plan")
+        target_rate, probe_seconds = None, 0.0
+        if self.target is not None:
+            target_rate, probe_seconds = self._probe(self.target)
+        proxy_seconds = self.timings.get("proxy_training")
+        if proxy_seconds is None:  # the proxy was not trained here (a checkpoint, or scores given): probe it
+            proxy_rate, seconds = self._probe(self.proxy)
+            probe_seconds += seconds
+            return self._probed_plan(budget, target_rate, proxy_rate, probe_seconds), probe_seconds
+        plan = budget_plan(
+            budget=budget,
+            n_rows=len(dataset),
+            fraction=self.selection.fraction,
+            check_epochs=self.check_epochs(),
+            proxy_seconds=proxy_seconds,
+            proxy_epochs=self.proxy.epochs,
+            scoring_seconds=self.timings.get("scoring", 0.0),
+            target_rate=target_rate,
+            target_epochs=self.target.epochs if self.target is not None else None,
+            probe_seconds=probe_seconds,
+            holdout=self.selection.auto.holdout,
+            seeds=self.selection.auto.seeds,
+            coverage_beta=self.selection.coverage_beta,
+            num_classes=info.num_classes,
+        )
+        return plan, probe_seconds
+
+    def _probed_plan(
+        self, budget: float, target_rate: Optional[TrainingRate], proxy_rate: TrainingRate, probe_seconds: float
+    ) -> CheckPlan:
+        """The plan when the proxy was not trained here: its candidates priced at its probed rate, the budget a share
+        of the target's full-data training (probed) or, without a target, of the proxy's own full-data training
+        estimated from its probe."""
+        dataset, info, _ = self._data("plan")
+        n = len(dataset)
+        if target_rate is not None and self.target is not None:
+            reference_seconds, reference, _ = budget_reference(
+                n_rows=n, target_rate=target_rate, target_epochs=self.target.epochs
+            )
+        else:
+            reference_seconds, reference = (
+                proxy_rate.training_seconds(n, self.proxy_epochs or self.proxy.epochs),
+                "proxy",
+            )
+        scoring = self.timings.get("scoring", 0.0)
+        rate = dataclasses.replace(proxy_rate, evaluate=scoring / n if n and scoring else proxy_rate.evaluate)
+        return plan_check(
+            budget=budget,
+            reference_seconds=reference_seconds,
+            reference=reference,
+            spent_seconds=scoring + probe_seconds,
+            rate=rate,
+            n_rows=n,
+            fraction=self.selection.fraction,
+            epochs=self.check_epochs(),
+            holdout=self.selection.auto.holdout,
+            seeds=self.selection.auto.seeds,
+            coverage_beta=self.selection.coverage_beta,
+            num_classes=info.num_classes,
+        )
+
+    def _probe(self, model: ModelSettings) -> Tuple[TrainingRate, float]:
+        dataset, info, _ = self._data("plan")
+
+        def make_model():
+            return create_model(
+                model.name, info, pretrained=model.pretrained, trust_remote_code=model.trust_remote_code
+            )
+
+        return probe_training_rate(
+            make_model,
+            resolve_family(model.name),
+            dataset,
+            info,
+            model.training,
+            self.accelerator,
+            seed=self.selection.seed,
+        )
+
+    def select(self) -> PruneResult:
+        """Keep the rows the strategy (``auto``'s choice, when it ran) picks from the scores: the result, with the
+        kept rows as a dataset (``None`` for a stream, which is never held locally)."""
+        run = self._scored("select")
+        if self.selection.strategy == AUTO and self.decision is None:
+            self.choose_strategy()
+        selection, decision = self.selection, self.decision
+        strategy = decision.strategy if decision is not None else selection.strategy
+        coverage_beta = decision.coverage_beta if decision is not None else selection.coverage_beta
+        start = time.perf_counter()
+        keep = selected_indices(
+            run.scores,
+            selection.method,
+            selection.fraction,
+            strategy=strategy,
+            class_balanced=selection.class_balanced,
+            seed=selection.seed,
+            coverage_beta=coverage_beta,
+        )
+        selected = None
+        if isinstance(self.dataset, Dataset):  # a stream is never held locally
+            selected = subset_with_scores(self.dataset, run.scores, selection.method, keep)
+        self.timings["selection"] = time.perf_counter() - start
+        return PruneResult(
+            run=run,
+            keep=keep,
+            selected=selected,
+            selection=selection,
+            proxy=self.proxy,
+            strategy=strategy,
+            coverage_beta=coverage_beta,
+            decision=decision,
+            timings=dict(self.timings),
+            proxy_epochs=self.proxy_epochs,
+            scored_methods=list(self.scoring.methods),
+        )
+
+    def prune(self) -> PruneResult:
+        """:meth:`score`, :meth:`choose_strategy` and :meth:`select`, after :meth:`prepare`."""
+        self.score()
+        self.choose_strategy()
+        return self.select()
+
+
+def check_modalities(proxy: ModelSettings, target: Optional[ModelSettings]) -> None:
+    """A clear error when the target reads another kind of data than the proxy."""
+    if target is None:
+        return
+    proxy_family, target_family = resolve_family(proxy.name), resolve_family(target.name)
+    if target_family.modality != proxy_family.modality:
+        raise SVPConfigError(
+            f"proxy {proxy.name!r} reads {proxy_family.modality} data but target {target.name!r} reads "
+            f"{target_family.modality}"
+        )
+
+
+def report_decision(decision: AutoDecision, method: str) -> None:
+    """One line at WARNING (shown by default) when ``auto`` did not select by `method`'s scores, as a user asking for
+    that method would expect: what it chose and why (the margin over random against the spread, or the budget's
+    fallback); INFO otherwise."""
+    if decision.fallback:
+        logger.warning(
+            f"strategy auto kept a random subset, not one ranked by {method}: its check did not fit the selection "
+            "budget (see metrics['auto']['fallback']; set selection_budget higher or to null, or choose a strategy)"
+        )
+        return
+    random = next((c for c in decision.candidates if c["strategy"] == "random"), None)
+    others = [c for c in decision.candidates if c["strategy"] != "random"]
+    best = max(others, key=lambda c: c["mean"], default=None)
+    if best is None or random is None:
+        why = "no candidate but random was trained"
+    else:
+        why = (
+            f"the best other candidate, {best['name']}, scored {best['mean'] - random['mean']:+.4f} against random on "
+            f"the held-out slice, with a spread of {decision.spread:.4f}"
+        )
+    if decision.strategy == "random":
+        logger.warning(
+            f"strategy auto kept a random subset, not one ranked by {method}: {why} (not above the spread); "
+            "choose a strategy (coverage, top) to select by the scores anyway"
+        )
+    else:
+        logger.info(f"strategy auto chose {decision.chosen} over {method}'s scores: {why}")
+
+
+def train_target(
+    result: PruneResult,
+    target: ModelSettings,
+    *,
+    info: DataInfo,
+    accelerator: Accelerator,
+    evaluation: Optional[Dataset] = None,
+    checkpoint_dir: Optional[str] = None,
+    seed: int = 0,
+) -> TargetOutcome:
+    """Train `target` on the kept rows of `result` (evaluated on `evaluation` when given); recorded on the result,
+    whose account is then relative to the target."""
+    trained, accuracy = fit_model(
+        target, result.selected, info, accelerator, seed=seed, evaluation=evaluation, checkpoint_dir=checkpoint_dir
+    )
+    result.target = TargetOutcome(target, trained.seconds, accuracy, trained.history)
+    return result.target
+
+
+__all__ = [
+    "check_modalities",
+    "Pruner",
+    "PruneResult",
+    "TargetOutcome",
+    "train_target",
+    "report_decision",
+    "per_class_counts",
+]
