@@ -185,13 +185,13 @@ def run_suite_seed(
     from accelerate.utils import set_seed
 
     import svp_hf
-    from svp_hf.config import SelectionArguments
+    from svp_hf.config import RunArguments, SelectionArguments
     from svp_hf.engine.training import evaluate_accuracy, train_model
     from svp_hf.models import create_model
     from svp_hf.selection.methods import get_method
     from svp_hf.stages.auto import choose_strategy, proxy_trainer
-    from svp_hf.stages.proxy import labels_of, method_values, prepare_inputs, run_scoring, score_positions
-    from svp_hf.stages.roles import training_config
+    from svp_hf.stages.proxy import labels_of, method_values, prepare_inputs, score_positions, train_and_score
+    from svp_hf.stages.roles import model_settings, scoring_settings, training_config
 
     names = [f"seed{seed}-f{f:g}.json" for f in fractions]
     if all(parts.load(n) is not None for n in names):
@@ -210,7 +210,14 @@ def run_suite_seed(
     proxy_args = SelectionArguments(
         proxy=proxy_name, proxy_epochs=proxy_epochs, method=method, score_methods=[], **common
     )
-    run = run_scoring(train, proxy_args, family=family, info=info, accelerator=accelerator)
+    run = train_and_score(
+        train,
+        model_settings("proxy", proxy_args),
+        scoring_settings(proxy_args),
+        family=family,
+        info=info,
+        accelerator=accelerator,
+    )
     proxy_seconds = run.timings["proxy_training"] + run.timings["scoring"]
     values = np.empty(len(train))
     values[score_positions(run.scores)] = method_values(run.scores, method)
@@ -225,7 +232,7 @@ def run_suite_seed(
         accelerator=accelerator,
         eval_batch_size=sargs.batch_size,
     )
-    target_args = SelectionArguments(proxy=target_name, proxy_epochs=target_epochs, **common)
+    target = model_settings("target", proxy_args, RunArguments(target=target_name, target_epochs=target_epochs))
     target_family = svp_hf.resolve_family(target_name)
 
     def target_accuracy(keep: np.ndarray) -> float:
@@ -235,7 +242,7 @@ def run_suite_seed(
             target_family,
             train.select(keep),
             info,
-            training_config("proxy", target_args),
+            target.training,
             accelerator,
             desc=f"target on {len(keep)}",
         )

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
 from typing import Dict, List
 
 import numpy as np
@@ -59,13 +58,13 @@ def overlap(a: np.ndarray, b: np.ndarray) -> float:
 
 def run_seed(args, seed: int, accelerator) -> Dict[str, object]:
     import svp_hf
-    from svp_hf.config import SelectionArguments
+    from svp_hf.config import RunArguments, SelectionArguments
     from svp_hf.data import get_split, load_data
     from svp_hf.engine.training import evaluate_accuracy, train_model
     from svp_hf.jobs.pipeline import subsample
     from svp_hf.models import create_model
-    from svp_hf.stages.proxy import prepare_inputs, run_scoring
-    from svp_hf.stages.roles import training_config
+    from svp_hf.stages.proxy import prepare_inputs, train_and_score
+    from svp_hf.stages.roles import model_settings, scoring_settings
 
     data = load_data(args.dataset)
     train = subsample(get_split(data, "train", "training"), args.train_size, seed)
@@ -79,19 +78,29 @@ def run_seed(args, seed: int, accelerator) -> Dict[str, object]:
         score_methods=PROXY_METHODS[1:] + ["random"],
         **common,
     )
-    target_args = replace(proxy_args, proxy=args.target, proxy_epochs=args.target_epochs)
+    proxy_model = model_settings("proxy", proxy_args)
+    target_model = model_settings(
+        "target", proxy_args, RunArguments(target=args.target, target_epochs=args.target_epochs)
+    )
+    scoring = scoring_settings(proxy_args)
+    inputs = dict(family=family, info=info, accelerator=accelerator, eval_dataset=test)
 
-    proxy = run_scoring(train, proxy_args, family=family, info=info, accelerator=accelerator, eval_dataset=test)
+    proxy = train_and_score(train, proxy_model, scoring, **inputs)
     proxy_selection = proxy.timings["proxy_training"] + proxy.timings["scoring"]
-    target = run_scoring(train, target_args, family=family, info=info, accelerator=accelerator, eval_dataset=test)
+    target = train_and_score(train, target_model, scoring, **inputs)
     target_training_full = target.timings["proxy_training"]
     target_selection = target_training_full + target.timings["scoring"]
 
     def train_target_on(indices: np.ndarray) -> Dict[str, float]:
         model = create_model(args.target, info)
-        config = training_config("proxy", target_args, epochs=args.target_epochs)
         result = train_model(
-            model, family, train.select(indices), info, config, accelerator, desc=f"target on {len(indices)}"
+            model,
+            family,
+            train.select(indices),
+            info,
+            target_model.training,
+            accelerator,
+            desc=f"target on {len(indices)}",
         )
         acc = evaluate_accuracy(result.model, family, test, info, accelerator, desc="evaluate")
         return {"accuracy": acc, "train_seconds": result.seconds}

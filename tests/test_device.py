@@ -123,14 +123,12 @@ def fresh_default(monkeypatch):
     return monkeypatch
 
 
-def test_the_cpu_default_is_full_precision_even_where_the_cpu_runs_bf16(fresh_default):
+def test_the_cpu_default_is_bf16_only_where_the_cpu_runs_it_natively(fresh_default):
     from svp_hf.utils.device import default_mixed_precision
 
-    fresh_default.setattr(
-        "svp_hf.utils.precision.cpu_supports_bf16", lambda: True
-    )  # AVX512-BF16 or AMX: NaNs seen in bf16
-    assert default_mixed_precision() == "no"
-    fresh_default.setattr("svp_hf.utils.precision.cpu_supports_bf16", lambda: False)
+    fresh_default.setattr("svp_hf.utils.precision.cpu_supports_bf16", lambda: True)  # AVX512-BF16 or AMX
+    assert default_mixed_precision() == "bf16"
+    fresh_default.setattr("svp_hf.utils.precision.cpu_supports_bf16", lambda: False)  # oneDNN would emulate it: slower
     assert default_mixed_precision() == "no"
     fresh_default.setattr("svp_hf.utils.precision.cpu_supports_bf16", lambda: True)
     fresh_default.setenv("ACCELERATE_MIXED_PRECISION", "no")  # Accelerate's own config wins
@@ -210,3 +208,99 @@ def test_a_batch_is_checked_against_the_memory_of_one_process(monkeypatch):
     check_batch_memory(1000, {"batch_size": 128, "target_batch_size": None}, cpu)
     with pytest.raises(SVPConfigError, match=r"target_batch_size 1000000000 needs at least 931.3 GiB"):
         check_batch_memory(1000, {"batch_size": 128, "target_batch_size": 10**9}, cpu)
+
+
+# --- bf16 convolutions oneDNN differentiates wrongly on the CPU ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "size, kernel, stride, padding, dead",
+    [
+        (1, 3, 2, 1, True),  # timm resnet18 on 8x8 images: layer3.0.conv1, layer4.0.conv1
+        (2, 3, 2, 1, True),  # one output, whose first tap reads padding
+        (4, 3, 2, 1, False),  # every tap reads a real pixel at some output
+        (1, 3, 1, 1, True),  # stride 1 too (the guard only patches strided convolutions: those were the wrong ones)
+        (1, 7, 2, 3, True),  # a stem on a 1x1 map
+        (8, 3, 2, 1, False),
+        (3, 5, 2, 2, False),
+        (2, 5, 2, 2, True),
+    ],
+)
+def test_a_tap_that_reads_only_padding_is_found(size, kernel, stride, padding, dead):
+    from svp_hf.utils.device import _dead_tap
+
+    assert _dead_tap(size, kernel, stride, padding, 1) is dead
+
+
+def _dead_tap_brute_force(size, kernel, stride, padding, dilation):
+    """Whether some tap reads no real pixel at any output position, by enumerating them."""
+    out = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+    if out <= 0:
+        return True
+    return any(all(not 0 <= o * stride + t * dilation - padding < size for o in range(out)) for t in range(kernel))
+
+
+def test_the_dead_tap_rule_matches_enumeration():
+    from svp_hf.utils.device import _dead_tap
+
+    for size in range(1, 10):
+        for kernel in (1, 2, 3, 5, 7):
+            for stride in (1, 2, 3):
+                for padding in range(0, kernel):
+                    for dilation in (1, 2):
+                        expected = _dead_tap_brute_force(size, kernel, stride, padding, dilation)
+                        assert _dead_tap(size, kernel, stride, padding, dilation) is expected, (
+                            size,
+                            kernel,
+                            stride,
+                            padding,
+                            dilation,
+                        )
+
+
+def test_guarded_convolutions_give_exact_zero_gradients_to_taps_that_read_only_padding():
+    """Under CPU bf16 autocast a 3x3 stride-2 convolution on a 1x1 map runs in fp32: the gradient of its eight
+    padding-only taps is exactly 0 (oneDNN's bf16 kernel leaves uninitialised memory there, sometimes NaN); a
+    convolution whose taps all read pixels keeps running in bf16."""
+    from svp_hf.utils.device import guard_bf16_convolutions
+
+    torch.manual_seed(0)
+    small = torch.nn.Conv2d(64, 128, 3, stride=2, padding=1, bias=False)
+    large = torch.nn.Conv2d(64, 128, 3, stride=2, padding=1, bias=False)
+    guard_bf16_convolutions(torch.nn.Sequential(small, large))
+    for _ in range(3):
+        small.weight.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = small(torch.randn(32, 64, 1, 1))
+        assert out.dtype == torch.float32
+        out.float().square().sum().backward()
+        grad = small.weight.grad
+        assert torch.isfinite(grad).all()
+        assert (grad[:, :, [0, 0, 0, 1, 1, 2, 2, 2], [0, 1, 2, 0, 2, 0, 1, 2]] == 0).all()
+        assert (grad[:, :, 1, 1] != 0).any()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert large(torch.randn(2, 64, 8, 8)).dtype == torch.bfloat16
+    assert set(small.state_dict()) == {"weight"}  # parameters and state dict unchanged
+
+
+def test_training_in_bf16_on_a_cpu_guards_the_model_and_full_precision_does_not(monkeypatch):
+    from svp_hf.engine import training
+
+    guarded = []
+    monkeypatch.setattr(training, "guard_bf16_convolutions", lambda model: guarded.append(model) or model)
+    monkeypatch.setattr(training, "effective_mixed_precision", lambda accelerator: "bf16")
+    model = torch.nn.Conv2d(1, 2, 3, stride=2)
+
+    class Stop(Exception):
+        pass
+
+    monkeypatch.setattr(training, "resolve_pin_memory", lambda *a, **k: (_ for _ in ()).throw(Stop()))
+    accelerator = training.make_accelerator()
+    with pytest.raises(Stop):
+        training.train_model(model, None, None, None, training.TrainingConfig(), accelerator)
+    assert guarded == [model]
+    guarded.clear()
+    monkeypatch.setattr(training, "effective_mixed_precision", lambda accelerator: "no")
+    with pytest.raises(Stop):
+        training.train_model(model, None, None, None, training.TrainingConfig(), accelerator)
+    assert guarded == []

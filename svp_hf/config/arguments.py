@@ -289,8 +289,7 @@ class RunArguments(TargetTrainingArguments):
     )
     mixed_precision: Optional[str] = _help(
         "no, fp16, bf16 or fp8 (fp8 needs transformer_engine or torchao and a GPU that has it; default: Accelerate's "
-        "config, else bf16 on a GPU that supports it, else no (a CPU that runs bf16 natively, AVX512-BF16 or AMX, "
-        "trains faster with bf16, asked for; "
+        "config, else bf16 on a GPU that supports it and on a CPU that runs bf16 natively (AVX512-BF16 or AMX), else "
         'no; quote "no" in YAML).',
         default=None,
     )

@@ -28,6 +28,8 @@ from ..utils.device import (
     apply_memory_format,
     check_mixed_precision,
     default_mixed_precision,
+    effective_mixed_precision,
+    guard_bf16_convolutions,
     resolve_num_workers,
     resolve_pin_memory,
     to_device,
@@ -282,6 +284,8 @@ def train_model(
     start = time.perf_counter()
     release(accelerator)  # what a previous training prepared must not end up in this one's checkpoints
     model = apply_memory_format(model, accelerator.device, config.channels_last)
+    if accelerator.device.type == "cpu" and effective_mixed_precision(accelerator) == "bf16":
+        guard_bf16_convolutions(model)  # oneDNN's bf16 weight gradient of convolutions on maps below the kernel's reach
     pin_memory = resolve_pin_memory(accelerator.device, config.pin_memory)
     train_ds = family.dataset(dataset, model, info, train=True, augment=config.augment)
     loader = make_loader(

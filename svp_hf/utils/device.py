@@ -1,7 +1,7 @@
 """Device defaults: what the accelerator's device should run with unless a recipe says otherwise.
 
-- mixed precision: ``bf16`` autocast on a GPU that supports it, full precision elsewhere, CPUs included
-  (``mixed_precision``; ``bf16`` on a CPU that runs it natively, :mod:`svp_hf.utils.precision`, only when asked for);
+- mixed precision: ``bf16`` autocast on a GPU that supports it and on a CPU that runs bf16 natively (AVX512-BF16 or
+  AMX: :mod:`svp_hf.utils.precision`), full precision elsewhere (``mixed_precision``);
 - ``channels_last`` memory layout for convolutional models on a GPU (``channels_last``);
 - pinned host memory for the data loaders when batches go to a GPU (``pin_memory``);
 - loader worker processes sized to the machine for data decoded row by row (``dataloader_num_workers``); data held in
@@ -25,7 +25,7 @@ from accelerate.utils import is_fp8_available, send_to_device
 
 from ..config.arguments import MIXED_PRECISION
 from ..errors import SVPConfigError
-from .precision import BF16_CPU_FEATURES, cpu_features
+from .precision import BF16_CPU_FEATURES, cpu_features, cpu_mixed_precision
 
 
 def has_accelerator() -> bool:
@@ -34,17 +34,18 @@ def has_accelerator() -> bool:
 
 
 def default_mixed_precision() -> str:
-    """``bf16`` on a CUDA GPU with bf16 support, else ``no``. Accelerate's own config (``accelerate config`` or
-    ``ACCELERATE_MIXED_PRECISION``) wins when set, and so does a recipe's or a call's ``mixed_precision``. Accelerate
-    fixes the precision once per process: where an Accelerator already set it (the caller's own, or an earlier run's),
-    the default is that one, which a second Accelerator must match.
+    """``bf16`` on a CUDA GPU with bf16 support, or, on a machine without an accelerator, on a CPU that runs bf16
+    natively (:func:`svp_hf.utils.precision.cpu_mixed_precision`: AVX512-BF16 or AMX; elsewhere oneDNN emulates bf16
+    and autocast is slower than fp32); else ``no``. Accelerate's own config (``accelerate config`` or
+    ``ACCELERATE_MIXED_PRECISION``) wins when set, and so does a recipe's or a call's ``mixed_precision`` (``no`` for
+    full precision). Accelerate fixes the precision once per process: where an Accelerator already set it (the
+    caller's own, or an earlier run's), the default is that one, which a second Accelerator must match.
 
     On a 2-core AVX512-BF16/AMX CPU (``benchmarks/precision.py``) bf16 autocast trains a ResNet-20 proxy 2.0x faster
     than fp32, its forward 1.9x, and its ranking is closer to the fp32 proxy's of the same seed than a second fp32
-    seed's is (``tests/test_precision.py`` checks the kept sets on a small fixed dataset). It is not the CPU default:
-    on that CPU a stock timm ``resnet18`` trained one epoch on 8x8 images in bf16 produced NaN weights in 1 to 2 of 6
-    identical runs (never in fp32), so a CPU runs in full precision unless a recipe, a call or Accelerate's config asks
-    for ``bf16`` (:func:`svp_hf.utils.precision.cpu_mixed_precision` says whether it would run natively)."""
+    seed's is (``tests/test_precision.py`` checks the kept sets on a small fixed dataset). Strided convolutions whose
+    kernel reaches past a small map run in fp32 there (:func:`guard_bf16_convolutions`: oneDNN's bf16 weight gradient
+    of such a convolution is uninitialised memory, sometimes NaN)."""
     if is_initialized():
         return str(AcceleratorState().mixed_precision)
     env = os.environ.get("ACCELERATE_MIXED_PRECISION")
@@ -52,7 +53,9 @@ def default_mixed_precision() -> str:
         return env
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "no"
-    return "no"  # MPS, XPU, and CPUs (see above: bf16 on a CPU only when asked for)
+    if has_accelerator():  # MPS, XPU, ...: full precision
+        return "no"
+    return cpu_mixed_precision()
 
 
 def effective_mixed_precision(accelerator) -> str:
@@ -150,6 +153,79 @@ def apply_memory_format(model: torch.nn.Module, device: torch.device, setting: O
     if use:
         model = model.to(memory_format=torch.channels_last)
     model.svp_channels_last = use
+    return model
+
+
+# --- bf16 convolutions that oneDNN differentiates wrongly on the CPU --------------------------------------------------
+#
+# oneDNN's bf16 backward-weights convolution (v3.12 in torch 2.14: the AMX brgconv_bwd_w and the AVX512 jit_bf16
+# kernels alike) fills the gradient of a kernel tap that reads only padding, at every output position, of a strided
+# convolution with uninitialised memory instead of 0: e.g. a 3x3 stride-2 convolution on a 1x1 map (timm's resnet18
+# on 8x8 images: layer3.0.conv1, layer4.0.conv1). The garbage is usually finite, sometimes NaN or inf, and a NaN
+# there turns the weights (and, through 0 * NaN on the padding, every output) NaN. Such a convolution runs in fp32.
+
+
+def _dead_tap(size: int, kernel: int, stride: int, padding: int, dilation: int) -> bool:
+    """Whether some tap of a convolution along one axis of `size` reads only padding at every output position."""
+    out = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+    if out <= 0:
+        return True
+    for tap in range(kernel):
+        offset = tap * dilation - padding  # input position the tap reads at output 0
+        first = max(0, -(offset // stride))  # first output at which it reads position >= 0
+        if first >= out or first * stride + offset >= size:
+            return True
+    return False
+
+
+def reads_only_padding(conv: torch.nn.modules.conv._ConvNd, spatial) -> bool:
+    """Whether `conv` on an input of spatial size `spatial` has a kernel tap that sees nothing but padding."""
+    padding = conv.padding
+    if isinstance(padding, str):  # 'valid': none; 'same': about half the kernel's extent on each side
+        padding = [0 if padding == "valid" else (d * (k - 1) + 1) // 2 for k, d in zip(conv.kernel_size, conv.dilation)]
+    return any(
+        _dead_tap(int(n), k, s, p, d)
+        for n, k, s, p, d in zip(spatial, conv.kernel_size, conv.stride, padding, conv.dilation)
+        if k > 1
+    )
+
+
+def _cpu_autocast_bf16() -> bool:
+    if hasattr(torch, "get_autocast_dtype"):  # torch >= 2.4
+        return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    return torch.is_autocast_cpu_enabled() and torch.get_autocast_cpu_dtype() == torch.bfloat16
+
+
+def _bf16_safe_conv_forward(conv: torch.nn.modules.conv._ConvNd, input: torch.Tensor, *args, **kwargs):
+    forward = type(conv).forward
+    if input.device.type != "cpu" or not _cpu_autocast_bf16():
+        return forward(conv, input, *args, **kwargs)
+    spatial = tuple(input.shape[2:])
+    cache = conv.__dict__.setdefault("_svp_dead_tap", {})
+    if spatial not in cache:
+        cache[spatial] = reads_only_padding(conv, spatial)
+    if not cache[spatial]:
+        return forward(conv, input, *args, **kwargs)
+    with torch.autocast("cpu", enabled=False):
+        return forward(conv, input.float(), *args, **kwargs)
+
+
+def guard_bf16_convolutions(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` with every strided convolution computed in fp32 under CPU bf16 autocast whenever a kernel tap would
+    read only padding (its map smaller than the kernel's reach), where oneDNN's bf16 weight gradient is garbage; every
+    other call, and every call outside CPU bf16 autocast, runs as before. The forward is replaced on the instance
+    (a ``functools.partial``, which pickles and deep-copies), so parameters and the state dict are untouched."""
+    import functools
+
+    for module in model.modules():
+        if (
+            isinstance(module, torch.nn.modules.conv._ConvNd)
+            and not module.transposed
+            and any(s > 1 for s in module.stride)
+            and any(k > 1 for k in module.kernel_size)
+            and "forward" not in module.__dict__
+        ):
+            module.forward = functools.partial(_bf16_safe_conv_forward, module)
     return model
 
 
@@ -267,6 +343,8 @@ __all__ = [
     "available_memory",
     "has_accelerator",
     "apply_memory_format",
+    "guard_bf16_convolutions",
+    "reads_only_padding",
     "resolve_channels_last",
     "resolve_pin_memory",
     "resolve_num_workers",

@@ -42,8 +42,7 @@ def cpu_supports_bf16() -> bool:
 
 
 def cpu_mixed_precision() -> str:
-    """The ``mixed_precision`` a CPU run would default to if bf16 became the CPU default: ``bf16`` where it is native,
-    else ``no``."""
+    """The ``mixed_precision`` a CPU run defaults to: ``bf16`` where it is native, else ``no``."""
     return "bf16" if cpu_supports_bf16() else "no"
 
 
