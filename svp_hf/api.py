@@ -504,6 +504,9 @@ def ask(
     )
     selectors = build_selectors(selector_models(args, run_args, active))
     selector = labelling_selector(selectors, active_settings(args, active))
+    recorded = session_settings(args, run_args, active)
+    if initial_size is None:  # resolved from the session below, and recorded then
+        recorded.pop("initial_size")
     pool, info, state = open_session(
         dataset,
         output_dir,
@@ -511,9 +514,10 @@ def ask(
         columns=columns,
         class_names=class_names or active.class_names,
         labelled=labelled,
-        settings=session_settings(args, run_args, active),
+        settings=recorded,
     )
     resolve_initial_size(active, state, initial_size)
+    state.settings.setdefault("initial_size", active.initial_size)  # a session keeps the size its round 0 used
     settings = active_settings(args, active)  # initial_size resolved
     check_models_against_data(
         info, (args.proxy, run_args.target), trust_remote_code=bool(args.trust_remote_code), evaluation=eval_dataset

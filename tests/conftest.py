@@ -1,6 +1,7 @@
 import fnmatch
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -149,6 +150,21 @@ SUBPROCESS_TINY = [
     "--target_epochs",
     "1",
 ]
+
+
+def accelerate_launch(module=None, *, processes=1, port=None, module_flag=True):
+    """``accelerate launch`` as the tests run it: `processes` processes on one machine (``--multi_gpu``, two gloo
+    processes on a CPU, with its own `port`, when more than one), full precision (launch passes its own precision to
+    the job), no dynamo; then ``-m module`` when given (just ``-m`` when `module_flag` and no module: the caller
+    appends one)."""
+    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
+    several = (
+        ["--multi_gpu", *(["--main_process_port", str(port)] if port is not None else [])] if processes > 1 else []
+    )
+    options = ["--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no"]
+    options += ["--dynamo_backend", "no", *several]
+    tail = ["-m", module] if module else (["-m"] if module_flag else [])
+    return [accelerate, "launch", *options, *tail]
 
 
 def cli(output_dir, *extra, launcher=(sys.executable, "-m")):

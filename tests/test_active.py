@@ -10,7 +10,7 @@ import pytest
 
 from svp_hf.jobs import active
 
-from .conftest import REPO, shared_data
+from .conftest import REPO, accelerate_launch, shared_data
 
 RECIPE = str(REPO / "recipes" / "active_quickstart.yaml")
 FAST = [
@@ -242,21 +242,7 @@ def test_module_runs_under_python_and_accelerate_launch(tmp_path):
         env=env,
         cwd=tmp_path,
     )
-    launch = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--num_processes",
-        "1",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "-m",
-        "svp_hf.active",
-    ]
+    launch = accelerate_launch("svp_hf.active")
     subprocess.run([*launch, RECIPE, "--output_dir", str(tmp_path / "acc"), *common], check=True, env=env, cwd=tmp_path)
     a = datasets.load_dataset(str(tmp_path / "py" / "dataset"))["train"]
     b = datasets.load_dataset(str(tmp_path / "acc" / "dataset"))["train"]

@@ -16,7 +16,7 @@ from svp_hf.engine.checkpoint import ShardStore
 from svp_hf.errors import SVPRuntimeError
 from svp_hf.jobs import coreset
 
-from .conftest import REPO, assert_same_outputs, cli, kill_when, shared_data
+from .conftest import REPO, accelerate_launch, assert_same_outputs, cli, kill_when, shared_data
 from .conftest import run_command as run
 
 FAST = [
@@ -192,21 +192,7 @@ def test_module_runs_under_python_and_accelerate_launch(tmp_path):
         env=env,
         cwd=tmp_path,
     )
-    launch = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--num_processes",
-        "1",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "-m",
-        "svp_hf.coreset",
-    ]
+    launch = accelerate_launch("svp_hf.coreset")
     subprocess.run([*launch, recipe, "--output_dir", str(tmp_path / "acc"), *common], check=True, env=env, cwd=tmp_path)
     a = datasets.load_dataset(str(tmp_path / "py" / "dataset"))["train"]["svp_index"]
     b = datasets.load_dataset(str(tmp_path / "acc" / "dataset"))["train"]["svp_index"]

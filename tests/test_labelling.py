@@ -528,3 +528,16 @@ def test_a_return_as_a_mapping_needs_row_ids_for_keys(asked):
     assert state_bytes(out) == before
     ids = rows["svp_index"][:3]
     assert svp_hf.tell(out, {str(i): str(truth[i]) for i in ids})["merged"] == 3  # JSON's keys: decimal strings
+
+
+def test_a_session_records_the_initial_size_its_round_zero_used(digits, tmp_path):
+    """Without initial_size, round 0 asks for 1000 random rows (as active_learn): the session records that size, and a
+    later call without the key keeps it."""
+    train = digits["train"].select(range(1200))
+    unlabelled, truth = without_labels(train), np.array(train["label"])
+    out = tmp_path / "session"
+    rows = svp_hf.ask(unlabelled, out, budgets=[1050, 1100], **TINY)
+    assert len(rows) == 1000 and LabellingState.load(str(out)).settings["initial_size"] == 1000
+    assert sorted(svp_hf.ask(unlabelled, out, budgets=[1050, 1100], **TINY)["svp_index"]) == sorted(rows["svp_index"])
+    svp_hf.tell(out, answer(rows, truth))
+    assert LabellingState.load(str(out)).settings["initial_size"] == 1000

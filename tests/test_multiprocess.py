@@ -9,7 +9,6 @@ precision: ``accelerate launch`` gives its own ``no`` to the launched runs, wher
 
 import io
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pandas as pd
 import pytest
 from PIL import Image as PILImage
 
-from .conftest import REPO, outputs
+from .conftest import REPO, accelerate_launch, outputs
 from .conftest import run_command as run
 
 pytestmark = pytest.mark.slow
@@ -97,10 +96,7 @@ def _free_ports(n: int):
 
 def command(recipes, source, out, cache, *extra, job="svp_hf.coreset", port=None):
     """A run of `job` on the data of `source` with its ``datasets`` cache in `cache`: one process, or two when `port` is given."""
-    launcher = [sys.executable, "-m"]
-    if port is not None:
-        accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
-        launcher = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", str(port), "-m"]
+    launcher = [sys.executable, "-m"] if port is None else accelerate_launch(processes=2, port=port)
     return [
         "env",
         f"HF_DATASETS_CACHE={cache}",

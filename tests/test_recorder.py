@@ -8,7 +8,6 @@ tests launch in one and two processes."""
 import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -537,22 +536,14 @@ def write_result(main_process, out, recorder, methods):
 
 
 def launch(kind, out, processes):
+    from .conftest import accelerate_launch  # here: this file also runs as a launched script, outside the package
+
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     script = [str(Path(__file__).resolve()), kind, str(out)]
     if processes == 1:
         cmd = [sys.executable, *script]
     else:
-        accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
-        cmd = [
-            accelerate,
-            "launch",
-            "--multi_gpu",
-            "--num_processes",
-            str(processes),
-            "--main_process_port",
-            "29533",
-            *script,
-        ]
+        cmd = [*accelerate_launch(processes=processes, port=29533, module_flag=False), *script]
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(Path(out).read_text())

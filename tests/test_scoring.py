@@ -1,10 +1,6 @@
 """Scoring (svp_hf.engine.scoring): sharded and streaming scoring, the k-center pool and memory bound, finished shards
 reused, and two processes scoring like one."""
 
-import os
-import shutil
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,7 +14,7 @@ from svp_hf.engine import scoring
 from svp_hf.engine.scoring import KCENTER_MIN_CANDIDATES, compute_scores, kcenter_candidate_rows, score_examples
 from svp_hf.selection.methods import resolve_methods
 
-from .conftest import cli, outputs
+from .conftest import accelerate_launch, cli, outputs
 from .conftest import run_command as run
 
 METHODS = ["least_confidence", "margin", "el2n", "kcenter", "random"]
@@ -124,8 +120,7 @@ def test_finished_shards_are_reused_not_rescored(setup, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_two_processes_score_a_given_proxy_exactly_like_one(tmp_path):
-    accelerate = shutil.which("accelerate", path=os.path.dirname(sys.executable)) or "accelerate"
-    two = (accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--main_process_port", "29517", "-m")
+    two = tuple(accelerate_launch(processes=2, port=29517))
     # One precision for every run: accelerate launch gives its own ("no") to the launched one, a plain run the default.
     fp32 = ["--mixed_precision", "no"]
     # One process trains the proxy (recording forgetting events) and keeps its checkpoint.

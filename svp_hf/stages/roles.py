@@ -147,15 +147,6 @@ def selector_models(
     return {role: dataclasses.replace(model_settings(role, args, run_args), checkpoint=None) for role in roles}
 
 
-def target_args(args: SelectionArguments, run_args: RunArguments) -> SelectionArguments:
-    """The recipe with the target in the proxy's place and the target's training settings as the plain keys: how the
-    target is scored by ``score_with_target``. The target is always trained: a ``proxy_checkpoint`` holds the proxy,
-    never the target."""
-    settings = role_settings("target", args, run_args)
-    model, epochs = settings.pop("model"), settings.pop("epochs")
-    return dataclasses.replace(args, proxy=model, proxy_checkpoint=None, proxy_epochs=epochs, **settings)
-
-
 def training_record(config: TrainingConfig, *, pretrained: bool = False) -> Dict[str, Any]:
     """What a report records of how a model was trained."""
     record = {
@@ -191,7 +182,6 @@ __all__ = [
     "device_settings",
     "training_config",
     "pretrained",
-    "target_args",
     "training_record",
     "training_metrics",
 ]
