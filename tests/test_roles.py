@@ -7,7 +7,6 @@ from svp_hf.stages.roles import (
     model_settings,
     pretrained,
     selector_models,
-    target_args,
     training_config,
     training_metrics,
 )
@@ -31,14 +30,6 @@ def test_the_target_trains_with_its_own_keys_and_the_plain_ones_elsewhere():
     )
     assert training_config("proxy", sel, epochs=9).epochs == 9  # auto's check trains for another length
     assert pretrained("target", sel, run) and not pretrained("proxy", sel, run)
-
-
-def test_target_args_puts_the_target_in_the_proxys_place():
-    sel = SelectionArguments(proxy="resnet20", proxy_epochs=3, batch_size=32, proxy_checkpoint=None)
-    run = RunArguments(target="resnet56", target_epochs=7, target_batch_size=16, target_weight_decay=0.0)
-    swapped = target_args(sel, run)
-    assert (swapped.proxy, swapped.proxy_epochs, swapped.batch_size, swapped.weight_decay) == ("resnet56", 7, 16, 0.0)
-    assert training_config("proxy", swapped) == training_config("target", sel, run)
 
 
 def test_device_keys_reach_every_role_and_the_record_has_each_role():
