@@ -73,7 +73,7 @@ def test_every_benchmark_runs_quick_and_renders(tmp_path):
             "coverage forgetting",
             "coverage aum",
             "auto, unbudgeted (before)",
-            "default (budgeted)",
+            "default (pre-checked)",
         } <= set(arms)
         for arm, cells in arms.items():
             for fraction, cell in cells.items():
@@ -83,7 +83,7 @@ def test_every_benchmark_runs_quick_and_renders(tmp_path):
                     assert cell["account"]["speedup"]["mean"] > 0 and cell["account"]["selection_seconds"]["mean"] >= 0
         for cell in arms["auto, unbudgeted (before)"].values():
             assert cell["auto_chosen"] and cell["auto_seconds"]["mean"] > 0
-        for fraction, cell in arms["default (budgeted)"].items():
+        for fraction, cell in arms["default (pre-checked)"].items():
             assert cell["selection_budget"] == 0.1 and len(cell["within_budget"]) == len(cell["chosen"]) == 1
             share = cell["account"]["selection_share"]["mean"]
             assert cell["within_budget"] == [share <= 0.1]
@@ -115,7 +115,7 @@ def test_prune_sweep_rerun_skips_finished_arms(tmp_path, monkeypatch):
     first = prune_sweep.main(argv)
     parts = sorted(p.name for p in (tmp_path / "prune_sweep_parts").rglob("*.json"))
     assert {"seed0-f0.5-coverage_aum.json", "seed0-full.json", "seed0-f0.5-auto_least_confidence.json"} <= set(parts)
-    assert {"seed0-f0.5-default_budgeted.json", "seed0-default-full.json", "seed0-default-proxy.json"} <= set(parts)
+    assert {"seed0-f0.5-default_precheck.json", "seed0-default_precheck-full.json"} <= set(parts)
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished arm was trained again")
@@ -341,7 +341,7 @@ def _sweep_runs():
                             "selection_seconds": 0.0,
                         },
                     },
-                    "default (budgeted)": {
+                    "default (pre-checked)": {
                         "0.1": _default_cell(
                             r1 - (0.02 if seed == 0 else 0.01), "random", fallback, 10.0, 100.0, 100, True
                         ),
@@ -427,12 +427,12 @@ def test_prune_sweep_says_which_seeds_the_default_ran_and_when_every_verdict_hol
 
     runs = _sweep_runs()
     for run in runs:  # the default at or above random at kept 0.5 too, and within its budget everywhere
-        cell = run["arms"]["default (budgeted)"]["0.5"]
+        cell = run["arms"]["default (pre-checked)"]["0.5"]
         cell["accuracy"] = run["arms"]["random"]["0.5"]["accuracy"] + 0.01
-        run["arms"]["default (budgeted)"]["0.1"]["end_to_end"]["within_budget"] = True
-    del runs[1]["arms"]["default (budgeted)"]["0.5"]  # seed 1 did not run the default at 0.5
+        run["arms"]["default (pre-checked)"]["0.1"]["end_to_end"]["within_budget"] = True
+    del runs[1]["arms"]["default (pre-checked)"]["0.5"]  # seed 1 did not run the default at 0.5
     del runs[1]["arms"]["coverage el2n"]
-    stopped = runs[0]["arms"]["default (budgeted)"]["0.5"]  # its check stopped at the budget after random
+    stopped = runs[0]["arms"]["default (pre-checked)"]["0.5"]  # its check stopped at the budget after random
     stopped["chosen"] = "random"
     stopped["auto"].update(
         chosen="random",
