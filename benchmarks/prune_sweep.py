@@ -462,8 +462,9 @@ def aggregate(runs: List[Dict[str, object]], fractions: List[float]) -> Dict[str
                 row["check_stopped"] = [bool((c["auto"].get("budget") or {}).get("stopped")) for c in cells]
                 row["candidates_trained"] = [len(c["auto"].get("candidates") or []) for c in cells]
                 row["stages"] = {
-                    "proxy training and scoring": mean_spread(
-                        [c["timings"]["proxy_training"] + c["timings"]["scoring"] for c in cells]
+                    "pre-check probes": mean_spread([c["timings"].get("precheck", 0.0) for c in cells]),
+                    "proxy training and scoring": mean_spread(  # none when the pre-check kept random untrained
+                        [c["timings"].get("proxy_training", 0.0) + c["timings"].get("scoring", 0.0) for c in cells]
                     ),
                     "probe and check": mean_spread([c["timings"].get("auto", 0.0) for c in cells]),
                     "selection": mean_spread([c["timings"].get("selection", 0.0) for c in cells]),

@@ -445,7 +445,8 @@ def _sweep_default_lines(s: Dict, fractions: List[str], all_seeds: List[int]) ->
                 f,
                 ", ".join(str(x) for x in c["seeds"]),
                 ", ".join(_default_choice(c, i) for i in range(len(c["chosen"]))),
-                f"{a['selection_seconds']['mean']:.1f} ({st['proxy training and scoring']['mean']:.1f} + "
+                f"{a['selection_seconds']['mean']:.1f} ({st.get('pre-check probes', {'mean': 0.0})['mean']:.1f} + "
+                f"{st['proxy training and scoring']['mean']:.1f} + "
                 f"{st['probe and check']['mean']:.1f} + {st['selection']['mean']:.2f})",
                 fmt_ms(a["target_seconds"], 1),
                 fmt_ms(a["full_data_seconds"], 1),
@@ -475,7 +476,7 @@ def _sweep_default_lines(s: Dict, fractions: List[str], all_seeds: List[int]) ->
                 "kept",
                 "seeds",
                 "chose (per seed)",
-                "selection s (proxy + probe and check + selection)",
+                "selection s (pre-check probes + proxy + probe and check + selection)",
                 "target s (kept rows)",
                 "full data s (same run)",
                 "full data s (probe's estimate)",

@@ -403,13 +403,13 @@ def test_prune_sweep_renders_the_account_and_the_verdicts_from_fixed_figures():
     text = "\n".join(report.RENDERERS.get("prune_sweep")(_sweep_payload(_sweep_runs())))
     assert "| random | 0.0 + 10.0 s: 10.00x, share 0.00 | 0.0 + 50.0 s: 2.00x, share 0.00 |" in text
     assert "| coverage el2n | 20.0 + 10.0 s: 3.33x, share 0.20 | 20.0 + 50.0 s: 1.43x, share 0.20 |" in text
-    assert "| default (budgeted) | 30.0 + 10.0 s: 2.50x, share 0.30 | 8.0 + 50.0 s: 1.72x, share 0.08 |" in text
+    assert "| default (pre-checked) | 30.0 + 10.0 s: 2.50x, share 0.30 | 8.0 + 50.0 s: 1.72x, share 0.08 |" in text
     assert (
-        "| 0.1 | 0, 1 | random (fallback), random (fallback) | 30.0 (29.0 + 0.9 + 0.10) | 10.0 ± 0.0 | 100.0 ± 0.0 | "
+        "| 0.1 | 0, 1 | random (fallback), random (fallback) | 30.0 (0.0 + 29.0 + 0.9 + 0.10) | 10.0 ± 0.0 | 100.0 ± 0.0 | "
         "90.0 ± 0.0 | 2.50x ± 0.00 (2.50x, 2.50x) | 0.30 ± 0.00 (0.30, 0.30) | 0 of 2 | +0.0 ± 0.0 | -1.5 ± 0.7 | holds |"
     ) in text
     assert (
-        "| 0.5 | 0, 1 | coverage (beta 0), coverage (beta 0) | 8.0 (6.0 + 1.9 + 0.10) | 50.0 ± 0.0 | 100.0 ± 0.0 | "
+        "| 0.5 | 0, 1 | coverage (beta 0), coverage (beta 0) | 8.0 (0.0 + 6.0 + 1.9 + 0.10) | 50.0 ± 0.0 | 100.0 ± 0.0 | "
         "90.0 ± 0.0 | 1.72x ± 0.00 (1.72x, 1.72x) | 0.08 ± 0.00 (0.08, 0.08) | 2 of 2 | -4.0 ± 1.4 | -4.0 ± 1.4 | "
         "**does not hold** (-4.0 ± 1.4 pts) |"
     ) in text
@@ -445,7 +445,7 @@ def test_prune_sweep_says_which_seeds_the_default_ran_and_when_every_verdict_hol
     text = "\n".join(report.RENDERERS.get("prune_sweep")(payload))
     assert "Within its budget in every cell: yes (3 of 3 cells)" in text
     assert "Seeds run for the default: 0, 1 of 0, 1 (fewer at kept 0.5)." in text
-    assert "| default (budgeted) | 0.135 ± 0.021 | 0.310 ± 0.000 |" in text  # seed 0 only at 0.5, both at 0.1
+    assert "| default (pre-checked) | 0.135 ± 0.021 | 0.310 ± 0.000 |" in text  # seed 0 only at 0.5, both at 0.1
     assert "| coverage el2n (seeds 0) | 0.150 ± 0.000 | 0.300 ± 0.000 |" in text  # an arm seed 1 lacks says so
     assert "| 0.5 | 0 | random (check stopped after 1 candidate(s)) |" in text
     assert "at every fraction: yes." in text.split("**What must hold**")[1]

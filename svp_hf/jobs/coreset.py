@@ -178,8 +178,9 @@ def _precheck_words(metrics: Dict[str, Any]) -> str:
     if not check or check.get("fits"):
         return ""
     return (
-        f"; the proxy was not trained: its training and scoring were estimated at {check['proxy_estimate_seconds']:.1f} s, "
-        f"over the selection budget's {check['budget_seconds']:.1f} s, so no row was scored"
+        f"; the proxy was not trained: its training and scoring were estimated at {check['proxy_estimate_seconds']:.1f} s "
+        f"(plus {check['probe_seconds']:.1f} s of probes), over the selection budget's {check['budget_seconds']:.1f} s, "
+        "so no row was scored"
     )
 
 
