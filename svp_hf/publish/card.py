@@ -150,6 +150,8 @@ def _pretty_name(metrics: RunRecord) -> str:
     if is_active(metrics):
         return _active_pretty_name(metrics)
     fraction, method = metrics.get("fraction"), metrics.get("method")
+    if is_unscored(metrics):
+        method = "random draw"  # no row was scored: the method ranked nothing
     kept = f" ({fraction:.0%} kept by {method})" if fraction is not None and method else ""
     name = _source_name(metrics)
     return f"{'Dataset' if name == 'a dataset' else name} pruned with Selection via Proxy{kept}"
@@ -205,8 +207,9 @@ def _strategy_text(metrics: RunRecord) -> str:
         if check and not check.get("fits"):
             return (
                 f" with strategy `auto`, which kept a seeded random draw without training the `{metrics.get('proxy')}` "
-                f"proxy: its training and scoring, estimated at {check['proxy_estimate_seconds']:.1f} s, would exceed "
-                f"the selection budget's {check['budget_seconds']:.1f} s ({check['budget']:g} of the target's "
+                f"proxy: its training and scoring, estimated at {check['proxy_estimate_seconds']:.1f} s (plus "
+                f"{check['probe_seconds']:.1f} s of probes), would exceed the selection budget's "
+                f"{check['budget_seconds']:.1f} s ({check['budget']:g} of the target's "
                 "full-data training; see report.md)"
             )
         if auto.get("fallback"):
