@@ -8,15 +8,17 @@ Arms: ``random``; ``top`` and ``coverage`` over each of el2n, forgetting and aum
 old default (``strategy: auto`` with its full, unbudgeted check on the sweep proxy's scores); and ``default
 (budgeted)``, the library's default as a job with a target runs it.
 
-``default (budgeted)`` goes through the library's one pipeline (:class:`svp_hf.stages.orchestrator.Pruner`) with the
-recipe's defaults: ``strategy: auto``, the default method and ``selection_budget`` (``DEFAULT_SELECTION_BUDGET``),
-and the target as the pruner's target, so that ``Pruner.plan`` estimates the target's full-data training from its
-probe and sizes the check to what is left of the budget after the proxy's training and scoring. Its proxy is its own
-(per seed, scoring the default method only, as a default job does; its training and scoring seconds are counted in
-every fraction's cell, as each fraction would be a job of its own). In the same process, just before its cells, the
-target is trained on all rows again, so that its account (``svp_hf.account.target_account``: selection seconds =
-proxy training + scoring + the target's probe + the check + the selection, against the target on the kept rows and on
-all rows) sets seconds measured under the same load side by side.
+``default (pre-checked)`` goes through the library's one pipeline exactly as a job with a target does
+(:class:`svp_hf.stages.orchestrator.Pruner` with the recipe's defaults, ``strategy: auto``, the default method and
+``selection_budget``, ``DEFAULT_SELECTION_BUDGET``, and the target as the pruner's target; ``Pruner.prune``): its
+pre-check probes the target and the proxy back to back and, when the proxy's estimated training and scoring exceed the
+budget's share of the target's estimated full-data training, keeps random without training the proxy; otherwise the
+proxy trains and scores (the default method only) and ``Pruner.plan`` sizes the check to what is left. Each fraction
+is a job of its own (its proxy, when trained, trained in its cell). In the same process, just before its cells, the
+target is trained on all rows again, so that its account (``svp_hf.account.target_account``: selection seconds = the
+pre-check's probes + proxy training + scoring + the check + the selection, against the target on the kept rows and on
+all rows) sets seconds measured under the same load side by side. Its part files are ``seedN-fF-default_precheck.json``
+(and ``seedN-default_precheck-full.json``); the earlier ``default_budgeted`` parts are left as they were.
 
 Every cell's account is in the summary: selection seconds and the target's seconds on the kept rows against the
 full-data arm's (speedup and selection share). ``random`` needs no proxy (its selection is a seeded draw), ``top`` and
@@ -60,8 +62,10 @@ from benchmarks.common import (
 SWEEP_METHODS = ["el2n", "forgetting", "aum"]
 SUITES = ("image", "text")
 # The library's default, budgeted (a Pruner with a target), and the old unbudgeted auto it replaces in the headline.
-DEFAULT_LABEL = "default (budgeted)"
-DEFAULT_PART = "default_budgeted"
+# Its part key: "default_precheck" since the default prices its proxy before training it (the parts of the earlier
+# "default_budgeted" arm, whose proxy always trained, stay on disk untouched).
+DEFAULT_LABEL = "default (pre-checked)"
+DEFAULT_PART = "default_precheck"
 UNBUDGETED_LABEL = "auto, unbudgeted (before)"
 NOT_STRATEGY_ARMS = ("full data", DEFAULT_LABEL, UNBUDGETED_LABEL)
 
@@ -312,12 +316,12 @@ def run_default(
     target,
     default_method: str,
 ) -> Dict[str, Dict[str, object]]:
-    """The budgeted default's cells of one seed (those on disk, the others run unless ``--finished-only``): the target
-    on all rows timed first, then the default's own proxy (scoring the default method), then at each fraction a
-    :class:`~svp_hf.stages.orchestrator.Pruner` with the recipe's defaults and the target, given that proxy's scores and its
-    measured seconds, plans and runs ``auto``'s budgeted check, selects, and the target trains on the kept rows."""
-    from datasets import Dataset
-
+    """The default's cells of one seed (those on disk, the others run unless ``--finished-only``): the target on all
+    rows timed first, then at each fraction the job's own path, a :class:`~svp_hf.stages.orchestrator.Pruner` with the
+    recipe's defaults and the target: its pre-check prices the proxy against the budget before training it (and keeps
+    random without training it when selection cannot pay), else it trains and scores its own proxy (the default
+    method only), plans and runs ``auto``'s budgeted check and selects; the target trains on the kept rows. Each
+    fraction is a job of its own: the proxy, when trained, is trained in every cell."""
     from svp_hf.account import selection_stages, target_account
     from svp_hf.config import SelectionArguments
     from svp_hf.stages.orchestrator import Pruner
@@ -328,45 +332,26 @@ def run_default(
     cells = {f: parts.load(n) for f, n in names.items()}
     if args.finished_only or all(c is not None for c in cells.values()):
         return {f: c for f, c in cells.items() if c is not None}
-
-    def settings(fraction: float):
-        recipe = SelectionArguments(
-            method=default_method, fraction=fraction, **proxy_args
-        )  # strategy, budget: defaults
-        check_recipe(recipe)
-        proxy, _, scoring, selection = stage_settings(recipe)
-        return proxy, scoring, selection
-
     # The full-data target, timed in this process just before the default's cells: the account's reference. A pass of
     # a fresh target over the rows first, untimed, so that neither side pays the process's one-time costs (decoding
     # the images once, tokenising, first calls) when the other does not.
-    full = parts.load(f"seed{seed}-default-full.json")
+    full = parts.load(f"seed{seed}-{DEFAULT_PART}-full.json")
     if full is None:
         warm_up(target, train, info, accelerator)
         full = {**train_target(np.arange(len(train))), "load_average": list(os.getloadavg())}
-        parts.save(f"seed{seed}-default-full.json", full)
-    # The default's proxy, as a default job trains it (the default method only), once per seed.
-    record = parts.load(f"seed{seed}-default-proxy.json")
-    scores_path = parts.path(f"seed{seed}-default-scores.parquet")
-    if record is None or not scores_path.is_file():
-        proxy, scoring, selection = settings(args.fractions[0])
-        run = Pruner(proxy, scoring, selection, accelerator=accelerator).prepare(train, test, selecting=False).score()
-        run.scores.to_parquet(str(scores_path))
-        record = {"accuracy": run.proxy_accuracy, "timings": dict(run.timings), "quality": run.quality}
-        parts.save(f"seed{seed}-default-proxy.json", record)
-    scores = Dataset.from_parquet(str(scores_path))
-
+        parts.save(f"seed{seed}-{DEFAULT_PART}-full.json", full)
     for fraction in args.fractions:
         key = f"{fraction:g}"
         if cells[key] is not None:
             continue
         load_before = os.getloadavg()
-        proxy, scoring, selection = settings(fraction)
+        recipe = SelectionArguments(
+            method=default_method, fraction=fraction, **proxy_args
+        )  # strategy, budget: defaults
+        check_recipe(recipe)
+        proxy, _, scoring, selection = stage_settings(recipe)
         pruner = Pruner(proxy, scoring, selection, target=target, accelerator=accelerator).prepare(train, test)
-        pruner.set_scores(scores)
-        pruner.timings.update(record["timings"])  # trained and scored here: the plan prices the check from them
-        pruner.choose_strategy()
-        result = pruner.select()
+        result = pruner.prune()
         trained = train_target(result.keep)
         account = target_account(
             selection_stages(result.timings),
@@ -384,6 +369,8 @@ def run_default(
             "selection_budget": selection.auto.budget,
             "chosen": result.decision.chosen,
             "auto": result.decision.as_dict(),
+            "proxy_trained": result.scored,
+            "proxy_accuracy": result.run.proxy_accuracy,
             "end_to_end": {**account.to_dict(), "summary": account.summary_line()},
             "full_data_accuracy": full["accuracy"],
             "load_average": [list(load_before), list(os.getloadavg())],
@@ -475,8 +462,9 @@ def aggregate(runs: List[Dict[str, object]], fractions: List[float]) -> Dict[str
                 row["check_stopped"] = [bool((c["auto"].get("budget") or {}).get("stopped")) for c in cells]
                 row["candidates_trained"] = [len(c["auto"].get("candidates") or []) for c in cells]
                 row["stages"] = {
-                    "proxy training and scoring": mean_spread(
-                        [c["timings"]["proxy_training"] + c["timings"]["scoring"] for c in cells]
+                    "pre-check probes": mean_spread([c["timings"].get("precheck", 0.0) for c in cells]),
+                    "proxy training and scoring": mean_spread(  # none when the pre-check kept random untrained
+                        [c["timings"].get("proxy_training", 0.0) + c["timings"].get("scoring", 0.0) for c in cells]
                     ),
                     "probe and check": mean_spread([c["timings"].get("auto", 0.0) for c in cells]),
                     "selection": mean_spread([c["timings"].get("selection", 0.0) for c in cells]),

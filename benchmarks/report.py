@@ -423,7 +423,7 @@ def _default_choice(row: Dict, i: int) -> str:
     return chosen
 
 
-SWEEP_DEFAULT = "default (budgeted)"
+SWEEP_DEFAULT = "default (pre-checked)"
 SWEEP_UNBUDGETED = "auto, unbudgeted (before)"
 
 
@@ -445,7 +445,8 @@ def _sweep_default_lines(s: Dict, fractions: List[str], all_seeds: List[int]) ->
                 f,
                 ", ".join(str(x) for x in c["seeds"]),
                 ", ".join(_default_choice(c, i) for i in range(len(c["chosen"]))),
-                f"{a['selection_seconds']['mean']:.1f} ({st['proxy training and scoring']['mean']:.1f} + "
+                f"{a['selection_seconds']['mean']:.1f} ({st.get('pre-check probes', {'mean': 0.0})['mean']:.1f} + "
+                f"{st['proxy training and scoring']['mean']:.1f} + "
                 f"{st['probe and check']['mean']:.1f} + {st['selection']['mean']:.2f})",
                 fmt_ms(a["target_seconds"], 1),
                 fmt_ms(a["full_data_seconds"], 1),
@@ -475,7 +476,7 @@ def _sweep_default_lines(s: Dict, fractions: List[str], all_seeds: List[int]) ->
                 "kept",
                 "seeds",
                 "chose (per seed)",
-                "selection s (proxy + probe and check + selection)",
+                "selection s (pre-check probes + proxy + probe and check + selection)",
                 "target s (kept rows)",
                 "full data s (same run)",
                 "full data s (probe's estimate)",
@@ -533,9 +534,11 @@ def render_prune_sweep(p: Dict) -> List[str]:
     out = [
         "Every subset trains the target for as many epochs as the full data (SVP's end-to-end protocol: fewer steps",
         "for smaller subsets; steps per arm below). Cells: target test accuracy, mean ± std over seeds, and under it the",
-        "paired difference from random in points (same seed, mean ± std). `default (budgeted)` is the library's default",
-        "as a job with a target runs it (`Pruner`: strategy auto with the default method and `selection_budget`, the",
-        "check sized from the target's probe), on its own proxy; `auto, unbudgeted (before)` is the old default, the",
+        "paired difference from random in points (same seed, mean ± std). `default (pre-checked)` is the library's default",
+        "as a job with a target runs it (`Pruner`: strategy auto with the default method and `selection_budget`; its",
+        "pre-check prices the proxy against the budget before training it and keeps random without training it when",
+        "selection cannot pay; else the check is sized from the target's probe), on its own proxy; `auto, unbudgeted",
+        "(before)` is the old default, the",
         "full check on the sweep proxy's scores, shown for comparison and left out of the verdicts. Where auto chose",
         "random its subset is random's exactly.",
         "",
@@ -544,7 +547,8 @@ def render_prune_sweep(p: Dict) -> List[str]:
         "needs no proxy: its selection is the seeded draw alone. `top` and `coverage` count the sweep proxy's training",
         "and scoring (one proxy per seed scored every method) plus the selection, the unbudgeted auto that and its",
         "check; those arms are set against the full-data arm of their own run. The budgeted default counts its own",
-        "proxy (per fraction, as a job of its own would), the probe, the check and the selection, against the full",
+        "pre-check's probes, its proxy when trained (per fraction, as a job of its own would), the check and the",
+        "selection, against the full",
         "data timed beside it. Seconds are wall-clock on shared cores: compare the figures of one run (one row) rather",
         "than across runs. The arms other than the budgeted default are read from the parts of the sweep's first run;",
         "the date above is this summary's.",

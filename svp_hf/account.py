@@ -4,7 +4,8 @@ Selection via Proxy pays off when selecting a subset and training the target on 
 target on all the data (SVP's CIFAR-10 core-set: 2h23m instead of 3h49m, selection about 11% of the full-data
 training). A run's account holds, from the stage times it measured:
 
-- ``selection_seconds``: proxy training, scoring, ``auto``'s check and the selection itself;
+- ``selection_seconds``: ``auto``'s pre-check (its probes of the target and the proxy, when it ran), proxy training,
+  scoring, ``auto``'s check and the selection itself;
 - ``target_seconds``: the target's training on the kept rows;
 - ``full_data_seconds``: the target's training on every row, measured when it was trained, else estimated from the
   target's measured seconds per row-epoch times every row and the same epochs (``full_data_estimated``, and
@@ -28,7 +29,7 @@ from typing import Any, Dict, Mapping, Optional
 from .errors import SVPConfigError
 
 # The ``timings`` keys (as svp_hf.coreset records them) that make up selection, and the target's.
-SELECTION_STAGES = ("proxy_training", "scoring", "auto", "selection")
+SELECTION_STAGES = ("precheck", "proxy_training", "scoring", "auto", "selection")
 TARGET_STAGE = "target_training"
 
 # The share of the full-data training that selection may spend by default (SVP's CIFAR-10 core-set spent about 0.11;
@@ -179,8 +180,8 @@ def target_account(
         within_budget=within,
         stages=stages,
         verdict=verdict,
-        note="selection (proxy training, scoring, auto's check, selection) and the target on the kept rows, against "
-        "the target on every row",
+        note="selection (auto's pre-check, proxy training, scoring, auto's check, selection) and the target on the "
+        "kept rows, against the target on every row",
     )
 
 

@@ -137,14 +137,20 @@ def _split_kwargs(kwargs: Dict[str, Any]):
     return columns, selection
 
 
-def _pruner(kwargs: Dict[str, Any], accelerator: Optional[Accelerator], **selection) -> Tuple[Pruner, Dict[str, Any]]:
-    """The API's keywords as a :class:`~svp_hf.stages.orchestrator.Pruner` (the recipe's selection keys, checked) and the
-    dataset's column keywords."""
+def _pruner(
+    kwargs: Dict[str, Any], accelerator: Optional[Accelerator], target: Optional[str] = None, **selection
+) -> Tuple[Pruner, Dict[str, Any]]:
+    """The API's keywords as a :class:`~svp_hf.stages.orchestrator.Pruner` (the recipe's selection keys, checked; with
+    `target`, its ``target_*`` keys too) and the dataset's column keywords."""
+    run_args = None
+    if target is not None:
+        target_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in TARGET_KEYS}
+        run_args = RunArguments(target=target, **target_kwargs)
     columns, extra = _split_kwargs(kwargs)
     args = _selection_arguments(**selection, **extra)
-    check_recipe(args)
-    proxy, _, scoring, selection_settings = stage_settings(args)
-    return Pruner(proxy, scoring, selection_settings, accelerator=accelerator), columns
+    check_recipe(args, run_args)
+    proxy, target_settings, scoring, selection_settings = stage_settings(args, run_args)
+    return Pruner(proxy, scoring, selection_settings, target=target_settings, accelerator=accelerator), columns
 
 
 def score(
@@ -328,6 +334,7 @@ def prune(
     method: str = "least_confidence",
     *,
     strategy: str = DEFAULT_STRATEGY,
+    target: Optional[str] = None,
     eval_dataset: Optional[Dataset] = None,
     accelerator: Optional[Accelerator] = None,
     return_metrics: bool = False,
@@ -343,6 +350,11 @@ def prune(
         strategy: ``auto`` (default: random unless a strategy over the scores proves better on a held-out slice,
             with a check sized to ``selection_budget``, 0.1 of the proxy's own training here since no target is
             trained; see :mod:`svp_hf.stages.auto`), ``coverage``, ``top``, ``bottom`` or ``random``.
+        target: The model the kept rows are for (not trained here; its ``target_*`` keys, e.g. ``target_epochs``, go
+            in `kwargs`): with ``auto``, ``selection_budget`` is then a share of the target's full-data training,
+            estimated from a probe, and the proxy is priced against it before it trains: when its training and
+            scoring alone would exceed the budget, it is not trained and a seeded random subset is kept (no
+            ``svp_score`` column; ``metrics["scores_source"]["source"]`` is ``"not_scored"``).
         eval_dataset: Evaluate the proxy on these rows.
         accelerator: Where to run (default: a new ``Accelerator``).
         return_metrics: Also return the run's record.
@@ -355,10 +367,13 @@ def prune(
         :mod:`svp_hf.account`). When ``auto`` keeps a random subset, one WARNING line says so and why.
     """
     _map_style(dataset, "prune (which trains on the dataset and subsets it)")
-    pruner, columns = _pruner(kwargs, accelerator, proxy=proxy, method=method, fraction=fraction, strategy=strategy)
+    pruner, columns = _pruner(
+        kwargs, accelerator, target, proxy=proxy, method=method, fraction=fraction, strategy=strategy
+    )
     result = pruner.prepare(dataset, eval_dataset, columns=columns).prune()
     metrics = result.to_metrics()
     keys = ("method", "fraction", "strategy", "selected_strategy", "coverage_beta", "proxy", "n_total", "n_selected")
+    keys += ("scores_source",)
     pruned = describe_selection(result.selected, {k: metrics[k] for k in keys})
     return (pruned, metrics) if return_metrics else pruned
 

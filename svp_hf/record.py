@@ -114,6 +114,22 @@ def scores_source(scores: Any) -> Optional[Dict[str, Any]]:
     return _described(scores, SCORES_METADATA_KEY)
 
 
+# ``scores_source["source"]`` of a run whose proxy was never trained (``auto``'s pre-check found that selection could
+# not pay for itself): its score table holds the row identity and the label only, and nothing ranked the kept rows.
+NOT_SCORED = "not_scored"
+
+
+def not_scored(reason: str) -> Dict[str, Any]:
+    """The ``scores_source`` of a run that computed no score, saying why (`reason`)."""
+    return {"source": NOT_SCORED, "methods": [], "reason": reason}
+
+
+def is_unscored(record: Any) -> bool:
+    """Whether `record` (a run's metrics, or a subset's :func:`selection_record`) says that no score was computed."""
+    source = (record or {}).get("scores_source") if isinstance(record, dict) else None
+    return isinstance(source, dict) and source.get("source") == NOT_SCORED
+
+
 def selection_record(dataset: Any) -> Optional[Dict[str, Any]]:
     """How a subset returned by ``svp_hf.select`` or ``prune`` was selected (``method``, ``fraction``, ``n_total``,
     ``strategy``, ``selected_strategy``, ``scores_source``...), or ``None``: what a card of the subset shows."""
@@ -142,6 +158,9 @@ __all__ = [
     "SCORES_METADATA_KEY",
     "SELECTION_METADATA_KEY",
     "scores_source",
+    "NOT_SCORED",
+    "not_scored",
+    "is_unscored",
     "selection_record",
     "describe_selection",
 ]

@@ -307,8 +307,42 @@ def test_a_probe_measures_the_training_rate(tiny_digits):
     rate, seconds = probe_training_rate(
         lambda: create_model("resnet20", info), resolve_family("resnet20"), train, info, config, make_accelerator()
     )
-    assert rate.train > 0 and seconds >= rate.train * 64
-    assert rate.source.startswith("probe:") and "for 64 rows x 1 epoch after a warm-up batch" in rate.source
+    assert rate.train > 0 and rate.evaluate > 0 and rate.per_epoch >= 0 and seconds >= rate.train * 96
+    assert rate.source.startswith("probe:") and "epochs of 32 and 64 rows after a warm-up batch" in rate.source
+
+
+def test_two_run_lengths_separate_the_per_row_rate_from_fixed_costs():
+    from svp_hf.stages.auto import _rate_from_two
+
+    # 1 s fixed per epoch + 0.01 s per row: 64 rows take 1.64 s, 128 rows 2.28 s
+    assert _rate_from_two(1.64, 2.28, 64, 128) == pytest.approx((0.01, 1.0))
+    # noise made the longer run no slower: all of it per-row (the dearer reading), no fixed part
+    assert _rate_from_two(2.0, 1.9, 64, 128) == pytest.approx((1.9 / 128, 0.0))
+    rate = TrainingRate(train=0.01, prepare=0.001, per_epoch=1.0)
+    assert rate.training_seconds(1000, 3) == pytest.approx(30.0 + 1.0 + 3.0)
+
+
+def test_the_precheck_prices_the_proxy_against_the_targets_full_data_training():
+    from svp_hf.stages.auto import precheck, precheck_decision
+
+    target = TrainingRate(train=0.01)  # 1,000 rows x 10 epochs: 100 s; a budget of 0.1 allows 10 s
+    cheap = TrainingRate(train=0.001, evaluate=0.001)  # 1,000 rows x 5 epochs = 5 s + scoring 1 s
+    common = dict(budget=0.1, n_rows=1000, target_rate=target, target_epochs=10)
+    fits = precheck(proxy_rate=cheap, proxy_epochs=5, probe_seconds=2.0, **common)
+    assert fits.fits and fits.proxy_training_seconds == pytest.approx(5.0) and fits.proxy_scoring_seconds == 1.0
+    assert fits.proxy_estimate_seconds == pytest.approx(6.0) and fits.budget_seconds == pytest.approx(10.0)
+    assert fits.reference_seconds == pytest.approx(100.0) and fits.as_dict()["target_rate"]["train"] == 0.01
+    # the probes count: 6 s + 5 s of probes no longer fit in 10 s
+    over = precheck(proxy_rate=cheap, proxy_epochs=5, probe_seconds=5.0, **common)
+    assert not over.fits and "6.0 s" in over.reason and "10.0 s" in over.reason
+    dear = precheck(proxy_rate=target, proxy_epochs=2, **common)  # a proxy as dear per row as the target
+    assert not dear.fits and dear.proxy_estimate_seconds == pytest.approx(20.0)
+    decision = precheck_decision(dear, epochs=10)
+    assert decision.strategy == "random" and decision.candidates == [] and decision.fallback.startswith(dear.reason)
+    assert decision.budget["precheck"] == dear.as_dict() and decision.budget["fits"] is False
+    assert decision.budget["reference"] == "target" and decision.budget["reference_seconds"] == pytest.approx(100.0)
+    with pytest.raises(SVPConfigError, match="target's epochs"):
+        precheck(budget=0.1, n_rows=1000, proxy_rate=cheap, proxy_epochs=5, target_rate=target, target_epochs=None)
 
 
 def test_a_check_slower_than_planned_stops_within_its_budget(monkeypatch):
@@ -394,35 +428,67 @@ def test_budget_plan_takes_what_the_job_measured():
     from svp_hf.stages.auto import budget_plan
 
     target = TrainingRate(train=0.01)  # the target: 0.01 s per row-epoch, 1,000 rows x 10 epochs = 100 s on all rows
+    measured = TrainingRate.measured(5.0, 1000, 5)  # the proxy trained here: 5 s for 1,000 rows x 5 epochs
+    common = dict(budget=0.2, n_rows=1000, fraction=0.5, proxy_epochs=5)
     p = budget_plan(
-        budget=0.2,
-        n_rows=1000,
-        fraction=0.5,
         check_epochs=10,
-        proxy_seconds=5.0,
-        proxy_epochs=5,
+        proxy_rate=measured,
+        proxy_trained=True,
         scoring_seconds=1.0,
         target_rate=target,
         target_epochs=10,
         probe_seconds=2.0,
+        **common,
     )
+    # the figures the two pricing paths gave before they were one
     assert (p.reference, p.reference_seconds) == ("target", pytest.approx(100.0))
     assert p.spent_seconds == pytest.approx(8.0) and p.available_seconds == pytest.approx(12.0)
     assert p.seconds_per_row_epoch == pytest.approx(0.001)  # the proxy: 5 s for 1,000 rows x 5 epochs
     # candidates: 450 rows x 10 epochs x 0.001 + 100 slice rows x 0.001 (scoring's rate) = 4.6 s; 10 of them do not fit
     assert p.fits and p.shrunk[0] == "seeds 2 -> 1" and p.planned_seconds <= 12.0
-    alone = budget_plan(
-        budget=0.2, n_rows=1000, fraction=0.5, check_epochs=5, proxy_seconds=5.0, proxy_epochs=5, scoring_seconds=1.0
-    )
-    assert (alone.reference, alone.reference_seconds, alone.spent_seconds) == ("proxy", 5.0, 1.0)
+    alone = budget_plan(check_epochs=5, proxy_rate=measured, proxy_trained=True, scoring_seconds=1.0, **common)
+    assert (alone.reference, alone.spent_seconds) == ("proxy", 1.0) and alone.reference_seconds == pytest.approx(5.0)
     assert not alone.fits  # 0 s left: scoring alone took the proxy-relative budget
-    with pytest.raises(SVPConfigError, match="selection_budget cannot be checked"):
-        budget_plan(
-            budget=0.2,
-            n_rows=1000,
-            fraction=0.5,
-            check_epochs=5,
-            proxy_seconds=None,
-            proxy_epochs=None,
-            scoring_seconds=1.0,
-        )
+
+
+def test_budget_plan_prices_a_probed_proxy_as_the_orchestrator_did():
+    from svp_hf.stages.auto import budget_plan
+
+    target = TrainingRate(train=0.01)
+    probed = TrainingRate(train=0.001, evaluate=0.0005, source="probe")  # a proxy loaded from a checkpoint
+    loaded = budget_plan(
+        budget=0.2,
+        n_rows=1000,
+        fraction=0.5,
+        check_epochs=10,
+        proxy_rate=probed,
+        proxy_epochs=5,
+        proxy_trained=False,
+        scoring_seconds=1.0,
+        target_rate=target,
+        target_epochs=10,
+        probe_seconds=3.0,
+    )
+    before = plan_check(  # what Pruner._probed_plan computed: scoring and probes spent, scoring's rate
+        budget=0.2,
+        reference_seconds=100.0,
+        reference="target",
+        spent_seconds=1.0 + 3.0,
+        rate=TrainingRate(train=0.001, evaluate=1.0 / 1000, source="probe"),
+        n_rows=1000,
+        fraction=0.5,
+        epochs=10,
+    )
+    assert loaded.as_dict() == before.as_dict()
+    alone = budget_plan(
+        budget=0.5,
+        n_rows=1000,
+        fraction=0.5,
+        check_epochs=5,
+        proxy_rate=probed,
+        proxy_epochs=5,
+        proxy_trained=False,
+        probe_seconds=0.5,
+    )
+    assert alone.reference == "proxy" and alone.reference_seconds == pytest.approx(5.0)
+    assert alone.spent_seconds == pytest.approx(0.5)  # the proxy's probe; its training is no cost of this run

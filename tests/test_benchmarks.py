@@ -73,7 +73,7 @@ def test_every_benchmark_runs_quick_and_renders(tmp_path):
             "coverage forgetting",
             "coverage aum",
             "auto, unbudgeted (before)",
-            "default (budgeted)",
+            "default (pre-checked)",
         } <= set(arms)
         for arm, cells in arms.items():
             for fraction, cell in cells.items():
@@ -83,7 +83,7 @@ def test_every_benchmark_runs_quick_and_renders(tmp_path):
                     assert cell["account"]["speedup"]["mean"] > 0 and cell["account"]["selection_seconds"]["mean"] >= 0
         for cell in arms["auto, unbudgeted (before)"].values():
             assert cell["auto_chosen"] and cell["auto_seconds"]["mean"] > 0
-        for fraction, cell in arms["default (budgeted)"].items():
+        for fraction, cell in arms["default (pre-checked)"].items():
             assert cell["selection_budget"] == 0.1 and len(cell["within_budget"]) == len(cell["chosen"]) == 1
             share = cell["account"]["selection_share"]["mean"]
             assert cell["within_budget"] == [share <= 0.1]
@@ -115,7 +115,7 @@ def test_prune_sweep_rerun_skips_finished_arms(tmp_path, monkeypatch):
     first = prune_sweep.main(argv)
     parts = sorted(p.name for p in (tmp_path / "prune_sweep_parts").rglob("*.json"))
     assert {"seed0-f0.5-coverage_aum.json", "seed0-full.json", "seed0-f0.5-auto_least_confidence.json"} <= set(parts)
-    assert {"seed0-f0.5-default_budgeted.json", "seed0-default-full.json", "seed0-default-proxy.json"} <= set(parts)
+    assert {"seed0-f0.5-default_precheck.json", "seed0-default_precheck-full.json"} <= set(parts)
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished arm was trained again")
@@ -341,7 +341,7 @@ def _sweep_runs():
                             "selection_seconds": 0.0,
                         },
                     },
-                    "default (budgeted)": {
+                    "default (pre-checked)": {
                         "0.1": _default_cell(
                             r1 - (0.02 if seed == 0 else 0.01), "random", fallback, 10.0, 100.0, 100, True
                         ),
@@ -403,13 +403,13 @@ def test_prune_sweep_renders_the_account_and_the_verdicts_from_fixed_figures():
     text = "\n".join(report.RENDERERS.get("prune_sweep")(_sweep_payload(_sweep_runs())))
     assert "| random | 0.0 + 10.0 s: 10.00x, share 0.00 | 0.0 + 50.0 s: 2.00x, share 0.00 |" in text
     assert "| coverage el2n | 20.0 + 10.0 s: 3.33x, share 0.20 | 20.0 + 50.0 s: 1.43x, share 0.20 |" in text
-    assert "| default (budgeted) | 30.0 + 10.0 s: 2.50x, share 0.30 | 8.0 + 50.0 s: 1.72x, share 0.08 |" in text
+    assert "| default (pre-checked) | 30.0 + 10.0 s: 2.50x, share 0.30 | 8.0 + 50.0 s: 1.72x, share 0.08 |" in text
     assert (
-        "| 0.1 | 0, 1 | random (fallback), random (fallback) | 30.0 (29.0 + 0.9 + 0.10) | 10.0 ± 0.0 | 100.0 ± 0.0 | "
+        "| 0.1 | 0, 1 | random (fallback), random (fallback) | 30.0 (0.0 + 29.0 + 0.9 + 0.10) | 10.0 ± 0.0 | 100.0 ± 0.0 | "
         "90.0 ± 0.0 | 2.50x ± 0.00 (2.50x, 2.50x) | 0.30 ± 0.00 (0.30, 0.30) | 0 of 2 | +0.0 ± 0.0 | -1.5 ± 0.7 | holds |"
     ) in text
     assert (
-        "| 0.5 | 0, 1 | coverage (beta 0), coverage (beta 0) | 8.0 (6.0 + 1.9 + 0.10) | 50.0 ± 0.0 | 100.0 ± 0.0 | "
+        "| 0.5 | 0, 1 | coverage (beta 0), coverage (beta 0) | 8.0 (0.0 + 6.0 + 1.9 + 0.10) | 50.0 ± 0.0 | 100.0 ± 0.0 | "
         "90.0 ± 0.0 | 1.72x ± 0.00 (1.72x, 1.72x) | 0.08 ± 0.00 (0.08, 0.08) | 2 of 2 | -4.0 ± 1.4 | -4.0 ± 1.4 | "
         "**does not hold** (-4.0 ± 1.4 pts) |"
     ) in text
@@ -427,12 +427,12 @@ def test_prune_sweep_says_which_seeds_the_default_ran_and_when_every_verdict_hol
 
     runs = _sweep_runs()
     for run in runs:  # the default at or above random at kept 0.5 too, and within its budget everywhere
-        cell = run["arms"]["default (budgeted)"]["0.5"]
+        cell = run["arms"]["default (pre-checked)"]["0.5"]
         cell["accuracy"] = run["arms"]["random"]["0.5"]["accuracy"] + 0.01
-        run["arms"]["default (budgeted)"]["0.1"]["end_to_end"]["within_budget"] = True
-    del runs[1]["arms"]["default (budgeted)"]["0.5"]  # seed 1 did not run the default at 0.5
+        run["arms"]["default (pre-checked)"]["0.1"]["end_to_end"]["within_budget"] = True
+    del runs[1]["arms"]["default (pre-checked)"]["0.5"]  # seed 1 did not run the default at 0.5
     del runs[1]["arms"]["coverage el2n"]
-    stopped = runs[0]["arms"]["default (budgeted)"]["0.5"]  # its check stopped at the budget after random
+    stopped = runs[0]["arms"]["default (pre-checked)"]["0.5"]  # its check stopped at the budget after random
     stopped["chosen"] = "random"
     stopped["auto"].update(
         chosen="random",
@@ -445,7 +445,7 @@ def test_prune_sweep_says_which_seeds_the_default_ran_and_when_every_verdict_hol
     text = "\n".join(report.RENDERERS.get("prune_sweep")(payload))
     assert "Within its budget in every cell: yes (3 of 3 cells)" in text
     assert "Seeds run for the default: 0, 1 of 0, 1 (fewer at kept 0.5)." in text
-    assert "| default (budgeted) | 0.135 ± 0.021 | 0.310 ± 0.000 |" in text  # seed 0 only at 0.5, both at 0.1
+    assert "| default (pre-checked) | 0.135 ± 0.021 | 0.310 ± 0.000 |" in text  # seed 0 only at 0.5, both at 0.1
     assert "| coverage el2n (seeds 0) | 0.150 ± 0.000 | 0.300 ± 0.000 |" in text  # an arm seed 1 lacks says so
     assert "| 0.5 | 0 | random (check stopped after 1 candidate(s)) |" in text
     assert "at every fraction: yes." in text.split("**What must hold**")[1]

@@ -98,7 +98,19 @@ def test_default_auto_without_target_falls_back_within_budget_trains_no_candidat
     assert metrics["timings"]["auto"] == auto["seconds"] and len(pruned) == 150
 
 
-def test_auto_with_a_target_prices_its_check_from_a_probe_of_the_target(texts):
+def test_auto_with_a_target_prices_its_check_from_a_probe_of_the_target(texts, monkeypatch):
+    import dataclasses
+
+    import svp_hf.stages.orchestrator as orchestrator
+
+    real, calls = orchestrator.probe_training_rate, []
+
+    def probe(*args, **kwargs):  # the real probes; the target's rate as for a target 10,000 times dearer per row, so
+        rate, seconds = real(*args, **kwargs)  # that the proxy and the probes fit on 300 rows
+        calls.append(rate)
+        return (dataclasses.replace(rate, train=rate.train * 1e4) if len(calls) == 1 else rate), seconds
+
+    monkeypatch.setattr(orchestrator, "probe_training_rate", probe)
     train, test = texts
     selection = SelectionSettings("entropy", fraction=0.5, strategy="auto", auto=AutoSettings(seeds=1, budget=1.0))
     pruner = Pruner(
@@ -108,9 +120,14 @@ def test_auto_with_a_target_prices_its_check_from_a_probe_of_the_target(texts):
     pruner.score()
     decision = pruner.choose_strategy()
     budget = decision.budget
-    assert budget["reference"] == "target" and budget["probe_seconds"] > 0 and budget["budget"] == 1.0
-    assert pruner.check_epochs() == 3 and decision.epochs == 3
-    assert pruner.timings["auto"] == decision.seconds >= budget["probe_seconds"]
+    # the target was probed once, by the pre-check (with the proxy), before the proxy trained; plan() reused it
+    check = budget["precheck"]
+    assert budget["reference"] == "target" and check["probe_seconds"] > 0 and budget["budget"] == 1.0
+    assert check["fits"] and budget["reference_seconds"] == pytest.approx(check["reference_seconds"])
+    assert "probe_seconds" not in budget and pruner.timings["precheck"] == check["probe_seconds"]
+    assert budget["spent_seconds"] >= pruner.timings["proxy_training"] + check["probe_seconds"]
+    assert pruner.check_epochs() == 3 and decision.epochs == 3 and len(calls) == 2
+    assert pruner.timings["auto"] == decision.seconds
     result = pruner.select()
     target = train_target(result, pruner.target, info=pruner.info, accelerator=pruner.accelerator, evaluation=test)
     record = result.to_metrics()
@@ -120,6 +137,7 @@ def test_auto_with_a_target_prices_its_check_from_a_probe_of_the_target(texts):
     assert account["relative_to"] == "target" and account["full_data_estimated"]
     stages = account["stages"]
     assert stages["auto"] == pytest.approx(decision.seconds) and set(stages) >= {
+        "precheck",
         "proxy_training",
         "scoring",
         "auto",

@@ -69,7 +69,9 @@ def _run(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments, ru
     pruner.choose_strategy()
     result = pruner.select()
     assert result.n_selected == n_to_keep(sel_args.fraction, len(train))
-    target_scores, rank_agreement = _score_with_target(pruner, train) if run_args.score_with_target else (None, None)
+    target_scores, rank_agreement = None, None
+    if run_args.score_with_target and result.scored:  # unscored: no proxy ranking to set against the target's
+        target_scores, rank_agreement = _score_with_target(pruner, train)
     if pruner.target is not None:
         train_target(
             result,
@@ -92,7 +94,7 @@ def _run(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments, ru
         metrics["timings"]["target_scoring"] = pruner.timings["target_scoring"]
     splits = {data_args.train_split: result.selected}
     if evaluation is not None:
-        splits[data_args.eval_split] = with_null_scores(evaluation)
+        splits[data_args.eval_split] = with_null_scores(evaluation, scored=result.scored)
     return job.finish(
         splits=splits,
         scores=result.scores,
@@ -165,7 +167,20 @@ def _headline(metrics: Dict[str, Any]) -> str:
         f"kept {metrics['n_selected']} of {metrics['n_total']} rows by {metrics['method']}, strategy {metrics['strategy']}"
         + chose
         + _accuracies(metrics["proxy_accuracy"], metrics.get("target_accuracy"), metrics.get("target"))
+        + _precheck_words(metrics)
         + (f"; {account['summary']}" if account else "")
+    )
+
+
+def _precheck_words(metrics: Dict[str, Any]) -> str:
+    """The summary's words on ``auto``'s pre-check, when it kept random without training the proxy."""
+    check = ((metrics.get("auto") or {}).get("budget") or {}).get("precheck")
+    if not check or check.get("fits"):
+        return ""
+    return (
+        f"; the proxy was not trained: its training and scoring were estimated at {check['proxy_estimate_seconds']:.1f} s "
+        f"(plus {check['probe_seconds']:.1f} s of probes), over the selection budget's {check['budget_seconds']:.1f} s, "
+        "so no row was scored"
     )
 
 

@@ -348,12 +348,14 @@ def checked_images(train, evaluation, info, data_args: DataArguments, skip: bool
     return train, evaluation, skipped
 
 
-def with_null_scores(evaluation):
+def with_null_scores(evaluation, scored: bool = True):
     """The unpruned evaluation split with the same columns as the pruned one (one config, one schema):
     `svp_index` is the row's index in the evaluation split and `svp_score` is null (an incoming pair is kept as
-    `svp_index_previous`/`svp_score_previous`, as in the training split)."""
+    `svp_index_previous`/`svp_score_previous`, as in the training split); no `svp_score` when the pruned split has
+    none (`scored` false: the proxy was never trained)."""
     evaluation = keep_previous_columns(evaluation)
-    evaluation = evaluation.add_column(SCORE_COLUMN, [None] * len(evaluation), feature=datasets.Value("float64"))
+    if scored:
+        evaluation = evaluation.add_column(SCORE_COLUMN, [None] * len(evaluation), feature=datasets.Value("float64"))
     return evaluation.add_column(INDEX_COLUMN, list(range(len(evaluation))), feature=datasets.Value("int64"))
 
 

@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterable, Optional
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from .._compat import dataset_fingerprint, packaged_builder_names
-from ..record import RunRecord, is_active
+from ..record import RunRecord, is_active, is_unscored
 from .report import ReportFigure, render_report
 
 TEMPLATE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", "datasetcard.md")
@@ -150,6 +150,8 @@ def _pretty_name(metrics: RunRecord) -> str:
     if is_active(metrics):
         return _active_pretty_name(metrics)
     fraction, method = metrics.get("fraction"), metrics.get("method")
+    if is_unscored(metrics):
+        method = "random draw"  # no row was scored: the method ranked nothing
     kept = f" ({fraction:.0%} kept by {method})" if fraction is not None and method else ""
     name = _source_name(metrics)
     return f"{'Dataset' if name == 'a dataset' else name} pruned with Selection via Proxy{kept}"
@@ -201,6 +203,15 @@ def _strategy_text(metrics: RunRecord) -> str:
         return ""
     if metrics.get("auto"):
         auto = metrics["auto"]
+        check = (auto.get("budget") or {}).get("precheck")
+        if check and not check.get("fits"):
+            return (
+                f" with strategy `auto`, which kept a seeded random draw without training the `{metrics.get('proxy')}` "
+                f"proxy: its training and scoring, estimated at {check['proxy_estimate_seconds']:.1f} s (plus "
+                f"{check['probe_seconds']:.1f} s of probes), would exceed the selection budget's "
+                f"{check['budget_seconds']:.1f} s ({check['budget']:g} of the target's "
+                "full-data training; see report.md)"
+            )
         if auto.get("fallback"):
             budget = (auto.get("budget") or {}).get("budget")
             if budget is None:
@@ -243,8 +254,13 @@ def _summary(metrics: RunRecord) -> str:
             f"{metrics['n_selected']} of the {metrics['n_total']} rows of the `{split}` split",
             "the whole split",
         )
+    how = (
+        "kept"
+        if is_unscored(metrics)
+        else f"kept by `{metrics.get('method')}` scores {_scored_by(metrics, trained_on)}"
+    )
     return (
-        f"{rows} of `{_source_name(metrics)}`, kept by `{metrics.get('method')}` scores {_scored_by(metrics, trained_on)}"
+        f"{rows} of `{_source_name(metrics)}`, {how}"
         f"{_strategy_text(metrics)} (Selection via Proxy, Coleman et al., ICLR 2020)"
         + (
             f"; a `{target}` target trained on the kept rows reached accuracy {metrics['target_accuracy']:.4f}."
@@ -301,7 +317,8 @@ def dataset_card(
         repo_id=repo_id or "path/to/this/folder",
         split_rows=metrics.get("splits") or {},
         eval_split=source.get("eval_split") or metrics.get("eval_split"),
-        has_scores=has_scores,
+        has_scores=has_scores and not is_unscored(metrics),
+        scored=not is_unscored(metrics),
         method=metrics.get("method") or "least_confidence",
         strategy=metrics.get("selected_strategy") or "top",
         job=metrics.get("job"),

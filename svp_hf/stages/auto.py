@@ -14,11 +14,15 @@ The check costs ``len(candidates) * seeds`` proxy trainings on ``fraction * (1 -
 check that trains for fewer epochs than the target favours easy subsets): with the defaults (5 candidates, 2 seeds,
 10% held out) about ``9 * fraction`` trainings of the proxy for that many epochs on the whole split.
 
-**The budget.** ``selection_budget`` is the share of the full-data target training that selection as a whole (proxy
-training, scoring, the check) may spend; without a target, the share of the proxy's own training that scoring and the
-check may spend beyond it (as :mod:`svp_hf.account` counts them). :func:`plan_check` sizes the check to what is left
-once the proxy is trained and has scored, estimating each candidate's training from the proxy's measured seconds per
-row-epoch (:class:`TrainingRate`). It shrinks, in this order, until the check fits: the seeds (to one: the slice's
+**The budget.** ``selection_budget`` is the share of the full-data target training that selection as a whole (the
+probes, proxy training, scoring, the check) may spend; without a target, the share of the proxy's own training that
+scoring and the check may spend beyond it (as :mod:`svp_hf.account` counts them). With a target, :func:`precheck`
+prices the proxy before it trains, from probes of the target and the proxy taken back to back
+(:func:`probe_training_rate`): when the proxy's training and scoring alone would exceed the budget, the proxy is not
+trained and random is kept (:func:`precheck_decision`). Otherwise :func:`budget_plan`, the one pricing path, sizes the
+check (:func:`plan_check`) to what is left once the proxy is trained and has scored, estimating each candidate's
+training from the proxy's seconds per row-epoch (:class:`TrainingRate`: measured from its training, or probed when it
+was loaded). It shrinks, in this order, until the check fits: the seeds (to one: the slice's
 sampling error still bounds the spread), the candidates (``bottom``, then the ``coverage`` share that does not follow
 the prune rate, then ``top``: at least ``random`` against ``coverage`` at the share that follows the prune rate),
 then the rows the candidates select from (a class-stratified share of them, never below
@@ -120,12 +124,14 @@ class AutoDecision:
 @dataclass(frozen=True)
 class TrainingRate:
     """A model's measured training cost: seconds per row and epoch of training, per row of preparing its data
-    (tokenising, decoding; once per training) and per row evaluated."""
+    (tokenising, decoding; once per training), per row evaluated, and seconds per epoch whatever its rows (starting
+    the epoch's loader, the schedule: what a probe of few batches separates from the per-row rate)."""
 
     train: float
     prepare: float = 0.0
     evaluate: float = 0.0
     source: str = ""
+    per_epoch: float = 0.0
 
     @classmethod
     def measured(
@@ -153,7 +159,11 @@ class TrainingRate:
         )
 
     def training_seconds(self, rows: int, epochs: int) -> float:
-        return self.train * rows * epochs + self.prepare * rows
+        """Seconds to train on `rows` rows for `epochs` epochs at this rate."""
+        return self.train * rows * epochs + self.prepare * rows + self.per_epoch * epochs
+
+    def as_dict(self) -> Dict[str, Any]:
+        return asdict(self)
 
 
 def budget_reference(
@@ -339,9 +349,10 @@ def budget_plan(
     n_rows: int,
     fraction: float,
     check_epochs: int,
-    proxy_seconds: Optional[float],
-    proxy_epochs: Optional[int],
-    scoring_seconds: float,
+    proxy_rate: TrainingRate,
+    proxy_epochs: int,
+    proxy_trained: bool,
+    scoring_seconds: float = 0.0,
     target_rate: Optional[TrainingRate] = None,
     target_epochs: Optional[int] = None,
     probe_seconds: float = 0.0,
@@ -350,31 +361,46 @@ def budget_plan(
     coverage_beta: Optional[float] = None,
     num_classes: int = 1,
 ) -> CheckPlan:
-    """The check's plan from what a job measured, in one call: the reference (the target's full-data training at
-    `target_rate`, else the proxy's own training, :func:`budget_reference`), what selection spent before the check
-    (with a target: the proxy's training, its scoring and the probe of the target; without: the scoring, the proxy's
-    training being the reference itself) and each candidate's cost at the proxy's measured rate (`proxy_seconds` for
-    `n_rows` x `proxy_epochs`, scoring as its evaluation rate)."""
+    """The check's plan, the one pricing path of a budgeted ``auto``: every candidate priced at the proxy's rate.
+
+    Args:
+        budget: ``selection_budget``, the share of the reference that selection may spend.
+        n_rows: Training rows.
+        fraction: Share of the rows kept.
+        check_epochs: Epochs of each candidate.
+        proxy_rate: The proxy's rate: measured from its training here (:meth:`TrainingRate.measured` on its seconds
+            for `n_rows` x `proxy_epochs`) when `proxy_trained`, else probed (:func:`probe_training_rate`; a proxy
+            loaded from a checkpoint, or scores given).
+        proxy_epochs: Epochs the proxy trains (or trained) for.
+        proxy_trained: Whether the proxy was trained in this run: its training is then selection's cost when a
+            target is the reference, and the reference itself without one.
+        scoring_seconds: Seconds scoring took (0 when the scores were given); also the candidates' evaluation rate.
+        target_rate: The target's probed rate: the budget is a share of its training on all rows for
+            `target_epochs` (:func:`budget_reference`); without it, of the proxy's own training at `proxy_rate`.
+        target_epochs: The target's epochs.
+        probe_seconds: Seconds the probes took (the target's, a probed proxy's, the pre-check's), spent by selection.
+        holdout, seeds, coverage_beta, num_classes: The check's settings (see :func:`plan_check`).
+
+    Returns:
+        The :class:`CheckPlan`: what selection spent before the check is the scoring and the probes, plus the proxy's
+        training when it was trained here and the reference is the target's.
+    """
+    n_rows, proxy_epochs = int(n_rows), int(proxy_epochs)
+    proxy_seconds = proxy_rate.training_seconds(n_rows, proxy_epochs)
     reference_seconds, reference, _ = budget_reference(
         n_rows=n_rows, target_rate=target_rate, target_epochs=target_epochs, proxy_seconds=proxy_seconds
     )
-    if proxy_seconds is None or not proxy_epochs:
-        raise SVPConfigError("auto's check is priced from the proxy's measured training: train the proxy in this run")
-    spent = float(scoring_seconds) + (float(proxy_seconds) + float(probe_seconds) if reference == "target" else 0.0)
-    rate = TrainingRate.measured(
-        proxy_seconds,
-        n_rows,
-        proxy_epochs,
-        evaluate_seconds=scoring_seconds,
-        evaluated_rows=n_rows,
-        source=f"the proxy: {float(proxy_seconds):.1f} s for {int(n_rows)} rows x {int(proxy_epochs)} epochs",
-    )
+    spent = float(scoring_seconds) + float(probe_seconds)
+    if proxy_trained and reference == "target":
+        spent += proxy_seconds
+    if scoring_seconds:
+        proxy_rate = dataclasses.replace(proxy_rate, evaluate=float(scoring_seconds) / n_rows)
     return plan_check(
         budget=budget,
         reference_seconds=reference_seconds,
         reference=reference,
         spent_seconds=spent,
-        rate=rate,
+        rate=proxy_rate,
         n_rows=n_rows,
         fraction=fraction,
         epochs=check_epochs,
@@ -383,6 +409,101 @@ def budget_plan(
         coverage_beta=coverage_beta,
         num_classes=num_classes,
     )
+
+
+@dataclass
+class Precheck:
+    """Whether selection can pay for itself, priced before the proxy trains (:func:`precheck`)."""
+
+    budget: float
+    proxy_training_seconds: float  # the proxy on every row for its epochs, at its probed rate
+    proxy_scoring_seconds: float  # one forward pass of every row, at its probed evaluation rate
+    proxy_estimate_seconds: float  # the two together
+    probe_seconds: float  # the two probes (the target's, the proxy's)
+    reference_seconds: float  # the target on every row for its epochs, at its probed rate
+    budget_seconds: float  # budget x reference_seconds
+    fits: bool
+    proxy_rate: Dict[str, Any] = field(default_factory=dict)
+    target_rate: Dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def reason(self) -> str:
+        """Why selection cannot pay, in numbers (meaningful when it does not fit)."""
+        return (
+            f"selection cannot pay for itself: the proxy's training and scoring on all rows are estimated at "
+            f"{self.proxy_estimate_seconds:.1f} s (training {self.proxy_training_seconds:.1f} s, scoring "
+            f"{self.proxy_scoring_seconds:.1f} s, from a probe) plus {self.probe_seconds:.1f} s of probes, more than "
+            f"the budget's {self.budget_seconds:.1f} s ({self.budget:g} x {self.reference_seconds:.1f} s of the "
+            "target's full-data training, from a probe); kept random without training the proxy"
+        )
+
+
+def precheck(
+    *,
+    budget: float,
+    n_rows: int,
+    proxy_rate: TrainingRate,
+    proxy_epochs: int,
+    target_rate: TrainingRate,
+    target_epochs: int,
+    probe_seconds: float = 0.0,
+) -> Precheck:
+    """Price the proxy before training it: its training on all `n_rows` for `proxy_epochs` and its scoring (one
+    forward pass of every row) at its probed `proxy_rate`, plus the probes' seconds, against `budget` x the target's
+    training on all rows for `target_epochs` at its probed `target_rate`. It fits when the estimate is within that.
+
+    Only with a target: without one the budget is a share of the proxy's own training, which its training cannot
+    exceed, so there is nothing to pre-check.
+
+    Args:
+        budget: ``selection_budget``.
+        n_rows: Training rows.
+        proxy_rate: The proxy's probed rate (its ``evaluate``, seconds per row of a forward pass, prices scoring).
+        proxy_epochs: The proxy's epochs.
+        target_rate: The target's probed rate.
+        target_epochs: The target's epochs.
+        probe_seconds: What the two probes took.
+
+    Returns:
+        The :class:`Precheck` (``fits``; ``as_dict()`` is ``metrics["auto"]["budget"]["precheck"]``).
+    """
+    budget = check_selection_budget(budget)
+    reference_seconds, _, _ = budget_reference(n_rows=n_rows, target_rate=target_rate, target_epochs=target_epochs)
+    training = proxy_rate.training_seconds(int(n_rows), int(proxy_epochs))
+    scoring = proxy_rate.evaluate * int(n_rows)
+    allowed = budget * reference_seconds
+    return Precheck(
+        budget=budget,
+        proxy_training_seconds=training,
+        proxy_scoring_seconds=scoring,
+        proxy_estimate_seconds=training + scoring,
+        probe_seconds=float(probe_seconds),
+        reference_seconds=reference_seconds,
+        budget_seconds=allowed,
+        fits=training + scoring + float(probe_seconds) <= allowed,
+        proxy_rate=proxy_rate.as_dict(),
+        target_rate=target_rate.as_dict(),
+    )
+
+
+def precheck_decision(check: Precheck, epochs: int) -> AutoDecision:
+    """The decision when :func:`precheck` does not fit: :data:`FALLBACK`, with neither the proxy nor a candidate
+    trained; its ``budget`` holds the pre-check's figures (``budget["precheck"]``)."""
+    why = f"{check.reason} (the fallback rule: {FALLBACK_RULE})"
+    budget = {
+        "budget": check.budget,
+        "reference": "target",
+        "reference_seconds": check.reference_seconds,
+        "spent_seconds": check.probe_seconds,
+        "available_seconds": check.budget_seconds - check.probe_seconds,
+        "fits": False,
+        "reason": check.reason,
+        "precheck": check.as_dict(),
+    }
+    return AutoDecision(strategy=FALLBACK, coverage_beta=None, epochs=int(epochs), budget=budget, fallback=why)
 
 
 def fallback_decision(plan: CheckPlan, proxy_barely_beats_chance: Optional[bool] = None) -> AutoDecision:
@@ -629,39 +750,107 @@ def proxy_trainer(
     return train_candidate
 
 
-# Batches a probe measures, after one it trains first to warm up (allocations, caches, lazy initialisation).
-PROBE_BATCHES = 2
+# A probe trains one batch to warm up (allocations, caches, lazy initialisation), then one epoch of this many batches
+# and one of twice as many, and evaluates the same two sets of rows: the difference of the two lengths is the per-row
+# rate, free of what each epoch or evaluation costs whatever its rows (starting a loader, the schedule), which a probe
+# of a few batches would otherwise spread over its few rows.
+PROBE_BATCHES = 1
+
+
+def _rate_from_two(short: float, long: float, short_rows: int, long_rows: int) -> Tuple[float, float]:
+    """``(seconds per row, fixed seconds)`` from two timings of the same work on `short_rows` and `long_rows` rows;
+    when noise makes the longer no slower, all of it is taken as per-row (the dearer reading)."""
+    extra_rows = long_rows - short_rows
+    if extra_rows > 0 and long > short:
+        per_row = (long - short) / extra_rows
+        return per_row, max(short - per_row * short_rows, 0.0)
+    return long / max(long_rows, 1), 0.0
 
 
 def probe_training_rate(
-    make_model, family, dataset, info, config, accelerator, *, batches: int = PROBE_BATCHES, seed: int = 0
+    make_model,
+    family,
+    dataset,
+    info,
+    config,
+    accelerator,
+    *,
+    batches: int = PROBE_BATCHES,
+    seed: int = 0,
+    evaluate: bool = True,
 ) -> Tuple[TrainingRate, float]:
-    """A model's training rate measured on a few rows of `dataset`, so a budget can be taken of its full-data training
-    before it trains (the target's, for :func:`budget_reference`): a fresh ``make_model()`` trains one epoch on one
-    batch of seeded rows (a warm-up, not measured), then one on `batches` batches of others; returns the rate and the
-    seconds the whole probe took (selection spends them). `config` is the model's training config (its batch size;
-    its epochs are not used)."""
+    """A model's training and evaluation rates measured on a few rows of `dataset`, so that its full-data training
+    (and a forward pass of every row) can be priced before it trains: the target's, for :func:`budget_reference`; the
+    proxy's, for :func:`precheck`, or when it was loaded rather than trained.
+
+    A fresh ``make_model()`` trains one epoch on one batch of seeded rows (a warm-up, not measured), then one epoch on
+    `batches` batches of others and one on ``2 * batches`` batches, and evaluates those two sets of rows; the per-row
+    rates are the differences between the long and the short runs, and the rest of the short run is a fixed cost per
+    epoch (:class:`TrainingRate`'s ``per_epoch``). The rate's ``prepare`` is the longer training's data preparation
+    per row.
+
+    Args:
+        make_model: Builds a fresh model.
+        family: Its model family.
+        dataset: The training rows (a ``datasets.Dataset``).
+        info: The dataset's columns.
+        config: The model's training config (its batch size; its epochs are not used).
+        accelerator: Where it runs.
+        batches: Batches of the shorter measured epoch.
+        seed: Seed of the rows drawn and of the model.
+        evaluate: Also measure the evaluation rate (the proxy's, which prices scoring); false leaves ``evaluate`` 0
+            and saves the two evaluations (the target's probe: only its training is priced).
+
+    Returns:
+        ``(rate, seconds)``: the :class:`TrainingRate` and the seconds the whole probe took (selection spends them).
+    """
     start = time.perf_counter()
     base = dataset.remove_columns(INDEX_COLUMN) if INDEX_COLUMN in dataset.column_names else dataset
     batch = int(config.batch_size)
-    n = min(len(base), (int(batches) + 1) * batch)
+    n = min(len(base), (3 * int(batches) + 1) * batch)
     picked = np.random.default_rng([seed, 31337]).permutation(len(base))[:n]
-    warm, measured = np.sort(picked[: min(batch, n - 1)]), np.sort(picked[min(batch, n - 1) :])
+    warm_rows = min(batch, max(n - 2, 1))
+    short_rows = max((n - warm_rows) // 3, 1)
+    warm = np.sort(picked[:warm_rows])
+    short = np.sort(picked[warm_rows : warm_rows + short_rows])
+    long = np.sort(picked[warm_rows + short_rows :])
     one_epoch = dataclasses.replace(config, epochs=1, seed=int(seed))
     set_seed(int(seed))
     model = make_model()
-    result = None
-    for rows, desc in ((warm, "probe warm-up"), (measured, "probe")):
+    runs = []  # (rows, training result, evaluation seconds) of the two measured epochs
+    for rows, desc in ((warm, "probe warm-up"), (short, "probe"), (long, "probe")):
         with quiet_datasets():
             subset = add_index(base.select(rows))
         result = train_model(model, family, subset, info, one_epoch, accelerator, desc=desc, progress=False)
         model = result.model
-    rate = TrainingRate.measured(
-        result.seconds,
-        len(measured),
-        1,
-        prepare_seconds=result.prepare_seconds,
-        source=f"probe: {result.seconds:.2f} s for {len(measured)} rows x 1 epoch after a warm-up batch",
+        if rows is warm:
+            continue
+        t0 = time.perf_counter()
+        if evaluate:
+            evaluate_accuracy(
+                model,
+                family,
+                subset,
+                info,
+                accelerator,
+                batch_size=batch,
+                desc=desc,
+                num_workers=config.num_workers,
+                progress=False,
+            )
+        runs.append((len(rows), result, time.perf_counter() - t0))
+    (n_short, s, e_short), (n_long, lg, e_long) = runs
+    train, per_epoch = _rate_from_two(s.loop_seconds, lg.loop_seconds, n_short, n_long)
+    evaluated = _rate_from_two(e_short, e_long, n_short, n_long)[0] if evaluate else 0.0
+    rate = TrainingRate(
+        train=train,
+        prepare=lg.prepare_seconds / max(n_long, 1),
+        evaluate=evaluated,
+        per_epoch=per_epoch,
+        source=(
+            f"probe: {s.loop_seconds:.2f} s and {lg.loop_seconds:.2f} s for epochs of {n_short} and {n_long} "
+            f"rows after a warm-up batch"
+        ),
     )
     return rate, time.perf_counter() - start
 
@@ -675,6 +864,9 @@ __all__ = [
     "budget_reference",
     "plan_check",
     "budget_plan",
+    "Precheck",
+    "precheck",
+    "precheck_decision",
     "check_cost",
     "shrink_order",
     "keep_order",

@@ -13,7 +13,6 @@ Every front end drives it: the Python API (``svp_hf.score``, ``select``, ``prune
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -29,6 +28,7 @@ from ..engine.training import make_accelerator
 from ..errors import SVPConfigError
 from ..models import ModelFamily, create_model, resolve_family
 from ..publish.report import score_statistics
+from ..record import not_scored, scores_source
 from ..selection.methods import get_method, resolve_methods, training_signals
 from ..selection.ranking import n_to_keep
 from ..selection.strategies import AUTO, check_strategy
@@ -36,11 +36,12 @@ from ..utils.log import get_logger
 from .auto import (
     AutoDecision,
     CheckPlan,
+    Precheck,
     TrainingRate,
     budget_plan,
-    budget_reference,
     check_auto,
-    plan_check,
+    precheck,
+    precheck_decision,
     probe_training_rate,
 )
 from .proxy import (
@@ -50,6 +51,7 @@ from .proxy import (
     fit_model,
     labels_of,
     prepare_inputs,
+    scores_dataset,
     selected_indices,
     subset_with_scores,
     train_and_score,
@@ -101,6 +103,12 @@ class PruneResult:
         return self.run.scores
 
     @property
+    def scored(self) -> bool:
+        """Whether the selection's method was scored: false when ``auto``'s pre-check kept random without training
+        the proxy (the score table then holds ``svp_index`` and ``label`` only)."""
+        return self.selection.method in self.run.scores.column_names
+
+    @property
     def n_total(self) -> int:
         return len(self.run.scores)
 
@@ -138,6 +146,9 @@ class PruneResult:
             "selected_strategy": self.strategy,
             "coverage_beta": self.coverage_beta,
             "auto": self.decision.as_dict() if self.decision is not None else None,
+            "scores_source": scores_source(self.run.scores)
+            if self.scored
+            else not_scored(((self.decision.budget or {}) if self.decision else {}).get("reason", "no score computed")),
             "selection_budget": selection.auto.budget,
             "class_balanced": selection.class_balanced,
             "seed": selection.seed,
@@ -172,11 +183,13 @@ class Pruner:
         scoring: Which methods score the rows, and how.
         selection: How the scores become the kept rows (``auto``'s check and budget included).
         target: The model the kept rows are for, when it is trained after selection: ``auto``'s check then trains
-            as long as it will, and its budget is a share of the target's full-data training (measured on a probe).
+            as long as it will, and its budget is a share of the target's full-data training (measured on a probe);
+            a proxy trained in this run is first priced against that budget (:meth:`precheck`).
         accelerator: Where everything runs (default: a new one).
         checkpoint_dir: Checkpoint the proxy and the score shards here, so that a rerun resumes.
         resumable: ``resumable(name, compute)`` returns a saved result or computes and saves it (a job's
-            :meth:`svp_hf.jobs.pipeline.JobRun.resumable`): ``auto``'s decision is not computed again on resume.
+            :meth:`svp_hf.jobs.pipeline.JobRun.resumable`): ``auto``'s pre-check and decision are not computed again
+            on resume.
     """
 
     def __init__(
@@ -202,6 +215,9 @@ class Pruner:
         self.run: Optional[ScoringRun] = None
         self.decision: Optional[AutoDecision] = None
         self.timings: Dict[str, float] = {}
+        self.selecting = True
+        self.prechecked: Optional[Precheck] = None
+        self._target_rate: Optional[TrainingRate] = None  # the pre-check's probe of the target, reused by plan()
 
     @property
     def accelerator(self) -> Accelerator:
@@ -243,6 +259,7 @@ class Pruner:
         else:
             self.family = resolve_family(self.proxy.name)
         self.dataset, self.eval_dataset, self.info = dataset, eval_dataset, info
+        self.selecting = selecting
         check_modalities(self.proxy, self.target)
         if selecting:
             self._check_auto()
@@ -279,9 +296,13 @@ class Pruner:
 
     def score(self) -> ScoringRun:
         """Train the proxy (or load it) and score every row with every method; the proxy is evaluated on the
-        evaluation data when given."""
+        evaluation data when given. When :meth:`precheck` finds that selection cannot pay for itself, the proxy is
+        not trained: the run's score table holds ``svp_index`` and ``label`` only, and ``auto`` keeps random."""
         if self.dataset is None or self.info is None or self.family is None:
             raise RuntimeError("score() needs prepare() first")
+        check = self.precheck()
+        if check is not None and not check.fits:
+            return self._unscored(check)
         self.run = train_and_score(
             self.dataset,
             self.proxy,
@@ -295,6 +316,75 @@ class Pruner:
         self.timings.update(self.run.timings)
         return self.run
 
+    @property
+    def unscored(self) -> bool:
+        """Whether :meth:`precheck` kept random without training the proxy."""
+        return self.prechecked is not None and not self.prechecked.fits
+
+    def precheck(self) -> Optional[Precheck]:
+        """Price the proxy before training it (:func:`svp_hf.stages.auto.precheck`): the target and the proxy are
+        probed back to back, and the proxy's training and scoring on all rows, estimated from its probe, are set
+        against ``selection_budget`` x the target's full-data training, estimated from its. Only for ``auto`` with a
+        budget and a target, when the proxy trains in this run (not for scoring alone, a ``proxy_checkpoint`` or
+        scores given); without a target the budget is a share of the proxy's own training, which the proxy cannot
+        exceed. The figures are the main process's, saved as a resumable step: a rerun reads them, probing nothing.
+
+        Returns:
+            The :class:`~svp_hf.stages.auto.Precheck` (its seconds are ``timings["precheck"]``), or ``None`` when
+            it does not apply.
+        """
+        if not self._prechecks():
+            return None
+        saved = self._resumable("precheck", self._measure) if self._resumable is not None else self._measure()
+        check = Precheck(**saved)
+        self.prechecked, self._target_rate = check, TrainingRate(**check.target_rate)
+        self.timings["precheck"] = check.probe_seconds
+        if check.fits:
+            logger.info(
+                f"auto: pre-check fits: the proxy's training and scoring are estimated at "
+                f"{check.proxy_estimate_seconds:.1f} s (+{check.probe_seconds:.1f} s of probes) against the budget's "
+                f"{check.budget_seconds:.1f} s ({check.budget:g} x {check.reference_seconds:.1f} s of the target)"
+            )
+        return check
+
+    def _prechecks(self) -> bool:
+        selection = self.selection
+        return (
+            self.selecting
+            and selection.strategy == AUTO
+            and selection.auto.budget is not None
+            and self.target is not None
+            and not self.proxy.checkpoint
+            and not self.streaming
+        )
+
+    def _measure(self) -> Dict[str, Any]:
+        """The pre-check's probes and figures, as the main process has them."""
+        dataset, _, _ = self._data("precheck")
+        assert self.target is not None
+        target_rate, target_seconds = self._probe(self.target, evaluate=False)
+        proxy_rate, proxy_seconds = self._probe(self.proxy)
+        check = precheck(
+            budget=self.selection.auto.budget,
+            n_rows=len(dataset),
+            proxy_rate=proxy_rate,
+            proxy_epochs=self.proxy.epochs,
+            target_rate=target_rate,
+            target_epochs=self.target.epochs,
+            probe_seconds=target_seconds + proxy_seconds,
+        )
+        return self._from_main(check.as_dict())
+
+    def _unscored(self, check: Precheck) -> ScoringRun:
+        """The run when the proxy is not trained: a score table of the row identity and the label, no proxy, and
+        ``auto``'s decision already made (random, by the pre-check)."""
+        dataset, info, family = self._data("score")
+        logger.warning(f"auto: {check.reason} (set selection_budget higher or to null, or choose a strategy)")
+        self.run = ScoringRun(scores_dataset(dataset, info, {}), info, None, family, model_name=self.proxy.name)
+        self.proxy_epochs = None
+        self.decision = precheck_decision(check, self.check_epochs())
+        return self.run
+
     def set_scores(self, scores: Dataset) -> ScoringRun:
         """Use `scores` computed before (``svp_hf.score``'s table for this dataset) instead of :meth:`score`."""
         _, info, family = self._data("set_scores")
@@ -306,6 +396,8 @@ class Pruner:
         target's probe included) are ``timings["auto"]``."""
         if self.selection.strategy != AUTO:
             return None
+        if self.unscored:  # decided by the pre-check, which trained nothing
+            return self.decision
 
         def compute() -> Dict[str, Any]:
             return self._check().as_dict()
@@ -344,6 +436,8 @@ class Pruner:
         if probe_seconds:
             decision.seconds += probe_seconds
             decision.budget = {**(decision.budget or {}), "probe_seconds": probe_seconds}
+        if self.prechecked is not None and decision.budget is not None:
+            decision.budget["precheck"] = self.prechecked.as_dict()
         return decision
 
     def _from_main(self, value: Any) -> Any:
@@ -354,32 +448,41 @@ class Pruner:
         return broadcast_object_list([value], from_process=0)[0]
 
     def plan(self) -> Tuple[Optional[CheckPlan], float]:
-        """``(plan, probe seconds)``: the check sized to the selection budget (``None`` without one). With a target,
-        its full-data training is estimated from a probe of a few batches; a proxy loaded from a checkpoint is
-        priced by a probe too."""
+        """``(plan, probe seconds)``: the check sized to the selection budget (``None`` without one), priced by
+        :func:`svp_hf.stages.auto.budget_plan`. With a target, its full-data training is estimated from a probe of a
+        few batches (the pre-check's, when it ran); a proxy trained here is priced at its measured seconds, one loaded
+        from a checkpoint (or whose scores were given) by a probe. The probe seconds returned are those taken here."""
         budget = self.selection.auto.budget
         if budget is None:
             return None, 0.0
         dataset, info, _ = self._data("plan")
-        target_rate, probe_seconds = None, 0.0
-        if self.target is not None:
-            target_rate, probe_seconds = self._probe(self.target)
+        n = len(dataset)
+        target_rate, probe_seconds = self._target_rate, 0.0
+        if self.target is not None and target_rate is None:
+            target_rate, probe_seconds = self._probe(self.target, evaluate=False)
         proxy_seconds = self.timings.get("proxy_training")
-        if proxy_seconds is None:  # the proxy was not trained here (a checkpoint, or scores given): probe it
-            proxy_rate, seconds = self._probe(self.proxy)
+        trained = proxy_seconds is not None
+        if trained:
+            proxy_epochs = int(self.proxy.epochs)
+            rate = TrainingRate.measured(
+                proxy_seconds, n, proxy_epochs, source=f"the proxy: {proxy_seconds:.1f} s for {n} rows x {proxy_epochs}"
+            )
+        else:  # the proxy was not trained here (a checkpoint, or scores given): probe it
+            proxy_epochs = int(self.proxy_epochs or self.proxy.epochs)
+            rate, seconds = self._probe(self.proxy)
             probe_seconds += seconds
-            return self._probed_plan(budget, target_rate, proxy_rate, probe_seconds), probe_seconds
         plan = budget_plan(
             budget=budget,
-            n_rows=len(dataset),
+            n_rows=n,
             fraction=self.selection.fraction,
             check_epochs=self.check_epochs(),
-            proxy_seconds=proxy_seconds,
-            proxy_epochs=self.proxy.epochs,
+            proxy_rate=rate,
+            proxy_epochs=proxy_epochs,
+            proxy_trained=trained,
             scoring_seconds=self.timings.get("scoring", 0.0),
             target_rate=target_rate,
             target_epochs=self.target.epochs if self.target is not None else None,
-            probe_seconds=probe_seconds,
+            probe_seconds=probe_seconds + self.timings.get("precheck", 0.0),
             holdout=self.selection.auto.holdout,
             seeds=self.selection.auto.seeds,
             coverage_beta=self.selection.coverage_beta,
@@ -387,41 +490,7 @@ class Pruner:
         )
         return plan, probe_seconds
 
-    def _probed_plan(
-        self, budget: float, target_rate: Optional[TrainingRate], proxy_rate: TrainingRate, probe_seconds: float
-    ) -> CheckPlan:
-        """The plan when the proxy was not trained here: its candidates priced at its probed rate, the budget a share
-        of the target's full-data training (probed) or, without a target, of the proxy's own full-data training
-        estimated from its probe."""
-        dataset, info, _ = self._data("plan")
-        n = len(dataset)
-        if target_rate is not None and self.target is not None:
-            reference_seconds, reference, _ = budget_reference(
-                n_rows=n, target_rate=target_rate, target_epochs=self.target.epochs
-            )
-        else:
-            reference_seconds, reference = (
-                proxy_rate.training_seconds(n, self.proxy_epochs or self.proxy.epochs),
-                "proxy",
-            )
-        scoring = self.timings.get("scoring", 0.0)
-        rate = dataclasses.replace(proxy_rate, evaluate=scoring / n if n and scoring else proxy_rate.evaluate)
-        return plan_check(
-            budget=budget,
-            reference_seconds=reference_seconds,
-            reference=reference,
-            spent_seconds=scoring + probe_seconds,
-            rate=rate,
-            n_rows=n,
-            fraction=self.selection.fraction,
-            epochs=self.check_epochs(),
-            holdout=self.selection.auto.holdout,
-            seeds=self.selection.auto.seeds,
-            coverage_beta=self.selection.coverage_beta,
-            num_classes=info.num_classes,
-        )
-
-    def _probe(self, model: ModelSettings) -> Tuple[TrainingRate, float]:
+    def _probe(self, model: ModelSettings, evaluate: bool = True) -> Tuple[TrainingRate, float]:
         dataset, info, _ = self._data("plan")
 
         def make_model():
@@ -437,6 +506,7 @@ class Pruner:
             model.training,
             self.accelerator,
             seed=self.selection.seed,
+            evaluate=evaluate,
         )
 
     def select(self) -> PruneResult:
@@ -460,7 +530,8 @@ class Pruner:
         )
         selected = None
         if isinstance(self.dataset, Dataset):  # a stream is never held locally
-            selected = subset_with_scores(self.dataset, run.scores, selection.method, keep)
+            method = selection.method if selection.method in run.scores.column_names else None  # None: unscored
+            selected = subset_with_scores(self.dataset, run.scores, method, keep)
         self.timings["selection"] = time.perf_counter() - start
         return PruneResult(
             run=run,

@@ -454,7 +454,10 @@ def selected_indices(
     :func:`select` or :func:`prune`, or pass the strategy :func:`choose_strategy` returned."""
     spec = get_method(method)
     check_strategy(strategy)
-    values = method_values(scores, method)
+    if strategy == "random" and method not in scores.column_names:  # unscored (the proxy was never trained)
+        values = np.zeros(len(scores), dtype=np.float64)  # random ignores the values: only their count is read
+    else:
+        values = method_values(scores, method)
     n_keep = n_to_keep(fraction, len(scores))
     if strategy == "coverage":
         check_coverage_beta(coverage_beta, fraction)
@@ -555,18 +558,20 @@ def run_auto(
     )
 
 
-def subset_with_scores(dataset: Dataset, scores: Dataset, method: str, keep: np.ndarray) -> Dataset:
-    """The rows `keep` (positions) of `dataset` with ``svp_score`` (`method`'s score) and ``svp_index`` (the row's
-    position in `dataset`); an incoming ``svp_index``/``svp_score`` is kept as ``svp_index_previous``/
-    ``svp_score_previous`` (see :func:`svp_hf.data.columns.keep_previous_columns`)."""
+def subset_with_scores(dataset: Dataset, scores: Dataset, method: Optional[str], keep: np.ndarray) -> Dataset:
+    """The rows `keep` (positions) of `dataset` with ``svp_score`` (`method`'s score; no such column when `method` is
+    ``None``: a run whose proxy was never trained has no score to give) and ``svp_index`` (the row's position in
+    `dataset`); an incoming ``svp_index``/``svp_score`` is kept as ``svp_index_previous``/``svp_score_previous`` (see
+    :func:`svp_hf.data.columns.keep_previous_columns`)."""
     if len(scores) != len(dataset):
         raise SVPConfigError(f"scores have {len(scores)} rows but the dataset has {len(dataset)}; score this dataset")
     dataset = keep_previous_columns(dataset)
-    by_index = np.empty(len(scores), dtype=np.float64)
-    by_index[score_positions(scores)] = np.asarray(scores[method], dtype=np.float64)
     with quiet_datasets():
         pruned = dataset.select(keep)
-        pruned = pruned.add_column(SCORE_COLUMN, by_index[keep].tolist(), feature=Value("float64"))
+        if method is not None:
+            by_index = np.empty(len(scores), dtype=np.float64)
+            by_index[score_positions(scores)] = np.asarray(scores[method], dtype=np.float64)
+            pruned = pruned.add_column(SCORE_COLUMN, by_index[keep].tolist(), feature=Value("float64"))
         return pruned.add_column(INDEX_COLUMN, keep.tolist(), feature=Value("int64"))
 
 

@@ -1,0 +1,168 @@
+"""auto's pre-check (svp_hf.stages.orchestrator.Pruner.precheck): a proxy whose training and scoring alone would exceed
+the selection budget is never trained; what the job, the Python API, resume and push_to_hub then write."""
+
+import json
+import logging
+
+import datasets
+import pandas as pd
+import pytest
+
+import svp_hf
+import svp_hf.publish.hub
+import svp_hf.stages.orchestrator as orchestrator
+from svp_hf.jobs import coreset
+from svp_hf.record import selection_record
+from svp_hf.stages.auto import TrainingRate
+
+from .conftest import REPO, FakeHub
+
+QUICKSTART = str(REPO / "recipes" / "quickstart.yaml")
+# The default strategy (auto) and budget (0.1), a target, tiny data.
+TINY = [
+    "--proxy_epochs",
+    "1",
+    "--target_epochs",
+    "1",
+    "--max_train_samples",
+    "300",
+    "--max_eval_samples",
+    "100",
+    "--score_methods",
+    "random",
+    "--strategy",
+    "auto",
+]
+CHEAP_TARGET = TrainingRate(train=1e-6, evaluate=1e-6, source="fake probe of the target")
+DEAR_PROXY = TrainingRate(train=1.0, evaluate=0.1, source="fake probe of the proxy")
+
+
+@pytest.fixture
+def probes(monkeypatch):
+    """Fake probes (the target's first, then the proxy's: the pre-check's order), recorded; and a proxy that must
+    never be trained."""
+    calls = []
+
+    def probe(make_model, family, dataset, info, config, accelerator, **kwargs):
+        calls.append(config.epochs)
+        return (CHEAP_TARGET if len(calls) % 2 else DEAR_PROXY), 0.25
+
+    def never(*args, **kwargs):
+        raise AssertionError("the proxy was trained although the pre-check found that it cannot pay")
+
+    monkeypatch.setattr(orchestrator, "probe_training_rate", probe)
+    monkeypatch.setattr(orchestrator, "train_and_score", never)
+    return calls
+
+
+def test_a_proxy_that_cannot_pay_is_never_trained_and_the_run_says_so(tmp_path, probes, caplog, capsys):
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        coreset.main([QUICKSTART, "--output_dir", str(out), *TINY, "--score_with_target", "true"])
+    assert len(probes) == 2  # the target and the proxy, once each: plan() reuses the target's
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "svp_hf" in r.name]
+    assert len(warned) == 1 and "selection cannot pay for itself" in warned[0] and "kept random" in warned[0]
+    written = json.loads((out / "metrics.json").read_text())
+    auto = written["auto"]
+    check = auto["budget"]["precheck"]
+    assert written["selected_strategy"] == "random" and auto["candidates"] == [] and not check["fits"]
+    assert check["proxy_estimate_seconds"] > check["budget_seconds"] and check["budget"] == 0.1
+    assert set(check) >= {"proxy_estimate_seconds", "reference_seconds", "budget", "fits", "probe_seconds"}
+    assert "selection cannot pay for itself" in auto["fallback"]
+    assert written["scores_source"]["source"] == "not_scored" and written["proxy_accuracy"] is None
+    assert written["proxy_epochs"] is None and written["proxy_history"] == [] and written["score_statistics"] == {}
+    assert written["rank_agreement"] is None and "barely_beats_chance" not in written
+    assert written["timings"]["precheck"] == pytest.approx(0.5) and "proxy_training" not in written["timings"]
+    account = written["end_to_end"]
+    assert account["relative_to"] == "target" and account["stages"]["precheck"] == pytest.approx(0.5)
+    assert account["selection_seconds"] >= 0.5
+    # random, exactly as random selects with scores
+    scores = pd.read_parquet(out / "scores.parquet")
+    assert list(scores.columns) == ["svp_index", "label"] and len(scores) == 300
+    assert list(svp_hf.load_scores(out).column_names) == ["svp_index", "label"]
+    loaded = datasets.load_dataset(str(out / "dataset"))
+    assert "svp_score" not in loaded["train"].column_names and "svp_score" not in loaded["test"].column_names
+    table = datasets.Dataset.from_pandas(scores)
+    keep = svp_hf.selected_indices(table, "least_confidence", 0.5, strategy="random", seed=0)
+    assert sorted(loaded["train"]["svp_index"]) == sorted(keep.tolist())
+    report = (out / "report.md").read_text()
+    assert "No row was scored and the proxy was never trained" in report
+    assert "so selection could not pay for itself: the proxy was not trained" in report
+    card = (out / "dataset" / "README.md").read_text()
+    assert "without training the `resnet20` proxy" in card and "no row was scored, so there is no `svp_score`" in card
+    assert "the proxy was not trained" in capsys.readouterr().out  # the end-of-run summary
+
+
+def test_a_rerun_reads_the_precheck_and_probes_nothing(tmp_path, probes, monkeypatch):
+    out = tmp_path / "out"
+    (out / "checkpoints").mkdir(parents=True)
+    saved = orchestrator.precheck(
+        budget=0.1,
+        n_rows=300,
+        proxy_rate=DEAR_PROXY,
+        proxy_epochs=1,
+        target_rate=CHEAP_TARGET,
+        target_epochs=1,
+        probe_seconds=0.5,
+    ).as_dict()  # as an interrupted run saved it
+    (out / "checkpoints" / "precheck.json").write_text(json.dumps(saved))
+    metrics = coreset.main([QUICKSTART, "--output_dir", str(out), *TINY])
+    assert probes == [] and metrics["auto"]["budget"]["precheck"] == saved
+    assert metrics["timings"]["precheck"] == 0.5 and not (out / "checkpoints").exists()
+
+
+def test_push_to_hub_publishes_a_run_that_scored_nothing(tmp_path, probes, monkeypatch):
+    hub = FakeHub()
+    monkeypatch.setattr(svp_hf.publish.hub, "HfApi", hub.api)
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    out = tmp_path / "out"
+    coreset.main([QUICKSTART, "--output_dir", str(out), *TINY])
+    svp_hf.push_to_hub(out, "alice/digits-random")
+    files = hub.repos["alice/digits-random"]["files"]
+    assert "scores/proxy.parquet" in files and b"svp_score" not in files["README.md"].split(b"no `svp_score`")[0]
+
+
+def test_prune_with_a_target_keeps_random_without_training_the_proxy(tiny_digits, probes):
+    train, test = tiny_digits
+    kwargs = dict(proxy_epochs=1, batch_size=64, target_epochs=2, seed=0)
+    pruned = svp_hf.prune(train, "resnet20", 0.5, target="resnet20", eval_dataset=test, **kwargs)
+    assert "svp_score" not in pruned.column_names and len(pruned) == 100
+    assert selection_record(pruned)["scores_source"]["source"] == "not_scored"
+    pruned_again, metrics = svp_hf.prune(train, "resnet20", 0.5, target="resnet20", return_metrics=True, **kwargs)
+    assert pruned_again["svp_index"] == pruned["svp_index"] and metrics["selected_strategy"] == "random"
+    assert metrics["auto"]["budget"]["precheck"]["fits"] is False and metrics["proxy_accuracy"] is None
+    assert metrics["end_to_end"] is None  # nothing was trained: no measured reference
+    assert len(probes) == 4
+
+
+def test_without_a_target_or_when_only_scoring_there_is_no_precheck(tiny_digits, monkeypatch):
+    calls = []
+    real = orchestrator.probe_training_rate
+    monkeypatch.setattr(orchestrator, "probe_training_rate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    train, _ = tiny_digits
+    svp_hf.score(train, "resnet20", "entropy", proxy_epochs=1, batch_size=64)
+    assert calls == []
+    _, metrics = svp_hf.prune(
+        train, "resnet20", 0.5, "entropy", proxy_epochs=1, batch_size=64, selection_budget=0.5, return_metrics=True
+    )
+    assert calls == [] and "precheck" not in metrics["timings"] and "precheck" not in (metrics["auto"]["budget"] or {})
+
+
+def test_a_proxy_that_fits_trains_and_the_plan_reuses_the_targets_probe(tiny_digits, monkeypatch):
+    calls = []
+
+    def probe(make_model, family, dataset, info, config, accelerator, **kwargs):
+        calls.append(config.epochs)  # a target dear per row (600 s on all rows), a cheap proxy: it fits
+        return TrainingRate(train=1.0 if len(calls) == 1 else 1e-6, evaluate=1e-7), 0.01
+
+    monkeypatch.setattr(orchestrator, "probe_training_rate", probe)
+    train, _ = tiny_digits
+    _, metrics = svp_hf.prune(
+        train, "resnet20", 0.5, target="resnet20", proxy_epochs=1, batch_size=64, target_epochs=3, return_metrics=True
+    )
+    assert calls == [3, 1]  # the target (3 epochs) then the proxy, once each
+    budget = metrics["auto"]["budget"]
+    assert budget["precheck"]["fits"] and "probe_seconds" not in budget  # no second probe of the target
+    assert budget["spent_seconds"] >= metrics["timings"]["proxy_training"] + 0.02
+    assert metrics["proxy_accuracy"] is None and "entropy" not in metrics["scored_methods"]
+    assert metrics["scores_source"] is None and metrics["timings"]["precheck"] == pytest.approx(0.02)
