@@ -166,3 +166,28 @@ def test_a_proxy_that_fits_trains_and_the_plan_reuses_the_targets_probe(tiny_dig
     assert budget["spent_seconds"] >= metrics["timings"]["proxy_training"] + 0.02
     assert metrics["proxy_accuracy"] is None and "entropy" not in metrics["scored_methods"]
     assert metrics["scores_source"] is None and metrics["timings"]["precheck"] == pytest.approx(0.02)
+
+
+def test_a_probe_prices_the_checkpoint_each_epoch_saves(tmp_path):
+    """Where the run checkpoints every epoch, the probe's longer epoch saves one too (in a scratch folder inside the
+    checkpoint folder, removed after): its seconds join the rate's per-epoch cost."""
+    from svp_hf.data import add_index, reviews_dataset
+    from svp_hf.engine.training import TrainingConfig, make_accelerator
+    from svp_hf.models import create_model
+    from svp_hf.stages.auto import probe_training_rate
+    from svp_hf.stages.proxy import prepare_inputs
+
+    rows = add_index(reviews_dataset(n=300)["train"].select(range(200)))
+    family, info = prepare_inputs(rows, "fasttext", {})
+    config = TrainingConfig(epochs=3, batch_size=16)
+    accelerator = make_accelerator()
+
+    def probe(folder):
+        return probe_training_rate(
+            lambda: create_model("fasttext", info), family, rows, info, config, accelerator, checkpoint_dir=folder
+        )[0]
+
+    plain, priced = probe(None), probe(str(tmp_path))
+    assert "saving a checkpoint" in priced.source and "saving" not in plain.source
+    assert priced.per_epoch > 0 and priced.train > 0
+    assert list(tmp_path.iterdir()) == []  # the scratch checkpoint is gone

@@ -119,6 +119,7 @@ class TrainResult:
     seconds: float = 0.0
     prepare_seconds: float = 0.0  # of `seconds`: turning the dataset into batches (decode-once, tokenising) and setup
     loop_seconds: float = 0.0  # of `seconds`: the epochs themselves
+    checkpoint_seconds: float = 0.0  # of `loop_seconds`: saving the per-epoch checkpoints
 
 
 OPTIMIZERS: Registry = Registry("optimizer")
@@ -316,6 +317,7 @@ def train_model(
         recorded.update(restore_signals(state, recorded))
         logger.info(f"{desc}: resumed from {folder} (epoch {done} of {config.epochs})", main_process_only=True)
     prepared = time.perf_counter() - start
+    saving = 0.0
     for epoch in range(done, config.epochs):
         order.manual_seed(config.seed + epoch)
         augment_stream = epoch_generator(accelerator.device, config.seed, epoch, accelerator.process_index)
@@ -342,11 +344,13 @@ def train_model(
             accelerator.log({f"{desc}/{k}": v for k, v in record.items() if k != "epoch"}, step=epoch + 1)
         if checkpoint_dir:
             state = {"epoch": epoch + 1, "history": history, "signals": signals_state(recorded)}
+            saved = time.perf_counter()
             save_epoch(accelerator, checkpoint_dir, epoch + 1, state)
+            saving += time.perf_counter() - saved
     loop_seconds = time.perf_counter() - start - prepared
     model = unwrap(accelerator, model)
     release(accelerator, collect=True)
-    return TrainResult(model, history, recorded, time.perf_counter() - start, prepared, loop_seconds)
+    return TrainResult(model, history, recorded, time.perf_counter() - start, prepared, loop_seconds, saving)
 
 
 def optimizer_step(optimizer) -> None:

@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -753,7 +755,9 @@ def proxy_trainer(
 # A probe trains one batch to warm up (allocations, caches, lazy initialisation), then one epoch of this many batches
 # and one of twice as many, and evaluates the same two sets of rows: the difference of the two lengths is the per-row
 # rate, free of what each epoch or evaluation costs whatever its rows (starting a loader, the schedule), which a probe
-# of a few batches would otherwise spread over its few rows.
+# of a few batches would otherwise spread over its few rows. (Longer probes measure fast models more steadily but
+# cost more than a small run's whole budget: on the quickstart, growing them to 0.1 s cost 2.4-2.9 s of probes against
+# a budget of 1.9-2.4 s.)
 PROBE_BATCHES = 1
 
 
@@ -767,6 +771,28 @@ def _rate_from_two(short: float, long: float, short_rows: int, long_rows: int) -
     return long / max(long_rows, 1), 0.0
 
 
+def _probe_folder(checkpoint_dir: Optional[str], tag: str, accelerator) -> Optional[str]:
+    """An empty scratch folder for one measured epoch's checkpoint inside `checkpoint_dir` (``None`` without one): the
+    same path in every process, emptied first so that no earlier probe's checkpoint is resumed."""
+    if not checkpoint_dir:
+        return None
+    folder = os.path.join(checkpoint_dir, "probe", tag)
+    if accelerator.is_main_process:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder, exist_ok=True)
+    accelerator.wait_for_everyone()
+    return folder
+
+
+def _remove_probe_folder(folder: Optional[str], accelerator) -> None:
+    if folder is None:
+        return
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        shutil.rmtree(os.path.dirname(folder), ignore_errors=True)
+    accelerator.wait_for_everyone()
+
+
 def probe_training_rate(
     make_model,
     family,
@@ -778,16 +804,17 @@ def probe_training_rate(
     batches: int = PROBE_BATCHES,
     seed: int = 0,
     evaluate: bool = True,
+    checkpoint_dir: Optional[str] = None,
 ) -> Tuple[TrainingRate, float]:
     """A model's training and evaluation rates measured on a few rows of `dataset`, so that its full-data training
     (and a forward pass of every row) can be priced before it trains: the target's, for :func:`budget_reference`; the
     proxy's, for :func:`precheck`, or when it was loaded rather than trained.
 
     A fresh ``make_model()`` trains one epoch on one batch of seeded rows (a warm-up, not measured), then one epoch on
-    `batches` batches of others and one on ``2 * batches`` batches, and evaluates those two sets of rows; the per-row
-    rates are the differences between the long and the short runs, and the rest of the short run is a fixed cost per
-    epoch (:class:`TrainingRate`'s ``per_epoch``). The rate's ``prepare`` is the longer training's data preparation
-    per row.
+    `batches` batches of others and one on twice as many, and evaluates those two sets of rows; the per-row rates are
+    the differences between the long and the short runs, and the rest of the short run is a fixed cost per epoch
+    (:class:`TrainingRate`'s ``per_epoch``, plus the longer run's checkpoint save when `checkpoint_dir` is given).
+    The rate's ``prepare`` is the longer training's data preparation per row.
 
     Args:
         make_model: Builds a fresh model.
@@ -800,6 +827,9 @@ def probe_training_rate(
         seed: Seed of the rows drawn and of the model.
         evaluate: Also measure the evaluation rate (the proxy's, which prices scoring); false leaves ``evaluate`` 0
             and saves the two evaluations (the target's probe: only its training is priced).
+        checkpoint_dir: Where the run that will train the model saves a checkpoint every epoch: the longer measured
+            epoch saves one too, in a scratch folder inside it (removed after), and what the save took is part of the
+            rate's ``per_epoch`` (a large fastText table's checkpoint can cost more than its epoch).
 
     Returns:
         ``(rate, seconds)``: the :class:`TrainingRate` and the seconds the whole probe took (selection spends them).
@@ -807,24 +837,31 @@ def probe_training_rate(
     start = time.perf_counter()
     base = dataset.remove_columns(INDEX_COLUMN) if INDEX_COLUMN in dataset.column_names else dataset
     batch = int(config.batch_size)
-    n = min(len(base), (3 * int(batches) + 1) * batch)
-    picked = np.random.default_rng([seed, 31337]).permutation(len(base))[:n]
-    warm_rows = min(batch, max(n - 2, 1))
-    short_rows = max((n - warm_rows) // 3, 1)
-    warm = np.sort(picked[:warm_rows])
-    short = np.sort(picked[warm_rows : warm_rows + short_rows])
-    long = np.sort(picked[warm_rows + short_rows :])
+    picked = np.random.default_rng([seed, 31337]).permutation(len(base))
+    warm_rows = min(batch, max(len(base) - 2, 1))
+    rest = picked[warm_rows:] if len(picked) > warm_rows else picked
     one_epoch = dataclasses.replace(config, epochs=1, seed=int(seed))
     set_seed(int(seed))
     model = make_model()
-    runs = []  # (rows, training result, evaluation seconds) of the two measured epochs
-    for rows, desc in ((warm, "probe warm-up"), (short, "probe"), (long, "probe")):
+
+    def train_on(rows: np.ndarray, desc: str, folder: Optional[str] = None):
         with quiet_datasets():
-            subset = add_index(base.select(rows))
-        result = train_model(model, family, subset, info, one_epoch, accelerator, desc=desc, progress=False)
+            subset = add_index(base.select(np.sort(rows)))
+        result = train_model(
+            model, family, subset, info, one_epoch, accelerator, desc=desc, progress=False, checkpoint_dir=folder
+        )
+        return subset, result
+
+    _, warm = train_on(picked[:warm_rows], "probe warm-up")
+    model = warm.model
+    short_rows = rest[: max(min(int(batches) * batch, len(rest) // 3), 1)]
+    long_rows = rest[len(short_rows) : len(short_rows) + max(min(2 * len(short_rows), len(rest) - len(short_rows)), 1)]
+    runs = []  # (rows, training result, evaluation seconds) of the two measured epochs
+    for rows, tag in ((short_rows, None), (long_rows, "long")):  # the longer one saves a checkpoint, when priced
+        folder = _probe_folder(checkpoint_dir if tag else None, "epoch", accelerator)
+        subset, result = train_on(rows, "probe", folder)
         model = result.model
-        if rows is warm:
-            continue
+        _remove_probe_folder(folder, accelerator)
         t0 = time.perf_counter()
         if evaluate:
             evaluate_accuracy(
@@ -834,22 +871,25 @@ def probe_training_rate(
                 info,
                 accelerator,
                 batch_size=batch,
-                desc=desc,
+                desc="probe",
                 num_workers=config.num_workers,
                 progress=False,
             )
         runs.append((len(rows), result, time.perf_counter() - t0))
     (n_short, s, e_short), (n_long, lg, e_long) = runs
-    train, per_epoch = _rate_from_two(s.loop_seconds, lg.loop_seconds, n_short, n_long)
+    train, per_epoch = _rate_from_two(
+        s.loop_seconds - s.checkpoint_seconds, lg.loop_seconds - lg.checkpoint_seconds, n_short, n_long
+    )
+    saving = lg.checkpoint_seconds  # a checkpoint's size does not depend on the rows
     evaluated = _rate_from_two(e_short, e_long, n_short, n_long)[0] if evaluate else 0.0
     rate = TrainingRate(
         train=train,
         prepare=lg.prepare_seconds / max(n_long, 1),
         evaluate=evaluated,
-        per_epoch=per_epoch,
+        per_epoch=per_epoch + saving,
         source=(
             f"probe: {s.loop_seconds:.2f} s and {lg.loop_seconds:.2f} s for epochs of {n_short} and {n_long} "
-            f"rows after a warm-up batch"
+            f"rows after a warm-up batch" + (f", {saving:.2f} s of them saving a checkpoint" if saving else "")
         ),
     )
     return rate, time.perf_counter() - start

@@ -507,6 +507,7 @@ class Pruner:
             self.accelerator,
             seed=self.selection.seed,
             evaluate=evaluate,
+            checkpoint_dir=self.checkpoint_dir,  # the job saves a checkpoint every epoch: so does the probe
         )
 
     def select(self) -> PruneResult:
