@@ -132,7 +132,7 @@ def test_prune_with_a_target_keeps_random_without_training_the_proxy(tiny_digits
     assert pruned_again["svp_index"] == pruned["svp_index"] and metrics["selected_strategy"] == "random"
     assert metrics["auto"]["budget"]["precheck"]["fits"] is False and metrics["proxy_accuracy"] is None
     assert metrics["end_to_end"] is None  # nothing was trained: no measured reference
-    assert len(probes) == 4
+    assert probes == [2, 2]  # the proxy is the target's own model: one probe of the target per call prices both
 
 
 def test_without_a_target_or_when_only_scoring_there_is_no_precheck(tiny_digits, monkeypatch):
@@ -158,7 +158,15 @@ def test_a_proxy_that_fits_trains_and_the_plan_reuses_the_targets_probe(tiny_dig
     monkeypatch.setattr(orchestrator, "probe_training_rate", probe)
     train, _ = tiny_digits
     _, metrics = svp_hf.prune(
-        train, "resnet20", 0.5, target="resnet20", proxy_epochs=1, batch_size=64, target_epochs=3, return_metrics=True
+        train,
+        "resnet20",
+        0.5,
+        target="resnet20",
+        proxy_epochs=1,
+        batch_size=64,
+        target_batch_size=32,  # another cost per row: the proxy is probed too
+        target_epochs=3,
+        return_metrics=True,
     )
     assert calls == [3, 1]  # the target (3 epochs) then the proxy, once each
     budget = metrics["auto"]["budget"]
@@ -188,6 +196,35 @@ def test_a_probe_prices_the_checkpoint_each_epoch_saves(tmp_path):
         )[0]
 
     plain, priced = probe(None), probe(str(tmp_path))
-    assert "saving a checkpoint" in priced.source and "saving" not in plain.source
+    assert "to save a checkpoint" in priced.source and "save" not in plain.source
     assert priced.per_epoch > 0 and priced.train > 0
     assert list(tmp_path.iterdir()) == []  # the scratch checkpoint is gone
+
+
+def test_a_repeated_probe_keeps_the_fastest_reading_of_each_epoch(monkeypatch):
+    """Other work on the machine only slows a measurement down: with repeats, each epoch's fastest reading is kept."""
+    from svp_hf.engine.training import TrainingConfig, TrainResult
+    from svp_hf.stages import auto
+
+    readings = iter([9.0, 0.5, 1.0, 0.2, 0.4])  # warm-up, then (short, long) twice: the first pair slowed down
+    monkeypatch.setattr(
+        auto, "train_model", lambda model, *a, **k: TrainResult(model, loop_seconds=next(readings), seconds=1.0)
+    )
+    rows = datasets.Dataset.from_dict({"x": list(range(100)), "label": [0, 1] * 50})
+    rate, _ = auto.probe_training_rate(
+        lambda: object(), None, rows, None, TrainingConfig(batch_size=10), None, evaluate=False, repeats=2
+    )
+    assert rate.train == pytest.approx((0.4 - 0.2) / 10) and rate.per_epoch == pytest.approx(0.0)
+    assert "fastest of 2" in rate.source
+
+
+def test_a_proxy_that_is_the_targets_own_model_is_priced_by_one_probe_of_the_target(tmp_path, probes):
+    """The proxy trained as the target, for a share of its epochs at least the budget: its training alone is over the
+    budget whatever the rate, so only the target is probed, once, and the proxy is priced at its rate."""
+    out = tmp_path / "out"
+    argv = [QUICKSTART, "--output_dir", str(out), *TINY, "--target", "resnet20", "--target_epochs", "2"]
+    metrics = coreset.main(argv)
+    check = metrics["auto"]["budget"]["precheck"]
+    assert probes == [2] and not check["fits"]  # the target's probe (its 2 epochs), no proxy probe
+    assert check["proxy_training_seconds"] == pytest.approx(check["reference_seconds"] / 2)
+    assert metrics["selected_strategy"] == "random"

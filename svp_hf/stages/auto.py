@@ -805,6 +805,7 @@ def probe_training_rate(
     seed: int = 0,
     evaluate: bool = True,
     checkpoint_dir: Optional[str] = None,
+    repeats: int = 1,
 ) -> Tuple[TrainingRate, float]:
     """A model's training and evaluation rates measured on a few rows of `dataset`, so that its full-data training
     (and a forward pass of every row) can be priced before it trains: the target's, for :func:`budget_reference`; the
@@ -830,6 +831,8 @@ def probe_training_rate(
         checkpoint_dir: Where the run that will train the model saves a checkpoint every epoch: the longer measured
             epoch saves one too, in a scratch folder inside it (removed after), and what the save took is part of the
             rate's ``per_epoch`` (a large fastText table's checkpoint can cost more than its epoch).
+        repeats: Measure the two epochs this many times and keep the fastest of each (other work on the machine only
+            slows a measurement down): the target's probe sets the budget, which a slowed probe would inflate.
 
     Returns:
         ``(rate, seconds)``: the :class:`TrainingRate` and the seconds the whole probe took (selection spends them).
@@ -856,40 +859,49 @@ def probe_training_rate(
     model = warm.model
     short_rows = rest[: max(min(int(batches) * batch, len(rest) // 3), 1)]
     long_rows = rest[len(short_rows) : len(short_rows) + max(min(2 * len(short_rows), len(rest) - len(short_rows)), 1)]
-    runs = []  # (rows, training result, evaluation seconds) of the two measured epochs
-    for rows, tag in ((short_rows, None), (long_rows, "long")):  # the longer one saves a checkpoint, when priced
-        folder = _probe_folder(checkpoint_dir if tag else None, "epoch", accelerator)
-        subset, result = train_on(rows, "probe", folder)
-        model = result.model
-        _remove_probe_folder(folder, accelerator)
-        t0 = time.perf_counter()
-        if evaluate:
-            evaluate_accuracy(
-                model,
-                family,
-                subset,
-                info,
-                accelerator,
-                batch_size=batch,
-                desc="probe",
-                num_workers=config.num_workers,
-                progress=False,
-            )
-        runs.append((len(rows), result, time.perf_counter() - t0))
-    (n_short, s, e_short), (n_long, lg, e_long) = runs
-    train, per_epoch = _rate_from_two(
-        s.loop_seconds - s.checkpoint_seconds, lg.loop_seconds - lg.checkpoint_seconds, n_short, n_long
+    timed: Dict[str, List[float]] = {"short": [], "long": [], "eval short": [], "eval long": []}
+    saving, prepare = 0.0, 0.0
+    for repeat in range(max(int(repeats), 1)):
+        for rows, tag in ((short_rows, "short"), (long_rows, "long")):
+            priced = tag == "long" and repeat == 0  # one checkpoint save is timed, when the run saves them
+            folder = _probe_folder(checkpoint_dir if priced else None, "epoch", accelerator)
+            subset, result = train_on(rows, "probe", folder)
+            model = result.model
+            _remove_probe_folder(folder, accelerator)
+            timed[tag].append(result.loop_seconds - result.checkpoint_seconds)
+            saving = max(saving, result.checkpoint_seconds)  # a checkpoint's size does not depend on the rows
+            prepare = result.prepare_seconds if tag == "long" else prepare
+            t0 = time.perf_counter()
+            if evaluate:
+                evaluate_accuracy(
+                    model,
+                    family,
+                    subset,
+                    info,
+                    accelerator,
+                    batch_size=batch,
+                    desc="probe",
+                    num_workers=config.num_workers,
+                    progress=False,
+                )
+            timed["eval " + tag].append(time.perf_counter() - t0)
+    # The fastest of the repeats: other work on the machine only ever slows a measurement down.
+    n_short, n_long = len(short_rows), len(long_rows)
+    short_s, long_s = min(timed["short"]), min(timed["long"])
+    train, per_epoch = _rate_from_two(short_s, long_s, n_short, n_long)
+    evaluated = (
+        _rate_from_two(min(timed["eval short"]), min(timed["eval long"]), n_short, n_long)[0] if evaluate else 0.0
     )
-    saving = lg.checkpoint_seconds  # a checkpoint's size does not depend on the rows
-    evaluated = _rate_from_two(e_short, e_long, n_short, n_long)[0] if evaluate else 0.0
     rate = TrainingRate(
         train=train,
-        prepare=lg.prepare_seconds / max(n_long, 1),
+        prepare=prepare / max(n_long, 1),
         evaluate=evaluated,
         per_epoch=per_epoch + saving,
         source=(
-            f"probe: {s.loop_seconds:.2f} s and {lg.loop_seconds:.2f} s for epochs of {n_short} and {n_long} "
-            f"rows after a warm-up batch" + (f", {saving:.2f} s of them saving a checkpoint" if saving else "")
+            f"probe: {short_s:.2f} s and {long_s:.2f} s for epochs of {n_short} and {n_long} rows after a warm-up "
+            f"batch"
+            + (f" (fastest of {int(repeats)})" if repeats > 1 else "")
+            + (f", and {saving:.2f} s to save a checkpoint" if saving else "")
         ),
     )
     return rate, time.perf_counter() - start
