@@ -45,6 +45,7 @@ import json
 import math
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List
 
@@ -180,8 +181,8 @@ def run_seed(args, suite: str, seed: int, accelerator, parts: Parts) -> Dict[str
     from svp_hf.config import SelectionArguments
     from svp_hf.engine.training import evaluate_accuracy, train_model
     from svp_hf.models import create_model
-    from svp_hf.stages.proxy import prepare_inputs, run_auto, run_scoring
-    from svp_hf.stages.roles import model_settings, training_config
+    from svp_hf.stages.proxy import auto_check, prepare_inputs, train_and_score
+    from svp_hf.stages.roles import model_settings, scoring_settings, selection_settings, training_config
 
     default_method = SelectionArguments.__dataclass_fields__["method"].default
     plan = arm_plan(args, default_method)
@@ -221,7 +222,15 @@ def run_seed(args, suite: str, seed: int, accelerator, parts: Parts) -> Dict[str
         ]
     )
     if proxy_record is None or (todo and not scores_path.is_file()):
-        run = run_scoring(train, proxy_args, family=family, info=info, accelerator=accelerator, eval_dataset=test)
+        run = train_and_score(
+            train,
+            model_settings("proxy", proxy_args),
+            scoring_settings(proxy_args),
+            family=family,
+            info=info,
+            accelerator=accelerator,
+            eval_dataset=test,
+        )
         run.scores.to_parquet(str(scores_path))
         proxy_record = {
             "accuracy": run.proxy_accuracy,
@@ -266,7 +275,18 @@ def run_seed(args, suite: str, seed: int, accelerator, parts: Parts) -> Dict[str
                         fraction=fraction,
                         **common,
                     )
-                    decision = run_auto(train, scores, auto_args, family=family, info=info, accelerator=accelerator)
+                    selection = selection_settings(auto_args)  # unbudgeted: the check as written in stages/auto.py
+                    decision = auto_check(
+                        train,
+                        scores,
+                        replace(selection, auto=replace(selection.auto, budget=None)),
+                        model_settings("proxy", auto_args),
+                        family=family,
+                        info=info,
+                        accelerator=accelerator,
+                        epochs=auto_args.auto_epochs,
+                        eval_batch_size=int(auto_args.batch_size),
+                    )
                     chosen, beta = decision.strategy, decision.coverage_beta
                     extra = {"auto": decision.as_dict(), "auto_seconds": decision.seconds}
                 keep = svp_hf.selected_indices(scores, method, fraction, strategy=chosen, seed=seed, coverage_beta=beta)

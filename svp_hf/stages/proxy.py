@@ -17,7 +17,6 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from datasets import ClassLabel, Dataset, Features, IterableDataset, Value
 
-from ..config.arguments import SelectionArguments
 from ..config.checks import check_coverage_beta
 from ..data.columns import INDEX_COLUMN, SCORE_COLUMN, DataInfo, add_index, inspect_dataset, keep_previous_columns
 from ..data.images import check_images, small_images
@@ -30,11 +29,9 @@ from ..selection.methods import get_method, list_methods, resolve_methods, train
 from ..selection.ranking import n_to_keep
 from ..selection.signals import restore_signals
 from ..selection.strategies import apply_strategy, check_strategy
-from ..utils.device import DeviceSettings
 from ..utils.progress import quiet_datasets
 from .auto import AutoDecision, CheckPlan, choose_strategy, proxy_trainer
 from .preflight import check_models_against_data
-from .roles import model_settings, scoring_settings, selection_settings
 from .settings import ModelSettings, ScoringSettings, SelectionSettings
 
 
@@ -388,32 +385,6 @@ def fit_model(
     return trained, accuracy
 
 
-def run_scoring(
-    dataset: Union[Dataset, IterableDataset],
-    args: SelectionArguments,
-    *,
-    family: ModelFamily,
-    info: DataInfo,
-    accelerator: Accelerator,
-    eval_dataset: Optional[Dataset] = None,
-    methods: Optional[Sequence[str]] = None,
-    checkpoint_dir: Optional[str] = None,
-    device: Optional[DeviceSettings] = None,
-) -> ScoringRun:
-    """:func:`train_and_score` with the proxy and scoring settings of a recipe's `args` (`methods` default to the
-    recipe's; `device` sets the proxy's channels_last and pinned memory)."""
-    return train_and_score(
-        dataset,
-        model_settings("proxy", args, device=device),
-        scoring_settings(args, methods),
-        family=family,
-        info=info,
-        accelerator=accelerator,
-        eval_dataset=eval_dataset,
-        checkpoint_dir=checkpoint_dir,
-    )
-
-
 def scores_dataset(
     dataset: Union[Dataset, IterableDataset],
     info: DataInfo,
@@ -533,31 +504,6 @@ def auto_check(
     return decision
 
 
-def run_auto(
-    dataset: Dataset,
-    scores: Dataset,
-    args: SelectionArguments,
-    *,
-    family: ModelFamily,
-    info: DataInfo,
-    accelerator: Accelerator,
-) -> AutoDecision:
-    """:func:`auto_check` with a recipe's `args`, unbudgeted (the check as written in :mod:`svp_hf.stages.auto`; the
-    orchestrator budgets it)."""
-    selection = selection_settings(args)
-    return auto_check(
-        dataset,
-        scores,
-        dataclasses.replace(selection, auto=dataclasses.replace(selection.auto, budget=None)),
-        model_settings("proxy", args, device=DeviceSettings()),
-        family=family,
-        info=info,
-        accelerator=accelerator,
-        epochs=args.auto_epochs or args.proxy_epochs,
-        eval_batch_size=int(args.batch_size),
-    )
-
-
 def subset_with_scores(dataset: Dataset, scores: Dataset, method: Optional[str], keep: np.ndarray) -> Dataset:
     """The rows `keep` (positions) of `dataset` with ``svp_score`` (`method`'s score; no such column when `method` is
     ``None``: a run whose proxy was never trained has no score to give) and ``svp_index`` (the row's position in
@@ -582,7 +528,6 @@ __all__ = [
     "checkpoint_signals",
     "check_proxy_checkpoint",
     "labels_of",
-    "run_scoring",
     "train_and_score",
     "fit_model",
     "obtain_proxy",
@@ -590,7 +535,6 @@ __all__ = [
     "scores_dataset",
     "method_values",
     "selected_indices",
-    "run_auto",
     "subset_with_scores",
     "score_positions",
     "check_finite_scores",
