@@ -358,7 +358,11 @@ def run_default(
     full = parts.load(f"seed{seed}-{DEFAULT_PART}-full.json")
     if full is None:
         warm_up(target, train, info, accelerator)
-        full = {**train_target(np.arange(len(train))), "load_average": list(os.getloadavg())}
+        full = {
+            **train_target(np.arange(len(train))),
+            "load_average": list(os.getloadavg()),
+            "mixed_precision": str(accelerator.mixed_precision),
+        }
         parts.save(f"seed{seed}-{DEFAULT_PART}-full.json", full)
     for fraction in args.fractions:
         key = f"{fraction:g}"
@@ -394,6 +398,7 @@ def run_default(
             "end_to_end": {**account.to_dict(), "summary": account.summary_line()},
             "full_data_accuracy": full["accuracy"],
             "load_average": [list(load_before), list(os.getloadavg())],
+            "mixed_precision": str(accelerator.mixed_precision),  # the targets' precision (this device's default)
         }
         parts.save(names[key], cells[key])
     return cells
