@@ -30,7 +30,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from benchmarks import prune_sweep
-from benchmarks.common import BENCHMARK_PRECISION, RESULTS_DIR, mean_spread, offline_env, save_benchmark
+from benchmarks.common import BENCHMARK_PRECISION, RESULTS_DIR, mean_spread, offline_env, save_benchmark, train_proxy
 
 DEFAULT_ARM = "auto_least_confidence"
 
@@ -190,8 +190,8 @@ def run_suite_seed(
     from svp_hf.models import create_model
     from svp_hf.selection.methods import get_method
     from svp_hf.stages.auto import choose_strategy, proxy_trainer
-    from svp_hf.stages.proxy import labels_of, method_values, prepare_inputs, score_positions, train_and_score
-    from svp_hf.stages.roles import model_settings, scoring_settings, training_config
+    from svp_hf.stages.proxy import labels_of, method_values, prepare_inputs, score_positions
+    from svp_hf.stages.roles import model_settings, training_config
 
     names = [f"seed{seed}-f{f:g}.json" for f in fractions]
     if all(parts.load(n) is not None for n in names):
@@ -210,14 +210,7 @@ def run_suite_seed(
     proxy_args = SelectionArguments(
         proxy=proxy_name, proxy_epochs=proxy_epochs, method=method, score_methods=[], **common
     )
-    run = train_and_score(
-        train,
-        model_settings("proxy", proxy_args),
-        scoring_settings(proxy_args),
-        family=family,
-        info=info,
-        accelerator=accelerator,
-    )
+    run = train_proxy(train, proxy_args, family=family, info=info, accelerator=accelerator)
     proxy_seconds = run.timings["proxy_training"] + run.timings["scoring"]
     values = np.empty(len(train))
     values[score_positions(run.scores)] = method_values(run.scores, method)

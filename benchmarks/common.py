@@ -24,6 +24,23 @@ DEFAULT_SHARED_DATA = Path(os.environ.get("SVP_SHARED_DIR", REPO.parent / "share
 BENCHMARK_PRECISION = "no"
 
 
+def train_proxy(train, proxy_args, *, family, info, accelerator, eval_dataset=None):
+    """The proxy of a benchmark's recipe (`proxy_args`, its ``SelectionArguments``) trained on `train` and scoring
+    every method it names, through the stages' typed settings (:func:`svp_hf.stages.proxy.train_and_score`)."""
+    from svp_hf.stages.proxy import train_and_score
+    from svp_hf.stages.roles import model_settings, scoring_settings
+
+    return train_and_score(
+        train,
+        model_settings("proxy", proxy_args),
+        scoring_settings(proxy_args),
+        family=family,
+        info=info,
+        accelerator=accelerator,
+        eval_dataset=eval_dataset,
+    )
+
+
 def machine() -> Dict[str, object]:
     """What the figures were measured on."""
     import torch

@@ -58,6 +58,7 @@ from benchmarks.common import (
     mean_spread,
     offline_env,
     save_benchmark,
+    train_proxy,
 )
 
 SWEEP_METHODS = ["el2n", "forgetting", "aum"]
@@ -181,8 +182,8 @@ def run_seed(args, suite: str, seed: int, accelerator, parts: Parts) -> Dict[str
     from svp_hf.config import SelectionArguments
     from svp_hf.engine.training import evaluate_accuracy, train_model
     from svp_hf.models import create_model
-    from svp_hf.stages.proxy import auto_check, prepare_inputs, train_and_score
-    from svp_hf.stages.roles import model_settings, scoring_settings, selection_settings, training_config
+    from svp_hf.stages.proxy import auto_check, prepare_inputs
+    from svp_hf.stages.roles import model_settings, selection_settings, training_config
 
     default_method = SelectionArguments.__dataclass_fields__["method"].default
     plan = arm_plan(args, default_method)
@@ -222,15 +223,7 @@ def run_seed(args, suite: str, seed: int, accelerator, parts: Parts) -> Dict[str
         ]
     )
     if proxy_record is None or (todo and not scores_path.is_file()):
-        run = train_and_score(
-            train,
-            model_settings("proxy", proxy_args),
-            scoring_settings(proxy_args),
-            family=family,
-            info=info,
-            accelerator=accelerator,
-            eval_dataset=test,
-        )
+        run = train_proxy(train, proxy_args, family=family, info=info, accelerator=accelerator, eval_dataset=test)
         run.scores.to_parquet(str(scores_path))
         proxy_record = {
             "accuracy": run.proxy_accuracy,

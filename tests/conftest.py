@@ -120,6 +120,8 @@ PUBLISH_TINY = [
     "0.25",
 ]
 QUICKSTART = str(REPO / "recipes" / "quickstart.yaml")
+# One epoch for each model on a few hundred rows: the core-set job's runs in tests.
+TINY_RUN = ["--proxy_epochs", "1", "--target_epochs", "1", "--max_train_samples", "300", "--max_eval_samples", "100"]
 
 
 @pytest.fixture(scope="session")

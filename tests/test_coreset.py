@@ -16,21 +16,10 @@ from svp_hf.engine.checkpoint import ShardStore
 from svp_hf.errors import SVPRuntimeError
 from svp_hf.jobs import coreset
 
-from .conftest import REPO, accelerate_launch, assert_same_outputs, cli, kill_when, shared_data
+from .conftest import REPO, TINY_RUN, accelerate_launch, assert_same_outputs, cli, kill_when, shared_data
 from .conftest import run_command as run
 
-FAST = [
-    "--strategy",
-    "top",
-    "--proxy_epochs",
-    "1",
-    "--target_epochs",
-    "1",
-    "--max_train_samples",
-    "300",
-    "--max_eval_samples",
-    "100",
-]
+FAST = ["--strategy", "top", *TINY_RUN]
 
 
 def run_cli(tmp_path, *extra, name="out"):

@@ -15,24 +15,11 @@ from svp_hf.jobs import coreset
 from svp_hf.record import selection_record
 from svp_hf.stages.auto import TrainingRate
 
-from .conftest import REPO, FakeHub
+from .conftest import REPO, TINY_RUN, FakeHub
 
 QUICKSTART = str(REPO / "recipes" / "quickstart.yaml")
 # The default strategy (auto) and budget (0.1), a target, tiny data.
-TINY = [
-    "--proxy_epochs",
-    "1",
-    "--target_epochs",
-    "1",
-    "--max_train_samples",
-    "300",
-    "--max_eval_samples",
-    "100",
-    "--score_methods",
-    "random",
-    "--strategy",
-    "auto",
-]
+TINY = [*TINY_RUN, "--score_methods", "random", "--strategy", "auto"]
 CHEAP_TARGET = TrainingRate(train=1e-6, evaluate=1e-6, source="fake probe of the target")
 DEAR_PROXY = TrainingRate(train=1.0, evaluate=0.1, source="fake probe of the proxy")
 
