@@ -40,7 +40,7 @@ from ..active.pool import UNLABELLED
 from ..config.arguments import ActiveArguments, DataArguments, RunArguments, SelectionArguments, check_simulation_keys
 from ..config.checks import check_schedule
 from ..config.parser import ACTIVE_DATACLASSES
-from ..data.columns import INDEX_COLUMN, SCORE_COLUMN
+from ..data.columns import INDEX_COLUMN, SCORE_COLUMN, DataInfo
 from ..engine.checkpoint import on_main
 from ..errors import SVPConfigError
 from ..publish.hub import push_to_hub
@@ -172,6 +172,36 @@ def active_metrics(
     }
 
 
+def check_simulation(job, data_args, sel_args, run_args, active, train, evaluation, modality: str) -> DataInfo:
+    """The simulation's checks before any training: its keys, a fresh output folder, the splits' columns against the
+    models, batch sizes and the budgets against the pool. Returns the training split's columns."""
+    check_simulation_keys(active)
+    check_session_dir(run_args.output_dir, labelling=False)
+    job.check_output((data_args.train_split, data_args.eval_split))
+    info = inspect_splits(
+        train,
+        evaluation,
+        data_args,
+        modality,
+        (sel_args.proxy, run_args.target),
+        trust_remote_code=bool(sel_args.trust_remote_code),
+    )
+    check_batches(info, sel_args, run_args, job.accelerator.device)
+    check_schedule(len(train), active.initial_size, active.budgets)
+    return info
+
+
+def simulation_headline(result, n_rows: int, sel_args, run_args, active, accuracies: Dict[str, float]) -> str:
+    """The end-of-run line of a simulated run: what was labelled, the selection speedup, the targets' accuracies."""
+    return (
+        f"labelled {active.budgets[-1]} of {n_rows} rows by {sel_args.method} ({active.selector} selecting)"
+        + (f"; selection speedup {result.speedup:.2f}x" if result.speedup else "")
+        + "".join(
+            f"; target {run_args.target} on the {role}-selected set: accuracy {a:.4f}" for role, a in accuracies.items()
+        )
+    )
+
+
 def run_active(
     data_args: DataArguments,
     sel_args: SelectionArguments,
@@ -192,19 +222,7 @@ def run_active(
         train, evaluation = load_splits(data_args, int(sel_args.seed))
         if active.labels_from or has_missing_labels(train, data_args.label_column, active.class_names):
             return run_labelling(data_args, sel_args, run_args, active, train, evaluation, job=job)
-        check_simulation_keys(active)
-        check_session_dir(run_args.output_dir, labelling=False)
-        job.check_output((data_args.train_split, data_args.eval_split))
-        info = inspect_splits(
-            train,
-            evaluation,
-            data_args,
-            family.modality,
-            (sel_args.proxy, run_args.target),
-            trust_remote_code=bool(sel_args.trust_remote_code),
-        )
-        check_batches(info, sel_args, run_args, job.accelerator.device)
-        check_schedule(len(train), active.initial_size, active.budgets)
+        info = check_simulation(job, data_args, sel_args, run_args, active, train, evaluation, family.modality)
         job.begin(
             run_settings(data_args, sel_args, run_args, active, num_processes=job.accelerator.num_processes),
             tracker_config={**vars(data_args), **vars(sel_args), **vars(run_args), **vars(active)},
@@ -233,14 +251,7 @@ def run_active(
             device=job.device.record(job.accelerator, num_workers=sel_args.dataloader_num_workers),
         )
         accuracies = {role: a for role, a in metrics["target_accuracy"].items() if a is not None}
-        headline = (
-            f"labelled {active.budgets[-1]} of {len(train)} rows by {sel_args.method} ({active.selector} selecting)"
-            + (f"; selection speedup {result.speedup:.2f}x" if result.speedup else "")
-            + "".join(
-                f"; target {run_args.target} on the {role}-selected set: accuracy {a:.4f}"
-                for role, a in accuracies.items()
-            )
-        )
+        headline = simulation_headline(result, len(train), sel_args, run_args, active, accuracies)
         return job.finish(
             splits=output_splits(result, data_args.train_split, evaluation, data_args.eval_split),
             scores=pool_record(result, train),
