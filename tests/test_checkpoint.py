@@ -32,7 +32,7 @@ def test_the_hub_token_and_output_settings_stay_out_of_the_checkpoints():
         run_settings(*parse_args(base + publish), num_processes=1),
     )
     assert plain == published and "hf_secret" not in json.dumps(published, default=str)  # resumable either way
-    assert run_settings(*parse_args(base + ["--proxy_epochs", "2"]), num_processes=1) != plain
+    assert run_settings(*parse_args(base + ["--proxy_epochs", "5"]), num_processes=1) != plain
 
 
 @pytest.mark.slow
