@@ -372,8 +372,17 @@ def prune(
     )
     result = pruner.prepare(dataset, eval_dataset, columns=columns).prune()
     metrics = result.to_metrics()
-    keys = ("method", "fraction", "strategy", "selected_strategy", "coverage_beta", "proxy", "n_total", "n_selected")
-    keys += ("scores_source",)
+    keys = (
+        "method",
+        "fraction",
+        "strategy",
+        "selected_strategy",
+        "coverage_beta",
+        "proxy",
+        "n_total",
+        "n_selected",
+        "scores_source",
+    )
     pruned = describe_selection(result.selected, {k: metrics[k] for k in keys})
     return (pruned, metrics) if return_metrics else pruned
 

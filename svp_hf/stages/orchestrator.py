@@ -367,8 +367,9 @@ class Pruner:
     def _measure(self) -> Dict[str, Any]:
         """The pre-check's probes and figures, as the main process has them."""
         dataset, _, _ = self._data("precheck")
-        assert self.target is not None
-        if same_model(self.proxy, self.target) and self.proxy.epochs >= self.selection.auto.budget * self.target.epochs:
+        budget = self.selection.auto.budget
+        assert self.target is not None and budget is not None  # _prechecks() holds
+        if same_model(self.proxy, self.target) and self.proxy.epochs >= budget * self.target.epochs:
             # The proxy is the target's own model: its training alone is proxy_epochs / target_epochs of the target's,
             # over the budget whatever the rate, so one probe of the target prices both (a noisy one cannot change it).
             target_rate, target_seconds = self._probe(self.target, evaluate=False)
@@ -377,7 +378,7 @@ class Pruner:
             target_rate, target_seconds = self._probe(self.target, evaluate=False, repeats=TARGET_PROBE_REPEATS)
             proxy_rate, proxy_seconds = self._probe(self.proxy)
         check = precheck(
-            budget=self.selection.auto.budget,
+            budget=budget,
             n_rows=len(dataset),
             proxy_rate=proxy_rate,
             proxy_epochs=self.proxy.epochs,
@@ -474,7 +475,7 @@ class Pruner:
             target_rate, probe_seconds = self._probe(self.target, evaluate=False, repeats=TARGET_PROBE_REPEATS)
         proxy_seconds = self.timings.get("proxy_training")
         trained = proxy_seconds is not None
-        if trained:
+        if proxy_seconds is not None:
             proxy_epochs = int(self.proxy.epochs)
             rate = TrainingRate.measured(
                 proxy_seconds, n, proxy_epochs, source=f"the proxy: {proxy_seconds:.1f} s for {n} rows x {proxy_epochs}"
