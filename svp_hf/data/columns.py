@@ -78,13 +78,17 @@ def keep_previous_columns(dataset):
     return dataset
 
 
-def column_values(dataset: Dataset, column: str) -> np.ndarray:
-    """A column of the rows `dataset` shows as numpy, read straight from Arrow (no formatted copy of the dataset)."""
+def column_values(dataset: Dataset, column: str, dtype=None) -> np.ndarray:
+    """A column of the rows `dataset` shows as numpy (as `dtype` when given), read straight from Arrow: no formatted
+    copy of the dataset, and not ``np.asarray(dataset[column])``, which datasets >= 4 reads one formatted row at a time
+    (about half a second per 67k rows). Anything else indexable by column name (a dict, a DataFrame) is read as is."""
+    if not isinstance(dataset, Dataset):
+        return np.asarray(dataset[column], dtype=dtype)
     if not has_indices_mapping(dataset):
         values = dataset.data.column(column)
     else:
         values = dataset.with_format("arrow")[column]
-    return np.asarray(values.to_numpy())
+    return np.asarray(values.to_numpy(), dtype=dtype)
 
 
 @quiet_datasets()

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 import yaml
 
-from ..data.columns import INDEX_COLUMN
+from ..data.columns import INDEX_COLUMN, column_values
 from ..record import RunRecord, is_active
 from ..registry import Registry
 from ..selection.methods import get_method
@@ -238,11 +238,9 @@ def plot_proxy_vs_target(inputs: ReportInputs, path: str) -> Optional[str]:
 
 
 def _by_index(scores) -> Dict[str, np.ndarray]:
-    order = np.argsort(np.asarray(scores[INDEX_COLUMN], dtype=np.int64))
+    order = np.argsort(column_values(scores, INDEX_COLUMN, np.int64))
     return {
-        c: np.asarray(scores[c], dtype=np.float64)[order]
-        for c in scores.column_names
-        if c not in (INDEX_COLUMN, "label")
+        c: column_values(scores, c, np.float64)[order] for c in scores.column_names if c not in (INDEX_COLUMN, "label")
     }
 
 
@@ -338,7 +336,7 @@ def score_statistics(scores) -> Dict[str, Dict[str, float]]:
     """Per method: rows, infinite rows, and min / mean / median / std / max of the finite scores."""
     stats = {}
     for method in [c for c in scores.column_names if c not in (INDEX_COLUMN, "label")]:
-        values = np.asarray(scores[method], dtype=np.float64)
+        values = column_values(scores, method, np.float64)
         finite = _finite(values)
         summary = {"count": int(values.size), "infinite": int(np.isinf(values).sum())}
         for key, fn in (("min", np.min), ("mean", np.mean), ("median", np.median), ("std", np.std), ("max", np.max)):

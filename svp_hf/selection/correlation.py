@@ -12,7 +12,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from ..data.columns import INDEX_COLUMN
+from ..data.columns import INDEX_COLUMN, column_values
 from ..errors import SVPConfigError
 from .methods import METHODS, get_method
 from .ranking import n_to_keep, select_indices
@@ -143,15 +143,15 @@ def compare_scores(
     missing = [m for m in methods if m not in shared]
     if missing:
         raise SVPConfigError(f"method(s) {missing} are not scored in both score tables (both have: {shared})")
-    ia = np.asarray(scores[INDEX_COLUMN], dtype=np.int64)
-    ib = np.asarray(other_scores[INDEX_COLUMN], dtype=np.int64)
+    ia = column_values(scores, INDEX_COLUMN, np.int64)
+    ib = column_values(other_scores, INDEX_COLUMN, np.int64)
     if ia.size != ib.size or not np.array_equal(np.sort(ia), np.sort(ib)):
         raise SVPConfigError("the two score tables do not score the same examples (their svp_index values differ)")
     order_a, order_b = np.argsort(ia), np.argsort(ib)
     result = {}
     for method in methods:
-        a = np.asarray(scores[method], dtype=np.float64)[order_a]
-        b = np.asarray(other_scores[method], dtype=np.float64)[order_b]
+        a = column_values(scores, method, np.float64)[order_a]
+        b = column_values(other_scores, method, np.float64)[order_b]
         result[method] = rank_agreement(a, b, fraction=fraction, descending=get_method(method).descending, seed=seed)
     return result
 

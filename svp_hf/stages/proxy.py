@@ -17,8 +17,17 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from datasets import ClassLabel, Dataset, Features, IterableDataset, Value
 
+from .._compat import has_indices_mapping
 from ..config.checks import check_coverage_beta
-from ..data.columns import INDEX_COLUMN, SCORE_COLUMN, DataInfo, add_index, inspect_dataset, keep_previous_columns
+from ..data.columns import (
+    INDEX_COLUMN,
+    SCORE_COLUMN,
+    DataInfo,
+    add_index,
+    column_values,
+    inspect_dataset,
+    keep_previous_columns,
+)
 from ..data.images import check_images, small_images
 from ..engine.checkpoint import load_model_weights, load_training_state, resolve_model_checkpoint
 from ..engine.scoring import iter_shards, score_examples
@@ -142,7 +151,7 @@ def score_positions(scores: Dataset) -> np.ndarray:
     positions): a clear error rather than scores attached to the wrong rows."""
     if INDEX_COLUMN not in scores.column_names:
         raise SVPConfigError(f"scores have no {INDEX_COLUMN!r} column: pass a table from svp_hf.score or load_scores")
-    index = np.asarray(scores[INDEX_COLUMN], dtype=np.int64)
+    index = column_values(scores, INDEX_COLUMN, np.int64)
     n = len(index)
     if n and (index.min() < 0 or index.max() >= n or len(np.unique(index)) != n):
         raise SVPConfigError(
@@ -400,14 +409,15 @@ def scores_dataset(
     features = Features({INDEX_COLUMN: Value("int64"), "label": label_feature, **{m: Value("float64") for m in scores}})
     data = {INDEX_COLUMN: np.arange(len(labels), dtype=np.int64), "label": labels}
     data.update({m: np.asarray(v, dtype=np.float64) for m, v in scores.items()})
-    return Dataset.from_dict(data, features=features)
+    # Cast from Arrow's own types: from_dict(features=...) would encode the labels one row at a time.
+    return Dataset.from_dict(data).cast(features)
 
 
 def method_values(scores: Dataset, method: str) -> np.ndarray:
     if method not in scores.column_names:
         scored = [c for c in scores.column_names if c not in (INDEX_COLUMN, "label")]
         raise SVPConfigError(f"scores have no column for method {method!r} (scored: {scored}); score it first")
-    return np.asarray(scores[method], dtype=np.float64)
+    return column_values(scores, method, np.float64)
 
 
 def selected_indices(
@@ -432,7 +442,7 @@ def selected_indices(
     n_keep = n_to_keep(fraction, len(scores))
     if strategy == "coverage":
         check_coverage_beta(coverage_beta, fraction)
-    labels = np.asarray(scores["label"]) if class_balanced or strategy == "coverage" else None
+    labels = column_values(scores, "label") if class_balanced or strategy == "coverage" else None
     positions = apply_strategy(
         strategy,
         values,
@@ -508,17 +518,27 @@ def subset_with_scores(dataset: Dataset, scores: Dataset, method: Optional[str],
     """The rows `keep` (positions) of `dataset` with ``svp_score`` (`method`'s score; no such column when `method` is
     ``None``: a run whose proxy was never trained has no score to give) and ``svp_index`` (the row's position in
     `dataset`); an incoming ``svp_index``/``svp_score`` is kept as ``svp_index_previous``/``svp_score_previous`` (see
-    :func:`svp_hf.data.columns.keep_previous_columns`)."""
+    :func:`svp_hf.data.columns.keep_previous_columns`).
+
+    No row is copied when `dataset` has no indices mapping: the columns are added to every row and the kept ones
+    selected (an indices mapping, written out when the subset is saved). On a dataset that already has one, only the
+    kept rows are copied (``add_column`` writes out a mapped dataset's rows)."""
     if len(scores) != len(dataset):
         raise SVPConfigError(f"scores have {len(scores)} rows but the dataset has {len(dataset)}; score this dataset")
     dataset = keep_previous_columns(dataset)
+    keep = np.asarray(keep, dtype=np.int64)
+    columns: Dict[str, Tuple[np.ndarray, Value]] = {}
+    if method is not None:
+        by_index = np.empty(len(scores), dtype=np.float64)
+        by_index[score_positions(scores)] = column_values(scores, method, np.float64)
+        columns[SCORE_COLUMN] = (by_index, Value("float64"))
+    columns[INDEX_COLUMN] = (np.arange(len(dataset), dtype=np.int64), Value("int64"))
+    mapped = has_indices_mapping(dataset)
     with quiet_datasets():
-        pruned = dataset.select(keep)
-        if method is not None:
-            by_index = np.empty(len(scores), dtype=np.float64)
-            by_index[score_positions(scores)] = np.asarray(scores[method], dtype=np.float64)
-            pruned = pruned.add_column(SCORE_COLUMN, by_index[keep].tolist(), feature=Value("float64"))
-        return pruned.add_column(INDEX_COLUMN, keep.tolist(), feature=Value("int64"))
+        pruned = dataset.select(keep) if mapped else dataset
+        for name, (values, feature) in columns.items():
+            pruned = pruned.add_column(name, values[keep] if mapped else values, feature=feature)
+        return pruned if mapped else pruned.select(keep)
 
 
 __all__ = [
