@@ -205,13 +205,21 @@ def test_a_repeated_probe_keeps_the_fastest_reading_of_each_epoch(monkeypatch):
     assert "fastest of 2" in rate.source
 
 
-def test_a_proxy_that_is_the_targets_own_model_is_priced_by_one_probe_of_the_target(tmp_path, probes):
+def test_a_proxy_that_is_the_targets_own_model_is_priced_by_one_probe_of_the_target(tmp_path, probes, monkeypatch):
     """The proxy trained as the target, for a share of its epochs at least the budget: its training alone is over the
-    budget whatever the rate, so only the target is probed, once, and the proxy is priced at its rate."""
+    budget whatever the rate, so only the target is probed, once, and the proxy is priced at its rate (its scoring at
+    the probe's evaluation rate: that probe evaluates)."""
+    evaluates, fake = [], orchestrator.probe_training_rate
+    monkeypatch.setattr(
+        orchestrator, "probe_training_rate", lambda *a, **k: evaluates.append(k.get("evaluate", True)) or fake(*a, **k)
+    )
     out = tmp_path / "out"
     argv = [QUICKSTART, "--output_dir", str(out), *TINY, "--target", "resnet20", "--target_epochs", "2"]
     metrics = coreset.main(argv)
     check = metrics["auto"]["budget"]["precheck"]
     assert probes == [2] and not check["fits"]  # the target's probe (its 2 epochs), no proxy probe
     assert check["proxy_training_seconds"] == pytest.approx(check["reference_seconds"] / 2)
+    assert evaluates == [True] and check["proxy_scoring_seconds"] == pytest.approx(
+        CHEAP_TARGET.evaluate * metrics["n_total"]
+    )
     assert metrics["selected_strategy"] == "random"

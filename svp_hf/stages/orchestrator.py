@@ -23,7 +23,7 @@ from accelerate.utils import broadcast_object_list
 from datasets import Dataset, IterableDataset
 
 from ..account import run_account
-from ..data.columns import DataInfo, check_same_columns, keep_previous_columns
+from ..data.columns import INDEX_COLUMN, DataInfo, check_same_columns, column_values, keep_previous_columns
 from ..engine.training import make_accelerator
 from ..errors import SVPConfigError
 from ..models import ModelFamily, create_model, resolve_family
@@ -132,8 +132,8 @@ class PruneResult:
 
     def to_metrics(self) -> Dict[str, Any]:
         """The selection's record: what was scored and kept, how, the proxy's quality, timings and the account."""
-        labels = np.asarray(self.run.scores["label"], dtype=np.int64)
-        order = np.argsort(np.asarray(self.run.scores["svp_index"], dtype=np.int64))
+        labels = column_values(self.run.scores, "label", np.int64)
+        order = np.argsort(column_values(self.run.scores, INDEX_COLUMN, np.int64))
         names = self.run.info.class_names
         selection, target = self.selection, self.target
         return {
@@ -371,8 +371,9 @@ class Pruner:
         assert self.target is not None and budget is not None  # _prechecks() holds
         if same_model(self.proxy, self.target) and self.proxy.epochs >= budget * self.target.epochs:
             # The proxy is the target's own model: its training alone is proxy_epochs / target_epochs of the target's,
-            # over the budget whatever the rate, so one probe of the target prices both (a noisy one cannot change it).
-            target_rate, target_seconds = self._probe(self.target, evaluate=False)
+            # over the budget whatever the rate, so one probe of the target prices both (a noisy one cannot change it);
+            # it evaluates too, so that the proxy's scoring is priced (a forward pass of every row) and recorded.
+            target_rate, target_seconds = self._probe(self.target)
             proxy_rate, proxy_seconds = target_rate, 0.0
         else:
             target_rate, target_seconds = self._probe(self.target, evaluate=False, repeats=TARGET_PROBE_REPEATS)

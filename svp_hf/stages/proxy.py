@@ -119,7 +119,7 @@ def proxy_quality(run: "ScoringRun", train_labels: np.ndarray, eval_labels: Opti
                 stacklevel=3,
             )
     if "forgetting" in run.scores.column_names:
-        values = np.asarray(run.scores["forgetting"], dtype=np.float64)
+        values = column_values(run.scores, "forgetting", np.float64)
         n_inf = int(np.isinf(values).sum())
         quality["forgetting_infinite"] = n_inf
         if values.size and n_inf > values.size / 2:
