@@ -1,14 +1,18 @@
 """Several processes on images read from files (svp_hf.data.image_cache, svp_hf.data): ``accelerate launch`` with two
 processes on datasets loaded from parquet files, from an ``imagefolder`` and streamed, for the core-set and the active
-job, on a cold and a warm ``datasets`` cache, and two runs at once on one cache (two users on one machine).
+job, on a cold and a warm ``datasets`` cache, and two runs at once on one cache (two users on one machine); and
+``strategy: auto``'s pre-check with a target, declining a budget (and resumed) or fitting it.
 
-Every core-set run scores with the same ``proxy_checkpoint``, so each must give exactly the scores of one process. The
-parquet rows are sorted by class and the image files named in row order, so that the ``imagefolder`` copy (read class
-folder by class folder) holds the same rows in the same order and scores the same too. Every run is pinned to full
-precision: ``accelerate launch`` gives its own ``no`` to the launched runs, where a plain run would take the default."""
+Every core-set run but the pre-check's scores with the same ``proxy_checkpoint``, so each must give exactly the
+scores of one process. The parquet rows are sorted by class and the image files named in row order, so that the
+``imagefolder`` copy (read class folder by class folder) holds the same rows in the same order and scores the same
+too. Every run is pinned to full precision: ``accelerate launch`` gives its own ``no`` to the launched runs, where a
+plain run would take the default."""
 
 import io
+import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -242,3 +246,69 @@ def test_two_processes_run_the_active_job_on_parquet_files_and_on_an_imagefolder
         assert metrics["num_processes"] == 2
         labelled = splits["train"]["svp_index"]
         assert len(labelled) == 200 and labelled.is_unique and labelled.between(0, TRAIN_ROWS - 1).all()
+
+
+# auto's pre-check (svp_hf.stages.orchestrator.Pruner.precheck) with a target. Declining: the proxy is the target's own
+# model for as many epochs, its training alone over any budget below 1 whatever the probes measure, so the decision
+# never depends on timings. Fitting: a deeper target for 8 epochs, which the probes (some 1.5 s) and the proxy's epoch
+# stay well within, and a check of 1-epoch candidates.
+DECLINING = ["--strategy", "auto", "--target", "resnet20", "--target_epochs", "1", "--selection_budget", "0.01"]
+FITTING = ["--strategy", "auto", "--target", "resnet56", "--target_epochs", "8", "--selection_budget", "1.0"]
+FITTING += ["--auto_epochs", "1"]
+KEEP = ["--keep_checkpoints", "true"]
+
+
+def assert_no_probe_left(out):
+    """The run kept its checkpoints (``--keep_checkpoints``): the pre-check's there, its probes' scratch folder gone."""
+    checkpoints = out / "checkpoints"
+    assert (checkpoints / "precheck.json").is_file() and not (checkpoints / "probe").exists()
+    return json.loads((checkpoints / "precheck.json").read_text())
+
+
+def test_two_processes_decline_a_budget_before_training_the_proxy_and_keep_the_rows_of_one(data, tmp_path):
+    _, recipes = data
+    cache = tmp_path / "cache"
+    run(command(recipes, "parquet", tmp_path / "cold", cache, *DECLINING, *KEEP, port=_free_ports(1)[0]))
+    saved = assert_no_probe_left(tmp_path / "cold")
+    run(command(recipes, "parquet", tmp_path / "single", cache, *DECLINING))
+    # A run interrupted right after its pre-check, resumed on the warm cache: the saved figures, no probe again.
+    (tmp_path / "warm" / "checkpoints").mkdir(parents=True)
+    for name in ("precheck.json", "run.json"):
+        shutil.copy(tmp_path / "cold" / "checkpoints" / name, tmp_path / "warm" / "checkpoints" / name)
+    before = image_cache_files(cache)
+    assert before  # the cold run wrote it
+    log = run(command(recipes, "parquet", tmp_path / "warm", cache, *DECLINING, port=_free_ports(1)[0]))
+    assert "precheck: found in" in log and "probe warm-up" not in log, log[-3000:]
+    assert image_cache_files(cache) == before
+    single = outputs(tmp_path / "single")
+    for name in ("cold", "warm"):
+        metrics, scores, splits = outputs(tmp_path / name)
+        check = metrics["auto"]["budget"]["precheck"]
+        assert metrics["num_processes"] == 2 and metrics["selected_strategy"] == "random" and not check["fits"]
+        assert metrics["auto"]["fallback"] and metrics["proxy_accuracy"] is None and check["budget"] == 0.01
+        assert check["proxy_estimate_seconds"] > check["budget_seconds"] and check["probe_seconds"] > 0
+        full = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert full["timings"]["precheck"] == check["probe_seconds"] == full["end_to_end"]["stages"]["precheck"]
+        assert "proxy_training" not in full["timings"]
+        pd.testing.assert_frame_equal(scores, single[1])  # svp_index and label: nothing scored
+        assert splits["train"]["svp_index"].tolist() == single[2]["train"]["svp_index"].tolist()
+    assert outputs(tmp_path / "warm")[0]["auto"]["budget"]["precheck"] == saved
+    assert single[0]["selected_strategy"] == "random" and not single[0]["auto"]["budget"]["precheck"]["fits"]
+
+
+def test_two_processes_train_the_proxy_when_the_precheck_fits_and_record_the_decision(data, tmp_path):
+    _, recipes = data
+    out = tmp_path / "out"
+    run(command(recipes, "imagefolder", out, tmp_path / "cache", *FITTING, *KEEP, port=_free_ports(1)[0]))
+    check = assert_no_probe_left(out)
+    metrics, scores, splits = outputs(out)
+    auto = metrics["auto"]
+    assert metrics["num_processes"] == 2 and check["fits"] and auto["budget"]["precheck"] == check
+    # Under two processes the probes' epochs are one and two steps of a batch in each process.
+    assert "epochs of 64 and 128 rows" in check["target_rate"]["source"]
+    assert metrics["proxy_accuracy"] is not None and metrics["selected_strategy"] == auto["strategy"]
+    assert auto["chosen"] and (auto["candidates"] or auto["fallback"])
+    assert scores["svp_index"].tolist() == list(range(TRAIN_ROWS)) and scores["least_confidence"].notna().all()
+    assert len(splits["train"]) == 150 and splits["train"]["svp_index"].is_unique
+    timings = json.loads((out / "metrics.json").read_text())["timings"]
+    assert timings["precheck"] == check["probe_seconds"] and timings["proxy_training"] > 0 and timings["auto"] > 0

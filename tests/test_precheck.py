@@ -205,6 +205,35 @@ def test_a_repeated_probe_keeps_the_fastest_reading_of_each_epoch(monkeypatch):
     assert "fastest of 2" in rate.source
 
 
+def test_under_two_processes_the_probes_longer_epoch_has_twice_the_steps_of_each_process(monkeypatch):
+    """Under N processes a step trains one batch in every process (accelerate deals the batches out, the last
+    process repeating rows when they run short): the probe's epochs are sized in such steps, so that the longer does
+    twice the shorter's work in each process. Sized in batches, both were one step of the same size in each, and
+    the per-row rate came from the noise between two equal readings (a 2-process pre-check priced a target at a
+    quarter of its training and declined a budget that fits)."""
+    import math
+    from types import SimpleNamespace
+
+    from svp_hf.engine.training import TrainingConfig, TrainResult
+    from svp_hf.stages import auto
+
+    processes, batch = 2, 10
+
+    def train(model, family, subset, *args, **kwargs):  # 0.5 s per epoch and 0.1 s per step of every process
+        steps = math.ceil(math.ceil(len(subset) / batch) / processes)
+        return TrainResult(model, loop_seconds=0.5 + 0.1 * steps, seconds=1.0)
+
+    monkeypatch.setattr(auto, "train_model", train)
+    rows = datasets.Dataset.from_dict({"x": list(range(200)), "label": [0, 1] * 100})
+    accelerator = SimpleNamespace(num_processes=processes)
+    rate, _ = auto.probe_training_rate(
+        lambda: object(), None, rows, None, TrainingConfig(batch_size=batch), accelerator, evaluate=False
+    )
+    assert rate.train == pytest.approx(0.1 / (batch * processes)) and rate.per_epoch == pytest.approx(0.5)
+    assert rate.training_seconds(200, 1) == pytest.approx(0.5 + 0.1 * 10)  # 200 rows: 10 steps of 2 x 10 rows
+    assert "epochs of 20 and 40 rows" in rate.source
+
+
 def test_a_proxy_that_is_the_targets_own_model_is_priced_by_one_probe_of_the_target(tmp_path, probes, monkeypatch):
     """The proxy trained as the target, for a share of its epochs at least the budget: its training alone is over the
     budget whatever the rate, so only the target is probed, once, and the proxy is priced at its rate (its scoring at

@@ -811,11 +811,12 @@ def probe_training_rate(
     (and a forward pass of every row) can be priced before it trains: the target's, for :func:`budget_reference`; the
     proxy's, for :func:`precheck`, or when it was loaded rather than trained.
 
-    A fresh ``make_model()`` trains one epoch on one batch of seeded rows (a warm-up, not measured), then one epoch on
-    `batches` batches of others and one on twice as many, and evaluates those two sets of rows; the per-row rates are
-    the differences between the long and the short runs, and the rest of the short run is a fixed cost per epoch
-    (:class:`TrainingRate`'s ``per_epoch``, plus the longer run's checkpoint save when `checkpoint_dir` is given).
-    The rate's ``prepare`` is the longer training's data preparation per row.
+    A fresh ``make_model()`` trains one epoch on one step of seeded rows (a warm-up, not measured), then one epoch on
+    `batches` steps of others and one on twice as many, and evaluates those two sets of rows; a step is a batch in
+    every process (N batches under N processes), so that the longer epoch does twice the shorter's work in each
+    process. The per-row rates are the differences between the long and the short runs, and the rest of the short
+    run is a fixed cost per epoch (:class:`TrainingRate`'s ``per_epoch``, plus the longer run's checkpoint save when
+    `checkpoint_dir` is given). The rate's ``prepare`` is the longer training's data preparation per row.
 
     Args:
         make_model: Builds a fresh model.
@@ -824,7 +825,7 @@ def probe_training_rate(
         info: The dataset's columns.
         config: The model's training config (its batch size; its epochs are not used).
         accelerator: Where it runs.
-        batches: Batches of the shorter measured epoch.
+        batches: Steps (a batch in every process) of the shorter measured epoch.
         seed: Seed of the rows drawn and of the model.
         evaluate: Also measure the evaluation rate (the proxy's, which prices scoring); false leaves ``evaluate`` 0
             and saves the two evaluations (the target's probe: only its training is priced).
@@ -840,8 +841,11 @@ def probe_training_rate(
     start = time.perf_counter()
     base = dataset.remove_columns(INDEX_COLUMN) if INDEX_COLUMN in dataset.column_names else dataset
     batch = int(config.batch_size)
+    # A step's rows: accelerate deals a batch to every process (the last repeating rows when they run short), so
+    # epochs of one and two batches would both be one step in each of two processes, and differ by noise alone.
+    step = batch * (accelerator.num_processes if accelerator is not None else 1)
     picked = np.random.default_rng([seed, 31337]).permutation(len(base))
-    warm_rows = min(batch, max(len(base) - 2, 1))
+    warm_rows = min(step, max(len(base) - 2, 1))
     rest = picked[warm_rows:] if len(picked) > warm_rows else picked
     one_epoch = dataclasses.replace(config, epochs=1, seed=int(seed))
     set_seed(int(seed))
@@ -857,7 +861,7 @@ def probe_training_rate(
 
     _, warm = train_on(picked[:warm_rows], "probe warm-up")
     model = warm.model
-    short_rows = rest[: max(min(int(batches) * batch, len(rest) // 3), 1)]
+    short_rows = rest[: max(min(int(batches) * step, len(rest) // 3), 1)]
     long_rows = rest[len(short_rows) : len(short_rows) + max(min(2 * len(short_rows), len(rest) - len(short_rows)), 1)]
     timed: Dict[str, List[float]] = {"short": [], "long": [], "eval short": [], "eval long": []}
     saving, prepare = 0.0, 0.0
