@@ -175,14 +175,12 @@ def part_name(seed: int, fraction: float, key: str) -> str:
 
 
 def run_seed(args, suite: str, seed: int, accelerator, parts: Parts) -> Dict[str, object]:
-    from accelerate.utils import set_seed
     from datasets import Dataset
 
     import svp_hf
     from svp_hf.config import SelectionArguments
     from svp_hf.engine.training import evaluate_accuracy, train_model
-    from svp_hf.models import create_model
-    from svp_hf.stages.proxy import auto_check, prepare_inputs
+    from svp_hf.stages.proxy import auto_check, prepare_inputs, seeded_model
     from svp_hf.stages.roles import model_settings, selection_settings, training_config
 
     default_method = SelectionArguments.__dataclass_fields__["method"].default
@@ -231,9 +229,11 @@ def run_seed(args, suite: str, seed: int, accelerator, parts: Parts) -> Dict[str
         }
         parts.save(f"seed{seed}-proxy.json", proxy_record)
 
-    def train_target(indices: np.ndarray) -> Dict[str, float]:
-        set_seed(seed)
-        model = create_model(target_name, info)
+    target = model_settings("proxy", target_args)
+
+    def train_target(indices: np.ndarray, fresh=None) -> Dict[str, float]:
+        # `fresh`: the target the default's pre-check built and left as built, when it kept random (as the job does).
+        model = seeded_model(target, info, seed, fresh)
         config = training_config("proxy", target_args)
         subset = train.select(indices)
         result = train_model(model, target_family, subset, info, config, accelerator, desc=f"target on {len(indices)}")
@@ -300,7 +300,7 @@ def run_seed(args, suite: str, seed: int, accelerator, parts: Parts) -> Dict[str
         info=info,
         train_target=train_target,
         proxy_args=dict(proxy=proxy_name, proxy_epochs=proxy_args.proxy_epochs, **common),
-        target=model_settings("proxy", target_args),
+        target=target,
         default_method=default_method,
     )
     if default_cells:
@@ -369,7 +369,7 @@ def run_default(
         proxy, _, scoring, selection = stage_settings(recipe)
         pruner = Pruner(proxy, scoring, selection, target=target, accelerator=accelerator).prepare(train, test)
         result = pruner.prune()
-        trained = train_target(result.keep)
+        trained = train_target(result.keep, result.take_target_model())
         account = target_account(
             selection_stages(result.timings),
             trained["train_seconds"],

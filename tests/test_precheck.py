@@ -59,9 +59,13 @@ def test_a_proxy_that_cannot_pay_is_never_trained_and_the_run_says_so(tmp_path, 
     assert written["scores_source"]["source"] == "not_scored" and written["proxy_accuracy"] is None
     assert written["proxy_epochs"] is None and written["proxy_history"] == [] and written["score_statistics"] == {}
     assert written["rank_agreement"] is None and "barely_beats_chance" not in written
-    assert written["timings"]["precheck"] == pytest.approx(0.5) and "proxy_training" not in written["timings"]
+    # The target trained from the model the pre-check built and probed: building it is the target's, not selection's.
+    timings = written["timings"]
+    assert timings["target_build"] == check["target_build_seconds"] > 0 and "proxy_training" not in timings
+    assert timings["precheck"] == pytest.approx(0.5, abs=0.05)  # the two (fake) probes and the weights' checks
     account = written["end_to_end"]
-    assert account["relative_to"] == "target" and account["stages"]["precheck"] == pytest.approx(0.5)
+    assert account["relative_to"] == "target" and account["stages"]["precheck"] == timings["precheck"]
+    assert "target_build" not in account["stages"]
     assert account["selection_seconds"] >= 0.5
     # random, exactly as random selects with scores
     scores = pd.read_parquet(out / "scores.parquet")
@@ -160,7 +164,10 @@ def test_a_proxy_that_fits_trains_and_the_plan_reuses_the_targets_probe(tiny_dig
     assert budget["precheck"]["fits"] and "probe_seconds" not in budget  # no second probe of the target
     assert budget["spent_seconds"] >= metrics["timings"]["proxy_training"] + 0.02
     assert metrics["proxy_accuracy"] is None and "entropy" not in metrics["scored_methods"]
-    assert metrics["scores_source"] is None and metrics["timings"]["precheck"] == pytest.approx(0.02)
+    # No target trains here (prune): building the target probed stays selection's.
+    built = budget["precheck"]["target_build_seconds"]
+    assert metrics["scores_source"] is None and "target_build" not in metrics["timings"]
+    assert metrics["timings"]["precheck"] == pytest.approx(0.02 + built, abs=0.05)
 
 
 def test_a_probe_prices_the_checkpoint_each_epoch_saves(tmp_path):
@@ -252,3 +259,53 @@ def test_a_proxy_that_is_the_targets_own_model_is_priced_by_one_probe_of_the_tar
         CHEAP_TARGET.evaluate * metrics["n_total"]
     )
     assert metrics["selected_strategy"] == "random"
+
+
+@pytest.mark.parametrize("name", ["resnet20", "fasttext,dim=8,buckets=4096"])
+def test_a_frozen_probe_measures_the_target_and_leaves_it_as_built(name, digits, reviews):
+    """The pre-check probes the target it built at learning rate 0 and restores its buffers: every weight and buffer
+    (batch-norm statistics included) is bit for bit as built, and the rate is measured all the same."""
+    import torch
+
+    from svp_hf.engine.training import TrainingConfig, make_accelerator
+    from svp_hf.models import create_model, resolve_family
+    from svp_hf.stages.auto import probe_training_rate
+    from svp_hf.stages.proxy import prepare_inputs
+
+    train = (digits if name == "resnet20" else reviews)["train"].select(range(200))
+    _, info = prepare_inputs(train, name, {})
+    model = create_model(name, info)
+    built = {k: v.clone() for k, v in model.state_dict().items()}
+    rate, seconds = probe_training_rate(
+        lambda: model, resolve_family(name), train, info, TrainingConfig(batch_size=16), make_accelerator(), frozen=True
+    )
+    assert rate.train > 0 and seconds > 0
+    after = model.state_dict()
+    assert after.keys() == built.keys() and all(torch.equal(after[k], built[k]) for k in built)
+
+
+def test_the_target_trained_from_the_prechecks_model_is_the_target_built_again(digits):
+    """seeded_model hands over the model the pre-check built (with the RNG state its building left): training it is
+    training the same model built again from the seed, bit for bit."""
+    import torch
+
+    from svp_hf.engine.training import TrainingConfig, make_accelerator, train_model
+    from svp_hf.stages.auto import probe_training_rate
+    from svp_hf.stages.proxy import build_model, prepare_inputs, seeded_model
+    from svp_hf.stages.settings import ModelSettings
+
+    train = digits["train"].select(range(96))
+    family, info = prepare_inputs(train, "resnet20", {})
+    config = TrainingConfig(batch_size=16, epochs=1)
+    settings, accelerator = ModelSettings("resnet20", training=config), make_accelerator()
+    fresh = build_model(settings, info, seed=3)
+    probe_training_rate(lambda: fresh.model, family, train, info, config, accelerator, seed=3, frozen=True)
+    trained, states = [], []
+    for given in (fresh, None):
+        torch.manual_seed(123)  # whatever ran in between
+        model = seeded_model(settings, info, 3, given)
+        states.append(torch.get_rng_state())  # what follows draws the same
+        trained.append(train_model(model, family, train, info, config, accelerator).model)
+    assert trained[0] is fresh.model and torch.equal(*states)
+    a, b = (m.state_dict() for m in trained)
+    assert all(torch.equal(a[k], b[k]) for k in a)

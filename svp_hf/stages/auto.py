@@ -54,6 +54,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 from accelerate.utils import set_seed
 
 from ..account import DEFAULT_SELECTION_BUDGET, check_selection_budget
@@ -427,6 +428,9 @@ class Precheck:
     fits: bool
     proxy_rate: Dict[str, Any] = field(default_factory=dict)
     target_rate: Dict[str, Any] = field(default_factory=dict)
+    # Of probe_seconds: building the target probed; when the pre-check keeps random the target's training starts from
+    # that model (svp_hf.stages.orchestrator.PruneResult.take_target_model) and the account counts it as the target's.
+    target_build_seconds: float = 0.0
 
     def as_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -452,6 +456,7 @@ def precheck(
     target_rate: TrainingRate,
     target_epochs: int,
     probe_seconds: float = 0.0,
+    target_build_seconds: float = 0.0,
 ) -> Precheck:
     """Price the proxy before training it: its training on all `n_rows` for `proxy_epochs` and its scoring (one
     forward pass of every row) at its probed `proxy_rate`, plus the probes' seconds, against `budget` x the target's
@@ -468,6 +473,7 @@ def precheck(
         target_rate: The target's probed rate.
         target_epochs: The target's epochs.
         probe_seconds: What the two probes took.
+        target_build_seconds: Of `probe_seconds`, building the target (recorded: see :class:`Precheck`).
 
     Returns:
         The :class:`Precheck` (``fits``; ``as_dict()`` is ``metrics["auto"]["budget"]["precheck"]``).
@@ -488,6 +494,7 @@ def precheck(
         fits=training + scoring + float(probe_seconds) <= allowed,
         proxy_rate=proxy_rate.as_dict(),
         target_rate=target_rate.as_dict(),
+        target_build_seconds=float(target_build_seconds),
     )
 
 
@@ -771,12 +778,12 @@ def _rate_from_two(short: float, long: float, short_rows: int, long_rows: int) -
     return long / max(long_rows, 1), 0.0
 
 
-def _probe_folder(checkpoint_dir: Optional[str], tag: str, accelerator) -> Optional[str]:
+def _probe_folder(checkpoint_dir: Optional[str], accelerator) -> Optional[str]:
     """An empty scratch folder for one measured epoch's checkpoint inside `checkpoint_dir` (``None`` without one): the
     same path in every process, emptied first so that no earlier probe's checkpoint is resumed."""
     if not checkpoint_dir:
         return None
-    folder = os.path.join(checkpoint_dir, "probe", tag)
+    folder = os.path.join(checkpoint_dir, "probe", "epoch")
     if accelerator.is_main_process:
         shutil.rmtree(folder, ignore_errors=True)
         os.makedirs(folder, exist_ok=True)
@@ -806,6 +813,7 @@ def probe_training_rate(
     evaluate: bool = True,
     checkpoint_dir: Optional[str] = None,
     repeats: int = 1,
+    frozen: bool = False,
 ) -> Tuple[TrainingRate, float]:
     """A model's training and evaluation rates measured on a few rows of `dataset`, so that its full-data training
     (and a forward pass of every row) can be priced before it trains: the target's, for :func:`budget_reference`; the
@@ -834,6 +842,11 @@ def probe_training_rate(
             rate's ``per_epoch`` (a large fastText table's checkpoint can cost more than its epoch).
         repeats: Measure the two epochs this many times and keep the fastest of each (other work on the machine only
             slows a measurement down): the target's probe sets the budget, which a slowed probe would inflate.
+        frozen: Leave the model's weights as `make_model` built them, so that it can still be trained from scratch
+            after: every step runs at learning rate 0 (the same work: the optimizer's update is computed and scaled
+            by 0) and the buffers (e.g. batch-norm statistics) are restored after. Callers check the weights
+            (:func:`svp_hf.stages.proxy.weights_digest`): an optimizer that moves weights at learning rate 0 would
+            change them.
 
     Returns:
         ``(rate, seconds)``: the :class:`TrainingRate` and the seconds the whole probe took (selection spends them).
@@ -847,9 +860,10 @@ def probe_training_rate(
     picked = np.random.default_rng([seed, 31337]).permutation(len(base))
     warm_rows = min(step, max(len(base) - 2, 1))
     rest = picked[warm_rows:] if len(picked) > warm_rows else picked
-    one_epoch = dataclasses.replace(config, epochs=1, seed=int(seed))
+    one_epoch = dataclasses.replace(config, epochs=1, seed=int(seed), **({"learning_rate": 0.0} if frozen else {}))
     set_seed(int(seed))
     model = make_model()
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()} if frozen else {}
 
     def train_on(rows: np.ndarray, desc: str, folder: Optional[str] = None):
         with quiet_datasets():
@@ -868,7 +882,7 @@ def probe_training_rate(
     for repeat in range(max(int(repeats), 1)):
         for rows, tag in ((short_rows, "short"), (long_rows, "long")):
             priced = tag == "long" and repeat == 0  # one checkpoint save is timed, when the run saves them
-            folder = _probe_folder(checkpoint_dir if priced else None, "epoch", accelerator)
+            folder = _probe_folder(checkpoint_dir if priced else None, accelerator)
             subset, result = train_on(rows, "probe", folder)
             model = result.model
             _remove_probe_folder(folder, accelerator)
@@ -889,6 +903,11 @@ def probe_training_rate(
                     progress=False,
                 )
             timed["eval " + tag].append(time.perf_counter() - t0)
+    if buffers:
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                if name in buffers:
+                    b.copy_(buffers[name])
     # The fastest of the repeats: other work on the machine only ever slows a measurement down.
     n_short, n_long = len(short_rows), len(long_rows)
     short_s, long_s = min(timed["short"]), min(timed["long"])

@@ -45,8 +45,10 @@ from .auto import (
     probe_training_rate,
 )
 from .proxy import (
+    FreshModel,
     ScoringRun,
     auto_check,
+    build_model,
     check_proxy_checkpoint,
     fit_model,
     labels_of,
@@ -55,6 +57,7 @@ from .proxy import (
     selected_indices,
     subset_with_scores,
     train_and_score,
+    weights_digest,
 )
 from .roles import training_record
 from .settings import ModelSettings, ScoringSettings, SelectionSettings
@@ -97,6 +100,20 @@ class PruneResult:
     proxy_epochs: Optional[int]
     scored_methods: List[str] = field(default_factory=list)
     target: Optional[TargetOutcome] = None
+    target_model: Optional[FreshModel] = field(default=None, repr=False)  # see take_target_model()
+
+    def take_target_model(self) -> Optional[FreshModel]:
+        """The untrained target that ``auto``'s pre-check built and probed, left as built, when it kept random: the
+        target's training starts from it (:func:`svp_hf.stages.proxy.seeded_model`) instead of building the same
+        model again. Building it is then the target's cost, not selection's: its seconds leave
+        ``timings["precheck"]`` for ``timings["target_build"]``, which the account does not count (no training counts
+        the building of its model). ``None`` when there is none: taken already, a pre-check read back on resume, a
+        proxy that trained (its memory is not held through the proxy's training), or the probe moved a weight."""
+        fresh, self.target_model = self.target_model, None
+        if fresh is not None:
+            self.timings["precheck"] = max(self.timings.get("precheck", 0.0) - fresh.seconds, 0.0)
+            self.timings["target_build"] = fresh.seconds
+        return fresh
 
     @property
     def scores(self) -> Dataset:
@@ -224,6 +241,8 @@ class Pruner:
         self.selecting = True
         self.prechecked: Optional[Precheck] = None
         self._target_rate: Optional[TrainingRate] = None  # the pre-check's probe of the target, reused by plan()
+        self._fresh_target: Optional[FreshModel] = None  # the target the pre-check built, for the target's training
+        self._target_build_seconds = 0.0
 
     @property
     def accelerator(self) -> Accelerator:
@@ -344,6 +363,8 @@ class Pruner:
         saved = self._resumable("precheck", self._measure) if self._resumable is not None else self._measure()
         check = Precheck(**saved)
         self.prechecked, self._target_rate = check, TrainingRate(**check.target_rate)
+        if check.fits:
+            self._fresh_target = None  # not held in memory through the proxy's training
         self.timings["precheck"] = check.probe_seconds
         if check.fits:
             logger.info(
@@ -373,10 +394,10 @@ class Pruner:
             # The proxy is the target's own model: its training alone is proxy_epochs / target_epochs of the target's,
             # over the budget whatever the rate, so one probe of the target prices both (a noisy one cannot change it);
             # it evaluates too, so that the proxy's scoring is priced (a forward pass of every row) and recorded.
-            target_rate, target_seconds = self._probe(self.target)
+            target_rate, target_seconds = self._probe_target(evaluate=True, repeats=1)
             proxy_rate, proxy_seconds = target_rate, 0.0
         else:
-            target_rate, target_seconds = self._probe(self.target, evaluate=False, repeats=TARGET_PROBE_REPEATS)
+            target_rate, target_seconds = self._probe_target(evaluate=False, repeats=TARGET_PROBE_REPEATS)
             proxy_rate, proxy_seconds = self._probe(self.proxy)
         check = precheck(
             budget=budget,
@@ -386,6 +407,7 @@ class Pruner:
             target_rate=target_rate,
             target_epochs=self.target.epochs,
             probe_seconds=target_seconds + proxy_seconds,
+            target_build_seconds=self._target_build_seconds,
         )
         return self._from_main(check.as_dict())
 
@@ -504,16 +526,42 @@ class Pruner:
         )
         return plan, probe_seconds
 
-    def _probe(self, model: ModelSettings, evaluate: bool = True, repeats: int = 1) -> Tuple[TrainingRate, float]:
+    def _probe_target(self, evaluate: bool, repeats: int) -> Tuple[TrainingRate, float]:
+        """The pre-check's probe of the target, on a target built as its training would build it and left as built
+        (probed at learning rate 0, its buffers restored, its weights checked after), so that the target's training can
+        start from it (:meth:`PruneResult.take_target_model`) rather than build it again. Seconds: building + probe."""
+        assert self.target is not None
+        _, info, _ = self._data("precheck")
+        fresh = build_model(self.target, info, self.selection.seed)
+        self._target_build_seconds = fresh.seconds
+        start = time.perf_counter()
+        built = weights_digest(fresh.model)
+        checking = time.perf_counter() - start
+        rate, seconds = self._probe(
+            self.target, evaluate=evaluate, repeats=repeats, make_model=lambda: fresh.model, frozen=True
+        )
+        start = time.perf_counter()
+        self._fresh_target = fresh if weights_digest(fresh.model) == built else None
+        checking += time.perf_counter() - start
+        return rate, fresh.seconds + seconds + checking
+
+    def _probe(
+        self,
+        model: ModelSettings,
+        evaluate: bool = True,
+        repeats: int = 1,
+        make_model: Optional[Callable[[], Any]] = None,
+        frozen: bool = False,
+    ) -> Tuple[TrainingRate, float]:
         dataset, info, _ = self._data("plan")
 
-        def make_model():
+        def build():
             return create_model(
                 model.name, info, pretrained=model.pretrained, trust_remote_code=model.trust_remote_code
             )
 
         return probe_training_rate(
-            make_model,
+            make_model or build,
             resolve_family(model.name),
             dataset,
             info,
@@ -523,6 +571,7 @@ class Pruner:
             evaluate=evaluate,
             checkpoint_dir=self.checkpoint_dir,  # the job saves a checkpoint every epoch: so does the probe
             repeats=repeats,
+            frozen=frozen,
         )
 
     def select(self) -> PruneResult:
@@ -561,6 +610,7 @@ class Pruner:
             timings=dict(self.timings),
             proxy_epochs=self.proxy_epochs,
             scored_methods=list(self.scoring.methods),
+            target_model=self._fresh_target,
         )
 
     def prune(self) -> PruneResult:
@@ -631,9 +681,19 @@ def train_target(
     seed: int = 0,
 ) -> TargetOutcome:
     """Train `target` on the kept rows of `result` (evaluated on `evaluation` when given); recorded on the result,
-    whose account is then relative to the target."""
+    whose account is then relative to the target. It starts from the target the pre-check built, when that is the
+    model `target` and `seed` build (:meth:`PruneResult.take_target_model`)."""
+    built = result.target_model
+    fresh = result.take_target_model() if built is not None and built.builds(target, info, seed) else None
     trained, accuracy = fit_model(
-        target, result.selected, info, accelerator, seed=seed, evaluation=evaluation, checkpoint_dir=checkpoint_dir
+        target,
+        result.selected,
+        info,
+        accelerator,
+        seed=seed,
+        evaluation=evaluation,
+        checkpoint_dir=checkpoint_dir,
+        fresh=fresh,
     )
     result.target = TargetOutcome(target, trained.seconds, accuracy, trained.history)
     return result.target

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from datasets import ClassLabel, Dataset, Features, IterableDataset, Value
@@ -359,6 +360,69 @@ def obtain_proxy(
     return trained
 
 
+@dataclass
+class FreshModel:
+    """An untrained model as :func:`build_model` built it from a seed, with the torch RNG state its construction left:
+    :func:`seeded_model` hands it over instead of building the same model again (the pre-check builds the target to
+    probe it; a large hashed table or a pretrained checkpoint costs more to build than the probe's steps)."""
+
+    settings: ModelSettings
+    info: DataInfo
+    seed: int
+    model: torch.nn.Module
+    rng_state: torch.Tensor
+    seconds: float  # what building it took
+
+    def builds(self, settings: ModelSettings, info: DataInfo, seed: int) -> bool:
+        """Whether this is the model that `settings`, `info` and `seed` build."""
+        built = (self.settings.name, self.settings.pretrained, self.settings.trust_remote_code)
+        wanted = (settings.name, settings.pretrained, settings.trust_remote_code)
+        return built == wanted and self.info == info and self.seed == int(seed)
+
+
+def build_model(settings: ModelSettings, info: DataInfo, seed: int) -> FreshModel:
+    """`settings`' model built from seed `seed`, as :func:`seeded_model` builds it, and timed."""
+    start = time.perf_counter()
+    set_seed(int(seed))
+    model = create_model(
+        settings.name, info, pretrained=settings.pretrained, trust_remote_code=settings.trust_remote_code
+    )
+    return FreshModel(settings, info, int(seed), model, torch.get_rng_state(), time.perf_counter() - start)
+
+
+def seeded_model(
+    settings: ModelSettings, info: DataInfo, seed: int, fresh: Optional[FreshModel] = None
+) -> torch.nn.Module:
+    """`settings`' model as built from seed `seed`, with the global RNGs where building it leaves them: `fresh` when it
+    is that model (its RNG state restored: what follows draws exactly as after building it again), else built."""
+    set_seed(int(seed))  # the model starts the same whatever ran before (or was skipped, when resumed)
+    if fresh is not None and fresh.builds(settings, info, seed):
+        torch.set_rng_state(fresh.rng_state)
+        return fresh.model
+    return create_model(
+        settings.name, info, pretrained=settings.pretrained, trust_remote_code=settings.trust_remote_code
+    )
+
+
+# Elements of each parameter read by weights_digest at most: an optimizer that moves weights moves nearly all of a
+# dense parameter's (reading all of a 2M-row fastText table twice would cost a third of building it).
+DIGEST_SAMPLE = 4096
+
+
+def weights_digest(model: torch.nn.Module) -> Tuple[float, ...]:
+    """A float64 sum of up to :data:`DIGEST_SAMPLE` evenly spaced elements of each parameter: how a probe that must
+    leave the weights as built (at learning rate 0) is checked to have done so. It catches an optimizer that moves
+    weights at learning rate 0 or a non-finite update; the sparse rows fastText's SGD touches are left exactly by
+    SGD's own arithmetic (a step scaled by 0)."""
+    digest = []
+    with torch.no_grad():
+        for p in model.parameters():
+            flat = p.detach().reshape(-1)
+            step = max(flat.numel() // DIGEST_SAMPLE, 1)
+            digest.append(float(flat[::step].sum(dtype=torch.float64)))
+    return tuple(digest)
+
+
 def fit_model(
     model: ModelSettings,
     dataset: Dataset,
@@ -369,12 +433,13 @@ def fit_model(
     evaluation: Optional[Dataset] = None,
     checkpoint_dir: Optional[str] = None,
     desc: Optional[str] = None,
+    fresh: Optional[FreshModel] = None,
 ) -> Tuple[TrainResult, Optional[float]]:
     """A fresh `model` trained on `dataset` from seed `seed` (checkpointed under `checkpoint_dir`), and its accuracy on
-    `evaluation` when given: how a target is trained on the rows selection kept."""
+    `evaluation` when given: how a target is trained on the rows selection kept. `fresh`: that model already built
+    from that seed (:func:`seeded_model`)."""
     family = resolve_family(model.name)
-    set_seed(int(seed))  # the model starts the same whatever ran before (or was skipped, when resumed)
-    created = create_model(model.name, info, pretrained=model.pretrained, trust_remote_code=model.trust_remote_code)
+    created = seeded_model(model, info, seed, fresh)
     desc = desc or f"target {model.name}"
     trained = train_model(
         created, family, dataset, info, model.training, accelerator, desc=desc, checkpoint_dir=checkpoint_dir
@@ -550,6 +615,10 @@ __all__ = [
     "labels_of",
     "train_and_score",
     "fit_model",
+    "FreshModel",
+    "build_model",
+    "seeded_model",
+    "weights_digest",
     "obtain_proxy",
     "auto_check",
     "scores_dataset",
