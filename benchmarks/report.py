@@ -520,8 +520,8 @@ def _sweep_default_lines(s: Dict, fractions: List[str], all_seeds: List[int]) ->
         "",
         "Like for like: where the default chose random (its fallback included) it kept random's own rows, the same "
         "seeded draw, so it is compared with itself, those rows trained by the same code in the same run (0 pts); "
-        "elsewhere with the random arm. The random arm was trained in the sweep's first run, by the library as it "
-        "was then: the same rows trained again now differ from it by training alone; the full-data target trained "
+        "elsewhere with the random arm. The random arm was trained in an earlier run (see above), by the library as "
+        "it was then: the same rows trained again now differ from it by training alone; the full-data target trained "
         f"again beside the default differs from the full-data arm by {_pts(widest['full_data_rerun_minus_recorded'])} "
         f"pts (seeds {', '.join(map(str, widest['seeds']))}).",
     ]
@@ -550,8 +550,11 @@ def render_prune_sweep(p: Dict) -> List[str]:
         "pre-check's probes, its proxy when trained (per fraction, as a job of its own would), the check and the",
         "selection, against the full",
         "data timed beside it. Seconds are wall-clock on shared cores: compare the figures of one run (one row) rather",
-        "than across runs. The arms other than the budgeted default are read from the parts of the sweep's first run;",
-        "the date above is this summary's.",
+        "than across runs. The arms other than the budgeted default are read from the parts of earlier runs: on the",
+        "image suite the sweep's first run; on the text suite a rerun of 2026-12-03 (after fastText's table stopped",
+        "being initialised twice, which changed every seeded fastText model), except `auto, unbudgeted (before)` and",
+        "`default (budgeted)`, kept from the first run (their fastText models were initialised the earlier way). The",
+        "date above is this summary's.",
         "",
         f"![accuracy against fraction kept]({p.get('plot', 'prune_sweep.png')})",
     ]

@@ -363,10 +363,9 @@ class Pruner:
         saved = self._resumable("precheck", self._measure) if self._resumable is not None else self._measure()
         check = Precheck(**saved)
         self.prechecked, self._target_rate = check, TrainingRate(**check.target_rate)
-        if check.fits:
-            self._fresh_target = None  # not held in memory through the proxy's training
         self.timings["precheck"] = check.probe_seconds
         if check.fits:
+            self._fresh_target = None  # not held in memory through the proxy's training
             logger.info(
                 f"auto: pre-check fits: the proxy's training and scoring are estimated at "
                 f"{check.proxy_estimate_seconds:.1f} s (+{check.probe_seconds:.1f} s of probes) against the budget's "
