@@ -82,7 +82,7 @@ FALLBACK_RULE = (
     "random: in the repository's prune sweeps (benchmarks/RESULTS.md section 5; CIFAR-10 with a ResNet-20 proxy and "
     "target, SST-2 with fastText proxy and target; kept 0.1, 0.3, 0.5 and 0.7; 3 seeds) no strategy (top or coverage "
     "over el2n, forgetting or aum) beat random by more than its spread over seeds on both suites at any kept fraction, "
-    "and top fell 4 to 40 points below it; a proxy that barely beats chance ranks by noise, which random matches"
+    "and top fell up to 39 points below it; a proxy that barely beats chance ranks by noise, which random matches"
 )
 
 
