@@ -475,7 +475,8 @@ def scores_dataset(
     data = {INDEX_COLUMN: np.arange(len(labels), dtype=np.int64), "label": labels}
     data.update({m: np.asarray(v, dtype=np.float64) for m, v in scores.items()})
     # Cast from Arrow's own types: from_dict(features=...) would encode the labels one row at a time.
-    return Dataset.from_dict(data).cast(features)
+    with quiet_datasets():
+        return Dataset.from_dict(data).cast(features)
 
 
 def method_values(scores: Dataset, method: str) -> np.ndarray:
