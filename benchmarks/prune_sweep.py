@@ -369,7 +369,7 @@ def run_default(
         proxy, _, scoring, selection = stage_settings(recipe)
         pruner = Pruner(proxy, scoring, selection, target=target, accelerator=accelerator).prepare(train, test)
         result = pruner.prune()
-        trained = train_target(result.keep, result.take_target_model())
+        trained = train_target(result.keep, result.take_target_model(target, info, seed))
         account = target_account(
             selection_stages(result.timings),
             trained["train_seconds"],

@@ -102,17 +102,20 @@ class PruneResult:
     target: Optional[TargetOutcome] = None
     target_model: Optional[FreshModel] = field(default=None, repr=False)  # see take_target_model()
 
-    def take_target_model(self) -> Optional[FreshModel]:
-        """The untrained target that ``auto``'s pre-check built and probed, left as built, when it kept random: the
-        target's training starts from it (:func:`svp_hf.stages.proxy.seeded_model`) instead of building the same
-        model again. Building it is then the target's cost, not selection's: its seconds leave
-        ``timings["precheck"]`` for ``timings["target_build"]``, which the account does not count (no training counts
-        the building of its model). ``None`` when there is none: taken already, a pre-check read back on resume, a
-        proxy that trained (its memory is not held through the proxy's training), or the probe moved a weight."""
-        fresh, self.target_model = self.target_model, None
-        if fresh is not None:
-            self.timings["precheck"] = max(self.timings.get("precheck", 0.0) - fresh.seconds, 0.0)
-            self.timings["target_build"] = fresh.seconds
+    def take_target_model(self, settings: ModelSettings, info: DataInfo, seed: int) -> Optional[FreshModel]:
+        """The untrained target that ``auto``'s pre-check built and probed, left as built, when it kept random and it
+        is the model `settings`, `info` and `seed` build: the target's training starts from it
+        (:func:`svp_hf.stages.proxy.seeded_model`) instead of building the same model again. Building it is then the
+        target's cost, not selection's: its seconds leave ``timings["precheck"]`` for ``timings["target_build"]``,
+        which the account does not count (no training counts the building of its model). ``None`` when there is
+        none: taken already, a pre-check read back on resume, a proxy that trained (its memory is not held through
+        the proxy's training), the probe moved a weight, or another model or seed is trained."""
+        fresh = self.target_model
+        if fresh is None or not fresh.builds(settings, info, seed):
+            return None
+        self.target_model = None
+        self.timings["precheck"] = max(self.timings.get("precheck", 0.0) - fresh.seconds, 0.0)
+        self.timings["target_build"] = fresh.seconds
         return fresh
 
     @property
@@ -242,7 +245,6 @@ class Pruner:
         self.prechecked: Optional[Precheck] = None
         self._target_rate: Optional[TrainingRate] = None  # the pre-check's probe of the target, reused by plan()
         self._fresh_target: Optional[FreshModel] = None  # the target the pre-check built, for the target's training
-        self._target_build_seconds = 0.0
 
     @property
     def accelerator(self) -> Accelerator:
@@ -393,10 +395,10 @@ class Pruner:
             # The proxy is the target's own model: its training alone is proxy_epochs / target_epochs of the target's,
             # over the budget whatever the rate, so one probe of the target prices both (a noisy one cannot change it);
             # it evaluates too, so that the proxy's scoring is priced (a forward pass of every row) and recorded.
-            target_rate, target_seconds = self._probe_target(evaluate=True, repeats=1)
+            target_rate, target_seconds, built = self._probe_target(evaluate=True, repeats=1)
             proxy_rate, proxy_seconds = target_rate, 0.0
         else:
-            target_rate, target_seconds = self._probe_target(evaluate=False, repeats=TARGET_PROBE_REPEATS)
+            target_rate, target_seconds, built = self._probe_target(evaluate=False, repeats=TARGET_PROBE_REPEATS)
             proxy_rate, proxy_seconds = self._probe(self.proxy)
         check = precheck(
             budget=budget,
@@ -406,7 +408,7 @@ class Pruner:
             target_rate=target_rate,
             target_epochs=self.target.epochs,
             probe_seconds=target_seconds + proxy_seconds,
-            target_build_seconds=self._target_build_seconds,
+            target_build_seconds=built,
         )
         return self._from_main(check.as_dict())
 
@@ -525,14 +527,14 @@ class Pruner:
         )
         return plan, probe_seconds
 
-    def _probe_target(self, evaluate: bool, repeats: int) -> Tuple[TrainingRate, float]:
+    def _probe_target(self, evaluate: bool, repeats: int) -> Tuple[TrainingRate, float, float]:
         """The pre-check's probe of the target, on a target built as its training would build it and left as built
         (probed at learning rate 0, its buffers restored, its weights checked after), so that the target's training can
-        start from it (:meth:`PruneResult.take_target_model`) rather than build it again. Seconds: building + probe."""
+        start from it (:meth:`PruneResult.take_target_model`) rather than build it again. Returns the rate,
+        the seconds (building and probe) and, of them, the building's."""
         assert self.target is not None
         _, info, _ = self._data("precheck")
         fresh = build_model(self.target, info, self.selection.seed)
-        self._target_build_seconds = fresh.seconds
         start = time.perf_counter()
         built = weights_digest(fresh.model)
         checking = time.perf_counter() - start
@@ -542,7 +544,7 @@ class Pruner:
         start = time.perf_counter()
         self._fresh_target = fresh if weights_digest(fresh.model) == built else None
         checking += time.perf_counter() - start
-        return rate, fresh.seconds + seconds + checking
+        return rate, fresh.seconds + seconds + checking, fresh.seconds
 
     def _probe(
         self,
@@ -682,8 +684,6 @@ def train_target(
     """Train `target` on the kept rows of `result` (evaluated on `evaluation` when given); recorded on the result,
     whose account is then relative to the target. It starts from the target the pre-check built, when that is the
     model `target` and `seed` build (:meth:`PruneResult.take_target_model`)."""
-    built = result.target_model
-    fresh = result.take_target_model() if built is not None and built.builds(target, info, seed) else None
     trained, accuracy = fit_model(
         target,
         result.selected,
@@ -692,7 +692,7 @@ def train_target(
         seed=seed,
         evaluation=evaluation,
         checkpoint_dir=checkpoint_dir,
-        fresh=fresh,
+        fresh=result.take_target_model(target, info, seed),
     )
     result.target = TargetOutcome(target, trained.seconds, accuracy, trained.history)
     return result.target

@@ -383,10 +383,7 @@ class FreshModel:
 def build_model(settings: ModelSettings, info: DataInfo, seed: int) -> FreshModel:
     """`settings`' model built from seed `seed`, as :func:`seeded_model` builds it, and timed."""
     start = time.perf_counter()
-    set_seed(int(seed))
-    model = create_model(
-        settings.name, info, pretrained=settings.pretrained, trust_remote_code=settings.trust_remote_code
-    )
+    model = seeded_model(settings, info, seed)
     return FreshModel(settings, info, int(seed), model, torch.get_rng_state(), time.perf_counter() - start)
 
 
