@@ -91,6 +91,21 @@ def column_values(dataset: Dataset, column: str, dtype=None) -> np.ndarray:
     return np.asarray(values.to_numpy(), dtype=dtype)
 
 
+def text_lengths(dataset: Dataset, info: Optional[DataInfo]) -> Optional[np.ndarray]:
+    """Characters of each row's text (its text columns together) when `info` is text, read from Arrow; ``None`` for
+    other data, whose rows are one size once transformed (images are resized). What a row costs a text model grows
+    with it (a batch is padded to its longest row)."""
+    if info is None or info.modality != "text" or not isinstance(dataset, Dataset):
+        return None
+    total = np.zeros(len(dataset), dtype=np.int64)
+    for column in info.input_columns:
+        values = (
+            dataset.data.column(column) if not has_indices_mapping(dataset) else dataset.with_format("arrow")[column]
+        )
+        total += np.asarray(pc.fill_null(pc.utf8_length(values), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return total
+
+
 @quiet_datasets()
 def add_index(dataset: Dataset) -> Dataset:
     """Add the `svp_index` column (each row's position in `dataset`) unless it is already there (inside the pipeline,

@@ -59,7 +59,7 @@ from accelerate.utils import set_seed
 
 from ..account import DEFAULT_SELECTION_BUDGET, check_selection_budget
 from ..config.checks import check_coverage_beta
-from ..data.columns import INDEX_COLUMN, add_index
+from ..data.columns import INDEX_COLUMN, add_index, text_lengths
 from ..engine.training import evaluate_accuracy, train_model
 from ..errors import SVPConfigError
 from ..models import create_model
@@ -769,13 +769,61 @@ PROBE_BATCHES = 1
 
 
 def _rate_from_two(short: float, long: float, short_rows: int, long_rows: int) -> Tuple[float, float]:
-    """``(seconds per row, fixed seconds)`` from two timings of the same work on `short_rows` and `long_rows` rows;
-    when noise makes the longer no slower, all of it is taken as per-row (the dearer reading)."""
+    """``(seconds per row, fixed seconds)`` from two timings of the same work on `short_rows` and `long_rows` rows:
+    the difference per extra row, and what is left of the shorter.
+
+    Readings that no fixed cost can explain (the extra rows dearer per row than the shorter run's rows all
+    together, i.e. a negative fixed cost, or a longer run no slower) are noise, and the cheaper whole-run reading is
+    taken, all of it per row: on a model whose step is long (MiniLM on a CPU: 0.3-0.5 s per batch of 16) a few
+    batches' jitter would otherwise price its training at up to twice its cost, and the budget, a share of that
+    price, with it."""
     extra_rows = long_rows - short_rows
+    whole = min(short / max(short_rows, 1), long / max(long_rows, 1))
     if extra_rows > 0 and long > short:
         per_row = (long - short) / extra_rows
-        return per_row, max(short - per_row * short_rows, 0.0)
-    return long / max(long_rows, 1), 0.0
+        if per_row <= whole:
+            return per_row, short - per_row * short_rows
+    return whole, 0.0
+
+
+def probe_rows(
+    n_rows: int,
+    step: int,
+    batches: int,
+    seed: int,
+    sizes: Optional[Callable[[np.ndarray], Optional[np.ndarray]]] = None,
+) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rows of a probe (:func:`probe_training_rate`): ``(warm-up, short, long)``, seeded and disjoint; the
+    warm-up is one step of rows, the short epoch `batches` steps and the long one twice as many (fewer on small data).
+
+    With `sizes` (the sizes of the given rows, or ``None``: what a row costs grows with its size, e.g. a text's length,
+    a batch being padded to its longest row), the short
+    and the long rows are one spread over the rows' sizes: a seeded sample of the rows is sorted by size and cut into
+    groups of three neighbours, and each group gives one row to the short epoch and two to the long one (which gets
+    which drawn at random). Both epochs then see the same mix of short and long rows, and their difference is the cost
+    of a typical row, not of whichever rows a few random batches happened to draw (on SST-2 with MiniLM, random
+    batches of 16 priced the same training anywhere from 50 s to 112 s)."""
+    rng = np.random.default_rng([int(seed), 31337])
+    picked = rng.permutation(int(n_rows))
+    warm_rows = min(int(step), max(len(picked) - 2, 1))
+    rest = picked[warm_rows:] if len(picked) > warm_rows else picked
+    n_short = max(min(int(batches) * int(step), len(rest) // 3), 1)
+    n_long = max(min(2 * n_short, len(rest) - n_short), 1)
+    # A sample several times the probe's rows, sorted by size (ties keep the sample's random order): its rows at
+    # evenly spaced ranks (the middles of equal shares, so never the sample's extremes) stand for the whole spread,
+    # three neighbours at a time.
+    sample = rest[: min(len(rest), max(8 * 3 * n_short, 512))]
+    measured = sizes(sample) if sizes is not None and len(rest) >= 3 * n_short else None
+    if measured is None:
+        return picked[:warm_rows], rest[:n_short], rest[n_short : n_short + n_long]
+    ordered = sample[np.argsort(np.asarray(measured), kind="stable")]
+    spaced = ordered[((np.arange(3 * n_short) + 0.5) * len(ordered) / (3 * n_short)).astype(np.int64)]
+    short, long = [], []
+    for group in spaced.reshape(n_short, 3):
+        group = rng.permutation(group)
+        short.append(group[0])
+        long.extend(group[1:])
+    return picked[:warm_rows], np.asarray(short), np.asarray(long[:n_long])
 
 
 def _probe_folder(checkpoint_dir: Optional[str], accelerator) -> Optional[str]:
@@ -857,9 +905,15 @@ def probe_training_rate(
     # A step's rows: accelerate deals a batch to every process (the last repeating rows when they run short), so
     # epochs of one and two batches would both be one step in each of two processes, and differ by noise alone.
     step = batch * (accelerator.num_processes if accelerator is not None else 1)
-    picked = np.random.default_rng([seed, 31337]).permutation(len(base))
-    warm_rows = min(step, max(len(base) - 2, 1))
-    rest = picked[warm_rows:] if len(picked) > warm_rows else picked
+    spread: List[bool] = []
+
+    def lengths(rows: np.ndarray) -> Optional[np.ndarray]:
+        with quiet_datasets():
+            found = text_lengths(base.select(rows), info)
+        spread.append(found is not None)
+        return found
+
+    warm_rows, short_rows, long_rows = probe_rows(len(base), step, batches, seed, lengths)
     one_epoch = dataclasses.replace(config, epochs=1, seed=int(seed), **({"learning_rate": 0.0} if frozen else {}))
     set_seed(int(seed))
     model = make_model()
@@ -873,10 +927,8 @@ def probe_training_rate(
         )
         return subset, result
 
-    _, warm = train_on(picked[:warm_rows], "probe warm-up")
+    _, warm = train_on(warm_rows, "probe warm-up")
     model = warm.model
-    short_rows = rest[: max(min(int(batches) * step, len(rest) // 3), 1)]
-    long_rows = rest[len(short_rows) : len(short_rows) + max(min(2 * len(short_rows), len(rest) - len(short_rows)), 1)]
     timed: Dict[str, List[float]] = {"short": [], "long": [], "eval short": [], "eval long": []}
     saving, prepare = 0.0, 0.0
     for repeat in range(max(int(repeats), 1)):
@@ -921,8 +973,9 @@ def probe_training_rate(
         evaluate=evaluated,
         per_epoch=per_epoch + saving,
         source=(
-            f"probe: {short_s:.2f} s and {long_s:.2f} s for epochs of {n_short} and {n_long} rows after a warm-up "
-            f"batch"
+            f"probe: {short_s:.2f} s and {long_s:.2f} s for epochs of {n_short} and {n_long} rows"
+            + (" spread over the texts' lengths" if any(spread) else "")
+            + " after a warm-up batch"
             + (f" (fastest of {int(repeats)})" if repeats > 1 else "")
             + (f", and {saving:.2f} s to save a checkpoint" if saving else "")
         ),
@@ -949,6 +1002,7 @@ __all__ = [
     "fallback_decision",
     "pool_sample",
     "probe_training_rate",
+    "probe_rows",
     "DEFAULT_SELECTION_BUDGET",
     "MIN_POOL_SHARE",
     "FALLBACK",
