@@ -217,3 +217,37 @@ def test_auto_says_in_one_warning_line_when_it_keeps_random_and_why(caplog):
         and "spread of 0.0200" in warned
     )
     assert told.startswith("strategy auto chose coverage (beta 0) over el2n's scores")
+
+
+def test_the_precheck_target_is_handed_only_to_the_training_of_that_very_model():
+    """take_target_model hands the pre-check's untrained target over once, and only to a training of the same model,
+    data and seed (another seed, model or weights source builds its own); its building moves from the pre-check's
+    seconds to the target's."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from svp_hf.data.columns import DataInfo
+    from svp_hf.stages.orchestrator import PruneResult
+    from svp_hf.stages.proxy import FreshModel
+
+    info = DataInfo("image", ["image"], "label", 10)
+    settings = ModelSettings("resnet20")
+    fresh = FreshModel(settings, info, 3, torch.nn.Linear(2, 2), torch.get_rng_state(), 0.4)
+
+    def result():
+        return SimpleNamespace(target_model=fresh, timings={"precheck": 1.0})
+
+    for other in (
+        (settings, info, 4),  # another seed
+        (ModelSettings("resnet56"), info, 3),  # another model
+        (ModelSettings("resnet20", pretrained=True), info, 3),  # another weights source
+        (settings, DataInfo("image", ["image"], "label", 100), 3),  # other classes
+    ):
+        held = result()
+        assert PruneResult.take_target_model(held, *other) is None
+        assert held.target_model is fresh and held.timings == {"precheck": 1.0}
+    held = result()
+    assert PruneResult.take_target_model(held, ModelSettings("resnet20"), info, 3) is fresh
+    assert held.target_model is None and held.timings == {"precheck": pytest.approx(0.6), "target_build": 0.4}
+    assert PruneResult.take_target_model(held, settings, info, 3) is None  # taken already
