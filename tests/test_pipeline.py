@@ -413,6 +413,7 @@ def test_a_locked_output_dir_refuses_a_second_run_until_its_holder_is_gone(tmp_p
 
 @pytest.mark.slow
 def test_two_runs_at_once_on_one_output_dir(tmp_path):
+    import signal
     import subprocess
     import time
 
@@ -424,7 +425,13 @@ def test_two_runs_at_once_on_one_output_dir(tmp_path):
     while not (out / ".svp-lock").exists():
         assert first.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
-    second = subprocess.run(cli(out), cwd=REPO, capture_output=True, text=True, timeout=600)
+    # Paused while the second starts (its imports take seconds): a first run that finished in the meantime would have
+    # released the lock, and the second would rightly run. A stopped process keeps its OS lock.
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = subprocess.run(cli(out), cwd=REPO, capture_output=True, text=True, timeout=600)
+    finally:
+        first.send_signal(signal.SIGCONT)
     assert second.returncode == 2 and "is in use by another svp_hf run" in second.stderr, second.stderr[-2000:]
     assert first.wait(timeout=600) == 0, first.stderr.read()[-3000:]
     assert json.loads((out / "metrics.json").read_text())["n_selected"] == 150
