@@ -108,21 +108,29 @@ def selection_stages(timings: Mapping[str, float]) -> Dict[str, float]:
     return {k: _seconds(k, timings[k]) for k in SELECTION_STAGES if timings.get(k) is not None}
 
 
-def estimate_full_data_seconds(target_seconds: float, n_kept: int, n_total: int, epochs: int) -> tuple:
+def estimate_full_data_seconds(
+    target_seconds: float, n_kept: int, n_total: int, epochs: int, checkpoint_seconds: float = 0.0
+) -> tuple:
     """``(seconds, method)``: the target's training on all `n_total` rows, from its measured `target_seconds` on
-    `n_kept` rows for `epochs` epochs, at the same seconds per row-epoch (the full data trains for the same epochs)."""
+    `n_kept` rows for `epochs` epochs, at the same seconds per row-epoch (the full data trains for the same epochs).
+    `checkpoint_seconds` (of `target_seconds`) saved its checkpoints, which do not grow with the rows: they are counted
+    once, as the full-data training would save at least as much (a longer training saves as often or more)."""
     target_seconds = _seconds("target_seconds", target_seconds)
+    checkpoint_seconds = min(_seconds("checkpoint_seconds", checkpoint_seconds), target_seconds)
     n_kept, n_total, epochs = int(n_kept), int(n_total), int(epochs)
     if n_kept < 1 or n_total < n_kept or epochs < 1:
         raise ValueError(
             f"need 1 <= n_kept <= n_total and epochs >= 1, got n_kept={n_kept}, n_total={n_total}, epochs={epochs}"
         )
-    per_row_epoch = target_seconds / (n_kept * epochs)
-    seconds = per_row_epoch * n_total * epochs
+    trained = target_seconds - checkpoint_seconds
+    per_row_epoch = trained / (n_kept * epochs)
+    seconds = per_row_epoch * n_total * epochs + checkpoint_seconds
     method = (
-        f"estimated: the target's measured {per_row_epoch:.4g} s per row-epoch ({target_seconds:.1f} s for {n_kept} "
+        f"estimated: the target's measured {per_row_epoch:.4g} s per row-epoch ({trained:.1f} s for {n_kept} "
         f"rows x {epochs} epochs) x {n_total} rows x {epochs} epochs"
     )
+    if checkpoint_seconds:
+        method += f", plus the {checkpoint_seconds:.1f} s its checkpoints took"
     return seconds, method
 
 
@@ -135,17 +143,18 @@ def target_account(
     epochs: Optional[int] = None,
     full_data_seconds: Optional[float] = None,
     selection_budget: Optional[float] = None,
+    target_checkpoint_seconds: float = 0.0,
 ) -> EndToEnd:
     """The account of a run that trained a target on `n_kept` of `n_total` rows for `epochs` epochs in
-    `target_seconds`, after the selection stages `selection` (stage -> seconds). `full_data_seconds`: the target
-    measured on all rows, when it was trained; else it is estimated (:func:`estimate_full_data_seconds`, which needs
-    `epochs`)."""
+    `target_seconds` (of which `target_checkpoint_seconds` saving its checkpoints), after the selection stages
+    `selection` (stage -> seconds). `full_data_seconds`: the target measured on all rows, when it was trained; else it
+    is estimated (:func:`estimate_full_data_seconds`, which needs `epochs`)."""
     stages = {k: _seconds(k, v) for k, v in selection.items()}
     target_seconds = _seconds("target_seconds", target_seconds)
     if full_data_seconds is None:
         if epochs is None:
             raise ValueError("epochs is needed to estimate the full-data training (or pass full_data_seconds)")
-        full, method = estimate_full_data_seconds(target_seconds, n_kept, n_total, epochs)
+        full, method = estimate_full_data_seconds(target_seconds, n_kept, n_total, epochs, target_checkpoint_seconds)
         estimated = True
     else:
         full, estimated = _seconds("full_data_seconds", full_data_seconds), False
@@ -227,10 +236,12 @@ def end_to_end(
     target_epochs: Optional[int] = None,
     full_data_seconds: Optional[float] = None,
     selection_budget: Optional[float] = None,
+    target_checkpoint_seconds: float = 0.0,
 ) -> EndToEnd:
     """The account from a job's ``timings`` (``proxy_training``, ``scoring``, ``auto``, ``selection`` and, when a
-    target was trained, ``target_training``): relative to the target when it was trained (`target_epochs` needed
-    unless `full_data_seconds` was measured), else to the proxy's own training. A proxy loaded from a checkpoint
+    target was trained, ``target_training``, of which `target_checkpoint_seconds` saved its checkpoints): relative to
+    the target when it was trained (`target_epochs` needed unless `full_data_seconds` was measured), else to the
+    proxy's own training. A proxy loaded from a checkpoint
     (no ``proxy_training``) with no target has nothing to be relative to: a ``ValueError``."""
     stages = selection_stages(timings)
     if timings.get(TARGET_STAGE) is not None:
@@ -242,6 +253,7 @@ def end_to_end(
             epochs=target_epochs,
             full_data_seconds=full_data_seconds,
             selection_budget=selection_budget,
+            target_checkpoint_seconds=target_checkpoint_seconds,
         )
     if stages.get("proxy_training") is None:
         raise ValueError("no target was trained and the proxy's training was not timed: the account has no reference")
@@ -256,6 +268,7 @@ def run_account(
     n_kept: int,
     target_epochs: Optional[int] = None,
     selection_budget: Optional[float] = None,
+    target_checkpoint_seconds: float = 0.0,
 ) -> Optional[Dict[str, Any]]:
     """What a job or the Python API records as ``end_to_end``: :func:`end_to_end`'s account as a dict with its
     ``summary`` line, or ``None`` when the run has no reference to measure selection against (a proxy loaded from a
@@ -263,7 +276,12 @@ def run_account(
     if timings.get(TARGET_STAGE) is None and timings.get("proxy_training") is None:
         return None
     account = end_to_end(
-        timings, n_total=n_total, n_kept=n_kept, target_epochs=target_epochs, selection_budget=selection_budget
+        timings,
+        n_total=n_total,
+        n_kept=n_kept,
+        target_epochs=target_epochs,
+        selection_budget=selection_budget,
+        target_checkpoint_seconds=target_checkpoint_seconds,
     )
     return {**account.to_dict(), "summary": account.summary_line()}
 

@@ -91,6 +91,19 @@ def test_the_estimate_scales_the_measured_rate_to_every_row():
         estimate_full_data_seconds(30.0, n_kept=300, n_total=100, epochs=3)
 
 
+def test_the_estimate_counts_the_targets_checkpoints_once():
+    """Saving checkpoints does not grow with the rows (a save after the first epoch, then at most about a tenth of the
+    training): scaling it with them would price the full data high and flatter the account."""
+    seconds, method = estimate_full_data_seconds(30.0, n_kept=300, n_total=1000, epochs=3, checkpoint_seconds=6.0)
+    assert seconds == pytest.approx(24.0 / 900 * 3000 + 6.0)
+    assert "(24.0 s for 300 rows x 3 epochs)" in method and method.endswith("plus the 6.0 s its checkpoints took")
+    timings = {"precheck": 1.0, "selection": 0.1, "target_training": 30.0}
+    plain = end_to_end(timings, n_total=1000, n_kept=300, target_epochs=3)
+    saved = end_to_end(timings, n_total=1000, n_kept=300, target_epochs=3, target_checkpoint_seconds=6.0)
+    assert plain.full_data_seconds == pytest.approx(100.0) and saved.full_data_seconds == pytest.approx(seconds)
+    assert saved.selection_share == pytest.approx(1.1 / seconds)
+
+
 def test_bad_inputs_are_refused():
     with pytest.raises(ValueError, match="target_seconds must be a non-negative"):
         target_account({}, float("nan"), n_total=10, n_kept=5, epochs=1)

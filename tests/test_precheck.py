@@ -311,6 +311,20 @@ def test_a_proxy_that_is_the_targets_own_model_is_priced_by_one_probe_of_the_tar
     assert metrics["selected_strategy"] == "random"
 
 
+def test_in_a_job_only_the_proxys_probe_times_a_checkpoint_save(tmp_path, probes, monkeypatch):
+    """The job checkpoints its trainings: the proxy's probe times a save (the proxy's price would be low without it);
+    the target's does not (timing a large target's save can cost more than the rest of the probe, and leaving it out
+    prices the full-data training low, which only makes the budget smaller)."""
+    folders, fake = [], orchestrator.probe_training_rate
+    monkeypatch.setattr(
+        orchestrator, "probe_training_rate", lambda *a, **k: folders.append(k.get("checkpoint_dir")) or fake(*a, **k)
+    )
+    out = tmp_path / "out"
+    coreset.main([QUICKSTART, "--output_dir", str(out), *TINY])
+    assert len(folders) == 2 and folders[0] is None  # the target's probe first, then the proxy's
+    assert folders[1] is not None and str(folders[1]).startswith(str(out))
+
+
 @pytest.mark.parametrize("name", ["resnet20", "fasttext,dim=8,buckets=4096"])
 def test_a_frozen_probe_measures_the_target_and_leaves_it_as_built(name, digits, reviews):
     """The pre-check probes the target it built at learning rate 0 and restores its buffers: every weight and buffer

@@ -14,7 +14,11 @@ from svp_hf.stages.proxy import prepare_inputs
 from .conftest import separable
 
 
-def test_training_resumes_from_its_last_epoch_checkpoint(setup, tmp_path):
+def test_training_resumes_from_its_last_epoch_checkpoint(setup, tmp_path, monkeypatch):
+    from svp_hf.engine import training
+
+    # Saved after every epoch, as a model whose epochs outlast its saves is (these tiny epochs may not).
+    monkeypatch.setattr(training, "checkpoint_due", lambda *a, **k: True)
     train, family, info, _ = setup
     config = TrainingConfig(epochs=2, batch_size=64, learning_rate=0.05, lr_schedule="constant", seed=0)
 
@@ -37,6 +41,72 @@ def test_training_resumes_from_its_last_epoch_checkpoint(setup, tmp_path):
     straight_events, resumed_events = straight.signals["correctness"], resumed.signals["correctness"]
     np.testing.assert_array_equal(straight_events.scores(), resumed_events.scores())
     np.testing.assert_array_equal(straight_events.presentations, np.full(len(train), 2))
+
+
+def test_checkpoints_cost_at_most_about_a_tenth_of_the_training_they_protect():
+    """After the first epoch (its save timed), the next save comes once the epochs since the last took 10x a save."""
+    from svp_hf.engine.checkpoint import CHECKPOINT_SHARE, checkpoint_due, planned_saves
+
+    assert CHECKPOINT_SHARE == 0.1
+    assert checkpoint_due(0.0, None) and checkpoint_due(1.0, 0.1) and not checkpoint_due(0.99, 0.1)
+    assert planned_saves(10, epoch_seconds=1.0, save_seconds=0.05) == 10  # a save well under a tenth of an epoch
+    assert planned_saves(10, epoch_seconds=0.05, save_seconds=1.5) == 1  # fastText's table: only the first epoch
+    # 0.1-s epochs, 0.3-s saves: epoch 1, then every 30 epochs (3 s of training): epochs 1, 31, 61, 91.
+    assert planned_saves(100, epoch_seconds=0.1, save_seconds=0.3) == 4
+    assert planned_saves(0, 1.0, 1.0) == 0
+
+
+def test_a_rate_prices_the_saves_its_training_will_make():
+    from svp_hf.stages.auto import TrainingRate
+
+    plain = TrainingRate(train=0.001, per_epoch=0.01)
+    assert plain.training_seconds(100, 10) == pytest.approx(10 * (0.1 + 0.01))
+    cheap = TrainingRate(train=0.001, per_epoch=0.01, save=0.005)  # under a tenth of an epoch: saved every epoch
+    assert cheap.training_seconds(100, 10) == pytest.approx(10 * (0.1 + 0.01) + 10 * 0.005)
+    dear = TrainingRate(train=0.001, per_epoch=0.01, save=2.0)  # saved once, after the first epoch
+    assert dear.training_seconds(100, 10) == pytest.approx(10 * (0.1 + 0.01) + 2.0)
+
+
+def test_a_save_that_outlasts_the_epochs_is_made_rarely_and_resuming_from_it_is_exact(setup, tmp_path, monkeypatch):
+    """A save that takes longer than the epochs (as fastText's table does) is made after the first epoch only; a run
+    stopped later resumes from that older checkpoint and ends with exactly the model an uninterrupted run trains."""
+    import time
+
+    from svp_hf.engine import training
+
+    train, family, info, _ = setup
+    real_save = training.save_epoch
+    saved = []
+    # Each save looks 30 s long on the training's clock (far longer than 10 of these tiny epochs).
+    clock = {"offset": 0.0}
+    real_counter = time.perf_counter
+
+    def slow_save_clock(accelerator, path, epoch, state):
+        saved.append(epoch)
+        folder = real_save(accelerator, path, epoch, state)
+        clock["offset"] += 30.0
+        return folder
+
+    monkeypatch.setattr(training, "save_epoch", slow_save_clock)
+    monkeypatch.setattr(training.time, "perf_counter", lambda: real_counter() + clock["offset"])
+    config = TrainingConfig(epochs=3, batch_size=64, learning_rate=0.05, lr_schedule="constant", seed=0)
+
+    def run(epochs, folder):
+        torch.manual_seed(0)
+        cfg = TrainingConfig(**{**vars(config), "epochs": epochs})
+        return train_model(
+            create_model("resnet20", info), family, train, info, cfg, Accelerator(), checkpoint_dir=str(folder)
+        )
+
+    straight = run(3, tmp_path / "straight")
+    assert saved == [1] and straight.checkpoints == 1 and straight.checkpoint_seconds >= 30.0
+    assert sorted(p.name for p in (tmp_path / "straight").iterdir()) == ["epoch_0001"]
+    saved.clear()
+    resumed = run(3, tmp_path / "straight")  # as if killed after epoch 3: resumes after epoch 1, the last saved
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3] and saved == [2]
+    assert resumed.history == straight.history
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
 
 
 def test_report_to_tensorboard_logs_losses_accuracy_and_timings(tmp_path):

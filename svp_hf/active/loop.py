@@ -353,7 +353,7 @@ def train_target(
 ) -> None:
     """Train `target` from scratch (seeded with `seed`) on each run's labelled set and evaluate it on `eval_dataset`
     (when given); the accuracy, seconds and history go into each :class:`SelectorRun`. With `checkpoint_dir`, each
-    training is checkpointed every epoch under ``checkpoint_dir/target/<role>``."""
+    training is checkpointed under ``checkpoint_dir/target/<role>``."""
     for run in runs:
         folder = os.path.join(checkpoint_dir, "target", run.role) if checkpoint_dir else None
         result, run.target_accuracy = fit_model(

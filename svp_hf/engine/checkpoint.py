@@ -1,4 +1,4 @@
-"""Resumable runs: per-epoch training checkpoints, per-shard score files and active-learning rounds.
+"""Resumable runs: epoch training checkpoints, per-shard score files and active-learning rounds.
 
 Layout under a run's ``output_dir/checkpoints/``::
 
@@ -16,7 +16,9 @@ arrays as ``.npz`` read with ``allow_pickle=False``. Checkpoints of earlier vers
 state, are refused and never read.
 
 Every folder and file is written under a temporary name and renamed when complete, so a run killed at any moment
-leaves only complete checkpoints behind; only the newest epoch of each model is kept.
+leaves only complete checkpoints behind; only the newest epoch of each model is kept. A training saves after its first
+epoch and then whenever the epochs since its last save took at least 10 times that save (:func:`checkpoint_due`):
+after every epoch for most models, a few times for a model whose save outlasts its epochs.
 """
 
 from __future__ import annotations
@@ -57,6 +59,32 @@ def on_main(accelerator: Accelerator, fn, *args):
     if accelerator.num_processes > 1:
         broadcast_object_list(result)
     return result[0]
+
+
+# --- when to save: checkpoints cost at most about CHECKPOINT_SHARE of the training they protect ----------------------
+
+# Saving a checkpoint may cost at most about this share of the training time it protects: after the first epoch (whose
+# save is timed), the next checkpoint is saved once the training since the last one took at least that save's seconds
+# / CHECKPOINT_SHARE. Models whose epochs are long against a save (most) still save after every epoch; a large table
+# trained in fractions of a second per epoch (fastText's 2M-row embedding, 0.1-1.5 s to save) saves a few times.
+CHECKPOINT_SHARE = 0.1
+
+
+def checkpoint_due(trained_seconds: float, last_save_seconds: Optional[float], share: float = CHECKPOINT_SHARE) -> bool:
+    """Whether a training saves a checkpoint after this epoch: always when no save has been timed yet (the first),
+    then when the `trained_seconds` since the last save are at least ``last_save_seconds / share``."""
+    return last_save_seconds is None or trained_seconds * share >= last_save_seconds
+
+
+def planned_saves(epochs: int, epoch_seconds: float, save_seconds: float, share: float = CHECKPOINT_SHARE) -> int:
+    """How many checkpoints :func:`checkpoint_due` saves in a training of `epochs` epochs of `epoch_seconds` each when
+    a save takes `save_seconds`: what pricing a training counts."""
+    saves, since, last = 0, 0.0, None
+    for _ in range(max(int(epochs), 0)):
+        since += max(float(epoch_seconds), 0.0)
+        if checkpoint_due(since, last, share):
+            saves, since, last = saves + 1, 0.0, max(float(save_seconds), 0.0)
+    return saves
 
 
 def _reason(err: BaseException) -> str:

@@ -37,7 +37,7 @@ from ..utils.device import (
 )
 from ..utils.log import get_logger
 from ..utils.progress import progress_bar
-from .checkpoint import latest_epoch, load_epoch, save_epoch
+from .checkpoint import checkpoint_due, latest_epoch, load_epoch, on_main, save_epoch
 
 logger = get_logger(__name__)
 
@@ -119,7 +119,8 @@ class TrainResult:
     seconds: float = 0.0
     prepare_seconds: float = 0.0  # of `seconds`: turning the dataset into batches (decode-once, tokenising) and setup
     loop_seconds: float = 0.0  # of `seconds`: the epochs themselves
-    checkpoint_seconds: float = 0.0  # of `loop_seconds`: saving the per-epoch checkpoints
+    checkpoint_seconds: float = 0.0  # of `loop_seconds`: saving the checkpoints
+    checkpoints: int = 0  # how many were saved (svp_hf.engine.checkpoint.checkpoint_due)
 
 
 OPTIMIZERS: Registry = Registry("optimizer")
@@ -276,9 +277,12 @@ def train_model(
     momentum by default) and learning-rate schedule.
 
     Every training signal named in `signals` (e.g. ``["correctness"]`` for forgetting events) is fed on every
-    presentation of an example and returned in the result. With `checkpoint_dir`, the whole training state (model, optimizer,
-    scheduler, RNG states, epoch, history and training signals) is saved there after every epoch, and training resumes from the newest checkpoint found
-    there: a resumed run ends with exactly the model an uninterrupted one trains. The data order of every epoch is a
+    presentation of an example and returned in the result. With `checkpoint_dir`, the whole training state (model,
+    optimizer, scheduler, RNG states, epoch, history and training signals) is saved there after the first epoch and then
+    whenever the epochs since the last save took at least 10 times that save
+    (:func:`svp_hf.engine.checkpoint.checkpoint_due`: after every epoch unless a save outlasts a tenth of an epoch), and
+    training resumes from the newest checkpoint found there: a resumed run ends with exactly the model an uninterrupted
+    one trains. The data order of every epoch is a
     function of ``(seed, epoch)`` alone. `progress` false draws no progress bars (a caller running many short
     trainings draws one of its own; see :mod:`svp_hf.utils.progress` for svp_hf's switch).
     """
@@ -317,11 +321,12 @@ def train_model(
         recorded.update(restore_signals(state, recorded))
         logger.info(f"{desc}: resumed from {folder} (epoch {done} of {config.epochs})", main_process_only=True)
     prepared = time.perf_counter() - start
-    saving = 0.0
+    saving, saves, last_save, since = 0.0, 0, None, 0.0
     for epoch in range(done, config.epochs):
         order.manual_seed(config.seed + epoch)
         augment_stream = epoch_generator(accelerator.device, config.seed, epoch, accelerator.process_index)
         model.train()
+        began = time.perf_counter()
         record = _train_epoch(
             model,
             family,
@@ -337,20 +342,23 @@ def train_model(
             desc=f"{desc} epoch {epoch + 1}/{config.epochs}",
             progress=progress,
         )
+        since += time.perf_counter() - began
         record = {"epoch": epoch + 1, **record}
         history.append(record)
         logger.info(f"{desc} epoch {epoch + 1}: loss {record['loss']:.4f}, train accuracy {record['accuracy']:.4f}")
         if accelerator.trackers:
             accelerator.log({f"{desc}/{k}": v for k, v in record.items() if k != "epoch"}, step=epoch + 1)
-        if checkpoint_dir:
+        # The main process's clock decides, so that every process saves (and waits for the others) at the same epochs.
+        if checkpoint_dir and on_main(accelerator, checkpoint_due, since, last_save):
             state = {"epoch": epoch + 1, "history": history, "signals": signals_state(recorded)}
             saved = time.perf_counter()
             save_epoch(accelerator, checkpoint_dir, epoch + 1, state)
-            saving += time.perf_counter() - saved
+            last_save = time.perf_counter() - saved
+            saving, saves, since = saving + last_save, saves + 1, 0.0
     loop_seconds = time.perf_counter() - start - prepared
     model = unwrap(accelerator, model)
     release(accelerator, collect=True)
-    return TrainResult(model, history, recorded, time.perf_counter() - start, prepared, loop_seconds, saving)
+    return TrainResult(model, history, recorded, time.perf_counter() - start, prepared, loop_seconds, saving, saves)
 
 
 def optimizer_step(optimizer) -> None:

@@ -60,6 +60,7 @@ from accelerate.utils import set_seed
 from ..account import DEFAULT_SELECTION_BUDGET, check_selection_budget
 from ..config.checks import check_coverage_beta
 from ..data.columns import INDEX_COLUMN, add_index, text_lengths
+from ..engine.checkpoint import planned_saves
 from ..engine.training import evaluate_accuracy, train_model
 from ..errors import SVPConfigError
 from ..models import create_model
@@ -128,14 +129,17 @@ class AutoDecision:
 @dataclass(frozen=True)
 class TrainingRate:
     """A model's measured training cost: seconds per row and epoch of training, per row of preparing its data
-    (tokenising, decoding; once per training), per row evaluated, and seconds per epoch whatever its rows (starting
-    the epoch's loader, the schedule: what a probe of few batches separates from the per-row rate)."""
+    (tokenising, decoding; once per training), per row evaluated, seconds per epoch whatever its rows (starting
+    the epoch's loader, the schedule: what a probe of few batches separates from the per-row rate), and seconds per
+    checkpoint saved, where the training checkpoints (as many as :func:`svp_hf.engine.checkpoint.planned_saves`
+    counts: after the first epoch, then at most about a tenth of the training's time)."""
 
     train: float
     prepare: float = 0.0
     evaluate: float = 0.0
     source: str = ""
     per_epoch: float = 0.0
+    save: float = 0.0
 
     @classmethod
     def measured(
@@ -163,8 +167,10 @@ class TrainingRate:
         )
 
     def training_seconds(self, rows: int, epochs: int) -> float:
-        """Seconds to train on `rows` rows for `epochs` epochs at this rate."""
-        return self.train * rows * epochs + self.prepare * rows + self.per_epoch * epochs
+        """Seconds to train on `rows` rows for `epochs` epochs at this rate, its checkpoints' saves included."""
+        epoch = self.train * rows + self.per_epoch
+        saves = planned_saves(epochs, epoch, self.save) if self.save > 0 else 0
+        return epoch * epochs + self.prepare * rows + self.save * saves
 
     def as_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -872,8 +878,8 @@ def probe_training_rate(
     `batches` steps of others and one on twice as many, and evaluates those two sets of rows; a step is a batch in
     every process (N batches under N processes), so that the longer epoch does twice the shorter's work in each
     process. The per-row rates are the differences between the long and the short runs, and the rest of the short
-    run is a fixed cost per epoch (:class:`TrainingRate`'s ``per_epoch``, plus the longer run's checkpoint save when
-    `checkpoint_dir` is given). The rate's ``prepare`` is the longer training's data preparation per row.
+    run is a fixed cost per epoch (:class:`TrainingRate`'s ``per_epoch``; the longer run's checkpoint save, when
+    `checkpoint_dir` is given, is its ``save``). The rate's ``prepare`` is the longer training's data preparation per row.
 
     Args:
         make_model: Builds a fresh model.
@@ -886,9 +892,10 @@ def probe_training_rate(
         seed: Seed of the rows drawn and of the model.
         evaluate: Also measure the evaluation rate (the proxy's, which prices scoring); false leaves ``evaluate`` 0
             and saves the two evaluations (the target's probe: only its training is priced).
-        checkpoint_dir: Where the run that will train the model saves a checkpoint every epoch: the longer measured
+        checkpoint_dir: Where the run that will train the model saves its checkpoints: the longer measured
             epoch saves one too, in a scratch folder inside it (removed after), and what the save took is part of the
-            rate's ``per_epoch`` (a large fastText table's checkpoint can cost more than its epoch).
+            rate's ``save``, priced as many times as the training will save (a large fastText table's checkpoint can
+            cost more than its epoch, and is then saved a few times, not after every epoch).
         repeats: Measure the two epochs this many times and keep the fastest of each (other work on the machine only
             slows a measurement down): the target's probe sets the budget, which a slowed probe would inflate.
         frozen: Leave the model's weights as `make_model` built them, so that it can still be trained from scratch
@@ -972,7 +979,8 @@ def probe_training_rate(
         train=train,
         prepare=prepare / max(n_long, 1),
         evaluate=evaluated,
-        per_epoch=per_epoch + saving,
+        per_epoch=per_epoch,
+        save=saving,
         source=(
             f"probe: {short_s:.2f} s and {long_s:.2f} s for epochs of {n_short} and {n_long} rows"
             + (" spread over the texts' lengths" if any(spread) else "")

@@ -81,6 +81,7 @@ class TargetOutcome:
     seconds: float
     accuracy: Optional[float] = None
     history: List[Dict[str, float]] = field(default_factory=list)
+    checkpoint_seconds: float = 0.0  # of `seconds`: saving its checkpoints
 
 
 @dataclass
@@ -148,6 +149,7 @@ class PruneResult:
             n_kept=self.n_selected,
             target_epochs=self.target.settings.epochs if self.target is not None else None,
             selection_budget=self.selection.auto.budget,
+            target_checkpoint_seconds=self.target.checkpoint_seconds if self.target is not None else 0.0,
         )
 
     def to_metrics(self) -> Dict[str, Any]:
@@ -496,7 +498,9 @@ class Pruner:
         n = len(dataset)
         target_rate, probe_seconds = self._target_rate, 0.0
         if self.target is not None and target_rate is None:
-            target_rate, probe_seconds = self._probe(self.target, evaluate=False, repeats=TARGET_PROBE_REPEATS)
+            target_rate, probe_seconds = self._probe(
+                self.target, evaluate=False, repeats=TARGET_PROBE_REPEATS, saves=False
+            )
         proxy_seconds = self.timings.get("proxy_training")
         trained = proxy_seconds is not None
         if proxy_seconds is not None:
@@ -539,7 +543,7 @@ class Pruner:
         built = weights_digest(fresh.model)
         checking = time.perf_counter() - start
         rate, seconds = self._probe(
-            self.target, evaluate=evaluate, repeats=repeats, make_model=lambda: fresh.model, frozen=True
+            self.target, evaluate=evaluate, repeats=repeats, make_model=lambda: fresh.model, frozen=True, saves=False
         )
         start = time.perf_counter()
         self._fresh_target = fresh if weights_digest(fresh.model) == built else None
@@ -553,7 +557,13 @@ class Pruner:
         repeats: int = 1,
         make_model: Optional[Callable[[], Any]] = None,
         frozen: bool = False,
+        saves: bool = True,
     ) -> Tuple[TrainingRate, float]:
+        """Probe `model`'s training rate (:func:`svp_hf.stages.auto.probe_training_rate`). With `saves`, where the job
+        checkpoints, one save is timed and priced (the proxy's: leaving it out would price the proxy low). The target's
+        probes leave it out (`saves` false): timing a large model's save can cost more than the rest of the probe
+        (1.5 s for a 2M-row fastText table), and without it the target's full-data training is priced a little low,
+        which only makes the budget smaller."""
         dataset, info, _ = self._data("plan")
 
         def build():
@@ -570,7 +580,7 @@ class Pruner:
             self.accelerator,
             seed=self.selection.seed,
             evaluate=evaluate,
-            checkpoint_dir=self.checkpoint_dir,  # the job saves a checkpoint every epoch: so does the probe
+            checkpoint_dir=self.checkpoint_dir if saves else None,
             repeats=repeats,
             frozen=frozen,
         )
@@ -694,7 +704,7 @@ def train_target(
         checkpoint_dir=checkpoint_dir,
         fresh=result.take_target_model(target, info, seed),
     )
-    result.target = TargetOutcome(target, trained.seconds, accuracy, trained.history)
+    result.target = TargetOutcome(target, trained.seconds, accuracy, trained.history, trained.checkpoint_seconds)
     return result.target
 
 

@@ -257,7 +257,7 @@ def train_and_score(
     """Train `proxy` on `dataset` (or load ``proxy.checkpoint``) and score it with every one of ``scoring.methods``;
     evaluate the proxy on `eval_dataset` if given.
 
-    With `checkpoint_dir`, the proxy is checkpointed every epoch under ``checkpoint_dir/proxy`` and finished score
+    With `checkpoint_dir`, the proxy is checkpointed under ``checkpoint_dir/proxy`` (see :func:`train_model`) and finished score
     shards are kept under ``checkpoint_dir/scores``; calling again with the same settings resumes after them.
     """
     chosen = resolve_methods(scoring.methods)
