@@ -14,11 +14,7 @@ from svp_hf.stages.proxy import prepare_inputs
 from .conftest import separable
 
 
-def test_training_resumes_from_its_last_epoch_checkpoint(setup, tmp_path, monkeypatch):
-    from svp_hf.engine import training
-
-    # Saved after every epoch, as a model whose epochs outlast its saves is (these tiny epochs may not).
-    monkeypatch.setattr(training, "checkpoint_due", lambda *a, **k: True)
+def test_training_resumes_from_its_last_epoch_checkpoint(setup, tmp_path):
     train, family, info, _ = setup
     config = TrainingConfig(epochs=2, batch_size=64, learning_rate=0.05, lr_schedule="constant", seed=0)
 
@@ -49,11 +45,12 @@ def test_checkpoints_cost_at_most_about_a_tenth_of_the_training_they_protect():
 
     assert CHECKPOINT_SHARE == 0.1
     assert checkpoint_due(0.0, None) and checkpoint_due(1.0, 0.1) and not checkpoint_due(0.99, 0.1)
+    assert checkpoint_due(0.0, 5.0, last_epoch=True)  # a finished training is never trained again
     assert planned_saves(10, epoch_seconds=1.0, save_seconds=0.05) == 10  # a save well under a tenth of an epoch
-    assert planned_saves(10, epoch_seconds=0.05, save_seconds=1.5) == 1  # fastText's table: only the first epoch
-    # 0.1-s epochs, 0.3-s saves: epoch 1, then every 30 epochs (3 s of training): epochs 1, 31, 61, 91.
-    assert planned_saves(100, epoch_seconds=0.1, save_seconds=0.3) == 4
-    assert planned_saves(0, 1.0, 1.0) == 0
+    assert planned_saves(10, epoch_seconds=0.05, save_seconds=1.5) == 2  # fastText's table: the first and last epochs
+    # 0.1-s epochs, 0.3-s saves: epoch 1, then every 30 epochs (3 s of training), and the last: 1, 31, 61, 91, 100.
+    assert planned_saves(100, epoch_seconds=0.1, save_seconds=0.3) == 5
+    assert planned_saves(1, 0.1, 5.0) == 1 and planned_saves(0, 1.0, 1.0) == 0
 
 
 def test_a_rate_prices_the_saves_its_training_will_make():
@@ -63,47 +60,62 @@ def test_a_rate_prices_the_saves_its_training_will_make():
     assert plain.training_seconds(100, 10) == pytest.approx(10 * (0.1 + 0.01))
     cheap = TrainingRate(train=0.001, per_epoch=0.01, save=0.005)  # under a tenth of an epoch: saved every epoch
     assert cheap.training_seconds(100, 10) == pytest.approx(10 * (0.1 + 0.01) + 10 * 0.005)
-    dear = TrainingRate(train=0.001, per_epoch=0.01, save=2.0)  # saved once, after the first epoch
-    assert dear.training_seconds(100, 10) == pytest.approx(10 * (0.1 + 0.01) + 2.0)
+    dear = TrainingRate(train=0.001, per_epoch=0.01, save=2.0)  # saved after the first and the last epochs
+    assert dear.training_seconds(100, 10) == pytest.approx(10 * (0.1 + 0.01) + 2 * 2.0)
 
 
 def test_a_save_that_outlasts_the_epochs_is_made_rarely_and_resuming_from_it_is_exact(setup, tmp_path, monkeypatch):
-    """A save that takes longer than the epochs (as fastText's table does) is made after the first epoch only; a run
-    stopped later resumes from that older checkpoint and ends with exactly the model an uninterrupted run trains."""
+    """A save that takes longer than the epochs (as fastText's table does) is made after the first and the last epochs
+    only; a run killed before its last epoch resumes from the older checkpoint and ends with exactly the model an
+    uninterrupted run trains."""
     import time
 
     from svp_hf.engine import training
 
     train, family, info, _ = setup
-    real_save = training.save_epoch
-    saved = []
-    # Each save looks 30 s long on the training's clock (far longer than 10 of these tiny epochs).
-    clock = {"offset": 0.0}
-    real_counter = time.perf_counter
+    real_save, real_epoch, real_counter = training.save_epoch, training._train_epoch, time.perf_counter
+    saved, clock = [], {"offset": 0.0}
 
-    def slow_save_clock(accelerator, path, epoch, state):
+    def slow_save(accelerator, path, epoch, state):  # 30 s on the training's clock: far longer than 10 tiny epochs
         saved.append(epoch)
         folder = real_save(accelerator, path, epoch, state)
         clock["offset"] += 30.0
         return folder
 
-    monkeypatch.setattr(training, "save_epoch", slow_save_clock)
+    monkeypatch.setattr(training, "save_epoch", slow_save)
     monkeypatch.setattr(training.time, "perf_counter", lambda: real_counter() + clock["offset"])
-    config = TrainingConfig(epochs=3, batch_size=64, learning_rate=0.05, lr_schedule="constant", seed=0)
+    config = TrainingConfig(epochs=4, batch_size=64, learning_rate=0.05, lr_schedule="constant", seed=0)
 
-    def run(epochs, folder):
+    def run(folder):
         torch.manual_seed(0)
-        cfg = TrainingConfig(**{**vars(config), "epochs": epochs})
         return train_model(
-            create_model("resnet20", info), family, train, info, cfg, Accelerator(), checkpoint_dir=str(folder)
+            create_model("resnet20", info), family, train, info, config, Accelerator(), checkpoint_dir=str(folder)
         )
 
-    straight = run(3, tmp_path / "straight")
-    assert saved == [1] and straight.checkpoints == 1 and straight.checkpoint_seconds >= 30.0
-    assert sorted(p.name for p in (tmp_path / "straight").iterdir()) == ["epoch_0001"]
+    straight = run(tmp_path / "straight")
+    assert saved == [1, 4] and straight.checkpoints == 2 and straight.checkpoint_seconds >= 60.0
+    assert sorted(p.name for p in (tmp_path / "straight").iterdir()) == ["epoch_0004"]
+
+    class Killed(Exception):
+        pass
+
+    epochs = []
+
+    def killed_in_epoch_4(*args, **kwargs):
+        epochs.append(1)
+        if len(epochs) == 4:
+            raise Killed
+        return real_epoch(*args, **kwargs)
+
     saved.clear()
-    resumed = run(3, tmp_path / "straight")  # as if killed after epoch 3: resumes after epoch 1, the last saved
-    assert [h["epoch"] for h in resumed.history] == [1, 2, 3] and saved == [2]
+    monkeypatch.setattr(training, "_train_epoch", killed_in_epoch_4)
+    with pytest.raises(Killed):
+        run(tmp_path / "resumed")
+    assert saved == [1] and sorted(p.name for p in (tmp_path / "resumed").iterdir()) == ["epoch_0001"]
+    monkeypatch.setattr(training, "_train_epoch", real_epoch)
+    saved.clear()
+    resumed = run(tmp_path / "resumed")  # resumes after epoch 1, the last saved: trains epochs 2-4 again
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4] and saved == [2, 4]
     assert resumed.history == straight.history
     for key, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key

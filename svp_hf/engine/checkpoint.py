@@ -17,8 +17,8 @@ state, are refused and never read.
 
 Every folder and file is written under a temporary name and renamed when complete, so a run killed at any moment
 leaves only complete checkpoints behind; only the newest epoch of each model is kept. A training saves after its first
-epoch and then whenever the epochs since its last save took at least 10 times that save (:func:`checkpoint_due`):
-after every epoch for most models, a few times for a model whose save outlasts its epochs.
+and last epochs and between them whenever the epochs since its last save took at least 10 times that save
+(:func:`checkpoint_due`): after every epoch for most models, twice for a model whose save outlasts its epochs.
 """
 
 from __future__ import annotations
@@ -65,24 +65,29 @@ def on_main(accelerator: Accelerator, fn, *args):
 
 # Saving a checkpoint may cost at most about this share of the training time it protects: after the first epoch (whose
 # save is timed), the next checkpoint is saved once the training since the last one took at least that save's seconds
-# / CHECKPOINT_SHARE. Models whose epochs are long against a save (most) still save after every epoch; a large table
-# trained in fractions of a second per epoch (fastText's 2M-row embedding, 0.1-1.5 s to save) saves a few times.
+# / CHECKPOINT_SHARE, and after the last epoch (a finished training is never trained again, and a kept checkpoint
+# folder holds the trained model). Models whose epochs are long against a save (most) still save after every epoch; a
+# large table trained in fractions of a second per epoch (fastText's 2M-row embedding, 0.1-1.5 s to save) saves after
+# its first and last epochs.
 CHECKPOINT_SHARE = 0.1
 
 
-def checkpoint_due(trained_seconds: float, last_save_seconds: Optional[float], share: float = CHECKPOINT_SHARE) -> bool:
-    """Whether a training saves a checkpoint after this epoch: always when no save has been timed yet (the first),
-    then when the `trained_seconds` since the last save are at least ``last_save_seconds / share``."""
-    return last_save_seconds is None or trained_seconds * share >= last_save_seconds
+def checkpoint_due(
+    trained_seconds: float, last_save_seconds: Optional[float], last_epoch: bool = False, share: float = CHECKPOINT_SHARE
+) -> bool:
+    """Whether a training saves a checkpoint after this epoch: after its `last_epoch`, and when no save has been timed
+    yet (the first), else when the `trained_seconds` since the last save are at least ``last_save_seconds / share``."""
+    return last_epoch or last_save_seconds is None or trained_seconds * share >= last_save_seconds
 
 
 def planned_saves(epochs: int, epoch_seconds: float, save_seconds: float, share: float = CHECKPOINT_SHARE) -> int:
     """How many checkpoints :func:`checkpoint_due` saves in a training of `epochs` epochs of `epoch_seconds` each when
     a save takes `save_seconds`: what pricing a training counts."""
+    epochs = max(int(epochs), 0)
     saves, since, last = 0, 0.0, None
-    for _ in range(max(int(epochs), 0)):
+    for epoch in range(epochs):
         since += max(float(epoch_seconds), 0.0)
-        if checkpoint_due(since, last, share):
+        if checkpoint_due(since, last, epoch + 1 == epochs, share):
             saves, since, last = saves + 1, 0.0, max(float(save_seconds), 0.0)
     return saves
 

@@ -278,8 +278,8 @@ def train_model(
 
     Every training signal named in `signals` (e.g. ``["correctness"]`` for forgetting events) is fed on every
     presentation of an example and returned in the result. With `checkpoint_dir`, the whole training state (model,
-    optimizer, scheduler, RNG states, epoch, history and training signals) is saved there after the first epoch and then
-    whenever the epochs since the last save took at least 10 times that save
+    optimizer, scheduler, RNG states, epoch, history and training signals) is saved there after the first and the last
+    epochs and between them whenever the epochs since the last save took at least 10 times that save
     (:func:`svp_hf.engine.checkpoint.checkpoint_due`: after every epoch unless a save outlasts a tenth of an epoch), and
     training resumes from the newest checkpoint found there: a resumed run ends with exactly the model an uninterrupted
     one trains. The data order of every epoch is a
@@ -349,7 +349,7 @@ def train_model(
         if accelerator.trackers:
             accelerator.log({f"{desc}/{k}": v for k, v in record.items() if k != "epoch"}, step=epoch + 1)
         # The main process's clock decides, so that every process saves (and waits for the others) at the same epochs.
-        if checkpoint_dir and on_main(accelerator, checkpoint_due, since, last_save):
+        if checkpoint_dir and on_main(accelerator, checkpoint_due, since, last_save, epoch + 1 == config.epochs):
             state = {"epoch": epoch + 1, "history": history, "signals": signals_state(recorded)}
             saved = time.perf_counter()
             save_epoch(accelerator, checkpoint_dir, epoch + 1, state)

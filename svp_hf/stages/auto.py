@@ -39,9 +39,10 @@ full data: 1.67x at half the data with 0.1 (issue 23 asks for at least 1.4x ther
 70%. Measured: the proxies of the repository's prune sweeps already cost more than that by themselves (ResNet-20 proxy
 for a ResNet-20 target: proxy training and scoring 0.72-0.84 of the full-data target; fastText dim 16 for fastText dim
 64: about 0.55 in the one run whose timings were clean), so there the check falls back; a fastText proxy for a
-fine-tuned MiniLM (benchmarks/sst2_end_to_end.py) costs about 0.01 of its target; with the pre-check's probes (about
-0.05) the proxy still trained in 7 of 9 cells and a check of 4-5 fastText candidates under 2 seeds fitted in the rest
-(selection 0.049-0.098 of the full-data training, every cell within the budget; RESULTS.md section 6).
+fine-tuned MiniLM (benchmarks/sst2_end_to_end.py) costs under 0.01 of its target (its checkpoints saved a few times,
+not every epoch); with the pre-check's probes (about 0.05) the proxy trained in all 9 cells and the unshrunk check of
+4-5 fastText candidates under 2 seeds fitted in the rest (selection 0.063-0.085 of the full-data training, every cell
+within the budget; RESULTS.md section 6).
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ class TrainingRate:
     (tokenising, decoding; once per training), per row evaluated, seconds per epoch whatever its rows (starting
     the epoch's loader, the schedule: what a probe of few batches separates from the per-row rate), and seconds per
     checkpoint saved, where the training checkpoints (as many as :func:`svp_hf.engine.checkpoint.planned_saves`
-    counts: after the first epoch, then at most about a tenth of the training's time)."""
+    counts: after the first and last epochs, between them at most about a tenth of the training's time)."""
 
     train: float
     prepare: float = 0.0
@@ -895,7 +896,7 @@ def probe_training_rate(
         checkpoint_dir: Where the run that will train the model saves its checkpoints: the longer measured
             epoch saves one too, in a scratch folder inside it (removed after), and what the save took is part of the
             rate's ``save``, priced as many times as the training will save (a large fastText table's checkpoint can
-            cost more than its epoch, and is then saved a few times, not after every epoch).
+            cost more than its epoch, and is then saved after the first and last epochs only).
         repeats: Measure the two epochs this many times and keep the fastest of each (other work on the machine only
             slows a measurement down): the target's probe sets the budget, which a slowed probe would inflate.
         frozen: Leave the model's weights as `make_model` built them, so that it can still be trained from scratch
