@@ -73,7 +73,10 @@ CHECKPOINT_SHARE = 0.1
 
 
 def checkpoint_due(
-    trained_seconds: float, last_save_seconds: Optional[float], last_epoch: bool = False, share: float = CHECKPOINT_SHARE
+    trained_seconds: float,
+    last_save_seconds: Optional[float],
+    last_epoch: bool = False,
+    share: float = CHECKPOINT_SHARE,
 ) -> bool:
     """Whether a training saves a checkpoint after this epoch: after its `last_epoch`, and when no save has been timed
     yet (the first), else when the `trained_seconds` since the last save are at least ``last_save_seconds / share``."""
