@@ -353,6 +353,41 @@ def test_the_precheck_prices_the_proxy_against_the_targets_full_data_training():
         precheck(budget=0.1, n_rows=1000, proxy_rate=cheap, proxy_epochs=5, target_rate=target, target_epochs=None)
 
 
+def test_the_precheck_counts_building_the_proxy_and_is_decided_by_an_over_budget_target_probe():
+    from svp_hf.stages.auto import precheck, precheck_decision, target_probe_decides
+
+    target = TrainingRate(train=0.01)  # 1,000 rows x 10 epochs: 100 s; a budget of 0.1 allows 10 s
+    common = dict(budget=0.1, n_rows=1000, target_rate=target, target_epochs=10)
+    # building the proxy is part of its training: 5 s + 1 s of scoring + 2 s of probes fit in 10 s; with a 3 s
+    # build they do not
+    cheap = TrainingRate(train=0.001, evaluate=0.001, build=1.5)
+    fits = precheck(proxy_rate=cheap, proxy_epochs=5, probe_seconds=2.0, **common)
+    assert fits.fits and fits.proxy_training_seconds == pytest.approx(6.5) and fits.proxy_build_seconds == 1.5
+    slow = precheck(
+        proxy_rate=TrainingRate(train=0.001, evaluate=0.001, build=3.0), proxy_epochs=5, probe_seconds=2.0, **common
+    )
+    assert not slow.fits and slow.proxy_estimate_seconds == pytest.approx(9.0)
+    # a target probe over the budget by itself decides: the proxy is not probed
+    assert not target_probe_decides(budget=0.1, n_rows=1000, target_rate=target, target_epochs=10, probe_seconds=10.0)
+    assert target_probe_decides(budget=0.1, n_rows=1000, target_rate=target, target_epochs=10, probe_seconds=10.01)
+    assert target_probe_decides(budget=0.5, n_rows=100, target_rate=target, target_epochs=1, probe_seconds=0.6)
+    with pytest.raises(SVPConfigError, match="selection_budget"):
+        target_probe_decides(budget=0.0, n_rows=1000, target_rate=target, target_epochs=10, probe_seconds=1.0)
+    unprobed = precheck(proxy_rate=None, proxy_epochs=5, probe_seconds=10.5, target_build_seconds=4.0, **common)
+    assert not unprobed.fits and not unprobed.proxy_probed and unprobed.proxy_estimate_seconds is None
+    assert unprobed.proxy_rate == {} and unprobed.budget_seconds == pytest.approx(10.0)
+    assert "the target's probe alone took 10.50 s (building the target 4.00 s)" in unprobed.reason
+    assert "kept random without probing or training the proxy" in unprobed.reason
+    decision = precheck_decision(unprobed, epochs=10)
+    assert decision.strategy == "random" and decision.candidates == [] and decision.fallback.startswith(unprobed.reason)
+    # a pre-check saved before these fields reads back as a probed one
+    from svp_hf.stages.auto import Precheck
+
+    old = fits.as_dict()
+    del old["proxy_probed"], old["proxy_build_seconds"]
+    assert Precheck(**old).proxy_probed and Precheck(**old).proxy_build_seconds is None
+
+
 def test_a_check_slower_than_planned_stops_within_its_budget(monkeypatch):
     from types import SimpleNamespace
 

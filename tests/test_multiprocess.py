@@ -286,7 +286,11 @@ def test_two_processes_decline_a_budget_before_training_the_proxy_and_keep_the_r
         check = metrics["auto"]["budget"]["precheck"]
         assert metrics["num_processes"] == 2 and metrics["selected_strategy"] == "random" and not check["fits"]
         assert metrics["auto"]["fallback"] and metrics["proxy_accuracy"] is None and check["budget"] == 0.01
-        assert check["proxy_estimate_seconds"] > check["budget_seconds"] and check["probe_seconds"] > 0
+        # the proxy is priced over the budget, or the target's probe alone was (the proxy then not even probed)
+        assert (
+            check["probe_seconds"] > 0
+            and (check["proxy_estimate_seconds"] or 0.0) + check["probe_seconds"] > check["budget_seconds"]
+        )
         full = json.loads((tmp_path / name / "metrics.json").read_text())
         timings = full["timings"]
         assert timings["precheck"] == full["end_to_end"]["stages"]["precheck"]
@@ -300,6 +304,15 @@ def test_two_processes_decline_a_budget_before_training_the_proxy_and_keep_the_r
         assert splits["train"]["svp_index"].tolist() == single[2]["train"]["svp_index"].tolist()
     assert outputs(tmp_path / "warm")[0]["auto"]["budget"]["precheck"] == saved
     assert single[0]["selected_strategy"] == "random" and not single[0]["auto"]["budget"]["precheck"]["fits"]
+    # Another target: its probe (a dozen steps in each process) is over 0.01 of its one-epoch training (three steps)
+    # by itself, so main decides for both processes that the proxy is not probed.
+    other = ["--strategy", "auto", "--target", "resnet56", "--target_epochs", "1", "--selection_budget", "0.01"]
+    run(command(recipes, "parquet", tmp_path / "other", cache, *other, port=_free_ports(1)[0]))
+    metrics, scores, splits = outputs(tmp_path / "other")
+    check = metrics["auto"]["budget"]["precheck"]
+    assert metrics["num_processes"] == 2 and metrics["selected_strategy"] == "random" and check["proxy_probed"] is False
+    assert check["proxy_estimate_seconds"] is None and check["probe_seconds"] > check["budget_seconds"]
+    assert splits["train"]["svp_index"].tolist() == single[2]["train"]["svp_index"].tolist()
 
 
 def test_two_processes_train_the_proxy_when_the_precheck_fits_and_record_the_decision(data, tmp_path):

@@ -21,8 +21,11 @@ from .conftest import REPO, TINY_RUN, FakeHub
 QUICKSTART = str(REPO / "recipes" / "quickstart.yaml")
 # The default strategy (auto) and budget (0.1), a target, tiny data.
 TINY = [*TINY_RUN, "--score_methods", "random", "--strategy", "auto"]
-CHEAP_TARGET = TrainingRate(train=1e-6, evaluate=1e-6, source="fake probe of the target")
+# 300 rows x 1 epoch: 30 s, a budget of 3 s at 0.1: more than the target's (fake) probe, so the proxy is probed.
+CHEAP_TARGET = TrainingRate(train=0.1, evaluate=1e-6, source="fake probe of the target")
 DEAR_PROXY = TrainingRate(train=1.0, evaluate=0.1, source="fake probe of the proxy")
+# 300 rows x 1 epoch: 3 ms, a budget of 0.3 ms: less than any probe of it.
+TINY_TARGET = TrainingRate(train=1e-5, evaluate=1e-6, source="fake probe of a fast target")
 
 
 @pytest.fixture
@@ -125,6 +128,55 @@ def test_prune_with_a_target_keeps_random_without_training_the_proxy(tiny_digits
     assert metrics["auto"]["budget"]["precheck"]["fits"] is False and metrics["proxy_accuracy"] is None
     assert metrics["end_to_end"] is None  # nothing was trained: no measured reference
     assert probes == [2, 2]  # the proxy is the target's own model: one probe of the target per call prices both
+
+
+def test_a_target_probe_over_the_budget_by_itself_keeps_random_without_probing_the_proxy(
+    tmp_path, probes, monkeypatch, capsys
+):
+    """The target's probe alone (0.25 s here) is more than the budget (0.1 x a 3 ms full-data training): the pre-check
+    cannot fit whatever the proxy costs, so the proxy is neither built nor probed (a large one's building can be the
+    whole budget); the run, its report, card and summary say so."""
+    built = []
+    real_create = orchestrator.create_model
+    monkeypatch.setattr(orchestrator, "create_model", lambda *a, **k: built.append(a[0]) or real_create(*a, **k))
+    monkeypatch.setattr(orchestrator, "probe_training_rate", lambda *a, **k: probes.append(1) or (TINY_TARGET, 0.25))
+    out = tmp_path / "out"
+    metrics = coreset.main([QUICKSTART, "--output_dir", str(out), *TINY])
+    check = metrics["auto"]["budget"]["precheck"]
+    assert probes == [1] and built == []  # the target's probe only; no proxy built (the target's is build_model's)
+    assert not check["fits"] and check["proxy_probed"] is False and check["proxy_estimate_seconds"] is None
+    assert check["probe_seconds"] > check["budget_seconds"] == pytest.approx(0.1 * 300 * TINY_TARGET.train)
+    assert metrics["selected_strategy"] == "random" and "target's probe alone" in metrics["auto"]["fallback"]
+    assert "without probing or training the proxy" in metrics["auto"]["fallback"]
+    # The target trained from the model its probe built: only the probe itself is selection's.
+    assert metrics["timings"]["precheck"] == pytest.approx(0.25, abs=0.05)
+    assert "the proxy was not even probed" in (out / "report.md").read_text()
+    assert "the target's probe alone" in (out / "dataset" / "README.md").read_text()
+    assert "so the proxy was not even probed" in capsys.readouterr().out
+
+
+def test_building_the_proxy_is_part_of_its_training_time(tiny_digits, monkeypatch):
+    """Selection pays for building its proxy: timings["proxy_training"] counts it (a 2M-row fastText table takes a
+    tenth of a second or more to build)."""
+    import time
+
+    import svp_hf.stages.proxy as proxy_stage
+
+    real = proxy_stage.create_model
+
+    def slow(*args, **kwargs):
+        time.sleep(0.3)
+        return real(*args, **kwargs)
+
+    trained = []
+    real_train = proxy_stage.train_model
+    monkeypatch.setattr(proxy_stage, "create_model", slow)
+    monkeypatch.setattr(proxy_stage, "train_model", lambda *a, **k: trained.append(real_train(*a, **k)) or trained[-1])
+    train, _ = tiny_digits
+    _, metrics = svp_hf.prune(
+        train, "resnet20", 0.5, "entropy", strategy="top", proxy_epochs=1, batch_size=64, return_metrics=True
+    )
+    assert metrics["timings"]["proxy_training"] >= trained[0].seconds + 0.3
 
 
 def test_without_a_target_or_when_only_scoring_there_is_no_precheck(tiny_digits, monkeypatch):
@@ -304,7 +356,11 @@ def test_a_proxy_that_is_the_targets_own_model_is_priced_by_one_probe_of_the_tar
     metrics = coreset.main(argv)
     check = metrics["auto"]["budget"]["precheck"]
     assert probes == [2] and not check["fits"]  # the target's probe (its 2 epochs), no proxy probe
-    assert check["proxy_training_seconds"] == pytest.approx(check["reference_seconds"] / 2)
+    # its training at the target's rate for half the epochs, and building it, as long as building the target took
+    assert check["proxy_build_seconds"] == check["target_build_seconds"] > 0
+    assert check["proxy_training_seconds"] == pytest.approx(
+        check["reference_seconds"] / 2 + check["proxy_build_seconds"]
+    )
     assert evaluates == [True] and check["proxy_scoring_seconds"] == pytest.approx(
         CHEAP_TARGET.evaluate * metrics["n_total"]
     )

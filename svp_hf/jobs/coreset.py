@@ -177,9 +177,15 @@ def _precheck_words(metrics: Dict[str, Any]) -> str:
     check = ((metrics.get("auto") or {}).get("budget") or {}).get("precheck")
     if not check or check.get("fits"):
         return ""
+    if check.get("proxy_probed", True):
+        cost = (
+            f"its training and scoring were estimated at {check['proxy_estimate_seconds']:.1f} s (plus "
+            f"{check['probe_seconds']:.1f} s of probes)"
+        )
+    else:
+        cost = f"the target's probe alone took {check['probe_seconds']:.1f} s, so the proxy was not even probed"
     return (
-        f"; the proxy was not trained: its training and scoring were estimated at {check['proxy_estimate_seconds']:.1f} s "
-        f"(plus {check['probe_seconds']:.1f} s of probes), over the selection budget's {check['budget_seconds']:.1f} s, "
+        f"; the proxy was not trained: {cost}, over the selection budget's {check['budget_seconds']:.1f} s, "
         "so no row was scored"
     )
 

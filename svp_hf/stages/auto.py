@@ -141,6 +141,9 @@ class TrainingRate:
     source: str = ""
     per_epoch: float = 0.0
     save: float = 0.0
+    # Seconds to build the model, once per training (a probe that built its model measures it; not part of
+    # training_seconds: a proxy's estimate adds it, the target's building is left out on both sides of the account).
+    build: float = 0.0
 
     @classmethod
     def measured(
@@ -427,10 +430,12 @@ class Precheck:
     """Whether selection can pay for itself, priced before the proxy trains (:func:`precheck`)."""
 
     budget: float
-    proxy_training_seconds: float  # the proxy on every row for its epochs, at its probed rate
-    proxy_scoring_seconds: float  # one forward pass of every row, at its probed evaluation rate
-    proxy_estimate_seconds: float  # the two together
-    probe_seconds: float  # the two probes (the target's, the proxy's)
+    # The proxy's figures, at its probed rate; None when it was not probed (``proxy_probed`` false: the target's probe
+    # alone was over the budget, see :func:`target_probe_decides`).
+    proxy_training_seconds: Optional[float]  # the proxy on every row for its epochs, building it included
+    proxy_scoring_seconds: Optional[float]  # one forward pass of every row, at its probed evaluation rate
+    proxy_estimate_seconds: Optional[float]  # the two together
+    probe_seconds: float  # the probes (the target's, building it included, and the proxy's when it was probed)
     reference_seconds: float  # the target on every row for its epochs, at its probed rate
     budget_seconds: float  # budget x reference_seconds
     fits: bool
@@ -439,6 +444,8 @@ class Precheck:
     # Of probe_seconds: building the target probed; when the pre-check keeps random the target's training starts from
     # that model (svp_hf.stages.orchestrator.PruneResult.take_target_model) and the account counts it as the target's.
     target_build_seconds: float = 0.0
+    proxy_probed: bool = True
+    proxy_build_seconds: Optional[float] = None  # of proxy_training_seconds: building the proxy, as its probe did
 
     def as_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -446,29 +453,51 @@ class Precheck:
     @property
     def reason(self) -> str:
         """Why selection cannot pay, in numbers (meaningful when it does not fit)."""
+        budget = (
+            f"the budget's {self.budget_seconds:.1f} s ({self.budget:g} x {self.reference_seconds:.1f} s of the "
+            "target's full-data training, from a probe)"
+        )
+        if not self.proxy_probed:
+            return (
+                f"selection cannot pay for itself: the target's probe alone took {self.probe_seconds:.2f} s (building "
+                f"the target {self.target_build_seconds:.2f} s), more than {budget}; kept random without probing or "
+                "training the proxy"
+            )
         return (
             f"selection cannot pay for itself: the proxy's training and scoring on all rows are estimated at "
             f"{self.proxy_estimate_seconds:.1f} s (training {self.proxy_training_seconds:.1f} s, scoring "
             f"{self.proxy_scoring_seconds:.1f} s, from a probe) plus {self.probe_seconds:.1f} s of probes, more than "
-            f"the budget's {self.budget_seconds:.1f} s ({self.budget:g} x {self.reference_seconds:.1f} s of the "
-            "target's full-data training, from a probe); kept random without training the proxy"
+            f"{budget}; kept random without training the proxy"
         )
+
+
+def target_probe_decides(
+    *, budget: float, n_rows: int, target_rate: TrainingRate, target_epochs: int, probe_seconds: float
+) -> bool:
+    """Whether the pre-check is decided before the proxy is probed: the target's probe took `probe_seconds` (building
+    it included: when the proxy trains, that target is not kept, so building it was selection's), already more than
+    `budget` x the target's full-data training that the probe prices. :func:`precheck` cannot then fit, whatever the
+    proxy costs, so building and probing the proxy would only add to what selection spends (a 2M-row fastText proxy
+    takes 0.15-0.45 s to build, about the whole budget of a fastText target's few-second training)."""
+    reference_seconds, _, _ = budget_reference(n_rows=n_rows, target_rate=target_rate, target_epochs=target_epochs)
+    return float(probe_seconds) > check_selection_budget(budget) * reference_seconds
 
 
 def precheck(
     *,
     budget: float,
     n_rows: int,
-    proxy_rate: TrainingRate,
+    proxy_rate: Optional[TrainingRate],
     proxy_epochs: int,
     target_rate: TrainingRate,
     target_epochs: int,
     probe_seconds: float = 0.0,
     target_build_seconds: float = 0.0,
 ) -> Precheck:
-    """Price the proxy before training it: its training on all `n_rows` for `proxy_epochs` and its scoring (one
-    forward pass of every row) at its probed `proxy_rate`, plus the probes' seconds, against `budget` x the target's
-    training on all rows for `target_epochs` at its probed `target_rate`. It fits when the estimate is within that.
+    """Price the proxy before training it: building it, its training on all `n_rows` for `proxy_epochs` and its
+    scoring (one forward pass of every row) at its probed `proxy_rate`, plus the probes' seconds, against `budget` x
+    the target's training on all rows for `target_epochs` at its probed `target_rate`. It fits when the estimate is
+    within that.
 
     Only with a target: without one the budget is a share of the proxy's own training, which its training cannot
     exceed, so there is nothing to pre-check.
@@ -476,11 +505,12 @@ def precheck(
     Args:
         budget: ``selection_budget``.
         n_rows: Training rows.
-        proxy_rate: The proxy's probed rate (its ``evaluate``, seconds per row of a forward pass, prices scoring).
+        proxy_rate: The proxy's probed rate (its ``evaluate``, seconds per row of a forward pass, prices scoring; its
+            ``build``, building it). ``None`` when it was not probed (:func:`target_probe_decides`): it cannot fit.
         proxy_epochs: The proxy's epochs.
         target_rate: The target's probed rate.
         target_epochs: The target's epochs.
-        probe_seconds: What the two probes took.
+        probe_seconds: What the probes took.
         target_build_seconds: Of `probe_seconds`, building the target (recorded: see :class:`Precheck`).
 
     Returns:
@@ -488,21 +518,34 @@ def precheck(
     """
     budget = check_selection_budget(budget)
     reference_seconds, _, _ = budget_reference(n_rows=n_rows, target_rate=target_rate, target_epochs=target_epochs)
-    training = proxy_rate.training_seconds(int(n_rows), int(proxy_epochs))
-    scoring = proxy_rate.evaluate * int(n_rows)
     allowed = budget * reference_seconds
-    return Precheck(
+    common = dict(
         budget=budget,
-        proxy_training_seconds=training,
-        proxy_scoring_seconds=scoring,
-        proxy_estimate_seconds=training + scoring,
         probe_seconds=float(probe_seconds),
         reference_seconds=reference_seconds,
         budget_seconds=allowed,
-        fits=training + scoring + float(probe_seconds) <= allowed,
-        proxy_rate=proxy_rate.as_dict(),
         target_rate=target_rate.as_dict(),
         target_build_seconds=float(target_build_seconds),
+    )
+    if proxy_rate is None:
+        return Precheck(
+            proxy_training_seconds=None,
+            proxy_scoring_seconds=None,
+            proxy_estimate_seconds=None,
+            fits=False,
+            proxy_probed=False,
+            **common,
+        )
+    training = proxy_rate.training_seconds(int(n_rows), int(proxy_epochs)) + proxy_rate.build
+    scoring = proxy_rate.evaluate * int(n_rows)
+    return Precheck(
+        proxy_training_seconds=training,
+        proxy_scoring_seconds=scoring,
+        proxy_estimate_seconds=training + scoring,
+        fits=training + scoring + float(probe_seconds) <= allowed,
+        proxy_rate=proxy_rate.as_dict(),
+        proxy_build_seconds=proxy_rate.build,
+        **common,
     )
 
 
@@ -875,7 +918,7 @@ def probe_training_rate(
     (and a forward pass of every row) can be priced before it trains: the target's, for :func:`budget_reference`; the
     proxy's, for :func:`precheck`, or when it was loaded rather than trained.
 
-    A fresh ``make_model()`` trains one epoch on one step of seeded rows (a warm-up, not measured), then one epoch on
+    A fresh ``make_model()`` (its building timed: the rate's ``build``) trains one epoch on one step of seeded rows (a warm-up, not measured), then one epoch on
     `batches` steps of others and one on twice as many, and evaluates those two sets of rows; a step is a batch in
     every process (N batches under N processes), so that the longer epoch does twice the shorter's work in each
     process. The per-row rates are the differences between the long and the short runs, and the rest of the short
@@ -925,7 +968,9 @@ def probe_training_rate(
     warm_rows, short_rows, long_rows = probe_rows(len(base), step, batches, seed, lengths)
     one_epoch = dataclasses.replace(config, epochs=1, seed=int(seed), **({"learning_rate": 0.0} if frozen else {}))
     set_seed(int(seed))
+    built = time.perf_counter()
     model = make_model()
+    built = time.perf_counter() - built
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()} if frozen else {}
 
     def train_on(rows: np.ndarray, desc: str, folder: Optional[str] = None):
@@ -982,6 +1027,7 @@ def probe_training_rate(
         evaluate=evaluated,
         per_epoch=per_epoch,
         save=saving,
+        build=built,
         source=(
             f"probe: {short_s:.2f} s and {long_s:.2f} s for epochs of {n_short} and {n_long} rows"
             + (" spread over the texts' lengths" if any(spread) else "")
@@ -1004,6 +1050,7 @@ __all__ = [
     "budget_plan",
     "Precheck",
     "precheck",
+    "target_probe_decides",
     "precheck_decision",
     "check_cost",
     "shrink_order",

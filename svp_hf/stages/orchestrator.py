@@ -13,6 +13,7 @@ Every front end drives it: the Python API (``svp_hf.score``, ``select``, ``prune
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -42,6 +43,7 @@ from .auto import (
     check_auto,
     precheck,
     precheck_decision,
+    target_probe_decides,
     probe_training_rate,
 )
 from .proxy import (
@@ -352,8 +354,10 @@ class Pruner:
 
     def precheck(self) -> Optional[Precheck]:
         """Price the proxy before training it (:func:`svp_hf.stages.auto.precheck`): the target and the proxy are
-        probed back to back, and the proxy's training and scoring on all rows, estimated from its probe, are set
-        against ``selection_budget`` x the target's full-data training, estimated from its. Only for ``auto`` with a
+        probed back to back, and the proxy's building, training and scoring on all rows, estimated from its probe, are
+        set against ``selection_budget`` x the target's full-data training, estimated from its. When the target's probe
+        alone is over that, the proxy is not probed at all (:func:`svp_hf.stages.auto.target_probe_decides`). Only for
+        ``auto`` with a
         budget and a target, when the proxy trains in this run (not for scoring alone, a ``proxy_checkpoint`` or
         scores given); without a target the budget is a share of the proxy's own training, which the proxy cannot
         exceed. The figures are the main process's, saved as a resumable step: a rerun reads them, probing nothing.
@@ -398,10 +402,21 @@ class Pruner:
             # over the budget whatever the rate, so one probe of the target prices both (a noisy one cannot change it);
             # it evaluates too, so that the proxy's scoring is priced (a forward pass of every row) and recorded.
             target_rate, target_seconds, built = self._probe_target(evaluate=True, repeats=1)
-            proxy_rate, proxy_seconds = target_rate, 0.0
+            proxy_rate, proxy_seconds = dataclasses.replace(target_rate, build=built), 0.0
         else:
             target_rate, target_seconds, built = self._probe_target(evaluate=False, repeats=TARGET_PROBE_REPEATS)
-            proxy_rate, proxy_seconds = self._probe(self.proxy)
+            decided = target_probe_decides(
+                budget=budget,
+                n_rows=len(dataset),
+                target_rate=target_rate,
+                target_epochs=self.target.epochs,
+                probe_seconds=target_seconds,
+            )
+            # Every process probes the proxy or none does (a probe trains, with collective operations): main decides.
+            if self._from_main(decided):
+                proxy_rate, proxy_seconds = None, 0.0
+            else:
+                proxy_rate, proxy_seconds = self._probe(self.proxy)
         check = precheck(
             budget=budget,
             n_rows=len(dataset),
