@@ -43,8 +43,8 @@ from .auto import (
     check_auto,
     precheck,
     precheck_decision,
-    target_probe_decides,
     probe_training_rate,
+    target_probe_decides,
 )
 from .proxy import (
     FreshModel,
