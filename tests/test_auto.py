@@ -494,6 +494,25 @@ def test_budget_plan_takes_what_the_job_measured():
     assert not alone.fits  # 0 s left: scoring alone took the proxy-relative budget
 
 
+def test_every_candidate_of_the_check_is_priced_with_building_its_model():
+    from svp_hf.stages.auto import budget_plan, check_cost
+
+    # the proxy: 5 s for 1,000 rows x 5 epochs, 1 s of it building the model (not spread over the rows)
+    measured = TrainingRate.measured(5.0, 1000, 5, build_seconds=1.0)
+    assert measured.build == 1.0 and measured.train == pytest.approx(0.0008)
+    assert measured.training_seconds(1000, 5) + measured.build == pytest.approx(5.0)
+    assert check_cost(measured, 2, 2, 100, 5, 10) == pytest.approx(4 * (1.0 + 0.4))
+    assert TrainingRate.measured(0.5, 10, 1, build_seconds=2.0).build == 0.5  # never more than the seconds
+    target = TrainingRate(train=0.01)
+    common = dict(budget=0.2, n_rows=1000, fraction=0.5, proxy_epochs=5, check_epochs=10, scoring_seconds=1.0)
+    p = budget_plan(proxy_rate=measured, proxy_trained=True, target_rate=target, target_epochs=10, **common)
+    assert p.spent_seconds == pytest.approx(6.0)  # the proxy's 5 s (its building included) and scoring's 1 s
+    scored = TrainingRate(**{**measured.as_dict(), "evaluate": 0.001})  # scoring 1,000 rows took 1 s
+    assert p.planned_seconds == pytest.approx(
+        check_cost(scored, len(p.candidates), p.seeds, p.subset_rows, 10, p.slice_rows)
+    )
+
+
 def test_budget_plan_prices_a_probed_proxy_as_the_orchestrator_did():
     from svp_hf.stages.auto import budget_plan
 

@@ -197,7 +197,9 @@ def test_a_proxy_that_fits_trains_and_the_plan_reuses_the_targets_probe(tiny_dig
 
     def probe(make_model, family, dataset, info, config, accelerator, **kwargs):
         calls.append(config.epochs)  # a target dear per row (600 s on all rows), a cheap proxy: it fits
-        return TrainingRate(train=1.0 if len(calls) == 1 else 1e-6, evaluate=1e-7), 0.01
+        if len(calls) == 1:
+            return TrainingRate(train=1.0, evaluate=1e-7), 0.01
+        return TrainingRate(train=1e-6, evaluate=1e-7, build=0.004), 0.01  # the proxy's probe built it in 4 ms
 
     monkeypatch.setattr(orchestrator, "probe_training_rate", probe)
     train, _ = tiny_digits
@@ -216,6 +218,8 @@ def test_a_proxy_that_fits_trains_and_the_plan_reuses_the_targets_probe(tiny_dig
     budget = metrics["auto"]["budget"]
     assert budget["precheck"]["fits"] and "probe_seconds" not in budget  # no second probe of the target
     assert budget["spent_seconds"] >= metrics["timings"]["proxy_training"] + 0.02
+    assert budget["build_seconds"] == 0.004  # every candidate priced with building its model, as the probe's was
+    assert budget["precheck"]["proxy_build_seconds"] == 0.004
     assert metrics["proxy_accuracy"] is None and "entropy" not in metrics["scored_methods"]
     # No target trains here (prune): building the target probed stays selection's.
     built = budget["precheck"]["target_build_seconds"]

@@ -282,9 +282,9 @@ def train_model(
     epochs and between them whenever the epochs since the last save took at least 10 times that save
     (:func:`svp_hf.engine.checkpoint.checkpoint_due`: after every epoch unless a save outlasts a tenth of an epoch), and
     training resumes from the newest checkpoint found there: a resumed run ends with exactly the model an uninterrupted
-    one trains. The data order of every epoch is a
-    function of ``(seed, epoch)`` alone. `progress` false draws no progress bars (a caller running many short
-    trainings draws one of its own; see :mod:`svp_hf.utils.progress` for svp_hf's switch).
+    one trains. The data order of every epoch is a function of ``(seed, epoch)`` alone. `progress` false draws no
+    progress bars (a caller running many short trainings draws one of its own; see :mod:`svp_hf.utils.progress` for
+    svp_hf's switch).
     """
     start = time.perf_counter()
     release(accelerator)  # what a previous training prepared must not end up in this one's checkpoints

@@ -156,18 +156,23 @@ class TrainingRate:
         evaluate_seconds: float = 0.0,
         evaluated_rows: int = 0,
         source: str = "",
+        build_seconds: float = 0.0,
     ) -> "TrainingRate":
         """From a training of `rows` rows for `epochs` epochs that took `seconds` (of which `prepare_seconds` preparing
-        the data) and, optionally, `evaluate_seconds` to evaluate (or score) `evaluated_rows` rows."""
+        the data, and `build_seconds` building the model: the rate's ``build``, not spread over the rows) and,
+        optionally, `evaluate_seconds` to evaluate (or score) `evaluated_rows` rows."""
         rows, epochs = int(rows), int(epochs)
         if rows < 1 or epochs < 1 or not seconds >= 0 or not prepare_seconds >= 0 or not evaluate_seconds >= 0:
             raise ValueError(f"need rows >= 1, epochs >= 1 and non-negative seconds, got {rows}, {epochs}, {seconds}")
-        prepare_seconds = min(float(prepare_seconds), float(seconds))
+        build_seconds = min(max(float(build_seconds), 0.0), float(seconds))
+        trained = float(seconds) - build_seconds
+        prepare_seconds = min(float(prepare_seconds), trained)
         return cls(
-            train=(float(seconds) - prepare_seconds) / (rows * epochs),
+            train=(trained - prepare_seconds) / (rows * epochs),
             prepare=prepare_seconds / rows,
             evaluate=float(evaluate_seconds) / evaluated_rows if evaluated_rows else 0.0,
             source=source or f"{seconds:.1f} s for {rows} rows x {epochs} epochs",
+            build=build_seconds,
         )
 
     def training_seconds(self, rows: int, epochs: int) -> float:
@@ -226,6 +231,7 @@ class CheckPlan:
     shrunk: List[str] = field(default_factory=list)
     fits: bool = True
     reason: str = ""
+    build_seconds: float = 0.0  # building each candidate's model, priced once per candidate and seed
 
     def as_dict(self) -> Dict[str, Any]:
         out = asdict(self)
@@ -236,9 +242,9 @@ class CheckPlan:
 def check_cost(
     rate: TrainingRate, n_candidates: int, seeds: int, subset_rows: int, epochs: int, slice_rows: int
 ) -> float:
-    """Seconds of a check: every candidate under every seed trains on `subset_rows` for `epochs` and is evaluated on
-    the slice."""
-    one = rate.training_seconds(subset_rows, epochs) + rate.evaluate * slice_rows
+    """Seconds of a check: every candidate under every seed is built (the rate's ``build``), trains on `subset_rows`
+    for `epochs` and is evaluated on the slice."""
+    one = rate.build + rate.training_seconds(subset_rows, epochs) + rate.evaluate * slice_rows
     return n_candidates * seeds * one
 
 
@@ -261,8 +267,8 @@ def keep_order(candidates: Sequence[Candidate], fraction: float, coverage_beta: 
 
 def over_plan(plan: CheckPlan, elapsed: float, trained: int, planned: int) -> Optional[str]:
     """Why a budgeted check stops after `trained` of its `planned` candidates (None to go on): when, at the seconds
-    each has taken so far, the next would end past the budget (the plan's estimate misses fixed costs such as building
-    each model)."""
+    each has taken so far, the next would end past the budget (the plan's estimate can miss fixed costs, such as
+    building each model when the proxy's building was not measured, or the machine can slow down)."""
     each = elapsed / trained
     if elapsed + each <= plan.available_seconds:
         return None
@@ -312,6 +318,7 @@ def plan_check(
         slice_rows=slice_rows,
         epochs=int(epochs),
         planned_seconds=0.0,
+        build_seconds=float(rate.build),
     )
 
     def cost() -> float:
@@ -400,7 +407,7 @@ def budget_plan(
         training when it was trained here and the reference is the target's.
     """
     n_rows, proxy_epochs = int(n_rows), int(proxy_epochs)
-    proxy_seconds = proxy_rate.training_seconds(n_rows, proxy_epochs)
+    proxy_seconds = proxy_rate.training_seconds(n_rows, proxy_epochs) + proxy_rate.build
     reference_seconds, reference, _ = budget_reference(
         n_rows=n_rows, target_rate=target_rate, target_epochs=target_epochs, proxy_seconds=proxy_seconds
     )

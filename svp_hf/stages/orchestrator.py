@@ -520,8 +520,17 @@ class Pruner:
         trained = proxy_seconds is not None
         if proxy_seconds is not None:
             proxy_epochs = int(self.proxy.epochs)
+            # Of its seconds, building it (as its probe measured, when the pre-check probed it): each candidate of the
+            # check builds one too, whatever rows it trains on.
+            checked = self.prechecked
+            build = (checked.proxy_build_seconds if checked is not None else None) or 0.0
             rate = TrainingRate.measured(
-                proxy_seconds, n, proxy_epochs, source=f"the proxy: {proxy_seconds:.1f} s for {n} rows x {proxy_epochs}"
+                proxy_seconds,
+                n,
+                proxy_epochs,
+                build_seconds=build,
+                source=f"the proxy: {proxy_seconds:.1f} s for {n} rows x {proxy_epochs}"
+                + (f", {build:.2f} s of it building the model (as its probe did)" if build else ""),
             )
         else:  # the proxy was not trained here (a checkpoint, or scores given): probe it
             proxy_epochs = int(self.proxy_epochs or self.proxy.epochs)
