@@ -4,8 +4,8 @@ Selection via Proxy pays off when selecting a subset and training the target on 
 target on all the data (SVP's CIFAR-10 core-set: 2h23m instead of 3h49m, selection about 11% of the full-data
 training). A run's account holds, from the stage times it measured:
 
-- ``selection_seconds``: ``auto``'s pre-check (its probes of the target and the proxy, when it ran), proxy training,
-  scoring, ``auto``'s check and the selection itself;
+- ``selection_seconds``: ``auto``'s pre-check (its probes of the target and the proxy, when it ran), proxy training
+  (building the proxy included), scoring, ``auto``'s check and the selection itself;
 - ``target_seconds``: the target's training on the kept rows;
 - ``full_data_seconds``: the target's training on every row, measured when it was trained, else estimated from the
   target's measured seconds per row-epoch times every row and the same epochs (``full_data_estimated``, and
