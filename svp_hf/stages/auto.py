@@ -925,12 +925,13 @@ def probe_training_rate(
     (and a forward pass of every row) can be priced before it trains: the target's, for :func:`budget_reference`; the
     proxy's, for :func:`precheck`, or when it was loaded rather than trained.
 
-    A fresh ``make_model()`` (its building timed: the rate's ``build``) trains one epoch on one step of seeded rows (a warm-up, not measured), then one epoch on
-    `batches` steps of others and one on twice as many, and evaluates those two sets of rows; a step is a batch in
-    every process (N batches under N processes), so that the longer epoch does twice the shorter's work in each
-    process. The per-row rates are the differences between the long and the short runs, and the rest of the short
-    run is a fixed cost per epoch (:class:`TrainingRate`'s ``per_epoch``; the longer run's checkpoint save, when
-    `checkpoint_dir` is given, is its ``save``). The rate's ``prepare`` is the longer training's data preparation per row.
+    A fresh ``make_model()`` (its building timed: the rate's ``build``) trains one epoch on one step of seeded rows (a
+    warm-up, not measured), then one epoch on `batches` steps of others and one on twice as many, and evaluates those
+    two sets of rows; a step is a batch in every process (N batches under N processes), so that the longer epoch does
+    twice the shorter's work in each process. The per-row rates are the differences between the long and the short runs,
+    and the rest of the short run is a fixed cost per epoch (:class:`TrainingRate`'s ``per_epoch``; the longer run's
+    checkpoint save, when `checkpoint_dir` is given, is its ``save``). The rate's ``prepare`` is the longer training's
+    data preparation per row.
 
     Args:
         make_model: Builds a fresh model.

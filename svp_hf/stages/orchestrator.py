@@ -353,14 +353,14 @@ class Pruner:
         return self.prechecked is not None and not self.prechecked.fits
 
     def precheck(self) -> Optional[Precheck]:
-        """Price the proxy before training it (:func:`svp_hf.stages.auto.precheck`): the target and the proxy are
-        probed back to back, and the proxy's building, training and scoring on all rows, estimated from its probe, are
-        set against ``selection_budget`` x the target's full-data training, estimated from its. When the target's probe
+        """Price the proxy before training it (:func:`svp_hf.stages.auto.precheck`): the target and the proxy are probed
+        back to back, and the proxy's building, training and scoring on all rows, estimated from its probe, are set
+        against ``selection_budget`` x the target's full-data training, estimated from its. When the target's probe
         alone is over that, the proxy is not probed at all (:func:`svp_hf.stages.auto.target_probe_decides`). Only for
-        ``auto`` with a
-        budget and a target, when the proxy trains in this run (not for scoring alone, a ``proxy_checkpoint`` or
-        scores given); without a target the budget is a share of the proxy's own training, which the proxy cannot
-        exceed. The figures are the main process's, saved as a resumable step: a rerun reads them, probing nothing.
+        ``auto`` with a budget and a target, when the proxy trains in this run (not for scoring alone, a
+        ``proxy_checkpoint`` or scores given); without a target the budget is a share of the proxy's own training, which
+        the proxy cannot exceed. The figures are the main process's, saved as a resumable step: a rerun reads them,
+        probing nothing.
 
         Returns:
             The :class:`~svp_hf.stages.auto.Precheck` (its seconds are ``timings["precheck"]``), or ``None`` when
