@@ -11,6 +11,15 @@ from svp_hf.errors import SVPConfigError
 from svp_hf.stages.auto import Candidate, candidates_for, check_auto, choose_strategy, decide, holdout_slice
 
 
+@pytest.fixture
+def no_headroom(monkeypatch):
+    """The plan's arithmetic on the budget's whole seconds: the headroom kept for the probe's error is tested on its
+    own (test_the_plan_keeps_headroom_for_the_probes_error_only_when_the_target_is_estimated)."""
+    import svp_hf.stages.auto as auto
+
+    monkeypatch.setattr(auto, "BUDGET_HEADROOM", 0.0)
+
+
 def test_ties_choose_random():
     accuracies = {c: [0.5, 0.5] for c in candidates_for(0.3)}
     assert decide(accuracies, slice_rows=100).strategy == "random"
@@ -194,6 +203,7 @@ def test_a_budget_of_one_is_allowed():
     assert check_selection_budget(1) == 1.0 and check_selection_budget(0.1) == 0.1
 
 
+@pytest.mark.usefixtures("no_headroom")
 def test_the_whole_check_fits_a_generous_budget():
     p = plan(90.0)
     assert p.fits and p.shrunk == [] and p.seeds == 2 and len(p.candidates) == 5
@@ -201,6 +211,7 @@ def test_the_whole_check_fits_a_generous_budget():
     assert p.planned_seconds == pytest.approx(45.0) and p.available_seconds == pytest.approx(90.0)
 
 
+@pytest.mark.usefixtures("no_headroom")
 def test_the_check_shrinks_seeds_then_candidates_then_rows():
     p = plan(30.0)
     assert p.fits and p.shrunk == ["seeds 2 -> 1"] and p.planned_seconds == pytest.approx(22.5)
@@ -217,6 +228,7 @@ def test_the_check_shrinks_seeds_then_candidates_then_rows():
     assert (p.pool_rows, p.subset_rows) == (501, 250) and p.planned_seconds <= 5.0
 
 
+@pytest.mark.usefixtures("no_headroom")
 def test_a_check_that_cannot_fit_says_why():
     p = plan(1.0)  # 0.5 s per candidate: 100 rows, below a quarter of 900
     assert not p.fits and p.pool_rows == int(np.ceil(MIN_POOL_SHARE * 900))
@@ -263,6 +275,7 @@ def test_auto_under_a_tight_budget_falls_back_without_training(monkeypatch, capl
     assert decision.as_dict()["chosen"] == "random"
 
 
+@pytest.mark.usefixtures("no_headroom")
 def test_a_shrunk_check_trains_what_it_planned():
     rng = np.random.default_rng(0)
     scores, labels = rng.random(1000), rng.integers(0, 2, 1000)
@@ -330,6 +343,7 @@ def test_two_run_lengths_separate_the_per_row_rate_from_fixed_costs():
     assert rate.training_seconds(1000, 3) == pytest.approx(30.0 + 1.0 + 3.0)
 
 
+@pytest.mark.usefixtures("no_headroom")
 def test_the_precheck_prices_the_proxy_against_the_targets_full_data_training():
     from svp_hf.stages.auto import precheck, precheck_decision
 
@@ -353,6 +367,7 @@ def test_the_precheck_prices_the_proxy_against_the_targets_full_data_training():
         precheck(budget=0.1, n_rows=1000, proxy_rate=cheap, proxy_epochs=5, target_rate=target, target_epochs=None)
 
 
+@pytest.mark.usefixtures("no_headroom")
 def test_the_precheck_counts_building_the_proxy_and_is_decided_by_an_over_budget_target_probe():
     from svp_hf.stages.auto import precheck, precheck_decision, target_probe_decides
 
@@ -388,6 +403,52 @@ def test_the_precheck_counts_building_the_proxy_and_is_decided_by_an_over_budget
     assert Precheck(**old).proxy_probed and Precheck(**old).proxy_build_seconds is None
 
 
+def test_the_plan_keeps_headroom_for_the_probes_error_only_when_the_target_is_estimated():
+    from svp_hf.stages.auto import BUDGET_HEADROOM, precheck, spendable_seconds, target_probe_decides
+
+    assert 0.0 < BUDGET_HEADROOM < 0.5
+    # the target's full-data training as a probe priced it: 100 s, a budget of 0.1 -> 10 s, of which 8 s are planned
+    assert spendable_seconds(0.1, 100.0) == pytest.approx(10.0 * (1 - BUDGET_HEADROOM))
+    assert spendable_seconds(0.1, 100.0, "proxy") == pytest.approx(10.0)  # measured: planned in full
+    rate = TrainingRate(train=0.001, evaluate=0.001)
+    plan = plan_check(
+        budget=0.1,
+        reference_seconds=100.0,
+        reference="target",
+        spent_seconds=2.0,
+        rate=rate,
+        n_rows=1000,
+        fraction=0.5,
+        epochs=5,
+        num_classes=2,
+    )
+    assert plan.available_seconds == pytest.approx(10.0 * (1 - BUDGET_HEADROOM) - 2.0)
+    assert plan.headroom == BUDGET_HEADROOM and plan.as_dict()["headroom"] == BUDGET_HEADROOM
+    alone = plan_check(
+        budget=0.1,
+        reference_seconds=100.0,
+        reference="proxy",
+        spent_seconds=2.0,
+        rate=rate,
+        n_rows=1000,
+        fraction=0.5,
+        epochs=5,
+        num_classes=2,
+    )
+    assert alone.available_seconds == pytest.approx(8.0) and alone.headroom == 0.0
+    # the pre-check: 7 s of proxy and 2 s of probes fit the budget's 10 s but not the 8 s it plans to spend
+    target = TrainingRate(train=0.01)  # 1,000 rows x 10 epochs: 100 s
+    common = dict(budget=0.1, n_rows=1000, target_rate=target, target_epochs=10)
+    dear = precheck(proxy_rate=TrainingRate(train=0.0012, evaluate=0.001), proxy_epochs=5, probe_seconds=2.0, **common)
+    assert dear.proxy_estimate_seconds == pytest.approx(7.0) and dear.budget_seconds == pytest.approx(10.0)
+    assert not dear.fits and dear.spendable_seconds == pytest.approx(10.0 * (1 - BUDGET_HEADROOM))
+    assert "selection may plan to spend of the budget's 10.0 s" in dear.reason
+    edge = 10.0 * (1 - BUDGET_HEADROOM)
+    assert target_probe_decides(probe_seconds=edge + 0.01, **common)
+    assert not target_probe_decides(probe_seconds=edge - 0.01, **common)
+
+
+@pytest.mark.usefixtures("no_headroom")
 def test_a_check_slower_than_planned_stops_within_its_budget(monkeypatch):
     from types import SimpleNamespace
 
@@ -414,6 +475,7 @@ def test_a_check_slower_than_planned_stops_within_its_budget(monkeypatch):
     assert decision.budget["check_seconds"] == 30.0 and decision.strategy == "random"
 
 
+@pytest.mark.usefixtures("no_headroom")
 def test_a_check_stopped_after_random_alone_says_the_fallback_rule_decided(monkeypatch):
     from types import SimpleNamespace
 
@@ -446,6 +508,7 @@ def test_a_check_stopped_after_random_alone_says_the_fallback_rule_decided(monke
     assert len(stopped_later.candidates) > 1 and stopped_later.fallback is None
 
 
+@pytest.mark.usefixtures("no_headroom")
 def test_a_budget_exactly_the_smallest_check_fits_it():
     from svp_hf.stages.auto import check_cost
 
@@ -467,6 +530,7 @@ def test_a_budget_exactly_the_smallest_check_fits_it():
     assert p.fits and p.subset_rows == 101 and p.planned_seconds <= seconds
 
 
+@pytest.mark.usefixtures("no_headroom")
 def test_budget_plan_takes_what_the_job_measured():
     from svp_hf.stages.auto import budget_plan
 

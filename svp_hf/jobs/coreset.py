@@ -172,6 +172,12 @@ def _headline(metrics: Dict[str, Any]) -> str:
     )
 
 
+def _spendable(check: Dict[str, Any]) -> float:
+    """What the pre-check planned to spend of its budget (all of it in a pre-check saved before the headroom)."""
+    spendable = check.get("spendable_seconds")
+    return check["budget_seconds"] if spendable is None else spendable
+
+
 def _precheck_words(metrics: Dict[str, Any]) -> str:
     """The summary's words on ``auto``'s pre-check, when it kept random without training the proxy."""
     check = ((metrics.get("auto") or {}).get("budget") or {}).get("precheck")
@@ -185,8 +191,8 @@ def _precheck_words(metrics: Dict[str, Any]) -> str:
     else:
         cost = f"the target's probe alone took {check['probe_seconds']:.1f} s, so the proxy was not even probed"
     return (
-        f"; the proxy was not trained: {cost}, over the selection budget's {check['budget_seconds']:.1f} s, "
-        "so no row was scored"
+        f"; the proxy was not trained: {cost}, over the {_spendable(check):.1f} s selection plans to spend of its "
+        f"budget's {check['budget_seconds']:.1f} s, so no row was scored"
     )
 
 

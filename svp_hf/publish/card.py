@@ -205,6 +205,8 @@ def _strategy_text(metrics: RunRecord) -> str:
         auto = metrics["auto"]
         check = (auto.get("budget") or {}).get("precheck")
         if check and not check.get("fits"):
+            spendable = check.get("spendable_seconds")
+            spendable = check["budget_seconds"] if spendable is None else spendable
             if check.get("proxy_probed", True):
                 cost = (
                     f"its training and scoring, estimated at {check['proxy_estimate_seconds']:.1f} s (plus "
@@ -214,8 +216,8 @@ def _strategy_text(metrics: RunRecord) -> str:
                 cost = f"the target's probe alone, {check['probe_seconds']:.1f} s, exceeded"
             return (
                 f" with strategy `auto`, which kept a seeded random draw without training the `{metrics.get('proxy')}` "
-                f"proxy: {cost} the selection budget's {check['budget_seconds']:.1f} s ({check['budget']:g} of the "
-                "target's full-data training; see report.md)"
+                f"proxy: {cost} the {spendable:.1f} s selection plans to spend of its budget's "
+                f"{check['budget_seconds']:.1f} s ({check['budget']:g} of the target's full-data training; see report.md)"
             )
         if auto.get("fallback"):
             budget = (auto.get("budget") or {}).get("budget")

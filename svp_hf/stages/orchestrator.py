@@ -377,7 +377,8 @@ class Pruner:
             logger.info(
                 f"auto: pre-check fits: the proxy's training and scoring are estimated at "
                 f"{check.proxy_estimate_seconds:.1f} s (+{check.probe_seconds:.1f} s of probes) against the budget's "
-                f"{check.budget_seconds:.1f} s ({check.budget:g} x {check.reference_seconds:.1f} s of the target)"
+                f"{check.budget_seconds:.1f} s ({check.budget:g} x {check.reference_seconds:.1f} s of the target; it plans "
+                f"to spend {check.spendable_seconds:.1f} s of them)"
             )
         return check
 
