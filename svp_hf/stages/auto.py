@@ -18,8 +18,10 @@ check that trains for fewer epochs than the target favours easy subsets): with t
 probes, proxy training, scoring, the check) may spend; without a target, the share of the proxy's own training that
 scoring and the check may spend beyond it (as :mod:`svp_hf.account` counts them). With a target, :func:`precheck`
 prices the proxy before it trains, from probes of the target and the proxy taken back to back
-(:func:`probe_training_rate`): when the proxy's training and scoring alone would exceed the budget, the proxy is not
-trained and random is kept (:func:`precheck_decision`). Otherwise :func:`budget_plan`, the one pricing path, sizes the
+(:func:`probe_training_rate`): when the proxy's building, training and scoring alone would exceed the budget, the
+proxy is not trained and random is kept (:func:`precheck_decision`); when the target's probe alone is over it, the
+proxy is not even probed (:func:`target_probe_decides`). With a target the budget's seconds are an estimate, so
+selection plans to spend :data:`BUDGET_HEADROOM` less than them (:func:`spendable_seconds`). Otherwise :func:`budget_plan`, the one pricing path, sizes the
 check (:func:`plan_check`) to what is left once the proxy is trained and has scored, estimating each candidate's
 training from the proxy's seconds per row-epoch (:class:`TrainingRate`: measured from its training, or probed when it
 was loaded). It shrinks, in this order, until the check fits: the seeds (to one: the slice's
@@ -28,9 +30,9 @@ the prune rate, then ``top``: at least ``random`` against ``coverage`` at the sh
 then the rows the candidates select from (a class-stratified share of them, never below
 :data:`MIN_POOL_SHARE`). Epochs are never shrunk: a check that trains for fewer epochs than the target favours easy
 subsets. When even that smallest check does not fit, no candidate is trained: the decision says so (logged at
-WARNING) and applies :data:`FALLBACK_RULE`, which costs nothing. The plan prices training alone; each candidate's
-fixed costs (building the model, preparing its rows, evaluating) are not in it, so a budgeted check trains its
-candidates most-kept first (``random``, then ``coverage``, ...) and stops, with a WARNING, when at the seconds they
+WARNING) and applies :data:`FALLBACK_RULE`, which costs nothing. The plan prices each candidate's building (as the
+proxy's probe measured it) and training; other fixed costs (preparing its rows, a slower machine) are not in it, so a
+budgeted check trains its candidates most-kept first (``random``, then ``coverage``, ...) and stops, with a WARNING, when at the seconds they
 took the next one would end past the budget (:func:`over_plan`); it decides among those it trained.
 
 :data:`DEFAULT_SELECTION_BUDGET` (0.1): SVP's CIFAR-10 core-set spent about 0.11 of the full-data training on
@@ -40,9 +42,9 @@ full data: 1.67x at half the data with 0.1 (issue 23 asks for at least 1.4x ther
 for a ResNet-20 target: proxy training and scoring 0.72-0.84 of the full-data target; fastText dim 16 for fastText dim
 64: about 0.55 in the one run whose timings were clean), so there the check falls back; a fastText proxy for a
 fine-tuned MiniLM (benchmarks/sst2_end_to_end.py) costs under 0.01 of its target (its checkpoints saved after its
-first and last epochs, not every epoch); with the pre-check's probes (about 0.05) the proxy trained in all 9 cells and
-the unshrunk check of 4-5 fastText candidates under 2 seeds fitted in the rest (selection 0.062-0.079 of the full-data
-training, every cell within the budget; RESULTS.md section 6).
+first and last epochs, not every epoch); with the pre-check's probes (about 0.05) the proxy trained in 8 of 9 cells and
+the check of 4-5 fastText candidates under 1-2 seeds fitted in the rest of the 0.8 planned (selection 0.049-0.079 of the
+full-data training, every cell within the budget; RESULTS.md section 6).
 """
 
 from __future__ import annotations
@@ -378,7 +380,9 @@ def plan_check(
         f"the smallest honest check ({' and '.join(c.name for c in plan.candidates)}, one seed, {plan.pool_rows} of "
         f"{fit_rows} rows, {plan.epochs} epochs: about {plan.planned_seconds:.1f} s) does not fit the "
         f"{max(available, 0.0):.1f} s left of the budget ({budget:g} x {float(reference_seconds):.1f} s of the "
-        f"{reference}'s full-data training, less {float(spent_seconds):.1f} s already spent on selection)"
+        f"{reference}'s full-data training"
+        + (f", of which {1.0 - plan.headroom:g} is planned (headroom for the probe's error)" if plan.headroom else "")
+        + f", less {float(spent_seconds):.1f} s already spent on selection)"
     )
     return plan
 
