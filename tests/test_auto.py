@@ -411,31 +411,20 @@ def test_the_plan_keeps_headroom_for_the_probes_error_only_when_the_target_is_es
     assert spendable_seconds(0.1, 100.0) == pytest.approx(10.0 * (1 - BUDGET_HEADROOM))
     assert spendable_seconds(0.1, 100.0, "proxy") == pytest.approx(10.0)  # measured: planned in full
     rate = TrainingRate(train=0.001, evaluate=0.001)
-    plan = plan_check(
-        budget=0.1,
-        reference_seconds=100.0,
-        reference="target",
-        spent_seconds=2.0,
-        rate=rate,
-        n_rows=1000,
-        fraction=0.5,
-        epochs=5,
-        num_classes=2,
-    )
-    assert plan.available_seconds == pytest.approx(10.0 * (1 - BUDGET_HEADROOM) - 2.0)
-    assert plan.headroom == BUDGET_HEADROOM and plan.as_dict()["headroom"] == BUDGET_HEADROOM
-    alone = plan_check(
-        budget=0.1,
-        reference_seconds=100.0,
-        reference="proxy",
-        spent_seconds=2.0,
-        rate=rate,
-        n_rows=1000,
-        fraction=0.5,
-        epochs=5,
-        num_classes=2,
-    )
-    assert alone.available_seconds == pytest.approx(8.0) and alone.headroom == 0.0
+    for reference, headroom in (("target", BUDGET_HEADROOM), ("proxy", 0.0)):
+        plan = plan_check(
+            budget=0.1,
+            reference_seconds=100.0,
+            reference=reference,
+            spent_seconds=2.0,
+            rate=rate,
+            n_rows=1000,
+            fraction=0.5,
+            epochs=5,
+            num_classes=2,
+        )
+        assert plan.available_seconds == pytest.approx(10.0 * (1 - headroom) - 2.0)
+        assert plan.headroom == headroom and plan.as_dict()["headroom"] == headroom
     # the pre-check: 7 s of proxy and 2 s of probes fit the budget's 10 s but not the 8 s it plans to spend
     target = TrainingRate(train=0.01)  # 1,000 rows x 10 epochs: 100 s
     common = dict(budget=0.1, n_rows=1000, target_rate=target, target_epochs=10)
