@@ -139,9 +139,10 @@ def default_budget_cell(parts: prune_sweep.Parts, args, suite: str, seed: int, f
 
 def smallest_plan(n_rows: int, fraction: float, epochs: int, rate, num_classes: int):
     """plan_check given exactly the seconds of its smallest check (one seed, random and coverage, a quarter of the
-    rows): the plan it returns is that check."""
+    rows) to spend, the headroom kept for the probe's error included: the plan it returns is that check."""
     from svp_hf.selection.ranking import n_to_keep
     from svp_hf.stages.auto import (
+        BUDGET_HEADROOM,
         DEFAULT_AUTO_HOLDOUT,
         MIN_POOL_SHARE,
         candidates_for,
@@ -156,7 +157,7 @@ def smallest_plan(n_rows: int, fraction: float, epochs: int, rate, num_classes: 
     seconds = check_cost(rate, kept, 1, n_to_keep(fraction, pool), epochs, n_rows - fit)
     plan = plan_check(
         budget=1.0,
-        reference_seconds=seconds * (1 + 1e-9),
+        reference_seconds=seconds / (1.0 - BUDGET_HEADROOM) * (1 + 1e-9),
         reference="target",
         spent_seconds=0.0,
         rate=rate,
