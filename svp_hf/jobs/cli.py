@@ -18,23 +18,29 @@ process that failed is the launch's, with its one line and without the launcher'
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import signal
 import subprocess
 import sys
+from types import ModuleType
 from typing import Optional, Sequence
 
-from ..config.parser import parse_args
 from ..config.recipe_files import bundled_recipes
 from ..errors import EXIT_CONFIG, EXIT_RUNTIME, SVPConfigError
 from ..version import __version__
-from . import active, coreset
-from .pipeline import check_output_apart
 
+# Each job's module, imported only when that job runs: ``svp-hf --help``, ``--version`` and ``recipes`` answer without
+# importing torch, timm or transformers.
 JOBS = {
-    "coreset": (coreset, "core-set selection via proxy: train the proxy, score, keep a fraction"),
-    "active": (active, "active learning via proxy: rounds of selector training, scoring and labelling"),
+    "coreset": ("svp_hf.jobs.coreset", "core-set selection via proxy: train the proxy, score, keep a fraction"),
+    "active": ("svp_hf.jobs.active", "active learning via proxy: rounds of selector training, scoring and labelling"),
 }
+
+
+def job_module(name: str) -> ModuleType:
+    """The module of the job `name` (one of :data:`JOBS`), imported on first use."""
+    return importlib.import_module(JOBS[name][0])
 LAUNCH_USAGE = "svp-hf launch [accelerate launch options] JOB RECIPE.yaml [--key value ...]"
 
 
@@ -51,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"svp-hf {__version__}")
     jobs = parser.add_subparsers(dest="job", metavar="JOB")
     for name, (module, text) in JOBS.items():
-        jobs.add_parser(name, help=f"{text} (python -m {module.__name__})", add_help=False)
+        jobs.add_parser(name, help=f"{text} (python -m {module})", add_help=False)
     jobs.add_parser(
         "launch",
         add_help=False,
@@ -100,10 +106,13 @@ def launch(argv: Sequence[str]) -> int:
     from accelerate.commands.launch import launch_command, launch_command_parser
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
+    from ..config.parser import parse_args
+    from .pipeline import check_output_apart
+
     args = launch_command_parser().parse_args(list(argv))
     try:
         job = launched_job(args.training_script)
-        spec = JOBS[job][0].JOB
+        spec = job_module(job).JOB
         instances = parse_args(
             list(args.training_script_args),
             spec.dataclass_types,
@@ -132,7 +141,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = _parser()
     if argv and argv[0] in JOBS:  # everything after the job is the job's own command line
-        JOBS[argv[0]][0].main(argv[1:])
+        job_module(argv[0]).main(argv[1:])
         return 0
     if argv and argv[0] == "launch":
         return launch(argv[1:])
@@ -145,4 +154,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     return 0
 
 
-__all__ = ["main", "launch", "JOBS"]
+__all__ = ["main", "launch", "JOBS", "job_module"]
