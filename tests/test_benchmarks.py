@@ -7,7 +7,6 @@ import json
 
 import pytest
 
-
 EXPECTED = {
     "coreset_cifar10",
     "active_amazon",
@@ -258,7 +257,9 @@ def test_budget_check_quick_compares_the_budgeted_check(quick_run):
         )  # both trained
     for cell in payload["recorded"]:
         assert cell["fits"] or cell["budgeted_choice"] == "random"
-    assert f"The smallest honest check, run in {cells} cells" in "\n".join(report.RENDERERS.get("budget_check")(payload))
+    assert f"The smallest honest check, run in {cells} cells" in "\n".join(
+        report.RENDERERS.get("budget_check")(payload)
+    )
 
 
 @pytest.mark.slow

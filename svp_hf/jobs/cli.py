@@ -36,12 +36,12 @@ JOBS = {
     "coreset": ("svp_hf.jobs.coreset", "core-set selection via proxy: train the proxy, score, keep a fraction"),
     "active": ("svp_hf.jobs.active", "active learning via proxy: rounds of selector training, scoring and labelling"),
 }
+LAUNCH_USAGE = "svp-hf launch [accelerate launch options] JOB RECIPE.yaml [--key value ...]"
 
 
 def job_module(name: str) -> ModuleType:
     """The module of the job `name` (one of :data:`JOBS`), imported on first use."""
     return importlib.import_module(JOBS[name][0])
-LAUNCH_USAGE = "svp-hf launch [accelerate launch options] JOB RECIPE.yaml [--key value ...]"
 
 
 def _parser() -> argparse.ArgumentParser:
