@@ -371,18 +371,25 @@ def test_a_proxy_that_is_the_targets_own_model_is_priced_by_one_probe_of_the_tar
     assert metrics["selected_strategy"] == "random"
 
 
-def test_in_a_job_only_the_proxys_probe_times_a_checkpoint_save(tmp_path, probes, monkeypatch):
-    """The job checkpoints its trainings: the proxy's probe times a save (the proxy's price would be low without it);
-    the target's does not (timing a large target's save can cost more than the rest of the probe, and leaving it out
-    prices the full-data training low, which only makes the budget smaller)."""
+@pytest.mark.parametrize("keep", [False, True])
+def test_in_a_job_only_the_proxys_probe_times_a_checkpoint_save_and_only_when_checkpoints_are_kept(
+    tmp_path, probes, monkeypatch, keep
+):
+    """With `keep_checkpoints` the proxy's probe times a save (the proxy's price would be low without it); without
+    it the trainings save only when a save's estimated price is under a tenth of the training, so no probe times one.
+    The target's probe never does (timing a large target's save can cost more than the rest of the probe, and leaving
+    it out prices the full-data training low, which only makes the budget smaller)."""
     folders, fake = [], orchestrator.probe_training_rate
     monkeypatch.setattr(
         orchestrator, "probe_training_rate", lambda *a, **k: folders.append(k.get("checkpoint_dir")) or fake(*a, **k)
     )
     out = tmp_path / "out"
-    coreset.main([QUICKSTART, "--output_dir", str(out), *TINY])
+    coreset.main([QUICKSTART, "--output_dir", str(out), *TINY, "--keep_checkpoints", str(keep).lower()])
     assert len(folders) == 2 and folders[0] is None  # the target's probe first, then the proxy's
-    assert folders[1] is not None and str(folders[1]).startswith(str(out))
+    if keep:
+        assert folders[1] is not None and str(folders[1]).startswith(str(out))
+    else:
+        assert folders[1] is None
 
 
 @pytest.mark.parametrize("name", ["resnet20", "fasttext,dim=8,buckets=4096"])

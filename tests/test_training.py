@@ -40,17 +40,41 @@ def test_training_resumes_from_its_last_epoch_checkpoint(setup, tmp_path):
 
 
 def test_checkpoints_cost_at_most_about_a_tenth_of_the_training_they_protect():
-    """After the first epoch (its save timed), the next save comes once the epochs since the last took 10x a save."""
-    from svp_hf.engine.checkpoint import CHECKPOINT_SHARE, checkpoint_due, planned_saves
+    """A save comes once the epochs since the last took 10x a save (before the first, as estimated from its bytes);
+    the last epoch saves in any case when the final weights are kept, else by the same rule."""
+    from svp_hf.engine.checkpoint import (
+        CHECKPOINT_SHARE,
+        SAVE_BYTES_PER_SECOND,
+        checkpoint_due,
+        estimated_save_seconds,
+        planned_saves,
+    )
 
     assert CHECKPOINT_SHARE == 0.1
     assert checkpoint_due(0.0, None) and checkpoint_due(1.0, 0.1) and not checkpoint_due(0.99, 0.1)
-    assert checkpoint_due(0.0, 5.0, last_epoch=True)  # a finished training is never trained again
+    assert checkpoint_due(0.0, 5.0, last_epoch=True)  # kept: a finished training is never trained again
+    assert not checkpoint_due(0.2, 5.0, last_epoch=True, keep_last=False)  # deleted at the end: not worth 5 s
+    assert checkpoint_due(50.0, 5.0, last_epoch=True, keep_last=False)
     assert planned_saves(10, epoch_seconds=1.0, save_seconds=0.05) == 10  # a save well under a tenth of an epoch
-    assert planned_saves(10, epoch_seconds=0.05, save_seconds=1.5) == 2  # fastText's table: the first and last epochs
-    # 0.1-s epochs, 0.3-s saves: epoch 1, then every 30 epochs (3 s of training), and the last: 1, 31, 61, 91, 100.
-    assert planned_saves(100, epoch_seconds=0.1, save_seconds=0.3) == 5
+    assert planned_saves(10, epoch_seconds=0.05, save_seconds=1.5) == 1  # fastText's table: after the last epoch
+    assert planned_saves(10, epoch_seconds=0.05, save_seconds=1.5, keep_last=False) == 0  # or never
+    # 0.1-s epochs, 0.3-s saves: every 30 epochs (3 s of training), and the last: 30, 60, 90, 100.
+    assert planned_saves(100, epoch_seconds=0.1, save_seconds=0.3) == 4
+    assert planned_saves(100, epoch_seconds=0.1, save_seconds=0.3, keep_last=False) == 3
     assert planned_saves(1, 0.1, 5.0) == 1 and planned_saves(0, 1.0, 1.0) == 0
+    assert estimated_save_seconds(int(SAVE_BYTES_PER_SECOND)) == pytest.approx(1.0)
+
+
+def test_state_bytes_counts_the_weights_and_the_optimizers_state():
+    from svp_hf.engine.checkpoint import state_bytes
+
+    layer = torch.nn.Linear(10, 5)  # 55 fp32 parameters
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.9)
+    assert state_bytes(layer, optimizer) == 55 * 4  # no momentum buffers before the first step
+    layer(torch.ones(2, 10)).sum().backward()
+    optimizer.step()
+    assert state_bytes(layer, optimizer) == 2 * 55 * 4
+    assert state_bytes(layer.to(torch.bfloat16)) == 55 * 2
 
 
 def test_a_rate_prices_the_saves_its_training_will_make():
@@ -60,8 +84,35 @@ def test_a_rate_prices_the_saves_its_training_will_make():
     assert plain.training_seconds(100, 10) == pytest.approx(10 * (0.1 + 0.01))
     cheap = TrainingRate(train=0.001, per_epoch=0.01, save=0.005)  # under a tenth of an epoch: saved every epoch
     assert cheap.training_seconds(100, 10) == pytest.approx(10 * (0.1 + 0.01) + 10 * 0.005)
-    dear = TrainingRate(train=0.001, per_epoch=0.01, save=2.0)  # saved after the first and the last epochs
-    assert dear.training_seconds(100, 10) == pytest.approx(10 * (0.1 + 0.01) + 2 * 2.0)
+    dear = TrainingRate(train=0.001, per_epoch=0.01, save=2.0)  # saved after the last epoch only
+    assert dear.training_seconds(100, 10) == pytest.approx(10 * (0.1 + 0.01) + 1 * 2.0)
+
+
+@pytest.mark.parametrize("keep_last", [True, False])
+def test_a_save_its_bytes_price_over_the_training_is_made_at_the_end_or_never(setup, tmp_path, monkeypatch, keep_last):
+    """Before its first save a training estimates one from the bytes it writes: a save estimated at 100 s is not
+    made after 4 short epochs, except the last epoch's when the final weights are kept."""
+    from svp_hf.engine import training
+
+    train, family, info, _ = setup
+    estimated = []
+
+    def estimate(nbytes):
+        estimated.append(nbytes)
+        return 100.0
+
+    monkeypatch.setattr(training, "estimated_save_seconds", estimate)
+    config = TrainingConfig(epochs=4, batch_size=64, learning_rate=0.05, lr_schedule="constant", seed=0)
+    model = create_model("resnet20", info)
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    folder = tmp_path / "ckpt"
+    result = train_model(
+        model, family, train, info, config, Accelerator(), checkpoint_dir=str(folder), keep_last=keep_last
+    )
+    assert estimated and estimated[0] >= weights  # the weights, and the optimizer's momentum
+    assert result.checkpoints == (1 if keep_last else 0)
+    names = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    assert names == (["epoch_0004"] if keep_last else [])
 
 
 def test_a_save_that_outlasts_the_epochs_is_made_rarely_and_resuming_from_it_is_exact(setup, tmp_path, monkeypatch):
@@ -83,6 +134,7 @@ def test_a_save_that_outlasts_the_epochs_is_made_rarely_and_resuming_from_it_is_
         return folder
 
     monkeypatch.setattr(training, "save_epoch", slow_save)
+    monkeypatch.setattr(training, "estimated_save_seconds", lambda nbytes: 0.0)  # the first save looks cheap
     monkeypatch.setattr(training.time, "perf_counter", lambda: real_counter() + clock["offset"])
     config = TrainingConfig(epochs=4, batch_size=64, learning_rate=0.05, lr_schedule="constant", seed=0)
 

@@ -317,7 +317,8 @@ class RunArguments(TargetTrainingArguments):
         default=True,
     )
     keep_checkpoints: bool = _help(
-        "Keep output_dir/checkpoints once the run has finished (its proxy/ folder can be given as proxy_checkpoint).",
+        "Keep output_dir/checkpoints once the run has finished (its proxy/ folder can be given as proxy_checkpoint); "
+        "false also saves a model's final epoch only where that costs at most about a tenth of its training.",
         default=False,
     )
     # --- speed: the data path and device defaults (svp_hf.utils.device, svp_hf.data.image_cache); one block, kept together ---

@@ -16,9 +16,10 @@ arrays as ``.npz`` read with ``allow_pickle=False``. Checkpoints of earlier vers
 state, are refused and never read.
 
 Every folder and file is written under a temporary name and renamed when complete, so a run killed at any moment
-leaves only complete checkpoints behind; only the newest epoch of each model is kept. A training saves after its first
-and last epochs and between them whenever the epochs since its last save took at least 10 times that save
-(:func:`checkpoint_due`): after every epoch for most models, twice for a model whose save outlasts its epochs.
+leaves only complete checkpoints behind; only the newest epoch of each model is kept. A training saves whenever the
+epochs since its last save took at least 10 times that save (:func:`checkpoint_due`; before its first save, the save
+is estimated from the bytes it writes), and after its last epoch unless told that its final weights are not kept:
+after every epoch for most models, once or never for a model whose save outlasts its whole training.
 """
 
 from __future__ import annotations
@@ -63,36 +64,72 @@ def on_main(accelerator: Accelerator, fn, *args):
 
 # --- when to save: checkpoints cost at most about CHECKPOINT_SHARE of the training they protect ----------------------
 
-# Saving a checkpoint may cost at most about this share of the training time it protects: after the first epoch (whose
-# save is timed), the next checkpoint is saved once the training since the last one took at least that save's seconds
-# / CHECKPOINT_SHARE, and after the last epoch (a finished training is never trained again, and a kept checkpoint
-# folder holds the trained model). Models whose epochs are long against a save (most) still save after every epoch; a
-# large table trained in fractions of a second per epoch (fastText's 2M-row embedding, 0.1-1.5 s to save) saves after
-# its first and last epochs.
+# Saving a checkpoint may cost at most about this share of the training time it protects: the next checkpoint is saved
+# once the training since the last one took at least that save's seconds / CHECKPOINT_SHARE. Before a training's first
+# save its seconds are estimated from the bytes it writes at SAVE_BYTES_PER_SECOND (a fast disk's rate: an estimate on
+# the low side only saves sooner). After the last epoch a training saves in any case when its final weights are kept
+# (a kept checkpoint folder holds the trained model, and a finished training is never trained again); when they are
+# not (the run's checkpoints are deleted once it ends), the last epoch follows the same rule. Models whose epochs are
+# long against a save (most) save after every epoch; a large table trained in fractions of a second per epoch
+# (fastText's 2M-row embedding, 0.5 GB, 0.5-1.5 s to save) saves once at the end, or not at all.
 CHECKPOINT_SHARE = 0.1
+SAVE_BYTES_PER_SECOND = 1e9
 
 
 def checkpoint_due(
     trained_seconds: float,
-    last_save_seconds: Optional[float],
+    save_seconds: Optional[float],
     last_epoch: bool = False,
     share: float = CHECKPOINT_SHARE,
+    keep_last: bool = True,
 ) -> bool:
-    """Whether a training saves a checkpoint after this epoch: after its `last_epoch`, and when no save has been timed
-    yet (the first), else when the `trained_seconds` since the last save are at least ``last_save_seconds / share``."""
-    return last_epoch or last_save_seconds is None or trained_seconds * share >= last_save_seconds
+    """Whether a training saves a checkpoint after this epoch: after its `last_epoch` when `keep_last`, when the save
+    is unknown (`save_seconds` ``None``), else when the `trained_seconds` since the last save are at least
+    ``save_seconds / share`` (`save_seconds`: the last save's, or before the first an estimate,
+    :func:`estimated_save_seconds`)."""
+    if last_epoch and keep_last:
+        return True
+    return save_seconds is None or trained_seconds * share >= save_seconds
 
 
-def planned_saves(epochs: int, epoch_seconds: float, save_seconds: float, share: float = CHECKPOINT_SHARE) -> int:
+def planned_saves(
+    epochs: int, epoch_seconds: float, save_seconds: float, share: float = CHECKPOINT_SHARE, keep_last: bool = True
+) -> int:
     """How many checkpoints :func:`checkpoint_due` saves in a training of `epochs` epochs of `epoch_seconds` each when
-    a save takes `save_seconds`: what pricing a training counts."""
+    a save takes `save_seconds` (estimated as that before the first): what pricing a training counts."""
     epochs = max(int(epochs), 0)
-    saves, since, last = 0, 0.0, None
+    saves, since, last = 0, 0.0, max(float(save_seconds), 0.0)
     for epoch in range(epochs):
         since += max(float(epoch_seconds), 0.0)
-        if checkpoint_due(since, last, epoch + 1 == epochs, share):
-            saves, since, last = saves + 1, 0.0, max(float(save_seconds), 0.0)
+        if checkpoint_due(since, last, epoch + 1 == epochs, share, keep_last):
+            saves, since = saves + 1, 0.0
     return saves
+
+
+def state_bytes(*objects: Any) -> int:
+    """The bytes of every tensor in the states of `objects` (modules: their ``state_dict``; optimizers: their
+    ``state``): about what a checkpoint of them writes."""
+
+    def tensors(value: Any) -> Iterable[torch.Tensor]:
+        if isinstance(value, torch.Tensor):
+            yield value
+        elif isinstance(value, dict):
+            for v in value.values():
+                yield from tensors(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                yield from tensors(v)
+
+    total = 0
+    for obj in objects:
+        state = obj.state_dict() if isinstance(obj, torch.nn.Module) else getattr(obj, "state", {})
+        total += sum(t.numel() * t.element_size() for t in tensors(state))
+    return total
+
+
+def estimated_save_seconds(nbytes: int, rate: float = SAVE_BYTES_PER_SECOND) -> float:
+    """Seconds to save `nbytes` at `rate` bytes per second: a training's save before it timed one."""
+    return max(int(nbytes), 0) / float(rate)
 
 
 def _reason(err: BaseException) -> str:
@@ -620,6 +657,10 @@ def discard(accelerator: Accelerator, paths: Iterable[str]) -> None:
 __all__ = [
     "CHECKPOINTS_DIR",
     "latest_epoch",
+    "checkpoint_due",
+    "planned_saves",
+    "estimated_save_seconds",
+    "state_bytes",
     "save_epoch",
     "save_training",
     "load_epoch",

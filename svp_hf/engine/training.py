@@ -37,7 +37,16 @@ from ..utils.device import (
 )
 from ..utils.log import get_logger
 from ..utils.progress import progress_bar
-from .checkpoint import checkpoint_due, latest_epoch, load_epoch, on_main, save_epoch
+from .checkpoint import (
+    CHECKPOINT_SHARE,
+    checkpoint_due,
+    estimated_save_seconds,
+    latest_epoch,
+    load_epoch,
+    on_main,
+    save_epoch,
+    state_bytes,
+)
 
 logger = get_logger(__name__)
 
@@ -272,18 +281,20 @@ def train_model(
     desc: str = "train",
     checkpoint_dir: Optional[str] = None,
     progress: bool = True,
+    keep_last: bool = True,
 ) -> TrainResult:
     """Train `model` on `dataset` (a ``datasets.Dataset`` with `svp_index`) with the configured optimizer (SGD with
     momentum by default) and learning-rate schedule.
 
     Every training signal named in `signals` (e.g. ``["correctness"]`` for forgetting events) is fed on every
     presentation of an example and returned in the result. With `checkpoint_dir`, the whole training state (model,
-    optimizer, scheduler, RNG states, epoch, history and training signals) is saved there after the first and the last
-    epochs and between them whenever the epochs since the last save took at least 10 times that save
-    (:func:`svp_hf.engine.checkpoint.checkpoint_due`: after every epoch unless a save outlasts a tenth of an epoch), and
-    training resumes from the newest checkpoint found there: a resumed run ends with exactly the model an uninterrupted
-    one trains. The data order of every epoch is a function of ``(seed, epoch)`` alone. `progress` false draws no
-    progress bars (a caller running many short trainings draws one of its own; see :mod:`svp_hf.utils.progress` for
+    optimizer, scheduler, RNG states, epoch, history and training signals) is saved there whenever the epochs since the
+    last save took at least 10 times that save (before the first, as its bytes estimate it; after every epoch unless a
+    save outlasts a tenth of an epoch: :func:`svp_hf.engine.checkpoint.checkpoint_due`), and after the last epoch unless
+    `keep_last` is false (the caller deletes the checkpoints once its run ends; the last epoch then follows the same
+    rule). Training resumes from the newest checkpoint found there: a resumed run ends with exactly the model an
+    uninterrupted one trains. The data order of every epoch is a function of ``(seed, epoch)`` alone. `progress` false
+    draws no progress bars (a caller running many short trainings draws one of its own; see :mod:`svp_hf.utils.progress` for
     svp_hf's switch).
     """
     start = time.perf_counter()
@@ -349,7 +360,12 @@ def train_model(
         if accelerator.trackers:
             accelerator.log({f"{desc}/{k}": v for k, v in record.items() if k != "epoch"}, step=epoch + 1)
         # The main process's clock decides, so that every process saves (and waits for the others) at the same epochs.
-        if checkpoint_dir and on_main(accelerator, checkpoint_due, since, last_save, epoch + 1 == config.epochs):
+        if checkpoint_dir and last_save is None:  # before its first save, a training prices one from its bytes
+            last_save = estimated_save_seconds(state_bytes(model, optimizer, scheduler))
+        last_epoch = epoch + 1 == config.epochs
+        if checkpoint_dir and on_main(
+            accelerator, checkpoint_due, since, last_save, last_epoch, CHECKPOINT_SHARE, keep_last
+        ):
             state = {"epoch": epoch + 1, "history": history, "signals": signals_state(recorded)}
             saved = time.perf_counter()
             save_epoch(accelerator, checkpoint_dir, epoch + 1, state)

@@ -81,6 +81,7 @@ def _run(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments, ru
             evaluation=evaluation,
             checkpoint_dir=os.path.join(job.checkpoints, "target"),
             seed=int(sel_args.seed),
+            keep_last=run_args.keep_checkpoints,
         )
     metrics = {
         **run_provenance("coreset", job.command, data_args, train, evaluation, pruner.info.modality),
@@ -130,6 +131,7 @@ def _prepare(job: JobRun, data_args: DataArguments, sel_args: SelectionArguments
         target=target,
         accelerator=job.accelerator,
         checkpoint_dir=job.checkpoints,
+        keep_checkpoints=run_args.keep_checkpoints,
         resumable=job.resumable,
     )
     return pruner.prepare(train, evaluation, info=info), train, evaluation, skipped
@@ -230,7 +232,14 @@ def _run_streaming(
     check_columns(data_args, resolve_family(sel_args.proxy).modality)
     proxy, _, scoring, selection = stage_settings(sel_args, run_args, device=job.device)
     columns = {k: getattr(data_args, k) for k in vars(data_args) if k.endswith("_column")}
-    pruner = Pruner(proxy, scoring, selection, accelerator=job.accelerator, checkpoint_dir=job.checkpoints)
+    pruner = Pruner(
+        proxy,
+        scoring,
+        selection,
+        accelerator=job.accelerator,
+        checkpoint_dir=job.checkpoints,
+        keep_checkpoints=run_args.keep_checkpoints,
+    )
     pruner.prepare(stream, columns=columns)
     check_batches(pruner.info, sel_args, run_args, job.accelerator.device)
     job.begin(run_settings(data_args, sel_args, run_args, num_processes=job.accelerator.num_processes))

@@ -143,7 +143,8 @@ class TrainingRate:
     (tokenising, decoding; once per training), per row evaluated, seconds per epoch whatever its rows (starting
     the epoch's loader, the schedule: what a probe of few batches separates from the per-row rate), and seconds per
     checkpoint saved, where the training checkpoints (as many as :func:`svp_hf.engine.checkpoint.planned_saves`
-    counts: after the first and last epochs, between them at most about a tenth of the training's time)."""
+    counts: after the last epoch when the final weights are kept, and between epochs at most about a tenth of the
+    training's time)."""
 
     train: float
     prepare: float = 0.0
@@ -977,7 +978,7 @@ def probe_training_rate(
         checkpoint_dir: Where the run that will train the model saves its checkpoints: the longer measured
             epoch saves one too, in a scratch folder inside it (removed after), and what the save took is part of the
             rate's ``save``, priced as many times as the training will save (a large fastText table's checkpoint can
-            cost more than its epoch, and is then saved after the first and last epochs only).
+            cost more than its whole training, and is then saved after the last epoch only).
         repeats: Measure the two epochs this many times and keep the fastest of each (other work on the machine only
             slows a measurement down): the target's probe sets the budget, which a slowed probe would inflate.
         frozen: Leave the model's weights as `make_model` built them, so that it can still be trained from scratch

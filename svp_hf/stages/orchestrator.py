@@ -217,6 +217,8 @@ class Pruner:
             a proxy trained in this run is first priced against that budget (:meth:`precheck`).
         accelerator: Where everything runs (default: a new one).
         checkpoint_dir: Checkpoint the proxy and the score shards here, so that a rerun resumes.
+        keep_checkpoints: Whether they outlive the run (false: the caller deletes them once it ends, so the proxy's
+            final weights are saved only when that costs at most about a tenth of the training it protects).
         resumable: ``resumable(name, compute)`` returns a saved result or computes and saves it (a job's
             :meth:`svp_hf.jobs.pipeline.JobRun.resumable`): ``auto``'s pre-check and decision are not computed again
             on resume.
@@ -231,11 +233,13 @@ class Pruner:
         target: Optional[ModelSettings] = None,
         accelerator: Optional[Accelerator] = None,
         checkpoint_dir: Optional[str] = None,
+        keep_checkpoints: bool = True,
         resumable: Optional[Resumable] = None,
     ):
         self.proxy, self.scoring, self.selection, self.target = proxy, scoring, selection, target
         self._accelerator = accelerator
         self.checkpoint_dir = checkpoint_dir
+        self.keep_checkpoints = keep_checkpoints
         self._resumable = resumable
         self.dataset: Union[Dataset, IterableDataset, None] = None
         self.eval_dataset: Optional[Dataset] = None
@@ -343,6 +347,7 @@ class Pruner:
             accelerator=self.accelerator,
             eval_dataset=self.eval_dataset,
             checkpoint_dir=self.checkpoint_dir,
+            keep_checkpoints=self.keep_checkpoints,
         )
         self.timings.update(self.run.timings)
         return self.run
@@ -585,10 +590,12 @@ class Pruner:
         saves: bool = True,
     ) -> Tuple[TrainingRate, float]:
         """Probe `model`'s training rate (:func:`svp_hf.stages.auto.probe_training_rate`). With `saves`, where the job
-        checkpoints, one save is timed and priced (the proxy's: leaving it out would price the proxy low). The target's
-        probes leave it out (`saves` false): timing a large model's save can cost more than the rest of the probe
-        (1.5 s for a 2M-row fastText table), and without it the target's full-data training is priced a little low,
-        which only makes the budget smaller."""
+        checkpoints and keeps its checkpoints, one save is timed and priced (the proxy's: its final weights are saved
+        however long that takes, and leaving it out would price the proxy low). Where the checkpoints are deleted
+        once the run ends, no save is timed: a training then saves only when that costs at most about a tenth of the
+        training it protects, which is left unpriced. The target's probes leave it out (`saves` false): timing a large
+        model's save can cost more than the rest of the probe (1.5 s for a 2M-row fastText table), and without it the
+        target's full-data training is priced a little low, which only makes the budget smaller."""
         dataset, info, _ = self._data("plan")
 
         def build():
@@ -605,7 +612,7 @@ class Pruner:
             self.accelerator,
             seed=self.selection.seed,
             evaluate=evaluate,
-            checkpoint_dir=self.checkpoint_dir if saves else None,
+            checkpoint_dir=self.checkpoint_dir if saves and self.keep_checkpoints else None,
             repeats=repeats,
             frozen=frozen,
         )
@@ -715,6 +722,7 @@ def train_target(
     evaluation: Optional[Dataset] = None,
     checkpoint_dir: Optional[str] = None,
     seed: int = 0,
+    keep_last: bool = True,
 ) -> TargetOutcome:
     """Train `target` on the kept rows of `result` (evaluated on `evaluation` when given); recorded on the result,
     whose account is then relative to the target. It starts from the target the pre-check built, when that is the
@@ -728,6 +736,7 @@ def train_target(
         evaluation=evaluation,
         checkpoint_dir=checkpoint_dir,
         fresh=result.take_target_model(target, info, seed),
+        keep_last=keep_last,
     )
     result.target = TargetOutcome(target, trained.seconds, accuracy, trained.history, trained.checkpoint_seconds)
     return result.target

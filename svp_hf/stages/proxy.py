@@ -253,12 +253,15 @@ def train_and_score(
     accelerator: Accelerator,
     eval_dataset: Optional[Dataset] = None,
     checkpoint_dir: Optional[str] = None,
+    keep_checkpoints: bool = True,
 ) -> ScoringRun:
     """Train `proxy` on `dataset` (or load ``proxy.checkpoint``) and score it with every one of ``scoring.methods``;
     evaluate the proxy on `eval_dataset` if given.
 
     With `checkpoint_dir`, the proxy is checkpointed under ``checkpoint_dir/proxy`` (see :func:`train_model`) and finished score
     shards are kept under ``checkpoint_dir/scores``; calling again with the same settings resumes after them.
+    `keep_checkpoints` false: the caller deletes them once its run ends, so the proxy's final weights are saved only
+    when their save costs at most about a tenth of the training it protects.
     """
     chosen = resolve_methods(scoring.methods)
     dataset = keep_previous_columns(dataset)  # row identity is positional: an incoming svp_index is data, not ids
@@ -280,6 +283,7 @@ def train_and_score(
         signals=training_signals(chosen),
         checkpoint_dir=checkpoint_dir,
         timings=timings,
+        keep_last=keep_checkpoints,
     )
     start = time.perf_counter()
     result = score_examples(
@@ -339,9 +343,10 @@ def obtain_proxy(
     signals: Sequence[str],
     checkpoint_dir: Optional[str],
     timings: Dict[str, float],
+    keep_last: bool = True,
 ) -> TrainResult:
     """The proxy loaded from ``proxy.checkpoint``, or built and trained on `dataset` (its seconds, building it
-    included, in ``timings["proxy_training"]``: selection pays for both)."""
+    included, in ``timings["proxy_training"]``: selection pays for both); `keep_last`: see :func:`train_model`."""
     if proxy.checkpoint:
         n = None if isinstance(dataset, IterableDataset) else len(dataset)
         return load_proxy(proxy, info, n, signals=signals)
@@ -358,6 +363,7 @@ def obtain_proxy(
         signals=signals,
         desc=f"proxy {proxy.name}",
         checkpoint_dir=os.path.join(checkpoint_dir, "proxy") if checkpoint_dir else None,
+        keep_last=keep_last,
     )
     timings["proxy_training"] = built + trained.seconds
     return trained
@@ -434,15 +440,24 @@ def fit_model(
     checkpoint_dir: Optional[str] = None,
     desc: Optional[str] = None,
     fresh: Optional[FreshModel] = None,
+    keep_last: bool = True,
 ) -> Tuple[TrainResult, Optional[float]]:
     """A fresh `model` trained on `dataset` from seed `seed` (checkpointed under `checkpoint_dir`), and its accuracy on
     `evaluation` when given: how a target is trained on the rows selection kept. `fresh`: that model already built
-    from that seed (:func:`seeded_model`)."""
+    from that seed (:func:`seeded_model`); `keep_last`: see :func:`train_model`."""
     family = resolve_family(model.name)
     created = seeded_model(model, info, seed, fresh)
     desc = desc or f"target {model.name}"
     trained = train_model(
-        created, family, dataset, info, model.training, accelerator, desc=desc, checkpoint_dir=checkpoint_dir
+        created,
+        family,
+        dataset,
+        info,
+        model.training,
+        accelerator,
+        desc=desc,
+        checkpoint_dir=checkpoint_dir,
+        keep_last=keep_last,
     )
     accuracy = None
     if evaluation is not None:
