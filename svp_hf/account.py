@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Mapping, Optional
 
 from .errors import SVPConfigError
+from .utils.formatting import format_seconds
 
 # The ``timings`` keys (as svp_hf.coreset records them) that make up selection, and the target's.
 SELECTION_STAGES = ("precheck", "proxy_training", "scoring", "auto", "selection")
@@ -75,25 +76,29 @@ class EndToEnd:
         return asdict(self)
 
     def summary_line(self) -> str:
-        """One line for the end of a run: the speedup and the selection's share (and the verdict when it did not pay)."""
+        """One line for the end of a run: the speedup and the selection's share, and the verdict when there is one
+        (a verdict on the budget stands in for the share's "over it")."""
+        over = self.verdict is None or (self.speedup is not None and self.speedup < 1.0)
         if self.relative_to == RELATIVE_TO_PROXY:
             line = (
-                f"selection spent {self.selection_seconds:.1f} s beyond the proxy's {self.full_data_seconds:.1f} s of "
-                f"training ({self.selection_share:.2f} of it{_budget_words(self)}); no target was trained"
+                f"selection spent {format_seconds(self.selection_seconds)} beyond the proxy's "
+                f"{format_seconds(self.full_data_seconds)} of "
+                f"training ({self.selection_share:.2f} of it{_budget_words(self, over)}); no target was trained"
             )
         else:
             line = (
-                f"end to end {self.selection_seconds + (self.target_seconds or 0.0):.1f} s against {self.full_data_seconds:.1f} s "
+                f"end to end {format_seconds(self.selection_seconds + (self.target_seconds or 0.0))} against "
+                f"{format_seconds(self.full_data_seconds)} "
                 f"on full data{' (estimated)' if self.full_data_estimated else ''}: {self.speedup:.2f}x; selection "
-                f"{self.selection_share:.2f} of full data{_budget_words(self)}"
+                f"{self.selection_share:.2f} of full data{_budget_words(self, over)}"
             )
         return line if self.verdict is None else f"{line}. {self.verdict}"
 
 
-def _budget_words(account: EndToEnd) -> str:
+def _budget_words(account: EndToEnd, over: bool = True) -> str:
     if account.selection_budget is None:
         return ""
-    return f", budget {account.selection_budget:g}{'' if account.within_budget else ', over it'}"
+    return f", budget {account.selection_budget:g}{'' if account.within_budget or not over else ', over it'}"
 
 
 def _seconds(name: str, value: float) -> float:
@@ -126,11 +131,11 @@ def estimate_full_data_seconds(
     per_row_epoch = trained / (n_kept * epochs)
     seconds = per_row_epoch * n_total * epochs + checkpoint_seconds
     method = (
-        f"estimated: the target's measured {per_row_epoch:.4g} s per row-epoch ({trained:.1f} s for {n_kept} "
+        f"estimated: the target's measured {per_row_epoch:.4g} s per row-epoch ({format_seconds(trained)} for {n_kept} "
         f"rows x {epochs} epochs) x {n_total} rows x {epochs} epochs"
     )
     if checkpoint_seconds:
-        method += f", plus the {checkpoint_seconds:.1f} s its checkpoints took"
+        method += f", plus the {format_seconds(checkpoint_seconds)} its checkpoints took"
     return seconds, method
 
 
@@ -168,7 +173,8 @@ def target_account(
     if speedup is not None and speedup < 1.0:
         saved = full - target_seconds
         verdict = (
-            f"Pruning did not pay: selection took {spent:.1f} s, more than the {saved:.1f} s that training on "
+            f"Pruning did not pay: selection took {format_seconds(spent)}, more than the {format_seconds(saved)} that "
+            f"training on "
             f"{int(n_kept)} of {int(n_total)} rows saved; training on all the data would have been {1 / speedup:.2f}x "
             "faster end to end."
         )

@@ -65,6 +65,8 @@ def test_over_budget_but_still_faster_says_so():
     )
     assert account.speedup == pytest.approx(1.25) and account.within_budget is False
     assert account.verdict == "Selection spent 0.30 of the full-data training, over its budget of 0.1."
+    line = account.summary_line()
+    assert line.endswith(account.verdict) and line.count("over") == 1  # said once
 
 
 def test_without_a_target_the_account_is_relative_to_the_proxy():
@@ -131,3 +133,14 @@ def test_run_account_is_none_only_without_a_reference():
     assert recorded["relative_to"] == "proxy" and recorded["summary"].startswith("selection spent 2.0 s")
     with pytest.raises(ValueError, match="scoring must be a non-negative number"):  # bad timings are not hidden
         run_account({"proxy_training": 10.0, "scoring": -1.0}, n_total=10, n_kept=5)
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [(0.0, "0.0 s"), (0.027, "0.027 s"), (0.6, "0.6 s"), (0.97, "1.0 s"), (12.34, "12.3 s"), (1912.5, "1912.5 s")],
+)
+def test_seconds_under_one_keep_two_significant_digits(seconds, text):
+    """A budget of a few hundredths of a second is written as such, never as "0.0 s"."""
+    from svp_hf.utils.formatting import format_seconds
+
+    assert format_seconds(seconds) == text

@@ -391,7 +391,7 @@ def test_the_precheck_counts_building_the_proxy_and_is_decided_by_an_over_budget
     unprobed = precheck(proxy_rate=None, proxy_epochs=5, probe_seconds=10.5, target_build_seconds=4.0, **common)
     assert not unprobed.fits and not unprobed.proxy_probed and unprobed.proxy_estimate_seconds is None
     assert unprobed.proxy_rate == {} and unprobed.budget_seconds == pytest.approx(10.0)
-    assert "the target's probe alone took 10.50 s (building the target 4.00 s)" in unprobed.reason
+    assert "the target's probe alone took 10.5 s (building the target 4.0 s)" in unprobed.reason
     assert "kept random without probing or training the proxy" in unprobed.reason
     decision = precheck_decision(unprobed, epochs=10)
     assert decision.strategy == "random" and decision.candidates == [] and decision.fallback.startswith(unprobed.reason)

@@ -30,6 +30,7 @@ from ..stages.orchestrator import Pruner, check_modalities, train_target
 from ..stages.preflight import check_recipe
 from ..stages.proxy import train_and_score
 from ..stages.roles import stage_settings
+from ..utils.formatting import format_seconds
 from .pipeline import (
     Job,
     JobRun,
@@ -187,14 +188,17 @@ def _precheck_words(metrics: Dict[str, Any]) -> str:
         return ""
     if check.get("proxy_probed", True):
         cost = (
-            f"its training and scoring were estimated at {check['proxy_estimate_seconds']:.1f} s (plus "
-            f"{check['probe_seconds']:.1f} s of probes)"
+            f"its training and scoring were estimated at {format_seconds(check['proxy_estimate_seconds'])} (plus "
+            f"{format_seconds(check['probe_seconds'])} of probes)"
         )
     else:
-        cost = f"the target's probe alone took {check['probe_seconds']:.1f} s, so the proxy was not even probed"
+        cost = (
+            f"the target's probe alone took {format_seconds(check['probe_seconds'])}, so the proxy was not even probed"
+        )
     return (
-        f"; the proxy was not trained: {cost}, over the {_spendable(check):.1f} s selection plans to spend of its "
-        f"budget's {check['budget_seconds']:.1f} s, so no row was scored"
+        f"; the proxy was not trained: {cost}, over the {format_seconds(_spendable(check))} selection plans to spend "
+        f"of its "
+        f"budget's {format_seconds(check['budget_seconds'])}, so no row was scored"
     )
 
 

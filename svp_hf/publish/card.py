@@ -22,6 +22,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 
 from .._compat import dataset_fingerprint, packaged_builder_names
 from ..record import RunRecord, is_active, is_unscored
+from ..utils.formatting import format_seconds
 from .report import ReportFigure, render_report
 
 TEMPLATE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", "datasetcard.md")
@@ -209,15 +210,16 @@ def _strategy_text(metrics: RunRecord) -> str:
             spendable = check["budget_seconds"] if spendable is None else spendable
             if check.get("proxy_probed", True):
                 cost = (
-                    f"its training and scoring, estimated at {check['proxy_estimate_seconds']:.1f} s (plus "
-                    f"{check['probe_seconds']:.1f} s of probes), would exceed"
+                    f"its training and scoring, estimated at {format_seconds(check['proxy_estimate_seconds'])} (plus "
+                    f"{format_seconds(check['probe_seconds'])} of probes), would exceed"
                 )
             else:
-                cost = f"the target's probe alone, {check['probe_seconds']:.1f} s, exceeded"
+                cost = f"the target's probe alone, {format_seconds(check['probe_seconds'])}, exceeded"
             return (
                 f" with strategy `auto`, which kept a seeded random draw without training the `{metrics.get('proxy')}` "
-                f"proxy: {cost} the {spendable:.1f} s selection plans to spend of its budget's "
-                f"{check['budget_seconds']:.1f} s ({check['budget']:g} of the target's full-data training; see report.md)"
+                f"proxy: {cost} the {format_seconds(spendable)} selection plans to spend of its budget's "
+                f"{format_seconds(check['budget_seconds'])} ({check['budget']:g} of the target's full-data training; "
+                f"see report.md)"
             )
         if auto.get("fallback"):
             budget = (auto.get("budget") or {}).get("budget")

@@ -69,6 +69,7 @@ from ..errors import SVPConfigError
 from ..models import create_model
 from ..selection.ranking import class_quotas, n_to_keep
 from ..selection.strategies import apply_strategy, default_coverage_beta
+from ..utils.formatting import format_seconds
 from ..utils.log import get_logger
 from ..utils.progress import progress_bar, quiet_datasets
 
@@ -182,7 +183,7 @@ class TrainingRate:
             train=(trained - prepare_seconds) / (rows * epochs),
             prepare=prepare_seconds / rows,
             evaluate=float(evaluate_seconds) / evaluated_rows if evaluated_rows else 0.0,
-            source=source or f"{seconds:.1f} s for {rows} rows x {epochs} epochs",
+            source=source or f"{format_seconds(seconds)} for {rows} rows x {epochs} epochs",
             build=build_seconds,
         )
 
@@ -293,9 +294,9 @@ def over_plan(plan: CheckPlan, elapsed: float, trained: int, planned: int) -> Op
     if elapsed + each <= plan.available_seconds:
         return None
     return (
-        f"stopped after {trained} of {planned} candidates: they took {each:.1f} s each against "
-        f"{plan.planned_seconds / max(planned, 1):.1f} s planned, and the next would end past "
-        f"the {plan.available_seconds:.1f} s left of the budget"
+        f"stopped after {trained} of {planned} candidates: they took {format_seconds(each)} each against "
+        f"{format_seconds(plan.planned_seconds / max(planned, 1))} planned, and the next would end past "
+        f"the {format_seconds(plan.available_seconds)} left of the budget"
     )
 
 
@@ -379,11 +380,12 @@ def plan_check(
     plan.fits = False
     plan.reason = (
         f"the smallest honest check ({' and '.join(c.name for c in plan.candidates)}, one seed, {plan.pool_rows} of "
-        f"{fit_rows} rows, {plan.epochs} epochs: about {plan.planned_seconds:.1f} s) does not fit the "
-        f"{max(available, 0.0):.1f} s left of the budget ({budget:g} x {float(reference_seconds):.1f} s of the "
+        f"{fit_rows} rows, {plan.epochs} epochs: about {format_seconds(plan.planned_seconds)}) does not fit the "
+        f"{format_seconds(max(available, 0.0))} left of the budget ({budget:g} x "
+        f"{format_seconds(float(reference_seconds))} of the "
         f"{reference}'s full-data training"
         + (f", of which {1.0 - plan.headroom:g} is planned (headroom for the probe's error)" if plan.headroom else "")
-        + f", less {float(spent_seconds):.1f} s already spent on selection)"
+        + f", less {format_seconds(float(spent_seconds))} already spent on selection)"
     )
     return plan
 
@@ -489,19 +491,25 @@ class Precheck:
         """Why selection cannot pay, in numbers (meaningful when it does not fit)."""
         spendable = self.budget_seconds if self.spendable_seconds is None else self.spendable_seconds
         budget = (
-            f"the {spendable:.1f} s selection may plan to spend of the budget's {self.budget_seconds:.1f} s "
-            f"({self.budget:g} x {self.reference_seconds:.1f} s of the target's full-data training, from a probe)"
+            f"the {format_seconds(spendable)} selection may plan to spend of the budget's "
+            f"{format_seconds(self.budget_seconds)} "
+            f"({self.budget:g} x {format_seconds(self.reference_seconds)} of the target's full-data training, from a "
+            f"probe)"
         )
         if not self.proxy_probed:
             return (
-                f"selection cannot pay for itself: the target's probe alone took {self.probe_seconds:.2f} s (building "
-                f"the target {self.target_build_seconds:.2f} s), more than {budget}; kept random without probing or "
+                f"selection cannot pay for itself: the target's probe alone took {format_seconds(self.probe_seconds)} "
+                f"(building "
+                f"the target {format_seconds(self.target_build_seconds)}), more than {budget}; kept random without "
+                f"probing or "
                 "training the proxy"
             )
         return (
             f"selection cannot pay for itself: the proxy's training and scoring on all rows are estimated at "
-            f"{self.proxy_estimate_seconds:.1f} s (training {self.proxy_training_seconds:.1f} s, scoring "
-            f"{self.proxy_scoring_seconds:.1f} s, from a probe) plus {self.probe_seconds:.1f} s of probes, more than "
+            f"{format_seconds(self.proxy_estimate_seconds)} (training {format_seconds(self.proxy_training_seconds)}, "
+            f"scoring "
+            f"{format_seconds(self.proxy_scoring_seconds)}, from a probe) plus {format_seconds(self.probe_seconds)} of "
+            f"probes, more than "
             f"{budget}; kept random without training the proxy"
         )
 
@@ -792,8 +800,9 @@ def choose_strategy(
                 f"{stopped}; with random alone trained nothing was compared: {FALLBACK} kept by the fallback rule"
             )
         logger.info(
-            f"auto: budget {plan.budget:g} of the {plan.reference}'s {plan.reference_seconds:.1f} s: check planned "
-            f"{plan.planned_seconds:.1f} s, spent {decision.seconds:.1f} s"
+            f"auto: budget {plan.budget:g} of the {plan.reference}'s {format_seconds(plan.reference_seconds)}: check "
+            f"planned "
+            f"{format_seconds(plan.planned_seconds)}, spent {format_seconds(decision.seconds)}"
             + (f" (shrunk: {'; '.join(plan.shrunk)})" if plan.shrunk else "")
         )
     logger.info(

@@ -33,6 +33,7 @@ from ..record import not_scored, scores_source
 from ..selection.methods import get_method, resolve_methods, training_signals
 from ..selection.ranking import n_to_keep
 from ..selection.strategies import AUTO, check_strategy
+from ..utils.formatting import format_seconds
 from ..utils.log import get_logger
 from .auto import (
     AutoDecision,
@@ -379,11 +380,12 @@ class Pruner:
         self.timings["precheck"] = check.probe_seconds
         if check.fits:
             self._fresh_target = None  # not held in memory through the proxy's training
+            estimate, reference = check.proxy_estimate_seconds or 0.0, check.reference_seconds or 0.0
             logger.info(
-                f"auto: pre-check fits: the proxy's training and scoring are estimated at "
-                f"{check.proxy_estimate_seconds:.1f} s (+{check.probe_seconds:.1f} s of probes) against the budget's "
-                f"{check.budget_seconds:.1f} s ({check.budget:g} x {check.reference_seconds:.1f} s of the target; it plans "
-                f"to spend {check.spendable_seconds:.1f} s of them)"
+                f"auto: pre-check fits: the proxy's training and scoring are estimated at {format_seconds(estimate)} "
+                f"(+{format_seconds(check.probe_seconds)} of probes) against the budget's "
+                f"{format_seconds(check.budget_seconds)} ({check.budget:g} x {format_seconds(reference)} of the "
+                f"target; it plans to spend {format_seconds(check.spendable_seconds or 0.0)} of them)"
             )
         return check
 
@@ -535,7 +537,7 @@ class Pruner:
                 n,
                 proxy_epochs,
                 build_seconds=build,
-                source=f"the proxy: {proxy_seconds:.1f} s for {n} rows x {proxy_epochs}"
+                source=f"the proxy: {format_seconds(proxy_seconds)} for {n} rows x {proxy_epochs}"
                 + (f", {build:.2f} s of it building the model (as its probe did)" if build else ""),
             )
         else:  # the proxy was not trained here (a checkpoint, or scores given): probe it

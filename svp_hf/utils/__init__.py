@@ -1,2 +1,3 @@
 """Run-time utilities every stage shares: logging (``log``), progress bars (``progress``), the device and process
-settings Accelerate runs with (``device``) and the CPU's precision features (``precision``)."""
+settings Accelerate runs with (``device``), the CPU's precision features (``precision``) and how numbers are written
+into messages (``formatting``)."""
