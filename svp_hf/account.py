@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Mapping, Optional
 
 from .errors import SVPConfigError
-from .utils.formatting import format_seconds
 
 # The ``timings`` keys (as svp_hf.coreset records them) that make up selection, and the target's.
 SELECTION_STAGES = ("precheck", "proxy_training", "scoring", "auto", "selection")
@@ -93,6 +92,15 @@ class EndToEnd:
                 f"{self.selection_share:.2f} of full data{_budget_words(self, over)}"
             )
         return line if self.verdict is None else f"{line}. {self.verdict}"
+
+
+def format_seconds(seconds: float) -> str:
+    """Seconds for a message: one decimal from a second up (``"12.3 s"``), two significant digits under it
+    (``"0.027 s"``), so that a small budget never reads as ``"0.0 s"``."""
+    seconds = float(seconds)
+    if seconds == 0.0 or abs(seconds) >= 0.95 or seconds != seconds:
+        return f"{seconds:.1f} s"
+    return f"{seconds:.2g} s"
 
 
 def _budget_words(account: EndToEnd, over: bool = True) -> str:
@@ -306,4 +314,5 @@ __all__ = [
     "target_account",
     "proxy_account",
     "end_to_end",
+    "format_seconds",
 ]

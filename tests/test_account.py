@@ -9,6 +9,7 @@ from svp_hf.account import (
     EndToEnd,
     end_to_end,
     estimate_full_data_seconds,
+    format_seconds,
     proxy_account,
     selection_stages,
     target_account,
@@ -141,6 +142,4 @@ def test_run_account_is_none_only_without_a_reference():
 )
 def test_seconds_under_one_keep_two_significant_digits(seconds, text):
     """A budget of a few hundredths of a second is written as such, never as "0.0 s"."""
-    from svp_hf.utils.formatting import format_seconds
-
     assert format_seconds(seconds) == text

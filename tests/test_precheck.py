@@ -228,8 +228,9 @@ def test_a_proxy_that_fits_trains_and_the_plan_reuses_the_targets_probe(tiny_dig
 
 
 def test_a_probe_prices_the_checkpoint_each_epoch_saves(tmp_path):
-    """Where the run checkpoints every epoch, the probe's longer epoch saves one too (in a scratch folder inside the
-    checkpoint folder, removed after): its seconds join the rate's per-epoch cost."""
+    """Where the run checkpoints, the probe's longer epoch saves one too (in a scratch folder inside the checkpoint
+    folder, removed after): its seconds are the rate's price of a save, kept out of the epoch's timing and counted
+    once per save a training makes."""
     from svp_hf.data import add_index, reviews_dataset
     from svp_hf.engine.training import TrainingConfig, make_accelerator
     from svp_hf.models import create_model
@@ -248,7 +249,8 @@ def test_a_probe_prices_the_checkpoint_each_epoch_saves(tmp_path):
 
     plain, priced = probe(None), probe(str(tmp_path))
     assert "to save a checkpoint" in priced.source and "save" not in plain.source
-    assert priced.per_epoch > 0 and priced.train > 0
+    assert priced.save > 0 and priced.train > 0 and plain.save == 0
+    assert priced.training_seconds(200, 3) >= priced.save + priced.train * 200 * 3  # its final epoch saves
     assert list(tmp_path.iterdir()) == []  # the scratch checkpoint is gone
 
 

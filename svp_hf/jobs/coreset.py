@@ -17,6 +17,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from accelerate.utils import set_seed
 
+from ..account import format_seconds
 from ..config.arguments import DataArguments, RunArguments, SelectionArguments
 from ..config.parser import RECIPE_DATACLASSES
 from ..data.loading import get_split, load_data
@@ -30,7 +31,6 @@ from ..stages.orchestrator import Pruner, check_modalities, train_target
 from ..stages.preflight import check_recipe
 from ..stages.proxy import train_and_score
 from ..stages.roles import stage_settings
-from ..utils.formatting import format_seconds
 from .pipeline import (
     Job,
     JobRun,

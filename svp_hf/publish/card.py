@@ -21,8 +21,8 @@ from typing import Any, Dict, Iterable, Optional
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from .._compat import dataset_fingerprint, packaged_builder_names
+from ..account import format_seconds
 from ..record import RunRecord, is_active, is_unscored
-from ..utils.formatting import format_seconds
 from .report import ReportFigure, render_report
 
 TEMPLATE_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", "datasetcard.md")

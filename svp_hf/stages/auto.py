@@ -60,7 +60,7 @@ import numpy as np
 import torch
 from accelerate.utils import set_seed
 
-from ..account import DEFAULT_SELECTION_BUDGET, check_selection_budget
+from ..account import DEFAULT_SELECTION_BUDGET, check_selection_budget, format_seconds
 from ..config.checks import check_coverage_beta
 from ..data.columns import INDEX_COLUMN, add_index, text_lengths
 from ..engine.checkpoint import planned_saves
@@ -69,7 +69,6 @@ from ..errors import SVPConfigError
 from ..models import create_model
 from ..selection.ranking import class_quotas, n_to_keep
 from ..selection.strategies import apply_strategy, default_coverage_beta
-from ..utils.formatting import format_seconds
 from ..utils.log import get_logger
 from ..utils.progress import progress_bar, quiet_datasets
 

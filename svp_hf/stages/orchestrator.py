@@ -23,7 +23,7 @@ from accelerate import Accelerator
 from accelerate.utils import broadcast_object_list
 from datasets import Dataset, IterableDataset
 
-from ..account import run_account
+from ..account import format_seconds, run_account
 from ..data.columns import INDEX_COLUMN, DataInfo, check_same_columns, column_values, keep_previous_columns
 from ..engine.training import make_accelerator
 from ..errors import SVPConfigError
@@ -33,7 +33,6 @@ from ..record import not_scored, scores_source
 from ..selection.methods import get_method, resolve_methods, training_signals
 from ..selection.ranking import n_to_keep
 from ..selection.strategies import AUTO, check_strategy
-from ..utils.formatting import format_seconds
 from ..utils.log import get_logger
 from .auto import (
     AutoDecision,
